@@ -1,0 +1,259 @@
+//! Naming a function of this build so that another process running the same build can call it.
+//!
+//! A function is named by its offset from a fixed anchor function in the executable. Under
+//! ASLR the executable loads at a different base in every process, but the distance between
+//! two of its functions does not change, so an offset computed in the parent finds the same
+//! function in a child that runs the same build.
+//!
+//! Trust model: a token is only ever read from the private socket a parent hands its own
+//! child (inherited at spawn, or created before fork). Whoever can write to that socket is the
+//! parent, which runs as the same user and could ptrace the child anyway. Before calling
+//! anything, [`FnToken::from_parts`] still checks that the token was made by this very build
+//! (the build fingerprint) and that both addresses lie inside this executable's code, so a
+//! mismatched binary or a corrupted message is an error, never a jump into the unknown.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::marker::PhantomData;
+use std::os::unix::fs::MetadataExt;
+use std::sync::OnceLock;
+
+/// The anchor every offset is taken from. Its body only has to exist at a fixed place.
+#[inline(never)]
+fn anchor() -> u64 {
+    0x6d70_726f_6320_6f6b
+}
+
+fn anchor_addr() -> usize {
+    anchor as fn() -> u64 as usize
+}
+
+/// A function pointer `fn(A) -> R`, as a thunk receives it.
+///
+/// A `FnRef<A, R>` only comes from [`FnRef::new`], or from [`FnToken::invoke`] on a token
+/// that [`FnToken::new`] built from a `FnRef<A, R>` in this same build, so [`FnRef::get`]
+/// always returns the function it was made from.
+///
+/// ```
+/// use mproc_sys::FnRef;
+/// fn double(x: u32) -> u32 { x * 2 }
+/// assert_eq!(FnRef::new(double).get()(21), 42);
+/// ```
+#[repr(transparent)]
+pub struct FnRef<A, R> {
+    addr: usize,
+    _fn: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> Clone for FnRef<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A, R> Copy for FnRef<A, R> {}
+
+impl<A, R> std::fmt::Debug for FnRef<A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FnRef({:#x})", self.addr)
+    }
+}
+
+impl<A, R> FnRef<A, R> {
+    /// Wraps a function pointer.
+    pub fn new(f: fn(A) -> R) -> Self {
+        Self { addr: f as usize, _fn: PhantomData }
+    }
+
+    /// Returns the function pointer.
+    pub fn get(self) -> fn(A) -> R {
+        // SAFETY: `addr` was taken from a `fn(A) -> R` of this build: either directly in
+        // `FnRef::new`, or in `FnToken::invoke`, which rebuilds it from an offset that
+        // `FnToken::new` computed from a `FnRef<A, R>` and which `FnToken::from_parts` checked
+        // to belong to this build (see the module's trust model). Function pointers and
+        // `usize` have the same size on every platform Rust supports.
+        unsafe { std::mem::transmute::<usize, fn(A) -> R>(self.addr) }
+    }
+}
+
+/// The type-erased form of a thunk: what [`FnToken`] stores and calls.
+pub type Thunk<I, O> = fn(usize, I) -> O;
+
+/// A function of this build, together with the thunk that calls it, in a form that can
+/// travel to another process of the same build.
+///
+/// The thunk is a monomorphised `fn(FnRef<A, R>, I) -> O` that knows how to turn an input
+/// `I` into an `A`, call the function, and turn its `R` into an output `O`. The token keeps
+/// both as offsets from a fixed anchor of the executable.
+///
+/// ```
+/// use mproc_sys::{FnRef, FnToken};
+/// fn square(x: u64) -> u64 { x * x }
+/// fn thunk(f: FnRef<u64, u64>, input: String) -> String {
+///     f.get()(input.parse().unwrap()).to_string()
+/// }
+/// let token = FnToken::new(thunk, square);
+/// let (fp, t, f) = token.to_parts();
+/// let again = FnToken::<String, String>::from_parts(fp, t, f).expect("same build");
+/// assert_eq!(again.invoke("7".to_string()), "49");
+/// ```
+pub struct FnToken<I, O> {
+    thunk: i64,
+    func: i64,
+    _io: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> Clone for FnToken<I, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<I, O> Copy for FnToken<I, O> {}
+
+impl<I, O> std::fmt::Debug for FnToken<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnToken").field("thunk", &self.thunk).field("func", &self.func).finish()
+    }
+}
+
+fn offset_of(addr: usize) -> i64 {
+    (addr as i64).wrapping_sub(anchor_addr() as i64)
+}
+
+fn addr_of(offset: i64) -> usize {
+    (anchor_addr() as i64).wrapping_add(offset) as usize
+}
+
+impl<I, O> FnToken<I, O> {
+    /// Names `f` and the thunk that calls it.
+    pub fn new<A, R>(thunk: fn(FnRef<A, R>, I) -> O, f: fn(A) -> R) -> Self {
+        Self {
+            thunk: offset_of(thunk as usize),
+            func: offset_of(f as usize),
+            _io: PhantomData,
+        }
+    }
+
+    /// Returns `(build fingerprint, thunk offset, function offset)` for the wire.
+    pub fn to_parts(self) -> (u64, i64, i64) {
+        (build_fingerprint(), self.thunk, self.func)
+    }
+
+    /// Rebuilds a token from [`to_parts`](Self::to_parts) output.
+    ///
+    /// Returns `None` when the fingerprint is not this build's or an offset points outside
+    /// this executable's code.
+    pub fn from_parts(fingerprint: u64, thunk: i64, func: i64) -> Option<Self> {
+        if fingerprint != build_fingerprint() {
+            return None;
+        }
+        let (lo, hi) = text_range()?;
+        let inside = |off: i64| (lo..hi).contains(&addr_of(off));
+        (inside(thunk) && inside(func)).then_some(Self { thunk, func, _io: PhantomData })
+    }
+
+    /// Calls the thunk with the function and `input`.
+    pub fn invoke(self, input: I) -> O {
+        // SAFETY: `thunk` is the offset of a `fn(FnRef<A, R>, I) -> O` of this build (made
+        // by `new`, or checked by `from_parts` to come from this build). `FnRef<A, R>` is
+        // `repr(transparent)` over `usize`, so `fn(FnRef<A, R>, I) -> O` and
+        // `fn(usize, I) -> O` are ABI-compatible and calling one through the other is sound.
+        let thunk = unsafe { std::mem::transmute::<usize, Thunk<I, O>>(addr_of(self.thunk)) };
+        thunk(addr_of(self.func), input)
+    }
+}
+
+/// Returns a fingerprint of the running executable: equal in two processes only when they
+/// run the same build.
+///
+/// It hashes the identity of the executable file (device, inode, size, modification time,
+/// read through `/proc/self/exe`, which names the file this process runs even after it was
+/// replaced or deleted on disk), the size of its code and the anchor's place in it.
+pub fn build_fingerprint() -> u64 {
+    static FP: OnceLock<u64> = OnceLock::new();
+    *FP.get_or_init(|| {
+        let mut h = DefaultHasher::new();
+        env!("CARGO_PKG_VERSION").hash(&mut h);
+        if let Ok(m) = std::fs::metadata("/proc/self/exe") {
+            (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+        }
+        if let Some((lo, hi)) = text_range() {
+            (hi - lo, anchor_addr() - lo).hash(&mut h);
+        }
+        h.finish()
+    })
+}
+
+/// The address range of the main executable's code, found once through `dl_iterate_phdr`.
+fn text_range() -> Option<(usize, usize)> {
+    static RANGE: OnceLock<Option<(usize, usize)>> = OnceLock::new();
+    *RANGE.get_or_init(find_text_range)
+}
+
+fn find_text_range() -> Option<(usize, usize)> {
+    let anchor = anchor_addr();
+    let mut found: Option<(usize, usize)> = None;
+
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `dl_iterate_phdr` passes a valid `dl_phdr_info` for the duration of the
+        // call, and `data` is the `&mut (usize, Option<(usize, usize)>)` passed below.
+        let (info, (anchor, found)) =
+            unsafe { (&*info, &mut *(data as *mut (usize, Option<(usize, usize)>))) };
+        let base = info.dlpi_addr as usize;
+        for i in 0..info.dlpi_phnum as usize {
+            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
+                let lo = base + ph.p_vaddr as usize;
+                let hi = lo + ph.p_memsz as usize;
+                if (lo..hi).contains(anchor) {
+                    *found = Some((lo, hi));
+                    return 1;
+                }
+            }
+        }
+        0
+    }
+
+    let mut data = (anchor, found.take());
+    // SAFETY: `visit` only reads the headers it is given and writes through `data`, which
+    // outlives the call; `dl_iterate_phdr` is thread-safe.
+    unsafe { libc::dl_iterate_phdr(Some(visit), &mut data as *mut _ as *mut libc::c_void) };
+    data.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add_one(x: u32) -> u32 {
+        x + 1
+    }
+
+    fn thunk(f: FnRef<u32, u32>, x: u32) -> u32 {
+        f.get()(x)
+    }
+
+    #[test]
+    fn token_round_trips_in_process() {
+        let (fp, t, f) = FnToken::new(thunk, add_one).to_parts();
+        let tok = FnToken::<u32, u32>::from_parts(fp, t, f).unwrap();
+        assert_eq!(tok.invoke(41), 42);
+    }
+
+    #[test]
+    fn foreign_fingerprint_or_offsets_are_refused() {
+        let (fp, t, f) = FnToken::new(thunk, add_one).to_parts();
+        assert!(FnToken::<u32, u32>::from_parts(fp ^ 1, t, f).is_none());
+        assert!(FnToken::<u32, u32>::from_parts(fp, t, i64::MAX / 2).is_none());
+        assert!(FnToken::<u32, u32>::from_parts(fp, i64::MIN / 2, f).is_none());
+    }
+
+    #[test]
+    fn fingerprint_is_stable() {
+        assert_eq!(build_fingerprint(), build_fingerprint());
+        assert!(text_range().is_some());
+    }
+}

@@ -1,0 +1,146 @@
+//! File-descriptor helpers: readiness with deadlines, close-on-exec, memfd, fd accounting.
+
+use std::io;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// Sets or clears close-on-exec on `fd`.
+///
+/// ```
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// mproc_sys::set_cloexec(std::os::fd::AsFd::as_fd(&a), true)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let mut flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD)?);
+    flags.set(FdFlag::FD_CLOEXEC, on);
+    fcntl(fd, FcntlArg::F_SETFD(flags))?;
+    Ok(())
+}
+
+/// Creates an anonymous in-memory file (close-on-exec), to carry a large payload by fd.
+///
+/// ```
+/// use std::io::{Read, Seek, Write};
+/// let mut f = std::fs::File::from(mproc_sys::memfd_create("demo")?);
+/// f.write_all(b"payload")?;
+/// f.rewind()?;
+/// let mut s = String::new();
+/// f.read_to_string(&mut s)?;
+/// assert_eq!(s, "payload");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn memfd_create(name: &str) -> io::Result<OwnedFd> {
+    let name = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `name` is a valid NUL-terminated string; the flags are valid.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `memfd_create` returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn timeout_from(remaining: Option<Duration>) -> PollTimeout {
+    match remaining {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            // Round up so that a wait never returns before its deadline.
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
+
+/// Waits until one of `fds` is readable (or hung up), or `timeout` passes.
+///
+/// Returns one flag per fd; all `false` means the timeout passed. `None` waits forever.
+/// An interrupted wait is resumed with the time that is left.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::time::Duration;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// assert_eq!(mproc_sys::poll_readable(&[b.as_fd()], Some(Duration::ZERO))?, [false]);
+/// mproc_sys::send_with_fds(a.as_fd(), b"x", &[])?;
+/// assert_eq!(mproc_sys::poll_readable(&[b.as_fd()], None)?, [true]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    loop {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match poll(&mut pfds, timeout_from(remaining)) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(pfds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect())
+}
+
+/// Waits until `fd` is readable (or hung up), or until `deadline`. Returns whether it is.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (_a, b) = mproc_sys::socketpair()?;
+/// assert!(!mproc_sys::wait_readable(b.as_fd(), Some(std::time::Instant::now()))?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    Ok(poll_readable(&[fd], timeout)?[0])
+}
+
+/// Counts the open file descriptors of this process (Linux: entries of `/proc/self/fd`).
+///
+/// ```
+/// let before = mproc_sys::open_fd_count()?;
+/// let pair = mproc_sys::socketpair()?;
+/// assert_eq!(mproc_sys::open_fd_count()?, before + 2);
+/// drop(pair);
+/// assert_eq!(mproc_sys::open_fd_count()?, before);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn open_fd_count() -> io::Result<usize> {
+    // The directory handle itself is one open fd while we read it.
+    Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1))
+}
+
+/// What kind of object an fd refers to, as far as mproc cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    /// A socket.
+    Socket,
+    /// Anything else that is open.
+    Other,
+    /// Not an open file descriptor.
+    Closed,
+}
+
+/// Tells whether `fd` is an open socket, another open file, or not open at all.
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// assert_eq!(mproc_sys::fd_kind(a.as_raw_fd()), mproc_sys::FdKind::Socket);
+/// assert_eq!(mproc_sys::fd_kind(-1), mproc_sys::FdKind::Closed);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn fd_kind(fd: std::os::fd::RawFd) -> FdKind {
+    if fd < 0 {
+        return FdKind::Closed;
+    }
+    // SAFETY: `fstat` only writes into the stat buffer we own; an invalid fd yields EBADF.
+    let mut st = unsafe { std::mem::zeroed::<libc::stat>() };
+    // SAFETY: see above; `st` is a valid, writable `stat`.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return FdKind::Closed;
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFSOCK { FdKind::Socket } else { FdKind::Other }
+}
+

@@ -1,0 +1,38 @@
+//! The OS layer of mproc: every `unsafe` call the workspace makes, behind a safe API.
+//!
+//! Other mproc crates never call the OS directly. They use the wrappers here, each of which
+//! states in a `// SAFETY:` comment why its `unsafe` block is sound. Users of mproc rarely
+//! need this crate; it is public so that the higher crates can share one audited layer.
+//!
+//! Linux is the supported platform today (see the workspace README).
+//!
+//! ```
+//! let (a, b) = mproc_sys::socketpair()?;
+//! mproc_sys::send_with_fds(a.as_fd(), b"hi", &[])?;
+//! let mut buf = [0u8; 2];
+//! let mut fds = Vec::new();
+//! let n = mproc_sys::recv_with_fds(b.as_fd(), &mut buf, &mut fds, false)?;
+//! assert_eq!(&buf[..n], b"hi");
+//! # use std::os::fd::AsFd;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("mproc currently supports Linux only; see the README's platform section");
+
+mod code;
+mod fd;
+mod process;
+mod socket;
+
+pub use code::{FnRef, FnToken, Thunk, build_fingerprint};
+pub use fd::{
+    FdKind, fd_kind, memfd_create, open_fd_count, poll_readable, set_cloexec, wait_readable,
+};
+pub use process::{
+    ExitStatus, ForkOutcome, ForkPermit, Pid, SpawnSelf, exit_now, fork, getpid, getppid,
+    pidfd_open, pidfd_send_signal, set_parent_death_signal, take_env_var, thread_count,
+    wait_pid, SIGKILL, SIGTERM,
+};
+pub use socket::{peer_pid, recv_with_fds, send_with_fds, socketpair};

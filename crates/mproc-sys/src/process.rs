@@ -1,0 +1,411 @@
+//! Processes: fork, exec of our own executable, pidfds, waiting, signals, parent death.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+
+/// A process id.
+pub type Pid = u32;
+
+/// SIGTERM's number.
+pub const SIGTERM: i32 = libc::SIGTERM;
+/// SIGKILL's number.
+pub const SIGKILL: i32 = libc::SIGKILL;
+
+/// How a process ended: Python's `exitcode` as a type.
+///
+/// ```
+/// use mproc_sys::ExitStatus;
+/// assert_eq!(ExitStatus::Code(3).python_exitcode(), 3);
+/// assert_eq!(ExitStatus::Signal(9).python_exitcode(), -9);
+/// assert!(ExitStatus::Code(0).success());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Returns whether the process exited with code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    /// Returns Python's `exitcode`: the code, or minus the signal number.
+    pub fn python_exitcode(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => -s,
+        }
+    }
+
+    /// Packs the status in an `i64` for the wire (the inverse of [`from_i64`](Self::from_i64)).
+    pub fn to_i64(self) -> i64 {
+        match self {
+            ExitStatus::Code(c) => c as i64,
+            ExitStatus::Signal(s) => -(s as i64) - (1 << 32),
+        }
+    }
+
+    /// Unpacks [`to_i64`](Self::to_i64) output; `None` for values no status packs to.
+    pub fn from_i64(v: i64) -> Option<Self> {
+        if let Ok(c) = i32::try_from(v) {
+            return Some(ExitStatus::Code(c));
+        }
+        i32::try_from(-(v + (1 << 32))).ok().filter(|s| *s > 0).map(ExitStatus::Signal)
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {s} ({})", signal_name(s)),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("unknown")
+}
+
+/// Returns this process's id.
+pub fn getpid() -> Pid {
+    std::process::id()
+}
+
+/// Returns the parent process's id.
+pub fn getppid() -> Pid {
+    nix::unistd::getppid().as_raw() as Pid
+}
+
+/// Counts this process's threads (entries of `/proc/self/task`).
+///
+/// ```
+/// assert!(mproc_sys::thread_count()? >= 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// A caller's promise that forking while other threads run is acceptable here.
+///
+/// After `fork` only the calling thread exists in the child. Any lock another thread held at
+/// that moment stays held forever there, and any data it was changing stays half-changed,
+/// which can deadlock the child or worse. Make a permit only when you know what every other
+/// thread of the process may be doing (for example, a test harness's idle threads).
+#[derive(Clone, Copy, Debug)]
+pub struct ForkPermit(());
+
+impl ForkPermit {
+    /// Makes a permit.
+    ///
+    /// # Safety
+    ///
+    /// Every other thread of the process, at every moment a fork may happen with this permit,
+    /// must hold no lock and be in the middle of no change to memory that the child will use.
+    ///
+    /// ```
+    /// // SAFETY: this doctest runs no other thread of its own.
+    /// let _permit = unsafe { mproc_sys::ForkPermit::other_threads_are_idle() };
+    /// ```
+    pub unsafe fn other_threads_are_idle() -> Self {
+        ForkPermit(())
+    }
+}
+
+/// Which side of a fork this is.
+#[derive(Debug)]
+pub enum ForkOutcome {
+    /// The parent, with the child's pid.
+    Parent(Pid),
+    /// The child.
+    Child,
+}
+
+/// Forks this process.
+///
+/// Refused with `io::ErrorKind::Unsupported` when other threads exist, unless `permit` is
+/// given; the error message says how many threads there are.
+///
+/// ```
+/// // The doctest binary is single-threaded, so no permit is needed.
+/// match mproc_sys::fork(None)? {
+///     mproc_sys::ForkOutcome::Child => mproc_sys::exit_now(7),
+///     mproc_sys::ForkOutcome::Parent(pid) => {
+///         let st = mproc_sys::wait_pid(pid, true)?;
+///         assert_eq!(st, Some(mproc_sys::ExitStatus::Code(7)));
+///     }
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn fork(permit: Option<ForkPermit>) -> io::Result<ForkOutcome> {
+    if permit.is_none() {
+        let n = thread_count()?;
+        if n > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "refusing to fork: this process has {n} threads and fork copies only \
+                     the calling one; use the spawn or forkserver start method, or opt in \
+                     with a ForkPermit"
+                ),
+            ));
+        }
+    }
+    // SAFETY: either the process is single-threaded (checked just above), so the child is a
+    // complete copy, or the caller holds a `ForkPermit`, whose contract covers the other
+    // threads. The child only runs Rust code of this process afterwards.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(ForkOutcome::Parent(child.as_raw() as Pid)),
+        nix::unistd::ForkResult::Child => Ok(ForkOutcome::Child),
+    }
+}
+
+/// Flushes stdout and stderr, then ends the process at once with `code`, without running
+/// destructors or `atexit` handlers (which belong to the parent in a forked child).
+pub fn exit_now(code: i32) -> ! {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    // SAFETY: `_exit` has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Waits for the child `pid` (blocking or not) and reaps it.
+///
+/// Returns `None` when not blocking and the child is still running.
+pub fn wait_pid(pid: Pid, block: bool) -> io::Result<Option<ExitStatus>> {
+    let flags = if block { None } else { Some(WaitPidFlag::WNOHANG) };
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    loop {
+        return match waitpid(pid, flags) {
+            Ok(WaitStatus::Exited(_, code)) => Ok(Some(ExitStatus::Code(code))),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Some(ExitStatus::Signal(sig as i32))),
+            Ok(WaitStatus::StillAlive) => Ok(None),
+            Ok(_) => continue, // stopped / continued: not an end
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => Err(e.into()),
+        };
+    }
+}
+
+/// Opens a pidfd for `pid`: an fd that becomes readable when the process ends, and through
+/// which it can be signalled without any risk of pid reuse.
+///
+/// ```
+/// let fd = mproc_sys::pidfd_open(std::process::id())?;
+/// # drop(fd);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: the syscall takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is new and ours alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    crate::set_cloexec(std::os::fd::AsFd::as_fd(&fd), true)?;
+    Ok(fd)
+}
+
+/// Sends `signal` to the process behind `pidfd`. A process that already ended (and was
+/// reaped) is not an error: there is nothing left to signal.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: the syscall takes an fd, a signal number, a null siginfo and flags 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Asks the kernel to send `signal` to this process when the thread that created it exits.
+pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; other arguments are ignored.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads the environment variable `key`, and removes it from the environment when this
+/// process has a single thread (so that programs it starts later do not inherit it).
+///
+/// ```
+/// assert_eq!(mproc_sys::take_env_var("MPROC_SYS_DOCTEST_UNSET"), None);
+/// ```
+pub fn take_env_var(key: &str) -> Option<OsString> {
+    let value = std::env::var_os(key)?;
+    if thread_count().is_ok_and(|n| n == 1) {
+        // SAFETY: only one thread exists (checked just above), so nothing can read or write
+        // the environment concurrently.
+        unsafe { std::env::remove_var(key) };
+    }
+    Some(value)
+}
+
+/// Starts a new process running an executable (normally this one, through `/proc/self/exe`)
+/// with `posix_spawn`, handing it one fd at a fixed number.
+///
+/// ```no_run
+/// use std::os::fd::AsFd;
+/// let (_ours, theirs) = mproc_sys::socketpair()?;
+/// let pid = mproc_sys::SpawnSelf::new()
+///     .env("MY_MARKER", "1")
+///     .pass_fd(theirs.as_fd(), 3)
+///     .spawn()?;
+/// mproc_sys::wait_pid(pid, true)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SpawnSelf<'a> {
+    exe: PathBuf,
+    env: Vec<(OsString, OsString)>,
+    removed: Vec<OsString>,
+    fd: Option<(BorrowedFd<'a>, RawFd)>,
+}
+
+impl Default for SpawnSelf<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a> SpawnSelf<'a> {
+    /// Prepares to run `/proc/self/exe` with this process's argv[0] and environment.
+    pub fn new() -> Self {
+        Self { exe: PathBuf::from("/proc/self/exe"), env: Vec::new(), removed: Vec::new(), fd: None }
+    }
+
+    /// Runs `exe` instead of this process's own executable.
+    pub fn executable(mut self, exe: impl Into<PathBuf>) -> Self {
+        self.exe = exe.into();
+        self
+    }
+
+    /// Sets an environment variable in the child.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Removes an environment variable in the child.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.removed.push(key.as_ref().to_owned());
+        self
+    }
+
+    /// Hands `fd` to the child as fd number `target` (not close-on-exec there).
+    pub fn pass_fd(mut self, fd: BorrowedFd<'a>, target: RawFd) -> Self {
+        self.fd = Some((fd, target));
+        self
+    }
+
+    /// Starts the child and returns its pid.
+    pub fn spawn(self) -> io::Result<Pid> {
+        let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+        let exe = cstr(self.exe.as_os_str().as_bytes())?;
+        let argv0 = std::env::args_os().next().unwrap_or_else(|| self.exe.clone().into_os_string());
+        let argv0 = cstr(argv0.as_bytes())?;
+        let mut env: Vec<CString> = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            if self.removed.contains(&k) || self.env.iter().any(|(k2, _)| *k2 == k) {
+                continue;
+            }
+            env.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+        }
+        for (k, v) in &self.env {
+            env.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+        }
+        let argv: [*mut libc::c_char; 2] = [argv0.as_ptr() as *mut _, std::ptr::null_mut()];
+        let mut envp: Vec<*mut libc::c_char> = env.iter().map(|c| c.as_ptr() as *mut _).collect();
+        envp.push(std::ptr::null_mut());
+
+        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+        let check = |r: libc::c_int| if r == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(r)) };
+        // SAFETY: `actions` and `attr` are initialised by their `init` calls before any other
+        // use, destroyed exactly once below, and every pointer handed to `posix_spawn` points
+        // into `exe`, `argv0`, `env`, `argv` and `envp`, which outlive the call.
+        unsafe {
+            check(libc::posix_spawn_file_actions_init(actions.as_mut_ptr()))?;
+            if let Err(e) = check(libc::posix_spawnattr_init(attr.as_mut_ptr())) {
+                libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+                return Err(e);
+            }
+            let result = (|| {
+                if let Some((fd, target)) = self.fd {
+                    // dup2 onto another number clears close-on-exec on the copy.
+                    check(libc::posix_spawn_file_actions_adddup2(
+                        actions.as_mut_ptr(),
+                        fd.as_raw_fd(),
+                        target,
+                    ))?;
+                }
+                let mut empty = std::mem::zeroed::<libc::sigset_t>();
+                libc::sigemptyset(&mut empty);
+                check(libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), &empty))?;
+                check(libc::posix_spawnattr_setflags(
+                    attr.as_mut_ptr(),
+                    libc::POSIX_SPAWN_SETSIGMASK as libc::c_short,
+                ))?;
+                let mut pid: libc::pid_t = 0;
+                check(libc::posix_spawn(
+                    &mut pid,
+                    exe.as_ptr(),
+                    actions.as_ptr(),
+                    attr.as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                ))?;
+                Ok(pid as Pid)
+            })();
+            libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+            libc::posix_spawnattr_destroy(attr.as_mut_ptr());
+            result
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_packs_round_trip() {
+        for st in [
+            ExitStatus::Code(0),
+            ExitStatus::Code(-1),
+            ExitStatus::Code(255),
+            ExitStatus::Code(i32::MIN),
+            ExitStatus::Code(i32::MAX),
+            ExitStatus::Signal(9),
+            ExitStatus::Signal(15),
+        ] {
+            assert_eq!(ExitStatus::from_i64(st.to_i64()), Some(st), "{st:?}");
+        }
+        assert_eq!(ExitStatus::from_i64(i64::MIN), None);
+        assert_eq!(ExitStatus::Signal(9).to_string(), "signal 9 (SIGKILL)");
+    }
+}

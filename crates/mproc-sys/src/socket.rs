@@ -1,0 +1,118 @@
+//! Unix stream sockets: socketpairs, and bytes sent with file descriptors beside them
+//! (SCM_RIGHTS).
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+    sockopt,
+};
+
+/// The most fds one message may carry (Linux's SCM_MAX_FD).
+pub const MAX_FDS_PER_MSG: usize = 253;
+
+/// Creates a connected pair of Unix stream sockets, both close-on-exec.
+///
+/// ```
+/// let (a, b) = mproc_sys::socketpair()?;
+/// # drop((a, b));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// Sends `bytes` with `fds` attached to their first byte. Returns how many bytes were sent,
+/// which may be fewer than `bytes.len()` (the fds went with the first byte either way).
+///
+/// Never raises SIGPIPE: a closed peer is an `io::ErrorKind::BrokenPipe` error.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// let (x, _y) = mproc_sys::socketpair()?;
+/// mproc_sys::send_with_fds(a.as_fd(), b"fd", &[x.as_fd()])?;
+/// let (mut buf, mut fds) = ([0u8; 2], Vec::new());
+/// mproc_sys::recv_with_fds(b.as_fd(), &mut buf, &mut fds, false)?;
+/// assert_eq!(fds.len(), 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn send_with_fds(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    if fds.len() > MAX_FDS_PER_MSG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a message carries at most {MAX_FDS_PER_MSG} file descriptors"),
+        ));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
+    let iov = [IoSlice::new(bytes)];
+    loop {
+        match socket::sendmsg::<()>(fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Receives into `buf`, appending any fds that came with the bytes to `fds` (close-on-exec).
+///
+/// Returns the number of bytes read; `0` means the peer closed its end. With `nonblocking`,
+/// a socket with nothing to read gives `io::ErrorKind::WouldBlock`. Fds that do not fit the
+/// control buffer are an `InvalidData` error rather than a silent loss.
+pub fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]);
+    let mut flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= MsgFlags::MSG_DONTWAIT;
+    }
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = loop {
+        match socket::recvmsg::<()>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg_buf), flags) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r?,
+        }
+    };
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            for r in raw {
+                // SAFETY: the kernel just installed `r` in our fd table for us; nobody else
+                // owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(r) });
+            }
+        }
+    }
+    if truncated {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a message carried more file descriptors than allowed; they were dropped",
+        ));
+    }
+    Ok(msg.bytes)
+}
+
+/// Returns the pid of the process that created the other end of a Unix socket.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// assert_eq!(mproc_sys::peer_pid(a.as_fd())?, std::process::id());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let cred = socket::getsockopt(&fd, sockopt::PeerCredentials)?;
+    Ok(cred.pid() as u32)
+}

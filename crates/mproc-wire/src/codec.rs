@@ -1,0 +1,189 @@
+//! Values to messages and back: postcard bytes plus the side table of fds found inside.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind};
+
+/// One value on the wire: its postcard bytes and the fds that were inside it.
+#[derive(Debug, Default)]
+pub struct Message {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl Message {
+    /// Makes a message of raw bytes and no fds.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self { bytes, fds: Vec::new() }
+    }
+
+    /// Makes a message of raw bytes and fds.
+    pub fn from_parts(bytes: Vec<u8>, fds: Vec<OwnedFd>) -> Self {
+        Self { bytes, fds }
+    }
+
+    /// Returns the bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Returns the number of fds carried.
+    pub fn fd_count(&self) -> usize {
+        self.fds.len()
+    }
+
+    /// Splits the message into its bytes and fds.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<OwnedFd>) {
+        (self.bytes, self.fds)
+    }
+}
+
+/// A file descriptor inside a serde value: it travels beside the bytes of the message.
+///
+/// Serializing an `Fd` (only possible inside [`encode`]) duplicates it into the message's
+/// side table; deserializing it (inside [`decode`]) takes the received copy back out. Each
+/// process owns its own copy and closes it on drop. This is how pipe ends, queues, locks and
+/// shared memory become transferable.
+///
+/// ```
+/// use mproc_wire::{Fd, decode, encode};
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// let msg = encode(&Fd::from(a))?;
+/// assert_eq!(msg.fd_count(), 1);
+/// let back: Fd = decode(msg)?;
+/// # drop(back);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Fd(OwnedFd);
+
+impl Fd {
+    /// Returns the owned fd.
+    pub fn into_owned(self) -> OwnedFd {
+        self.0
+    }
+}
+
+impl From<OwnedFd> for Fd {
+    fn from(fd: OwnedFd) -> Self {
+        Fd(fd)
+    }
+}
+
+impl AsFd for Fd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+enum Table {
+    Encoding(Vec<OwnedFd>),
+    Decoding(Vec<Option<OwnedFd>>),
+}
+
+thread_local! {
+    static TABLE: RefCell<Option<Table>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `table` installed for this thread, and returns the table afterwards.
+/// Nested calls (a value encoding another value) keep their own tables.
+fn with_table<R>(table: Table, f: impl FnOnce() -> R) -> (R, Table) {
+    let outer = TABLE.with(|t| t.borrow_mut().replace(table));
+    let r = f();
+    let table = TABLE.with(|t| std::mem::replace(&mut *t.borrow_mut(), outer));
+    (r, table.expect("side table present for the duration of the call"))
+}
+
+impl Serialize for Fd {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let index = TABLE.with(|t| match &mut *t.borrow_mut() {
+            Some(Table::Encoding(fds)) => {
+                let dup = self.0.try_clone().map_err(|e| format!("cannot duplicate fd: {e}"))?;
+                fds.push(dup);
+                Ok(fds.len() as u32 - 1)
+            }
+            _ => Err("an fd can only be serialized by mproc_wire::encode".to_string()),
+        });
+        index.map_err(S::Error::custom)?.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let index = u32::deserialize(d)? as usize;
+        let fd = TABLE.with(|t| match &mut *t.borrow_mut() {
+            Some(Table::Decoding(fds)) => fds
+                .get_mut(index)
+                .and_then(Option::take)
+                .ok_or_else(|| format!("message refers to fd #{index}, which it does not carry")),
+            _ => Err("an fd can only be deserialized by mproc_wire::decode".to_string()),
+        });
+        fd.map(Fd).map_err(D::Error::custom)
+    }
+}
+
+/// Serializes `value` into a [`Message`], taking the fds inside it into the side table.
+///
+/// # Errors
+///
+/// [`ErrorKind::Encode`] when serde fails (a map with non-string keys is fine; a type whose
+/// `Serialize` returns an error, or an `Fd` that cannot be duplicated, is not).
+///
+/// ```
+/// let msg = mproc_wire::encode(&vec![1u8, 2, 3])?;
+/// assert_eq!(msg.bytes(), [3, 1, 2, 3]);
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message, Error> {
+    let (bytes, table) = with_table(Table::Encoding(Vec::new()), || postcard::to_stdvec(value));
+    let fds = match table {
+        Table::Encoding(fds) => fds,
+        Table::Decoding(_) => Vec::new(),
+    };
+    let bytes = bytes.map_err(|e| Error::new(ErrorKind::Encode, format!("cannot serialize: {e}")))?;
+    Ok(Message { bytes, fds })
+}
+
+/// Deserializes a [`Message`] into a `T`, putting its fds back where they were.
+///
+/// Fds the value does not claim are closed. Trailing bytes are an error.
+///
+/// # Errors
+///
+/// [`ErrorKind::Decode`] when the bytes are not a `T` (garbage, truncated, trailing bytes,
+/// an fd index the message does not carry).
+///
+/// ```
+/// let v: Vec<u8> = mproc_wire::decode(mproc_wire::encode(&vec![7u8])?)?;
+/// assert_eq!(v, [7]);
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+pub fn decode<T: DeserializeOwned>(msg: Message) -> Result<T, Error> {
+    let Message { bytes, fds } = msg;
+    let table = Table::Decoding(fds.into_iter().map(Some).collect());
+    let (result, _rest) = with_table(table, || postcard::take_from_bytes::<T>(&bytes));
+    match result {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(Error::new(
+            ErrorKind::Decode,
+            format!("{} trailing bytes after the value", rest.len()),
+        )),
+        Err(e) => Err(Error::new(
+            ErrorKind::Decode,
+            format!("cannot deserialize {}: {e}", std::any::type_name::<T>()),
+        )),
+    }
+}
+
+impl fmt::Display for Fd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use std::os::fd::AsRawFd;
+        write!(f, "fd {}", self.0.as_raw_fd())
+    }
+}

@@ -1,0 +1,332 @@
+//! Frames on a Unix stream socket: a 16-byte header, then the body, with the message's fds
+//! sent beside the header's first byte.
+//!
+//! Header (little endian): magic `b"MP"`, version `1`, flags, fd count (`u32`), body length
+//! (`u64`). Flag bit 0 says the body travels in an extra, last fd (a memfd) instead of on
+//! the stream: bodies above [`Limits::inline_max`] go that way, so the writer never blocks
+//! on a slow reader for them and a 1 GiB body costs one copy on each side.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::time::Instant;
+
+use crate::codec::Message;
+use crate::error::{Error, ErrorKind};
+
+/// Size of a frame header in bytes.
+pub const HEADER_LEN: usize = 16;
+const MAGIC: [u8; 2] = *b"MP";
+const VERSION: u8 = 1;
+const FLAG_BODY_IN_FD: u8 = 1;
+
+/// Size limits of a connection, checked on both sides before anything is allocated.
+///
+/// ```
+/// let limits = mproc_wire::Limits { max_message: 1 << 20, ..Default::default() };
+/// assert!(limits.inline_max <= limits.max_message as usize);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest body a message may have (sender refuses, receiver rejects).
+    pub max_message: u64,
+    /// Bodies up to this size travel on the stream; larger ones in a memfd.
+    pub inline_max: usize,
+    /// The most fds one message may carry.
+    pub max_fds: u32,
+}
+
+impl Default for Limits {
+    /// 4 GiB messages, bodies above 64 KiB by memfd, 64 fds.
+    fn default() -> Self {
+        Self { max_message: 4 << 30, inline_max: 64 << 10, max_fds: 64 }
+    }
+}
+
+fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> Error {
+    move |e| Error::io(context, e)
+}
+
+/// Sends `msg` as one frame on the socket `sock`.
+///
+/// Blocks until the frame is handed to the kernel; a closed peer is an error (never
+/// SIGPIPE). Bodies above [`Limits::inline_max`] are written to a memfd first, so that
+/// sending them never waits for the reader.
+///
+/// # Errors
+///
+/// [`ErrorKind::TooLarge`] for a body above `max_message` or more than `max_fds` fds (nothing
+/// is sent); [`ErrorKind::Io`] when the socket fails, e.g. the peer is gone.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// let limits = mproc_wire::Limits::default();
+/// mproc_wire::write_message(a.as_fd(), mproc_wire::encode(&1u8)?, &limits)?;
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Result<(), Error> {
+    let Message { bytes, mut fds } = msg;
+    if bytes.len() as u64 > limits.max_message {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("message of {} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_message),
+        ));
+    }
+    if fds.len() as u64 > limits.max_fds as u64 {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("message carries {} fds; the limit is {}", fds.len(), limits.max_fds),
+        ));
+    }
+    let mut flags = 0;
+    let nfds = fds.len() as u32;
+    let mut frame = Vec::with_capacity(HEADER_LEN + bytes.len().min(limits.inline_max));
+    let inline = bytes.len() <= limits.inline_max;
+    if !inline {
+        let mut file = File::from(mproc_sys::memfd_create("mproc-frame").map_err(io_err("memfd_create"))?);
+        file.write_all(&bytes).map_err(io_err("writing a large frame body"))?;
+        fds.push(OwnedFd::from(file));
+        flags |= FLAG_BODY_IN_FD;
+    }
+    frame.extend_from_slice(&MAGIC);
+    frame.push(VERSION);
+    frame.push(flags);
+    frame.extend_from_slice(&nfds.to_le_bytes());
+    frame.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    if inline {
+        frame.extend_from_slice(&bytes);
+    }
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    let mut sent = mproc_sys::send_with_fds(sock, &frame, &borrowed).map_err(io_err("sending a frame"))?;
+    while sent < frame.len() {
+        sent += mproc_sys::send_with_fds(sock, &frame[sent..], &[]).map_err(io_err("sending a frame"))?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+enum State {
+    /// Reading the header.
+    #[default]
+    Header,
+    /// Reading an inline body of the given length.
+    Body,
+    /// Throwing away the body of an oversized inline frame, this many bytes still to go.
+    Discard(u64),
+    /// The stream held garbage; nothing after it can be trusted.
+    Poisoned,
+}
+
+/// Reads frames from a socket, one message at a time, and survives timeouts.
+///
+/// A read that times out keeps what it has read so far; the next call resumes there, so a
+/// deadline never desynchronises the stream. An inline frame larger than the limits is
+/// skipped without allocating, and reported as [`ErrorKind::TooLarge`]; the frames after it
+/// are read normally. Garbage (a bad header) poisons the reader: every later read reports
+/// [`ErrorKind::Corrupt`].
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::time::Instant;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// let limits = mproc_wire::Limits::default();
+/// let mut reader = mproc_wire::FrameReader::new();
+/// let err = reader.read(b.as_fd(), &limits, Some(Instant::now())).unwrap_err();
+/// assert_eq!(err.kind(), mproc_wire::ErrorKind::Timeout);
+/// drop(a);
+/// let err = reader.read(b.as_fd(), &limits, None).unwrap_err();
+/// assert_eq!(err.kind(), mproc_wire::ErrorKind::Disconnected);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    state: State,
+    header: [u8; HEADER_LEN],
+    header_got: usize,
+    fds: Vec<OwnedFd>,
+    body: Vec<u8>,
+    body_len: usize,
+}
+
+impl FrameReader {
+    /// Makes a reader at a frame boundary.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns whether a frame has been partly read (a later read will finish it).
+    pub fn in_frame(&self) -> bool {
+        !matches!(self.state, State::Header) || self.header_got > 0
+    }
+
+    /// Reads the next message, waiting at most until `deadline` (`None`: no deadline).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] when the peer closed at a frame boundary,
+    /// [`ErrorKind::Truncated`] when it closed mid-frame, [`ErrorKind::Timeout`] when the
+    /// deadline passed (call again to resume), [`ErrorKind::TooLarge`] for a frame over the
+    /// limits (skipped), [`ErrorKind::Corrupt`] for garbage, [`ErrorKind::Io`] otherwise.
+    pub fn read(&mut self, sock: BorrowedFd<'_>, limits: &Limits, deadline: Option<Instant>) -> Result<Message, Error> {
+        loop {
+            match self.state {
+                State::Poisoned => {
+                    return Err(Error::new(ErrorKind::Corrupt, "the stream held garbage earlier; it cannot be read further"));
+                }
+                State::Header => {
+                    while self.header_got < HEADER_LEN {
+                        let mut buf = [0u8; HEADER_LEN];
+                        let want = HEADER_LEN - self.header_got;
+                        let n = self.recv(sock, &mut buf[..want], deadline)?;
+                        self.header[self.header_got..self.header_got + n].copy_from_slice(&buf[..n]);
+                        self.header_got += n;
+                    }
+                    if let Some(msg) = self.parse_header(limits)? {
+                        return Ok(msg);
+                    }
+                }
+                State::Body => {
+                    while self.body.len() < self.body_len {
+                        let mut chunk = [0u8; 64 << 10];
+                        let want = (self.body_len - self.body.len()).min(chunk.len());
+                        let n = self.recv(sock, &mut chunk[..want], deadline)?;
+                        self.body.extend_from_slice(&chunk[..n]);
+                    }
+                    self.state = State::Header;
+                    let bytes = std::mem::take(&mut self.body);
+                    return Ok(Message::from_parts(bytes, std::mem::take(&mut self.fds)));
+                }
+                State::Discard(left) => {
+                    let mut left = left;
+                    while left > 0 {
+                        let mut chunk = [0u8; 64 << 10];
+                        let want = left.min(chunk.len() as u64) as usize;
+                        let n = self.recv(sock, &mut chunk[..want], deadline);
+                        match n {
+                            Ok(n) => left -= n as u64,
+                            Err(e) => {
+                                self.state = State::Discard(left);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    self.state = State::Header;
+                    return Err(Error::new(ErrorKind::TooLarge, "skipped a frame larger than the receive limit"));
+                }
+            }
+        }
+    }
+
+    /// Interprets a complete header. Returns a message when the frame is complete already.
+    fn parse_header(&mut self, limits: &Limits) -> Result<Option<Message>, Error> {
+        let h = self.header;
+        self.header_got = 0;
+        if h[0..2] != MAGIC || h[2] != VERSION || h[3] & !FLAG_BODY_IN_FD != 0 {
+            self.fds.clear();
+            self.state = State::Poisoned;
+            return Err(Error::new(ErrorKind::Corrupt, "received bytes that are not an mproc frame"));
+        }
+        let in_fd = h[3] & FLAG_BODY_IN_FD != 0;
+        let nfds = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let len = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+        let expected_fds = nfds as usize + usize::from(in_fd);
+        if nfds > limits.max_fds || self.fds.len() != expected_fds {
+            let got = self.fds.len();
+            self.fds.clear();
+            self.state = State::Poisoned;
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("frame announces {expected_fds} fds but carried {got} (limit {})", limits.max_fds),
+            ));
+        }
+        if len > limits.max_message || (!in_fd && len > limits.inline_max as u64) {
+            self.fds.clear();
+            if in_fd {
+                self.state = State::Header;
+            } else {
+                self.state = State::Discard(len);
+                // Resume discarding at once; the caller sees TooLarge when it is done.
+                return Ok(None);
+            }
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("frame of {len} bytes exceeds the receive limit of {} bytes", limits.max_message),
+            ));
+        }
+        if in_fd {
+            let body_fd = self.fds.pop().expect("counted above");
+            let fds = std::mem::take(&mut self.fds);
+            self.state = State::Header;
+            let bytes = read_body_fd(body_fd, len)?;
+            return Ok(Some(Message::from_parts(bytes, fds)));
+        }
+        self.body_len = len as usize;
+        self.body = Vec::with_capacity(self.body_len);
+        self.state = State::Body;
+        Ok(None)
+    }
+
+    /// Receives up to `buf.len()` bytes, waiting until `deadline`. Never returns 0.
+    fn recv(&mut self, sock: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, Error> {
+        loop {
+            let before = self.fds.len();
+            match mproc_sys::recv_with_fds(sock, buf, &mut self.fds, true) {
+                Ok(0) => {
+                    let mid = self.in_frame() || !self.fds.is_empty();
+                    self.fds.clear();
+                    self.reset();
+                    return Err(if mid {
+                        Error::new(ErrorKind::Truncated, "the peer closed the connection in the middle of a message")
+                    } else {
+                        Error::new(ErrorKind::Disconnected, "the peer closed the connection")
+                    });
+                }
+                Ok(n) => {
+                    let fds_only_with_header = matches!(self.state, State::Header) && self.header_got == 0;
+                    if self.fds.len() != before && !fds_only_with_header {
+                        self.fds.clear();
+                        self.state = State::Poisoned;
+                        return Err(Error::new(ErrorKind::Corrupt, "fds arrived in the middle of a frame"));
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !mproc_sys::wait_readable(sock, deadline).map_err(io_err("waiting for a frame"))? {
+                        return Err(Error::new(ErrorKind::Timeout, "timed out waiting for a message"));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    self.fds.clear();
+                    self.state = State::Poisoned;
+                    return Err(Error::io("receiving a frame", e));
+                }
+                Err(e) => return Err(Error::io("receiving a frame", e)),
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.state = State::Header;
+        self.header_got = 0;
+        self.body = Vec::new();
+        self.body_len = 0;
+    }
+}
+
+/// Reads a body of `len` bytes from the memfd that carried it, after checking it holds that
+/// many (a lying sender cannot make us allocate more than it really stored).
+fn read_body_fd(fd: OwnedFd, len: u64) -> Result<Vec<u8>, Error> {
+    let file = File::from(fd);
+    let size = file.metadata().map_err(io_err("inspecting a frame body"))?.len();
+    if size < len {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("frame body file holds {size} bytes but the frame announces {len}"),
+        ));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0).map_err(io_err("reading a frame body"))?;
+    Ok(bytes)
+}
