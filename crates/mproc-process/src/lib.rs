@@ -1,1 +1,42 @@
-//! placeholder
+//! Run a Rust function in a child process, with a typed argument and a typed result, as
+//! easily as `std::thread::spawn`: Python's `multiprocessing.Process`, without its hangs.
+//!
+//! [`spawn`] starts `f(arg)` in a child and returns a [`Child<R>`]; [`Child::join`] returns
+//! the function's result, or an [`Error`] that says how the child failed: a panic (with its
+//! message), an exit code, a signal. Every wait has a deadline variant, and a child that dies
+//! is always noticed. Children start by one of three [`StartMethod`]s: `ForkServer` (the
+//! default), `Spawn` and `Fork`.
+//!
+//! Call [`init()`] as the first line of `main` (a spawned child runs its function there), or
+//! write [`init_before_main!()`](init_before_main) once in a test binary.
+//!
+//! ```
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! fn main() -> Result<(), mproc_process::Error> {
+//!     mproc_process::init();
+//!     let mut child = mproc_process::spawn(square, 7)?;
+//!     assert_eq!(child.join()?, 49);
+//!     Ok(())
+//! }
+//! # main().unwrap();
+//! ```
+#![warn(missing_docs)]
+
+mod boot;
+mod child;
+mod error;
+mod forkserver;
+mod info;
+mod spawn;
+
+pub use boot::init;
+pub use child::{Child, active_children, kill_all_children, wait_any};
+pub use error::{Error, ErrorKind, Result};
+pub use info::{
+    ParentProcess, ProcessInfo, cpu_count, current_process, parent_process, process_cpu_count,
+};
+pub use mproc_sys::{ExitStatus, ForkPermit};
+pub use spawn::{
+    Builder, StartMethod, UnknownStartMethod, get_start_method, set_start_method, spawn,
+};

@@ -60,7 +60,10 @@ impl<A, R> std::fmt::Debug for FnRef<A, R> {
 impl<A, R> FnRef<A, R> {
     /// Wraps a function pointer.
     pub fn new(f: fn(A) -> R) -> Self {
-        Self { addr: f as usize, _fn: PhantomData }
+        Self {
+            addr: f as usize,
+            _fn: PhantomData,
+        }
     }
 
     /// Returns the function pointer.
@@ -110,7 +113,10 @@ impl<I, O> Copy for FnToken<I, O> {}
 
 impl<I, O> std::fmt::Debug for FnToken<I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnToken").field("thunk", &self.thunk).field("func", &self.func).finish()
+        f.debug_struct("FnToken")
+            .field("thunk", &self.thunk)
+            .field("func", &self.func)
+            .finish()
     }
 }
 
@@ -147,7 +153,11 @@ impl<I, O> FnToken<I, O> {
         }
         let (lo, hi) = text_range()?;
         let inside = |off: i64| (lo..hi).contains(&addr_of(off));
-        (inside(thunk) && inside(func)).then_some(Self { thunk, func, _io: PhantomData })
+        (inside(thunk) && inside(func)).then_some(Self {
+            thunk,
+            func,
+            _io: PhantomData,
+        })
     }
 
     /// Calls the thunk with the function and `input`.

@@ -71,7 +71,10 @@ fn timeout_from(remaining: Option<Duration>) -> PollTimeout {
 /// ```
 pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
     loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         match poll(&mut pfds, timeout_from(remaining)) {
@@ -80,7 +83,10 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::R
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(pfds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect())
+    Ok(pfds
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
 }
 
 /// Waits until `fd` is readable (or hung up), or until `deadline`. Returns whether it is.
@@ -108,7 +114,9 @@ pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Resul
 /// ```
 pub fn open_fd_count() -> io::Result<usize> {
     // The directory handle itself is one open fd while we read it.
-    Ok(std::fs::read_dir("/proc/self/fd")?.count().saturating_sub(1))
+    Ok(std::fs::read_dir("/proc/self/fd")?
+        .count()
+        .saturating_sub(1))
 }
 
 /// What kind of object an fd refers to, as far as mproc cares.
@@ -141,6 +149,36 @@ pub fn fd_kind(fd: std::os::fd::RawFd) -> FdKind {
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return FdKind::Closed;
     }
-    if st.st_mode & libc::S_IFMT == libc::S_IFSOCK { FdKind::Socket } else { FdKind::Other }
+    if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+        FdKind::Socket
+    } else {
+        FdKind::Other
+    }
 }
 
+/// Takes ownership of an fd this process inherited at exec (its number came from the
+/// parent), after checking that it is an open socket. Close-on-exec is set on it.
+///
+/// It succeeds at most once per process: a second call, for any number, is an error, so two
+/// owners of the same fd can never exist.
+pub fn adopt_inherited_socket(raw: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static ADOPTED: AtomicBool = AtomicBool::new(false);
+    if fd_kind(raw) != FdKind::Socket {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("inherited fd {raw} is not an open socket"),
+        ));
+    }
+    if ADOPTED.swap(true, Ordering::SeqCst) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the inherited socket was adopted already",
+        ));
+    }
+    // SAFETY: `raw` is open (checked), it was handed to us at exec by our parent, and the
+    // flag above makes this the only place that ever takes ownership of it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    set_cloexec(std::os::fd::AsFd::as_fd(&fd), true)?;
+    Ok(fd)
+}

@@ -28,11 +28,12 @@ mod socket;
 
 pub use code::{FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
-    FdKind, fd_kind, memfd_create, open_fd_count, poll_readable, set_cloexec, wait_readable,
+    FdKind, adopt_inherited_socket, fd_kind, memfd_create, open_fd_count, poll_readable,
+    set_cloexec, wait_readable,
 };
 pub use process::{
-    ExitStatus, ForkOutcome, ForkPermit, Pid, SpawnSelf, exit_now, fork, getpid, getppid,
-    pidfd_open, pidfd_send_signal, set_parent_death_signal, take_env_var, thread_count,
-    wait_pid, SIGKILL, SIGTERM,
+    ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, exit_now, fork, getpid,
+    getppid, pidfd_open, pidfd_send_signal, set_env_var, set_parent_death_signal, take_env_var,
+    thread_count, wait_pid,
 };
 pub use socket::{peer_pid, recv_with_fds, send_with_fds, socketpair};

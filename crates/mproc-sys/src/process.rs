@@ -59,7 +59,10 @@ impl ExitStatus {
         if let Ok(c) = i32::try_from(v) {
             return Some(ExitStatus::Code(c));
         }
-        i32::try_from(-(v + (1 << 32))).ok().filter(|s| *s > 0).map(ExitStatus::Signal)
+        i32::try_from(-(v + (1 << 32)))
+            .ok()
+            .filter(|s| *s > 0)
+            .map(ExitStatus::Signal)
     }
 }
 
@@ -73,7 +76,9 @@ impl std::fmt::Display for ExitStatus {
 }
 
 fn signal_name(sig: i32) -> &'static str {
-    nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("unknown")
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str())
+        .unwrap_or("unknown")
 }
 
 /// Returns this process's id.
@@ -183,7 +188,11 @@ pub fn exit_now(code: i32) -> ! {
 ///
 /// Returns `None` when not blocking and the child is still running.
 pub fn wait_pid(pid: Pid, block: bool) -> io::Result<Option<ExitStatus>> {
-    let flags = if block { None } else { Some(WaitPidFlag::WNOHANG) };
+    let flags = if block {
+        None
+    } else {
+        Some(WaitPidFlag::WNOHANG)
+    };
     let pid = nix::unistd::Pid::from_raw(pid as i32);
     loop {
         return match waitpid(pid, flags) {
@@ -265,6 +274,31 @@ pub fn take_env_var(key: &str) -> Option<OsString> {
     Some(value)
 }
 
+/// Sets (or, with `None`, removes) an environment variable, only when this process has a
+/// single thread; otherwise it is an `io::ErrorKind::Unsupported` error. A freshly forked
+/// child always qualifies.
+///
+/// ```
+/// // Doctests may run beside other threads; either outcome is well defined.
+/// let _ = mproc_sys::set_env_var("MPROC_SYS_DOCTEST", Some("1".as_ref()));
+/// ```
+pub fn set_env_var(key: &OsStr, value: Option<&OsStr>) -> io::Result<()> {
+    if thread_count()? != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "environment can only be changed while the process has one thread",
+        ));
+    }
+    match value {
+        // SAFETY: only one thread exists (checked just above), so nothing can read or write
+        // the environment concurrently.
+        Some(v) => unsafe { std::env::set_var(key, v) },
+        // SAFETY: as above.
+        None => unsafe { std::env::remove_var(key) },
+    }
+    Ok(())
+}
+
 /// Starts a new process running an executable (normally this one, through `/proc/self/exe`)
 /// with `posix_spawn`, handing it one fd at a fixed number.
 ///
@@ -295,7 +329,12 @@ impl Default for SpawnSelf<'_> {
 impl<'a> SpawnSelf<'a> {
     /// Prepares to run `/proc/self/exe` with this process's argv[0] and environment.
     pub fn new() -> Self {
-        Self { exe: PathBuf::from("/proc/self/exe"), env: Vec::new(), removed: Vec::new(), fd: None }
+        Self {
+            exe: PathBuf::from("/proc/self/exe"),
+            env: Vec::new(),
+            removed: Vec::new(),
+            fd: None,
+        }
     }
 
     /// Runs `exe` instead of this process's own executable.
@@ -306,7 +345,8 @@ impl<'a> SpawnSelf<'a> {
 
     /// Sets an environment variable in the child.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
@@ -324,9 +364,12 @@ impl<'a> SpawnSelf<'a> {
 
     /// Starts the child and returns its pid.
     pub fn spawn(self) -> io::Result<Pid> {
-        let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+        let cstr =
+            |b: &[u8]| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
         let exe = cstr(self.exe.as_os_str().as_bytes())?;
-        let argv0 = std::env::args_os().next().unwrap_or_else(|| self.exe.clone().into_os_string());
+        let argv0 = std::env::args_os()
+            .next()
+            .unwrap_or_else(|| self.exe.clone().into_os_string());
         let argv0 = cstr(argv0.as_bytes())?;
         let mut env: Vec<CString> = Vec::new();
         for (k, v) in std::env::vars_os() {
@@ -344,7 +387,13 @@ impl<'a> SpawnSelf<'a> {
 
         let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
         let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
-        let check = |r: libc::c_int| if r == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(r)) };
+        let check = |r: libc::c_int| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(r))
+            }
+        };
         // SAFETY: `actions` and `attr` are initialised by their `init` calls before any other
         // use, destroyed exactly once below, and every pointer handed to `posix_spawn` points
         // into `exe`, `argv0`, `env`, `argv` and `envp`, which outlive the call.

@@ -5,8 +5,7 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    sockopt,
+    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, sockopt,
 };
 
 /// The most fds one message may carry (Linux's SCM_MAX_FD).
@@ -43,7 +42,11 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// assert_eq!(fds.len(), 1);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn send_with_fds(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+pub fn send_with_fds(
+    fd: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
     if fds.len() > MAX_FDS_PER_MSG {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -20,7 +20,10 @@ pub struct Message {
 impl Message {
     /// Makes a message of raw bytes and no fds.
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self { bytes, fds: Vec::new() }
+        Self {
+            bytes,
+            fds: Vec::new(),
+        }
     }
 
     /// Makes a message of raw bytes and fds.
@@ -97,14 +100,20 @@ fn with_table<R>(table: Table, f: impl FnOnce() -> R) -> (R, Table) {
     let outer = TABLE.with(|t| t.borrow_mut().replace(table));
     let r = f();
     let table = TABLE.with(|t| std::mem::replace(&mut *t.borrow_mut(), outer));
-    (r, table.expect("side table present for the duration of the call"))
+    (
+        r,
+        table.expect("side table present for the duration of the call"),
+    )
 }
 
 impl Serialize for Fd {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let index = TABLE.with(|t| match &mut *t.borrow_mut() {
             Some(Table::Encoding(fds)) => {
-                let dup = self.0.try_clone().map_err(|e| format!("cannot duplicate fd: {e}"))?;
+                let dup = self
+                    .0
+                    .try_clone()
+                    .map_err(|e| format!("cannot duplicate fd: {e}"))?;
                 fds.push(dup);
                 Ok(fds.len() as u32 - 1)
             }
@@ -146,7 +155,8 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message, Error> {
         Table::Encoding(fds) => fds,
         Table::Decoding(_) => Vec::new(),
     };
-    let bytes = bytes.map_err(|e| Error::new(ErrorKind::Encode, format!("cannot serialize: {e}")))?;
+    let bytes =
+        bytes.map_err(|e| Error::new(ErrorKind::Encode, format!("cannot serialize: {e}")))?;
     Ok(Message { bytes, fds })
 }
 

@@ -41,11 +41,19 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub(crate) fn io(context: &str, e: io::Error) -> Self {
-        Self { kind: ErrorKind::Io, message: context.to_string(), source: Some(e) }
+        Self {
+            kind: ErrorKind::Io,
+            message: context.to_string(),
+            source: Some(e),
+        }
     }
 
     /// Returns what kind of error this is.
@@ -57,7 +65,10 @@ impl Error {
     pub fn is_disconnect(&self) -> bool {
         matches!(self.kind, ErrorKind::Disconnected | ErrorKind::Truncated)
             || self.source.as_ref().is_some_and(|e| {
-                matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                )
             })
     }
 }

@@ -40,7 +40,11 @@ pub struct Limits {
 impl Default for Limits {
     /// 4 GiB messages, bodies above 64 KiB by memfd, 64 fds.
     fn default() -> Self {
-        Self { max_message: 4 << 30, inline_max: 64 << 10, max_fds: 64 }
+        Self {
+            max_message: 4 << 30,
+            inline_max: 64 << 10,
+            max_fds: 64,
+        }
     }
 }
 
@@ -71,13 +75,21 @@ pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Res
     if bytes.len() as u64 > limits.max_message {
         return Err(Error::new(
             ErrorKind::TooLarge,
-            format!("message of {} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_message),
+            format!(
+                "message of {} bytes exceeds the limit of {} bytes",
+                bytes.len(),
+                limits.max_message
+            ),
         ));
     }
     if fds.len() as u64 > limits.max_fds as u64 {
         return Err(Error::new(
             ErrorKind::TooLarge,
-            format!("message carries {} fds; the limit is {}", fds.len(), limits.max_fds),
+            format!(
+                "message carries {} fds; the limit is {}",
+                fds.len(),
+                limits.max_fds
+            ),
         ));
     }
     let mut flags = 0;
@@ -85,8 +97,10 @@ pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Res
     let mut frame = Vec::with_capacity(HEADER_LEN + bytes.len().min(limits.inline_max));
     let inline = bytes.len() <= limits.inline_max;
     if !inline {
-        let mut file = File::from(mproc_sys::memfd_create("mproc-frame").map_err(io_err("memfd_create"))?);
-        file.write_all(&bytes).map_err(io_err("writing a large frame body"))?;
+        let mut file =
+            File::from(mproc_sys::memfd_create("mproc-frame").map_err(io_err("memfd_create"))?);
+        file.write_all(&bytes)
+            .map_err(io_err("writing a large frame body"))?;
         fds.push(OwnedFd::from(file));
         flags |= FLAG_BODY_IN_FD;
     }
@@ -99,9 +113,11 @@ pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Res
         frame.extend_from_slice(&bytes);
     }
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    let mut sent = mproc_sys::send_with_fds(sock, &frame, &borrowed).map_err(io_err("sending a frame"))?;
+    let mut sent =
+        mproc_sys::send_with_fds(sock, &frame, &borrowed).map_err(io_err("sending a frame"))?;
     while sent < frame.len() {
-        sent += mproc_sys::send_with_fds(sock, &frame[sent..], &[]).map_err(io_err("sending a frame"))?;
+        sent += mproc_sys::send_with_fds(sock, &frame[sent..], &[])
+            .map_err(io_err("sending a frame"))?;
     }
     Ok(())
 }
@@ -169,18 +185,27 @@ impl FrameReader {
     /// [`ErrorKind::Truncated`] when it closed mid-frame, [`ErrorKind::Timeout`] when the
     /// deadline passed (call again to resume), [`ErrorKind::TooLarge`] for a frame over the
     /// limits (skipped), [`ErrorKind::Corrupt`] for garbage, [`ErrorKind::Io`] otherwise.
-    pub fn read(&mut self, sock: BorrowedFd<'_>, limits: &Limits, deadline: Option<Instant>) -> Result<Message, Error> {
+    pub fn read(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        limits: &Limits,
+        deadline: Option<Instant>,
+    ) -> Result<Message, Error> {
         loop {
             match self.state {
                 State::Poisoned => {
-                    return Err(Error::new(ErrorKind::Corrupt, "the stream held garbage earlier; it cannot be read further"));
+                    return Err(Error::new(
+                        ErrorKind::Corrupt,
+                        "the stream held garbage earlier; it cannot be read further",
+                    ));
                 }
                 State::Header => {
                     while self.header_got < HEADER_LEN {
                         let mut buf = [0u8; HEADER_LEN];
                         let want = HEADER_LEN - self.header_got;
                         let n = self.recv(sock, &mut buf[..want], deadline)?;
-                        self.header[self.header_got..self.header_got + n].copy_from_slice(&buf[..n]);
+                        self.header[self.header_got..self.header_got + n]
+                            .copy_from_slice(&buf[..n]);
                         self.header_got += n;
                     }
                     if let Some(msg) = self.parse_header(limits)? {
@@ -213,7 +238,10 @@ impl FrameReader {
                         }
                     }
                     self.state = State::Header;
-                    return Err(Error::new(ErrorKind::TooLarge, "skipped a frame larger than the receive limit"));
+                    return Err(Error::new(
+                        ErrorKind::TooLarge,
+                        "skipped a frame larger than the receive limit",
+                    ));
                 }
             }
         }
@@ -226,7 +254,10 @@ impl FrameReader {
         if h[0..2] != MAGIC || h[2] != VERSION || h[3] & !FLAG_BODY_IN_FD != 0 {
             self.fds.clear();
             self.state = State::Poisoned;
-            return Err(Error::new(ErrorKind::Corrupt, "received bytes that are not an mproc frame"));
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "received bytes that are not an mproc frame",
+            ));
         }
         let in_fd = h[3] & FLAG_BODY_IN_FD != 0;
         let nfds = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
@@ -238,7 +269,10 @@ impl FrameReader {
             self.state = State::Poisoned;
             return Err(Error::new(
                 ErrorKind::Corrupt,
-                format!("frame announces {expected_fds} fds but carried {got} (limit {})", limits.max_fds),
+                format!(
+                    "frame announces {expected_fds} fds but carried {got} (limit {})",
+                    limits.max_fds
+                ),
             ));
         }
         if len > limits.max_message || (!in_fd && len > limits.inline_max as u64) {
@@ -252,7 +286,10 @@ impl FrameReader {
             }
             return Err(Error::new(
                 ErrorKind::TooLarge,
-                format!("frame of {len} bytes exceeds the receive limit of {} bytes", limits.max_message),
+                format!(
+                    "frame of {len} bytes exceeds the receive limit of {} bytes",
+                    limits.max_message
+                ),
             ));
         }
         if in_fd {
@@ -269,7 +306,12 @@ impl FrameReader {
     }
 
     /// Receives up to `buf.len()` bytes, waiting until `deadline`. Never returns 0.
-    fn recv(&mut self, sock: BorrowedFd<'_>, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize, Error> {
+    fn recv(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize, Error> {
         loop {
             let before = self.fds.len();
             match mproc_sys::recv_with_fds(sock, buf, &mut self.fds, true) {
@@ -278,23 +320,35 @@ impl FrameReader {
                     self.fds.clear();
                     self.reset();
                     return Err(if mid {
-                        Error::new(ErrorKind::Truncated, "the peer closed the connection in the middle of a message")
+                        Error::new(
+                            ErrorKind::Truncated,
+                            "the peer closed the connection in the middle of a message",
+                        )
                     } else {
                         Error::new(ErrorKind::Disconnected, "the peer closed the connection")
                     });
                 }
                 Ok(n) => {
-                    let fds_only_with_header = matches!(self.state, State::Header) && self.header_got == 0;
+                    let fds_only_with_header =
+                        matches!(self.state, State::Header) && self.header_got == 0;
                     if self.fds.len() != before && !fds_only_with_header {
                         self.fds.clear();
                         self.state = State::Poisoned;
-                        return Err(Error::new(ErrorKind::Corrupt, "fds arrived in the middle of a frame"));
+                        return Err(Error::new(
+                            ErrorKind::Corrupt,
+                            "fds arrived in the middle of a frame",
+                        ));
                     }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !mproc_sys::wait_readable(sock, deadline).map_err(io_err("waiting for a frame"))? {
-                        return Err(Error::new(ErrorKind::Timeout, "timed out waiting for a message"));
+                    if !mproc_sys::wait_readable(sock, deadline)
+                        .map_err(io_err("waiting for a frame"))?
+                    {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            "timed out waiting for a message",
+                        ));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -319,7 +373,10 @@ impl FrameReader {
 /// many (a lying sender cannot make us allocate more than it really stored).
 fn read_body_fd(fd: OwnedFd, len: u64) -> Result<Vec<u8>, Error> {
     let file = File::from(fd);
-    let size = file.metadata().map_err(io_err("inspecting a frame body"))?.len();
+    let size = file
+        .metadata()
+        .map_err(io_err("inspecting a frame body"))?
+        .len();
     if size < len {
         return Err(Error::new(
             ErrorKind::Corrupt,
@@ -327,6 +384,7 @@ fn read_body_fd(fd: OwnedFd, len: u64) -> Result<Vec<u8>, Error> {
         ));
     }
     let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0).map_err(io_err("reading a frame body"))?;
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(io_err("reading a frame body"))?;
     Ok(bytes)
 }

@@ -30,7 +30,10 @@ impl Rng {
 enum Shape {
     Unit,
     Pair(i64, String),
-    Nested { list: Vec<Option<u16>>, map: BTreeMap<String, Vec<u8>> },
+    Nested {
+        list: Vec<Option<u16>>,
+        map: BTreeMap<String, Vec<u8>>,
+    },
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -48,7 +51,14 @@ fn sample(i: u64) -> Sample {
     Sample {
         id: i,
         name: "x".repeat((i % 13) as usize),
-        shapes: vec![Shape::Unit, Shape::Pair(-(i as i64), "p".into()), Shape::Nested { list: vec![Some(1), None], map }],
+        shapes: vec![
+            Shape::Unit,
+            Shape::Pair(-(i as i64), "p".into()),
+            Shape::Nested {
+                list: vec![Some(1), None],
+                map,
+            },
+        ],
         ratio: i as f64 / 3.0,
         flag: i % 2 == 0,
     }
@@ -59,7 +69,11 @@ fn pair() -> (OwnedFd, OwnedFd) {
 }
 
 fn small_limits() -> Limits {
-    Limits { max_message: 1 << 20, inline_max: 4096, max_fds: 8 }
+    Limits {
+        max_message: 1 << 20,
+        inline_max: 4096,
+        max_fds: 8,
+    }
 }
 
 #[test]
@@ -87,7 +101,10 @@ fn large_bodies_go_through_a_memfd_and_round_trip() {
         let back: Vec<u8> = decode(reader.read(b.as_fd(), &limits, None).unwrap()).unwrap();
         assert!(back == big);
     }
-    assert_eq!(mproc_sys::fd_kind(std::os::fd::AsRawFd::as_raw_fd(&b)), mproc_sys::FdKind::Socket);
+    assert_eq!(
+        mproc_sys::fd_kind(std::os::fd::AsRawFd::as_raw_fd(&b)),
+        mproc_sys::FdKind::Socket
+    );
 }
 
 #[test]
@@ -101,7 +118,11 @@ fn fds_travel_beside_the_bytes_and_work() {
     let limits = Limits::default();
     let (x1, y1) = pair();
     let (x2, y2) = pair();
-    let msg = encode(&WithFds { label: "two".into(), ends: vec![Fd::from(y1), Fd::from(y2)] }).unwrap();
+    let msg = encode(&WithFds {
+        label: "two".into(),
+        ends: vec![Fd::from(y1), Fd::from(y2)],
+    })
+    .unwrap();
     assert_eq!(msg.fd_count(), 2);
     write_message(a.as_fd(), msg, &limits).unwrap();
     let got: WithFds = decode(FrameReader::new().read(b.as_fd(), &limits, None).unwrap()).unwrap();
@@ -161,9 +182,13 @@ fn huge_length_prefix_is_skipped_without_allocating_and_the_stream_stays_in_sync
 fn a_lying_memfd_body_is_refused() {
     let (a, b) = pair();
     let fd = mproc_sys::memfd_create("short").unwrap();
-    std::fs::File::from(fd.try_clone().unwrap()).set_len(10).unwrap();
+    std::fs::File::from(fd.try_clone().unwrap())
+        .set_len(10)
+        .unwrap();
     mproc_sys::send_with_fds(a.as_fd(), &header(1, 0, 1 << 30), &[fd.as_fd()]).unwrap();
-    let err = FrameReader::new().read(b.as_fd(), &Limits::default(), None).unwrap_err();
+    let err = FrameReader::new()
+        .read(b.as_fd(), &Limits::default(), None)
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
 }
 
@@ -194,8 +219,14 @@ fn every_truncation_of_a_valid_frame_is_an_error() {
         let (a, b) = pair();
         mproc_sys::send_with_fds(a.as_fd(), &frame[..cut], &[]).unwrap();
         drop(a);
-        let err = FrameReader::new().read(b.as_fd(), &limits, None).unwrap_err();
-        let want = if cut == 0 { ErrorKind::Disconnected } else { ErrorKind::Truncated };
+        let err = FrameReader::new()
+            .read(b.as_fd(), &limits, None)
+            .unwrap_err();
+        let want = if cut == 0 {
+            ErrorKind::Disconnected
+        } else {
+            ErrorKind::Truncated
+        };
         assert_eq!(err.kind(), want, "cut at {cut}");
     }
 }
@@ -233,7 +264,10 @@ fn fuzz_frame_reader_with_random_streams() {
                 }
                 Err(e) => {
                     assert!(
-                        matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Corrupt | ErrorKind::TooLarge),
+                        matches!(
+                            e.kind(),
+                            ErrorKind::Timeout | ErrorKind::Corrupt | ErrorKind::TooLarge
+                        ),
                         "unexpected {e:?}"
                     );
                     if e.kind() != ErrorKind::TooLarge {
@@ -257,7 +291,9 @@ fn fuzz_frame_reader_with_random_streams() {
 #[test]
 fn fuzz_decoder_with_random_and_mutated_bytes() {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
-    let valid: Vec<Vec<u8>> = (0..64).map(|i| encode(&sample(i)).unwrap().bytes().to_vec()).collect();
+    let valid: Vec<Vec<u8>> = (0..64)
+        .map(|i| encode(&sample(i)).unwrap().bytes().to_vec())
+        .collect();
     let mut ok = 0;
     for i in 0..200_000u64 {
         let bytes = if i % 2 == 0 {

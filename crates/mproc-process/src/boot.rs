@@ -1,0 +1,271 @@
+//! The child's side: `init()`, the request a parent sends, running the function, and the
+//! reply that carries its result (or its panic) back.
+
+use std::cell::RefCell;
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mproc_sys::{FnRef, FnToken};
+use mproc_wire::{FrameReader, Limits, Message};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::info::{self, ProcessInfo};
+
+/// Environment marker of a spawned child: `MPROC_CHILD=<fd>:<parent pid>`.
+pub(crate) const CHILD_ENV: &str = "MPROC_CHILD";
+/// The fd number a spawned child finds its socket at (or the next one; see `spawn`).
+pub(crate) const CHILD_FD: i32 = 3;
+
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// Returns whether `init()` ran in this process (or in the parent this one was forked from).
+pub(crate) fn initialized() -> bool {
+    INITIALIZED.load(Ordering::Relaxed)
+}
+
+/// Runs the requested function when this process is an mproc child; returns at once
+/// otherwise. Make it the first line of `main`.
+///
+/// In a child started by the spawn method, `init()` reads the request from the parent, runs
+/// the function, sends back its result and exits: it never returns, and the rest of `main`
+/// never runs. In any other process it only records that mproc is ready, so that
+/// [`spawn`](crate::spawn) may be used; spawning from a program that never called it is an
+/// [`ErrorKind::NotInitialized`](crate::ErrorKind::NotInitialized) error rather than a child
+/// that runs `main` again.
+///
+/// For test binaries, whose `main` is not yours, use
+/// [`init_before_main!`](crate::init_before_main) instead.
+///
+/// ```
+/// fn main() {
+///     mproc_process::init();
+///     // ... the program, which may now spawn children.
+/// }
+/// # main();
+/// ```
+pub fn init() {
+    INITIALIZED.store(true, Ordering::SeqCst);
+    if let Some(marker) = mproc_sys::take_env_var(CHILD_ENV) {
+        run_spawned_child(&marker.to_string_lossy());
+    }
+}
+
+/// Runs `mproc::init()` before `main`, from the executable's constructor section.
+///
+/// Write it once per test binary (an integration test file, or the crate root of unit
+/// tests): children of the test binary then run their function and exit before the test
+/// harness starts, so they never run the test suite. It works for any binary, and under
+/// cargo-nextest too.
+///
+/// ```
+/// mproc_process::init_before_main!();
+///
+/// fn double(x: u32) -> u32 { x * 2 }
+///
+/// #[test]
+/// fn doubles_in_a_child() {
+///     assert_eq!(mproc_process::spawn(double, 21).unwrap().join().unwrap(), 42);
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! init_before_main {
+    () => {
+        const _: () = {
+            extern "C" fn __mproc_init_before_main() {
+                $crate::init();
+            }
+            // SAFETY: `.init_array` holds `extern "C" fn()` pointers that the C runtime calls
+            // once before `main`; this static is exactly one such pointer.
+            #[used]
+            #[unsafe(link_section = ".init_array")]
+            static __MPROC_INIT_BEFORE_MAIN: extern "C" fn() = __mproc_init_before_main;
+        };
+    };
+}
+
+/// What a parent sends its child on the child's socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Request {
+    pub fingerprint: u64,
+    pub thunk: i64,
+    pub func: i64,
+    pub me: ProcessInfo,
+    pub parent: ProcessInfo,
+    /// The argument: postcard bytes; its fds are the message's fds.
+    pub args: Vec<u8>,
+}
+
+/// What a child sends back.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    /// The result: postcard bytes; its fds are the message's fds.
+    Ok(Vec<u8>),
+    Panicked(String),
+    BuildMismatch,
+    Encode(String),
+    Decode(String),
+}
+
+/// The thunk's output: the reply and the fds of the result.
+pub(crate) type Outcome = (Reply, Vec<OwnedFd>);
+
+pub(crate) fn limits() -> Limits {
+    Limits::default()
+}
+
+/// Wraps a value's message in an envelope: postcard of the envelope, the value's fds beside.
+pub(crate) fn envelope<E: Serialize>(
+    make: impl FnOnce(Vec<u8>) -> E,
+    inner: Message,
+) -> Result<Message, mproc_wire::Error> {
+    let (bytes, fds) = inner.into_parts();
+    let (outer, _) = mproc_wire::encode(&make(bytes))?.into_parts();
+    Ok(Message::from_parts(outer, fds))
+}
+
+/// Opens an envelope: the envelope itself, and the fds that belong to the value inside it.
+pub(crate) fn open_envelope<E: DeserializeOwned>(
+    msg: Message,
+) -> Result<(E, Vec<OwnedFd>), mproc_wire::Error> {
+    let (bytes, fds) = msg.into_parts();
+    Ok((mproc_wire::decode(Message::from_bytes(bytes))?, fds))
+}
+
+/// The monomorphised thunk: argument bytes in, reply out.
+pub(crate) fn thunk<A: DeserializeOwned, R: Serialize>(f: FnRef<A, R>, args: Message) -> Outcome {
+    let arg: A = match mproc_wire::decode(args) {
+        Ok(a) => a,
+        Err(e) => {
+            return (
+                Reply::Decode(format!(
+                    "the argument could not be deserialized in the child: {e}"
+                )),
+                Vec::new(),
+            );
+        }
+    };
+    let f = f.get();
+    call_and_encode(move || f(arg))
+}
+
+/// Runs `f`, catching a panic, and encodes its result.
+pub(crate) fn call_and_encode<R: Serialize>(f: impl FnOnce() -> R) -> Outcome {
+    install_panic_hook();
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => match mproc_wire::encode(&r) {
+            Ok(msg) => {
+                let (bytes, fds) = msg.into_parts();
+                (Reply::Ok(bytes), fds)
+            }
+            Err(e) => (
+                Reply::Encode(format!(
+                    "the result could not be serialized in the child: {e}"
+                )),
+                Vec::new(),
+            ),
+        },
+        Err(payload) => (Reply::Panicked(panic_text(&*payload)), Vec::new()),
+    }
+}
+
+thread_local! {
+    static LAST_PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if let Some(loc) = info.location() {
+                LAST_PANIC_AT.with(|l| *l.borrow_mut() = Some(loc.to_string()));
+            }
+            previous(info);
+        }));
+    });
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".to_string());
+    match LAST_PANIC_AT.with(|l| l.borrow_mut().take()) {
+        Some(at) => format!("{msg} (at {at})"),
+        None => msg,
+    }
+}
+
+/// The spawn method's child: adopt the inherited socket and serve the request.
+fn run_spawned_child(marker: &str) -> ! {
+    let parsed = marker
+        .split_once(':')
+        .and_then(|(fd, ppid)| Some((fd.parse::<i32>().ok()?, ppid.parse::<u32>().ok()?)));
+    let Some((fd, ppid)) = parsed else {
+        eprintln!(
+            "mproc: ignoring malformed {CHILD_ENV}={marker:?}; this process was not started by mproc"
+        );
+        mproc_sys::exit_now(1)
+    };
+    if mproc_sys::getppid() != ppid {
+        // The parent died before we got here: nobody is waiting for a result.
+        mproc_sys::exit_now(1);
+    }
+    let sock = match mproc_sys::adopt_inherited_socket(fd) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mproc: cannot use the socket inherited from the parent: {e}");
+            mproc_sys::exit_now(1)
+        }
+    };
+    serve_request(sock, Some(ppid))
+}
+
+/// Reads the request from `sock`, runs it and replies. Used by spawned children and by
+/// children of the fork server. `expect_parent` is checked again after a daemon child asks
+/// to die with its parent, to close the race with a parent that died just before.
+pub(crate) fn serve_request(sock: OwnedFd, expect_parent: Option<u32>) -> ! {
+    let msg = match FrameReader::new().read(sock.as_fd(), &limits(), None) {
+        Ok(m) => m,
+        // The parent went away before sending anything: nothing to do.
+        Err(_) => mproc_sys::exit_now(1),
+    };
+    let (req, fds): (Request, _) = match open_envelope(msg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mproc: unreadable request from the parent: {e}");
+            mproc_sys::exit_now(1)
+        }
+    };
+    if req.me.daemon && expect_parent.is_some() {
+        let _ = mproc_sys::set_parent_death_signal(mproc_sys::SIGKILL);
+        if Some(mproc_sys::getppid()) != expect_parent {
+            mproc_sys::exit_now(1);
+        }
+    }
+    info::set_current(req.me.clone(), Some(req.parent.clone()));
+    let token = FnToken::<Message, Outcome>::from_parts(req.fingerprint, req.thunk, req.func);
+    let (reply, fds) = match token {
+        Some(token) => token.invoke(Message::from_parts(req.args, fds)),
+        None => (Reply::BuildMismatch, Vec::new()),
+    };
+    finish(&sock, reply, fds)
+}
+
+/// Sends the reply and exits: 0 after a result, 1 after a panic or failure (Python's
+/// exitcode for an uncaught exception).
+pub(crate) fn finish(sock: &OwnedFd, reply: Reply, fds: Vec<OwnedFd>) -> ! {
+    let code = i32::from(!matches!(reply, Reply::Ok(_)));
+    let sent = envelope(|_| reply, Message::from_parts(Vec::new(), fds))
+        .and_then(|m| mproc_wire::write_message(sock.as_fd(), m, &limits()));
+    if let Err(e) = sent {
+        if !e.is_disconnect() {
+            eprintln!("mproc: could not send the result to the parent: {e}");
+        }
+    }
+    mproc_sys::exit_now(code)
+}

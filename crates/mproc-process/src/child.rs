@@ -1,0 +1,474 @@
+//! `Child<R>`: a running child process and its typed result; the registry of children.
+
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mproc_sys::ExitStatus;
+use mproc_wire::{ErrorKind as WireKind, FrameReader, Message};
+use serde::de::DeserializeOwned;
+
+use crate::StartMethod;
+use crate::boot::{self, Reply};
+use crate::error::{Error, ErrorKind, Result};
+use crate::info::ProcessInfo;
+
+/// How the parent learns a child's exit status.
+#[derive(Debug)]
+pub(crate) enum Reaper {
+    /// Our own child: `waitpid`.
+    Direct,
+    /// A child of the fork server: it writes the status on this socket when it reaps it.
+    Server(OwnedFd),
+}
+
+/// What the registry and the `Child` share about one child process.
+#[derive(Debug)]
+pub(crate) struct Proc {
+    pub info: ProcessInfo,
+    pub method: StartMethod,
+    pidfd: OwnedFd,
+    reaper: Reaper,
+    status: Mutex<Option<Status>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Status {
+    Exited(ExitStatus),
+    /// The fork server died before it could report the status.
+    Lost,
+}
+
+impl Proc {
+    pub(crate) fn new(
+        info: ProcessInfo,
+        method: StartMethod,
+        pidfd: OwnedFd,
+        reaper: Reaper,
+    ) -> Self {
+        Self {
+            info,
+            method,
+            pidfd,
+            reaper,
+            status: Mutex::new(None),
+        }
+    }
+
+    fn has_exited(&self) -> bool {
+        mproc_sys::wait_readable(self.pidfd.as_fd(), Some(Instant::now())).unwrap_or(true)
+    }
+
+    /// Returns the status if the child has ended, collecting (and reaping) it once.
+    fn try_status(&self) -> Option<Status> {
+        let mut cached = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.is_none() {
+            *cached = match &self.reaper {
+                Reaper::Direct => mproc_sys::wait_pid(self.info.pid, false)
+                    .ok()
+                    .flatten()
+                    .map(Status::Exited),
+                Reaper::Server(sock) => read_server_status(sock, self.has_exited()),
+            };
+        }
+        *cached
+    }
+
+    /// Waits for the status until `deadline`.
+    fn status_until(&self, deadline: Option<Instant>) -> Result<Status> {
+        loop {
+            if let Some(st) = self.try_status() {
+                return Ok(st);
+            }
+            let fd = match &self.reaper {
+                Reaper::Direct => self.pidfd.as_fd(),
+                Reaper::Server(sock) => sock.as_fd(),
+            };
+            if !mproc_sys::wait_readable(fd, deadline)
+                .map_err(|e| Error::io("waiting for a child", e))?
+            {
+                return Err(Error::timeout());
+            }
+            if let Reaper::Direct = self.reaper {
+                // The pidfd is readable: the child has ended, so this wait returns at once.
+                let st = mproc_sys::wait_pid(self.info.pid, true)
+                    .map_err(|e| Error::io("reaping a child", e))?;
+                if let Some(st) = st {
+                    *self.status.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Status::Exited(st));
+                }
+            }
+        }
+    }
+
+    fn signal(&self, sig: i32) -> Result<()> {
+        if self.try_status().is_some() {
+            return Ok(()); // already ended: nothing to signal, and its pid may be reused
+        }
+        mproc_sys::pidfd_send_signal(self.pidfd.as_fd(), sig)
+            .map_err(|e| Error::io("signalling a child", e))
+    }
+}
+
+/// Reads the 8-byte status the fork server sends when it reaps a child. An empty, closed
+/// socket after the child has ended means the server died first: the status is lost.
+fn read_server_status(sock: &OwnedFd, child_ended: bool) -> Option<Status> {
+    let mut buf = [0u8; 8];
+    let mut fds = Vec::new();
+    match mproc_sys::recv_with_fds(sock.as_fd(), &mut buf, &mut fds, true) {
+        Ok(8) => ExitStatus::from_i64(i64::from_le_bytes(buf))
+            .map(Status::Exited)
+            .or(Some(Status::Lost)),
+        Ok(0) if child_ended => Some(Status::Lost),
+        Ok(_) => Some(Status::Lost),
+        Err(_) => None,
+    }
+}
+
+/// Every child this process started and has not yet forgotten: Python's `_children`.
+static REGISTRY: Mutex<Vec<(Arc<Proc>, bool)>> = Mutex::new(Vec::new());
+
+pub(crate) fn register(proc: &Arc<Proc>) {
+    reap_detached();
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((proc.clone(), false));
+}
+
+/// Reaps children whose `Child` was dropped before they ended, so no zombie accumulates.
+pub(crate) fn reap_detached() {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    reg.retain(|(p, detached)| !(*detached && p.try_status().is_some()));
+}
+
+fn detach(proc: &Arc<Proc>) {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    let finished = proc.try_status().is_some();
+    reg.retain_mut(|(p, detached)| {
+        if Arc::ptr_eq(p, proc) {
+            *detached = true;
+            !finished
+        } else {
+            true
+        }
+    });
+}
+
+/// Returns the children of this process that are still running, reaping finished ones:
+/// Python's `multiprocessing.active_children()`.
+///
+/// ```
+/// assert!(mproc_process::active_children().is_empty());
+/// ```
+pub fn active_children() -> Vec<ProcessInfo> {
+    reap_detached();
+    let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    reg.iter()
+        .filter(|(p, _)| p.try_status().is_none())
+        .map(|(p, _)| p.info.clone())
+        .collect()
+}
+
+/// Sends SIGKILL to every running child of this process: a last resort for test harnesses
+/// and watchdogs. Returns how many were signalled.
+///
+/// ```
+/// assert_eq!(mproc_process::kill_all_children(), 0);
+/// ```
+pub fn kill_all_children() -> usize {
+    let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    reg.iter()
+        .filter(|(p, _)| p.signal(mproc_sys::SIGKILL).is_ok() && p.try_status().is_none())
+        .count()
+}
+
+enum Outcome<R> {
+    /// No reply read yet.
+    Pending,
+    /// The reply, decoded (a value or the child's error).
+    Replied(Result<R>),
+    /// The child ended without a (readable) reply.
+    NoReply,
+    /// The result was handed out.
+    Taken,
+}
+
+/// A child process running a function that returns `R`: Python's `Process`, with the
+/// target's return value.
+///
+/// Dropping a `Child` does not stop it (a daemonic one still dies with its parent); its exit
+/// is collected in the background so that it never lingers as a zombie.
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// # mproc_process::init();
+/// let mut child = mproc_process::spawn(square, 7)?;
+/// println!("child {} is {}", child.pid(), child.name());
+/// assert_eq!(child.join()?, 49);
+/// assert_eq!(child.exit_status(), Some(mproc_process::ExitStatus::Code(0)));
+/// # Ok::<(), mproc_process::Error>(())
+/// ```
+pub struct Child<R> {
+    proc: Arc<Proc>,
+    sock: OwnedFd,
+    reader: FrameReader,
+    outcome: Outcome<R>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for Child<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Child")
+            .field("pid", &self.proc.info.pid)
+            .field("name", &self.proc.info.name)
+            .field("daemon", &self.proc.info.daemon)
+            .field("method", &self.proc.method)
+            .field("exit_status", &self.exit_status())
+            .finish()
+    }
+}
+
+impl<R> Child<R> {
+    pub(crate) fn new(proc: Arc<Proc>, sock: OwnedFd, listed: bool) -> Self {
+        if listed {
+            register(&proc);
+        }
+        Self {
+            proc,
+            sock,
+            reader: FrameReader::new(),
+            outcome: Outcome::Pending,
+            _r: PhantomData,
+        }
+    }
+
+    pub(crate) fn socket(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Returns the child's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.info.pid
+    }
+
+    /// Returns the child's name (Python's `Process.name`).
+    pub fn name(&self) -> &str {
+        &self.proc.info.name
+    }
+
+    /// Returns whether the child is daemonic.
+    pub fn is_daemon(&self) -> bool {
+        self.proc.info.daemon
+    }
+
+    /// Returns the start method that created the child.
+    pub fn start_method(&self) -> StartMethod {
+        self.proc.method
+    }
+
+    /// Returns whether the child is still running.
+    pub fn is_alive(&self) -> bool {
+        self.proc.try_status().is_none() && !self.proc.has_exited()
+    }
+
+    /// Returns how the child ended, or `None` while it runs: Python's `exitcode`.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        match self.proc.try_status() {
+            Some(Status::Exited(st)) => Some(st),
+            _ => None,
+        }
+    }
+
+    /// Sends SIGTERM (Python's `terminate()`). Harmless once the child has ended.
+    pub fn terminate(&self) -> Result<()> {
+        self.proc.signal(mproc_sys::SIGTERM)
+    }
+
+    /// Sends SIGKILL (Python's `kill()`). Harmless once the child has ended.
+    pub fn kill(&self) -> Result<()> {
+        self.proc.signal(mproc_sys::SIGKILL)
+    }
+
+    /// Returns an fd that becomes readable when the child ends (Python's `sentinel`), for
+    /// [`wait_any`] or your own `poll`.
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.proc.pidfd.as_fd()
+    }
+}
+
+impl<R: DeserializeOwned> Child<R> {
+    /// Waits for the child and returns its function's result.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Panicked`] (with the message), [`ErrorKind::Died`] (with the exit code
+    /// or signal) when it ended without a result, [`ErrorKind::Decode`] when the result is
+    /// not an `R`, [`ErrorKind::AlreadyJoined`] on a second call after a result was taken.
+    pub fn join(&mut self) -> Result<R> {
+        self.join_until(None)
+    }
+
+    /// Like [`join`](Self::join), but gives up after `timeout` with [`ErrorKind::Timeout`];
+    /// the child is left running and can be joined again.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
+        self.join_until(Some(Instant::now() + timeout))
+    }
+
+    /// Returns the result if the child has finished, `None` if it still runs.
+    pub fn try_join(&mut self) -> Result<Option<R>> {
+        match self.join_until(Some(Instant::now())) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) if e.kind() == ErrorKind::Timeout => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the child to end, without taking its result, and returns its exit status:
+    /// Python's `join()` followed by `exitcode`. Can be called any number of times.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        self.wait_until(None)
+    }
+
+    /// Like [`wait`](Self::wait), with a timeout ([`ErrorKind::Timeout`] leaves it running).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
+        self.read_reply(deadline)?;
+        match self.proc.status_until(deadline)? {
+            Status::Exited(st) => Ok(st),
+            Status::Lost => Err(Error::new(
+                ErrorKind::StatusLost,
+                "the fork server died before reporting the child's exit status",
+            )),
+        }
+    }
+
+    fn join_until(&mut self, deadline: Option<Instant>) -> Result<R> {
+        if let Outcome::Taken = self.outcome {
+            return Err(Error::new(
+                ErrorKind::AlreadyJoined,
+                "the child's result was already taken by an earlier join",
+            ));
+        }
+        let status = self.wait_until(deadline);
+        let status = match (status, &self.outcome) {
+            (Ok(st), _) => Some(st),
+            // The result is in; the status was lost with the fork server. Still a result.
+            (Err(e), Outcome::Replied(_)) if e.kind() == ErrorKind::StatusLost => None,
+            (Err(e), _) => return Err(e),
+        };
+        match std::mem::replace(&mut self.outcome, Outcome::Taken) {
+            Outcome::Replied(Ok(r)) => Ok(r),
+            Outcome::Replied(Err(mut e)) => {
+                if let Some(st) = status {
+                    e.set_status(st);
+                }
+                Err(e)
+            }
+            Outcome::NoReply | Outcome::Pending => match status {
+                Some(st) => Err(Error::died(st)),
+                None => Err(Error::new(
+                    ErrorKind::StatusLost,
+                    "the child ended without a result and its exit status was lost",
+                )),
+            },
+            Outcome::Taken => unreachable!("checked above"),
+        }
+    }
+
+    /// Reads the child's reply, if it has not been read yet, until `deadline`.
+    ///
+    /// The reply socket and the pidfd are watched together: a child that died without
+    /// replying is noticed even when another process still holds a copy of its socket.
+    fn read_reply(&mut self, deadline: Option<Instant>) -> Result<()> {
+        if !matches!(self.outcome, Outcome::Pending) {
+            return Ok(());
+        }
+        loop {
+            let ended = self.proc.has_exited();
+            match self
+                .reader
+                .read(self.sock.as_fd(), &boot::limits(), Some(Instant::now()))
+            {
+                Ok(msg) => {
+                    self.outcome = Outcome::Replied(decode_reply(msg));
+                    return Ok(());
+                }
+                Err(e) if e.kind() == WireKind::Timeout => {
+                    if ended {
+                        // It ended, and everything it wrote is already in our buffer.
+                        self.outcome = Outcome::NoReply;
+                        return Ok(());
+                    }
+                }
+                Err(_) => {
+                    self.outcome = Outcome::NoReply;
+                    return Ok(());
+                }
+            }
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let ready =
+                mproc_sys::poll_readable(&[self.sock.as_fd(), self.proc.pidfd.as_fd()], timeout)
+                    .map_err(|e| Error::io("waiting for a child", e))?;
+            if !ready.contains(&true) {
+                return Err(Error::timeout());
+            }
+        }
+    }
+}
+
+fn decode_reply<R: DeserializeOwned>(msg: Message) -> Result<R> {
+    let (reply, fds): (Reply, _) = boot::open_envelope(msg)?;
+    match reply {
+        Reply::Ok(bytes) => mproc_wire::decode(Message::from_parts(bytes, fds)).map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                "the child's result could not be deserialized",
+            )
+            .with_source(e)
+        }),
+        Reply::Panicked(msg) => Err(Error::panicked(msg, None)),
+        Reply::BuildMismatch => Err(Error::new(
+            ErrorKind::BuildMismatch,
+            "the child runs a different build of the executable; rebuild, or do not replace the binary while it runs",
+        )),
+        Reply::Encode(m) => Err(Error::new(ErrorKind::Encode, m)),
+        Reply::Decode(m) => Err(Error::new(ErrorKind::Decode, m)),
+    }
+}
+
+impl<R> Drop for Child<R> {
+    fn drop(&mut self) {
+        detach(&self.proc);
+    }
+}
+
+/// Waits until at least one of `sentinels` is ready (its child ended) or `timeout` passes,
+/// and returns the indices of the ready ones: Python's `multiprocessing.connection.wait`
+/// for process sentinels. An empty result means the timeout passed.
+///
+/// ```
+/// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+/// # mproc_process::init();
+/// let mut slow = mproc_process::spawn(nap, 5_000)?;
+/// let mut fast = mproc_process::spawn(nap, 0)?;
+/// let ready = mproc_process::wait_any(&[slow.sentinel(), fast.sentinel()], None)?;
+/// assert_eq!(ready, [1]);
+/// slow.kill()?;
+/// # slow.wait()?; fast.wait()?;
+/// # Ok::<(), mproc_process::Error>(())
+/// ```
+pub fn wait_any(sentinels: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let ready = mproc_sys::poll_readable(sentinels, timeout)
+        .map_err(|e| Error::io("waiting for children", e))?;
+    Ok(ready
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| **r)
+        .map(|(i, _)| i)
+        .collect())
+}

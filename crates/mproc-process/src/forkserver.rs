@@ -1,0 +1,241 @@
+//! The fork server: a single-threaded process, started once by the spawn method, that
+//! forks children on request.
+//!
+//! The parent sends `Fork { daemon, env }` with two fds: the child's end of its data socket,
+//! and the write end of a status socket. The server forks; the child serves its request on
+//! the data socket exactly like a spawned child; the server replies with the pid and a pidfd
+//! of the child, and when it reaps the child it writes the exit status (8 bytes) on the
+//! status socket. The server watches its parent through a pidfd: when the parent process
+//! ends, it kills its daemonic children and exits. A dead server is noticed and replaced on
+//! the next request.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mproc_sys::ForkOutcome;
+use mproc_wire::{ErrorKind as WireKind, Fd, FrameReader, Limits};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::{Builder, Child, StartMethod};
+
+#[derive(Serialize, Deserialize)]
+struct ForkRequest {
+    daemon: bool,
+    env: Vec<(OsString, Option<OsString>)>,
+    data: Fd,
+    status: Fd,
+}
+
+#[derive(Serialize, Deserialize)]
+enum ForkReply {
+    Forked { pid: u32, pidfd: Fd },
+    Failed(String),
+}
+
+struct Server {
+    child: Child<()>,
+    control: OwnedFd,
+    reader: FrameReader,
+}
+
+static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+/// How long a healthy server may take to answer a fork request.
+const REPLY_DEADLINE: Duration = Duration::from_secs(30);
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+fn start_server() -> Result<Server> {
+    let (ours, theirs) =
+        mproc_sys::socketpair().map_err(|e| Error::io("creating the fork server's socket", e))?;
+    let child = Builder::new()
+        .name("ForkServer")
+        .start_method(StartMethod::Spawn)
+        .spawn_hidden(serve, Fd::from(theirs))?;
+    Ok(Server {
+        child,
+        control: ours,
+        reader: FrameReader::new(),
+    })
+}
+
+/// Asks the fork server (starting or restarting it as needed) for a child whose data socket
+/// is `data`. Returns its pid, a pidfd, and the socket its exit status will arrive on.
+pub(crate) fn fork_child(
+    data: OwnedFd,
+    daemon: bool,
+    env: &[(OsString, Option<OsString>)],
+) -> Result<(u32, OwnedFd, OwnedFd)> {
+    let mut guard = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+    let mut last_err = None;
+    for _attempt in 0..2 {
+        if guard.as_ref().is_none_or(|s| !s.child.is_alive()) {
+            if let Some(mut dead) = guard.take() {
+                let _ = dead.child.kill();
+                let _ = dead.child.wait_timeout(Duration::from_secs(5));
+            }
+            *guard = Some(start_server()?);
+        }
+        let server = guard.as_mut().expect("started above");
+        match request(server, &data, daemon, env) {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                // The server is broken or gone: replace it and try once more.
+                let _ = server.child.kill();
+                last_err = Some(e);
+                *guard = None;
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        Error::new(
+            ErrorKind::ForkServer,
+            "the fork server could not be started",
+        )
+    }))
+}
+
+fn request(
+    server: &mut Server,
+    data: &OwnedFd,
+    daemon: bool,
+    env: &[(OsString, Option<OsString>)],
+) -> Result<(u32, OwnedFd, OwnedFd)> {
+    let fail = |what: &str, e: mproc_wire::Error| {
+        Error::new(ErrorKind::ForkServer, format!("fork server: {what}")).with_source(e)
+    };
+    let (status_ours, status_theirs) =
+        mproc_sys::socketpair().map_err(|e| Error::io("creating a status socket", e))?;
+    let data = data
+        .try_clone()
+        .map_err(|e| Error::io("duplicating the child's socket", e))?;
+    let req = ForkRequest {
+        daemon,
+        env: env.to_vec(),
+        data: Fd::from(data),
+        status: Fd::from(status_theirs),
+    };
+    let msg = mproc_wire::encode(&req).map_err(|e| fail("encoding a request", e))?;
+    mproc_wire::write_message(server.control.as_fd(), msg, &limits())
+        .map_err(|e| fail("sending a request", e))?;
+    let deadline = Instant::now() + REPLY_DEADLINE;
+    let reply = server
+        .reader
+        .read(server.control.as_fd(), &limits(), Some(deadline))
+        .map_err(|e| fail("reading a reply", e))?;
+    match mproc_wire::decode::<ForkReply>(reply).map_err(|e| fail("decoding a reply", e))? {
+        ForkReply::Forked { pid, pidfd } => Ok((pid, pidfd.into_owned(), status_ours)),
+        ForkReply::Failed(msg) => Err(Error::new(
+            ErrorKind::ForkServer,
+            format!("fork server could not fork: {msg}"),
+        )),
+    }
+}
+
+struct Running {
+    pid: u32,
+    pidfd: OwnedFd,
+    status: OwnedFd,
+    daemon: bool,
+}
+
+/// The server's main loop (runs in the server process).
+fn serve(control: Fd) {
+    let control = control.into_owned();
+    let server_pid = std::process::id();
+    // Watch the parent *process* (not the thread that started us) through a pidfd.
+    let ppid = mproc_sys::getppid();
+    if crate::info::parent_process().map(|p| p.pid()) != Some(ppid) {
+        return; // the parent is already gone
+    }
+    let Ok(parent) = mproc_sys::pidfd_open(ppid) else {
+        return;
+    };
+    if mproc_sys::getppid() != ppid {
+        return;
+    }
+    let mut reader = FrameReader::new();
+    let mut children: Vec<Running> = Vec::new();
+    loop {
+        let mut fds = vec![control.as_fd(), parent.as_fd()];
+        fds.extend(children.iter().map(|c| c.pidfd.as_fd()));
+        let Ok(ready) = mproc_sys::poll_readable(&fds, None) else {
+            break;
+        };
+        if ready[1] {
+            break; // the parent process ended
+        }
+        // Report and forget the children that ended.
+        let mut i = 0;
+        children.retain(|c| {
+            i += 1;
+            if !ready[1 + i] {
+                return true;
+            }
+            if let Ok(Some(st)) = mproc_sys::wait_pid(c.pid, true) {
+                let _ = mproc_sys::send_with_fds(c.status.as_fd(), &st.to_i64().to_le_bytes(), &[]);
+            }
+            false
+        });
+        if !ready[0] {
+            continue;
+        }
+        let msg = match reader.read(control.as_fd(), &limits(), Some(Instant::now())) {
+            Ok(msg) => msg,
+            Err(e) if e.kind() == WireKind::Timeout => continue,
+            Err(_) => break, // the parent closed the connection, or sent garbage
+        };
+        let reply = match mproc_wire::decode::<ForkRequest>(msg) {
+            Err(e) => ForkReply::Failed(e.to_string()),
+            Ok(req) => match mproc_sys::fork(None) {
+                Err(e) => ForkReply::Failed(e.to_string()),
+                Ok(ForkOutcome::Child) => {
+                    // Close everything of the server's; keep only the data socket.
+                    drop(children);
+                    drop(control);
+                    drop(parent);
+                    drop(req.status);
+                    crate::spawn::apply_env(&req.env);
+                    crate::boot::serve_request(
+                        req.data.into_owned(),
+                        req.daemon.then_some(server_pid),
+                    )
+                }
+                Ok(ForkOutcome::Parent(pid)) => {
+                    drop(req.data);
+                    match mproc_sys::pidfd_open(pid) {
+                        Ok(pidfd) => {
+                            let theirs = pidfd.try_clone().map(Fd::from);
+                            children.push(Running {
+                                pid,
+                                pidfd,
+                                status: req.status.into_owned(),
+                                daemon: req.daemon,
+                            });
+                            match theirs {
+                                Ok(fd) => ForkReply::Forked { pid, pidfd: fd },
+                                Err(e) => ForkReply::Failed(e.to_string()),
+                            }
+                        }
+                        Err(e) => ForkReply::Failed(e.to_string()),
+                    }
+                }
+            },
+        };
+        let sent = mproc_wire::encode(&reply)
+            .and_then(|m| mproc_wire::write_message(control.as_fd(), m, &limits()));
+        if sent.is_err() {
+            break;
+        }
+    }
+    for c in &children {
+        if c.daemon {
+            let _ = mproc_sys::pidfd_send_signal(c.pidfd.as_fd(), mproc_sys::SIGKILL);
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Who this process is: `current_process()`, `parent_process()`, `cpu_count()`.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+/// A process as Python's `multiprocessing` names it: pid, name and daemon flag.
+///
+/// ```
+/// let me = mproc_process::current_process();
+/// assert_eq!(me.pid(), std::process::id());
+/// assert_eq!(me.name(), "MainProcess");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    /// Python's `_identity`: the child index at each generation (`Process-2:1` is `[2, 1]`).
+    pub(crate) identity: Vec<u32>,
+}
+
+impl ProcessInfo {
+    pub(crate) fn new(pid: u32, name: String, daemon: bool) -> Self {
+        Self {
+            pid,
+            name,
+            daemon,
+            identity: Vec::new(),
+        }
+    }
+
+    /// Returns the process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Returns the name: `MainProcess`, the name given to the builder, or `Process-N:M`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns whether the process is daemonic (dies with its parent).
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+struct Current {
+    me: ProcessInfo,
+    parent: Option<ProcessInfo>,
+}
+
+static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
+static CHILD_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn main_process() -> ProcessInfo {
+    ProcessInfo {
+        pid: std::process::id(),
+        name: "MainProcess".into(),
+        daemon: false,
+        identity: Vec::new(),
+    }
+}
+
+pub(crate) fn set_current(me: ProcessInfo, parent: Option<ProcessInfo>) {
+    CHILD_COUNTER.store(0, Ordering::Relaxed);
+    let me = ProcessInfo {
+        pid: std::process::id(),
+        ..me
+    };
+    *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Current { me, parent });
+}
+
+/// Returns this process: Python's `multiprocessing.current_process()`.
+///
+/// ```
+/// assert_eq!(mproc_process::current_process().name(), "MainProcess");
+/// ```
+pub fn current_process() -> ProcessInfo {
+    let guard = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+    match &*guard {
+        // A forked child's copy may be stale until `set_current` runs; the pid tells.
+        Some(c) if c.me.pid == std::process::id() => c.me.clone(),
+        Some(_) | None => main_process(),
+    }
+}
+
+/// The process that started this one, as seen from the child.
+#[derive(Debug)]
+pub struct ParentProcess {
+    info: ProcessInfo,
+    pidfd: Option<OwnedFd>,
+}
+
+impl ParentProcess {
+    /// Returns the parent's pid.
+    pub fn pid(&self) -> u32 {
+        self.info.pid
+    }
+
+    /// Returns the parent's name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Returns whether the parent is still running.
+    pub fn is_alive(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => !mproc_sys::wait_readable(fd.as_fd(), Some(std::time::Instant::now()))
+                .unwrap_or(true),
+            None => false,
+        }
+    }
+}
+
+/// Returns the parent of this process when mproc started it: Python's
+/// `multiprocessing.parent_process()` (`None` in the main process).
+///
+/// ```
+/// assert!(mproc_process::parent_process().is_none());
+/// ```
+pub fn parent_process() -> Option<ParentProcess> {
+    let info = {
+        let guard = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+        match &*guard {
+            Some(c) if c.me.pid == std::process::id() => c.parent.clone()?,
+            _ => return None,
+        }
+    };
+    let pidfd = mproc_sys::pidfd_open(info.pid).ok();
+    Some(ParentProcess { info, pidfd })
+}
+
+/// Describes the next child of this process: its name and identity.
+pub(crate) fn next_child(name: Option<String>, daemon: bool) -> ProcessInfo {
+    let n = CHILD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut identity = current_process().identity;
+    identity.push(n);
+    let default = || {
+        let path: Vec<String> = identity.iter().map(u32::to_string).collect();
+        format!("Process-{}", path.join(":"))
+    };
+    ProcessInfo {
+        pid: 0,
+        name: name.unwrap_or_else(default),
+        daemon,
+        identity,
+    }
+}
+
+/// Returns the number of CPUs in the system: Python's `multiprocessing.cpu_count()`.
+///
+/// This counts the online CPUs, not the ones this process may run on; see
+/// [`process_cpu_count`] for those.
+///
+/// ```
+/// assert!(mproc_process::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::fs::read_to_string("/sys/devices/system/cpu/online")
+            .ok()
+            .and_then(|s| parse_cpu_list(s.trim()))
+            .unwrap_or_else(process_cpu_count)
+    })
+}
+
+/// Returns the number of CPUs this process may run on (its affinity and quota): Python's
+/// `os.process_cpu_count()`, which Python's `Pool` uses by default.
+///
+/// ```
+/// assert!(mproc_process::process_cpu_count() <= mproc_process::cpu_count());
+/// ```
+pub fn process_cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Counts the CPUs in a list such as `0-3,6,8-9`.
+fn parse_cpu_list(s: &str) -> Option<usize> {
+    let mut n = 0;
+    for part in s.split(',') {
+        n += match part.split_once('-') {
+            Some((a, b)) => {
+                b.parse::<usize>()
+                    .ok()?
+                    .checked_sub(a.parse::<usize>().ok()?)?
+                    + 1
+            }
+            None => {
+                part.parse::<usize>().ok()?;
+                1
+            }
+        };
+    }
+    (n > 0).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(super::parse_cpu_list("0-3,6,8-9"), Some(7));
+        assert_eq!(super::parse_cpu_list("0"), Some(1));
+        assert_eq!(super::parse_cpu_list("x"), None);
+        assert_eq!(super::parse_cpu_list("3-1"), None);
+    }
+}

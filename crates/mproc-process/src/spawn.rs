@@ -1,0 +1,421 @@
+//! Starting a child: `StartMethod`, `Builder`, `spawn`, and the spawn and fork methods.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use mproc_sys::{FnToken, ForkOutcome, ForkPermit};
+use mproc_wire::Message;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::boot::{self, Outcome, Request};
+use crate::child::{Child, Proc, Reaper};
+use crate::error::{Error, ErrorKind, Result};
+use crate::forkserver;
+use crate::info::{self, ProcessInfo};
+
+/// How a child process is started.
+///
+/// ```
+/// use mproc_process::StartMethod;
+/// assert_eq!("forkserver".parse::<StartMethod>(), Ok(StartMethod::ForkServer));
+/// assert_eq!(StartMethod::Spawn.as_str(), "spawn");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StartMethod {
+    /// Run this executable again (`/proc/self/exe`); `init()` in `main` serves the request.
+    /// The slowest start, the cleanest child: nothing of the parent's memory, no fd but its
+    /// own socket.
+    Spawn,
+    /// Ask a fork server (started once by `Spawn`, single-threaded) to fork the child. The
+    /// default on Linux: fork's speed, spawn's safety.
+    ForkServer,
+    /// Fork this process. The fastest; refused when other threads exist unless
+    /// [`Builder::fork_permit`] is given.
+    Fork,
+}
+
+impl StartMethod {
+    /// Returns Python's name of the method.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartMethod::Spawn => "spawn",
+            StartMethod::ForkServer => "forkserver",
+            StartMethod::Fork => "fork",
+        }
+    }
+
+    /// Returns every method this platform offers, the default first: Python's
+    /// `get_all_start_methods()`.
+    pub fn all() -> [StartMethod; 3] {
+        [
+            StartMethod::ForkServer,
+            StartMethod::Spawn,
+            StartMethod::Fork,
+        ]
+    }
+}
+
+impl std::fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing an unknown start method name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownStartMethod(pub String);
+
+impl std::fmt::Display for UnknownStartMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown start method {:?}; use spawn, forkserver or fork",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownStartMethod {}
+
+impl FromStr for StartMethod {
+    type Err = UnknownStartMethod;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "spawn" => Ok(StartMethod::Spawn),
+            "forkserver" => Ok(StartMethod::ForkServer),
+            "fork" => Ok(StartMethod::Fork),
+            other => Err(UnknownStartMethod(other.to_string())),
+        }
+    }
+}
+
+static DEFAULT_METHOD: AtomicU8 = AtomicU8::new(0);
+
+fn method_code(m: StartMethod) -> u8 {
+    match m {
+        StartMethod::Spawn => 1,
+        StartMethod::ForkServer => 2,
+        StartMethod::Fork => 3,
+    }
+}
+
+/// Sets the start method of children whose builder names none: Python's
+/// `set_start_method(method, force=True)`.
+///
+/// ```
+/// mproc_process::set_start_method(mproc_process::StartMethod::Spawn);
+/// assert_eq!(mproc_process::get_start_method(), mproc_process::StartMethod::Spawn);
+/// ```
+pub fn set_start_method(method: StartMethod) {
+    DEFAULT_METHOD.store(method_code(method), Ordering::Relaxed);
+}
+
+/// Returns the start method of children whose builder names none: the one given to
+/// [`set_start_method`], else `MPROC_START_METHOD` from the environment, else `ForkServer`.
+///
+/// ```
+/// let m = mproc_process::get_start_method();
+/// assert!(mproc_process::StartMethod::all().contains(&m));
+/// ```
+pub fn get_start_method() -> StartMethod {
+    match DEFAULT_METHOD.load(Ordering::Relaxed) {
+        1 => StartMethod::Spawn,
+        2 => StartMethod::ForkServer,
+        3 => StartMethod::Fork,
+        _ => {
+            let m = std::env::var("MPROC_START_METHOD")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(StartMethod::ForkServer);
+            DEFAULT_METHOD.store(method_code(m), Ordering::Relaxed);
+            m
+        }
+    }
+}
+
+/// Options for a child: Python's `Process(name=..., daemon=...)` and context.
+///
+/// ```
+/// use mproc_process::{Builder, StartMethod};
+/// fn greet(who: String) -> String { format!("hello, {who}") }
+/// # mproc_process::init();
+/// let mut child = Builder::new()
+///     .name("greeter")
+///     .daemon(true)
+///     .start_method(StartMethod::Spawn)
+///     .env("GREETING_LANG", "en")
+///     .spawn(greet, "world".to_string())?;
+/// assert_eq!(child.name(), "greeter");
+/// assert_eq!(child.join()?, "hello, world");
+/// # Ok::<(), mproc_process::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    env: Vec<(OsString, Option<OsString>)>,
+    executable: Option<PathBuf>,
+    permit: Option<ForkPermit>,
+}
+
+impl Builder {
+    /// Makes a builder with the defaults: a generated name, not daemonic, the default start
+    /// method.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the child (Python's `name=`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the child daemonic: it is killed when its parent ends, even by SIGKILL.
+    ///
+    /// With the spawn and fork methods the kernel's parent-death signal does this, which
+    /// fires when the *thread* that started the child exits: start long-lived daemonic
+    /// children from a long-lived thread (the fork server, the default, has no such caveat).
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Chooses the start method for this child.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Sets an environment variable in the child.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Removes an environment variable in the child.
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), None));
+        self
+    }
+
+    /// Runs `path` instead of this executable for the spawn method (Python's
+    /// `set_executable`). It must be the same build, or the child refuses the request with
+    /// [`ErrorKind::BuildMismatch`].
+    pub fn executable(mut self, path: impl Into<PathBuf>) -> Self {
+        self.executable = Some(path.into());
+        self
+    }
+
+    /// Allows the fork method while other threads exist, on your promise (the permit's
+    /// safety contract) that they hold no lock and change no memory the child will use.
+    pub fn fork_permit(mut self, permit: ForkPermit) -> Self {
+        self.permit = Some(permit);
+        self
+    }
+
+    /// Starts `f(arg)` in a child process and returns its handle.
+    ///
+    /// `f` is a plain `fn` item or a closure that captures nothing; `arg` and the result
+    /// travel as postcard (the fork method hands `arg` over in memory instead).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotInitialized`] when `init()` never ran, [`ErrorKind::ForkRefused`] for
+    /// fork with threads, [`ErrorKind::Encode`] when `arg` cannot be serialized,
+    /// [`ErrorKind::ForkServer`] or [`ErrorKind::Io`] when the OS refuses.
+    pub fn spawn<A, R>(self, f: fn(A) -> R, arg: A) -> Result<Child<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.spawn_inner(f, arg, false)
+    }
+
+    /// Spawns a child that is not one of the user's: not numbered, not in
+    /// `active_children()` (the fork server).
+    pub(crate) fn spawn_hidden<A, R>(self, f: fn(A) -> R, arg: A) -> Result<Child<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        self.spawn_inner(f, arg, true)
+    }
+
+    fn spawn_inner<A, R>(self, f: fn(A) -> R, arg: A, hidden: bool) -> Result<Child<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        if !boot::initialized() {
+            return Err(Error::new(
+                ErrorKind::NotInitialized,
+                "mproc::init() was not called; make it the first line of main \
+                 (or add mproc::init_before_main!() to a test binary)",
+            ));
+        }
+        let method = self.method.unwrap_or_else(get_start_method);
+        let me = if hidden {
+            ProcessInfo::new(0, self.name.clone().unwrap_or_default(), self.daemon)
+        } else {
+            info::next_child(self.name.clone(), self.daemon)
+        };
+        match method {
+            StartMethod::Fork => self.fork(me, f, arg, hidden),
+            StartMethod::Spawn | StartMethod::ForkServer => {
+                let token = FnToken::<Message, Outcome>::new(boot::thunk::<A, R>, f);
+                let args = mproc_wire::encode(&arg).map_err(|e| {
+                    Error::new(ErrorKind::Encode, "the argument could not be serialized")
+                        .with_source(e)
+                })?;
+                let (ours, theirs) = mproc_sys::socketpair()
+                    .map_err(|e| Error::io("creating the child's socket", e))?;
+                let (pid, pidfd, reaper) = if method == StartMethod::Spawn {
+                    let (pid, pidfd) = self.exec_self(&theirs)?;
+                    (pid, pidfd, Reaper::Direct)
+                } else {
+                    let (pid, pidfd, status) =
+                        forkserver::fork_child(theirs, self.daemon, &self.env)?;
+                    (pid, pidfd, Reaper::Server(status))
+                };
+                let me = ProcessInfo { pid, ..me };
+                let proc = Arc::new(Proc::new(me.clone(), method, pidfd, reaper));
+                let child = Child::new(proc, ours, !hidden);
+                send_request(&child, token, me, args)?;
+                Ok(child)
+            }
+        }
+    }
+
+    /// The spawn method: `posix_spawn` of our executable with the socket at a fixed fd.
+    fn exec_self(&self, theirs: &OwnedFd) -> Result<(u32, OwnedFd)> {
+        // dup2 onto the same number would keep close-on-exec, so pick another one.
+        let target = if theirs.as_raw_fd() == boot::CHILD_FD {
+            boot::CHILD_FD + 1
+        } else {
+            boot::CHILD_FD
+        };
+        let mut cmd = mproc_sys::SpawnSelf::new()
+            .env(boot::CHILD_ENV, format!("{target}:{}", std::process::id()))
+            .pass_fd(theirs.as_fd(), target);
+        if let Some(exe) = &self.executable {
+            cmd = cmd.executable(exe);
+        }
+        for (k, v) in &self.env {
+            cmd = match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let pid = cmd
+            .spawn()
+            .map_err(|e| Error::io("starting a child process", e))?;
+        let pidfd = mproc_sys::pidfd_open(pid).map_err(|e| Error::io("opening a pidfd", e))?;
+        Ok((pid, pidfd))
+    }
+
+    /// The fork method: the child gets `arg` in its copy of memory, no serialization.
+    fn fork<A, R>(self, me: ProcessInfo, f: fn(A) -> R, arg: A, hidden: bool) -> Result<Child<R>>
+    where
+        R: Serialize + DeserializeOwned,
+    {
+        let (ours, theirs) =
+            mproc_sys::socketpair().map_err(|e| Error::io("creating the child's socket", e))?;
+        let parent = info::current_process();
+        match mproc_sys::fork(self.permit) {
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                Err(Error::new(ErrorKind::ForkRefused, e.to_string()))
+            }
+            Err(e) => Err(Error::io("fork failed", e)),
+            Ok(ForkOutcome::Child) => {
+                drop(ours);
+                if self.daemon {
+                    let _ = mproc_sys::set_parent_death_signal(mproc_sys::SIGKILL);
+                    if mproc_sys::getppid() != parent.pid {
+                        mproc_sys::exit_now(1);
+                    }
+                }
+                apply_env(&self.env);
+                info::set_current(me, Some(parent));
+                let (reply, fds) = boot::call_and_encode(move || f(arg));
+                boot::finish(&theirs, reply, fds)
+            }
+            Ok(ForkOutcome::Parent(pid)) => {
+                drop(theirs);
+                // The child cannot be reaped before we open its pidfd: only we reap it.
+                let pidfd =
+                    mproc_sys::pidfd_open(pid).map_err(|e| Error::io("opening a pidfd", e))?;
+                let proc = Arc::new(Proc::new(
+                    ProcessInfo { pid, ..me },
+                    StartMethod::Fork,
+                    pidfd,
+                    Reaper::Direct,
+                ));
+                Ok(Child::new(proc, ours, !hidden))
+            }
+        }
+    }
+}
+
+/// Applies environment overrides in a freshly forked (single-threaded) child.
+pub(crate) fn apply_env(env: &[(OsString, Option<OsString>)]) {
+    for (k, v) in env {
+        if let Err(e) = mproc_sys::set_env_var(k, v.as_deref()) {
+            eprintln!("mproc: cannot set {k:?} in the child: {e}");
+        }
+    }
+}
+
+fn send_request<R: DeserializeOwned>(
+    child: &Child<R>,
+    token: FnToken<Message, Outcome>,
+    me: ProcessInfo,
+    args: Message,
+) -> Result<()> {
+    let (fingerprint, thunk, func) = token.to_parts();
+    let parent = info::current_process();
+    let msg = boot::envelope(
+        |args| Request {
+            fingerprint,
+            thunk,
+            func,
+            me,
+            parent,
+            args,
+        },
+        args,
+    )?;
+    match mproc_wire::write_message(child.socket(), msg, &boot::limits()) {
+        Ok(()) => Ok(()),
+        // A child that died before reading: join reports how it ended.
+        Err(e) if e.is_disconnect() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Starts `f(arg)` in a child process with the default options: Python's
+/// `Process(target=f, args=(arg,)).start()`, returning the result on `join`.
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// mproc_process::init();
+/// assert_eq!(mproc_process::spawn(square, 7)?.join()?, 49);
+/// # Ok::<(), mproc_process::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`Builder::spawn`].
+pub fn spawn<A, R>(f: fn(A) -> R, arg: A) -> Result<Child<R>>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    Builder::new().spawn(f, arg)
+}

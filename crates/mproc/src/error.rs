@@ -1,0 +1,84 @@
+//! The facade's error: any mproc crate's error.
+
+use std::fmt;
+
+/// An error from any part of mproc; `?` converts each crate's error into it.
+///
+/// ```
+/// fn f() -> mproc::Result<()> {
+///     Err(mproc::wire::decode::<u8>(mproc::wire::Message::from_bytes(vec![]))
+///         .unwrap_err())?
+/// }
+/// assert!(matches!(f(), Err(mproc::Error::Wire(_))));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// From child processes ([`mproc_process::Error`]).
+    #[cfg(feature = "process")]
+    Process(mproc_process::Error),
+    /// From the wire ([`mproc_wire::Error`]).
+    #[cfg(feature = "wire")]
+    Wire(mproc_wire::Error),
+    /// From the operating system.
+    Io(std::io::Error),
+}
+
+/// The facade's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            #[cfg(feature = "process")]
+            Error::Process(e) => e.fmt(f),
+            #[cfg(feature = "wire")]
+            Error::Wire(e) => e.fmt(f),
+            Error::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            #[cfg(feature = "process")]
+            Error::Process(e) => Some(e),
+            #[cfg(feature = "wire")]
+            Error::Wire(e) => Some(e),
+            Error::Io(e) => Some(e),
+        }
+    }
+}
+
+#[cfg(feature = "process")]
+impl From<mproc_process::Error> for Error {
+    fn from(e: mproc_process::Error) -> Self {
+        Error::Process(e)
+    }
+}
+
+#[cfg(feature = "wire")]
+impl From<mproc_wire::Error> for Error {
+    fn from(e: mproc_wire::Error) -> Self {
+        Error::Wire(e)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            #[cfg(feature = "process")]
+            Error::Process(e) => e.into(),
+            #[cfg(feature = "wire")]
+            Error::Wire(e) => e.into(),
+            Error::Io(e) => e,
+        }
+    }
+}
