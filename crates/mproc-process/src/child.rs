@@ -129,6 +129,14 @@ fn read_server_status(sock: &OwnedFd, child_ended: bool) -> Option<Status> {
 /// Every child this process started and has not yet forgotten: Python's `_children`.
 static REGISTRY: Mutex<Vec<(Arc<Proc>, bool)>> = Mutex::new(Vec::new());
 
+/// Locks the registry (held across a fork, so that the child's copy is consistent).
+pub(crate) fn lock_registry() -> std::sync::MutexGuard<'static, Vec<(Arc<Proc>, bool)>> {
+    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The registry entries, type-erased for `ForkGuards`.
+pub(crate) type Registry = Vec<(Arc<Proc>, bool)>;
+
 pub(crate) fn register(proc: &Arc<Proc>) {
     reap_detached();
     REGISTRY

@@ -35,13 +35,30 @@ enum ForkReply {
     Failed(String),
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child<()>,
     control: OwnedFd,
     reader: FrameReader,
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
+
+/// The lock of the fork server connection (held across a fork; see `ForkGuards`).
+pub(crate) type ServerGuard = std::sync::MutexGuard<'static, Option<Server>>;
+
+pub(crate) fn lock_server() -> ServerGuard {
+    SERVER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Returns the pid of this process's fork server, if one is running (for diagnostics).
+///
+/// ```
+/// // No child was started through the fork server in this doctest.
+/// assert_eq!(mproc_process::fork_server_pid(), None);
+/// ```
+pub fn fork_server_pid() -> Option<u32> {
+    lock_server().as_ref().filter(|s| s.child.is_alive()).map(|s| s.child.pid())
+}
 
 /// How long a healthy server may take to answer a fork request.
 const REPLY_DEADLINE: Duration = Duration::from_secs(30);

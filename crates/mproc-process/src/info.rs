@@ -48,7 +48,7 @@ impl ProcessInfo {
     }
 }
 
-struct Current {
+pub(crate) struct Current {
     me: ProcessInfo,
     parent: Option<ProcessInfo>,
 }
@@ -66,12 +66,20 @@ fn main_process() -> ProcessInfo {
 }
 
 pub(crate) fn set_current(me: ProcessInfo, parent: Option<ProcessInfo>) {
+    set_current_locked(&mut lock_current(), me, parent);
+}
+
+/// The lock behind `current_process()` (held across a fork).
+pub(crate) type CurrentGuard = std::sync::MutexGuard<'static, Option<Current>>;
+
+pub(crate) fn lock_current() -> CurrentGuard {
+    CURRENT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn set_current_locked(slot: &mut Option<Current>, me: ProcessInfo, parent: Option<ProcessInfo>) {
     CHILD_COUNTER.store(0, Ordering::Relaxed);
-    let me = ProcessInfo {
-        pid: std::process::id(),
-        ..me
-    };
-    *CURRENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Current { me, parent });
+    let me = ProcessInfo { pid: std::process::id(), ..me };
+    *slot = Some(Current { me, parent });
 }
 
 /// Returns this process: Python's `multiprocessing.current_process()`.

@@ -33,6 +33,7 @@ mod spawn;
 pub use boot::init;
 pub use child::{Child, active_children, kill_all_children, wait_any};
 pub use error::{Error, ErrorKind, Result};
+pub use forkserver::fork_server_pid;
 pub use info::{
     ParentProcess, ProcessInfo, cpu_count, current_process, parent_process, process_cpu_count,
 };

@@ -328,12 +328,14 @@ impl Builder {
         let (ours, theirs) =
             mproc_sys::socketpair().map_err(|e| Error::io("creating the child's socket", e))?;
         let parent = info::current_process();
+        let guards = ForkGuards::acquire();
         match mproc_sys::fork(self.permit) {
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
                 Err(Error::new(ErrorKind::ForkRefused, e.to_string()))
             }
             Err(e) => Err(Error::io("fork failed", e)),
             Ok(ForkOutcome::Child) => {
+                guards.into_child(me, parent.clone());
                 drop(ours);
                 if self.daemon {
                     let _ = mproc_sys::set_parent_death_signal(mproc_sys::SIGKILL);
@@ -342,11 +344,11 @@ impl Builder {
                     }
                 }
                 apply_env(&self.env);
-                info::set_current(me, Some(parent));
                 let (reply, fds) = boot::call_and_encode(move || f(arg));
                 boot::finish(&theirs, reply, fds)
             }
             Ok(ForkOutcome::Parent(pid)) => {
+                drop(guards);
                 drop(theirs);
                 // The child cannot be reaped before we open its pidfd: only we reap it.
                 let pidfd =
@@ -360,6 +362,36 @@ impl Builder {
                 Ok(Child::new(proc, ours, !hidden))
             }
         }
+    }
+}
+
+/// mproc's own locks, held across `fork` (as `pthread_atfork` would), so that no other
+/// thread can leave one locked, or half-updated, in the child's copy of memory. In the lock
+/// order used everywhere: server, registry, current process.
+struct ForkGuards {
+    server: forkserver::ServerGuard,
+    registry: std::sync::MutexGuard<'static, crate::child::Registry>,
+    current: info::CurrentGuard,
+}
+
+impl ForkGuards {
+    fn acquire() -> Self {
+        let server = forkserver::lock_server();
+        let registry = crate::child::lock_registry();
+        let current = info::lock_current();
+        Self { server, registry, current }
+    }
+
+    /// In the forked child: forget the parent's children and fork server (they are not
+    /// ours), record who we are, then release the locks.
+    fn into_child(mut self, me: ProcessInfo, parent: ProcessInfo) {
+        let server = self.server.take();
+        let children = std::mem::take(&mut *self.registry);
+        info::set_current_locked(&mut self.current, me, Some(parent));
+        drop(self);
+        // Dropping these only closes this process's copies of their fds.
+        drop(server);
+        drop(children);
     }
 }
 

@@ -1,0 +1,62 @@
+//! Helper binary for the integration tests: small programs whose behaviour a test watches
+//! from outside (stdout, a SIGKILL from the test, a replaced executable).
+//!
+//! `mproc-helper <mode>`; the start method comes from `MPROC_START_METHOD`.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+fn sleep_secs(s: u64) -> u64 {
+    std::thread::sleep(Duration::from_secs(s));
+    s
+}
+
+fn print_then_return(text: String) -> usize {
+    // No newline, no flush: mproc must not lose it when the child exits.
+    print!("{text}");
+    eprint!("{text}-on-stderr");
+    text.len()
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode == "no-init" {
+        // Deliberately no mproc::init(): spawning must fail with a clear error.
+        match mproc::spawn(square, 3) {
+            Ok(_) => println!("unexpected: spawned without init"),
+            Err(e) => println!("error: {e}"),
+        }
+        return;
+    }
+    mproc::init();
+    match mode.as_str() {
+        "daemon-parent" => {
+            // Start a daemonic child that would sleep for a minute, report its pid, and
+            // wait to be SIGKILLed by the test.
+            let child = mproc::Builder::new().daemon(true).spawn(sleep_secs, 60).expect("spawn");
+            println!("child {}", child.pid());
+            std::io::stdout().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "print-before-return" => {
+            let mut child = mproc::spawn(print_then_return, "printed-by-child".to_string()).expect("spawn");
+            let n = child.join().expect("join");
+            println!("\njoined {n}");
+        }
+        "spawn-on-line" => {
+            // Wait for a line on stdin (the test replaces our executable meanwhile), then spawn.
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).unwrap();
+            let r = mproc::spawn(square, 12).and_then(|mut c| c.join());
+            println!("result {r:?}");
+        }
+        other => {
+            eprintln!("unknown mode {other:?}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Child processes: results, failures, signals, deadlines, daemons, zombies, fork safety and
+//! large payloads, under the start method named by `MPROC_START_METHOD` (the suite runs once
+//! per method). Every test runs inside a deadline that kills its children.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mproc::process::ErrorKind;
+use mproc::{ExitStatus, StartMethod};
+use mproc_tests::{builder, deadline, method, wait_gone, zombies_of};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+mproc::init_before_main!();
+
+const LIMIT: Duration = Duration::from_secs(60);
+const HELPER: &str = env!("CARGO_BIN_EXE_mproc-helper");
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn boom(msg: String) -> u8 {
+    panic!("boom: {msg}")
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn reverse(mut v: Vec<u8>) -> Vec<u8> {
+    v.reverse();
+    v
+}
+
+fn who_am_i(_: ()) -> (u32, String, bool, Option<(u32, String, bool)>) {
+    let me = mproc::current_process();
+    let parent = mproc::parent_process().map(|p| (p.pid(), p.name().to_string(), p.is_alive()));
+    (me.pid(), me.name().to_string(), me.is_daemon(), parent)
+}
+
+fn read_env(key: String) -> Option<String> {
+    std::env::var(&key).ok()
+}
+
+/// Runs in a child and starts a grandchild with the same method.
+fn spawn_grandchild(x: u64) -> u64 {
+    let mut g = mproc_tests::builder().spawn(square, x).expect("grandchild spawn");
+    g.join().expect("grandchild join") + 1
+}
+
+#[test]
+fn result_comes_back_typed() {
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(square, 12).unwrap();
+        assert_eq!(c.start_method(), method());
+        assert_eq!(c.join().unwrap(), 144);
+        assert_eq!(c.exit_status(), Some(ExitStatus::Code(0)));
+        assert!(!c.is_alive());
+    });
+}
+
+#[test]
+fn non_capturing_closure_runs() {
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(|(a, b): (String, u32)| a.repeat(b as usize), ("ab".to_string(), 3)).unwrap();
+        assert_eq!(c.join().unwrap(), "ababab");
+    });
+}
+
+#[test]
+fn panic_comes_back_with_its_message() {
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(boom, "kaput".to_string()).unwrap();
+        let err = c.join().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panicked);
+        let msg = err.panic_message().unwrap();
+        assert!(msg.contains("boom: kaput"), "{msg}");
+        assert!(msg.contains("process.rs"), "location in {msg}");
+        assert_eq!(err.exit_status(), Some(ExitStatus::Code(1)));
+        assert_eq!(c.exit_status(), Some(ExitStatus::Code(1)));
+    });
+}
+
+#[test]
+fn exit_code_comes_back_as_such() {
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(exit_with, 3).unwrap();
+        let err = c.join().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Died);
+        assert_eq!(err.exit_status(), Some(ExitStatus::Code(3)));
+        assert_eq!(c.wait().unwrap(), ExitStatus::Code(3));
+    });
+}
+
+#[test]
+fn terminate_and_kill_come_back_as_signals() {
+    deadline(LIMIT, || {
+        for (sig, send) in [(15, true), (9, false)] {
+            let mut c = builder().spawn(sleep_ms, 60_000).unwrap();
+            assert!(c.is_alive());
+            if send { c.terminate().unwrap() } else { c.kill().unwrap() }
+            let err = c.join().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Died);
+            assert_eq!(err.exit_status(), Some(ExitStatus::Signal(sig)));
+            assert_eq!(c.exit_status().unwrap().python_exitcode(), -sig);
+        }
+    });
+}
+
+#[test]
+fn join_timeout_leaves_the_child_joinable() {
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(sleep_ms, 500).unwrap();
+        let t0 = Instant::now();
+        let err = c.join_timeout(Duration::from_millis(50)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert!(c.is_alive());
+        assert!(c.try_join().unwrap().is_none());
+        assert_eq!(c.exit_status(), None);
+        assert_eq!(c.join().unwrap(), 500);
+    });
+}
+
+#[test]
+fn join_twice_and_wait_repeatedly() {
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(square, 5).unwrap();
+        assert_eq!(c.join().unwrap(), 25);
+        assert_eq!(c.join().unwrap_err().kind(), ErrorKind::AlreadyJoined);
+        assert_eq!(c.wait().unwrap(), ExitStatus::Code(0));
+        assert_eq!(c.wait_timeout(Duration::ZERO).unwrap(), ExitStatus::Code(0));
+    });
+}
+
+#[test]
+fn kill_and_terminate_of_a_finished_child_are_harmless() {
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(square, 2).unwrap();
+        assert_eq!(c.join().unwrap(), 4);
+        c.kill().unwrap();
+        c.terminate().unwrap();
+        assert_eq!(c.exit_status(), Some(ExitStatus::Code(0)));
+    });
+}
+
+#[test]
+fn sixteen_mib_argument_and_result_round_trip() {
+    deadline(LIMIT, || {
+        let big: Vec<u8> = (0..16u32 << 20).map(|i| (i % 253) as u8).collect();
+        let mut c = builder().spawn(reverse, big.clone()).unwrap();
+        let back = c.join().unwrap();
+        assert_eq!(back.len(), big.len());
+        assert!(back.iter().rev().eq(big.iter()));
+    });
+}
+
+#[test]
+fn a_large_result_does_not_keep_the_child_alive() {
+    // The result travels in a memfd: the child exits without waiting for us to read.
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(reverse, vec![1u8; 8 << 20]).unwrap();
+        assert!(wait_gone(c.sentinel(), Duration::from_secs(30)), "child still alive with an unread result");
+        assert_eq!(c.join().unwrap().len(), 8 << 20);
+    });
+}
+
+#[test]
+fn names_identity_and_parent() {
+    deadline(LIMIT, || {
+        let mut c = builder().name("worker-a").daemon(true).spawn(who_am_i, ()).unwrap();
+        let pid = c.pid();
+        let (child_pid, name, daemon, parent) = c.join().unwrap();
+        assert_eq!(child_pid, pid);
+        assert_eq!(name, "worker-a");
+        assert!(daemon);
+        let (ppid, pname, palive) = parent.unwrap();
+        assert_eq!(ppid, std::process::id());
+        assert_eq!(pname, "MainProcess");
+        assert!(palive);
+        let mut d = builder().spawn(who_am_i, ()).unwrap();
+        assert!(d.name().starts_with("Process-"), "{}", d.name());
+        assert_eq!(d.join().unwrap().1, d.name());
+    });
+}
+
+#[test]
+fn env_overrides_reach_the_child() {
+    deadline(LIMIT, || {
+        let mut c = builder().env("MPROC_TEST_VAR", "set-by-builder").spawn(read_env, "MPROC_TEST_VAR".into()).unwrap();
+        assert_eq!(c.join().unwrap().as_deref(), Some("set-by-builder"));
+        let mut c = builder().env_remove("PATH").spawn(read_env, "PATH".into()).unwrap();
+        assert_eq!(c.join().unwrap(), None);
+    });
+}
+
+#[test]
+fn a_child_can_spawn_children() {
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(spawn_grandchild, 6).unwrap();
+        assert_eq!(c.join().unwrap(), 37);
+    });
+}
+
+#[test]
+fn active_children_and_wait_any() {
+    deadline(LIMIT, || {
+        let mut slow = builder().spawn(sleep_ms, 60_000).unwrap();
+        let mut fast = builder().spawn(sleep_ms, 10).unwrap();
+        let ready = mproc::wait_any(&[slow.sentinel(), fast.sentinel()], Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(ready, [1]);
+        assert!(mproc::active_children().iter().any(|p| p.pid() == slow.pid()));
+        assert_eq!(mproc::wait_any(&[slow.sentinel()], Some(Duration::from_millis(20))).unwrap(), Vec::<usize>::new());
+        slow.kill().unwrap();
+        slow.wait().unwrap();
+        fast.join().unwrap();
+        assert!(!mproc::active_children().iter().any(|p| p.pid() == slow.pid() || p.pid() == fast.pid()));
+    });
+}
+
+#[test]
+fn five_hundred_spawns_leave_no_zombie() {
+    deadline(Duration::from_secs(240), || {
+        let mut pids = Vec::new();
+        for i in 0..500u64 {
+            let mut c = builder().spawn(square, i).unwrap();
+            pids.push(c.pid());
+            if i % 2 == 0 {
+                assert_eq!(c.join().unwrap(), i * i);
+            } // odd ones are dropped unjoined: detached, reaped in the background
+        }
+        // Everything we started ends; active_children() reaps what was detached.
+        let t0 = Instant::now();
+        while pids.iter().any(|p| mproc_tests::proc_state(*p).is_some_and(|(s, pp)| s != 'Z' && pp == std::process::id()))
+            || !mproc::active_children().is_empty()
+        {
+            assert!(t0.elapsed() < Duration::from_secs(60), "children did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        mproc::active_children();
+        assert_eq!(zombies_of(std::process::id()), 0, "zombies left among our children");
+        if let Some(server) = mproc::process::fork_server_pid() {
+            // Give the server a moment to reap the last ones it forked.
+            let t0 = Instant::now();
+            while zombies_of(server) > 0 && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert_eq!(zombies_of(server), 0, "zombies left under the fork server");
+        }
+    });
+}
+
+#[test]
+fn fork_is_refused_while_other_threads_run() {
+    deadline(LIMIT, || {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        let err = mproc::Builder::new().start_method(StartMethod::Fork).spawn(square, 2).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ForkRefused);
+        assert!(err.to_string().contains("threads"), "{err}");
+        tx.send(()).unwrap();
+        t.join().unwrap().unwrap();
+    });
+}
+
+/// A type that serializes fine but refuses to deserialize (in the child).
+#[derive(Debug)]
+struct Undecodable;
+impl Serialize for Undecodable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+impl<'de> Deserialize<'de> for Undecodable {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("refuses to deserialize"))
+    }
+}
+
+/// A type that refuses to serialize (as the child's result).
+#[derive(Debug)]
+struct Unencodable;
+impl Serialize for Unencodable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses to serialize"))
+    }
+}
+impl<'de> Deserialize<'de> for Unencodable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u8::deserialize(d).map(|_| Unencodable)
+    }
+}
+
+fn take_undecodable(_: Undecodable) -> u8 {
+    0
+}
+
+fn make_unencodable(_: ()) -> Unencodable {
+    Unencodable
+}
+
+#[test]
+fn serialization_failures_are_errors_not_hangs() {
+    deadline(LIMIT, || {
+        let err = builder().spawn(make_unencodable, ()).unwrap().join().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Encode, "{err}");
+        if method() != StartMethod::Fork {
+            // Fork hands the argument over in memory: there is nothing to deserialize.
+            let err = builder().spawn(take_undecodable, Undecodable).unwrap().join().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
+        }
+        // An argument that cannot be serialized fails in the parent, before any child
+        // (fork hands it over in memory, so there it simply works).
+        let spawned = builder().spawn(|u: Unencodable| drop(u), Unencodable);
+        if method() == StartMethod::Fork {
+            spawned.unwrap().join().unwrap();
+        } else {
+            assert_eq!(spawned.unwrap_err().kind(), ErrorKind::Encode);
+        }
+    });
+}
+
+#[test]
+fn a_child_of_another_build_is_refused() {
+    deadline(LIMIT, || {
+        // The helper binary calls mproc::init() but is another build: the handshake says so.
+        let mut c = mproc::Builder::new().start_method(StartMethod::Spawn).executable(HELPER).spawn(square, 2).unwrap();
+        let err = c.join().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BuildMismatch, "{err}");
+    });
+}
+
+#[test]
+fn a_child_that_dies_before_the_handshake_is_reported() {
+    deadline(LIMIT, || {
+        // /bin/false never reads its request and exits 1.
+        let mut c = mproc::Builder::new().start_method(StartMethod::Spawn).executable("/bin/false").spawn(square, 2).unwrap();
+        let err = c.join().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Died);
+        assert_eq!(err.exit_status(), Some(ExitStatus::Code(1)));
+    });
+}
+
+#[test]
+fn a_killed_fork_server_is_restarted() {
+    if method() != StartMethod::ForkServer {
+        return; // only the fork server method has a server
+    }
+    deadline(LIMIT, || {
+        assert_eq!(builder().spawn(square, 3).unwrap().join().unwrap(), 9);
+        let server = mproc::process::fork_server_pid().expect("a fork server runs");
+        let pidfd = mproc::sys::pidfd_open(server).unwrap();
+        mproc::sys::pidfd_send_signal(pidfd.as_fd(), mproc::sys::SIGKILL).unwrap();
+        assert!(wait_gone(pidfd.as_fd(), Duration::from_secs(10)));
+        assert_eq!(builder().spawn(square, 4).unwrap().join().unwrap(), 16);
+        assert_ne!(mproc::process::fork_server_pid(), Some(server));
+    });
+}
+
+fn helper(mode: &str) -> Command {
+    let mut cmd = Command::new(HELPER);
+    cmd.arg(mode).env("MPROC_START_METHOD", method().as_str());
+    cmd
+}
+
+/// Runs a helper to completion with a deadline, killing it if it overstays.
+fn run_helper(mut cmd: Command) -> String {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("helper overstayed its deadline");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn spawning_without_init_says_to_add_it() {
+    deadline(LIMIT, || {
+        let out = run_helper(helper("no-init"));
+        assert!(out.contains("error: mproc::init() was not called; make it the first line of main"), "{out}");
+    });
+}
+
+#[test]
+fn output_printed_just_before_returning_is_not_lost() {
+    deadline(LIMIT, || {
+        let out = run_helper(helper("print-before-return"));
+        assert!(out.contains("printed-by-child"), "{out}");
+        assert!(out.contains("printed-by-child-on-stderr"), "{out}");
+        assert!(out.contains("joined 16"), "{out}");
+    });
+}
+
+#[test]
+fn a_daemon_child_dies_when_its_parent_is_sigkilled() {
+    deadline(LIMIT, || {
+        let mut parent = helper("daemon-parent").stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(parent.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let pid: u32 = line.trim().strip_prefix("child ").expect("child pid line").parse().unwrap();
+        let pidfd = mproc::sys::pidfd_open(pid).unwrap();
+        assert!(!wait_gone(pidfd.as_fd(), Duration::ZERO), "daemon child alive before the kill");
+        parent.kill().unwrap(); // SIGKILL: no destructor, no atexit
+        parent.wait().unwrap();
+        assert!(wait_gone(pidfd.as_fd(), Duration::from_secs(20)), "daemon child {pid} survived its parent");
+    });
+}
+
+#[test]
+fn replacing_the_executable_on_disk_does_not_break_spawn() {
+    deadline(LIMIT, || {
+        let dir = std::env::temp_dir().join(format!("mproc-replaced-{}-{}", std::process::id(), method()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("helper");
+        std::fs::copy(HELPER, &exe).unwrap();
+        let mut child = Command::new(&exe)
+            .arg("spawn-on-line")
+            .env("MPROC_START_METHOD", method().as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Replace the file the running helper was started from, then let it spawn.
+        let other = dir.join("other");
+        std::fs::write(&other, b"#!/bin/sh\nexit 7\n").unwrap();
+        std::fs::rename(&other, &exe).unwrap();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("helper overstayed its deadline");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out.contains("result Ok(144)"), "{out}");
+    });
+}
