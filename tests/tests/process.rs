@@ -51,7 +51,9 @@ fn read_env(key: String) -> Option<String> {
 
 /// Runs in a child and starts a grandchild with the same method.
 fn spawn_grandchild(x: u64) -> u64 {
-    let mut g = mproc_tests::builder().spawn(square, x).expect("grandchild spawn");
+    let mut g = mproc_tests::builder()
+        .spawn(square, x)
+        .expect("grandchild spawn");
     g.join().expect("grandchild join") + 1
 }
 
@@ -69,7 +71,12 @@ fn result_comes_back_typed() {
 #[test]
 fn non_capturing_closure_runs() {
     deadline(LIMIT, || {
-        let mut c = builder().spawn(|(a, b): (String, u32)| a.repeat(b as usize), ("ab".to_string(), 3)).unwrap();
+        let mut c = builder()
+            .spawn(
+                |(a, b): (String, u32)| a.repeat(b as usize),
+                ("ab".to_string(), 3),
+            )
+            .unwrap();
         assert_eq!(c.join().unwrap(), "ababab");
     });
 }
@@ -105,7 +112,11 @@ fn terminate_and_kill_come_back_as_signals() {
         for (sig, send) in [(15, true), (9, false)] {
             let mut c = builder().spawn(sleep_ms, 60_000).unwrap();
             assert!(c.is_alive());
-            if send { c.terminate().unwrap() } else { c.kill().unwrap() }
+            if send {
+                c.terminate().unwrap()
+            } else {
+                c.kill().unwrap()
+            }
             let err = c.join().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Died);
             assert_eq!(err.exit_status(), Some(ExitStatus::Signal(sig)));
@@ -167,7 +178,10 @@ fn a_large_result_does_not_keep_the_child_alive() {
     // The result travels in a memfd: the child exits without waiting for us to read.
     deadline(LIMIT, || {
         let mut c = builder().spawn(reverse, vec![1u8; 8 << 20]).unwrap();
-        assert!(wait_gone(c.sentinel(), Duration::from_secs(30)), "child still alive with an unread result");
+        assert!(
+            wait_gone(c.sentinel(), Duration::from_secs(30)),
+            "child still alive with an unread result"
+        );
         assert_eq!(c.join().unwrap().len(), 8 << 20);
     });
 }
@@ -175,7 +189,11 @@ fn a_large_result_does_not_keep_the_child_alive() {
 #[test]
 fn names_identity_and_parent() {
     deadline(LIMIT, || {
-        let mut c = builder().name("worker-a").daemon(true).spawn(who_am_i, ()).unwrap();
+        let mut c = builder()
+            .name("worker-a")
+            .daemon(true)
+            .spawn(who_am_i, ())
+            .unwrap();
         let pid = c.pid();
         let (child_pid, name, daemon, parent) = c.join().unwrap();
         assert_eq!(child_pid, pid);
@@ -194,9 +212,15 @@ fn names_identity_and_parent() {
 #[test]
 fn env_overrides_reach_the_child() {
     deadline(LIMIT, || {
-        let mut c = builder().env("MPROC_TEST_VAR", "set-by-builder").spawn(read_env, "MPROC_TEST_VAR".into()).unwrap();
+        let mut c = builder()
+            .env("MPROC_TEST_VAR", "set-by-builder")
+            .spawn(read_env, "MPROC_TEST_VAR".into())
+            .unwrap();
         assert_eq!(c.join().unwrap().as_deref(), Some("set-by-builder"));
-        let mut c = builder().env_remove("PATH").spawn(read_env, "PATH".into()).unwrap();
+        let mut c = builder()
+            .env_remove("PATH")
+            .spawn(read_env, "PATH".into())
+            .unwrap();
         assert_eq!(c.join().unwrap(), None);
     });
 }
@@ -214,14 +238,29 @@ fn active_children_and_wait_any() {
     deadline(LIMIT, || {
         let mut slow = builder().spawn(sleep_ms, 60_000).unwrap();
         let mut fast = builder().spawn(sleep_ms, 10).unwrap();
-        let ready = mproc::wait_any(&[slow.sentinel(), fast.sentinel()], Some(Duration::from_secs(30))).unwrap();
+        let ready = mproc::wait_any(
+            &[slow.sentinel(), fast.sentinel()],
+            Some(Duration::from_secs(30)),
+        )
+        .unwrap();
         assert_eq!(ready, [1]);
-        assert!(mproc::active_children().iter().any(|p| p.pid() == slow.pid()));
-        assert_eq!(mproc::wait_any(&[slow.sentinel()], Some(Duration::from_millis(20))).unwrap(), Vec::<usize>::new());
+        assert!(
+            mproc::active_children()
+                .iter()
+                .any(|p| p.pid() == slow.pid())
+        );
+        assert_eq!(
+            mproc::wait_any(&[slow.sentinel()], Some(Duration::from_millis(20))).unwrap(),
+            Vec::<usize>::new()
+        );
         slow.kill().unwrap();
         slow.wait().unwrap();
         fast.join().unwrap();
-        assert!(!mproc::active_children().iter().any(|p| p.pid() == slow.pid() || p.pid() == fast.pid()));
+        assert!(
+            !mproc::active_children()
+                .iter()
+                .any(|p| p.pid() == slow.pid() || p.pid() == fast.pid())
+        );
     });
 }
 
@@ -238,14 +277,22 @@ fn five_hundred_spawns_leave_no_zombie() {
         }
         // Everything we started ends; active_children() reaps what was detached.
         let t0 = Instant::now();
-        while pids.iter().any(|p| mproc_tests::proc_state(*p).is_some_and(|(s, pp)| s != 'Z' && pp == std::process::id()))
-            || !mproc::active_children().is_empty()
+        while pids.iter().any(|p| {
+            mproc_tests::proc_state(*p).is_some_and(|(s, pp)| s != 'Z' && pp == std::process::id())
+        }) || !mproc::active_children().is_empty()
         {
-            assert!(t0.elapsed() < Duration::from_secs(60), "children did not finish");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "children did not finish"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         mproc::active_children();
-        assert_eq!(zombies_of(std::process::id()), 0, "zombies left among our children");
+        assert_eq!(
+            zombies_of(std::process::id()),
+            0,
+            "zombies left among our children"
+        );
         if let Some(server) = mproc::process::fork_server_pid() {
             // Give the server a moment to reap the last ones it forked.
             let t0 = Instant::now();
@@ -262,7 +309,10 @@ fn fork_is_refused_while_other_threads_run() {
     deadline(LIMIT, || {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || rx.recv());
-        let err = mproc::Builder::new().start_method(StartMethod::Fork).spawn(square, 2).unwrap_err();
+        let err = mproc::Builder::new()
+            .start_method(StartMethod::Fork)
+            .spawn(square, 2)
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ForkRefused);
         assert!(err.to_string().contains("threads"), "{err}");
         tx.send(()).unwrap();
@@ -309,11 +359,19 @@ fn make_unencodable(_: ()) -> Unencodable {
 #[test]
 fn serialization_failures_are_errors_not_hangs() {
     deadline(LIMIT, || {
-        let err = builder().spawn(make_unencodable, ()).unwrap().join().unwrap_err();
+        let err = builder()
+            .spawn(make_unencodable, ())
+            .unwrap()
+            .join()
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Encode, "{err}");
         if method() != StartMethod::Fork {
             // Fork hands the argument over in memory: there is nothing to deserialize.
-            let err = builder().spawn(take_undecodable, Undecodable).unwrap().join().unwrap_err();
+            let err = builder()
+                .spawn(take_undecodable, Undecodable)
+                .unwrap()
+                .join()
+                .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Decode, "{err}");
         }
         // An argument that cannot be serialized fails in the parent, before any child
@@ -331,7 +389,11 @@ fn serialization_failures_are_errors_not_hangs() {
 fn a_child_of_another_build_is_refused() {
     deadline(LIMIT, || {
         // The helper binary calls mproc::init() but is another build: the handshake says so.
-        let mut c = mproc::Builder::new().start_method(StartMethod::Spawn).executable(HELPER).spawn(square, 2).unwrap();
+        let mut c = mproc::Builder::new()
+            .start_method(StartMethod::Spawn)
+            .executable(HELPER)
+            .spawn(square, 2)
+            .unwrap();
         let err = c.join().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BuildMismatch, "{err}");
     });
@@ -341,7 +403,11 @@ fn a_child_of_another_build_is_refused() {
 fn a_child_that_dies_before_the_handshake_is_reported() {
     deadline(LIMIT, || {
         // /bin/false never reads its request and exits 1.
-        let mut c = mproc::Builder::new().start_method(StartMethod::Spawn).executable("/bin/false").spawn(square, 2).unwrap();
+        let mut c = mproc::Builder::new()
+            .start_method(StartMethod::Spawn)
+            .executable("/bin/false")
+            .spawn(square, 2)
+            .unwrap();
         let err = c.join().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Died);
         assert_eq!(err.exit_status(), Some(ExitStatus::Code(1)));
@@ -372,7 +438,11 @@ fn helper(mode: &str) -> Command {
 
 /// Runs a helper to completion with a deadline, killing it if it overstays.
 fn run_helper(mut cmd: Command) -> String {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if t0.elapsed() > Duration::from_secs(30) {
@@ -389,7 +459,10 @@ fn run_helper(mut cmd: Command) -> String {
 fn spawning_without_init_says_to_add_it() {
     deadline(LIMIT, || {
         let out = run_helper(helper("no-init"));
-        assert!(out.contains("error: mproc::init() was not called; make it the first line of main"), "{out}");
+        assert!(
+            out.contains("error: mproc::init() was not called; make it the first line of main"),
+            "{out}"
+        );
     });
 }
 
@@ -406,22 +479,42 @@ fn output_printed_just_before_returning_is_not_lost() {
 #[test]
 fn a_daemon_child_dies_when_its_parent_is_sigkilled() {
     deadline(LIMIT, || {
-        let mut parent = helper("daemon-parent").stdout(Stdio::piped()).spawn().unwrap();
+        let mut parent = helper("daemon-parent")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut line = String::new();
-        BufReader::new(parent.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let pid: u32 = line.trim().strip_prefix("child ").expect("child pid line").parse().unwrap();
+        BufReader::new(parent.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pid: u32 = line
+            .trim()
+            .strip_prefix("child ")
+            .expect("child pid line")
+            .parse()
+            .unwrap();
         let pidfd = mproc::sys::pidfd_open(pid).unwrap();
-        assert!(!wait_gone(pidfd.as_fd(), Duration::ZERO), "daemon child alive before the kill");
+        assert!(
+            !wait_gone(pidfd.as_fd(), Duration::ZERO),
+            "daemon child alive before the kill"
+        );
         parent.kill().unwrap(); // SIGKILL: no destructor, no atexit
         parent.wait().unwrap();
-        assert!(wait_gone(pidfd.as_fd(), Duration::from_secs(20)), "daemon child {pid} survived its parent");
+        assert!(
+            wait_gone(pidfd.as_fd(), Duration::from_secs(20)),
+            "daemon child {pid} survived its parent"
+        );
     });
 }
 
 #[test]
 fn replacing_the_executable_on_disk_does_not_break_spawn() {
     deadline(LIMIT, || {
-        let dir = std::env::temp_dir().join(format!("mproc-replaced-{}-{}", std::process::id(), method()));
+        let dir = std::env::temp_dir().join(format!(
+            "mproc-replaced-{}-{}",
+            std::process::id(),
+            method()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let exe = dir.join("helper");
         std::fs::copy(HELPER, &exe).unwrap();

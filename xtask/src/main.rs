@@ -1,2 +1,318 @@
-//! placeholder
-fn main() {}
+//! `cargo xtask`: the project's automation in plain Rust (std only).
+//!
+//! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
+//! - `cargo xtask bench [--vs-python] [--quick]` — the benchmark table and its JSON line.
+//! - `cargo xtask deny`  — `cargo deny check bans licenses sources` (installs cargo-deny).
+//! - `cargo xtask ci`    — the same as `test`.
+//!
+//! Each step prints the command it runs; the first failure stops the run with its name.
+
+use std::env;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+const METHODS: [&str; 3] = ["forkserver", "spawn", "fork"];
+
+/// Targets of other supported platforms, checked when their standard library is installed.
+const OTHER_TARGETS: [&str; 3] = [
+    "aarch64-unknown-linux-gnu",
+    "i686-unknown-linux-gnu",
+    "x86_64-unknown-linux-musl",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let started = Instant::now();
+    let result = match args.first().map(String::as_str) {
+        Some("test") | Some("ci") => test(),
+        Some("bench") => bench(&args[1..]),
+        Some("deny") => deny(),
+        _ => Err("usage: cargo xtask <test|bench [--vs-python] [--quick]|deny|ci>".to_string()),
+    };
+    match result {
+        Ok(()) => {
+            eprintln!("xtask: done in {:.0} s", started.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xtask: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn show(cmd: &Command) -> String {
+    let envs: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+        .collect();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let prog = Path::new(cmd.get_program())
+        .file_name()
+        .unwrap_or(OsStr::new("?"))
+        .to_string_lossy()
+        .into_owned();
+    [envs.join(" "), prog, args.join(" ")]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs a command, streaming its output, and fails with its description if it fails.
+fn run(mut cmd: Command) -> Result {
+    let line = show(&cmd);
+    eprintln!("\n$ {line}");
+    let t0 = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{line}: cannot start: {e}"))?;
+    eprintln!("  ({:.1} s)", t0.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{line}: {status}"))
+    }
+}
+
+/// Runs a command and returns its stdout (stderr passes through).
+fn output(mut cmd: Command) -> Result<String> {
+    let line = show(&cmd);
+    eprintln!("\n$ {line}");
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{line}: cannot start: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{line}: {}\n{text}", out.status))
+    }
+}
+
+fn test() -> Result {
+    // 1. Formatting and lints.
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--", "--check"]);
+    run(c)?;
+    let mut c = cargo();
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(c)?;
+
+    // 2. Unit and doc tests of every crate (the integration package runs below, per method).
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--exclude",
+        "mproc-tests",
+    ]);
+    run(c)?;
+
+    // 3. The integration suite once per start method.
+    for m in METHODS {
+        let mut c = cargo();
+        c.args(["test", "--locked", "-p", "mproc-tests"])
+            .env("MPROC_START_METHOD", m);
+        run(c)?;
+    }
+    // ... and once under cargo-nextest (one process per test), where it is installed.
+    if has_nextest() {
+        let mut c = cargo();
+        c.args([
+            "nextest",
+            "run",
+            "--locked",
+            "-p",
+            "mproc-tests",
+            "--no-fail-fast",
+        ]);
+        run(c)?;
+    } else {
+        eprintln!("\nskipped: cargo-nextest is not installed (the suite ran under cargo test)");
+    }
+
+    // 4. Every example, under every start method, with its output checked.
+    examples()?;
+
+    // 5. Documentation without warnings.
+    let mut c = cargo();
+    c.args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(c)?;
+
+    // 6. Licenses, bans and sources.
+    deny()?;
+
+    // 7. Other platforms' targets, where installed.
+    other_targets()
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// What each example must print (every line must appear).
+fn expected_output(example: &str) -> &'static [&'static str] {
+    match example {
+        "level1_process" => &["== level 1:", "parent: joined; the child returned its pid"],
+        "level2_parallel" => &["== level 2:", "squares [1, 4, 9, 16] in"],
+        "tour" => &[
+            "== level 1:",
+            "== level 2:",
+            "squares [1, 4, 9, 16]",
+            "== level 8:",
+            "tour complete",
+        ],
+        _ => &[],
+    }
+}
+
+fn examples() -> Result {
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "mproc-examples",
+        "--examples",
+    ]);
+    run(c)?;
+    let dir = target_dir().join("release").join("examples");
+    for example in ["level1_process", "level2_parallel", "tour"] {
+        for m in METHODS {
+            let mut c = Command::new(dir.join(example));
+            c.env("MPROC_START_METHOD", m);
+            let out = output(c)?;
+            for want in expected_output(example) {
+                if !out.contains(want) {
+                    return Err(format!(
+                        "example {example} ({m}) did not print {want:?}; it printed:\n{out}"
+                    ));
+                }
+            }
+            eprintln!("  example {example} ({m}): output checked");
+        }
+    }
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn deny() -> Result {
+    let installed = cargo()
+        .args(["deny", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        eprintln!("\ncargo-deny is missing: installing it (once per machine)");
+        let mut c = cargo();
+        c.args(["install", "--locked", "cargo-deny"]);
+        run(c)?;
+    }
+    // The advisory database cannot be fetched here (no network but the registries), so the
+    // advisories check is not run; see deny.toml.
+    let mut c = cargo();
+    c.args(["deny", "--locked", "check", "bans", "licenses", "sources"]);
+    run(c)
+}
+
+fn other_targets() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for t in OTHER_TARGETS {
+        if installed.lines().any(|l| l.trim() == t) {
+            let mut c = cargo();
+            c.args(["check", "--workspace", "--locked", "--target", t]);
+            run(c)?;
+        } else {
+            eprintln!(
+                "skipped: cargo check --target {t} (the target's standard library is not installed)"
+            );
+        }
+    }
+    eprintln!("not checked: macOS and Windows (mproc supports Linux only so far; see the README)");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result {
+    let vs_python = args.iter().any(|a| a == "--vs-python");
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "mproc-benches",
+        "--bin",
+        "mproc-bench",
+        "--",
+    ]);
+    if quick {
+        c.arg("--quick");
+    }
+    if vs_python {
+        let python = ["python3", "python"].into_iter().find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        match python {
+            Some(p) => {
+                c.args(["--python", p, "--python-script"])
+                    .arg(root().join("benches").join("python_compare.py"));
+            }
+            None => eprintln!("skipped: --vs-python (no python3 on this machine)"),
+        }
+    }
+    run(c)
+}

@@ -112,9 +112,17 @@ pub(crate) enum Reply {
 /// The thunk's output: the reply and the fds of the result.
 pub(crate) type Outcome = (Reply, Vec<OwnedFd>);
 
+/// Limits on a child's socket. Replies above `inline_max` travel by memfd; the ones below
+/// fit the socket's send buffer, so a child never blocks on its reply (see `Child::wait`).
 pub(crate) fn limits() -> Limits {
-    Limits::default()
+    Limits {
+        inline_max: 32 << 10,
+        ..Limits::default()
+    }
 }
+
+/// The socket buffer a child's end gets: room for an inline reply several times over.
+pub(crate) const CHILD_SNDBUF: usize = 256 << 10;
 
 /// Wraps a value's message in an envelope: postcard of the envelope, the value's fds beside.
 pub(crate) fn envelope<E: Serialize>(
@@ -229,11 +237,16 @@ fn run_spawned_child(marker: &str) -> ! {
 /// children of the fork server. `expect_parent` is checked again after a daemon child asks
 /// to die with its parent, to close the race with a parent that died just before.
 pub(crate) fn serve_request(sock: OwnedFd, expect_parent: Option<u32>) -> ! {
-    let msg = match FrameReader::new().read(sock.as_fd(), &limits(), None) {
-        Ok(m) => m,
+    match FrameReader::new().read(sock.as_fd(), &limits(), None) {
+        Ok(msg) => serve_message(sock, msg, expect_parent),
         // The parent went away before sending anything: nothing to do.
         Err(_) => mproc_sys::exit_now(1),
-    };
+    }
+}
+
+/// Runs the request `msg` and replies on `sock` (the fork server's children get their
+/// request in memory, with the fork).
+pub(crate) fn serve_message(sock: OwnedFd, msg: Message, expect_parent: Option<u32>) -> ! {
     let (req, fds): (Request, _) = match open_envelope(msg) {
         Ok(r) => r,
         Err(e) => {

@@ -2,11 +2,12 @@
 
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mproc_sys::ExitStatus;
-use mproc_wire::{ErrorKind as WireKind, FrameReader, Message};
+use mproc_wire::{FrameReader, Message};
 use serde::de::DeserializeOwned;
 
 use crate::StartMethod;
@@ -31,6 +32,8 @@ pub(crate) struct Proc {
     pidfd: OwnedFd,
     reaper: Reaper,
     status: Mutex<Option<Status>>,
+    /// The fork server closed the status socket without reporting.
+    server_gone: AtomicBool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +56,7 @@ impl Proc {
             pidfd,
             reaper,
             status: Mutex::new(None),
+            server_gone: AtomicBool::new(false),
         }
     }
 
@@ -69,10 +73,30 @@ impl Proc {
                     .ok()
                     .flatten()
                     .map(Status::Exited),
-                Reaper::Server(sock) => read_server_status(sock, self.has_exited()),
+                Reaper::Server(sock) => self.read_server_status(sock),
             };
         }
         *cached
+    }
+
+    /// Reads the 8-byte status the fork server sends when it reaps the child. A closed,
+    /// empty status socket means the server died first: the status is lost, and the child
+    /// (perhaps still running, orphaned) is then watched through its pidfd alone.
+    fn read_server_status(&self, sock: &OwnedFd) -> Option<Status> {
+        if !self.server_gone.load(Ordering::Relaxed) {
+            let mut buf = [0u8; 8];
+            match mproc_sys::recv_with_fds(sock.as_fd(), &mut buf, &mut Vec::new(), true) {
+                Ok(8) => {
+                    return Some(
+                        ExitStatus::from_i64(i64::from_le_bytes(buf))
+                            .map_or(Status::Lost, Status::Exited),
+                    );
+                }
+                Ok(_) => self.server_gone.store(true, Ordering::Relaxed),
+                Err(_) => return None,
+            }
+        }
+        self.has_exited().then_some(Status::Lost)
     }
 
     /// Waits for the status until `deadline`.
@@ -82,22 +106,13 @@ impl Proc {
                 return Ok(st);
             }
             let fd = match &self.reaper {
-                Reaper::Direct => self.pidfd.as_fd(),
-                Reaper::Server(sock) => sock.as_fd(),
+                Reaper::Server(sock) if !self.server_gone.load(Ordering::Relaxed) => sock.as_fd(),
+                _ => self.pidfd.as_fd(),
             };
             if !mproc_sys::wait_readable(fd, deadline)
                 .map_err(|e| Error::io("waiting for a child", e))?
             {
                 return Err(Error::timeout());
-            }
-            if let Reaper::Direct = self.reaper {
-                // The pidfd is readable: the child has ended, so this wait returns at once.
-                let st = mproc_sys::wait_pid(self.info.pid, true)
-                    .map_err(|e| Error::io("reaping a child", e))?;
-                if let Some(st) = st {
-                    *self.status.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Status::Exited(st));
-                }
             }
         }
     }
@@ -108,21 +123,6 @@ impl Proc {
         }
         mproc_sys::pidfd_send_signal(self.pidfd.as_fd(), sig)
             .map_err(|e| Error::io("signalling a child", e))
-    }
-}
-
-/// Reads the 8-byte status the fork server sends when it reaps a child. An empty, closed
-/// socket after the child has ended means the server died first: the status is lost.
-fn read_server_status(sock: &OwnedFd, child_ended: bool) -> Option<Status> {
-    let mut buf = [0u8; 8];
-    let mut fds = Vec::new();
-    match mproc_sys::recv_with_fds(sock.as_fd(), &mut buf, &mut fds, true) {
-        Ok(8) => ExitStatus::from_i64(i64::from_le_bytes(buf))
-            .map(Status::Exited)
-            .or(Some(Status::Lost)),
-        Ok(0) if child_ended => Some(Status::Lost),
-        Ok(_) => Some(Status::Lost),
-        Err(_) => None,
     }
 }
 
@@ -345,8 +345,12 @@ impl<R: DeserializeOwned> Child<R> {
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {
-        self.read_reply(deadline)?;
-        match self.proc.status_until(deadline)? {
+        // Wait for the end first, then read the reply that is already in our buffer: one
+        // wake-up instead of two. A child never blocks on sending its reply (small replies
+        // fit the socket buffer, large ones go by memfd), so it always gets to its end.
+        let status = self.proc.status_until(deadline)?;
+        self.read_reply();
+        match status {
             Status::Exited(st) => Ok(st),
             Status::Lost => Err(Error::new(
                 ErrorKind::StatusLost,
@@ -388,43 +392,18 @@ impl<R: DeserializeOwned> Child<R> {
         }
     }
 
-    /// Reads the child's reply, if it has not been read yet, until `deadline`.
-    ///
-    /// The reply socket and the pidfd are watched together: a child that died without
-    /// replying is noticed even when another process still holds a copy of its socket.
-    fn read_reply(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if !matches!(self.outcome, Outcome::Pending) {
-            return Ok(());
-        }
-        loop {
-            let ended = self.proc.has_exited();
-            match self
-                .reader
-                .read(self.sock.as_fd(), &boot::limits(), Some(Instant::now()))
-            {
-                Ok(msg) => {
-                    self.outcome = Outcome::Replied(decode_reply(msg));
-                    return Ok(());
-                }
-                Err(e) if e.kind() == WireKind::Timeout => {
-                    if ended {
-                        // It ended, and everything it wrote is already in our buffer.
-                        self.outcome = Outcome::NoReply;
-                        return Ok(());
-                    }
-                }
-                Err(_) => {
-                    self.outcome = Outcome::NoReply;
-                    return Ok(());
-                }
-            }
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let ready =
-                mproc_sys::poll_readable(&[self.sock.as_fd(), self.proc.pidfd.as_fd()], timeout)
-                    .map_err(|e| Error::io("waiting for a child", e))?;
-            if !ready.contains(&true) {
-                return Err(Error::timeout());
-            }
+    /// Reads the reply of a child that has ended: all it wrote is in our socket buffer, so
+    /// an incomplete frame means it died while sending.
+    fn read_reply(&mut self) {
+        if matches!(self.outcome, Outcome::Pending) {
+            self.outcome =
+                match self
+                    .reader
+                    .read(self.sock.as_fd(), &boot::limits(), Some(Instant::now()))
+                {
+                    Ok(msg) => Outcome::Replied(decode_reply(msg)),
+                    Err(_) => Outcome::NoReply,
+                };
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mproc_sys::ForkOutcome;
-use mproc_wire::{ErrorKind as WireKind, Fd, FrameReader, Limits};
+use mproc_wire::{ErrorKind as WireKind, Fd, FrameReader, Limits, Message};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -27,6 +27,20 @@ struct ForkRequest {
     env: Vec<(OsString, Option<OsString>)>,
     data: Fd,
     status: Fd,
+    /// The child's request (the bytes and fds of its message), handed over with the fork.
+    request: Vec<u8>,
+    request_fds: Vec<Fd>,
+}
+
+/// The borrowed form of `ForkRequest` that the parent serializes (same wire shape).
+#[derive(Serialize)]
+struct ForkRequestRef<'a> {
+    daemon: bool,
+    env: &'a [(OsString, Option<OsString>)],
+    data: &'a Fd,
+    status: &'a Fd,
+    request: &'a [u8],
+    request_fds: &'a [Fd],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -57,7 +71,10 @@ pub(crate) fn lock_server() -> ServerGuard {
 /// assert_eq!(mproc_process::fork_server_pid(), None);
 /// ```
 pub fn fork_server_pid() -> Option<u32> {
-    lock_server().as_ref().filter(|s| s.child.is_alive()).map(|s| s.child.pid())
+    lock_server()
+        .as_ref()
+        .filter(|s| s.child.is_alive())
+        .map(|s| s.child.pid())
 }
 
 /// How long a healthy server may take to answer a fork request.
@@ -87,7 +104,10 @@ pub(crate) fn fork_child(
     data: OwnedFd,
     daemon: bool,
     env: &[(OsString, Option<OsString>)],
+    request: Message,
 ) -> Result<(u32, OwnedFd, OwnedFd)> {
+    let (request, request_fds) = request.into_parts();
+    let request_fds: Vec<Fd> = request_fds.into_iter().map(Fd::from).collect();
     let mut guard = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     let mut last_err = None;
     for _attempt in 0..2 {
@@ -99,7 +119,7 @@ pub(crate) fn fork_child(
             *guard = Some(start_server()?);
         }
         let server = guard.as_mut().expect("started above");
-        match request(server, &data, daemon, env) {
+        match send_fork(server, &data, daemon, env, &request, &request_fds) {
             Ok(r) => return Ok(r),
             Err(e) => {
                 // The server is broken or gone: replace it and try once more.
@@ -117,11 +137,13 @@ pub(crate) fn fork_child(
     }))
 }
 
-fn request(
+fn send_fork(
     server: &mut Server,
     data: &OwnedFd,
     daemon: bool,
     env: &[(OsString, Option<OsString>)],
+    request: &[u8],
+    request_fds: &[Fd],
 ) -> Result<(u32, OwnedFd, OwnedFd)> {
     let fail = |what: &str, e: mproc_wire::Error| {
         Error::new(ErrorKind::ForkServer, format!("fork server: {what}")).with_source(e)
@@ -131,11 +153,13 @@ fn request(
     let data = data
         .try_clone()
         .map_err(|e| Error::io("duplicating the child's socket", e))?;
-    let req = ForkRequest {
+    let req = ForkRequestRef {
         daemon,
-        env: env.to_vec(),
-        data: Fd::from(data),
-        status: Fd::from(status_theirs),
+        env,
+        data: &Fd::from(data),
+        status: &Fd::from(status_theirs),
+        request,
+        request_fds,
     };
     let msg = mproc_wire::encode(&req).map_err(|e| fail("encoding a request", e))?;
     mproc_wire::write_message(server.control.as_fd(), msg, &limits())
@@ -218,13 +242,17 @@ fn serve(control: Fd) {
                     drop(parent);
                     drop(req.status);
                     crate::spawn::apply_env(&req.env);
-                    crate::boot::serve_request(
+                    let fds = req.request_fds.into_iter().map(Fd::into_owned).collect();
+                    let msg = Message::from_parts(req.request, fds);
+                    crate::boot::serve_message(
                         req.data.into_owned(),
+                        msg,
                         req.daemon.then_some(server_pid),
                     )
                 }
                 Ok(ForkOutcome::Parent(pid)) => {
                     drop(req.data);
+                    drop(req.request_fds);
                     match mproc_sys::pidfd_open(pid) {
                         Ok(pidfd) => {
                             let theirs = pidfd.try_clone().map(Fd::from);

@@ -76,9 +76,16 @@ pub(crate) fn lock_current() -> CurrentGuard {
     CURRENT.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub(crate) fn set_current_locked(slot: &mut Option<Current>, me: ProcessInfo, parent: Option<ProcessInfo>) {
+pub(crate) fn set_current_locked(
+    slot: &mut Option<Current>,
+    me: ProcessInfo,
+    parent: Option<ProcessInfo>,
+) {
     CHILD_COUNTER.store(0, Ordering::Relaxed);
-    let me = ProcessInfo { pid: std::process::id(), ..me };
+    let me = ProcessInfo {
+        pid: std::process::id(),
+        ..me
+    };
     *slot = Some(Current { me, parent });
 }
 

@@ -274,21 +274,29 @@ impl Builder {
                     Error::new(ErrorKind::Encode, "the argument could not be serialized")
                         .with_source(e)
                 })?;
-                let (ours, theirs) = mproc_sys::socketpair()
-                    .map_err(|e| Error::io("creating the child's socket", e))?;
-                let (pid, pidfd, reaper) = if method == StartMethod::Spawn {
+                let request = request_message(token, me.clone(), args)?;
+                let (ours, theirs) = child_socketpair()?;
+                if method == StartMethod::Spawn {
                     let (pid, pidfd) = self.exec_self(&theirs)?;
-                    (pid, pidfd, Reaper::Direct)
+                    drop(theirs);
+                    let proc = Proc::new(ProcessInfo { pid, ..me }, method, pidfd, Reaper::Direct);
+                    let child = Child::new(Arc::new(proc), ours, !hidden);
+                    match mproc_wire::write_message(child.socket(), request, &boot::limits()) {
+                        // A child that died before reading: join reports how it ended.
+                        Err(e) if !e.is_disconnect() => return Err(e.into()),
+                        _ => Ok(child),
+                    }
                 } else {
                     let (pid, pidfd, status) =
-                        forkserver::fork_child(theirs, self.daemon, &self.env)?;
-                    (pid, pidfd, Reaper::Server(status))
-                };
-                let me = ProcessInfo { pid, ..me };
-                let proc = Arc::new(Proc::new(me.clone(), method, pidfd, reaper));
-                let child = Child::new(proc, ours, !hidden);
-                send_request(&child, token, me, args)?;
-                Ok(child)
+                        forkserver::fork_child(theirs, self.daemon, &self.env, request)?;
+                    let proc = Proc::new(
+                        ProcessInfo { pid, ..me },
+                        method,
+                        pidfd,
+                        Reaper::Server(status),
+                    );
+                    Ok(Child::new(Arc::new(proc), ours, !hidden))
+                }
             }
         }
     }
@@ -379,7 +387,11 @@ impl ForkGuards {
         let server = forkserver::lock_server();
         let registry = crate::child::lock_registry();
         let current = info::lock_current();
-        Self { server, registry, current }
+        Self {
+            server,
+            registry,
+            current,
+        }
     }
 
     /// In the forked child: forget the parent's children and fork server (they are not
@@ -404,15 +416,15 @@ pub(crate) fn apply_env(env: &[(OsString, Option<OsString>)]) {
     }
 }
 
-fn send_request<R: DeserializeOwned>(
-    child: &Child<R>,
+/// Builds the request a child runs: the function's token, who it is, and its argument.
+fn request_message(
     token: FnToken<Message, Outcome>,
     me: ProcessInfo,
     args: Message,
-) -> Result<()> {
+) -> Result<Message> {
     let (fingerprint, thunk, func) = token.to_parts();
     let parent = info::current_process();
-    let msg = boot::envelope(
+    Ok(boot::envelope(
         |args| Request {
             fingerprint,
             thunk,
@@ -422,13 +434,16 @@ fn send_request<R: DeserializeOwned>(
             args,
         },
         args,
-    )?;
-    match mproc_wire::write_message(child.socket(), msg, &boot::limits()) {
-        Ok(()) => Ok(()),
-        // A child that died before reading: join reports how it ended.
-        Err(e) if e.is_disconnect() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    )?)
+}
+
+/// The socket between parent and child; the child's end gets room for its reply.
+fn child_socketpair() -> Result<(OwnedFd, OwnedFd)> {
+    let (ours, theirs) =
+        mproc_sys::socketpair().map_err(|e| Error::io("creating the child's socket", e))?;
+    // Best effort: the kernel caps it at net.core.wmem_max, whose default is still ample.
+    let _ = mproc_sys::set_send_buffer(theirs.as_fd(), boot::CHILD_SNDBUF);
+    Ok((ours, theirs))
 }
 
 /// Starts `f(arg)` in a child process with the default options: Python's

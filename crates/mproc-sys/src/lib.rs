@@ -36,4 +36,4 @@ pub use process::{
     getppid, pidfd_open, pidfd_send_signal, set_env_var, set_parent_death_signal, take_env_var,
     thread_count, wait_pid,
 };
-pub use socket::{peer_pid, recv_with_fds, send_with_fds, socketpair};
+pub use socket::{peer_pid, recv_with_fds, send_with_fds, set_send_buffer, socketpair};

@@ -94,11 +94,22 @@ pub fn getppid() -> Pid {
 /// Counts this process's threads (entries of `/proc/self/task`).
 ///
 /// ```
-/// assert!(mproc_sys::thread_count()? >= 1);
+/// let before = mproc_sys::thread_count()?;
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let t = std::thread::spawn(move || rx.recv());
+/// assert_eq!(mproc_sys::thread_count()?, before + 1);
+/// tx.send(()).unwrap();
+/// t.join().unwrap().unwrap();
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
+    use std::os::unix::fs::MetadataExt;
+    // procfs gives /proc/self/task a link count of 2 + the number of threads: one `stat`
+    // instead of reading the directory (this runs before every fork).
+    match std::fs::metadata("/proc/self/task")?.nlink() {
+        n if n >= 3 => Ok(n as usize - 2),
+        _ => Ok(std::fs::read_dir("/proc/self/task")?.count()),
+    }
 }
 
 /// A caller's promise that forking while other threads run is acceptable here.
@@ -220,10 +231,8 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the fd is new and ours alone.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    crate::set_cloexec(std::os::fd::AsFd::as_fd(&fd), true)?;
-    Ok(fd)
+    // SAFETY: the fd is new and ours alone. (pidfds are always close-on-exec.)
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Sends `signal` to the process behind `pidfd`. A process that already ended (and was
@@ -280,7 +289,10 @@ pub fn take_env_var(key: &str) -> Option<OsString> {
 ///
 /// ```
 /// // Doctests may run beside other threads; either outcome is well defined.
-/// let _ = mproc_sys::set_env_var("MPROC_SYS_DOCTEST", Some("1".as_ref()));
+/// match mproc_sys::set_env_var("MPROC_SYS_DOCTEST".as_ref(), Some("1".as_ref())) {
+///     Ok(()) => assert_eq!(std::env::var("MPROC_SYS_DOCTEST").as_deref(), Ok("1")),
+///     Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::Unsupported),
+/// }
 /// ```
 pub fn set_env_var(key: &OsStr, value: Option<&OsStr>) -> io::Result<()> {
     if thread_count()? != 1 {

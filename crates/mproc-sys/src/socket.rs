@@ -119,3 +119,17 @@ pub fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<u32> {
     let cred = socket::getsockopt(&fd, sockopt::PeerCredentials)?;
     Ok(cred.pid() as u32)
 }
+
+/// Asks for a send buffer of `bytes` on a socket (the kernel caps it at
+/// `net.core.wmem_max`).
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// mproc_sys::set_send_buffer(a.as_fd(), 256 << 10)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn set_send_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    socket::setsockopt(&fd, sockopt::SndBuf, &bytes)?;
+    Ok(())
+}

@@ -37,13 +37,17 @@ fn main() {
         "daemon-parent" => {
             // Start a daemonic child that would sleep for a minute, report its pid, and
             // wait to be SIGKILLed by the test.
-            let child = mproc::Builder::new().daemon(true).spawn(sleep_secs, 60).expect("spawn");
+            let child = mproc::Builder::new()
+                .daemon(true)
+                .spawn(sleep_secs, 60)
+                .expect("spawn");
             println!("child {}", child.pid());
             std::io::stdout().flush().unwrap();
             std::thread::sleep(Duration::from_secs(60));
         }
         "print-before-return" => {
-            let mut child = mproc::spawn(print_then_return, "printed-by-child".to_string()).expect("spawn");
+            let mut child =
+                mproc::spawn(print_then_return, "printed-by-child".to_string()).expect("spawn");
             let n = child.join().expect("join");
             println!("\njoined {n}");
         }
