@@ -193,8 +193,8 @@ fn report(s: &Samples, check_ok: bool, python: Option<&Value>) {
     ];
     println!("\nmproc benchmarks (medians; floors measured in the same run)\n");
     println!(
-        "{:<28} {:>10} {:>10} {:>8} {:>10} {:>9}  {:<28} {}",
-        "key", "mproc", "floor", "×floor", "python", "py/mproc", "goal", "met"
+        "{:<28} {:>10} {:>10} {:>8} {:>10} {:>9}  {:<28} met",
+        "key", "mproc", "floor", "×floor", "python", "py/mproc", "goal"
     );
     let mut vs_python = serde_json::Map::new();
     let mut vs_floor = serde_json::Map::new();

@@ -305,6 +305,25 @@ fn five_hundred_spawns_leave_no_zombie() {
 }
 
 #[test]
+fn a_child_reaped_behind_our_back_is_not_a_hang() {
+    if method() == StartMethod::ForkServer {
+        return; // the fork server's children are not ours to reap
+    }
+    deadline(LIMIT, || {
+        let mut c = builder().spawn(square, 9).unwrap();
+        // Reap it ourselves, as a `waitpid(-1)` elsewhere in the program would.
+        assert_eq!(
+            mproc::sys::wait_pid(c.pid(), true).unwrap(),
+            Some(ExitStatus::Code(0))
+        );
+        assert_eq!(c.wait().unwrap_err().kind(), ErrorKind::StatusLost);
+        // The result it sent is still there.
+        assert_eq!(c.join().unwrap(), 81);
+        assert!(!c.is_alive());
+    });
+}
+
+#[test]
 fn fork_is_refused_while_other_threads_run() {
     deadline(LIMIT, || {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -376,7 +395,7 @@ fn serialization_failures_are_errors_not_hangs() {
         }
         // An argument that cannot be serialized fails in the parent, before any child
         // (fork hands it over in memory, so there it simply works).
-        let spawned = builder().spawn(|u: Unencodable| drop(u), Unencodable);
+        let spawned = builder().spawn(|_: Unencodable| (), Unencodable);
         if method() == StartMethod::Fork {
             spawned.unwrap().join().unwrap();
         } else {

@@ -60,15 +60,16 @@ pub fn init() {
 /// cargo-nextest too.
 ///
 /// ```
+/// // At the top of tests/my_test.rs:
 /// mproc_process::init_before_main!();
 ///
 /// fn double(x: u32) -> u32 { x * 2 }
 ///
-/// #[test]
+/// // In a test file this function carries #[test].
 /// fn doubles_in_a_child() {
 ///     assert_eq!(mproc_process::spawn(double, 21).unwrap().join().unwrap(), 42);
 /// }
-/// # fn main() {}
+/// # doubles_in_a_child();
 /// ```
 #[macro_export]
 macro_rules! init_before_main {
@@ -275,10 +276,10 @@ pub(crate) fn finish(sock: &OwnedFd, reply: Reply, fds: Vec<OwnedFd>) -> ! {
     let code = i32::from(!matches!(reply, Reply::Ok(_)));
     let sent = envelope(|_| reply, Message::from_parts(Vec::new(), fds))
         .and_then(|m| mproc_wire::write_message(sock.as_fd(), m, &limits()));
-    if let Err(e) = sent {
-        if !e.is_disconnect() {
-            eprintln!("mproc: could not send the result to the parent: {e}");
-        }
+    if let Err(e) = sent
+        && !e.is_disconnect()
+    {
+        eprintln!("mproc: could not send the result to the parent: {e}");
     }
     mproc_sys::exit_now(code)
 }

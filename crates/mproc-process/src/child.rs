@@ -69,10 +69,13 @@ impl Proc {
         let mut cached = self.status.lock().unwrap_or_else(|p| p.into_inner());
         if cached.is_none() {
             *cached = match &self.reaper {
-                Reaper::Direct => mproc_sys::wait_pid(self.info.pid, false)
-                    .ok()
-                    .flatten()
-                    .map(Status::Exited),
+                Reaper::Direct => match mproc_sys::wait_pid(self.info.pid, false) {
+                    Ok(st) => st.map(Status::Exited),
+                    // Someone else reaped it (a `waitpid(-1)` elsewhere, or SIGCHLD set
+                    // to SIG_IGN): it has ended, but its status is gone.
+                    Err(e) if e.raw_os_error() == Some(mproc_sys::ECHILD) => Some(Status::Lost),
+                    Err(_) => None,
+                },
                 Reaper::Server(sock) => self.read_server_status(sock),
             };
         }
@@ -354,7 +357,7 @@ impl<R: DeserializeOwned> Child<R> {
             Status::Exited(st) => Ok(st),
             Status::Lost => Err(Error::new(
                 ErrorKind::StatusLost,
-                "the fork server died before reporting the child's exit status",
+                "the child's exit status was lost: its fork server died, or something else reaped it",
             )),
         }
     }

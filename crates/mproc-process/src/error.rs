@@ -29,7 +29,8 @@ pub enum ErrorKind {
     Decode,
     /// The fork server failed or died while starting this child.
     ForkServer,
-    /// The child's exit status is unknown: the fork server that started it died.
+    /// The child ended but its exit status is unknown: the fork server that started it
+    /// died, or something else reaped it (a `waitpid(-1)`, or SIGCHLD set to SIG_IGN).
     StatusLost,
     /// The operating system reported an error.
     Io,

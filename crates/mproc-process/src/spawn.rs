@@ -283,7 +283,7 @@ impl Builder {
                     let child = Child::new(Arc::new(proc), ours, !hidden);
                     match mproc_wire::write_message(child.socket(), request, &boot::limits()) {
                         // A child that died before reading: join reports how it ended.
-                        Err(e) if !e.is_disconnect() => return Err(e.into()),
+                        Err(e) if !e.is_disconnect() => Err(e.into()),
                         _ => Ok(child),
                     }
                 } else {

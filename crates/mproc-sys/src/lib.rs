@@ -32,8 +32,8 @@ pub use fd::{
     set_cloexec, wait_readable,
 };
 pub use process::{
-    ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, exit_now, fork, getpid,
-    getppid, pidfd_open, pidfd_send_signal, set_env_var, set_parent_death_signal, take_env_var,
-    thread_count, wait_pid,
+    ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, exit_now, fork,
+    getpid, getppid, pidfd_open, pidfd_send_signal, set_env_var, set_parent_death_signal,
+    take_env_var, thread_count, wait_pid,
 };
 pub use socket::{peer_pid, recv_with_fds, send_with_fds, set_send_buffer, socketpair};

@@ -15,6 +15,8 @@ pub type Pid = u32;
 pub const SIGTERM: i32 = libc::SIGTERM;
 /// SIGKILL's number.
 pub const SIGKILL: i32 = libc::SIGKILL;
+/// The errno of waiting for a process that is not (or no longer) our child.
+pub const ECHILD: i32 = libc::ECHILD;
 
 /// How a process ended: Python's `exitcode` as a type.
 ///
@@ -339,7 +341,7 @@ impl Default for SpawnSelf<'_> {
 }
 
 impl<'a> SpawnSelf<'a> {
-    /// Prepares to run `/proc/self/exe` with this process's argv[0] and environment.
+    /// Prepares to run `/proc/self/exe` with this process's `argv[0]` and environment.
     pub fn new() -> Self {
         Self {
             exe: PathBuf::from("/proc/self/exe"),

@@ -60,7 +60,7 @@ fn sample(i: u64) -> Sample {
             },
         ],
         ratio: i as f64 / 3.0,
-        flag: i % 2 == 0,
+        flag: i.is_multiple_of(2),
     }
 }
 
