@@ -86,3 +86,28 @@ pub fn zombies_of(parent: u32) -> usize {
         })
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    // Unit tests of a library crate need the same one line as an integration test file.
+    mproc::init_before_main!();
+
+    fn triple(x: i64) -> i64 {
+        x * 3
+    }
+
+    #[test]
+    fn spawn_works_from_unit_tests() {
+        super::deadline(std::time::Duration::from_secs(60), || {
+            let mut c = super::builder().spawn(triple, -7).unwrap();
+            assert_eq!(c.join().unwrap(), -21);
+        });
+    }
+
+    #[test]
+    fn proc_state_reads_our_own_entry() {
+        let (state, ppid) = super::proc_state(std::process::id()).unwrap();
+        assert!(matches!(state, 'R' | 'S'), "{state}");
+        assert_eq!(ppid, std::os::unix::process::parent_id());
+    }
+}

@@ -280,6 +280,17 @@ impl<R> Child<R> {
     }
 
     /// Returns whether the child is still running.
+    ///
+    /// ```
+    /// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    /// # mproc_process::init();
+    /// let mut child = mproc_process::spawn(nap, 10_000)?;
+    /// assert!(child.is_alive());
+    /// child.kill()?;
+    /// child.wait()?;
+    /// assert!(!child.is_alive());
+    /// # Ok::<(), mproc_process::Error>(())
+    /// ```
     pub fn is_alive(&self) -> bool {
         self.proc.try_status().is_none() && !self.proc.has_exited()
     }
@@ -298,6 +309,21 @@ impl<R> Child<R> {
     }
 
     /// Sends SIGKILL (Python's `kill()`). Harmless once the child has ended.
+    ///
+    /// The signal goes through a pidfd, so it can never reach another process that reused
+    /// the pid.
+    ///
+    /// ```
+    /// use mproc_process::{ErrorKind, ExitStatus};
+    /// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    /// # mproc_process::init();
+    /// let mut child = mproc_process::spawn(nap, 10_000)?;
+    /// child.kill()?;
+    /// let err = child.join().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Died);
+    /// assert_eq!(err.exit_status(), Some(ExitStatus::Signal(9)));
+    /// # Ok::<(), mproc_process::Error>(())
+    /// ```
     pub fn kill(&self) -> Result<()> {
         self.proc.signal(mproc_sys::SIGKILL)
     }
@@ -323,11 +349,38 @@ impl<R: DeserializeOwned> Child<R> {
 
     /// Like [`join`](Self::join), but gives up after `timeout` with [`ErrorKind::Timeout`];
     /// the child is left running and can be joined again.
+    ///
+    /// Python: `p.join(timeout)` (which returns `None` either way; here the outcome is typed).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// # mproc_process::init();
+    /// let mut child = mproc_process::spawn(nap, 300)?;
+    /// let err = child.join_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert_eq!(err.kind(), mproc_process::ErrorKind::Timeout);
+    /// assert_eq!(child.join_timeout(Duration::from_secs(30))?, 300);
+    /// # Ok::<(), mproc_process::Error>(())
+    /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
         self.join_until(Some(Instant::now() + timeout))
     }
 
     /// Returns the result if the child has finished, `None` if it still runs.
+    ///
+    /// ```
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    /// # mproc_process::init();
+    /// let mut child = mproc_process::spawn(nap, 200)?;
+    /// let result = loop {
+    ///     if let Some(r) = child.try_join()? {
+    ///         break r;
+    ///     }
+    ///     std::thread::sleep(std::time::Duration::from_millis(20)); // other work here
+    /// };
+    /// assert_eq!(result, 200);
+    /// # Ok::<(), mproc_process::Error>(())
+    /// ```
     pub fn try_join(&mut self) -> Result<Option<R>> {
         match self.join_until(Some(Instant::now())) {
             Ok(r) => Ok(Some(r)),
@@ -338,6 +391,15 @@ impl<R: DeserializeOwned> Child<R> {
 
     /// Waits for the child to end, without taking its result, and returns its exit status:
     /// Python's `join()` followed by `exitcode`. Can be called any number of times.
+    ///
+    /// ```
+    /// fn leave(code: i32) { std::process::exit(code) }
+    /// # mproc_process::init();
+    /// let mut child = mproc_process::spawn(leave, 3)?;
+    /// assert_eq!(child.wait()?, mproc_process::ExitStatus::Code(3));
+    /// assert_eq!(child.wait()?.python_exitcode(), 3);
+    /// # Ok::<(), mproc_process::Error>(())
+    /// ```
     pub fn wait(&mut self) -> Result<ExitStatus> {
         self.wait_until(None)
     }
