@@ -202,7 +202,7 @@ fn report(s: &Samples, check_ok: bool, python: Option<&Value>) {
         let py = python.and_then(|p| lookup(p, key));
         let ratio_floor = floor.map(|f| ours / f);
         if let Some(r) = ratio_floor {
-            vs_floor.insert(key.into(), json!(round1(r * 100.0) / 100.0));
+            vs_floor.insert(key.into(), json!((r * 100.0).round() / 100.0));
         }
         if let Some(p) = py {
             vs_python.insert(key.into(), json!(round1(p / ours)));

@@ -108,6 +108,14 @@ impl Proc {
             if let Some(st) = self.try_status() {
                 return Ok(st);
             }
+            if let (Reaper::Direct, None) = (&self.reaper, deadline) {
+                // No deadline: block in waitpid itself, as a plain waitpid caller would.
+                if let Ok(Some(st)) = mproc_sys::wait_pid(self.info.pid, true) {
+                    let mut cached = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                    return Ok(*cached.get_or_insert(Status::Exited(st)));
+                }
+                continue; // an error (ECHILD) is classified by try_status
+            }
             let fd = match &self.reaper {
                 Reaper::Server(sock) if !self.server_gone.load(Ordering::Relaxed) => sock.as_fd(),
                 _ => self.pidfd.as_fd(),
