@@ -404,6 +404,129 @@ fn serialization_failures_are_errors_not_hangs() {
     });
 }
 
+/// A result whose `Serialize` panics, and one whose `Drop` panics.
+#[derive(Debug)]
+struct PanicsOnSerialize;
+impl Serialize for PanicsOnSerialize {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("serialize went bang")
+    }
+}
+impl<'de> Deserialize<'de> for PanicsOnSerialize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        u8::deserialize(d).map(|_| PanicsOnSerialize)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PanicsOnDrop(u8);
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if mproc::parent_process().is_some() {
+            panic!("drop went bang"); // only in the child
+        }
+    }
+}
+
+/// An argument whose `Deserialize` panics (in the child).
+#[derive(Debug)]
+struct PanicsOnDeserialize;
+impl Serialize for PanicsOnDeserialize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(0)
+    }
+}
+impl<'de> Deserialize<'de> for PanicsOnDeserialize {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("deserialize went bang")
+    }
+}
+
+#[test]
+fn panics_in_user_serde_code_come_back_as_panics() {
+    deadline(LIMIT, || {
+        let server = mproc::process::fork_server_pid();
+        let err = builder()
+            .spawn(|_: ()| PanicsOnSerialize, ())
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panicked, "{err}");
+        assert!(
+            err.panic_message().unwrap().contains("serialize went bang"),
+            "{err}"
+        );
+        let err = builder()
+            .spawn(|_: ()| PanicsOnDrop(1), ())
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Panicked, "{err}");
+        assert!(
+            err.panic_message().unwrap().contains("drop went bang"),
+            "{err}"
+        );
+        if method() != StartMethod::Fork {
+            let err = builder()
+                .spawn(|_: PanicsOnDeserialize| 1u8, PanicsOnDeserialize)
+                .unwrap()
+                .join()
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Panicked, "{err}");
+            assert!(
+                err.panic_message()
+                    .unwrap()
+                    .contains("deserialize went bang"),
+                "{err}"
+            );
+        }
+        // None of it reached the fork server: it is the same one, still serving.
+        if server.is_some() {
+            assert_eq!(mproc::process::fork_server_pid(), server);
+        }
+        assert_eq!(builder().spawn(square, 3).unwrap().join().unwrap(), 9);
+    });
+}
+
+/// Returns the fds open in the child, and whether fd `probe` is one of them.
+fn open_fds(probe: i32) -> (usize, bool) {
+    (
+        mproc::sys::open_fd_count().unwrap(),
+        mproc::sys::fd_kind(probe) != mproc::sys::FdKind::Closed,
+    )
+}
+
+#[test]
+fn spawned_children_inherit_no_stray_fds() {
+    deadline(LIMIT, || {
+        // An fd of ours without close-on-exec, as a careless library might leave one. Its
+        // number must not be one the child uses itself (3 or 4), hence the padding.
+        let _padding: Vec<_> = (0..3).map(|_| mproc::sys::socketpair().unwrap()).collect();
+        let (a, _b) = mproc::sys::socketpair().unwrap();
+        assert!(std::os::fd::AsRawFd::as_raw_fd(&a) > 4);
+        mproc::sys::set_cloexec(a.as_fd(), false).unwrap();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&a);
+        let (count, has_probe) = builder().spawn(open_fds, raw).unwrap().join().unwrap();
+        if method() == StartMethod::Fork {
+            assert!(has_probe, "fork copies every fd: that is what fork is");
+        } else {
+            assert!(!has_probe, "fd {raw} leaked into the child");
+            // stdin, stdout, stderr and the child's own socket: nothing of the parent's or
+            // of the fork server's.
+            assert_eq!(count, 4, "the child has {count} open fds");
+        }
+    });
+}
+
+#[test]
+fn fork_does_not_print_buffered_output_twice() {
+    deadline(LIMIT, || {
+        let out = run_helper(helper("flush-before-fork"));
+        assert_eq!(out.matches("buffered-before-fork").count(), 1, "{out}");
+        assert!(out.contains("joined 25"), "{out}");
+    });
+}
+
 #[test]
 fn a_child_of_another_build_is_refused() {
     deadline(LIMIT, || {

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mproc_sys::{FnRef, FnToken};
@@ -47,8 +48,8 @@ pub(crate) fn initialized() -> bool {
 /// ```
 pub fn init() {
     INITIALIZED.store(true, Ordering::SeqCst);
-    if let Some(marker) = mproc_sys::take_env_var(CHILD_ENV) {
-        run_spawned_child(&marker.to_string_lossy());
+    if let Some(marker) = mproc_sys::take_inherited_socket(CHILD_ENV) {
+        run_spawned_child(marker);
     }
 }
 
@@ -144,40 +145,79 @@ pub(crate) fn open_envelope<E: DeserializeOwned>(
 }
 
 /// The monomorphised thunk: argument bytes in, reply out.
+///
+/// All the user's code runs inside `catch_unwind`: the argument's `Deserialize`, the
+/// function, the result's `Serialize` and its `Drop`.
 pub(crate) fn thunk<A: DeserializeOwned, R: Serialize>(f: FnRef<A, R>, args: Message) -> Outcome {
-    let arg: A = match mproc_wire::decode(args) {
-        Ok(a) => a,
-        Err(e) => {
-            return (
-                Reply::Decode(format!(
-                    "the argument could not be deserialized in the child: {e}"
-                )),
-                Vec::new(),
-            );
-        }
-    };
     let f = f.get();
-    call_and_encode(move || f(arg))
+    run_caught(move || match mproc_wire::decode::<A>(args) {
+        Ok(arg) => encode_result(f(arg)),
+        Err(e) => (
+            Reply::Decode(format!(
+                "the argument could not be deserialized in the child: {e}"
+            )),
+            Vec::new(),
+        ),
+    })
 }
 
-/// Runs `f`, catching a panic, and encodes its result.
-pub(crate) fn call_and_encode<R: Serialize>(f: impl FnOnce() -> R) -> Outcome {
+/// Encodes a result, consuming it so that its `Drop` runs here too.
+pub(crate) fn encode_result<R: Serialize>(r: R) -> Outcome {
+    let out = match mproc_wire::encode(&r) {
+        Ok(msg) => {
+            let (bytes, fds) = msg.into_parts();
+            (Reply::Ok(bytes), fds)
+        }
+        Err(e) => (
+            Reply::Encode(format!(
+                "the result could not be serialized in the child: {e}"
+            )),
+            Vec::new(),
+        ),
+    };
+    drop(r);
+    out
+}
+
+/// Runs the user's code `f`, turning a panic into a `Panicked` reply.
+pub(crate) fn run_caught(f: impl FnOnce() -> Outcome) -> Outcome {
     install_panic_hook();
     match panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => match mproc_wire::encode(&r) {
-            Ok(msg) => {
-                let (bytes, fds) = msg.into_parts();
-                (Reply::Ok(bytes), fds)
-            }
-            Err(e) => (
-                Reply::Encode(format!(
-                    "the result could not be serialized in the child: {e}"
-                )),
-                Vec::new(),
-            ),
-        },
-        Err(payload) => (Reply::Panicked(panic_text(&*payload)), Vec::new()),
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            let text = panic_text(&*payload);
+            // Dropping a payload runs the user's code once more; the process ends soon.
+            std::mem::forget(payload);
+            (Reply::Panicked(text), Vec::new())
+        }
     }
+}
+
+/// Ends a child process if anything unwinds past its entry point: a child never returns
+/// into code that is not its own (the fork server's loop, or a forked copy of the parent).
+pub(crate) struct ExitOnUnwind;
+
+impl Drop for ExitOnUnwind {
+    fn drop(&mut self) {
+        mproc_sys::exit_now(1)
+    }
+}
+
+/// The socket this process sends its reply on, when it is a child. One slot for the whole
+/// process (held across fork by `ForkGuards`), so that a child replaces, and so closes, the
+/// copy it inherited from the process it was forked from.
+static REPLY: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+pub(crate) type ReplyGuard = std::sync::MutexGuard<'static, Option<OwnedFd>>;
+
+pub(crate) fn lock_reply() -> ReplyGuard {
+    REPLY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Makes `sock` this process's reply socket, closing any inherited one.
+pub(crate) fn set_reply_socket(sock: OwnedFd) {
+    let old = lock_reply().replace(sock);
+    drop(old);
 }
 
 thread_local! {
@@ -209,45 +249,40 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The spawn method's child: adopt the inherited socket and serve the request.
-fn run_spawned_child(marker: &str) -> ! {
-    let parsed = marker
-        .split_once(':')
-        .and_then(|(fd, ppid)| Some((fd.parse::<i32>().ok()?, ppid.parse::<u32>().ok()?)));
-    let Some((fd, ppid)) = parsed else {
-        eprintln!(
-            "mproc: ignoring malformed {CHILD_ENV}={marker:?}; this process was not started by mproc"
-        );
+/// The spawn method's child: take the inherited socket and serve the request.
+fn run_spawned_child(marker: Result<(OwnedFd, String), std::io::Error>) -> ! {
+    let _exit = ExitOnUnwind;
+    let (sock, rest) = match marker {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("mproc: not serving a request: {e}; was this process started by mproc?");
+            mproc_sys::exit_now(1)
+        }
+    };
+    let Ok(ppid) = rest.parse::<u32>() else {
+        eprintln!("mproc: not serving a request: malformed parent pid {rest:?} in {CHILD_ENV}");
         mproc_sys::exit_now(1)
     };
     if mproc_sys::getppid() != ppid {
         // The parent died before we got here: nobody is waiting for a result.
         mproc_sys::exit_now(1);
     }
-    let sock = match mproc_sys::adopt_inherited_socket(fd) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mproc: cannot use the socket inherited from the parent: {e}");
-            mproc_sys::exit_now(1)
-        }
-    };
-    serve_request(sock, Some(ppid))
-}
-
-/// Reads the request from `sock`, runs it and replies. Used by spawned children and by
-/// children of the fork server. `expect_parent` is checked again after a daemon child asks
-/// to die with its parent, to close the race with a parent that died just before.
-pub(crate) fn serve_request(sock: OwnedFd, expect_parent: Option<u32>) -> ! {
     match FrameReader::new().read(sock.as_fd(), &limits(), None) {
-        Ok(msg) => serve_message(sock, msg, expect_parent),
+        Ok(msg) => {
+            set_reply_socket(sock);
+            serve_message(msg, Some(ppid))
+        }
         // The parent went away before sending anything: nothing to do.
         Err(_) => mproc_sys::exit_now(1),
     }
 }
 
-/// Runs the request `msg` and replies on `sock` (the fork server's children get their
-/// request in memory, with the fork).
-pub(crate) fn serve_message(sock: OwnedFd, msg: Message, expect_parent: Option<u32>) -> ! {
+/// Runs the request `msg` and replies on this process's reply socket. Used by spawned
+/// children and by children of the fork server (which get their request in memory, with
+/// the fork). `expect_parent` is checked again after a daemon child asks to die with its
+/// parent, to close the race with a parent that died just before.
+pub(crate) fn serve_message(msg: Message, expect_parent: Option<u32>) -> ! {
+    let _exit = ExitOnUnwind;
     let (req, fds): (Request, _) = match open_envelope(msg) {
         Ok(r) => r,
         Err(e) => {
@@ -262,20 +297,42 @@ pub(crate) fn serve_message(sock: OwnedFd, msg: Message, expect_parent: Option<u
         }
     }
     info::set_current(req.me.clone(), Some(req.parent.clone()));
-    let token = FnToken::<Message, Outcome>::from_parts(req.fingerprint, req.thunk, req.func);
-    let (reply, fds) = match token {
+    let (reply, fds) = match token_from(&req) {
         Some(token) => token.invoke(Message::from_parts(req.args, fds)),
         None => (Reply::BuildMismatch, Vec::new()),
     };
-    finish(&sock, reply, fds)
+    finish(reply, fds)
+}
+
+/// The trust boundary of a child: the function named by the parent's request.
+#[allow(unsafe_code)]
+fn token_from(req: &Request) -> Option<FnToken<Message, Outcome>> {
+    // SAFETY: the request came from our parent, over a socket that only the parent (or the
+    // fork server it talks to over its own private socket) could write: an fd the parent
+    // created and handed to us at spawn, or to the fork server with the fork request. The
+    // parent built the parts with `FnToken::<Message, Outcome>::to_parts` (see
+    // `spawn::request_message`), and `from_parts` checks that it runs this same build.
+    unsafe { FnToken::<Message, Outcome>::from_parts(req.fingerprint, req.thunk, req.func) }
 }
 
 /// Sends the reply and exits: 0 after a result, 1 after a panic or failure (Python's
 /// exitcode for an uncaught exception).
-pub(crate) fn finish(sock: &OwnedFd, reply: Reply, fds: Vec<OwnedFd>) -> ! {
+///
+/// Replies that would not fit the socket's send buffer with room to spare go by memfd, so
+/// the child never blocks on its reply (the parent reads it only after the child's end).
+pub(crate) fn finish(reply: Reply, fds: Vec<OwnedFd>) -> ! {
+    let _exit = ExitOnUnwind;
     let code = i32::from(!matches!(reply, Reply::Ok(_)));
+    let Some(sock) = lock_reply().take() else {
+        mproc_sys::exit_now(code)
+    };
+    let room = mproc_sys::send_buffer_size(sock.as_fd()).unwrap_or(0) / 4;
+    let limits = Limits {
+        inline_max: limits().inline_max.min(room),
+        ..limits()
+    };
     let sent = envelope(|_| reply, Message::from_parts(Vec::new(), fds))
-        .and_then(|m| mproc_wire::write_message(sock.as_fd(), m, &limits()));
+        .and_then(|m| mproc_wire::write_message(sock.as_fd(), m, &limits));
     if let Err(e) = sent
         && !e.is_disconnect()
     {

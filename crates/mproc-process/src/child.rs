@@ -69,7 +69,9 @@ impl Proc {
         let mut cached = self.status.lock().unwrap_or_else(|p| p.into_inner());
         if cached.is_none() {
             *cached = match &self.reaper {
-                Reaper::Direct => match mproc_sys::wait_pid(self.info.pid, false) {
+                // Reaped under the status lock, through the pidfd: no other thread can see
+                // ECHILD in between, and a reused pid can never be reaped by mistake.
+                Reaper::Direct => match mproc_sys::wait_pidfd(self.pidfd.as_fd(), false) {
                     Ok(st) => st.map(Status::Exited),
                     // Someone else reaped it (a `waitpid(-1)` elsewhere, or SIGCHLD set
                     // to SIG_IGN): it has ended, but its status is gone.
@@ -107,14 +109,6 @@ impl Proc {
         loop {
             if let Some(st) = self.try_status() {
                 return Ok(st);
-            }
-            if let (Reaper::Direct, None) = (&self.reaper, deadline) {
-                // No deadline: block in waitpid itself, as a plain waitpid caller would.
-                if let Ok(Some(st)) = mproc_sys::wait_pid(self.info.pid, true) {
-                    let mut cached = self.status.lock().unwrap_or_else(|p| p.into_inner());
-                    return Ok(*cached.get_or_insert(Status::Exited(st)));
-                }
-                continue; // an error (ECHILD) is classified by try_status
             }
             let fd = match &self.reaper {
                 Reaper::Server(sock) if !self.server_gone.load(Ordering::Relaxed) => sock.as_fd(),

@@ -98,6 +98,26 @@ fn start_server() -> Result<Server> {
     })
 }
 
+/// Why a fork request failed, which decides what becomes of the server.
+enum ForkFailure {
+    /// Nothing reached the server (it is gone): no child exists; replace it, try again.
+    NotSent(Error),
+    /// The server answered that it could not fork (say, EAGAIN at a pids limit), or we
+    /// failed before sending: no child exists, and the server is healthy.
+    Refused(Error),
+    /// The server took the request but gave no usable answer: it may have forked, so the
+    /// request must not be sent again; the server is replaced.
+    Broken(Error),
+}
+
+/// Stops a server that is broken or gone, and reaps it.
+fn retire(server: Option<Server>) {
+    if let Some(mut server) = server {
+        let _ = server.child.kill();
+        let _ = server.child.wait_timeout(Duration::from_secs(5));
+    }
+}
+
 /// Asks the fork server (starting or restarting it as needed) for a child whose data socket
 /// is `data`. Returns its pid, a pidfd, and the socket its exit status will arrive on.
 pub(crate) fn fork_child(
@@ -108,33 +128,24 @@ pub(crate) fn fork_child(
 ) -> Result<(u32, OwnedFd, OwnedFd)> {
     let (request, request_fds) = request.into_parts();
     let request_fds: Vec<Fd> = request_fds.into_iter().map(Fd::from).collect();
-    let mut guard = SERVER.lock().unwrap_or_else(|p| p.into_inner());
-    let mut last_err = None;
-    for _attempt in 0..2 {
+    let mut guard = lock_server();
+    for attempt in 0..2 {
         if guard.as_ref().is_none_or(|s| !s.child.is_alive()) {
-            if let Some(mut dead) = guard.take() {
-                let _ = dead.child.kill();
-                let _ = dead.child.wait_timeout(Duration::from_secs(5));
-            }
+            retire(guard.take());
             *guard = Some(start_server()?);
         }
         let server = guard.as_mut().expect("started above");
         match send_fork(server, &data, daemon, env, &request, &request_fds) {
             Ok(r) => return Ok(r),
-            Err(e) => {
-                // The server is broken or gone: replace it and try once more.
-                let _ = server.child.kill();
-                last_err = Some(e);
-                *guard = None;
+            Err(ForkFailure::Refused(e)) => return Err(e),
+            Err(ForkFailure::NotSent(_)) if attempt == 0 => retire(guard.take()),
+            Err(ForkFailure::NotSent(e) | ForkFailure::Broken(e)) => {
+                retire(guard.take());
+                return Err(e);
             }
         }
     }
-    Err(last_err.unwrap_or_else(|| {
-        Error::new(
-            ErrorKind::ForkServer,
-            "the fork server could not be started",
-        )
-    }))
+    unreachable!("the second attempt returns")
 }
 
 fn send_fork(
@@ -144,15 +155,16 @@ fn send_fork(
     env: &[(OsString, Option<OsString>)],
     request: &[u8],
     request_fds: &[Fd],
-) -> Result<(u32, OwnedFd, OwnedFd)> {
+) -> std::result::Result<(u32, OwnedFd, OwnedFd), ForkFailure> {
     let fail = |what: &str, e: mproc_wire::Error| {
         Error::new(ErrorKind::ForkServer, format!("fork server: {what}")).with_source(e)
     };
+    let local = |what: &str, e: std::io::Error| ForkFailure::Refused(Error::io(what, e));
     let (status_ours, status_theirs) =
-        mproc_sys::socketpair().map_err(|e| Error::io("creating a status socket", e))?;
+        mproc_sys::socketpair().map_err(|e| local("creating a status socket", e))?;
     let data = data
         .try_clone()
-        .map_err(|e| Error::io("duplicating the child's socket", e))?;
+        .map_err(|e| local("duplicating the child's socket", e))?;
     let req = ForkRequestRef {
         daemon,
         env,
@@ -161,25 +173,33 @@ fn send_fork(
         request,
         request_fds,
     };
-    let msg = mproc_wire::encode(&req).map_err(|e| fail("encoding a request", e))?;
-    mproc_wire::write_message(server.control.as_fd(), msg, &limits())
-        .map_err(|e| fail("sending a request", e))?;
+    let msg = mproc_wire::encode(&req)
+        .map_err(|e| ForkFailure::Refused(fail("encoding a request", e)))?;
+    mproc_wire::write_message(server.control.as_fd(), msg, &limits()).map_err(|e| {
+        let err = fail("sending a request", e);
+        if server.reader.in_frame() {
+            ForkFailure::Broken(err)
+        } else {
+            ForkFailure::NotSent(err)
+        }
+    })?;
     let deadline = Instant::now() + REPLY_DEADLINE;
     let reply = server
         .reader
         .read(server.control.as_fd(), &limits(), Some(deadline))
-        .map_err(|e| fail("reading a reply", e))?;
-    match mproc_wire::decode::<ForkReply>(reply).map_err(|e| fail("decoding a reply", e))? {
+        .map_err(|e| ForkFailure::Broken(fail("reading a reply", e)))?;
+    match mproc_wire::decode::<ForkReply>(reply)
+        .map_err(|e| ForkFailure::Broken(fail("decoding a reply", e)))?
+    {
         ForkReply::Forked { pid, pidfd } => Ok((pid, pidfd.into_owned(), status_ours)),
-        ForkReply::Failed(msg) => Err(Error::new(
+        ForkReply::Failed(msg) => Err(ForkFailure::Refused(Error::new(
             ErrorKind::ForkServer,
             format!("fork server could not fork: {msg}"),
-        )),
+        ))),
     }
 }
 
 struct Running {
-    pid: u32,
     pidfd: OwnedFd,
     status: OwnedFd,
     daemon: bool,
@@ -218,7 +238,7 @@ fn serve(control: Fd) {
             if !ready[1 + i] {
                 return true;
             }
-            if let Ok(Some(st)) = mproc_sys::wait_pid(c.pid, true) {
+            if let Ok(Some(st)) = mproc_sys::wait_pidfd(c.pidfd.as_fd(), true) {
                 let _ = mproc_sys::send_with_fds(c.status.as_fd(), &st.to_i64().to_le_bytes(), &[]);
             }
             false
@@ -236,38 +256,42 @@ fn serve(control: Fd) {
             Ok(req) => match mproc_sys::fork(None) {
                 Err(e) => ForkReply::Failed(e.to_string()),
                 Ok(ForkOutcome::Child) => {
-                    // Close everything of the server's; keep only the data socket.
+                    let _exit = crate::boot::ExitOnUnwind;
+                    // Close everything of the server's; keep only the data socket, which
+                    // replaces (and so closes) the server's own reply socket.
                     drop(children);
                     drop(control);
                     drop(parent);
                     drop(req.status);
+                    crate::boot::set_reply_socket(req.data.into_owned());
                     crate::spawn::apply_env(&req.env);
                     let fds = req.request_fds.into_iter().map(Fd::into_owned).collect();
                     let msg = Message::from_parts(req.request, fds);
-                    crate::boot::serve_message(
-                        req.data.into_owned(),
-                        msg,
-                        req.daemon.then_some(server_pid),
-                    )
+                    crate::boot::serve_message(msg, req.daemon.then_some(server_pid))
                 }
                 Ok(ForkOutcome::Parent(pid)) => {
                     drop(req.data);
                     drop(req.request_fds);
-                    match mproc_sys::pidfd_open(pid) {
-                        Ok(pidfd) => {
-                            let theirs = pidfd.try_clone().map(Fd::from);
+                    // A child we cannot track must not run: kill and reap it, and say so.
+                    let tracked = mproc_sys::pidfd_open(pid)
+                        .and_then(|pidfd| Ok((pidfd.try_clone()?, pidfd)));
+                    match tracked {
+                        Ok((theirs, pidfd)) => {
                             children.push(Running {
-                                pid,
                                 pidfd,
                                 status: req.status.into_owned(),
                                 daemon: req.daemon,
                             });
-                            match theirs {
-                                Ok(fd) => ForkReply::Forked { pid, pidfd: fd },
-                                Err(e) => ForkReply::Failed(e.to_string()),
+                            ForkReply::Forked {
+                                pid,
+                                pidfd: Fd::from(theirs),
                             }
                         }
-                        Err(e) => ForkReply::Failed(e.to_string()),
+                        Err(e) => {
+                            let _ = mproc_sys::kill_pid(pid, mproc_sys::SIGKILL);
+                            let _ = mproc_sys::wait_pid(pid, true);
+                            ForkReply::Failed(format!("cannot track the child: {e}"))
+                        }
                     }
                 }
             },

@@ -22,6 +22,7 @@
 //! # main().unwrap();
 //! ```
 #![warn(missing_docs)]
+#![deny(unsafe_code)] // one audited exception: the child's trust boundary in boot.rs
 
 mod boot;
 mod child;

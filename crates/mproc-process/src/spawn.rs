@@ -333,9 +333,11 @@ impl Builder {
     where
         R: Serialize + DeserializeOwned,
     {
-        let (ours, theirs) =
-            mproc_sys::socketpair().map_err(|e| Error::io("creating the child's socket", e))?;
+        let (ours, theirs) = child_socketpair()?;
         let parent = info::current_process();
+        // What the parent buffered must not be printed twice (Python flushes here too).
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let _ = std::io::Write::flush(&mut std::io::stderr());
         let guards = ForkGuards::acquire();
         match mproc_sys::fork(self.permit) {
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
@@ -343,7 +345,8 @@ impl Builder {
             }
             Err(e) => Err(Error::io("fork failed", e)),
             Ok(ForkOutcome::Child) => {
-                guards.into_child(me, parent.clone());
+                let _exit = boot::ExitOnUnwind;
+                guards.into_child(me, parent.clone(), theirs);
                 drop(ours);
                 if self.daemon {
                     let _ = mproc_sys::set_parent_death_signal(mproc_sys::SIGKILL);
@@ -352,15 +355,13 @@ impl Builder {
                     }
                 }
                 apply_env(&self.env);
-                let (reply, fds) = boot::call_and_encode(move || f(arg));
-                boot::finish(&theirs, reply, fds)
+                let (reply, fds) = boot::run_caught(move || boot::encode_result(f(arg)));
+                boot::finish(reply, fds)
             }
             Ok(ForkOutcome::Parent(pid)) => {
                 drop(guards);
                 drop(theirs);
-                // The child cannot be reaped before we open its pidfd: only we reap it.
-                let pidfd =
-                    mproc_sys::pidfd_open(pid).map_err(|e| Error::io("opening a pidfd", e))?;
+                let pidfd = pidfd_or_kill(pid)?;
                 let proc = Arc::new(Proc::new(
                     ProcessInfo { pid, ..me },
                     StartMethod::Fork,
@@ -373,13 +374,24 @@ impl Builder {
     }
 }
 
+/// Opens the pidfd of our new, unreaped child; if that fails, kills and reaps the child
+/// (its pid cannot have been reused yet) so that nothing runs, or lingers, untracked.
+fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
+    mproc_sys::pidfd_open(pid).map_err(|e| {
+        let _ = mproc_sys::kill_pid(pid, mproc_sys::SIGKILL);
+        let _ = mproc_sys::wait_pid(pid, true);
+        Error::io("opening a pidfd for the child", e)
+    })
+}
+
 /// mproc's own locks, held across `fork` (as `pthread_atfork` would), so that no other
 /// thread can leave one locked, or half-updated, in the child's copy of memory. In the lock
-/// order used everywhere: server, registry, current process.
+/// order used everywhere: server, registry, current process, reply socket.
 struct ForkGuards {
     server: forkserver::ServerGuard,
     registry: std::sync::MutexGuard<'static, crate::child::Registry>,
     current: info::CurrentGuard,
+    reply: boot::ReplyGuard,
 }
 
 impl ForkGuards {
@@ -387,23 +399,27 @@ impl ForkGuards {
         let server = forkserver::lock_server();
         let registry = crate::child::lock_registry();
         let current = info::lock_current();
+        let reply = boot::lock_reply();
         Self {
             server,
             registry,
             current,
+            reply,
         }
     }
 
-    /// In the forked child: forget the parent's children and fork server (they are not
-    /// ours), record who we are, then release the locks.
-    fn into_child(mut self, me: ProcessInfo, parent: ProcessInfo) {
+    /// In the forked child: forget the parent's children, fork server and reply socket
+    /// (they are not ours), record who we are and where we reply, then release the locks.
+    fn into_child(mut self, me: ProcessInfo, parent: ProcessInfo, reply: OwnedFd) {
         let server = self.server.take();
         let children = std::mem::take(&mut *self.registry);
+        let inherited_reply = self.reply.replace(reply);
         info::set_current_locked(&mut self.current, me, Some(parent));
         drop(self);
         // Dropping these only closes this process's copies of their fds.
         drop(server);
         drop(children);
+        drop(inherited_reply);
     }
 }
 

@@ -95,7 +95,8 @@ pub type Thunk<I, O> = fn(usize, I) -> O;
 /// }
 /// let token = FnToken::new(thunk, square);
 /// let (fp, t, f) = token.to_parts();
-/// let again = FnToken::<String, String>::from_parts(fp, t, f).expect("same build");
+/// // SAFETY: the parts come from `to_parts` of a `FnToken<String, String>` of this build.
+/// let again = unsafe { FnToken::<String, String>::from_parts(fp, t, f) }.expect("same build");
 /// assert_eq!(again.invoke("7".to_string()), "49");
 /// ```
 pub struct FnToken<I, O> {
@@ -128,7 +129,7 @@ fn addr_of(offset: i64) -> usize {
     (anchor_addr() as i64).wrapping_add(offset) as usize
 }
 
-impl<I, O> FnToken<I, O> {
+impl<I: 'static, O: 'static> FnToken<I, O> {
     /// Names `f` and the thunk that calls it.
     pub fn new<A, R>(thunk: fn(FnRef<A, R>, I) -> O, f: fn(A) -> R) -> Self {
         Self {
@@ -138,17 +139,32 @@ impl<I, O> FnToken<I, O> {
         }
     }
 
-    /// Returns `(build fingerprint, thunk offset, function offset)` for the wire.
+    /// Returns `(fingerprint, thunk offset, function offset)` for the wire. The fingerprint
+    /// covers this build and the token's `I` and `O` types.
     pub fn to_parts(self) -> (u64, i64, i64) {
-        (build_fingerprint(), self.thunk, self.func)
+        (Self::fingerprint(), self.thunk, self.func)
+    }
+
+    fn fingerprint() -> u64 {
+        let mut h = DefaultHasher::new();
+        (build_fingerprint(), std::any::TypeId::of::<(I, O)>()).hash(&mut h);
+        h.finish()
     }
 
     /// Rebuilds a token from [`to_parts`](Self::to_parts) output.
     ///
-    /// Returns `None` when the fingerprint is not this build's or an offset points outside
-    /// this executable's code.
-    pub fn from_parts(fingerprint: u64, thunk: i64, func: i64) -> Option<Self> {
-        if fingerprint != build_fingerprint() {
+    /// Returns `None` when the fingerprint is not this build's (or not for these `I` and `O`)
+    /// or an offset points outside this executable's code. These checks catch a mismatched
+    /// binary and most corruption, but they cannot prove that an offset is the start of a
+    /// function of the right type, hence the contract.
+    ///
+    /// # Safety
+    ///
+    /// The three parts must be the unmodified output of [`to_parts`](Self::to_parts) on a
+    /// `FnToken<I, O>` made by [`new`](Self::new) in a process running this same build
+    /// (for example, a parent that sent them over a socket only it and this process hold).
+    pub unsafe fn from_parts(fingerprint: u64, thunk: i64, func: i64) -> Option<Self> {
+        if fingerprint != Self::fingerprint() {
             return None;
         }
         let (lo, hi) = text_range()?;
@@ -163,7 +179,7 @@ impl<I, O> FnToken<I, O> {
     /// Calls the thunk with the function and `input`.
     pub fn invoke(self, input: I) -> O {
         // SAFETY: `thunk` is the offset of a `fn(FnRef<A, R>, I) -> O` of this build (made
-        // by `new`, or checked by `from_parts` to come from this build). `FnRef<A, R>` is
+        // by `new`, or handed to `from_parts`, whose contract says it was made by `new`). `FnRef<A, R>` is
         // `repr(transparent)` over `usize`, so `fn(FnRef<A, R>, I) -> O` and
         // `fn(usize, I) -> O` are ABI-compatible and calling one through the other is sound.
         let thunk = unsafe { std::mem::transmute::<usize, Thunk<I, O>>(addr_of(self.thunk)) };
@@ -249,16 +265,23 @@ mod tests {
     #[test]
     fn token_round_trips_in_process() {
         let (fp, t, f) = FnToken::new(thunk, add_one).to_parts();
-        let tok = FnToken::<u32, u32>::from_parts(fp, t, f).unwrap();
+        // SAFETY: the parts come straight from `to_parts` of a `FnToken<u32, u32>`.
+        let tok = unsafe { FnToken::<u32, u32>::from_parts(fp, t, f) }.unwrap();
         assert_eq!(tok.invoke(41), 42);
     }
 
     #[test]
-    fn foreign_fingerprint_or_offsets_are_refused() {
+    fn foreign_fingerprint_types_or_offsets_are_refused() {
         let (fp, t, f) = FnToken::new(thunk, add_one).to_parts();
-        assert!(FnToken::<u32, u32>::from_parts(fp ^ 1, t, f).is_none());
-        assert!(FnToken::<u32, u32>::from_parts(fp, t, i64::MAX / 2).is_none());
-        assert!(FnToken::<u32, u32>::from_parts(fp, i64::MIN / 2, f).is_none());
+        // SAFETY: for all four, `from_parts` returns `None` for each of these before any call;
+        // the tokens are never invoked.
+        unsafe {
+            assert!(FnToken::<u32, u32>::from_parts(fp ^ 1, t, f).is_none());
+            assert!(FnToken::<u32, u32>::from_parts(fp, t, i64::MAX / 2).is_none());
+            assert!(FnToken::<u32, u32>::from_parts(fp, i64::MIN / 2, f).is_none());
+            // The same parts, read as a token of other types: refused by the fingerprint.
+            assert!(FnToken::<String, Vec<u8>>::from_parts(fp, t, f).is_none());
+        }
     }
 
     #[test]

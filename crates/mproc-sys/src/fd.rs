@@ -156,29 +156,44 @@ pub fn fd_kind(fd: std::os::fd::RawFd) -> FdKind {
     }
 }
 
-/// Takes ownership of an fd this process inherited at exec (its number came from the
-/// parent), after checking that it is an open socket. Close-on-exec is set on it.
+/// Takes the socket this process inherited from an mproc parent, named by the environment
+/// variable `key` as `<fd>:<rest>`. Returns the socket (close-on-exec from now on) and
+/// `<rest>`, or `None` when the variable is not set.
 ///
-/// It succeeds at most once per process: a second call, for any number, is an error, so two
-/// owners of the same fd can never exist.
-pub fn adopt_inherited_socket(raw: std::os::fd::RawFd) -> io::Result<OwnedFd> {
+/// The variable is removed when the process is single-threaded (see
+/// [`take_env_var`](crate::take_env_var)), so programs this one starts do not inherit it. It succeeds at
+/// most once per process, and only for an fd above 2 that is an open socket: such an fd was
+/// inherited at exec and nothing in this process owns it before this call.
+///
+/// ```
+/// assert!(mproc_sys::take_inherited_socket("MPROC_SYS_DOCTEST_NO_MARKER").is_none());
+/// ```
+pub fn take_inherited_socket(key: &str) -> Option<io::Result<(OwnedFd, String)>> {
     use std::sync::atomic::{AtomicBool, Ordering};
-    static ADOPTED: AtomicBool = AtomicBool::new(false);
-    if fd_kind(raw) != FdKind::Socket {
-        return Err(io::Error::new(
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let marker = crate::take_env_var(key)?.to_string_lossy().into_owned();
+    let invalid = |why: &str| {
+        io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("inherited fd {raw} is not an open socket"),
-        ));
+            format!("{key}={marker:?}: {why}"),
+        )
+    };
+    let Some((fd, rest)) = marker.split_once(':') else {
+        return Some(Err(invalid("expected <fd>:<rest>")));
+    };
+    let raw = match fd.parse::<std::os::fd::RawFd>() {
+        Ok(raw) if raw > 2 => raw,
+        _ => return Some(Err(invalid("the fd must be a number above 2"))),
+    };
+    if fd_kind(raw) != FdKind::Socket {
+        return Some(Err(invalid("the fd is not an open socket")));
     }
-    if ADOPTED.swap(true, Ordering::SeqCst) {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the inherited socket was adopted already",
-        ));
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Some(Err(invalid("the inherited socket was taken already")));
     }
-    // SAFETY: `raw` is open (checked), it was handed to us at exec by our parent, and the
-    // flag above makes this the only place that ever takes ownership of it.
+    // SAFETY: `raw` is open and above the standard streams; it was named by the environment
+    // this process was started with (which safe code cannot change), so it was inherited at
+    // exec, and `TAKEN` makes this the only place that ever takes ownership of it.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    set_cloexec(std::os::fd::AsFd::as_fd(&fd), true)?;
-    Ok(fd)
+    Some(set_cloexec(std::os::fd::AsFd::as_fd(&fd), true).map(|()| (fd, rest.to_string())))
 }

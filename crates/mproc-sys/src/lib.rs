@@ -28,12 +28,14 @@ mod socket;
 
 pub use code::{FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
-    FdKind, adopt_inherited_socket, fd_kind, memfd_create, open_fd_count, poll_readable,
-    set_cloexec, wait_readable,
+    FdKind, fd_kind, memfd_create, open_fd_count, poll_readable, set_cloexec,
+    take_inherited_socket, wait_readable,
 };
 pub use process::{
     ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, exit_now, fork,
-    getpid, getppid, pidfd_open, pidfd_send_signal, set_env_var, set_parent_death_signal,
-    take_env_var, thread_count, wait_pid,
+    getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_env_var, set_parent_death_signal,
+    take_env_var, thread_count, wait_pid, wait_pidfd,
 };
-pub use socket::{peer_pid, recv_with_fds, send_with_fds, set_send_buffer, socketpair};
+pub use socket::{
+    peer_pid, recv_with_fds, send_buffer_size, send_with_fds, set_send_buffer, socketpair,
+};

@@ -61,8 +61,10 @@ impl ExitStatus {
         if let Ok(c) = i32::try_from(v) {
             return Some(ExitStatus::Code(c));
         }
-        i32::try_from(-(v + (1 << 32)))
-            .ok()
+        // The sender may be another process: no arithmetic here may overflow.
+        v.checked_add(1 << 32)
+            .and_then(i64::checked_neg)
+            .and_then(|s| i32::try_from(s).ok())
             .filter(|s| *s > 0)
             .map(ExitStatus::Signal)
     }
@@ -217,6 +219,66 @@ pub fn wait_pid(pid: Pid, block: bool) -> io::Result<Option<ExitStatus>> {
             Err(e) => Err(e.into()),
         };
     }
+}
+
+/// Waits for the child behind `pidfd` (blocking or not) and reaps it, with
+/// `waitid(P_PIDFD)`: unlike a wait by pid, it can never reap another child that reused the
+/// pid. Returns `None` when not blocking and the child still runs.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// match mproc_sys::fork(None)? {
+///     mproc_sys::ForkOutcome::Child => mproc_sys::exit_now(4),
+///     mproc_sys::ForkOutcome::Parent(pid) => {
+///         let fd = mproc_sys::pidfd_open(pid)?;
+///         assert_eq!(mproc_sys::wait_pidfd(fd.as_fd(), true)?, Some(mproc_sys::ExitStatus::Code(4)));
+///     }
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn wait_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<ExitStatus>> {
+    let mut flags = libc::WEXITED;
+    if !block {
+        flags |= libc::WNOHANG;
+    }
+    loop {
+        // SAFETY: `waitid` writes only into `info`, a zeroed `siginfo_t` we own.
+        let mut info = unsafe { std::mem::zeroed::<libc::siginfo_t>() };
+        // SAFETY: as above; the id is a pidfd we borrow for the call.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: after a successful `waitid`, `si_pid` and `si_status` are initialised (or
+        // zero when WNOHANG found nothing).
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(match info.si_code {
+            libc::CLD_EXITED => ExitStatus::Code(status),
+            _ => ExitStatus::Signal(status), // CLD_KILLED or CLD_DUMPED
+        }));
+    }
+}
+
+/// Sends `signal` to the child `pid`, which must not have been reaped yet (so its pid
+/// cannot have been reused). For a child whose pidfd could not be opened.
+pub fn kill_pid(pid: Pid, signal: i32) -> io::Result<()> {
+    let sig = nix::sys::signal::Signal::try_from(signal)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)?;
+    Ok(())
 }
 
 /// Opens a pidfd for `pid`: an fd that becomes readable when the process ends, and through
@@ -426,12 +488,27 @@ impl<'a> SpawnSelf<'a> {
                         target,
                     ))?;
                 }
+                // Everything above the passed fd is closed: the child gets its socket and
+                // the standard streams, nothing else of ours.
+                check(libc::posix_spawn_file_actions_addclosefrom_np(
+                    actions.as_mut_ptr(),
+                    self.fd.map_or(3, |(_, target)| target + 1),
+                ))?;
                 let mut empty = std::mem::zeroed::<libc::sigset_t>();
                 libc::sigemptyset(&mut empty);
                 check(libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), &empty))?;
+                // An ignored SIGCHLD would survive exec and make the child's children vanish
+                // unreaped (no exit status); give the child the default.
+                let mut default = std::mem::zeroed::<libc::sigset_t>();
+                libc::sigemptyset(&mut default);
+                libc::sigaddset(&mut default, libc::SIGCHLD);
+                check(libc::posix_spawnattr_setsigdefault(
+                    attr.as_mut_ptr(),
+                    &default,
+                ))?;
                 check(libc::posix_spawnattr_setflags(
                     attr.as_mut_ptr(),
-                    libc::POSIX_SPAWN_SETSIGMASK as libc::c_short,
+                    (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
                 ))?;
                 let mut pid: libc::pid_t = 0;
                 check(libc::posix_spawn(
@@ -468,7 +545,9 @@ mod tests {
         ] {
             assert_eq!(ExitStatus::from_i64(st.to_i64()), Some(st), "{st:?}");
         }
-        assert_eq!(ExitStatus::from_i64(i64::MIN), None);
+        for v in [i64::MIN, i64::MAX, i64::MAX - (1 << 32) + 1, -(1 << 32)] {
+            assert_eq!(ExitStatus::from_i64(v), None, "{v}");
+        }
         assert_eq!(ExitStatus::Signal(9).to_string(), "signal 9 (SIGKILL)");
     }
 }

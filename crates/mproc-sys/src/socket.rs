@@ -133,3 +133,15 @@ pub fn set_send_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
     socket::setsockopt(&fd, sockopt::SndBuf, &bytes)?;
     Ok(())
 }
+
+/// Returns the send buffer size of a socket, as the kernel reports it.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// assert!(mproc_sys::send_buffer_size(a.as_fd())? > 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn send_buffer_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    Ok(socket::getsockopt(&fd, sockopt::SndBuf)?)
+}

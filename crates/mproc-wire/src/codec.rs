@@ -95,10 +95,21 @@ thread_local! {
 }
 
 /// Runs `f` with `table` installed for this thread, and returns the table afterwards.
-/// Nested calls (a value encoding another value) keep their own tables.
+/// Nested calls (a value encoding another value) keep their own tables, and a panic in a
+/// user's `Serialize` or `Deserialize` still puts the outer table back.
 fn with_table<R>(table: Table, f: impl FnOnce() -> R) -> (R, Table) {
-    let outer = TABLE.with(|t| t.borrow_mut().replace(table));
+    struct Restore(Option<Option<Table>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(outer) = self.0.take() {
+                // Unwinding: drop our table (closing its fds) and reinstate the outer one.
+                TABLE.with(|t| *t.borrow_mut() = outer);
+            }
+        }
+    }
+    let mut restore = Restore(Some(TABLE.with(|t| t.borrow_mut().replace(table))));
     let r = f();
+    let outer = restore.0.take().expect("set above");
     let table = TABLE.with(|t| std::mem::replace(&mut *t.borrow_mut(), outer));
     (
         r,

@@ -369,18 +369,22 @@ impl FrameReader {
     }
 }
 
-/// Reads a body of `len` bytes from the memfd that carried it, after checking it holds that
-/// many (a lying sender cannot make us allocate more than it really stored).
+/// Reads a body of `len` bytes from the memfd that carried it, after checking that it is a
+/// regular in-memory file whose pages really hold that many bytes: a lying sender cannot make
+/// us allocate more than it stored (a sparse file of holes is refused), nor block our read
+/// on some other kind of file.
 fn read_body_fd(fd: OwnedFd, len: u64) -> Result<Vec<u8>, Error> {
+    use std::os::unix::fs::MetadataExt;
     let file = File::from(fd);
-    let size = file
-        .metadata()
-        .map_err(io_err("inspecting a frame body"))?
-        .len();
-    if size < len {
+    let meta = file.metadata().map_err(io_err("inspecting a frame body"))?;
+    let stored = meta.blocks().saturating_mul(512);
+    if !meta.file_type().is_file() || meta.len() < len || stored < len {
         return Err(Error::new(
             ErrorKind::Corrupt,
-            format!("frame body file holds {size} bytes but the frame announces {len}"),
+            format!(
+                "frame body file holds {} bytes ({stored} stored) but the frame announces {len}",
+                meta.len()
+            ),
         ));
     }
     let mut bytes = vec![0u8; len as usize];

@@ -5,7 +5,8 @@
 //! serde value into a message: every [`Fd`] inside it is taken out into a side table while
 //! serializing, and [`decode`] puts them back. [`write_message`] and [`FrameReader`] move
 //! messages over a socket as length-prefixed frames, sending the fds with SCM_RIGHTS. Large
-//! bodies travel in a sealed-off in-memory file, so a writer never waits for its reader.
+//! bodies travel in an in-memory file (a memfd) sent beside the header, so a writer never
+//! waits for its reader.
 //!
 //! Every frame size is checked against [`Limits`] *before* anything is allocated, and bad
 //! input (garbage, truncation, a huge length prefix, a peer gone mid-frame) is an [`Error`],

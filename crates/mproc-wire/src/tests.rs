@@ -193,6 +193,46 @@ fn a_lying_memfd_body_is_refused() {
 }
 
 #[test]
+fn a_sparse_or_non_file_body_is_refused_without_allocating() {
+    let (a, b) = pair();
+    // A memfd of 1 GiB that stores nothing: reading it would allocate and zero 1 GiB.
+    let fd = mproc_sys::memfd_create("sparse").unwrap();
+    std::fs::File::from(fd.try_clone().unwrap())
+        .set_len(1 << 30)
+        .unwrap();
+    mproc_sys::send_with_fds(a.as_fd(), &header(1, 0, 1 << 30), &[fd.as_fd()]).unwrap();
+    let err = FrameReader::new()
+        .read(b.as_fd(), &Limits::default(), None)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    // A socket as the "body file".
+    let (x, _y) = pair();
+    mproc_sys::send_with_fds(a.as_fd(), &header(1, 0, 10), &[x.as_fd()]).unwrap();
+    let err = FrameReader::new()
+        .read(b.as_fd(), &Limits::default(), None)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+}
+
+#[test]
+fn a_panicking_serialize_does_not_leave_a_stale_side_table() {
+    struct Bomb;
+    impl Serialize for Bomb {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            panic!("serialize bomb")
+        }
+    }
+    let (a, _b) = pair();
+    let r = std::panic::catch_unwind(|| encode(&(Fd::from(a), Bomb)));
+    assert!(r.is_err());
+    // No table is left installed: an Fd outside encode is an error again.
+    let (c, _d) = pair();
+    assert!(postcard::to_stdvec(&Fd::from(c)).is_err());
+    let msg = encode(&7u8).unwrap();
+    assert_eq!(msg.fd_count(), 0);
+}
+
+#[test]
 fn a_timeout_mid_frame_resumes_without_losing_bytes() {
     let (a, b) = pair();
     let limits = Limits::default();

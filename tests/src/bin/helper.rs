@@ -51,6 +51,17 @@ fn main() {
             let n = child.join().expect("join");
             println!("\njoined {n}");
         }
+        "flush-before-fork" => {
+            // Text still in our stdout buffer when the child is forked must not come out
+            // twice (once from the child's copy of the buffer).
+            print!("buffered-before-fork ");
+            let mut child = mproc::Builder::new()
+                .start_method(mproc::StartMethod::Fork)
+                .spawn(square, 5)
+                .expect("spawn");
+            let v = child.join().expect("join");
+            println!("joined {v}");
+        }
         "spawn-on-line" => {
             // Wait for a line on stdin (the test replaces our executable meanwhile), then spawn.
             let mut line = String::new();
