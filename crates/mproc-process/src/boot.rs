@@ -48,6 +48,8 @@ pub(crate) fn initialized() -> bool {
 /// ```
 pub fn init() {
     INITIALIZED.store(true, Ordering::SeqCst);
+    // Once, here, rather than in every forked child (where it would copy pages).
+    install_panic_hook();
     if let Some(marker) = mproc_sys::take_inherited_socket(CHILD_ENV) {
         run_spawned_child(marker);
     }

@@ -37,5 +37,6 @@ pub use process::{
     take_env_var, thread_count, wait_pid, wait_pidfd,
 };
 pub use socket::{
-    peer_pid, recv_with_fds, send_buffer_size, send_with_fds, set_send_buffer, socketpair,
+    peer_pid, recv_with_fds, send_buffer_size, send_vectored_with_fds, send_with_fds,
+    set_send_buffer, socketpair,
 };

@@ -47,6 +47,28 @@ pub fn send_with_fds(
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
+    send_vectored_with_fds(fd, &[IoSlice::new(bytes)], fds)
+}
+
+/// Like [`send_with_fds`], for bytes in several pieces (one `sendmsg`, no copy to join
+/// them). Returns how many bytes were sent in all.
+///
+/// ```
+/// use std::io::IoSlice;
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// let n = mproc_sys::send_vectored_with_fds(a.as_fd(), &[IoSlice::new(b"he"), IoSlice::new(b"llo")], &[])?;
+/// assert_eq!(n, 5);
+/// let mut buf = [0u8; 5];
+/// mproc_sys::recv_with_fds(b.as_fd(), &mut buf, &mut Vec::new(), false)?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn send_vectored_with_fds(
+    fd: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
     if fds.len() > MAX_FDS_PER_MSG {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -56,9 +78,8 @@ pub fn send_with_fds(
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let cmsg = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
-    let iov = [IoSlice::new(bytes)];
     loop {
-        match socket::sendmsg::<()>(fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+        match socket::sendmsg::<()>(fd.as_raw_fd(), iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
             Err(nix::errno::Errno::EINTR) => continue,
             r => return Ok(r?),
         }
@@ -76,14 +97,32 @@ pub fn recv_with_fds(
     fds: &mut Vec<OwnedFd>,
     nonblocking: bool,
 ) -> io::Result<usize> {
-    let mut cmsg_buf = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]);
+    // One control buffer per thread, reused: allocating its ~1 KiB on every receive costs
+    // a malloc (and, in a freshly forked process, copied pages) per message.
+    thread_local! {
+        static CMSG: std::cell::RefCell<Vec<u8>> =
+            std::cell::RefCell::new(nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]));
+    }
+    CMSG.with(|cell| {
+        // nix takes the buffer's length (not its capacity) as the space: keep it full.
+        recv_into(fd, buf, fds, nonblocking, &mut cell.borrow_mut())
+    })
+}
+
+fn recv_into(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+    cmsg_buf: &mut [u8],
+) -> io::Result<usize> {
     let mut flags = MsgFlags::MSG_CMSG_CLOEXEC;
     if nonblocking {
         flags |= MsgFlags::MSG_DONTWAIT;
     }
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
-        match socket::recvmsg::<()>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg_buf), flags) {
+        match socket::recvmsg::<()>(fd.as_raw_fd(), &mut iov, Some(cmsg_buf), flags) {
             Err(nix::errno::Errno::EINTR) => continue,
             r => break r?,
         }

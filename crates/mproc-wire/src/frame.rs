@@ -7,7 +7,7 @@
 //! on a slow reader for them and a 1 GiB body costs one copy on each side.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
@@ -94,7 +94,6 @@ pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Res
     }
     let mut flags = 0;
     let nfds = fds.len() as u32;
-    let mut frame = Vec::with_capacity(HEADER_LEN + bytes.len().min(limits.inline_max));
     let inline = bytes.len() <= limits.inline_max;
     if !inline {
         let mut file =
@@ -104,19 +103,26 @@ pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Res
         fds.push(OwnedFd::from(file));
         flags |= FLAG_BODY_IN_FD;
     }
-    frame.extend_from_slice(&MAGIC);
-    frame.push(VERSION);
-    frame.push(flags);
-    frame.extend_from_slice(&nfds.to_le_bytes());
-    frame.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    if inline {
-        frame.extend_from_slice(&bytes);
-    }
+    let mut header = [0u8; HEADER_LEN];
+    header[0..2].copy_from_slice(&MAGIC);
+    header[2] = VERSION;
+    header[3] = flags;
+    header[4..8].copy_from_slice(&nfds.to_le_bytes());
+    header[8..16].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+    let body: &[u8] = if inline { &bytes } else { &[] };
+    let total = HEADER_LEN + body.len();
+    // Header and body go out in one sendmsg, without copying them together; the fds ride
+    // with the first byte. A short send continues where it stopped.
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    let mut sent =
-        mproc_sys::send_with_fds(sock, &frame, &borrowed).map_err(io_err("sending a frame"))?;
-    while sent < frame.len() {
-        sent += mproc_sys::send_with_fds(sock, &frame[sent..], &[])
+    let mut sent = 0;
+    while sent < total {
+        let iov = if sent < HEADER_LEN {
+            [IoSlice::new(&header[sent..]), IoSlice::new(body)]
+        } else {
+            [IoSlice::new(&body[sent - HEADER_LEN..]), IoSlice::new(&[])]
+        };
+        let with = if sent == 0 { &borrowed[..] } else { &[] };
+        sent += mproc_sys::send_vectored_with_fds(sock, &iov, with)
             .map_err(io_err("sending a frame"))?;
     }
     Ok(())
@@ -163,7 +169,8 @@ pub struct FrameReader {
     header_got: usize,
     fds: Vec<OwnedFd>,
     body: Vec<u8>,
-    body_len: usize,
+    /// How much of `body` (sized to the frame) has arrived.
+    body_got: usize,
 }
 
 impl FrameReader {
@@ -213,20 +220,26 @@ impl FrameReader {
                     }
                 }
                 State::Body => {
-                    while self.body.len() < self.body_len {
-                        let mut chunk = [0u8; 64 << 10];
-                        let want = (self.body_len - self.body.len()).min(chunk.len());
-                        let n = self.recv(sock, &mut chunk[..want], deadline)?;
-                        self.body.extend_from_slice(&chunk[..n]);
+                    // Receive straight into the body: no bounce buffer, whose pages would
+                    // each be touched (and, in a freshly forked process, copied) per read.
+                    let mut body = std::mem::take(&mut self.body);
+                    while self.body_got < body.len() {
+                        match self.recv(sock, &mut body[self.body_got..], deadline) {
+                            Ok(n) => self.body_got += n,
+                            Err(e) => {
+                                self.body = body;
+                                return Err(e);
+                            }
+                        }
                     }
                     self.state = State::Header;
-                    let bytes = std::mem::take(&mut self.body);
-                    return Ok(Message::from_parts(bytes, std::mem::take(&mut self.fds)));
+                    self.body_got = 0;
+                    return Ok(Message::from_parts(body, std::mem::take(&mut self.fds)));
                 }
                 State::Discard(left) => {
                     let mut left = left;
                     while left > 0 {
-                        let mut chunk = [0u8; 64 << 10];
+                        let mut chunk = [0u8; 4096];
                         let want = left.min(chunk.len() as u64) as usize;
                         let n = self.recv(sock, &mut chunk[..want], deadline);
                         match n {
@@ -299,8 +312,8 @@ impl FrameReader {
             let bytes = read_body_fd(body_fd, len)?;
             return Ok(Some(Message::from_parts(bytes, fds)));
         }
-        self.body_len = len as usize;
-        self.body = Vec::with_capacity(self.body_len);
+        self.body_got = 0;
+        self.body = vec![0u8; len as usize];
         self.state = State::Body;
         Ok(None)
     }
@@ -365,7 +378,7 @@ impl FrameReader {
         self.state = State::Header;
         self.header_got = 0;
         self.body = Vec::new();
-        self.body_len = 0;
+        self.body_got = 0;
     }
 }
 
