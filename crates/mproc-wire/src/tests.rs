@@ -178,40 +178,35 @@ fn huge_length_prefix_is_skipped_without_allocating_and_the_stream_stays_in_sync
     drop(writer.join().unwrap());
 }
 
-#[test]
-fn a_lying_memfd_body_is_refused() {
+/// Sends a frame whose body is said to be `announced` bytes in `body_fd`, and checks that
+/// the reader refuses it as corrupt (without reading or allocating).
+fn assert_body_fd_refused(body_fd: std::os::fd::BorrowedFd<'_>, announced: u64) {
     let (a, b) = pair();
-    let fd = mproc_sys::memfd_create("short").unwrap();
-    std::fs::File::from(fd.try_clone().unwrap())
-        .set_len(10)
-        .unwrap();
-    mproc_sys::send_with_fds(a.as_fd(), &header(1, 0, 1 << 30), &[fd.as_fd()]).unwrap();
+    mproc_sys::send_with_fds(a.as_fd(), &header(1, 0, announced), &[body_fd]).unwrap();
     let err = FrameReader::new()
         .read(b.as_fd(), &Limits::default(), None)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
 }
 
-#[test]
-fn a_sparse_or_non_file_body_is_refused_without_allocating() {
-    let (a, b) = pair();
-    // A memfd of 1 GiB that stores nothing: reading it would allocate and zero 1 GiB.
+/// A memfd of `len` bytes, all of them holes (nothing stored).
+fn sparse_memfd(len: u64) -> OwnedFd {
     let fd = mproc_sys::memfd_create("sparse").unwrap();
     std::fs::File::from(fd.try_clone().unwrap())
-        .set_len(1 << 30)
+        .set_len(len)
         .unwrap();
-    mproc_sys::send_with_fds(a.as_fd(), &header(1, 0, 1 << 30), &[fd.as_fd()]).unwrap();
-    let err = FrameReader::new()
-        .read(b.as_fd(), &Limits::default(), None)
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Corrupt);
-    // A socket as the "body file".
+    fd
+}
+
+#[test]
+fn lying_sparse_or_non_file_bodies_are_refused_without_allocating() {
+    // Shorter than announced.
+    assert_body_fd_refused(sparse_memfd(10).as_fd(), 1 << 30);
+    // As long as announced, but holes: reading it would allocate and zero 1 GiB.
+    assert_body_fd_refused(sparse_memfd(1 << 30).as_fd(), 1 << 30);
+    // Not a file at all.
     let (x, _y) = pair();
-    mproc_sys::send_with_fds(a.as_fd(), &header(1, 0, 10), &[x.as_fd()]).unwrap();
-    let err = FrameReader::new()
-        .read(b.as_fd(), &Limits::default(), None)
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert_body_fd_refused(x.as_fd(), 10);
 }
 
 #[test]
