@@ -145,6 +145,12 @@ fn test() -> Result {
         let mut c = cargo();
         c.args(["test", "--locked", "-p", "mproc-tests"])
             .env("MPROC_START_METHOD", m);
+        if m == "fork" {
+            // A forked child copies every fd of the test process, including the pipe ends
+            // of tests running in other threads, which then see the end of their streams
+            // only when that child exits. One test at a time keeps each test's fds its own.
+            c.args(["--", "--test-threads=1"]);
+        }
         run(c)?;
     }
     // ... and once under cargo-nextest (one process per test), where it is installed.

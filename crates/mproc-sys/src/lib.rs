@@ -28,7 +28,7 @@ mod socket;
 
 pub use code::{FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
-    FdKind, fd_kind, memfd_create, open_fd_count, poll_readable, set_cloexec,
+    FdKind, fd_kind, memfd_create, open_fd_count, poll_readable, random_bytes, set_cloexec,
     take_inherited_socket, wait_readable,
 };
 pub use process::{

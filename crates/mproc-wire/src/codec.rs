@@ -119,11 +119,32 @@ fn with_table<R>(table: Table, f: impl FnOnce() -> R) -> (R, Table) {
 
 impl Serialize for Fd {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        FdRef(self.0.as_fd()).serialize(s)
+    }
+}
+
+/// A borrowed fd inside a serde value: serializes exactly as an [`Fd`] (a duplicate goes
+/// into the message's side table) and deserializes on the other side as an [`Fd`]. For
+/// types that own their fd and want to be transferable without giving it up.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// let msg = mproc_wire::encode(&mproc_wire::FdRef(a.as_fd()))?;
+/// let copy: mproc_wire::Fd = mproc_wire::decode(msg)?;
+/// # drop(copy);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct FdRef<'a>(pub BorrowedFd<'a>);
+
+impl Serialize for FdRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let index = TABLE.with(|t| match &mut *t.borrow_mut() {
             Some(Table::Encoding(fds)) => {
                 let dup = self
                     .0
-                    .try_clone()
+                    .try_clone_to_owned()
                     .map_err(|e| format!("cannot duplicate fd: {e}"))?;
                 fds.push(dup);
                 Ok(fds.len() as u32 - 1)

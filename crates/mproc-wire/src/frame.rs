@@ -71,7 +71,33 @@ fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> Error {
 /// # Ok::<(), mproc_wire::Error>(())
 /// ```
 pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Result<(), Error> {
-    let Message { bytes, mut fds } = msg;
+    let Message { bytes, fds } = msg;
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    write_frame(sock, &bytes, &borrowed, limits)
+}
+
+/// Sends `bytes` and `fds` as one frame, like [`write_message`], without taking ownership:
+/// nothing is copied before the kernel copies it.
+///
+/// # Errors
+///
+/// As [`write_message`].
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// let limits = mproc_wire::Limits::default();
+/// mproc_wire::write_frame(a.as_fd(), b"raw bytes", &[], &limits)?;
+/// let msg = mproc_wire::FrameReader::new().read(b.as_fd(), &limits, None)?;
+/// assert_eq!(msg.bytes(), b"raw bytes");
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+pub fn write_frame(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+    limits: &Limits,
+) -> Result<(), Error> {
     if bytes.len() as u64 > limits.max_message {
         return Err(Error::new(
             ErrorKind::TooLarge,
@@ -95,13 +121,19 @@ pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Res
     let mut flags = 0;
     let nfds = fds.len() as u32;
     let inline = bytes.len() <= limits.inline_max;
-    if !inline {
+    let mut all_fds: Vec<BorrowedFd<'_>> = fds.to_vec();
+    let body_file = if inline {
+        None
+    } else {
         let mut file =
             File::from(mproc_sys::memfd_create("mproc-frame").map_err(io_err("memfd_create"))?);
-        file.write_all(&bytes)
+        file.write_all(bytes)
             .map_err(io_err("writing a large frame body"))?;
-        fds.push(OwnedFd::from(file));
         flags |= FLAG_BODY_IN_FD;
+        Some(file)
+    };
+    if let Some(file) = &body_file {
+        all_fds.push(file.as_fd());
     }
     let mut header = [0u8; HEADER_LEN];
     header[0..2].copy_from_slice(&MAGIC);
@@ -109,11 +141,10 @@ pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Res
     header[3] = flags;
     header[4..8].copy_from_slice(&nfds.to_le_bytes());
     header[8..16].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
-    let body: &[u8] = if inline { &bytes } else { &[] };
+    let body: &[u8] = if inline { bytes } else { &[] };
     let total = HEADER_LEN + body.len();
     // Header and body go out in one sendmsg, without copying them together; the fds ride
     // with the first byte. A short send continues where it stopped.
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     let mut sent = 0;
     while sent < total {
         let iov = if sent < HEADER_LEN {
@@ -121,7 +152,7 @@ pub fn write_message(sock: BorrowedFd<'_>, msg: Message, limits: &Limits) -> Res
         } else {
             [IoSlice::new(&body[sent - HEADER_LEN..]), IoSlice::new(&[])]
         };
-        let with = if sent == 0 { &borrowed[..] } else { &[] };
+        let with = if sent == 0 { &all_fds[..] } else { &[] };
         sent += mproc_sys::send_vectored_with_fds(sock, &iov, with)
             .map_err(io_err("sending a frame"))?;
     }
@@ -145,8 +176,8 @@ enum State {
 ///
 /// A read that times out keeps what it has read so far; the next call resumes there, so a
 /// deadline never desynchronises the stream. An inline frame larger than the limits is
-/// skipped without allocating, and reported as [`ErrorKind::TooLarge`]; the frames after it
-/// are read normally. Garbage (a bad header) poisons the reader: every later read reports
+/// reported as [`ErrorKind::TooLarge`] as soon as its header arrives; the next read skips its
+/// body without allocating and goes on with the frames after it. Garbage (a bad header) poisons the reader: every later read reports
 /// [`ErrorKind::Corrupt`].
 ///
 /// ```
@@ -171,6 +202,8 @@ pub struct FrameReader {
     body: Vec<u8>,
     /// How much of `body` (sized to the frame) has arrived.
     body_got: usize,
+    /// The length of the inline body being read.
+    pending_len: usize,
 }
 
 impl FrameReader {
@@ -207,14 +240,7 @@ impl FrameReader {
                     ));
                 }
                 State::Header => {
-                    while self.header_got < HEADER_LEN {
-                        let mut buf = [0u8; HEADER_LEN];
-                        let want = HEADER_LEN - self.header_got;
-                        let n = self.recv(sock, &mut buf[..want], deadline)?;
-                        self.header[self.header_got..self.header_got + n]
-                            .copy_from_slice(&buf[..n]);
-                        self.header_got += n;
-                    }
+                    self.fill_header(sock, deadline)?;
                     if let Some(msg) = self.parse_header(limits)? {
                         return Ok(msg);
                     }
@@ -223,6 +249,9 @@ impl FrameReader {
                     // Receive straight into the body: no bounce buffer, whose pages would
                     // each be touched (and, in a freshly forked process, copied) per read.
                     let mut body = std::mem::take(&mut self.body);
+                    if body.len() != self.pending_len {
+                        body = vec![0u8; self.pending_len];
+                    }
                     while self.body_got < body.len() {
                         match self.recv(sock, &mut body[self.body_got..], deadline) {
                             Ok(n) => self.body_got += n,
@@ -250,14 +279,75 @@ impl FrameReader {
                             }
                         }
                     }
+                    // The oversized frame is gone; go on with the next one.
                     self.state = State::Header;
-                    return Err(Error::new(
-                        ErrorKind::TooLarge,
-                        "skipped a frame larger than the receive limit",
-                    ));
                 }
             }
         }
+    }
+
+    /// Reads the rest of the header, waiting until `deadline`.
+    fn fill_header(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        while self.header_got < HEADER_LEN {
+            let mut buf = [0u8; HEADER_LEN];
+            let want = HEADER_LEN - self.header_got;
+            let n = self.recv(sock, &mut buf[..want], deadline)?;
+            self.header[self.header_got..self.header_got + n].copy_from_slice(&buf[..n]);
+            self.header_got += n;
+        }
+        Ok(())
+    }
+
+    /// Reads the next message's bytes into `buf`, blocking, without an intermediate buffer
+    /// when the body travels on the stream. Returns `Ok(Ok(len))` when it fit, and
+    /// `Ok(Err(message))` with the whole message when `buf` was too short (nothing is lost).
+    /// Fds that came with the message are closed.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read).
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// let (a, b) = mproc_sys::socketpair()?;
+    /// let limits = mproc_wire::Limits::default();
+    /// mproc_wire::write_frame(a.as_fd(), b"12345", &[], &limits)?;
+    /// mproc_wire::write_frame(a.as_fd(), b"123456789", &[], &limits)?;
+    /// let mut reader = mproc_wire::FrameReader::new();
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(reader.read_into(b.as_fd(), &limits, &mut buf)?.unwrap(), 5);
+    /// let too_long = reader.read_into(b.as_fd(), &limits, &mut buf)?.unwrap_err();
+    /// assert_eq!(too_long.bytes(), b"123456789");
+    /// # Ok::<(), mproc_wire::Error>(())
+    /// ```
+    pub fn read_into(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        limits: &Limits,
+        buf: &mut [u8],
+    ) -> Result<Result<usize, Message>, Error> {
+        if !self.in_frame() {
+            self.fill_header(sock, None)?;
+            if let Some(msg) = self.parse_header(limits)? {
+                return Ok(fit(msg, buf));
+            }
+            if matches!(self.state, State::Body) && self.pending_len <= buf.len() {
+                let dst = &mut buf[..self.pending_len];
+                let mut got = 0;
+                while got < dst.len() {
+                    got += self.recv(sock, &mut dst[got..], None)?;
+                }
+                self.state = State::Header;
+                self.fds.clear();
+                return Ok(Ok(got));
+            }
+        }
+        let msg = self.read(sock, limits, None)?;
+        Ok(fit(msg, buf))
     }
 
     /// Interprets a complete header. Returns a message when the frame is complete already.
@@ -290,13 +380,13 @@ impl FrameReader {
         }
         if len > limits.max_message || (!in_fd && len > limits.inline_max as u64) {
             self.fds.clear();
-            if in_fd {
-                self.state = State::Header;
+            // An inline body is skipped by the next read (without allocating), so the stream
+            // stays in sync; the error is reported now, not after the whole body went by.
+            self.state = if in_fd {
+                State::Header
             } else {
-                self.state = State::Discard(len);
-                // Resume discarding at once; the caller sees TooLarge when it is done.
-                return Ok(None);
-            }
+                State::Discard(len)
+            };
             return Err(Error::new(
                 ErrorKind::TooLarge,
                 format!(
@@ -313,7 +403,8 @@ impl FrameReader {
             return Ok(Some(Message::from_parts(bytes, fds)));
         }
         self.body_got = 0;
-        self.body = vec![0u8; len as usize];
+        self.body = Vec::new(); // allocated when the body is read (read_into may not need it)
+        self.pending_len = len as usize;
         self.state = State::Body;
         Ok(None)
     }
@@ -379,6 +470,18 @@ impl FrameReader {
         self.header_got = 0;
         self.body = Vec::new();
         self.body_got = 0;
+    }
+}
+
+/// Copies a message into `buf` when it fits.
+fn fit(msg: Message, buf: &mut [u8]) -> Result<usize, Message> {
+    let n = msg.bytes().len();
+    match buf.get_mut(..n) {
+        Some(dst) => {
+            dst.copy_from_slice(msg.bytes());
+            Ok(n)
+        }
+        None => Err(msg),
     }
 }
 

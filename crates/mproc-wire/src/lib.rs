@@ -29,9 +29,9 @@ mod codec;
 mod error;
 mod frame;
 
-pub use codec::{Fd, Message, decode, encode};
+pub use codec::{Fd, FdRef, Message, decode, encode};
 pub use error::{Error, ErrorKind};
-pub use frame::{FrameReader, HEADER_LEN, Limits, write_message};
+pub use frame::{FrameReader, HEADER_LEN, Limits, write_frame, write_message};
 
 #[cfg(test)]
 mod tests;

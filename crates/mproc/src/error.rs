@@ -17,6 +17,9 @@ pub enum Error {
     /// From child processes ([`mproc_process::Error`]).
     #[cfg(feature = "process")]
     Process(mproc_process::Error),
+    /// From pipes, connections and listeners ([`mproc_pipe::Error`]).
+    #[cfg(feature = "pipe")]
+    Pipe(mproc_pipe::Error),
     /// From the wire ([`mproc_wire::Error`]).
     #[cfg(feature = "wire")]
     Wire(mproc_wire::Error),
@@ -32,6 +35,8 @@ impl fmt::Display for Error {
         match self {
             #[cfg(feature = "process")]
             Error::Process(e) => e.fmt(f),
+            #[cfg(feature = "pipe")]
+            Error::Pipe(e) => e.fmt(f),
             #[cfg(feature = "wire")]
             Error::Wire(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
@@ -44,6 +49,8 @@ impl std::error::Error for Error {
         match self {
             #[cfg(feature = "process")]
             Error::Process(e) => Some(e),
+            #[cfg(feature = "pipe")]
+            Error::Pipe(e) => Some(e),
             #[cfg(feature = "wire")]
             Error::Wire(e) => Some(e),
             Error::Io(e) => Some(e),
@@ -55,6 +62,13 @@ impl std::error::Error for Error {
 impl From<mproc_process::Error> for Error {
     fn from(e: mproc_process::Error) -> Self {
         Error::Process(e)
+    }
+}
+
+#[cfg(feature = "pipe")]
+impl From<mproc_pipe::Error> for Error {
+    fn from(e: mproc_pipe::Error) -> Self {
+        Error::Pipe(e)
     }
 }
 
@@ -76,6 +90,8 @@ impl From<Error> for std::io::Error {
         match e {
             #[cfg(feature = "process")]
             Error::Process(e) => e.into(),
+            #[cfg(feature = "pipe")]
+            Error::Pipe(e) => e.into(),
             #[cfg(feature = "wire")]
             Error::Wire(e) => e.into(),
             Error::Io(e) => e,

@@ -35,11 +35,21 @@
 //! | `set_executable(path)` | `Builder::executable(path)` (same build only) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | the same names |
 //! | `os.process_cpu_count()` | `mproc::process_cpu_count()` |
+//! | `a, b = Pipe()` | `let (a, b) = mproc::pipe::<T>()?` (typed; `duplex::<A, B>()` for a type each way) |
+//! | `r, w = Pipe(duplex=False)` | `let (w, r) = mproc::channel::<T>()?` (sender first, as in std) |
+//! | `conn.send(obj)`, `conn.recv()` | `conn.send(&value)?`, `conn.recv()?` (`Disconnected` at once when the peer is gone) |
+//! | `conn.poll(t)`, `conn.recv()` with a deadline | `conn.poll(Some(t))?`, `conn.recv_timeout(t)?`, `conn.try_recv()?` |
+//! | `send_bytes`, `recv_bytes`, `recv_bytes_into(buf)` | the same names; `BufferTooShort` carries the message |
+//! | `connection.wait([conns, sentinels], timeout)` | `mproc::wait(&[&conn, &child.sentinel()], Some(t))?` |
+//! | `Listener(address, authkey=k)`, `l.accept()` | `Listener::bind(address, k)?`, `l.accept::<S, R>()?` / `accept_timeout` |
+//! | `Client(address, authkey=k)` | `Client::connect::<S, R>(&address, k)?` (mutual HMAC-SHA256) |
 //!
-//! Pipes, queues, pools, shared memory, locks and managers join this table as their crates
-//! land.
+//! Queues, pools, shared memory, locks and managers join this table as their crates land.
 #![warn(missing_docs)]
 
+#[cfg(feature = "pipe")]
+#[doc(inline)]
+pub use mproc_pipe as pipe;
 #[cfg(feature = "process")]
 #[doc(inline)]
 pub use mproc_process as process;
@@ -54,6 +64,13 @@ pub use mproc_process::{
     Builder, Child, ExitStatus, ForkPermit, ProcessInfo, StartMethod, active_children, cpu_count,
     current_process, get_start_method, init, init_before_main, parent_process, process_cpu_count,
     set_start_method, spawn, wait_any,
+};
+
+// `mproc::pipe` is both the module above and this function (they live in different
+// namespaces): `mproc::pipe::<T>()` makes a pipe, `mproc::pipe::Listener` names a type.
+#[cfg(feature = "pipe")]
+pub use mproc_pipe::{
+    Address, Client, Connection, Listener, Receiver, Sender, channel, duplex, pipe, wait,
 };
 
 mod error;

@@ -1,0 +1,472 @@
+//! `Connection<S, R>`: one end of a typed duplex pipe; `Sender`/`Receiver`: a one-way pipe.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mproc_wire::{Fd, FdRef, FrameReader, Limits, Message};
+use serde::de::DeserializeOwned;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// What a connection runs over. Only Unix sockets carry OS handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Transport {
+    Unix,
+    Tcp,
+}
+
+/// The default size limit of a message: 4 GiB (Python's old 32-bit frames stopped at 2).
+const DEFAULT_MAX_MESSAGE: u64 = 4 << 30;
+
+/// One end of a pipe that sends `S` and receives `R` (Python's `Connection`).
+///
+/// Made by [`pipe`] (`S = R`), [`duplex`], [`Listener::accept`](crate::Listener::accept)
+/// or [`Client::connect`](crate::Client::connect). Values travel as postcard frames; OS
+/// handles inside them (other connections, for instance) travel beside the bytes. A
+/// connection is itself transferable: pass it as (part of) a spawn argument or send it
+/// through another pipe, and the receiving process gets a working end.
+///
+/// ```
+/// let (mut client, mut server) = mproc_pipe::duplex::<String, usize>()?;
+/// client.send(&"hello".to_string())?;
+/// let request = server.recv()?;
+/// server.send(&request.len())?;
+/// assert_eq!(client.recv()?, 5);
+/// # Ok::<(), mproc_pipe::Error>(())
+/// ```
+pub struct Connection<S, R = S> {
+    sock: OwnedFd,
+    reader: FrameReader,
+    limits: Limits,
+    transport: Transport,
+    _types: PhantomData<fn(S) -> R>,
+}
+
+impl<S, R> fmt::Debug for Connection<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.sock)
+            .field("transport", &self.transport)
+            .field("max_message", &self.limits.max_message)
+            .finish()
+    }
+}
+
+/// Makes a pipe: two connected ends, each sending and receiving `T` (Python's
+/// `Pipe(duplex=True)`).
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`] when the OS cannot make the socket pair (out of fds).
+///
+/// ```
+/// let (mut a, mut b) = mproc_pipe::pipe::<Vec<u32>>()?;
+/// a.send(&vec![1, 2, 3])?;
+/// assert_eq!(b.recv()?, [1, 2, 3]);
+/// # Ok::<(), mproc_pipe::Error>(())
+/// ```
+pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
+    duplex::<T, T>()
+}
+
+/// Makes a pipe whose first end sends `A` and receives `B`, and whose second end does the
+/// opposite: a request/response channel with a type each way.
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`] when the OS cannot make the socket pair.
+///
+/// ```
+/// let (mut ask, mut answer) = mproc_pipe::duplex::<u32, bool>()?;
+/// ask.send(&7)?;
+/// let n = answer.recv()?;
+/// answer.send(&(n % 2 == 1))?;
+/// assert!(ask.recv()?);
+/// # Ok::<(), mproc_pipe::Error>(())
+/// ```
+pub fn duplex<A, B>() -> Result<(Connection<A, B>, Connection<B, A>)> {
+    let (a, b) = mproc_sys::socketpair().map_err(|e| Error::io("creating a socket pair", e))?;
+    Ok((
+        Connection::from_fd(a, Transport::Unix),
+        Connection::from_fd(b, Transport::Unix),
+    ))
+}
+
+impl<S, R> Connection<S, R> {
+    pub(crate) fn from_fd(sock: OwnedFd, transport: Transport) -> Self {
+        let limits = limits_for(transport, DEFAULT_MAX_MESSAGE);
+        Self {
+            sock,
+            reader: FrameReader::new(),
+            limits,
+            transport,
+            _types: PhantomData,
+        }
+    }
+
+    /// Returns whether a message (or the end of the stream) can be received without
+    /// waiting, waiting up to `timeout` for one (Python's `poll(timeout)`; `None` waits
+    /// forever).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut a, b) = mproc_pipe::pipe::<u8>()?;
+    /// assert!(!b.poll(Some(Duration::ZERO))?);
+    /// a.send(&1)?;
+    /// assert!(b.poll(Some(Duration::from_secs(5)))?);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        Ok(mproc_sys::poll_readable(&[self.sock.as_fd()], timeout)
+            .map_err(|e| Error::io("polling", e))?[0])
+    }
+
+    /// Returns the largest message this end sends or accepts, in bytes.
+    pub fn max_message(&self) -> u64 {
+        self.limits.max_message
+    }
+
+    /// Sets the largest message this end sends or accepts (default 4 GiB). A larger
+    /// outgoing message is refused before anything is sent; a larger incoming one is
+    /// skipped without being allocated, and reported as [`ErrorKind::TooLarge`].
+    ///
+    /// ```
+    /// let (mut a, _b) = mproc_pipe::pipe::<Vec<u8>>()?;
+    /// a.set_max_message(1024);
+    /// let err = a.send(&vec![0; 4096]).unwrap_err();
+    /// assert_eq!(err.kind(), mproc_pipe::ErrorKind::TooLarge);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn set_max_message(&mut self, bytes: u64) {
+        self.limits = limits_for(self.transport, bytes);
+    }
+
+    /// Closes this end (Python's `close()`); the peer's receives then report
+    /// [`ErrorKind::Disconnected`]. Dropping the end does the same.
+    pub fn close(self) {}
+
+    /// Sends raw bytes as one message (Python's `send_bytes`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TooLarge`] above the limit (nothing sent), [`ErrorKind::Disconnected`]
+    /// when the peer is gone.
+    ///
+    /// ```
+    /// let (mut a, mut b) = mproc_pipe::pipe::<()>()?;
+    /// a.send_bytes(b"raw")?;
+    /// assert_eq!(b.recv_bytes()?, b"raw");
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        Ok(mproc_wire::write_frame(
+            self.sock.as_fd(),
+            bytes,
+            &[],
+            &self.limits,
+        )?)
+    }
+
+    /// Receives one message as raw bytes (Python's `recv_bytes`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] when the peer is gone, [`ErrorKind::TooLarge`] for a
+    /// message over the limit (skipped; the next receive goes on after it).
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
+        Ok(self.read(None)?.into_parts().0)
+    }
+
+    /// Like [`recv_bytes`](Self::recv_bytes), giving up after `timeout` with
+    /// [`ErrorKind::Timeout`] (nothing is lost; a later receive goes on).
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        Ok(self.read(Some(Instant::now() + timeout))?.into_parts().0)
+    }
+
+    /// Receives one message into `buf` and returns its length (Python's
+    /// `recv_bytes_into`). The bytes go straight from the socket into `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::BufferTooShort`] when the message does not fit: the error carries it
+    /// ([`Error::needed`], [`Error::into_message`]), so nothing is lost. Otherwise as
+    /// [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// ```
+    /// let (mut a, mut b) = mproc_pipe::pipe::<()>()?;
+    /// a.send_bytes(b"0123456789")?;
+    /// let mut small = [0u8; 4];
+    /// let err = b.recv_bytes_into(&mut small).unwrap_err();
+    /// assert_eq!(err.needed(), Some(10));
+    /// assert_eq!(err.into_message().unwrap(), b"0123456789");
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        match self
+            .reader
+            .read_into(self.sock.as_fd(), &self.limits, buf)?
+        {
+            Ok(n) => Ok(n),
+            Err(msg) => Err(Error::buffer_too_short(msg.into_parts().0, buf.len())),
+        }
+    }
+
+    fn read(&mut self, deadline: Option<Instant>) -> Result<Message> {
+        Ok(self
+            .reader
+            .read(self.sock.as_fd(), &self.limits, deadline)?)
+    }
+
+    fn write(&mut self, msg: Message) -> Result<()> {
+        if self.transport == Transport::Tcp && msg.fd_count() > 0 {
+            return Err(Error::new(
+                ErrorKind::Encode,
+                "the value holds OS handles (pipe ends, ...), which cannot travel over TCP",
+            ));
+        }
+        Ok(mproc_wire::write_message(
+            self.sock.as_fd(),
+            msg,
+            &self.limits,
+        )?)
+    }
+}
+
+/// Limits for a transport: bodies travel on the stream (as Python's do, and as fast as
+/// the socket allows), up to `max` bytes.
+fn limits_for(_transport: Transport, max: u64) -> Limits {
+    Limits {
+        max_message: max,
+        inline_max: usize::try_from(max).unwrap_or(usize::MAX),
+        max_fds: 64,
+    }
+}
+
+impl<S: Serialize, R> Connection<S, R> {
+    /// Sends a value (Python's `send`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] when it cannot be serialized, [`ErrorKind::TooLarge`] above the
+    /// limit (nothing is sent), [`ErrorKind::Disconnected`] when the peer is gone.
+    pub fn send(&mut self, value: &S) -> Result<()> {
+        let msg = mproc_wire::encode(value)?;
+        self.write(msg)
+    }
+}
+
+impl<S, R: DeserializeOwned> Connection<S, R> {
+    /// Receives a value, waiting as long as it takes (Python's `recv`). Returns
+    /// [`ErrorKind::Disconnected`] at once when the peer is gone (closed, dropped, killed).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`], [`ErrorKind::Decode`] for bytes that are not an `R`,
+    /// [`ErrorKind::TooLarge`] for a message over the limit (skipped).
+    pub fn recv(&mut self) -> Result<R> {
+        let msg = self.read(None)?;
+        Ok(mproc_wire::decode(msg)?)
+    }
+
+    /// Like [`recv`](Self::recv), giving up after `timeout` with [`ErrorKind::Timeout`];
+    /// a message that was partly read is kept, and a later receive finishes it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_a, mut b) = mproc_pipe::pipe::<u8>()?;
+    /// let err = b.recv_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert_eq!(err.kind(), mproc_pipe::ErrorKind::Timeout);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<R> {
+        let msg = self.read(Some(Instant::now() + timeout))?;
+        Ok(mproc_wire::decode(msg)?)
+    }
+
+    /// Receives a value if one is there, without waiting.
+    ///
+    /// ```
+    /// let (mut a, mut b) = mproc_pipe::pipe::<u8>()?;
+    /// assert_eq!(b.try_recv()?, None);
+    /// a.send(&9)?;
+    /// # b.poll(None)?;
+    /// assert_eq!(b.try_recv()?, Some(9));
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn try_recv(&mut self) -> Result<Option<R>> {
+        match self.read(Some(Instant::now())) {
+            Ok(msg) => Ok(Some(mproc_wire::decode(msg)?)),
+            Err(e) if e.kind() == ErrorKind::Timeout => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<S, R> AsFd for Connection<S, R> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+/// How a connection travels inside a message: its fd (beside the bytes) and settings.
+#[derive(Serialize)]
+struct WireRef<'a> {
+    sock: FdRef<'a>,
+    transport: Transport,
+    max_message: u64,
+}
+
+#[derive(Deserialize)]
+struct WireOwned {
+    sock: Fd,
+    transport: Transport,
+    max_message: u64,
+}
+
+impl<S, R> Serialize for Connection<S, R> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> std::result::Result<Z::Ok, Z::Error> {
+        if self.reader.in_frame() {
+            return Err(Z::Error::custom(
+                "cannot transfer a connection in the middle of receiving a message",
+            ));
+        }
+        WireRef {
+            sock: FdRef(self.sock.as_fd()),
+            transport: self.transport,
+            max_message: self.limits.max_message,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = WireOwned::deserialize(d)?;
+        let mut conn = Connection::from_fd(w.sock.into_owned(), w.transport);
+        conn.set_max_message(w.max_message);
+        Ok(conn)
+    }
+}
+
+/// The sending end of a one-way pipe (Python's `Pipe(duplex=False)`, whose second end).
+///
+/// ```
+/// let (mut tx, mut rx) = mproc_pipe::channel::<u64>()?;
+/// tx.send(&42)?;
+/// assert_eq!(rx.recv()?, 42);
+/// # Ok::<(), mproc_pipe::Error>(())
+/// ```
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Sender<T>(Connection<T, ()>);
+
+/// The receiving end of a one-way pipe (Python's `Pipe(duplex=False)`, whose first end).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Receiver<T>(Connection<(), T>);
+
+/// Makes a one-way pipe: a [`Sender`] and a [`Receiver`] of `T`. Python's
+/// `r, w = Pipe(duplex=False)` returns them the other way round.
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`] when the OS cannot make the socket pair.
+///
+/// ```
+/// let (mut tx, mut rx) = mproc_pipe::channel::<String>()?;
+/// tx.send(&"one way".to_string())?;
+/// assert_eq!(rx.recv()?, "one way");
+/// # Ok::<(), mproc_pipe::Error>(())
+/// ```
+pub fn channel<T>() -> Result<(Sender<T>, Receiver<T>)> {
+    let (a, b) = duplex::<T, ()>()?;
+    Ok((Sender(a), Receiver(b)))
+}
+
+impl<T: Serialize> Sender<T> {
+    /// Sends a value; see [`Connection::send`].
+    pub fn send(&mut self, value: &T) -> Result<()> {
+        self.0.send(value)
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends raw bytes; see [`Connection::send_bytes`].
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.0.send_bytes(bytes)
+    }
+
+    /// Sets the largest message; see [`Connection::set_max_message`].
+    pub fn set_max_message(&mut self, bytes: u64) {
+        self.0.set_max_message(bytes)
+    }
+
+    /// Closes this end; see [`Connection::close`].
+    pub fn close(self) {}
+}
+
+impl<T: DeserializeOwned> Receiver<T> {
+    /// Receives a value; see [`Connection::recv`].
+    pub fn recv(&mut self) -> Result<T> {
+        self.0.recv()
+    }
+
+    /// Receives with a deadline; see [`Connection::recv_timeout`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.0.recv_timeout(timeout)
+    }
+
+    /// Receives without waiting; see [`Connection::try_recv`].
+    pub fn try_recv(&mut self) -> Result<Option<T>> {
+        self.0.try_recv()
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Waits for a message; see [`Connection::poll`].
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.0.poll(timeout)
+    }
+
+    /// Receives raw bytes; see [`Connection::recv_bytes`].
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
+        self.0.recv_bytes()
+    }
+
+    /// Receives raw bytes into a buffer; see [`Connection::recv_bytes_into`].
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.0.recv_bytes_into(buf)
+    }
+
+    /// Sets the largest message; see [`Connection::set_max_message`].
+    pub fn set_max_message(&mut self, bytes: u64) {
+        self.0.set_max_message(bytes)
+    }
+
+    /// Closes this end; see [`Connection::close`].
+    pub fn close(self) {}
+}
+
+impl<T> AsFd for Sender<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl<T> AsFd for Receiver<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl From<OwnedFd> for Connection<(), ()> {
+    /// Wraps a connected Unix stream socket (for example one end of a socketpair made
+    /// elsewhere) as an untyped connection.
+    fn from(sock: OwnedFd) -> Self {
+        Connection::from_fd(sock, Transport::Unix)
+    }
+}

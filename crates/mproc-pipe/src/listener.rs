@@ -1,0 +1,384 @@
+//! `Listener` and `Client`: connections between unrelated processes, over a local socket
+//! (through interprocess: a Unix domain socket here) or TCP, after mutual authentication.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use interprocess::local_socket::{
+    self as ls, GenericFilePath, GenericNamespaced, ListenerNonblockingMode, ListenerOptions,
+    ToFsName, ToNsName, traits::Listener as _,
+};
+use mproc_wire::{ErrorKind as WireKind, FrameReader};
+
+use crate::auth::{self, NONCE_LEN};
+use crate::connection::{Connection, Transport};
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long a connecting peer may take to authenticate before it is dropped.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a [`Listener`] listens and a [`Client`] connects.
+///
+/// Parsed from a string: `tcp://HOST:PORT` or a plain `IP:PORT` is TCP; a string with a
+/// `/` is a local socket at that path in the filesystem; any other string is a local socket
+/// name in the abstract namespace (Linux: no file, nothing to clean up).
+///
+/// ```
+/// use mproc_pipe::Address;
+/// assert!(matches!("127.0.0.1:0".parse::<Address>()?, Address::Tcp(_)));
+/// assert!(matches!("/tmp/my.sock".parse::<Address>()?, Address::Path(_)));
+/// assert!(matches!("my-service".parse::<Address>()?, Address::Name(_)));
+/// # Ok::<(), mproc_pipe::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// A local socket with a file at this path.
+    Path(std::path::PathBuf),
+    /// A local socket name in the abstract namespace (no file).
+    Name(String),
+    /// A TCP address. OS handles cannot travel over TCP.
+    Tcp(SocketAddr),
+}
+
+impl FromStr for Address {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::new(ErrorKind::Io, format!("not an address: {s:?}"));
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            return rest.parse().map(Address::Tcp).map_err(|_| bad());
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Address::Tcp(addr));
+        }
+        if s.is_empty() {
+            return Err(bad());
+        }
+        Ok(if s.contains('/') {
+            Address::Path(s.into())
+        } else {
+            Address::Name(s.to_string())
+        })
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Path(p) => write!(f, "{}", p.display()),
+            Address::Name(n) => f.write_str(n),
+            Address::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+enum Inner {
+    Local(ls::Listener),
+    Tcp(TcpListener),
+}
+
+/// A connection being authenticated.
+struct Pending {
+    sock: OwnedFd,
+    transport: Transport,
+    reader: FrameReader,
+    nonce: [u8; NONCE_LEN],
+    deadline: Instant,
+}
+
+/// Accepts authenticated connections: Python's `multiprocessing.connection.Listener`.
+///
+/// Every connecting peer must prove it knows the key (and learns that the listener does)
+/// before [`accept`](Self::accept) hands out its connection. Peers that give a wrong key,
+/// send garbage or stall are dropped after the handshake deadline, and the handshakes of
+/// several peers run side by side, so such peers never hold up the others.
+///
+/// ```
+/// use mproc_pipe::{Client, Listener};
+/// let mut listener = Listener::bind("tcp://127.0.0.1:0".parse()?, b"secret")?;
+/// let address = listener.address().clone();
+/// let client = std::thread::spawn(move || {
+///     let mut conn = Client::connect::<String, String>(&address, b"secret")?;
+///     conn.send(&"hello".to_string())?;
+///     conn.recv()
+/// });
+/// let mut conn = listener.accept::<String, String>()?;
+/// let greeting = conn.recv()?;
+/// conn.send(&format!("{greeting} back"))?;
+/// assert_eq!(client.join().unwrap()?, "hello back");
+/// # Ok::<(), mproc_pipe::Error>(())
+/// ```
+pub struct Listener {
+    inner: Inner,
+    address: Address,
+    key: Vec<u8>,
+    pending: Vec<Pending>,
+    handshake_timeout: Duration,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+fn local_name(address: &Address) -> std::io::Result<ls::Name<'_>> {
+    match address {
+        Address::Path(p) => p.as_path().to_fs_name::<GenericFilePath>(),
+        Address::Name(n) => n.as_str().to_ns_name::<GenericNamespaced>(),
+        Address::Tcp(_) => unreachable!("not a local address"),
+    }
+}
+
+fn bind_local(address: &Address) -> std::io::Result<ls::Listener> {
+    let create = || {
+        ListenerOptions::new()
+            .name(local_name(address)?)
+            .nonblocking(ListenerNonblockingMode::Accept)
+            .create_sync()
+    };
+    match (create(), address) {
+        (Err(e), Address::Path(path)) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            // A socket file is there. If nobody listens on it, it is left over from a
+            // listener that crashed: replace it. If somebody does, the name is taken.
+            match std::os::unix::net::UnixStream::connect(path) {
+                Err(c) if c.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)?;
+                    create()
+                }
+                _ => Err(e),
+            }
+        }
+        (r, _) => r,
+    }
+}
+
+impl Listener {
+    /// Listens on `address` for peers that know `authkey`.
+    ///
+    /// A socket file left behind by a crashed listener is replaced (nobody answers on it);
+    /// one that a live listener uses is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] when the address is taken or cannot be bound.
+    pub fn bind(address: Address, authkey: &[u8]) -> Result<Self> {
+        let (inner, address) = match &address {
+            Address::Tcp(addr) => {
+                let l = TcpListener::bind(addr)
+                    .map_err(|e| Error::io(&format!("binding {address}"), e))?;
+                l.set_nonblocking(true)
+                    .map_err(|e| Error::io("configuring the listener", e))?;
+                let bound = l
+                    .local_addr()
+                    .map_err(|e| Error::io("reading the bound address", e))?;
+                (Inner::Tcp(l), Address::Tcp(bound))
+            }
+            _ => {
+                let l = bind_local(&address)
+                    .map_err(|e| Error::io(&format!("binding {address}"), e))?;
+                (Inner::Local(l), address)
+            }
+        };
+        Ok(Self {
+            inner,
+            address,
+            key: authkey.to_vec(),
+            pending: Vec::new(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    /// Returns the address listened on (for TCP port 0, with the port the OS chose).
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Sets how long a connecting peer may take to authenticate (default 5 s).
+    pub fn set_handshake_timeout(&mut self, timeout: Duration) {
+        self.handshake_timeout = timeout;
+    }
+
+    /// Waits for the next authenticated peer and returns its connection (Python's
+    /// `accept()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Authentication`] when a peer presented a wrong key (as Python's
+    /// `accept` raises `AuthenticationError`); that peer is dropped and the listener can
+    /// accept again at once. Peers that send garbage or stall are dropped silently.
+    /// [`ErrorKind::Io`] when the listening socket fails.
+    pub fn accept<S, R>(&mut self) -> Result<Connection<S, R>> {
+        self.accept_until(None)
+    }
+
+    /// Like [`accept`](Self::accept), giving up after `timeout` with
+    /// [`ErrorKind::Timeout`]. Peers in the middle of authenticating are kept for the next
+    /// call.
+    pub fn accept_timeout<S, R>(&mut self, timeout: Duration) -> Result<Connection<S, R>> {
+        self.accept_until(Some(Instant::now() + timeout))
+    }
+
+    fn accept_until<S, R>(&mut self, deadline: Option<Instant>) -> Result<Connection<S, R>> {
+        loop {
+            let now = Instant::now();
+            self.pending.retain(|p| p.deadline > now);
+            let wake = self
+                .pending
+                .iter()
+                .map(|p| p.deadline)
+                .chain(deadline)
+                .min();
+            let mut fds = vec![self.as_fd()];
+            fds.extend(self.pending.iter().map(|p| p.sock.as_fd()));
+            let timeout = wake.map(|w| w.saturating_duration_since(now));
+            let ready = mproc_sys::poll_readable(&fds, timeout)
+                .map_err(|e| Error::io("waiting for peers", e))?;
+            // Progress the handshakes that have something to read.
+            let readable: Vec<usize> = (0..self.pending.len()).filter(|i| ready[i + 1]).collect();
+            for i in readable.into_iter().rev() {
+                if let Some(outcome) = self.progress(i) {
+                    return outcome;
+                }
+            }
+            if ready[0] {
+                self.accept_new()?;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    "no authenticated peer arrived in time",
+                ));
+            }
+        }
+    }
+
+    /// Accepts every connection waiting in the backlog and sends each its challenge.
+    fn accept_new(&mut self) -> Result<()> {
+        loop {
+            let accepted = match &self.inner {
+                Inner::Local(l) => l.accept().map(|s| (local_stream_fd(s), Transport::Unix)),
+                Inner::Tcp(l) => l.accept().map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    (OwnedFd::from(s), Transport::Tcp)
+                }),
+            };
+            let (sock, transport) = match accepted {
+                Ok(a) => a,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => return Err(Error::io("accepting a connection", e)),
+            };
+            let nonce = auth::nonce()?;
+            // A peer that is gone before its challenge is simply forgotten.
+            if mproc_wire::write_frame(sock.as_fd(), &auth::challenge(&nonce), &[], &auth::limits())
+                .is_ok()
+            {
+                let deadline = Instant::now() + self.handshake_timeout;
+                self.pending.push(Pending {
+                    sock,
+                    transport,
+                    reader: FrameReader::new(),
+                    nonce,
+                    deadline,
+                });
+            }
+        }
+    }
+
+    /// Reads what pending peer `i` sent; returns its connection once it is authenticated,
+    /// or an authentication error when it presented a wrong key.
+    fn progress<S, R>(&mut self, i: usize) -> Option<Result<Connection<S, R>>> {
+        let p = &mut self.pending[i];
+        let answer = match p
+            .reader
+            .read(p.sock.as_fd(), &auth::limits(), Some(Instant::now()))
+        {
+            Ok(answer) => answer,
+            Err(e) if e.kind() == WireKind::Timeout => return None, // more to come
+            Err(_) => {
+                self.pending.swap_remove(i); // garbage, oversized, or gone
+                return None;
+            }
+        };
+        let p = self.pending.swap_remove(i);
+        let (verdict, ok) = auth::judge(&self.key, &p.nonce, answer.bytes());
+        let sent = mproc_wire::write_frame(p.sock.as_fd(), &verdict, &[], &auth::limits());
+        match (ok, sent) {
+            (true, Ok(())) => Some(Ok(Connection::from_fd(p.sock, p.transport))),
+            (true, Err(_)) => None, // authenticated, then gone at once
+            (false, _) => Some(Err(Error::auth(
+                "a peer presented a wrong authentication key; it was dropped",
+            ))),
+        }
+    }
+}
+
+fn local_stream_fd(stream: ls::Stream) -> OwnedFd {
+    match stream {
+        ls::Stream::UdSocket(s) => OwnedFd::from(s),
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.inner {
+            Inner::Local(ls::Listener::UdSocket(l)) => l.as_fd(),
+            Inner::Tcp(l) => l.as_fd(),
+        }
+    }
+}
+
+/// Connects to a [`Listener`]: Python's `multiprocessing.connection.Client`.
+#[derive(Debug)]
+pub struct Client(());
+
+impl Client {
+    /// Connects to `address` and authenticates with `authkey`, both ways, within 5 s.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Authentication`] when the listener refuses the key, does not know it
+    /// itself, or is not an mproc listener; [`ErrorKind::Io`] when nobody listens there.
+    ///
+    /// ```no_run
+    /// let mut conn = mproc_pipe::Client::connect::<String, String>(&"my-service".parse()?, b"secret")?;
+    /// conn.send(&"hi".to_string())?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn connect<S, R>(address: &Address, authkey: &[u8]) -> Result<Connection<S, R>> {
+        Self::connect_timeout(address, authkey, DEFAULT_HANDSHAKE_TIMEOUT)
+    }
+
+    /// Like [`connect`](Self::connect), with `timeout` for connecting and authenticating.
+    pub fn connect_timeout<S, R>(
+        address: &Address,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<Connection<S, R>> {
+        let deadline = Instant::now() + timeout;
+        let fail = |e| Error::io(&format!("connecting to {address}"), e);
+        let (sock, transport) = match address {
+            Address::Tcp(addr) => {
+                let s = TcpStream::connect_timeout(addr, timeout).map_err(fail)?;
+                let _ = s.set_nodelay(true);
+                (OwnedFd::from(s), Transport::Tcp)
+            }
+            _ => {
+                let name = local_name(address).map_err(fail)?;
+                let s = ls::ConnectOptions::new()
+                    .name(name)
+                    .connect_sync()
+                    .map_err(fail)?;
+                (local_stream_fd(s), Transport::Unix)
+            }
+        };
+        auth::client_handshake(sock.as_fd(), authkey, deadline)?;
+        Ok(Connection::from_fd(sock, transport))
+    }
+}

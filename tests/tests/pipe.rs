@@ -1,0 +1,488 @@
+//! Pipes, connections, wait, and authenticated listeners between processes, under the start
+//! method named by `MPROC_START_METHOD`. Every test runs inside a deadline that kills its
+//! children.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use mproc::pipe::{Address, Client, Connection, ErrorKind, Listener, Receiver, Sender};
+use mproc_tests::{builder, deadline};
+
+mproc::init_before_main!();
+
+const LIMIT: Duration = Duration::from_secs(60);
+const KEY: &[u8] = b"the right key";
+
+// The conversations below end with an explicit "stop" rather than end of stream: a child
+// started by fork holds a copy of the parent's end too (fork copies every fd), so it would
+// never see the end of the stream. The end-of-stream tests are further down.
+
+/// Echoes strings back in upper case until "stop"; returns how many.
+fn echo_upper(mut conn: Connection<String>) -> usize {
+    let mut n = 0;
+    while let Ok(s) = conn.recv() {
+        if s == "stop" {
+            break;
+        }
+        conn.send(&s.to_uppercase()).unwrap();
+        n += 1;
+    }
+    n
+}
+
+/// Answers each number with its square, over a pipe with a type each way, until 0.
+fn squares(mut conn: Connection<u64, u32>) -> u32 {
+    let mut last = 0;
+    while let Ok(x) = conn.recv() {
+        if x == 0 {
+            break;
+        }
+        conn.send(&(u64::from(x) * u64::from(x))).unwrap();
+        last = x;
+    }
+    last
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// Sends `n` bytes of a pattern, once as a typed message and once as raw bytes.
+fn send_big((mut tx, n, typed): (Sender<Vec<u8>>, usize, bool)) {
+    if typed {
+        tx.send(&pattern(n)).unwrap();
+    } else {
+        tx.send_bytes(&pattern(n)).unwrap();
+    }
+}
+
+/// Sends a huge message as raw bytes (never finishing: it is killed midway).
+fn send_forever(mut tx: Sender<()>) {
+    let big = vec![7u8; 1 << 30];
+    let _ = tx.send_bytes(&big);
+}
+
+/// Receives a connection through a pipe, then talks over it.
+fn receive_an_end(mut control: Receiver<Connection<String>>) -> String {
+    let mut conn = control.recv().unwrap();
+    conn.send(&"through a pipe".to_string()).unwrap();
+    conn.recv().unwrap()
+}
+
+/// A client in another process: connect, authenticate, one round trip. Errors come back as
+/// the kind's name.
+fn client_round_trip((address, key, text): (String, Vec<u8>, String)) -> Result<String, String> {
+    let address: Address = address
+        .parse()
+        .map_err(|e: mproc::pipe::Error| e.to_string())?;
+    let mut conn =
+        Client::connect::<String, String>(&address, &key).map_err(|e| format!("{:?}", e.kind()))?;
+    conn.send(&text).map_err(|e| format!("{:?}", e.kind()))?;
+    conn.recv().map_err(|e| format!("{:?}", e.kind()))
+}
+
+fn frame_header(len: u64) -> Vec<u8> {
+    let mut h = b"MP\x01\x00".to_vec();
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h.extend_from_slice(&len.to_le_bytes());
+    h
+}
+
+#[test]
+fn a_pipe_end_passed_to_a_child_works_both_ways() {
+    deadline(LIMIT, || {
+        let (mut ours, theirs) = mproc::pipe::<String>().unwrap();
+        let mut child = builder().spawn(echo_upper, theirs).unwrap();
+        for word in ["ping", "pong", "ünïcode"] {
+            ours.send(&word.to_string()).unwrap();
+            assert_eq!(ours.recv().unwrap(), word.to_uppercase());
+        }
+        ours.send(&"stop".to_string()).unwrap();
+        assert_eq!(child.join().unwrap(), 3);
+    });
+}
+
+#[test]
+fn duplex_carries_a_type_each_way() {
+    deadline(LIMIT, || {
+        let (mut ask, answer) = mproc::duplex::<u32, u64>().unwrap();
+        let mut child = builder().spawn(squares, answer).unwrap();
+        for x in [3u32, 70_000, u32::MAX] {
+            ask.send(&x).unwrap();
+            assert_eq!(ask.recv().unwrap(), u64::from(x) * u64::from(x));
+        }
+        ask.send(&0).unwrap();
+        assert_eq!(child.join().unwrap(), u32::MAX);
+    });
+}
+
+#[test]
+fn sixteen_and_256_mib_messages_round_trip_between_processes() {
+    deadline(Duration::from_secs(120), || {
+        // Typed `Vec<u8>` goes element by element through serde (slow in a debug build), so
+        // the 256 MiB case uses the bytes API; both cross the same frames.
+        for (n, typed) in [(16usize << 20, true), (256 << 20, false), (16 << 20, false)] {
+            let (tx, mut rx) = mproc::channel::<Vec<u8>>().unwrap();
+            let mut child = builder().spawn(send_big, (tx, n, typed)).unwrap();
+            let v = if typed {
+                rx.recv().unwrap()
+            } else {
+                rx.recv_bytes().unwrap()
+            };
+            assert_eq!(v.len(), n);
+            assert!(v == pattern(n));
+            child.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn the_peer_gone_is_disconnected_at_once() {
+    deadline(LIMIT, || {
+        // Dropped in this process.
+        let (a, mut b) = mproc::pipe::<u8>().unwrap();
+        drop(a);
+        assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::Disconnected);
+        assert_eq!(
+            b.recv_timeout(Duration::from_secs(30)).unwrap_err().kind(),
+            ErrorKind::Disconnected
+        );
+        // Held by a child that ends without sending.
+        let (tx, mut rx) = mproc::channel::<Vec<u8>>().unwrap();
+        let mut child = builder().spawn(|_tx: Sender<Vec<u8>>| (), tx).unwrap();
+        child.join().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(rx.recv().unwrap_err().kind(), ErrorKind::Disconnected);
+        assert!(t0.elapsed() < Duration::from_secs(30));
+    });
+}
+
+#[test]
+fn a_child_sigkilled_mid_send_is_a_disconnect_not_a_hang() {
+    deadline(LIMIT, || {
+        let (tx, mut rx) = mproc::channel::<()>().unwrap();
+        let mut child = builder().spawn(send_forever, tx).unwrap();
+        // Wait until part of the 1 GiB message is in flight, then kill the sender.
+        assert!(rx.poll(Some(Duration::from_secs(30))).unwrap());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let err = rx.recv_bytes().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+    });
+}
+
+#[test]
+fn timeouts_try_recv_and_poll() {
+    deadline(LIMIT, || {
+        let (mut a, mut b) = mproc::pipe::<u32>().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(
+            b.recv_timeout(Duration::from_millis(100))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Timeout
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        assert_eq!(b.try_recv().unwrap(), None);
+        assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+        a.send(&5).unwrap();
+        assert!(b.poll(Some(Duration::from_secs(5))).unwrap());
+        assert_eq!(b.try_recv().unwrap(), Some(5));
+    });
+}
+
+#[test]
+fn bytes_api_and_buffer_too_short() {
+    deadline(LIMIT, || {
+        let (mut a, mut b) = mproc::pipe::<()>().unwrap();
+        a.send_bytes(b"short").unwrap();
+        a.send_bytes(&[9u8; 100]).unwrap();
+        a.send_bytes(b"after").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"short");
+        let err = b.recv_bytes_into(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BufferTooShort);
+        assert_eq!(err.needed(), Some(100));
+        assert_eq!(err.into_message().unwrap(), vec![9u8; 100]);
+        assert_eq!(b.recv_bytes().unwrap(), b"after");
+    });
+}
+
+#[test]
+fn size_limits_refuse_on_sending_and_skip_on_receiving() {
+    deadline(LIMIT, || {
+        let (mut a, mut b) = mproc::pipe::<Vec<u8>>().unwrap();
+        a.set_max_message(1024);
+        assert_eq!(
+            a.send(&vec![0; 2048]).unwrap_err().kind(),
+            ErrorKind::TooLarge
+        );
+        a.set_max_message(1 << 20);
+        b.set_max_message(1024);
+        a.send(&vec![1; 4096]).unwrap();
+        a.send(&vec![2; 10]).unwrap();
+        assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::TooLarge);
+        assert_eq!(b.recv().unwrap(), vec![2; 10], "the stream stays in sync");
+    });
+}
+
+#[test]
+fn a_malicious_length_prefix_is_an_error_without_allocation_or_desync() {
+    deadline(LIMIT, || {
+        let (raw, theirs) = mproc::sys::socketpair().unwrap();
+        let mut conn: Connection<(), ()> = Connection::from(theirs);
+        // 2^62 bytes announced: refused at once, nothing allocated.
+        mproc::sys::send_with_fds(raw.as_fd(), &frame_header(1 << 62), &[]).unwrap();
+        assert_eq!(conn.recv_bytes().unwrap_err().kind(), ErrorKind::TooLarge);
+        // A smaller oversized frame with its body, then a good frame: skipped, then read.
+        conn.set_max_message(64);
+        let (raw, theirs) = mproc::sys::socketpair().unwrap();
+        let mut conn: Connection<(), ()> = Connection::from(theirs);
+        conn.set_max_message(64);
+        let mut bytes = frame_header(1000);
+        bytes.extend(vec![0xEE; 1000]);
+        bytes.extend(frame_header(2));
+        bytes.extend(b"ok");
+        mproc::sys::send_with_fds(raw.as_fd(), &bytes, &[]).unwrap();
+        assert_eq!(conn.recv_bytes().unwrap_err().kind(), ErrorKind::TooLarge);
+        assert_eq!(conn.recv_bytes().unwrap(), b"ok");
+        // Garbage: corrupt, and it stays so.
+        mproc::sys::send_with_fds(raw.as_fd(), b"not a frame at all", &[]).unwrap();
+        assert_eq!(conn.recv_bytes().unwrap_err().kind(), ErrorKind::Corrupt);
+    });
+}
+
+#[test]
+fn a_pipe_end_sent_through_another_pipe_works_in_the_child() {
+    deadline(LIMIT, || {
+        let (mut control_tx, control_rx) = mproc::channel::<Connection<String>>().unwrap();
+        let mut child = builder().spawn(receive_an_end, control_rx).unwrap();
+        let (mut ours, theirs) = mproc::pipe::<String>().unwrap();
+        control_tx.send(&theirs).unwrap();
+        drop(theirs);
+        assert_eq!(ours.recv().unwrap(), "through a pipe");
+        ours.send(&"and back".to_string()).unwrap();
+        assert_eq!(child.join().unwrap(), "and back");
+    });
+}
+
+#[test]
+fn no_fd_leaks_over_10000_pipes_and_1000_transferred_ends() {
+    deadline(LIMIT, || {
+        // Other tests of this binary open fds concurrently: measure in a child, alone.
+        let mut c = builder().spawn(count_leaks, ()).unwrap();
+        let (before, after) = c.join().unwrap();
+        assert_eq!(before, after, "fds before and after");
+    });
+}
+
+fn count_leaks(_: ()) -> (usize, usize) {
+    let before = mproc::sys::open_fd_count().unwrap();
+    for _ in 0..10_000 {
+        let (a, b) = mproc::pipe::<u8>().unwrap();
+        drop((a, b));
+    }
+    let (mut tx, mut rx) = mproc::channel::<Connection<u8>>().unwrap();
+    for i in 0..1_000 {
+        let (mut a, b) = mproc::pipe::<u8>().unwrap();
+        tx.send(&b).unwrap();
+        drop(b);
+        let mut b = rx.recv().unwrap();
+        a.send(&(i as u8)).unwrap();
+        assert_eq!(b.recv().unwrap(), i as u8);
+    }
+    drop((tx, rx));
+    (before, mproc::sys::open_fd_count().unwrap())
+}
+
+#[test]
+fn wait_reports_ready_connections_and_sentinels() {
+    deadline(LIMIT, || {
+        let (mut a1, b1) = mproc::pipe::<u8>().unwrap();
+        let (_a2, b2) = mproc::pipe::<u8>().unwrap();
+        let mut child = builder()
+            .spawn(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 100)
+            .unwrap();
+        assert_eq!(
+            mproc::wait(&[&b1, &b2], Some(Duration::from_millis(20))).unwrap(),
+            Vec::<usize>::new()
+        );
+        a1.send(&1).unwrap();
+        assert_eq!(
+            mproc::wait(&[&b1, &b2], Some(Duration::from_secs(10))).unwrap(),
+            [0]
+        );
+        let sentinel = child.sentinel();
+        assert_eq!(
+            mproc::wait(&[&b2, &sentinel], Some(Duration::from_secs(30))).unwrap(),
+            [1]
+        );
+        child.join().unwrap();
+    });
+}
+
+fn unique(tag: &str) -> String {
+    format!(
+        "mproc-test-{tag}-{}-{}",
+        std::process::id(),
+        mproc::get_start_method()
+    )
+}
+
+/// Serves `n` authenticated clients on `listener` (echoing with a prefix) and waits for
+/// `refusals` refused ones; returns what `accept` reported for those.
+fn serve(listener: &mut Listener, n: usize, refusals: usize) -> Vec<ErrorKind> {
+    let mut refused = Vec::new();
+    let mut served = 0;
+    while served < n || refused.len() < refusals {
+        match listener.accept_timeout::<String, String>(Duration::from_secs(30)) {
+            Ok(mut conn) => {
+                let s = conn.recv().unwrap();
+                conn.send(&format!("served {s}")).unwrap();
+                served += 1;
+            }
+            Err(e) if e.kind() == ErrorKind::Timeout => panic!("no client within 30 s"),
+            Err(e) => refused.push(e.kind()),
+        }
+    }
+    refused
+}
+
+#[test]
+fn listener_and_client_over_a_name_a_path_and_tcp() {
+    deadline(LIMIT, || {
+        let dir = std::env::temp_dir().join(unique("path"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sock");
+        for address in [
+            unique("name"),
+            path.display().to_string(),
+            "tcp://127.0.0.1:0".to_string(),
+        ] {
+            let mut listener = Listener::bind(address.parse().unwrap(), KEY).unwrap();
+            let bound = listener.address().to_string();
+            let mut child = builder()
+                .spawn(
+                    client_round_trip,
+                    (bound.clone(), KEY.to_vec(), "hello".into()),
+                )
+                .unwrap();
+            assert!(serve(&mut listener, 1, 0).is_empty());
+            assert_eq!(
+                child.join().unwrap(),
+                Ok("served hello".to_string()),
+                "{bound}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+#[test]
+fn a_wrong_key_fails_on_both_sides_and_the_listener_goes_on() {
+    deadline(LIMIT, || {
+        let mut listener = Listener::bind(unique("wrongkey").parse().unwrap(), KEY).unwrap();
+        let bound = listener.address().to_string();
+        let mut bad = builder()
+            .spawn(
+                client_round_trip,
+                (bound.clone(), b"wrong".to_vec(), "x".into()),
+            )
+            .unwrap();
+        let mut good = builder()
+            .spawn(client_round_trip, (bound, KEY.to_vec(), "y".into()))
+            .unwrap();
+        let refused = serve(&mut listener, 1, 1);
+        assert_eq!(refused, [ErrorKind::Authentication]);
+        assert_eq!(bad.join().unwrap(), Err("Authentication".to_string()));
+        assert_eq!(good.join().unwrap(), Ok("served y".to_string()));
+    });
+}
+
+#[test]
+fn garbage_and_stalling_peers_are_dropped_without_holding_up_others() {
+    deadline(LIMIT, || {
+        let mut listener = Listener::bind("tcp://127.0.0.1:0".parse().unwrap(), KEY).unwrap();
+        listener.set_handshake_timeout(Duration::from_millis(500));
+        let Address::Tcp(addr) = *listener.address() else {
+            unreachable!()
+        };
+        // A staller: connects and says nothing. A garbage sender: a huge length, then noise.
+        let staller = std::net::TcpStream::connect(addr).unwrap();
+        let mut garbage = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut garbage, &frame_header(1 << 40)).unwrap();
+        std::io::Write::write_all(&mut garbage, &[0xAB; 4096]).unwrap();
+        // A peer that skips the handshake and sends an application message at once.
+        let mut rude = std::net::TcpStream::connect(addr).unwrap();
+        let msg = mproc::wire::encode(&"let me in".to_string()).unwrap();
+        std::io::Write::write_all(
+            &mut rude,
+            &[frame_header(msg.bytes().len() as u64), msg.bytes().to_vec()].concat(),
+        )
+        .unwrap();
+        // Good clients are served meanwhile, without waiting for the staller's deadline.
+        let bound = listener.address().to_string();
+        let mut good = builder()
+            .spawn(client_round_trip, (bound.clone(), KEY.to_vec(), "a".into()))
+            .unwrap();
+        let mut refused = serve(&mut listener, 1, 0);
+        assert_eq!(good.join().unwrap(), Ok("served a".to_string()));
+        // None of the three ever yields a connection. The rude peer's message is judged as a
+        // failed answer (an authentication error); the garbage and the silence are dropped
+        // without a word once their deadline passes.
+        loop {
+            match listener.accept_timeout::<String, String>(Duration::from_millis(1500)) {
+                Ok(_) => panic!("an unauthenticated peer got a connection"),
+                Err(e) if e.kind() == ErrorKind::Timeout => break,
+                Err(e) => refused.push(e.kind()),
+            }
+        }
+        assert_eq!(refused, [ErrorKind::Authentication]);
+        drop((staller, garbage, rude));
+        // And the listener still serves.
+        let mut again = builder()
+            .spawn(client_round_trip, (bound, KEY.to_vec(), "b".into()))
+            .unwrap();
+        serve(&mut listener, 1, 0);
+        assert_eq!(again.join().unwrap(), Ok("served b".to_string()));
+    });
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced_but_a_live_one_is_not() {
+    deadline(LIMIT, || {
+        let dir = std::env::temp_dir().join(unique("stale"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sock");
+        // A listener that "crashed": its socket file stays, nobody listens.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let address = Address::Path(path.clone());
+        let live = Listener::bind(address.clone(), KEY).unwrap();
+        // A second listener on a live name is refused.
+        assert_eq!(
+            Listener::bind(address, KEY).unwrap_err().kind(),
+            ErrorKind::Io
+        );
+        drop(live);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+#[test]
+fn an_impostor_listener_is_refused_by_the_client() {
+    deadline(LIMIT, || {
+        // A server that speaks the protocol but does not know the key.
+        let mut impostor =
+            Listener::bind("tcp://127.0.0.1:0".parse().unwrap(), b"not the key").unwrap();
+        let bound = impostor.address().clone();
+        let client = std::thread::spawn(move || {
+            Client::connect::<String, String>(&bound, KEY)
+                .map(drop)
+                .map_err(|e| e.kind())
+        });
+        let _ = impostor.accept_timeout::<String, String>(Duration::from_secs(10));
+        assert_eq!(client.join().unwrap(), Err(ErrorKind::Authentication));
+    });
+}
