@@ -199,14 +199,23 @@ fn expected_output(example: &str) -> &'static [&'static str] {
     match example {
         "level1_process" => &["== level 1:", "parent: joined; the child returned its pid"],
         "level2_parallel" => &["== level 2:", "squares [1, 4, 9, 16] in"],
+        "level4_pipe" => &[
+            "== level 4:",
+            "parent: got Number(144)",
+            "parent: got Text(\"HELLO PIPE!\")",
+            "receiving now says Disconnected",
+        ],
         "tour" => &[
             "== level 1:",
             "== level 2:",
             "squares [1, 4, 9, 16]",
+            "== level 4:",
+            "receiving now says Disconnected",
             "== level 8:",
             "tour complete",
         ],
-        _ => &[],
+        // An example without expectations would pass unchecked: refuse it.
+        _ => &["<no expected output declared for this example in xtask>"],
     }
 }
 
@@ -222,7 +231,7 @@ fn examples() -> Result {
     ]);
     run(c)?;
     let dir = target_dir().join("release").join("examples");
-    for example in ["level1_process", "level2_parallel", "tour"] {
+    for example in ["level1_process", "level2_parallel", "level4_pipe", "tour"] {
         for m in METHODS {
             let mut c = Command::new(dir.join(example));
             c.env("MPROC_START_METHOD", m);
