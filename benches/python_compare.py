@@ -9,6 +9,7 @@ module, so a big main would be charged to them), as in shared/bench/python_basel
 """
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 
@@ -42,10 +43,77 @@ def spawn_join_us(method, n, warm=2):
     return med(ts)
 
 
+def _pin(cpu):
+    if len(os.sched_getaffinity(0)) > 1 or os.cpu_count() > 1:
+        os.sched_setaffinity(0, {cpu})
+
+
+def _pipe_echo(conn):
+    _pin(1)  # as mproc's bench: the echoing child on CPU 1, the parent on CPU 0
+    recv, send = conn.recv, conn.send
+    while True:
+        x = recv()
+        if x is None:
+            break
+        send(x + 1)
+
+
+def pipe_rtt_us(n):
+    ctx = mp.get_context("fork")
+    old = os.sched_getaffinity(0)
+    _pin(0)
+    a, b = ctx.Pipe(duplex=True)
+    p = ctx.Process(target=_pipe_echo, args=(b,))
+    p.start()
+    b.close()
+    for i in range(1000):
+        a.send(i)
+        a.recv()
+    ts = []
+    for i in range(n):
+        t0 = pc()
+        a.send(i)
+        a.recv()
+        ts.append((pc() - t0) / 1e3)
+    a.send(None)
+    p.join()
+    os.sched_setaffinity(0, old)
+    return med(ts)
+
+
+def _pipe_bytes_sender(conn, nmsg, size):
+    _pin(1)
+    payload = b"\x5a" * size
+    for _ in range(nmsg + 1):
+        conn.send_bytes(payload)
+    conn.close()
+
+
+def pipe_bytes_gbps(nmsg, size=1 << 20):
+    ctx = mp.get_context("fork")
+    old = os.sched_getaffinity(0)
+    _pin(0)
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_pipe_bytes_sender, args=(w, nmsg, size))
+    p.start()
+    w.close()
+    r.recv_bytes()
+    t0 = pc()
+    got = 0
+    for _ in range(nmsg):
+        got += len(r.recv_bytes())
+    dt = pc() - t0
+    p.join()
+    os.sched_setaffinity(0, old)
+    return got / dt  # bytes per ns = GB/s
+
+
 def main():
     quick = "--quick" in sys.argv
     counts = {"fork": 50 if quick else 150, "forkserver": 30 if quick else 80, "spawn": 10 if quick else 30}
     out = {"spawn_join_us": {m: round(spawn_join_us(m, n), 1) for m, n in counts.items()}}
+    out["pipe_rtt_us"] = round(pipe_rtt_us(5000 if quick else 20000), 2)
+    out["pipe_bytes_gbps"] = round(med([pipe_bytes_gbps(256 if quick else 1024) for _ in range(3)]), 2)
     print(json.dumps(out))
 
 

@@ -67,6 +67,147 @@ fn fork_wait_floor() {
     }
 }
 
+/// Pins the calling process to CPU `cpu` when the machine has more than one (round trips
+/// cost very different times on one CPU and across two, so both sides of a comparison must
+/// be placed alike).
+fn pin(cpu: usize) {
+    if mproc::process_cpu_count() > 1 {
+        mproc::sys::set_cpu_affinity(&[cpu]).expect("sched_setaffinity");
+    }
+}
+
+/// The pipe round-trip child: answers each number with the next one, until `None`.
+fn echo_next(mut conn: mproc::Connection<Option<u64>>) {
+    pin(1);
+    while let Ok(Some(x)) = conn.recv() {
+        conn.send(&Some(x + 1)).expect("send");
+    }
+}
+
+/// The pipe bandwidth child: sends `n + 1` messages of `size` bytes (the first is a warm-up).
+fn stream_bytes((mut tx, n, size): (mproc::Sender<()>, usize, usize)) {
+    pin(1);
+    let payload = vec![0x5au8; size];
+    for _ in 0..=n {
+        tx.send_bytes(&payload).expect("send");
+    }
+}
+
+/// Forks a child that runs `f` on one end of a raw socketpair; returns the other end.
+fn fork_raw(f: fn(std::os::unix::net::UnixStream)) -> (std::os::unix::net::UnixStream, u32) {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    match mproc::sys::fork(None).expect("fork") {
+        ForkOutcome::Child => {
+            drop(ours);
+            f(theirs);
+            mproc::sys::exit_now(0)
+        }
+        ForkOutcome::Parent(pid) => (ours, pid),
+    }
+}
+
+/// The raw round-trip floor's child: echoes 8-byte words until the stream ends.
+fn raw_echo(mut s: std::os::unix::net::UnixStream) {
+    use std::io::{Read, Write};
+    pin(1);
+    let mut w = [0u8; 8];
+    while s.read_exact(&mut w).is_ok() {
+        let x = u64::from_le_bytes(w) + 1;
+        if s.write_all(&x.to_le_bytes()).is_err() {
+            break;
+        }
+    }
+}
+
+const BW_SIZE: usize = 1 << 20;
+
+/// The raw bandwidth floor's child: writes 1 MiB blocks until the reader goes away.
+fn raw_stream(mut s: std::os::unix::net::UnixStream) {
+    use std::io::Write;
+    pin(1);
+    let payload = vec![0x5au8; BW_SIZE];
+    while s.write_all(&payload).is_ok() {}
+}
+
+/// Measures round trips on an mproc pipe and on a raw socketpair, interleaved; returns
+/// (mproc samples, floor samples) in µs, and whether every answer was right.
+fn pipe_rtt(rounds: usize, per_round: usize) -> (Vec<f64>, Vec<f64>, bool) {
+    use std::io::{Read, Write};
+    pin(0); // the parent on CPU 0, each echoing child on CPU 1
+    let (mut conn, theirs) = mproc::pipe::<Option<u64>>().expect("pipe");
+    let mut child = Builder::new()
+        .start_method(StartMethod::Fork)
+        .spawn(echo_next, theirs)
+        .expect("spawn");
+    let (mut raw, raw_pid) = fork_raw(raw_echo);
+    let (mut ours, mut floor, mut ok) = (Vec::new(), Vec::new(), true);
+    let mut w = [0u8; 8];
+    for round in 0..=rounds {
+        for i in 0..per_round as u64 {
+            let t = time_us(|| {
+                conn.send(&Some(i)).expect("send");
+                ok &= conn.recv().expect("recv") == Some(i + 1);
+            });
+            let f = time_us(|| {
+                raw.write_all(&i.to_le_bytes()).expect("write");
+                raw.read_exact(&mut w).expect("read");
+            });
+            ok &= u64::from_le_bytes(w) == i + 1;
+            if round > 0 {
+                // round 0 warms up
+                ours.push(t);
+                floor.push(f);
+            }
+        }
+    }
+    conn.send(&None).expect("stop");
+    child.join().expect("join");
+    drop(raw);
+    mproc::sys::wait_pid(raw_pid, true).expect("wait");
+    mproc::sys::set_cpu_affinity(&[]).expect("unpin");
+    (ours, floor, ok)
+}
+
+/// Measures 1 MiB messages child → parent, mproc's `recv_bytes` against raw reads into one
+/// buffer; returns GB/s per round for each.
+fn pipe_bandwidth(rounds: usize, messages: usize) -> (Vec<f64>, Vec<f64>, bool) {
+    use std::io::Read;
+    let (mut ours, mut floor, mut ok) = (Vec::new(), Vec::new(), true);
+    let gbps = |bytes: usize, us: f64| bytes as f64 / (us * 1e3);
+    pin(0); // the receiving parent on CPU 0, each sending child on CPU 1
+    for _ in 0..rounds {
+        let (tx, mut rx) = mproc::channel::<()>().expect("channel");
+        let mut child = Builder::new()
+            .start_method(StartMethod::Fork)
+            .spawn(stream_bytes, (tx, messages, BW_SIZE))
+            .expect("spawn");
+        ok &= rx.recv_bytes().expect("warm-up").len() == BW_SIZE;
+        let mut got = 0;
+        let us = time_us(|| {
+            for _ in 0..messages {
+                got += rx.recv_bytes().expect("recv").len();
+            }
+        });
+        ok &= got == messages * BW_SIZE;
+        ours.push(gbps(got, us));
+        child.join().expect("join");
+
+        let (mut raw, pid) = fork_raw(raw_stream);
+        let mut buf = vec![0u8; BW_SIZE];
+        raw.read_exact(&mut buf).expect("warm-up");
+        let us = time_us(|| {
+            for _ in 0..messages {
+                raw.read_exact(&mut buf).expect("read");
+            }
+        });
+        floor.push(gbps(messages * BW_SIZE, us));
+        drop(raw);
+        mproc::sys::wait_pid(pid, true).expect("wait");
+    }
+    mproc::sys::set_cpu_affinity(&[]).expect("unpin");
+    (ours, floor, ok)
+}
+
 /// Starts a child with `method` running `ident`, joins it, checks the result.
 fn spawn_join(method: StartMethod, x: u64) -> bool {
     let mut c = Builder::new()
@@ -129,6 +270,20 @@ fn main() {
         eprintln!("  round {}/{rounds} done", round + 1);
     }
 
+    eprintln!("measuring pipes ...");
+    let (rtt, rtt_floor, rtt_ok) = pipe_rtt(if quick { 3 } else { 10 }, 2000);
+    for (t, f) in rtt.iter().zip(&rtt_floor) {
+        s.add("pipe_rtt_us", *t);
+        s.add("floor.socketpair_rtt_us", *f);
+    }
+    let (bw, bw_floor, bw_ok) =
+        pipe_bandwidth(if quick { 2 } else { 5 }, if quick { 256 } else { 1024 });
+    for (t, f) in bw.iter().zip(&bw_floor) {
+        s.add("pipe_bytes_gbps", *t);
+        s.add("floor.socketpair_bw_gbps", *f);
+    }
+    check_ok &= rtt_ok && bw_ok;
+
     let python = match (arg_after("--python"), arg_after("--python-script")) {
         (Some(py), Some(script)) => run_python(&py, &script, quick),
         _ => None,
@@ -164,79 +319,140 @@ fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
+/// One line of the report: a figure, the floor it is compared with, and its goal.
+struct Row {
+    key: &'static str,
+    ours: f64,
+    floor: f64,
+    /// Higher is better (bandwidth) rather than lower (latency).
+    higher_is_better: bool,
+    met: bool,
+    goal: &'static str,
+}
+
 fn report(s: &Samples, check_ok: bool, python: Option<&Value>) {
-    let exec_floor = s.median("floor.exec_self_us");
-    let fork_floor = s.median("floor.fork_wait_us");
-    // (key, figure, floor it is compared with, goal as a bound in µs, goal text)
+    let m = |k: &str| s.median(k);
+    let exec_floor = m("floor.exec_self_us");
+    let fork_floor = m("floor.fork_wait_us");
+    let rtt_floor = m("floor.socketpair_rtt_us");
+    let bw_floor = m("floor.socketpair_bw_gbps");
+    let row = |key, floor, higher_is_better, met: &dyn Fn(f64) -> bool, goal| {
+        let ours = m(key);
+        Row {
+            key,
+            ours,
+            floor,
+            higher_is_better,
+            met: met(ours),
+            goal,
+        }
+    };
     let rows = [
-        (
+        row(
             "spawn_join_us.spawn",
-            s.median("spawn_join_us.spawn"),
-            Some(exec_floor),
-            1.15 * exec_floor,
+            exec_floor,
+            false,
+            &|v| v <= 1.15 * exec_floor,
             "≤ 1.15 × floor.exec_self_us",
         ),
-        (
+        row(
             "spawn_join_us.forkserver",
-            s.median("spawn_join_us.forkserver"),
-            Some(fork_floor),
-            300.0,
+            fork_floor,
+            false,
+            &|v| v <= 300.0,
             "≤ 300 µs",
         ),
-        (
+        row(
             "spawn_join_us.fork",
-            s.median("spawn_join_us.fork"),
-            Some(fork_floor),
-            1.5 * fork_floor,
+            fork_floor,
+            false,
+            &|v| v <= 1.5 * fork_floor,
             "≤ 1.5 × floor.fork_wait_us",
+        ),
+        row(
+            "pipe_rtt_us",
+            rtt_floor,
+            false,
+            &|v| v <= 1.1 * rtt_floor,
+            "≤ 1.1 × floor.socketpair_rtt_us",
+        ),
+        row(
+            "pipe_bytes_gbps",
+            bw_floor,
+            true,
+            &|v| v >= 0.9 * bw_floor && v >= 6.4,
+            "≥ 0.9 × floor.socketpair_bw_gbps, ≥ 6.4",
         ),
     ];
     println!("\nmproc benchmarks (medians; floors measured in the same run)\n");
     println!(
-        "{:<28} {:>10} {:>10} {:>8} {:>10} {:>9}  {:<28} met",
-        "key", "mproc", "floor", "×floor", "python", "py/mproc", "goal"
+        "{:<26} {:>12} {:>12} {:>7} {:>12} {:>9}  {:<42} met",
+        "key", "mproc", "floor", "×floor", "python", "vs py", "goal"
     );
     let mut vs_python = serde_json::Map::new();
     let mut vs_floor = serde_json::Map::new();
-    for (key, ours, floor, bound, goal) in rows {
-        let py = python.and_then(|p| lookup(p, key));
-        let ratio_floor = floor.map(|f| ours / f);
-        if let Some(r) = ratio_floor {
-            vs_floor.insert(key.into(), json!((r * 100.0).round() / 100.0));
-        }
-        if let Some(p) = py {
-            vs_python.insert(key.into(), json!(round1(p / ours)));
+    let unit = |r: &Row| if r.higher_is_better { "GB/s" } else { "µs" };
+    for r in &rows {
+        let py = python.and_then(|p| lookup(p, r.key));
+        let ratio_floor = r.ours / r.floor;
+        vs_floor.insert(r.key.into(), json!((ratio_floor * 100.0).round() / 100.0));
+        // How many times better than Python: a speed-up for latency, a multiple for bandwidth.
+        let better = py.map(|p| {
+            if r.higher_is_better {
+                r.ours / p
+            } else {
+                p / r.ours
+            }
+        });
+        if let Some(b) = better {
+            vs_python.insert(r.key.into(), json!(round1(b)));
         }
         println!(
-            "{:<28} {:>8.1}µs {:>8.1}µs {:>8.2} {:>10} {:>9}  {:<28} {}",
-            key,
-            ours,
-            floor.unwrap_or(f64::NAN),
-            ratio_floor.unwrap_or(f64::NAN),
-            py.map(|p| format!("{p:.0}µs"))
+            "{:<26} {:>8.2}{:>4} {:>8.2}{:>4} {:>7.2} {:>12} {:>9}  {:<42} {}",
+            r.key,
+            r.ours,
+            unit(r),
+            r.floor,
+            unit(r),
+            ratio_floor,
+            py.map(|p| format!("{p:.2}{}", unit(r)))
                 .unwrap_or_else(|| "-".into()),
-            py.map(|p| format!("{:.1}×", p / ours))
+            better
+                .map(|b| format!("{b:.1}×"))
                 .unwrap_or_else(|| "-".into()),
-            goal,
-            if ours <= bound { "yes" } else { "NO" }
+            r.goal,
+            if r.met { "yes" } else { "NO" }
         );
     }
-    println!("{:<28} {:>8.1}µs", "floor.exec_self_us", exec_floor);
-    println!("{:<28} {:>8.1}µs", "floor.fork_wait_us", fork_floor);
+    for k in [
+        "floor.exec_self_us",
+        "floor.fork_wait_us",
+        "floor.socketpair_rtt_us",
+        "floor.socketpair_bw_gbps",
+    ] {
+        println!("{k:<26} {:>8.2}", m(k));
+    }
     println!("check_ok: {check_ok}");
     let mut out = json!({
         "spawn_join_us": {
-            "spawn": round1(s.median("spawn_join_us.spawn")),
-            "forkserver": round1(s.median("spawn_join_us.forkserver")),
-            "fork": round1(s.median("spawn_join_us.fork")),
+            "spawn": round1(m("spawn_join_us.spawn")),
+            "forkserver": round1(m("spawn_join_us.forkserver")),
+            "fork": round1(m("spawn_join_us.fork")),
         },
-        "floor": { "exec_self_us": round1(exec_floor), "fork_wait_us": round1(fork_floor) },
+        "pipe_rtt_us": (m("pipe_rtt_us") * 100.0).round() / 100.0,
+        "pipe_bytes_gbps": (m("pipe_bytes_gbps") * 100.0).round() / 100.0,
+        "floor": {
+            "exec_self_us": round1(exec_floor),
+            "fork_wait_us": round1(fork_floor),
+            "socketpair_rtt_us": (rtt_floor * 100.0).round() / 100.0,
+            "socketpair_bw_gbps": (bw_floor * 100.0).round() / 100.0,
+        },
         "ratio_to_floor": vs_floor,
         "check_ok": check_ok,
     });
     if let Some(p) = python {
         out["python"] = p.clone();
-        out["python_over_mproc"] = Value::Object(vs_python);
+        out["times_better_than_python"] = Value::Object(vs_python);
     }
     println!("{out}");
 }

@@ -380,6 +380,28 @@ fn listener_and_client_over_a_name_a_path_and_tcp() {
 }
 
 #[test]
+fn a_server_may_send_first_right_after_accept() {
+    // The verdict and the server's first message can arrive in one receive: the client's
+    // connection must keep what its handshake read.
+    deadline(LIMIT, || {
+        let mut listener = Listener::bind(unique("sendfirst").parse().unwrap(), KEY).unwrap();
+        let bound = listener.address().clone();
+        let client = std::thread::spawn(move || {
+            let mut conn = Client::connect::<u32, String>(&bound, KEY).unwrap();
+            std::thread::sleep(Duration::from_millis(100)); // let both frames land together
+            (conn.recv().unwrap(), conn.recv().unwrap())
+        });
+        let mut conn = listener.accept::<String, u32>().unwrap();
+        conn.send(&"first".to_string()).unwrap();
+        conn.send(&"second".to_string()).unwrap();
+        assert_eq!(
+            client.join().unwrap(),
+            ("first".to_string(), "second".to_string())
+        );
+    });
+}
+
+#[test]
 fn a_wrong_key_fails_on_both_sides_and_the_listener_goes_on() {
     deadline(LIMIT, || {
         let mut listener = Listener::bind(unique("wrongkey").parse().unwrap(), KEY).unwrap();

@@ -74,8 +74,13 @@ pub(crate) fn judge(key: &[u8], server_nonce: &[u8; NONCE_LEN], answer: &[u8]) -
     ([WELCOME, &tag(key, b"server", client_nonce)].concat(), true)
 }
 
-/// The client's side, start to finish, with a deadline for the whole exchange.
-pub(crate) fn client_handshake(sock: BorrowedFd<'_>, key: &[u8], deadline: Instant) -> Result<()> {
+/// The client's side, start to finish, with a deadline for the whole exchange. Returns the
+/// reader, which may already hold the start of the server's first message.
+pub(crate) fn client_handshake(
+    sock: BorrowedFd<'_>,
+    key: &[u8],
+    deadline: Instant,
+) -> Result<FrameReader> {
     let mut reader = FrameReader::new();
     let read = |reader: &mut FrameReader, what: &str| {
         reader.read(sock, &limits(), Some(deadline)).map_err(|e| {
@@ -110,7 +115,7 @@ pub(crate) fn client_handshake(sock: BorrowedFd<'_>, key: &[u8], deadline: Insta
             "the server does not know the authentication key",
         ));
     }
-    Ok(())
+    Ok(reader)
 }
 
 #[cfg(test)]

@@ -98,10 +98,15 @@ pub fn duplex<A, B>() -> Result<(Connection<A, B>, Connection<B, A>)> {
 
 impl<S, R> Connection<S, R> {
     pub(crate) fn from_fd(sock: OwnedFd, transport: Transport) -> Self {
+        Self::with_reader(sock, transport, FrameReader::new())
+    }
+
+    /// Wraps a socket whose reader already received bytes (a handshake's), keeping them.
+    pub(crate) fn with_reader(sock: OwnedFd, transport: Transport, reader: FrameReader) -> Self {
         let limits = limits_for(transport, DEFAULT_MAX_MESSAGE);
         Self {
             sock,
-            reader: FrameReader::new(),
+            reader,
             limits,
             transport,
             _types: PhantomData,
@@ -121,8 +126,18 @@ impl<S, R> Connection<S, R> {
     /// # Ok::<(), mproc_pipe::Error>(())
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        if self.has_buffered_message() {
+            return Ok(true);
+        }
         Ok(mproc_sys::poll_readable(&[self.sock.as_fd()], timeout)
             .map_err(|e| Error::io("polling", e))?[0])
+    }
+
+    /// Returns whether a whole message was already received into this end's buffer (one
+    /// receive can bring several small messages): it can be received without the socket
+    /// being readable. [`poll`](Self::poll) and [`wait`](crate::wait) take it into account.
+    pub fn has_buffered_message(&self) -> bool {
+        self.reader.has_buffered_message()
     }
 
     /// Returns the largest message this end sends or accepts, in bytes.
@@ -430,6 +445,12 @@ impl<T> Receiver<T> {
     /// Waits for a message; see [`Connection::poll`].
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.0.poll(timeout)
+    }
+
+    /// Returns whether a whole message is already buffered; see
+    /// [`Connection::has_buffered_message`].
+    pub fn has_buffered_message(&self) -> bool {
+        self.0.has_buffered_message()
     }
 
     /// Receives raw bytes; see [`Connection::recv_bytes`].

@@ -310,7 +310,7 @@ impl Listener {
         let (verdict, ok) = auth::judge(&self.key, &p.nonce, answer.bytes());
         let sent = mproc_wire::write_frame(p.sock.as_fd(), &verdict, &[], &auth::limits());
         match (ok, sent) {
-            (true, Ok(())) => Some(Ok(Connection::from_fd(p.sock, p.transport))),
+            (true, Ok(())) => Some(Ok(Connection::with_reader(p.sock, p.transport, p.reader))),
             (true, Err(_)) => None, // authenticated, then gone at once
             (false, _) => Some(Err(Error::auth(
                 "a peer presented a wrong authentication key; it was dropped",
@@ -378,7 +378,7 @@ impl Client {
                 (local_stream_fd(s), Transport::Unix)
             }
         };
-        auth::client_handshake(sock.as_fd(), authkey, deadline)?;
-        Ok(Connection::from_fd(sock, transport))
+        let reader = auth::client_handshake(sock.as_fd(), authkey, deadline)?;
+        Ok(Connection::with_reader(sock, transport, reader))
     }
 }

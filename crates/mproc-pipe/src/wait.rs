@@ -5,16 +5,54 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Something [`wait`] can wait on: it has an fd that becomes readable when it is ready.
+/// Something [`wait`] can wait on: it has an fd that becomes readable when it is ready,
+/// and may already be ready without it (a message already received into a buffer).
 ///
-/// Implemented for connections, receivers and listeners of this crate and for any
-/// `BorrowedFd`, such as a child's sentinel (`mproc_process::Child::sentinel`).
+/// Implemented for connections, receivers and listeners of this crate, and for fds, such
+/// as a child's sentinel (`mproc_process::Child::sentinel`).
 pub trait Waitable {
     /// Returns the fd whose readability means "ready".
     fn wait_fd(&self) -> BorrowedFd<'_>;
+
+    /// Returns whether it is ready now whatever its fd says.
+    fn ready_now(&self) -> bool {
+        false
+    }
 }
 
-impl<T: AsFd> Waitable for T {
+impl Waitable for BorrowedFd<'_> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+impl Waitable for std::os::fd::OwnedFd {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+impl<S, R> Waitable for crate::Connection<S, R> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+
+    fn ready_now(&self) -> bool {
+        self.has_buffered_message()
+    }
+}
+
+impl<T> Waitable for crate::Receiver<T> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+
+    fn ready_now(&self) -> bool {
+        self.has_buffered_message()
+    }
+}
+
+impl Waitable for crate::Listener {
     fn wait_fd(&self) -> BorrowedFd<'_> {
         self.as_fd()
     }
@@ -41,11 +79,15 @@ impl<T: AsFd> Waitable for T {
 /// ```
 pub fn wait(items: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
     let fds: Vec<BorrowedFd<'_>> = items.iter().map(|w| w.wait_fd()).collect();
+    // Messages already buffered make the wait end at once.
+    let buffered = items.iter().any(|w| w.ready_now());
+    let timeout = if buffered {
+        Some(Duration::ZERO)
+    } else {
+        timeout
+    };
     let ready = mproc_sys::poll_readable(&fds, timeout).map_err(|e| Error::io("waiting", e))?;
-    Ok(ready
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| **r)
-        .map(|(i, _)| i)
+    Ok((0..items.len())
+        .filter(|&i| ready[i] || items[i].ready_now())
         .collect())
 }

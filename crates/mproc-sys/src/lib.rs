@@ -33,10 +33,10 @@ pub use fd::{
 };
 pub use process::{
     ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, exit_now, fork,
-    getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_env_var, set_parent_death_signal,
-    take_env_var, thread_count, wait_pid, wait_pidfd,
+    getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_cpu_affinity, set_env_var,
+    set_parent_death_signal, take_env_var, thread_count, wait_pid, wait_pidfd,
 };
 pub use socket::{
-    peer_pid, recv_with_fds, send_buffer_size, send_vectored_with_fds, send_with_fds,
+    peer_pid, recv_append, recv_with_fds, send_buffer_size, send_vectored_with_fds, send_with_fds,
     set_send_buffer, socketpair,
 };

@@ -551,3 +551,27 @@ mod tests {
         assert_eq!(ExitStatus::Signal(9).to_string(), "signal 9 (SIGKILL)");
     }
 }
+
+/// Restricts the calling thread (and the processes it starts afterwards) to the CPUs in
+/// `cpus`; an empty list allows every CPU again. For benchmarks that must place processes
+/// the same way on both sides of a comparison.
+///
+/// ```
+/// mproc_sys::set_cpu_affinity(&[0])?;
+/// mproc_sys::set_cpu_affinity(&[])?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn set_cpu_affinity(cpus: &[usize]) -> io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    let all: Vec<usize> = if cpus.is_empty() {
+        (0..nix::sched::CpuSet::count()).collect()
+    } else {
+        cpus.to_vec()
+    };
+    for cpu in all {
+        // CPUs past the set's size are not there to allow; others must be valid.
+        let _ = set.set(cpu);
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+    Ok(())
+}

@@ -184,3 +184,47 @@ pub fn set_send_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
 pub fn send_buffer_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(socket::getsockopt(&fd, sockopt::SndBuf)?)
 }
+
+/// Receives up to `max` bytes and appends them to `buf` without zero-filling the space
+/// first (the kernel writes it). Returns how many bytes were appended; `0` means the peer
+/// closed its end. Fds must not ride on these bytes: any that do are discarded by the
+/// kernel (use [`recv_with_fds`] where they may come).
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// mproc_sys::send_with_fds(a.as_fd(), b"abc", &[])?;
+/// let mut buf = b"x".to_vec();
+/// assert_eq!(mproc_sys::recv_append(b.as_fd(), &mut buf, 16, false)?, 3);
+/// assert_eq!(buf, b"xabc");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn recv_append(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let want = max.min(spare.len());
+    let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+    loop {
+        // SAFETY: `spare` points to at least `want` bytes of writable (uninitialised)
+        // capacity of `buf`, which no one else can touch during the call; `recv` writes at
+        // most `want` bytes there and returns how many.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want, flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        // SAFETY: the kernel initialised the first `n` (≤ `want`) bytes of the spare
+        // capacity, so the first `len + n` bytes of `buf` are initialised.
+        unsafe { buf.set_len(buf.len() + n) };
+        return Ok(n);
+    }
+}

@@ -48,6 +48,11 @@ impl Error {
         }
     }
 
+    pub(crate) fn with_source(mut self, e: io::Error) -> Self {
+        self.source = Some(e);
+        self
+    }
+
     pub(crate) fn io(context: &str, e: io::Error) -> Self {
         Self {
             kind: ErrorKind::Io,

@@ -161,24 +161,38 @@ pub fn write_frame(
 
 #[derive(Debug, Default)]
 enum State {
-    /// Reading the header.
+    /// Between frames: the next bytes are a header.
     #[default]
     Header,
-    /// Reading an inline body of the given length.
-    Body,
+    /// Reading an inline body of this many bytes (collected in `body`).
+    Body(usize),
     /// Throwing away the body of an oversized inline frame, this many bytes still to go.
     Discard(u64),
     /// The stream held garbage; nothing after it can be trusted.
     Poisoned,
 }
 
+/// The read buffer: one receive usually brings a whole small frame (header and body). One
+/// page: a reader is made per connection and per child, often right after a fork, where
+/// every page touched is a page copied.
+const RBUF: usize = 4 << 10;
+/// Bodies with at least this much still to come are received straight into their own
+/// buffer rather than through the read buffer.
+const DIRECT: usize = 2 << 10;
+
 /// Reads frames from a socket, one message at a time, and survives timeouts.
 ///
 /// A read that times out keeps what it has read so far; the next call resumes there, so a
 /// deadline never desynchronises the stream. An inline frame larger than the limits is
-/// reported as [`ErrorKind::TooLarge`] as soon as its header arrives; the next read skips its
-/// body without allocating and goes on with the frames after it. Garbage (a bad header) poisons the reader: every later read reports
-/// [`ErrorKind::Corrupt`].
+/// reported as [`ErrorKind::TooLarge`] as soon as its header arrives; the next read skips
+/// its body without allocating and goes on with the frames after it. Garbage (a bad header)
+/// poisons the reader: every later read reports [`ErrorKind::Corrupt`].
+///
+/// Small frames are read whole with one receive into a buffer, which may also take the
+/// start of the next frame; [`has_buffered_message`](Self::has_buffered_message) tells a
+/// poller that a message is ready although the socket is not readable. Fds travel with the
+/// first byte of their frame (the kernel ends a receive right after them), so they are
+/// queued in arrival order and claimed by the header that announces them.
 ///
 /// ```
 /// use std::os::fd::AsFd;
@@ -196,14 +210,15 @@ enum State {
 #[derive(Debug, Default)]
 pub struct FrameReader {
     state: State,
-    header: [u8; HEADER_LEN],
-    header_got: usize,
-    fds: Vec<OwnedFd>,
+    /// Received bytes not yet consumed are `rbuf[rpos..rlen]`.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rlen: usize,
+    /// Fds received and not yet claimed by a header, in arrival order.
+    fds: std::collections::VecDeque<OwnedFd>,
+    /// The fds of the frame being read.
+    frame_fds: Vec<OwnedFd>,
     body: Vec<u8>,
-    /// How much of `body` (sized to the frame) has arrived.
-    body_got: usize,
-    /// The length of the inline body being read.
-    pending_len: usize,
 }
 
 impl FrameReader {
@@ -212,9 +227,26 @@ impl FrameReader {
         Self::default()
     }
 
-    /// Returns whether a frame has been partly read (a later read will finish it).
+    /// Returns whether part of a frame has been received (a later read will finish it), or
+    /// bytes of a later frame are buffered.
     pub fn in_frame(&self) -> bool {
-        !matches!(self.state, State::Header) || self.header_got > 0
+        !matches!(self.state, State::Header) || self.rlen > self.rpos
+    }
+
+    /// Returns whether a whole message is already buffered, so that a read would not wait
+    /// for the socket (which may not be readable).
+    pub fn has_buffered_message(&self) -> bool {
+        let buffered = self.rlen - self.rpos;
+        match self.state {
+            State::Header if buffered >= HEADER_LEN => {
+                let h = &self.rbuf[self.rpos..self.rpos + HEADER_LEN];
+                let len = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+                h[3] & FLAG_BODY_IN_FD != 0
+                    || (HEADER_LEN as u64).saturating_add(len) <= buffered as u64
+            }
+            State::Body(len) => self.body.len() + buffered >= len,
+            _ => false,
+        }
     }
 
     /// Reads the next message, waiting at most until `deadline` (`None`: no deadline).
@@ -240,42 +272,47 @@ impl FrameReader {
                     ));
                 }
                 State::Header => {
-                    self.fill_header(sock, deadline)?;
+                    self.fill_to(sock, HEADER_LEN, deadline)?;
                     if let Some(msg) = self.parse_header(limits)? {
                         return Ok(msg);
                     }
                 }
-                State::Body => {
-                    // Receive straight into the body: no bounce buffer, whose pages would
-                    // each be touched (and, in a freshly forked process, copied) per read.
-                    let mut body = std::mem::take(&mut self.body);
-                    if body.len() != self.pending_len {
-                        body = vec![0u8; self.pending_len];
-                    }
-                    while self.body_got < body.len() {
-                        match self.recv(sock, &mut body[self.body_got..], deadline) {
-                            Ok(n) => self.body_got += n,
-                            Err(e) => {
-                                self.body = body;
-                                return Err(e);
-                            }
+                State::Body(len) => {
+                    self.take_buffered_body(len);
+                    while self.body.len() < len {
+                        let rest = len - self.body.len();
+                        if rest >= DIRECT {
+                            // Straight from the socket into the body, exactly to its end.
+                            let body = &mut self.body;
+                            recv_with(&mut self.fds, sock, deadline, |nb, _| {
+                                mproc_sys::recv_append(sock, body, rest, nb)
+                            })
+                            .map_err(|e| self.fail(e))?;
+                        } else {
+                            self.fill_to(sock, 1, deadline)?;
+                            self.take_buffered_body(len);
                         }
                     }
                     self.state = State::Header;
-                    self.body_got = 0;
-                    return Ok(Message::from_parts(body, std::mem::take(&mut self.fds)));
+                    let fds = std::mem::take(&mut self.frame_fds);
+                    return Ok(Message::from_parts(std::mem::take(&mut self.body), fds));
                 }
                 State::Discard(left) => {
-                    let mut left = left;
+                    let buffered =
+                        (self.rlen - self.rpos).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    self.rpos += buffered;
+                    let mut left = left - buffered as u64;
                     while left > 0 {
-                        let mut chunk = [0u8; 4096];
-                        let want = left.min(chunk.len() as u64) as usize;
-                        let n = self.recv(sock, &mut chunk[..want], deadline);
-                        match n {
+                        let mut scratch = Vec::new();
+                        let want = left.min(RBUF as u64) as usize;
+                        let got = recv_with(&mut self.fds, sock, deadline, |nb, _| {
+                            mproc_sys::recv_append(sock, &mut scratch, want, nb)
+                        });
+                        match got {
                             Ok(n) => left -= n as u64,
                             Err(e) => {
                                 self.state = State::Discard(left);
-                                return Err(e);
+                                return Err(self.fail(e));
                             }
                         }
                     }
@@ -286,24 +323,77 @@ impl FrameReader {
         }
     }
 
-    /// Reads the rest of the header, waiting until `deadline`.
-    fn fill_header(
+    /// Moves buffered bytes of the current body into `body`.
+    fn take_buffered_body(&mut self, len: usize) {
+        let n = (len - self.body.len()).min(self.rlen - self.rpos);
+        self.body
+            .extend_from_slice(&self.rbuf[self.rpos..self.rpos + n]);
+        self.rpos += n;
+    }
+
+    /// Receives until at least `n` bytes are buffered (`n` ≤ the buffer's size).
+    fn fill_to(
         &mut self,
         sock: BorrowedFd<'_>,
+        n: usize,
         deadline: Option<Instant>,
     ) -> Result<(), Error> {
-        while self.header_got < HEADER_LEN {
-            let mut buf = [0u8; HEADER_LEN];
-            let want = HEADER_LEN - self.header_got;
-            let n = self.recv(sock, &mut buf[..want], deadline)?;
-            self.header[self.header_got..self.header_got + n].copy_from_slice(&buf[..n]);
-            self.header_got += n;
+        if self.rbuf.is_empty() {
+            self.rbuf = vec![0u8; RBUF];
+        }
+        while self.rlen - self.rpos < n {
+            if self.rpos > 0 {
+                // Move what is left to the front, to make room.
+                self.rbuf.copy_within(self.rpos..self.rlen, 0);
+                self.rlen -= self.rpos;
+                self.rpos = 0;
+            }
+            let (rbuf, rlen) = (&mut self.rbuf, self.rlen);
+            let got = recv_with(&mut self.fds, sock, deadline, |nb, fds| {
+                mproc_sys::recv_with_fds(sock, &mut rbuf[rlen..], fds, nb)
+            });
+            match got {
+                Ok(k) => self.rlen += k,
+                Err(e) => return Err(self.fail(e)),
+            }
         }
         Ok(())
     }
 
-    /// Reads the next message's bytes into `buf`, blocking, without an intermediate buffer
-    /// when the body travels on the stream. Returns `Ok(Ok(len))` when it fit, and
+    /// Turns a receive error into the reader's error, resetting or poisoning as it calls for.
+    fn fail(&mut self, e: Error) -> Error {
+        match e.kind() {
+            ErrorKind::Disconnected | ErrorKind::Truncated => {
+                let mid = self.in_frame() || !self.fds.is_empty();
+                *self = Self {
+                    rbuf: std::mem::take(&mut self.rbuf),
+                    ..Self::default()
+                };
+                if mid {
+                    Error::new(
+                        ErrorKind::Truncated,
+                        "the peer closed the connection in the middle of a message",
+                    )
+                } else {
+                    e
+                }
+            }
+            ErrorKind::Corrupt => {
+                self.poison();
+                e
+            }
+            _ => e,
+        }
+    }
+
+    fn poison(&mut self) {
+        self.fds.clear();
+        self.frame_fds.clear();
+        self.state = State::Poisoned;
+    }
+
+    /// Reads the next message's bytes into `buf`, blocking, straight from the socket when
+    /// the body travels on the stream. Returns `Ok(Ok(len))` when it fit, and
     /// `Ok(Err(message))` with the whole message when `buf` was too short (nothing is lost).
     /// Fds that came with the message are closed.
     ///
@@ -330,56 +420,65 @@ impl FrameReader {
         limits: &Limits,
         buf: &mut [u8],
     ) -> Result<Result<usize, Message>, Error> {
-        if !self.in_frame() {
-            self.fill_header(sock, None)?;
+        if matches!(self.state, State::Header) {
+            self.fill_to(sock, HEADER_LEN, None)?;
             if let Some(msg) = self.parse_header(limits)? {
                 return Ok(fit(msg, buf));
             }
-            if matches!(self.state, State::Body) && self.pending_len <= buf.len() {
-                let dst = &mut buf[..self.pending_len];
-                let mut got = 0;
-                while got < dst.len() {
-                    got += self.recv(sock, &mut dst[got..], None)?;
+            if let State::Body(len) = self.state
+                && len <= buf.len()
+            {
+                let n = (self.rlen - self.rpos).min(len);
+                buf[..n].copy_from_slice(&self.rbuf[self.rpos..self.rpos + n]);
+                self.rpos += n;
+                let mut got = n;
+                while got < len {
+                    let dst = &mut buf[got..len];
+                    got += recv_with(&mut self.fds, sock, None, |nb, fds| {
+                        mproc_sys::recv_with_fds(sock, dst, fds, nb)
+                    })
+                    .map_err(|e| self.fail(e))?;
                 }
                 self.state = State::Header;
-                self.fds.clear();
-                return Ok(Ok(got));
+                self.frame_fds.clear();
+                return Ok(Ok(len));
             }
         }
         let msg = self.read(sock, limits, None)?;
         Ok(fit(msg, buf))
     }
 
-    /// Interprets a complete header. Returns a message when the frame is complete already.
+    /// Interprets the buffered header. Returns a message when the frame is complete already.
     fn parse_header(&mut self, limits: &Limits) -> Result<Option<Message>, Error> {
-        let h = self.header;
-        self.header_got = 0;
+        let h: [u8; HEADER_LEN] = self.rbuf[self.rpos..self.rpos + HEADER_LEN]
+            .try_into()
+            .expect("16 bytes");
+        self.rpos += HEADER_LEN;
         if h[0..2] != MAGIC || h[2] != VERSION || h[3] & !FLAG_BODY_IN_FD != 0 {
-            self.fds.clear();
-            self.state = State::Poisoned;
+            self.poison();
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 "received bytes that are not an mproc frame",
             ));
         }
         let in_fd = h[3] & FLAG_BODY_IN_FD != 0;
-        let nfds = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-        let len = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
-        let expected_fds = nfds as usize + usize::from(in_fd);
-        if nfds > limits.max_fds || self.fds.len() != expected_fds {
+        let nfds = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+        let len = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        let wanted = nfds as usize + usize::from(in_fd);
+        if nfds > limits.max_fds || self.fds.len() < wanted {
             let got = self.fds.len();
-            self.fds.clear();
-            self.state = State::Poisoned;
+            self.poison();
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 format!(
-                    "frame announces {expected_fds} fds but carried {got} (limit {})",
+                    "frame announces {wanted} fds but carried {got} (limit {})",
                     limits.max_fds
                 ),
             ));
         }
+        self.frame_fds = self.fds.drain(..wanted).collect();
         if len > limits.max_message || (!in_fd && len > limits.inline_max as u64) {
-            self.fds.clear();
+            self.frame_fds.clear();
             // An inline body is skipped by the next read (without allocating), so the stream
             // stays in sync; the error is reported now, not after the whole body went by.
             self.state = if in_fd {
@@ -396,80 +495,60 @@ impl FrameReader {
             ));
         }
         if in_fd {
-            let body_fd = self.fds.pop().expect("counted above");
-            let fds = std::mem::take(&mut self.fds);
-            self.state = State::Header;
+            let body_fd = self.frame_fds.pop().expect("counted above");
+            let fds = std::mem::take(&mut self.frame_fds);
             let bytes = read_body_fd(body_fd, len)?;
             return Ok(Some(Message::from_parts(bytes, fds)));
         }
-        self.body_got = 0;
-        self.body = Vec::new(); // allocated when the body is read (read_into may not need it)
-        self.pending_len = len as usize;
-        self.state = State::Body;
+        let len = len as usize;
+        self.body = Vec::with_capacity(len);
+        self.state = State::Body(len);
         Ok(None)
     }
+}
 
-    /// Receives up to `buf.len()` bytes, waiting until `deadline`. Never returns 0.
-    fn recv(
-        &mut self,
-        sock: BorrowedFd<'_>,
-        buf: &mut [u8],
-        deadline: Option<Instant>,
-    ) -> Result<usize, Error> {
-        loop {
-            let before = self.fds.len();
-            match mproc_sys::recv_with_fds(sock, buf, &mut self.fds, true) {
-                Ok(0) => {
-                    let mid = self.in_frame() || !self.fds.is_empty();
-                    self.fds.clear();
-                    self.reset();
-                    return Err(if mid {
-                        Error::new(
-                            ErrorKind::Truncated,
-                            "the peer closed the connection in the middle of a message",
-                        )
-                    } else {
-                        Error::new(ErrorKind::Disconnected, "the peer closed the connection")
-                    });
-                }
-                Ok(n) => {
-                    let fds_only_with_header =
-                        matches!(self.state, State::Header) && self.header_got == 0;
-                    if self.fds.len() != before && !fds_only_with_header {
-                        self.fds.clear();
-                        self.state = State::Poisoned;
-                        return Err(Error::new(
-                            ErrorKind::Corrupt,
-                            "fds arrived in the middle of a frame",
-                        ));
-                    }
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !mproc_sys::wait_readable(sock, deadline)
-                        .map_err(io_err("waiting for a frame"))?
-                    {
-                        return Err(Error::new(
-                            ErrorKind::Timeout,
-                            "timed out waiting for a message",
-                        ));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    self.fds.clear();
-                    self.state = State::Poisoned;
-                    return Err(Error::io("receiving a frame", e));
-                }
-                Err(e) => return Err(Error::io("receiving a frame", e)),
+/// Runs one receive `op(nonblocking, fds)` until it yields bytes. With a deadline, the
+/// receive does not block and the wait is a `poll` that ends at the deadline; without one,
+/// the receive blocks in the kernel (and a socket someone made non-blocking is polled).
+/// Never returns 0: the peer closing is [`ErrorKind::Disconnected`], and the reader decides
+/// whether that was mid-frame.
+fn recv_with(
+    fds: &mut std::collections::VecDeque<OwnedFd>,
+    sock: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+    mut op: impl FnMut(bool, &mut Vec<OwnedFd>) -> io::Result<usize>,
+) -> Result<usize, Error> {
+    let mut got_fds = Vec::new();
+    loop {
+        let r = op(deadline.is_some(), &mut got_fds);
+        fds.extend(got_fds.drain(..));
+        match r {
+            Ok(0) => {
+                return Err(Error::new(
+                    ErrorKind::Disconnected,
+                    "the peer closed the connection",
+                ));
             }
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !mproc_sys::wait_readable(sock, deadline)
+                    .map_err(io_err("waiting for a frame"))?
+                {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        "timed out waiting for a message",
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    "a message carried more fds than allowed",
+                )
+                .with_source(e));
+            }
+            Err(e) => return Err(Error::io("receiving a frame", e)),
         }
-    }
-
-    fn reset(&mut self) {
-        self.state = State::Header;
-        self.header_got = 0;
-        self.body = Vec::new();
-        self.body_got = 0;
     }
 }
 

@@ -135,6 +135,51 @@ fn fds_travel_beside_the_bytes_and_work() {
     }
 }
 
+/// Many small frames, some with fds, all sent before any is read: one receive brings
+/// several frames, and every message still gets exactly its own fds.
+#[test]
+fn buffered_frames_keep_their_own_fds() {
+    #[derive(Serialize, Deserialize)]
+    struct Item {
+        id: u32,
+        ends: Vec<Fd>,
+    }
+    let (a, b) = pair();
+    let limits = Limits::default();
+    let mut peers = Vec::new();
+    for id in 0..60u32 {
+        let n = (id % 3) as usize; // 0, 1 or 2 fds
+        let mut ends = Vec::new();
+        for k in 0..n {
+            let (x, y) = pair();
+            // Tag each fd: its peer holds a byte naming the item and position.
+            mproc_sys::send_with_fds(x.as_fd(), &[id as u8, k as u8], &[]).unwrap();
+            ends.push(Fd::from(y));
+            peers.push(x);
+        }
+        write_message(a.as_fd(), encode(&Item { id, ends }).unwrap(), &limits).unwrap();
+    }
+    let mut reader = FrameReader::new();
+    for id in 0..60u32 {
+        let item: Item = decode(reader.read(b.as_fd(), &limits, None).unwrap()).unwrap();
+        assert_eq!(item.id, id);
+        assert_eq!(item.ends.len(), (id % 3) as usize);
+        for (k, end) in item.ends.iter().enumerate() {
+            let mut tag = [0u8; 2];
+            mproc_sys::recv_with_fds(end.as_fd(), &mut tag, &mut Vec::new(), false).unwrap();
+            assert_eq!(tag, [id as u8, k as u8], "item {id} got another item's fd");
+        }
+        if id < 59 {
+            // The rest were sent already: after the first receive they are buffered or
+            // waiting in the socket, never lost.
+            assert!(
+                reader.has_buffered_message()
+                    || mproc_sys::wait_readable(b.as_fd(), Some(Instant::now())).unwrap()
+            );
+        }
+    }
+}
+
 #[test]
 fn sender_refuses_oversized_messages_and_too_many_fds() {
     let (a, _b) = pair();
