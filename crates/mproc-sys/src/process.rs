@@ -528,30 +528,6 @@ impl<'a> SpawnSelf<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_status_packs_round_trip() {
-        for st in [
-            ExitStatus::Code(0),
-            ExitStatus::Code(-1),
-            ExitStatus::Code(255),
-            ExitStatus::Code(i32::MIN),
-            ExitStatus::Code(i32::MAX),
-            ExitStatus::Signal(9),
-            ExitStatus::Signal(15),
-        ] {
-            assert_eq!(ExitStatus::from_i64(st.to_i64()), Some(st), "{st:?}");
-        }
-        for v in [i64::MIN, i64::MAX, i64::MAX - (1 << 32) + 1, -(1 << 32)] {
-            assert_eq!(ExitStatus::from_i64(v), None, "{v}");
-        }
-        assert_eq!(ExitStatus::Signal(9).to_string(), "signal 9 (SIGKILL)");
-    }
-}
-
 /// Restricts the calling thread (and the processes it starts afterwards) to the CPUs in
 /// `cpus`; an empty list allows every CPU again. For benchmarks that must place processes
 /// the same way on both sides of a comparison.
@@ -574,4 +550,28 @@ pub fn set_cpu_affinity(cpus: &[usize]) -> io::Result<()> {
     }
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_packs_round_trip() {
+        for st in [
+            ExitStatus::Code(0),
+            ExitStatus::Code(-1),
+            ExitStatus::Code(255),
+            ExitStatus::Code(i32::MIN),
+            ExitStatus::Code(i32::MAX),
+            ExitStatus::Signal(9),
+            ExitStatus::Signal(15),
+        ] {
+            assert_eq!(ExitStatus::from_i64(st.to_i64()), Some(st), "{st:?}");
+        }
+        for v in [i64::MIN, i64::MAX, i64::MAX - (1 << 32) + 1, -(1 << 32)] {
+            assert_eq!(ExitStatus::from_i64(v), None, "{v}");
+        }
+        assert_eq!(ExitStatus::Signal(9).to_string(), "signal 9 (SIGKILL)");
+    }
 }
