@@ -75,3 +75,8 @@ pub use mproc_pipe::{
 
 mod error;
 pub use error::{Error, Result};
+
+/// The README's quick start, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}
