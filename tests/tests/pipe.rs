@@ -493,6 +493,58 @@ fn a_stale_socket_file_is_replaced_but_a_live_one_is_not() {
 }
 
 #[test]
+fn wait_then_accept_without_blocking_completes_handshakes() {
+    // An event loop: wait on the listener (and its handshakes), then accept without waiting.
+    deadline(LIMIT, || {
+        let mut listener = Listener::bind(unique("evloop").parse().unwrap(), KEY).unwrap();
+        let bound = listener.address().clone();
+        let client = std::thread::spawn(move || {
+            let mut c = Client::connect::<u8, u8>(&bound, KEY).unwrap();
+            c.send(&42).unwrap();
+        });
+        let t0 = Instant::now();
+        let mut conn = loop {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the handshake never completed"
+            );
+            mproc::wait(&[&listener], Some(Duration::from_secs(5))).unwrap();
+            match listener.accept_timeout::<u8, u8>(Duration::ZERO) {
+                Ok(conn) => break conn,
+                Err(e) if e.kind() == ErrorKind::Timeout => continue,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(conn.recv().unwrap(), 42);
+        client.join().unwrap();
+    });
+}
+
+#[test]
+fn bind_never_deletes_a_file_that_is_not_a_socket() {
+    deadline(LIMIT, || {
+        let dir = std::env::temp_dir().join(unique("notasocket"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notes.txt");
+        std::fs::write(&path, b"precious").unwrap();
+        assert!(Listener::bind(Address::Path(path.clone()), KEY).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+#[test]
+fn huge_timeouts_do_not_panic() {
+    deadline(LIMIT, || {
+        let (mut a, mut b) = mproc::pipe::<u8>().unwrap();
+        a.send(&1).unwrap();
+        assert_eq!(b.recv_timeout(Duration::MAX).unwrap(), 1);
+        let mut c = builder().spawn(|x: u8| x, 3).unwrap();
+        assert_eq!(c.join_timeout(Duration::MAX).unwrap(), 3);
+    });
+}
+
+#[test]
 fn an_impostor_listener_is_refused_by_the_client() {
     deadline(LIMIT, || {
         // A server that speaks the protocol but does not know the key.

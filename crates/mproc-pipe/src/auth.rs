@@ -85,9 +85,7 @@ pub(crate) fn client_handshake(
     let read = |reader: &mut FrameReader, what: &str| {
         reader.read(sock, &limits(), Some(deadline)).map_err(|e| {
             if e.kind() == mproc_wire::ErrorKind::Timeout {
-                Error::auth(format!(
-                    "the server did not complete the handshake in time ({what})"
-                ))
+                Error::new(crate::ErrorKind::Timeout, format!("the server did not complete the handshake in time ({what}); is it accepting?"))
             } else {
                 Error::auth(format!("the server broke off the handshake ({what}): {e}"))
             }

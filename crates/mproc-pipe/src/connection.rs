@@ -199,7 +199,10 @@ impl<S, R> Connection<S, R> {
     /// Like [`recv_bytes`](Self::recv_bytes), giving up after `timeout` with
     /// [`ErrorKind::Timeout`] (nothing is lost; a later receive goes on).
     pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        Ok(self.read(Some(Instant::now() + timeout))?.into_parts().0)
+        Ok(self
+            .read(mproc_sys::deadline_after(timeout))?
+            .into_parts()
+            .0)
     }
 
     /// Receives one message into `buf` and returns its length (Python's
@@ -298,7 +301,7 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     /// # Ok::<(), mproc_pipe::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<R> {
-        let msg = self.read(Some(Instant::now() + timeout))?;
+        let msg = self.read(mproc_sys::deadline_after(timeout))?;
         Ok(mproc_wire::decode(msg)?)
     }
 

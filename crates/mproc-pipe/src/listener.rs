@@ -17,6 +17,15 @@ use crate::auth::{self, NONCE_LEN};
 use crate::connection::{Connection, Transport};
 use crate::error::{Error, ErrorKind, Result};
 
+/// A deadline too far away to represent: a year is as good as never here.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
+}
+
+/// The most handshakes in progress at once; connections beyond it are closed at once, so a
+/// crowd of silent peers cannot exhaust our fds.
+const MAX_PENDING: usize = 128;
+
 /// How long a connecting peer may take to authenticate before it is dropped.
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -145,9 +154,19 @@ fn bind_local(address: &Address) -> std::io::Result<ls::Listener> {
     match (create(), address) {
         (Err(e), Address::Path(path)) if e.kind() == std::io::ErrorKind::AddrInUse => {
             // A socket file is there. If nobody listens on it, it is left over from a
-            // listener that crashed: replace it. If somebody does, the name is taken.
-            match std::os::unix::net::UnixStream::connect(path) {
-                Err(c) if c.kind() == std::io::ErrorKind::ConnectionRefused => {
+            // listener that crashed: replace it. If somebody does (or it is not a socket at
+            // all), the name is taken; nothing else is ever deleted.
+            use std::os::unix::fs::FileTypeExt;
+            let is_socket =
+                std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+            let probe = ls::ConnectOptions::new()
+                .name(local_name(address)?)
+                .wait_mode(interprocess::ConnectWaitMode::Timeout(
+                    Duration::from_millis(200),
+                ))
+                .connect_sync();
+            match probe {
+                Err(c) if is_socket && c.kind() == std::io::ErrorKind::ConnectionRefused => {
                     std::fs::remove_file(path)?;
                     create()
                 }
@@ -221,7 +240,7 @@ impl Listener {
     /// [`ErrorKind::Timeout`]. Peers in the middle of authenticating are kept for the next
     /// call.
     pub fn accept_timeout<S, R>(&mut self, timeout: Duration) -> Result<Connection<S, R>> {
-        self.accept_until(Some(Instant::now() + timeout))
+        self.accept_until(mproc_sys::deadline_after(timeout))
     }
 
     fn accept_until<S, R>(&mut self, deadline: Option<Instant>) -> Result<Connection<S, R>> {
@@ -274,12 +293,16 @@ impl Listener {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => return Err(Error::io("accepting a connection", e)),
             };
+            if self.pending.len() >= MAX_PENDING {
+                continue; // dropped: too many peers are authenticating already
+            }
             let nonce = auth::nonce()?;
             // A peer that is gone before its challenge is simply forgotten.
             if mproc_wire::write_frame(sock.as_fd(), &auth::challenge(&nonce), &[], &auth::limits())
                 .is_ok()
             {
-                let deadline = Instant::now() + self.handshake_timeout;
+                let deadline =
+                    mproc_sys::deadline_after(self.handshake_timeout).unwrap_or_else(far_future);
                 self.pending.push(Pending {
                     sock,
                     transport,
@@ -325,6 +348,15 @@ fn local_stream_fd(stream: ls::Stream) -> OwnedFd {
     }
 }
 
+impl Listener {
+    /// The listening fd and those of the handshakes in progress (for `wait`).
+    pub(crate) fn all_fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds = vec![self.as_fd()];
+        fds.extend(self.pending.iter().map(|p| p.sock.as_fd()));
+        fds
+    }
+}
+
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match &self.inner {
@@ -361,7 +393,7 @@ impl Client {
         authkey: &[u8],
         timeout: Duration,
     ) -> Result<Connection<S, R>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = mproc_sys::deadline_after(timeout).unwrap_or_else(far_future);
         let fail = |e| Error::io(&format!("connecting to {address}"), e);
         let (sock, transport) = match address {
             Address::Tcp(addr) => {
@@ -373,6 +405,7 @@ impl Client {
                 let name = local_name(address).map_err(fail)?;
                 let s = ls::ConnectOptions::new()
                     .name(name)
+                    .wait_mode(interprocess::ConnectWaitMode::Timeout(timeout))
                     .connect_sync()
                     .map_err(fail)?;
                 (local_stream_fd(s), Transport::Unix)

@@ -18,6 +18,12 @@ pub trait Waitable {
     fn ready_now(&self) -> bool {
         false
     }
+
+    /// Returns every fd whose readability means "ready" (the listener's own and those of
+    /// the handshakes it has in progress, say); by default just [`wait_fd`](Self::wait_fd).
+    fn wait_fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.wait_fd()]
+    }
 }
 
 impl Waitable for BorrowedFd<'_> {
@@ -56,6 +62,10 @@ impl Waitable for crate::Listener {
     fn wait_fd(&self) -> BorrowedFd<'_> {
         self.as_fd()
     }
+
+    fn wait_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.all_fds()
+    }
 }
 
 /// Waits until at least one of `items` is ready, or `timeout` passes (`None`: forever),
@@ -78,7 +88,14 @@ impl Waitable for crate::Listener {
 /// # Ok::<(), mproc_pipe::Error>(())
 /// ```
 pub fn wait(items: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let fds: Vec<BorrowedFd<'_>> = items.iter().map(|w| w.wait_fd()).collect();
+    let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
+    let mut owner = Vec::new();
+    for (i, w) in items.iter().enumerate() {
+        for fd in w.wait_fds() {
+            fds.push(fd);
+            owner.push(i);
+        }
+    }
     // Messages already buffered make the wait end at once.
     let buffered = items.iter().any(|w| w.ready_now());
     let timeout = if buffered {
@@ -87,7 +104,15 @@ pub fn wait(items: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<us
         timeout
     };
     let ready = mproc_sys::poll_readable(&fds, timeout).map_err(|e| Error::io("waiting", e))?;
-    Ok((0..items.len())
-        .filter(|&i| ready[i] || items[i].ready_now())
-        .collect())
+    let mut out: Vec<usize> = (0..items.len()).filter(|&i| items[i].ready_now()).collect();
+    out.extend(
+        ready
+            .iter()
+            .zip(&owner)
+            .filter(|(r, _)| **r)
+            .map(|(_, &i)| i),
+    );
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }

@@ -44,7 +44,6 @@ pub(crate) fn initialized() -> bool {
 ///     mproc_process::init();
 ///     // ... the program, which may now spawn children.
 /// }
-/// # main();
 /// ```
 pub fn init() {
     INITIALIZED.store(true, Ordering::SeqCst);

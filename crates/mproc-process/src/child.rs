@@ -365,7 +365,7 @@ impl<R: DeserializeOwned> Child<R> {
     /// # Ok::<(), mproc_process::Error>(())
     /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
-        self.join_until(Some(Instant::now() + timeout))
+        self.join_until(mproc_sys::deadline_after(timeout))
     }
 
     /// Returns the result if the child has finished, `None` if it still runs.
@@ -408,7 +408,7 @@ impl<R: DeserializeOwned> Child<R> {
 
     /// Like [`wait`](Self::wait), with a timeout ([`ErrorKind::Timeout`] leaves it running).
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(mproc_sys::deadline_after(timeout))
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Result<ExitStatus> {

@@ -19,7 +19,6 @@
 //!     assert_eq!(child.join()?, 49);
 //!     Ok(())
 //! }
-//! # main().unwrap();
 //! ```
 #![warn(missing_docs)]
 #![deny(unsafe_code)] // one audited exception: the child's trust boundary in boot.rs

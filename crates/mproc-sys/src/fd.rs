@@ -70,7 +70,7 @@ fn timeout_from(remaining: Option<Duration>) -> PollTimeout {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(deadline_after);
     let mut pfds: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
@@ -224,4 +224,51 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
         filled += n as usize;
     }
     Ok(())
+}
+
+/// Waits until `fd` can be written to (or is hung up), or until `deadline`. Returns
+/// whether it can.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// assert!(mproc_sys::wait_writable(a.as_fd(), None)?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    let mut pfd = [PollFd::new(fd, PollFlags::POLLOUT)];
+    loop {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match poll(&mut pfd, timeout_from(remaining)) {
+            Ok(_) => return Ok(pfd[0].revents().is_some_and(|r| !r.is_empty())),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Returns whether `fd` is a memfd (or another in-memory, sealable file): reading it never
+/// waits for a device or a network.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// assert!(mproc_sys::is_memfd(mproc_sys::memfd_create("x")?.as_fd()));
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// assert!(!mproc_sys::is_memfd(a.as_fd()));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn is_memfd(fd: BorrowedFd<'_>) -> bool {
+    fcntl(fd, FcntlArg::F_GET_SEALS).is_ok()
+}
+
+/// Returns the instant `timeout` from now, or `None` ("no deadline") when that is too far
+/// to represent (`Duration::MAX`, say).
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(mproc_sys::deadline_after(Duration::from_secs(1)).is_some());
+/// assert!(mproc_sys::deadline_after(Duration::MAX).is_none());
+/// ```
+pub fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
 }

@@ -28,8 +28,8 @@ mod socket;
 
 pub use code::{FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
-    FdKind, fd_kind, memfd_create, open_fd_count, poll_readable, random_bytes, set_cloexec,
-    take_inherited_socket, wait_readable,
+    FdKind, deadline_after, fd_kind, is_memfd, memfd_create, open_fd_count, poll_readable,
+    random_bytes, set_cloexec, take_inherited_socket, wait_readable, wait_writable,
 };
 pub use process::{
     ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, exit_now, fork,
@@ -37,6 +37,6 @@ pub use process::{
     set_parent_death_signal, take_env_var, thread_count, wait_pid, wait_pidfd,
 };
 pub use socket::{
-    peer_pid, recv_append, recv_with_fds, send_buffer_size, send_vectored_with_fds, send_with_fds,
-    set_send_buffer, socketpair,
+    peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds, recv_with_fds,
+    send_buffer_size, send_vectored_with_fds, send_with_fds, set_send_buffer, socketpair,
 };

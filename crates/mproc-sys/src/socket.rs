@@ -1,11 +1,11 @@
 //! Unix stream sockets: socketpairs, and bytes sent with file descriptors beside them
 //! (SCM_RIGHTS).
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-    self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, sockopt,
+    self, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sockopt,
 };
 
 /// The most fds one message may carry (Linux's SCM_MAX_FD).
@@ -97,6 +97,33 @@ pub fn recv_with_fds(
     fds: &mut Vec<OwnedFd>,
     nonblocking: bool,
 ) -> io::Result<usize> {
+    recv_with_at_most_fds(fd, buf, fds, MAX_FDS_PER_MSG, nonblocking)
+}
+
+/// Like [`recv_with_fds`], accepting at most `max_fds` fds: the control buffer is only that
+/// large, so the kernel itself closes any more a peer attaches (reported as
+/// `InvalidData`), and a peer cannot fill this process's fd table. With `0`, no fd is ever
+/// installed.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// let (x, _y) = mproc_sys::socketpair()?;
+/// mproc_sys::send_with_fds(a.as_fd(), b"f", &[x.as_fd()])?;
+/// let mut fds = Vec::new();
+/// let err = mproc_sys::recv_with_at_most_fds(b.as_fd(), &mut [0u8; 1], &mut fds, 0, false).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+/// assert!(fds.is_empty());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn recv_with_at_most_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    max_fds: usize,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let space = cmsg_space(max_fds.min(MAX_FDS_PER_MSG));
     // One control buffer per thread, reused: allocating its ~1 KiB on every receive costs
     // a malloc (and, in a freshly forked process, copied pages) per message.
     thread_local! {
@@ -104,9 +131,19 @@ pub fn recv_with_fds(
             std::cell::RefCell::new(nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]));
     }
     CMSG.with(|cell| {
-        // nix takes the buffer's length (not its capacity) as the space: keep it full.
-        recv_into(fd, buf, fds, nonblocking, &mut cell.borrow_mut())
+        // nix takes the slice's length as the space.
+        let mut cmsg = cell.borrow_mut();
+        recv_into(fd, buf, fds, nonblocking, &mut cmsg[..space])
     })
+}
+
+/// The control-buffer space for `n` fds (`CMSG_SPACE`), 0 for none.
+fn cmsg_space(n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let align = |x: usize| x.next_multiple_of(std::mem::size_of::<usize>());
+    align(std::mem::size_of::<libc::cmsghdr>()) + align(n * std::mem::size_of::<RawFd>())
 }
 
 fn recv_into(
@@ -116,34 +153,66 @@ fn recv_into(
     nonblocking: bool,
     cmsg_buf: &mut [u8],
 ) -> io::Result<usize> {
-    let mut flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
     if nonblocking {
-        flags |= MsgFlags::MSG_DONTWAIT;
+        flags |= libc::MSG_DONTWAIT;
     }
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = loop {
-        match socket::recvmsg::<()>(fd.as_raw_fd(), &mut iov, Some(cmsg_buf), flags) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => break r?,
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero `msghdr` is a valid empty header; the fields we set below point to
+    // `iov` and `cmsg_buf`, which outlive the call.
+    let mut msg = unsafe { std::mem::zeroed::<libc::msghdr>() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !cmsg_buf.is_empty() {
+        msg.msg_control = cmsg_buf.as_mut_ptr().cast();
+        msg.msg_controllen = cmsg_buf.len() as _;
+    }
+    let n = loop {
+        // SAFETY: `msg` describes one writable buffer (`buf`) and a control buffer of
+        // `msg_controllen` bytes, both valid for the call.
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     };
-    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            for r in raw {
-                // SAFETY: the kernel just installed `r` in our fd table for us; nobody else
-                // owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(r) });
+    // Collect every fd the kernel installed, even when it had to drop some (truncation):
+    // those it installed are ours to close.
+    let start = fds.len();
+    if msg.msg_controllen > 0 {
+        // SAFETY: the kernel filled `msg_controllen` bytes of `cmsg_buf` with well-formed
+        // control messages; CMSG_FIRSTHDR/CMSG_NXTHDR stay within them, and SCM_RIGHTS data
+        // is an array of `c_int` fds of the given length, now open in this process and owned
+        // by no one else.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                    let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                        / std::mem::size_of::<RawFd>();
+                    for k in 0..count {
+                        fds.push(OwnedFd::from_raw_fd(data.add(k).read_unaligned()));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
         }
     }
-    if truncated {
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        fds.truncate(start); // closes the ones that did arrive
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "a message carried more file descriptors than allowed; they were dropped",
         ));
     }
-    Ok(msg.bytes)
+    Ok(n)
 }
 
 /// Returns the pid of the process that created the other end of a Unix socket.
@@ -226,5 +295,34 @@ pub fn recv_append(
         // capacity, so the first `len + n` bytes of `buf` are initialised.
         unsafe { buf.set_len(buf.len() + n) };
         return Ok(n);
+    }
+}
+
+/// Receives into `buf` (no fds: any that ride on these bytes are discarded by the kernel).
+/// Returns how many bytes arrived; `0` means the peer closed its end.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// mproc_sys::send_with_fds(a.as_fd(), b"ab", &[])?;
+/// let mut buf = [0u8; 4];
+/// assert_eq!(mproc_sys::recv_append_slice(b.as_fd(), &mut buf, false)?, 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn recv_append_slice(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let flags = if nonblocking {
+        MsgFlags::MSG_DONTWAIT
+    } else {
+        MsgFlags::empty()
+    };
+    loop {
+        match socket::recv(fd.as_raw_fd(), buf, flags) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return Ok(r?),
+        }
     }
 }

@@ -153,8 +153,15 @@ pub fn write_frame(
             [IoSlice::new(&body[sent - HEADER_LEN..]), IoSlice::new(&[])]
         };
         let with = if sent == 0 { &all_fds[..] } else { &[] };
-        sent += mproc_sys::send_vectored_with_fds(sock, &iov, with)
-            .map_err(io_err("sending a frame"))?;
+        match mproc_sys::send_vectored_with_fds(sock, &iov, with) {
+            Ok(n) => sent += n,
+            // A socket someone made non-blocking: wait for room; a frame is never left half
+            // sent, which would desynchronise the stream.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                mproc_sys::wait_writable(sock, None).map_err(io_err("waiting to send"))?;
+            }
+            Err(e) => return Err(io_err("sending a frame")(e)),
+        }
     }
     Ok(())
 }
@@ -214,12 +221,29 @@ pub struct FrameReader {
     rbuf: Vec<u8>,
     rpos: usize,
     rlen: usize,
-    /// Fds received and not yet claimed by a header, in arrival order.
-    fds: std::collections::VecDeque<OwnedFd>,
+    /// The stream offset of the next byte to come from the socket.
+    received: u64,
+    /// Fds received and not yet claimed, with the stream range of the receive that
+    /// brought them.
+    fds: std::collections::VecDeque<FdBatch>,
     /// The fds of the frame being read.
     frame_fds: Vec<OwnedFd>,
     body: Vec<u8>,
 }
+
+/// Fds that came with the bytes `start..end` of the stream. They belong to the last frame
+/// whose header starts in that range: the kernel hands a frame's fds over with its first
+/// byte and ends the receive right after the segment that carried them.
+#[derive(Debug)]
+struct FdBatch {
+    start: u64,
+    end: u64,
+    fds: Vec<OwnedFd>,
+}
+
+/// A body grows with the bytes that really arrived, never by what a header announces: a
+/// peer must send about as much as it makes us allocate.
+const GROW_MIN: usize = 1 << 20;
 
 impl FrameReader {
     /// Makes a reader at a frame boundary.
@@ -233,20 +257,32 @@ impl FrameReader {
         !matches!(self.state, State::Header) || self.rlen > self.rpos
     }
 
-    /// Returns whether a whole message is already buffered, so that a read would not wait
-    /// for the socket (which may not be readable).
+    /// Returns whether a read would return at once without waiting for the socket (which
+    /// may not be readable): a whole message, or an error, is already buffered.
     pub fn has_buffered_message(&self) -> bool {
         let buffered = self.rlen - self.rpos;
         match self.state {
-            State::Header if buffered >= HEADER_LEN => {
-                let h = &self.rbuf[self.rpos..self.rpos + HEADER_LEN];
-                let len = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
-                h[3] & FLAG_BODY_IN_FD != 0
-                    || (HEADER_LEN as u64).saturating_add(len) <= buffered as u64
-            }
+            State::Poisoned => true,
+            State::Header => self.frame_buffered_at(self.rpos),
             State::Body(len) => self.body.len() + buffered >= len,
-            _ => false,
+            State::Discard(left) => {
+                left <= buffered as u64 && self.frame_buffered_at(self.rpos + left as usize)
+            }
         }
+    }
+
+    /// Whether the buffered frame starting at `at` can be read (or refused) at once.
+    fn frame_buffered_at(&self, at: usize) -> bool {
+        if at + HEADER_LEN > self.rlen {
+            return false;
+        }
+        let h = &self.rbuf[at..at + HEADER_LEN];
+        if h[0..2] != MAGIC || h[2] != VERSION {
+            return true; // garbage: the read reports it at once
+        }
+        let len = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        h[3] & FLAG_BODY_IN_FD != 0
+            || (HEADER_LEN as u64).saturating_add(len) <= (self.rlen - at) as u64
     }
 
     /// Reads the next message, waiting at most until `deadline` (`None`: no deadline).
@@ -272,7 +308,7 @@ impl FrameReader {
                     ));
                 }
                 State::Header => {
-                    self.fill_to(sock, HEADER_LEN, deadline)?;
+                    self.fill_to(sock, limits, HEADER_LEN, deadline)?;
                     if let Some(msg) = self.parse_header(limits)? {
                         return Ok(msg);
                     }
@@ -282,14 +318,19 @@ impl FrameReader {
                     while self.body.len() < len {
                         let rest = len - self.body.len();
                         if rest >= DIRECT {
-                            // Straight from the socket into the body, exactly to its end.
+                            // Straight from the socket into the body, never past its end.
+                            let want = rest.min(self.body.len().max(GROW_MIN));
                             let body = &mut self.body;
-                            recv_with(&mut self.fds, sock, deadline, |nb, _| {
-                                mproc_sys::recv_append(sock, body, rest, nb)
-                            })
-                            .map_err(|e| self.fail(e))?;
+                            let got = recv_with(sock, deadline, |nb| {
+                                mproc_sys::recv_append(sock, body, want, nb)
+                                    .map(|n| (n, Vec::new()))
+                            });
+                            match got {
+                                Ok((n, _)) => self.received += n as u64,
+                                Err(e) => return Err(self.fail(e)),
+                            }
                         } else {
-                            self.fill_to(sock, 1, deadline)?;
+                            self.fill_to(sock, limits, 1, deadline)?;
                             self.take_buffered_body(len);
                         }
                     }
@@ -305,11 +346,15 @@ impl FrameReader {
                     while left > 0 {
                         let mut scratch = Vec::new();
                         let want = left.min(RBUF as u64) as usize;
-                        let got = recv_with(&mut self.fds, sock, deadline, |nb, _| {
+                        let got = recv_with(sock, deadline, |nb| {
                             mproc_sys::recv_append(sock, &mut scratch, want, nb)
+                                .map(|n| (n, Vec::new()))
                         });
                         match got {
-                            Ok(n) => left -= n as u64,
+                            Ok((n, _)) => {
+                                left -= n as u64;
+                                self.received += n as u64;
+                            }
                             Err(e) => {
                                 self.state = State::Discard(left);
                                 return Err(self.fail(e));
@@ -335,6 +380,7 @@ impl FrameReader {
     fn fill_to(
         &mut self,
         sock: BorrowedFd<'_>,
+        limits: &Limits,
         n: usize,
         deadline: Option<Instant>,
     ) -> Result<(), Error> {
@@ -349,14 +395,45 @@ impl FrameReader {
                 self.rpos = 0;
             }
             let (rbuf, rlen) = (&mut self.rbuf, self.rlen);
-            let got = recv_with(&mut self.fds, sock, deadline, |nb, fds| {
-                mproc_sys::recv_with_fds(sock, &mut rbuf[rlen..], fds, nb)
+            // At most one frame's fds (and its body's memfd) come in one receive.
+            let max_fds = limits.max_fds as usize + 1;
+            let got = recv_with(sock, deadline, |nb| {
+                let mut fds = Vec::new();
+                mproc_sys::recv_with_at_most_fds(sock, &mut rbuf[rlen..], &mut fds, max_fds, nb)
+                    .map(|n| (n, fds))
             });
             match got {
-                Ok(k) => self.rlen += k,
+                Ok((k, fds)) => {
+                    let start = self.received;
+                    self.received += k as u64;
+                    self.rlen += k;
+                    self.note_fds(start, k, fds)?;
+                }
                 Err(e) => return Err(self.fail(e)),
             }
         }
+        Ok(())
+    }
+
+    /// Queues fds that came with the `k` bytes at stream offset `start`.
+    fn note_fds(&mut self, start: u64, k: usize, fds: Vec<OwnedFd>) -> Result<(), Error> {
+        if fds.is_empty() {
+            return Ok(());
+        }
+        // Claimed fds leave the queue as their header is read; more than two unclaimed
+        // batches cannot come from an honest peer (the frame being started and the next).
+        if self.fds.len() >= 2 {
+            self.poison();
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "the peer sent fds that no frame claims",
+            ));
+        }
+        self.fds.push_back(FdBatch {
+            start,
+            end: start + k as u64,
+            fds,
+        });
         Ok(())
     }
 
@@ -421,7 +498,7 @@ impl FrameReader {
         buf: &mut [u8],
     ) -> Result<Result<usize, Message>, Error> {
         if matches!(self.state, State::Header) {
-            self.fill_to(sock, HEADER_LEN, None)?;
+            self.fill_to(sock, limits, HEADER_LEN, None)?;
             if let Some(msg) = self.parse_header(limits)? {
                 return Ok(fit(msg, buf));
             }
@@ -434,10 +511,19 @@ impl FrameReader {
                 let mut got = n;
                 while got < len {
                     let dst = &mut buf[got..len];
-                    got += recv_with(&mut self.fds, sock, None, |nb, fds| {
-                        mproc_sys::recv_with_fds(sock, dst, fds, nb)
-                    })
-                    .map_err(|e| self.fail(e))?;
+                    match recv_with(sock, None, |nb| {
+                        mproc_sys::recv_append_slice(sock, dst, nb).map(|n| (n, Vec::new()))
+                    }) {
+                        Ok((k, _)) => {
+                            got += k;
+                            self.received += k as u64;
+                        }
+                        Err(e) => {
+                            // Keep what arrived, so that a later read goes on from there.
+                            self.body = buf[..got].to_vec();
+                            return Err(self.fail(e));
+                        }
+                    }
                 }
                 self.state = State::Header;
                 self.frame_fds.clear();
@@ -450,6 +536,7 @@ impl FrameReader {
 
     /// Interprets the buffered header. Returns a message when the frame is complete already.
     fn parse_header(&mut self, limits: &Limits) -> Result<Option<Message>, Error> {
+        let at = self.received - (self.rlen - self.rpos) as u64;
         let h: [u8; HEADER_LEN] = self.rbuf[self.rpos..self.rpos + HEADER_LEN]
             .try_into()
             .expect("16 bytes");
@@ -465,18 +552,20 @@ impl FrameReader {
         let nfds = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
         let len = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
         let wanted = nfds as usize + usize::from(in_fd);
-        if nfds > limits.max_fds || self.fds.len() < wanted {
-            let got = self.fds.len();
-            self.poison();
-            return Err(Error::new(
-                ErrorKind::Corrupt,
-                format!(
-                    "frame announces {wanted} fds but carried {got} (limit {})",
-                    limits.max_fds
-                ),
-            ));
+        match self.claim_fds(at, len, in_fd) {
+            Some(fds) if fds.len() == wanted && nfds <= limits.max_fds => self.frame_fds = fds,
+            claimed => {
+                let got = claimed.map_or(0, |f| f.len());
+                self.poison();
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "frame announces {wanted} fds but carried {got} (limit {})",
+                        limits.max_fds
+                    ),
+                ));
+            }
         }
-        self.frame_fds = self.fds.drain(..wanted).collect();
         if len > limits.max_message || (!in_fd && len > limits.inline_max as u64) {
             self.frame_fds.clear();
             // An inline body is skipped by the next read (without allocating), so the stream
@@ -500,36 +589,46 @@ impl FrameReader {
             let bytes = read_body_fd(body_fd, len)?;
             return Ok(Some(Message::from_parts(bytes, fds)));
         }
-        let len = len as usize;
-        self.body = Vec::with_capacity(len);
-        self.state = State::Body(len);
+        self.body = Vec::new();
+        self.state = State::Body(len as usize);
         Ok(None)
+    }
+
+    /// Takes the fds of the frame whose header starts at stream offset `at`: those of the
+    /// batch whose receive brought that first byte, unless a later header starts in the
+    /// same receive (then the batch is that frame's). Returns `None` when fds were sent that
+    /// no frame claims.
+    fn claim_fds(&mut self, at: u64, len: u64, in_fd: bool) -> Option<Vec<OwnedFd>> {
+        if self.fds.front().is_some_and(|b| b.end <= at) {
+            return None; // fds that came before this frame and were not claimed
+        }
+        let next = (at + HEADER_LEN as u64).saturating_add(if in_fd { 0 } else { len });
+        match self.fds.front() {
+            Some(b) if b.start <= at && next >= b.end => self.fds.pop_front().map(|b| b.fds),
+            _ => Some(Vec::new()),
+        }
     }
 }
 
-/// Runs one receive `op(nonblocking, fds)` until it yields bytes. With a deadline, the
-/// receive does not block and the wait is a `poll` that ends at the deadline; without one,
-/// the receive blocks in the kernel (and a socket someone made non-blocking is polled).
-/// Never returns 0: the peer closing is [`ErrorKind::Disconnected`], and the reader decides
-/// whether that was mid-frame.
+/// Runs one receive `op(nonblocking)`, which returns the bytes it got and any fds, until
+/// it yields bytes. With a deadline, the receive does not block and the wait is a `poll`
+/// that ends at the deadline; without one, the receive blocks in the kernel (and a socket
+/// someone made non-blocking is polled). Never returns 0 bytes: the peer closing is
+/// [`ErrorKind::Disconnected`], and the reader decides whether that was mid-frame.
 fn recv_with(
-    fds: &mut std::collections::VecDeque<OwnedFd>,
     sock: BorrowedFd<'_>,
     deadline: Option<Instant>,
-    mut op: impl FnMut(bool, &mut Vec<OwnedFd>) -> io::Result<usize>,
-) -> Result<usize, Error> {
-    let mut got_fds = Vec::new();
+    mut op: impl FnMut(bool) -> io::Result<(usize, Vec<OwnedFd>)>,
+) -> Result<(usize, Vec<OwnedFd>), Error> {
     loop {
-        let r = op(deadline.is_some(), &mut got_fds);
-        fds.extend(got_fds.drain(..));
-        match r {
-            Ok(0) => {
+        match op(deadline.is_some()) {
+            Ok((0, _)) => {
                 return Err(Error::new(
                     ErrorKind::Disconnected,
                     "the peer closed the connection",
                 ));
             }
-            Ok(n) => return Ok(n),
+            Ok(got) => return Ok(got),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if !mproc_sys::wait_readable(sock, deadline)
                     .map_err(io_err("waiting for a frame"))?
@@ -570,6 +669,12 @@ fn fit(msg: Message, buf: &mut [u8]) -> Result<usize, Message> {
 /// on some other kind of file.
 fn read_body_fd(fd: OwnedFd, len: u64) -> Result<Vec<u8>, Error> {
     use std::os::unix::fs::MetadataExt;
+    if !mproc_sys::is_memfd(fd.as_fd()) {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            "a frame body came in a file that is not a memfd",
+        ));
+    }
     let file = File::from(fd);
     let meta = file.metadata().map_err(io_err("inspecting a frame body"))?;
     let stored = meta.blocks().saturating_mul(512);

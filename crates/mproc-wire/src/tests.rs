@@ -181,6 +181,96 @@ fn buffered_frames_keep_their_own_fds() {
 }
 
 #[test]
+fn a_peer_cannot_flood_us_with_fds() {
+    let (a, b) = pair();
+    let (x, _y) = pair();
+    let before = mproc_sys::open_fd_count().unwrap();
+    // One byte with 200 fds, again and again, never finishing a header; the reader allows
+    // none (a handshake's limits).
+    let many: Vec<_> = (0..200).map(|_| x.as_fd()).collect();
+    for _ in 0..5 {
+        let _ = mproc_sys::send_with_fds(a.as_fd(), b"M", &many);
+    }
+    let limits = Limits {
+        max_message: 96,
+        inline_max: 96,
+        max_fds: 0,
+    };
+    let err = FrameReader::new()
+        .read(b.as_fd(), &limits, Some(Instant::now()))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err:?}");
+    assert!(
+        mproc_sys::open_fd_count().unwrap() <= before,
+        "fds were installed"
+    );
+}
+
+#[test]
+fn fds_that_no_frame_claims_are_corrupt() {
+    let (a, b) = pair();
+    let (x, _y) = pair();
+    // A frame announcing 0 fds, with one attached.
+    let mut frame = header(0, 0, 1);
+    frame.push(7);
+    mproc_sys::send_with_fds(a.as_fd(), &frame, &[x.as_fd()]).unwrap();
+    let err = FrameReader::new()
+        .read(b.as_fd(), &Limits::default(), None)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+}
+
+#[test]
+fn a_message_after_a_skipped_one_counts_as_buffered() {
+    let (a, b) = pair();
+    let limits = Limits {
+        max_message: 100,
+        inline_max: 100,
+        max_fds: 0,
+    };
+    let big = Limits {
+        max_message: 1 << 20,
+        inline_max: 1 << 20,
+        max_fds: 0,
+    };
+    write_frame(a.as_fd(), &[1u8; 200], &[], &big).unwrap();
+    write_frame(a.as_fd(), b"x", &[], &big).unwrap();
+    let mut reader = FrameReader::new();
+    // Let both frames arrive, so that one receive can take them together.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(
+        reader.read(b.as_fd(), &limits, None).unwrap_err().kind(),
+        ErrorKind::TooLarge
+    );
+    assert!(
+        reader.has_buffered_message()
+            || mproc_sys::wait_readable(b.as_fd(), Some(Instant::now())).unwrap()
+    );
+    assert_eq!(reader.read(b.as_fd(), &limits, None).unwrap().bytes(), b"x");
+}
+
+#[test]
+fn a_huge_announced_body_allocates_nothing_and_does_not_panic() {
+    let (a, b) = pair();
+    let unlimited = Limits {
+        max_message: u64::MAX,
+        inline_max: usize::MAX,
+        max_fds: 0,
+    };
+    mproc_sys::send_with_fds(a.as_fd(), &header(0, 0, 1 << 62), &[]).unwrap();
+    let mut reader = FrameReader::new();
+    let err = reader
+        .read(b.as_fd(), &unlimited, Some(Instant::now()))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    drop(a);
+    assert_eq!(
+        reader.read(b.as_fd(), &unlimited, None).unwrap_err().kind(),
+        ErrorKind::Truncated
+    );
+}
+
+#[test]
 fn sender_refuses_oversized_messages_and_too_many_fds() {
     let (a, _b) = pair();
     let limits = small_limits();

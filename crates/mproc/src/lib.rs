@@ -14,7 +14,6 @@
 //!     assert_eq!(child.join()?, 49);
 //!     Ok(())
 //! }
-//! # main().unwrap();
 //! ```
 //!
 //! # From Python to Rust
