@@ -210,6 +210,28 @@ fn bytes_api_and_buffer_too_short() {
 }
 
 #[test]
+fn a_byte_receive_that_times_out_mid_body_resumes_intact() {
+    deadline(LIMIT, || {
+        let (raw, theirs) = mproc::sys::socketpair().unwrap();
+        let mut conn: Connection<(), ()> = Connection::from(theirs);
+        let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let mut frame = frame_header(body.len() as u64);
+        frame.extend_from_slice(&body[..6000]);
+        mproc::sys::send_with_fds(raw.as_fd(), &frame, &[]).unwrap();
+        let mut buf = vec![0u8; 16_384];
+        let err = conn
+            .recv_bytes_into_timeout(&mut buf, Duration::from_millis(50))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        mproc::sys::send_with_fds(raw.as_fd(), &body[6000..], &[]).unwrap();
+        let n = conn
+            .recv_bytes_into_timeout(&mut buf, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(&buf[..n], &body[..]);
+    });
+}
+
+#[test]
 fn size_limits_refuse_on_sending_and_skip_on_receiving() {
     deadline(LIMIT, || {
         let (mut a, mut b) = mproc::pipe::<Vec<u8>>().unwrap();

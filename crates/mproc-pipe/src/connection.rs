@@ -224,9 +224,31 @@ impl<S, R> Connection<S, R> {
     /// # Ok::<(), mproc_pipe::Error>(())
     /// ```
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_bytes_into_until(buf, None)
+    }
+
+    /// Like [`recv_bytes_into`](Self::recv_bytes_into), giving up after `timeout` with
+    /// [`ErrorKind::Timeout`]; what arrived is kept, and a later receive finishes it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_a, mut b) = mproc_pipe::pipe::<()>()?;
+    /// let err = b.recv_bytes_into_timeout(&mut [0u8; 8], Duration::from_millis(10)).unwrap_err();
+    /// assert_eq!(err.kind(), mproc_pipe::ErrorKind::Timeout);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn recv_bytes_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.recv_bytes_into_until(buf, mproc_sys::deadline_after(timeout))
+    }
+
+    fn recv_bytes_into_until(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
         match self
             .reader
-            .read_into(self.sock.as_fd(), &self.limits, buf)?
+            .read_into(self.sock.as_fd(), &self.limits, buf, deadline)?
         {
             Ok(n) => Ok(n),
             Err(msg) => Err(Error::buffer_too_short(msg.into_parts().0, buf.len())),
@@ -464,6 +486,17 @@ impl<T> Receiver<T> {
     /// Receives raw bytes into a buffer; see [`Connection::recv_bytes_into`].
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.0.recv_bytes_into(buf)
+    }
+
+    /// Receives raw bytes with a deadline; see [`Connection::recv_bytes_timeout`].
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        self.0.recv_bytes_timeout(timeout)
+    }
+
+    /// Receives raw bytes into a buffer with a deadline; see
+    /// [`Connection::recv_bytes_into_timeout`].
+    pub fn recv_bytes_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.0.recv_bytes_into_timeout(buf, timeout)
     }
 
     /// Sets the largest message; see [`Connection::set_max_message`].

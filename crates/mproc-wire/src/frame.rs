@@ -469,14 +469,14 @@ impl FrameReader {
         self.state = State::Poisoned;
     }
 
-    /// Reads the next message's bytes into `buf`, blocking, straight from the socket when
-    /// the body travels on the stream. Returns `Ok(Ok(len))` when it fit, and
+    /// Reads the next message's bytes into `buf`, waiting at most until `deadline`,
+    /// straight from the socket when the body travels on the stream. Returns `Ok(Ok(len))` when it fit, and
     /// `Ok(Err(message))` with the whole message when `buf` was too short (nothing is lost).
     /// Fds that came with the message are closed.
     ///
     /// # Errors
     ///
-    /// As [`read`](Self::read).
+    /// As [`read`](Self::read); after a timeout, what arrived is kept for the next read.
     ///
     /// ```
     /// use std::os::fd::AsFd;
@@ -486,8 +486,8 @@ impl FrameReader {
     /// mproc_wire::write_frame(a.as_fd(), b"123456789", &[], &limits)?;
     /// let mut reader = mproc_wire::FrameReader::new();
     /// let mut buf = [0u8; 8];
-    /// assert_eq!(reader.read_into(b.as_fd(), &limits, &mut buf)?.unwrap(), 5);
-    /// let too_long = reader.read_into(b.as_fd(), &limits, &mut buf)?.unwrap_err();
+    /// assert_eq!(reader.read_into(b.as_fd(), &limits, &mut buf, None)?.unwrap(), 5);
+    /// let too_long = reader.read_into(b.as_fd(), &limits, &mut buf, None)?.unwrap_err();
     /// assert_eq!(too_long.bytes(), b"123456789");
     /// # Ok::<(), mproc_wire::Error>(())
     /// ```
@@ -496,9 +496,10 @@ impl FrameReader {
         sock: BorrowedFd<'_>,
         limits: &Limits,
         buf: &mut [u8],
+        deadline: Option<Instant>,
     ) -> Result<Result<usize, Message>, Error> {
         if matches!(self.state, State::Header) {
-            self.fill_to(sock, limits, HEADER_LEN, None)?;
+            self.fill_to(sock, limits, HEADER_LEN, deadline)?;
             if let Some(msg) = self.parse_header(limits)? {
                 return Ok(fit(msg, buf));
             }
@@ -511,7 +512,7 @@ impl FrameReader {
                 let mut got = n;
                 while got < len {
                     let dst = &mut buf[got..len];
-                    match recv_with(sock, None, |nb| {
+                    match recv_with(sock, deadline, |nb| {
                         mproc_sys::recv_append_slice(sock, dst, nb).map(|n| (n, Vec::new()))
                     }) {
                         Ok((k, _)) => {
@@ -519,7 +520,8 @@ impl FrameReader {
                             self.received += k as u64;
                         }
                         Err(e) => {
-                            // Keep what arrived, so that a later read goes on from there.
+                            // Keep what arrived (a timeout, say), so that a later read goes
+                            // on from there.
                             self.body = buf[..got].to_vec();
                             return Err(self.fail(e));
                         }
@@ -530,7 +532,7 @@ impl FrameReader {
                 return Ok(Ok(len));
             }
         }
-        let msg = self.read(sock, limits, None)?;
+        let msg = self.read(sock, limits, deadline)?;
         Ok(fit(msg, buf))
     }
 
