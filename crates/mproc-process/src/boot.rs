@@ -40,10 +40,10 @@ pub(crate) fn initialized() -> bool {
 /// [`init_before_main!`](crate::init_before_main) instead.
 ///
 /// ```
-/// fn main() {
-///     mproc_process::init();
-///     // ... the program, which may now spawn children.
-/// }
+/// // The first line of `main`:
+/// mproc_process::init();
+/// // ... the rest of the program, which may now spawn children.
+/// assert!(mproc_process::parent_process().is_none());
 /// ```
 pub fn init() {
     INITIALIZED.store(true, Ordering::SeqCst);
