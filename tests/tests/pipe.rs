@@ -232,6 +232,30 @@ fn a_byte_receive_that_times_out_mid_body_resumes_intact() {
 }
 
 #[test]
+fn send_timeout_to_a_peer_that_does_not_read() {
+    deadline(LIMIT, || {
+        let (mut a, mut b) = mproc::pipe::<Vec<u8>>().unwrap();
+        let mut sent = 0usize;
+        let err = loop {
+            match a.send_timeout(&vec![sent as u8; 32 << 10], Duration::from_millis(20)) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        // The peer reads now: every committed message arrives, then the line is clear.
+        let reader = std::thread::spawn(move || {
+            (0..sent)
+                .map(|i| b.recv().unwrap() == vec![i as u8; 32 << 10])
+                .all(|ok| ok)
+        });
+        a.flush_timeout(Duration::from_secs(30)).unwrap();
+        assert!(!a.has_pending_send());
+        assert!(reader.join().unwrap());
+    });
+}
+
+#[test]
 fn size_limits_refuse_on_sending_and_skip_on_receiving() {
     deadline(LIMIT, || {
         let (mut a, mut b) = mproc::pipe::<Vec<u8>>().unwrap();

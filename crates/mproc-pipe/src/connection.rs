@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use mproc_wire::{Fd, FdRef, FrameReader, Limits, Message};
+use mproc_wire::{Fd, FdRef, FrameReader, FrameWriter, Limits, Message};
 use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -41,6 +41,7 @@ const DEFAULT_MAX_MESSAGE: u64 = 4 << 30;
 pub struct Connection<S, R = S> {
     sock: OwnedFd,
     reader: FrameReader,
+    writer: FrameWriter,
     limits: Limits,
     transport: Transport,
     _types: PhantomData<fn(S) -> R>,
@@ -107,6 +108,7 @@ impl<S, R> Connection<S, R> {
         Self {
             sock,
             reader,
+            writer: FrameWriter::new(),
             limits,
             transport,
             _types: PhantomData,
@@ -178,12 +180,18 @@ impl<S, R> Connection<S, R> {
     /// # Ok::<(), mproc_pipe::Error>(())
     /// ```
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        Ok(mproc_wire::write_frame(
-            self.sock.as_fd(),
-            bytes,
-            &[],
-            &self.limits,
-        )?)
+        Ok(self
+            .writer
+            .write(self.sock.as_fd(), bytes, &[], &self.limits, None)?)
+    }
+
+    /// Like [`send_bytes`](Self::send_bytes), waiting at most `timeout` for the peer to make
+    /// room; see [`send_timeout`](Self::send_timeout) for what a timeout means.
+    pub fn send_bytes_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        let deadline = mproc_sys::deadline_after(timeout);
+        Ok(self
+            .writer
+            .write(self.sock.as_fd(), bytes, &[], &self.limits, deadline)?)
     }
 
     /// Receives one message as raw bytes (Python's `recv_bytes`).
@@ -261,18 +269,36 @@ impl<S, R> Connection<S, R> {
             .read(self.sock.as_fd(), &self.limits, deadline)?)
     }
 
-    fn write(&mut self, msg: Message) -> Result<()> {
+    fn write(&mut self, msg: Message, deadline: Option<Instant>) -> Result<()> {
         if self.transport == Transport::Tcp && msg.fd_count() > 0 {
             return Err(Error::new(
                 ErrorKind::Encode,
                 "the value holds OS handles (pipe ends, ...), which cannot travel over TCP",
             ));
         }
-        Ok(mproc_wire::write_message(
-            self.sock.as_fd(),
-            msg,
-            &self.limits,
-        )?)
+        let (bytes, fds) = msg.into_parts();
+        let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+        Ok(self
+            .writer
+            .write(self.sock.as_fd(), &bytes, &fds, &self.limits, deadline)?)
+    }
+
+    /// Pushes out the rest of a message that a [`send_timeout`](Self::send_timeout) had
+    /// committed when its deadline passed, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] when some is still pending then (call again later).
+    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
+        Ok(self
+            .writer
+            .flush(self.sock.as_fd(), mproc_sys::deadline_after(timeout))?)
+    }
+
+    /// Returns whether the rest of a committed message is still to be sent (see
+    /// [`send_timeout`](Self::send_timeout)).
+    pub fn has_pending_send(&self) -> bool {
+        self.writer.has_pending()
     }
 }
 
@@ -295,7 +321,36 @@ impl<S: Serialize, R> Connection<S, R> {
     /// limit (nothing is sent), [`ErrorKind::Disconnected`] when the peer is gone.
     pub fn send(&mut self, value: &S) -> Result<()> {
         let msg = mproc_wire::encode(value)?;
-        self.write(msg)
+        self.write(msg, None)
+    }
+
+    /// Sends a value, waiting at most `timeout` for a peer that does not read to make room.
+    ///
+    /// A timeout means that no byte of the message went out: it was not sent, and sending it
+    /// again is correct. Once part of it has gone out the message is committed and this
+    /// returns `Ok`: the rest goes out before the next message, or on
+    /// [`flush_timeout`](Self::flush_timeout) ([`has_pending_send`](Self::has_pending_send)
+    /// tells), so the stream never loses its place.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] (not sent), otherwise as [`send`](Self::send).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut a, _b) = mproc_pipe::pipe::<Vec<u8>>()?;
+    /// // The peer never reads: sooner or later there is no room left.
+    /// let outcome = loop {
+    ///     if let Err(e) = a.send_timeout(&vec![0; 64 << 10], Duration::from_millis(50)) {
+    ///         break e.kind();
+    ///     }
+    /// };
+    /// assert_eq!(outcome, mproc_pipe::ErrorKind::Timeout);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn send_timeout(&mut self, value: &S, timeout: Duration) -> Result<()> {
+        let msg = mproc_wire::encode(value)?;
+        self.write(msg, mproc_sys::deadline_after(timeout))
     }
 }
 
@@ -369,9 +424,9 @@ struct WireOwned {
 
 impl<S, R> Serialize for Connection<S, R> {
     fn serialize<Z: Serializer>(&self, s: Z) -> std::result::Result<Z::Ok, Z::Error> {
-        if self.reader.in_frame() {
+        if self.reader.in_frame() || self.writer.has_pending() {
             return Err(Z::Error::custom(
-                "cannot transfer a connection in the middle of receiving a message",
+                "cannot transfer a connection in the middle of receiving or sending a message",
             ));
         }
         WireRef {
@@ -432,12 +487,27 @@ impl<T: Serialize> Sender<T> {
     pub fn send(&mut self, value: &T) -> Result<()> {
         self.0.send(value)
     }
+
+    /// Sends a value with a deadline; see [`Connection::send_timeout`].
+    pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
+        self.0.send_timeout(value, timeout)
+    }
 }
 
 impl<T> Sender<T> {
     /// Sends raw bytes; see [`Connection::send_bytes`].
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         self.0.send_bytes(bytes)
+    }
+
+    /// Sends raw bytes with a deadline; see [`Connection::send_bytes_timeout`].
+    pub fn send_bytes_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.0.send_bytes_timeout(bytes, timeout)
+    }
+
+    /// Pushes out the rest of a committed message; see [`Connection::flush_timeout`].
+    pub fn flush_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.0.flush_timeout(timeout)
     }
 
     /// Sets the largest message; see [`Connection::set_max_message`].

@@ -47,17 +47,18 @@ pub fn send_with_fds(
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
-    send_vectored_with_fds(fd, &[IoSlice::new(bytes)], fds)
+    send_vectored_with_fds(fd, &[IoSlice::new(bytes)], fds, false)
 }
 
 /// Like [`send_with_fds`], for bytes in several pieces (one `sendmsg`, no copy to join
-/// them). Returns how many bytes were sent in all.
+/// them). Returns how many bytes were sent in all. With `nonblocking`, a full socket is an
+/// `io::ErrorKind::WouldBlock` error instead of a wait.
 ///
 /// ```
 /// use std::io::IoSlice;
 /// use std::os::fd::AsFd;
 /// let (a, b) = mproc_sys::socketpair()?;
-/// let n = mproc_sys::send_vectored_with_fds(a.as_fd(), &[IoSlice::new(b"he"), IoSlice::new(b"llo")], &[])?;
+/// let n = mproc_sys::send_vectored_with_fds(a.as_fd(), &[IoSlice::new(b"he"), IoSlice::new(b"llo")], &[], false)?;
 /// assert_eq!(n, 5);
 /// let mut buf = [0u8; 5];
 /// mproc_sys::recv_with_fds(b.as_fd(), &mut buf, &mut Vec::new(), false)?;
@@ -68,6 +69,7 @@ pub fn send_vectored_with_fds(
     fd: BorrowedFd<'_>,
     iov: &[IoSlice<'_>],
     fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
 ) -> io::Result<usize> {
     if fds.len() > MAX_FDS_PER_MSG {
         return Err(io::Error::new(
@@ -79,7 +81,12 @@ pub fn send_vectored_with_fds(
     let cmsg = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
     loop {
-        match socket::sendmsg::<()>(fd.as_raw_fd(), iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+        let flags = if nonblocking {
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT
+        } else {
+            MsgFlags::MSG_NOSIGNAL
+        };
+        match socket::sendmsg::<()>(fd.as_raw_fd(), iov, cmsgs, flags, None) {
             Err(nix::errno::Errno::EINTR) => continue,
             r => return Ok(r?),
         }

@@ -98,37 +98,66 @@ pub fn write_frame(
     fds: &[BorrowedFd<'_>],
     limits: &Limits,
 ) -> Result<(), Error> {
+    match send_frame(sock, bytes, fds, limits, None) {
+        Ok(()) => Ok(()),
+        Err(SendFailure { error, .. }) => Err(error),
+    }
+}
+
+/// A send that did not complete: the error, and for a deadline that passed mid-frame, the
+/// bytes of the frame still to send.
+struct SendFailure {
+    error: Error,
+    rest: Vec<u8>,
+}
+
+/// Checks the limits, then sends one frame: header and body in one `sendmsg` (no copy to
+/// join them), the fds with its first byte, a short send continued where it stopped. With a
+/// deadline the sends do not block and the waits end at it; a frame that went out in part
+/// by then is returned as `rest`. Without one, only the peer going away ends the send.
+fn send_frame(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+    limits: &Limits,
+    deadline: Option<Instant>,
+) -> Result<(), SendFailure> {
+    let fail = |error| SendFailure {
+        error,
+        rest: Vec::new(),
+    };
     if bytes.len() as u64 > limits.max_message {
-        return Err(Error::new(
+        return Err(fail(Error::new(
             ErrorKind::TooLarge,
             format!(
                 "message of {} bytes exceeds the limit of {} bytes",
                 bytes.len(),
                 limits.max_message
             ),
-        ));
+        )));
     }
     if fds.len() as u64 > limits.max_fds as u64 {
-        return Err(Error::new(
+        return Err(fail(Error::new(
             ErrorKind::TooLarge,
             format!(
                 "message carries {} fds; the limit is {}",
                 fds.len(),
                 limits.max_fds
             ),
-        ));
+        )));
     }
     let mut flags = 0;
-    let nfds = fds.len() as u32;
     let inline = bytes.len() <= limits.inline_max;
     let mut all_fds: Vec<BorrowedFd<'_>> = fds.to_vec();
     let body_file = if inline {
         None
     } else {
-        let mut file =
-            File::from(mproc_sys::memfd_create("mproc-frame").map_err(io_err("memfd_create"))?);
+        let mut file = File::from(
+            mproc_sys::memfd_create("mproc-frame")
+                .map_err(|e| fail(Error::io("memfd_create", e)))?,
+        );
         file.write_all(bytes)
-            .map_err(io_err("writing a large frame body"))?;
+            .map_err(|e| fail(Error::io("writing a large frame body", e)))?;
         flags |= FLAG_BODY_IN_FD;
         Some(file)
     };
@@ -139,31 +168,160 @@ pub fn write_frame(
     header[0..2].copy_from_slice(&MAGIC);
     header[2] = VERSION;
     header[3] = flags;
-    header[4..8].copy_from_slice(&nfds.to_le_bytes());
+    header[4..8].copy_from_slice(&(fds.len() as u32).to_le_bytes());
     header[8..16].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
     let body: &[u8] = if inline { bytes } else { &[] };
-    let total = HEADER_LEN + body.len();
-    // Header and body go out in one sendmsg, without copying them together; the fds ride
-    // with the first byte. A short send continues where it stopped.
+    let parts = [&header[..], body];
+    send_parts(sock, &parts, &all_fds, deadline)
+}
+
+/// Sends `parts` in order (fds with the first byte). See [`send_frame`].
+fn send_parts(
+    sock: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<Instant>,
+) -> Result<(), SendFailure> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let rest_from = |sent: usize| parts.concat()[sent..].to_vec();
     let mut sent = 0;
     while sent < total {
-        let iov = if sent < HEADER_LEN {
-            [IoSlice::new(&header[sent..]), IoSlice::new(body)]
-        } else {
-            [IoSlice::new(&body[sent - HEADER_LEN..]), IoSlice::new(&[])]
-        };
-        let with = if sent == 0 { &all_fds[..] } else { &[] };
-        match mproc_sys::send_vectored_with_fds(sock, &iov, with) {
-            Ok(n) => sent += n,
-            // A socket someone made non-blocking: wait for room; a frame is never left half
-            // sent, which would desynchronise the stream.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                mproc_sys::wait_writable(sock, None).map_err(io_err("waiting to send"))?;
+        // The slices still to send (at most two: header and body), the first one cut where
+        // the last send stopped; on the stack, this being every message's path.
+        let mut iov = [IoSlice::new(&[]); 2];
+        let mut count = 0;
+        let mut skip = sent;
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+            } else if count < iov.len() {
+                iov[count] = IoSlice::new(&p[skip..]);
+                skip = 0;
+                count += 1;
             }
-            Err(e) => return Err(io_err("sending a frame")(e)),
+        }
+        let iov = &iov[..count];
+        let with = if sent == 0 { fds } else { &[] };
+        match mproc_sys::send_vectored_with_fds(sock, iov, with, deadline.is_some()) {
+            Ok(n) => sent += n,
+            // No room (a deadline, or a socket someone made non-blocking): wait for some.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match mproc_sys::wait_writable(sock, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let error = Error::new(ErrorKind::Timeout, "timed out waiting to send");
+                        let rest = if sent == 0 {
+                            Vec::new()
+                        } else {
+                            rest_from(sent)
+                        };
+                        return Err(SendFailure { error, rest });
+                    }
+                    Err(e) => {
+                        return Err(SendFailure {
+                            error: Error::io("waiting to send", e),
+                            rest: Vec::new(),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(SendFailure {
+                    error: Error::io("sending a frame", e),
+                    rest: Vec::new(),
+                });
+            }
         }
     }
     Ok(())
+}
+
+/// Sends frames with deadlines, keeping a frame's unsent rest when a deadline passes
+/// after part of it went out, so that the stream never loses its place.
+///
+/// [`write`](Self::write) returns [`ErrorKind::Timeout`] only when no byte of the message
+/// went out (sending it again is correct); once part of it has gone, the message is
+/// committed, and its rest goes out before the next message or on
+/// [`flush`](Self::flush).
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::time::{Duration, Instant};
+/// let (a, b) = mproc_sys::socketpair()?;
+/// let limits = mproc_wire::Limits::default();
+/// let mut writer = mproc_wire::FrameWriter::new();
+/// writer.write(a.as_fd(), b"hello", &[], &limits, Some(Instant::now() + Duration::from_secs(1)))?;
+/// assert!(!writer.has_pending());
+/// let msg = mproc_wire::FrameReader::new().read(b.as_fd(), &limits, None)?;
+/// assert_eq!(msg.bytes(), b"hello");
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct FrameWriter {
+    pending: Vec<u8>,
+}
+
+impl FrameWriter {
+    /// Makes a writer with nothing pending.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns whether part of a committed frame is still to be sent.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Sends what is pending, waiting at most until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] when some is still pending then, [`ErrorKind::Io`] when the
+    /// socket fails (the peer is gone, say).
+    pub fn flush(&mut self, sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        match send_parts(sock, &[&pending], &[], deadline) {
+            Ok(()) => Ok(()),
+            Err(SendFailure { error, rest }) => {
+                if error.kind() == ErrorKind::Timeout {
+                    // What was not sent this time, of what was pending.
+                    self.pending = if rest.is_empty() { pending } else { rest };
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends one frame, after what is pending, waiting at most until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] when the deadline passed before any of this message went out
+    /// (it was not sent); otherwise as [`write_frame`].
+    pub fn write(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+        limits: &Limits,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        self.flush(sock, deadline)?;
+        match send_frame(sock, bytes, fds, limits, deadline) {
+            Ok(()) => Ok(()),
+            // Part of it went out: it is committed; the rest follows later.
+            Err(SendFailure { error, rest })
+                if error.kind() == ErrorKind::Timeout && !rest.is_empty() =>
+            {
+                self.pending = rest;
+                Ok(())
+            }
+            Err(SendFailure { error, .. }) => Err(error),
+        }
+    }
 }
 
 #[derive(Debug, Default)]

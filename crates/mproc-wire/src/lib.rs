@@ -31,7 +31,7 @@ mod frame;
 
 pub use codec::{Fd, FdRef, Message, decode, encode};
 pub use error::{Error, ErrorKind};
-pub use frame::{FrameReader, HEADER_LEN, Limits, write_frame, write_message};
+pub use frame::{FrameReader, FrameWriter, HEADER_LEN, Limits, write_frame, write_message};
 
 #[cfg(test)]
 mod tests;

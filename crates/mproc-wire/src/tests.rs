@@ -270,6 +270,54 @@ fn a_huge_announced_body_allocates_nothing_and_does_not_panic() {
     );
 }
 
+/// Sends with deadlines to a peer that does not read: a timeout means the message was not
+/// sent; `Ok` means it is committed (perhaps partly pending). Draining then yields exactly
+/// the committed messages, in order, intact.
+#[test]
+fn writes_with_deadlines_commit_or_do_not_send() {
+    let (a, b) = pair();
+    let limits = Limits::default();
+    let mut writer = FrameWriter::new();
+    let mut committed = Vec::new();
+    let mut timeouts = 0;
+    for id in 0u32..200 {
+        let msg = [id.to_le_bytes().to_vec(), vec![id as u8; 48 << 10]].concat();
+        let deadline = Some(Instant::now() + std::time::Duration::from_millis(5));
+        match writer.write(a.as_fd(), &msg, &[], &limits, deadline) {
+            Ok(()) => committed.push(id),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Timeout);
+                timeouts += 1;
+            }
+        }
+        if timeouts >= 3 {
+            break;
+        }
+    }
+    assert!(timeouts >= 3, "the socket never filled up");
+    // Drain in another thread while the writer pushes out its pending rest.
+    let reader = std::thread::spawn(move || {
+        let mut r = FrameReader::new();
+        let mut got = Vec::new();
+        while let Ok(m) = r.read(
+            b.as_fd(),
+            &Limits::default(),
+            Some(Instant::now() + std::time::Duration::from_secs(5)),
+        ) {
+            let id = u32::from_le_bytes(m.bytes()[..4].try_into().unwrap());
+            assert!(
+                m.bytes()[4..].iter().all(|x| *x == id as u8),
+                "message {id} damaged"
+            );
+            got.push(id);
+        }
+        got
+    });
+    writer.flush(a.as_fd(), None).unwrap();
+    drop(a);
+    assert_eq!(reader.join().unwrap(), committed);
+}
+
 #[test]
 fn sender_refuses_oversized_messages_and_too_many_fds() {
     let (a, _b) = pair();
