@@ -245,9 +245,7 @@ fn send_timeout_to_a_peer_that_does_not_read() {
         assert_eq!(err.kind(), ErrorKind::Timeout);
         // The peer reads now: every committed message arrives, then the line is clear.
         let reader = std::thread::spawn(move || {
-            (0..sent)
-                .map(|i| b.recv().unwrap() == vec![i as u8; 32 << 10])
-                .all(|ok| ok)
+            (0..sent).all(|i| b.recv().unwrap() == vec![i as u8; 32 << 10])
         });
         a.flush_timeout(Duration::from_secs(30)).unwrap();
         assert!(!a.has_pending_send());
