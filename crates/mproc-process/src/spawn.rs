@@ -414,12 +414,14 @@ impl ForkGuards {
         let server = self.server.take();
         let children = std::mem::take(&mut *self.registry);
         let inherited_reply = self.reply.replace(reply);
-        info::set_current_locked(&mut self.current, me, Some(parent));
+        let old = self.current.replace(info::child_current(me, Some(parent)));
         drop(self);
-        // Dropping these only closes this process's copies of their fds.
-        drop(server);
-        drop(children);
+        // The inherited reply socket must close (its reader would wait for us otherwise).
         drop(inherited_reply);
+        // The rest is forgotten, not dropped: this child ends soon, and dropping would run
+        // the parent's bookkeeping (locks, waits, frees) on freshly copied pages, the main
+        // cost of a fork. Their fds stay open here, as everything else a fork copies.
+        std::mem::forget((server, children, old));
     }
 }
 
