@@ -112,6 +112,12 @@ pub(crate) enum Reply {
     Decode(String),
 }
 
+/// `Reply` with borrowed contents: the same bytes on the wire, without a heap allocation.
+#[derive(Serialize)]
+enum ReplyRef<'a> {
+    Ok(&'a [u8]),
+}
+
 /// The thunk's output: the reply and the fds of the result.
 pub(crate) type Outcome = (Reply, Vec<OwnedFd>);
 
@@ -192,6 +198,56 @@ pub(crate) fn run_caught(f: impl FnOnce() -> Outcome) -> Outcome {
             (Reply::Panicked(text), Vec::new())
         }
     }
+}
+
+/// Runs the user's `f`, sends its result and exits, without touching the heap when the
+/// result is small: in a freshly forked child every page written is a page copied, and the
+/// allocator's pages are many. Larger results, panics and failures take the general path.
+pub(crate) fn run_and_finish<R: Serialize>(f: impl FnOnce() -> R) -> ! {
+    const SMALL: usize = 1024;
+    let mut body = [0u8; SMALL];
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| {
+        let r = f();
+        let small = mproc_wire::encode_to_slice(&r, &mut body).map(|(b, fds)| (b.len(), fds));
+        let out = match small {
+            Ok((len, fds)) => Ok((len, fds)),
+            Err(_) => Err(encode_result(r)),
+        };
+        out
+    }));
+    match caught {
+        Ok(Ok((len, fds))) => {
+            let mut frame = [0u8; SMALL + 16];
+            let Ok(reply) = postcard::to_slice(&ReplyRef::Ok(&body[..len]), &mut frame) else {
+                finish(
+                    Reply::Encode("the result could not be framed".into()),
+                    Vec::new(),
+                )
+            };
+            finish_bytes(reply, fds)
+        }
+        Ok(Err((reply, fds))) => finish(reply, fds),
+        Err(payload) => {
+            let text = panic_text(&*payload);
+            std::mem::forget(payload);
+            finish(Reply::Panicked(text), Vec::new())
+        }
+    }
+}
+
+/// Sends an encoded `Ok` reply and exits with 0.
+fn finish_bytes(reply: &[u8], fds: Vec<OwnedFd>) -> ! {
+    let _exit = ExitOnUnwind;
+    let Some(sock) = lock_reply().take() else {
+        mproc_sys::exit_now(0)
+    };
+    let borrowed: Vec<std::os::fd::BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    if let Err(e) = mproc_wire::write_frame(sock.as_fd(), reply, &borrowed, &limits())
+        && !e.is_disconnect()
+    {
+        eprintln!("mproc: could not send the result to the parent: {e}");
+    }
+    mproc_sys::exit_now(0)
 }
 
 /// Ends a child process if anything unwinds past its entry point: a child never returns

@@ -79,7 +79,13 @@ pub(crate) fn lock_current() -> CurrentGuard {
 /// Who a freshly forked child is (see `ForkGuards::into_child`).
 pub(crate) fn child_current(me: ProcessInfo, parent: Option<ProcessInfo>) -> Current {
     CHILD_COUNTER.store(0, Ordering::Relaxed);
-    Current { me: ProcessInfo { pid: std::process::id(), ..me }, parent }
+    Current {
+        me: ProcessInfo {
+            pid: std::process::id(),
+            ..me
+        },
+        parent,
+    }
 }
 
 pub(crate) fn set_current_locked(

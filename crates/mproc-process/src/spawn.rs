@@ -346,17 +346,17 @@ impl Builder {
             Err(e) => Err(Error::io("fork failed", e)),
             Ok(ForkOutcome::Child) => {
                 let _exit = boot::ExitOnUnwind;
-                guards.into_child(me, parent.clone(), theirs);
+                let parent_pid = parent.pid;
+                guards.into_child(me, parent, theirs);
                 drop(ours);
                 if self.daemon {
                     let _ = mproc_sys::set_parent_death_signal(mproc_sys::SIGKILL);
-                    if mproc_sys::getppid() != parent.pid {
+                    if mproc_sys::getppid() != parent_pid {
                         mproc_sys::exit_now(1);
                     }
                 }
                 apply_env(&self.env);
-                let (reply, fds) = boot::run_caught(move || boot::encode_result(f(arg)));
-                boot::finish(reply, fds)
+                boot::run_and_finish(move || f(arg))
             }
             Ok(ForkOutcome::Parent(pid)) => {
                 drop(guards);

@@ -192,6 +192,36 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message, Error> {
     Ok(Message { bytes, fds })
 }
 
+/// Serializes `value` into `buf` (no heap allocation when the value holds no fd), taking
+/// the fds inside it into the side table. Returns the bytes written and the fds.
+///
+/// # Errors
+///
+/// [`ErrorKind::Encode`] when serde fails or `buf` is too small (then use [`encode`]).
+///
+/// ```
+/// let mut buf = [0u8; 16];
+/// let (bytes, fds) = mproc_wire::encode_to_slice(&(7u8, true), &mut buf)?;
+/// assert_eq!(bytes, [7, 1]);
+/// assert!(fds.is_empty());
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+pub fn encode_to_slice<'b, T: Serialize + ?Sized>(
+    value: &T,
+    buf: &'b mut [u8],
+) -> Result<(&'b [u8], Vec<OwnedFd>), Error> {
+    let (bytes, table) = with_table(Table::Encoding(Vec::new()), || {
+        postcard::to_slice(value, buf)
+    });
+    let fds = match table {
+        Table::Encoding(fds) => fds,
+        Table::Decoding(_) => Vec::new(),
+    };
+    let bytes =
+        bytes.map_err(|e| Error::new(ErrorKind::Encode, format!("cannot serialize: {e}")))?;
+    Ok((&*bytes, fds))
+}
+
 /// Deserializes a [`Message`] into a `T`, putting its fds back where they were.
 ///
 /// Fds the value does not claim are closed. Trailing bytes are an error.
