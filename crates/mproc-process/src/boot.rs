@@ -209,11 +209,10 @@ pub(crate) fn run_and_finish<R: Serialize>(f: impl FnOnce() -> R) -> ! {
     let caught = panic::catch_unwind(AssertUnwindSafe(|| {
         let r = f();
         let small = mproc_wire::encode_to_slice(&r, &mut body).map(|(b, fds)| (b.len(), fds));
-        let out = match small {
+        match small {
             Ok((len, fds)) => Ok((len, fds)),
             Err(_) => Err(encode_result(r)),
-        };
-        out
+        }
     }));
     match caught {
         Ok(Ok((len, fds))) => {
