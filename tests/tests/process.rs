@@ -619,6 +619,31 @@ fn output_printed_just_before_returning_is_not_lost() {
 }
 
 #[test]
+fn children_read_stdin_from_dev_null() {
+    deadline(LIMIT, || {
+        // The helper's stdin is a pipe that stays open and empty: only a child whose stdin
+        // is /dev/null (as in Python) returns.
+        let mut cmd = helper("child-reads-stdin");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _keep_open = child.stdin.take();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("the child waited on the parent's stdin");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+        assert!(out.contains("child read Ok(0)"), "{out}");
+    });
+}
+
+#[test]
 fn a_daemon_child_dies_when_its_parent_is_sigkilled() {
     deadline(LIMIT, || {
         let mut parent = helper("daemon-parent")

@@ -356,6 +356,7 @@ impl Builder {
                     }
                 }
                 apply_env(&self.env);
+                let _ = mproc_sys::stdin_from_null();
                 boot::run_and_finish(move || f(arg))
             }
             Ok(ForkOutcome::Parent(pid)) => {

@@ -34,7 +34,7 @@ pub use fd::{
 pub use process::{
     ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, exit_now, fork,
     getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_cpu_affinity, set_env_var,
-    set_parent_death_signal, take_env_var, thread_count, wait_pid, wait_pidfd,
+    set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid, wait_pidfd,
 };
 pub use socket::{
     peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds, recv_with_fds,

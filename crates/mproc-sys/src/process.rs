@@ -375,6 +375,34 @@ pub fn set_env_var(key: &OsStr, value: Option<&OsStr>) -> io::Result<()> {
     Ok(())
 }
 
+/// Points this process's standard input at `/dev/null` (as Python's multiprocessing does
+/// in every child), so that a child never competes with its parent for the terminal.
+///
+/// ```
+/// use std::io::Read;
+/// match mproc_sys::fork(None)? {
+///     mproc_sys::ForkOutcome::Child => {
+///         mproc_sys::stdin_from_null().unwrap();
+///         let mut buf = [0u8; 8];
+///         let eof = std::io::stdin().read(&mut buf).unwrap() == 0;
+///         mproc_sys::exit_now(if eof { 0 } else { 1 })
+///     }
+///     mproc_sys::ForkOutcome::Parent(pid) => {
+///         assert_eq!(mproc_sys::wait_pid(pid, true)?, Some(mproc_sys::ExitStatus::Code(0)));
+///     }
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn stdin_from_null() -> io::Result<()> {
+    let null = std::fs::File::open("/dev/null")?;
+    // SAFETY: `dup2` onto fd 0 replaces the standard input atomically; fd 0 is owned by the
+    // standard library's stdin handle, which keeps using fd 0 and now reads `/dev/null`.
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Starts a new process running an executable (normally this one, through `/proc/self/exe`)
 /// with `posix_spawn`, handing it one fd at a fixed number.
 ///
@@ -488,6 +516,15 @@ impl<'a> SpawnSelf<'a> {
                         target,
                     ))?;
                 }
+                // Standard input comes from /dev/null, as in Python's children.
+                let null = c"/dev/null";
+                check(libc::posix_spawn_file_actions_addopen(
+                    actions.as_mut_ptr(),
+                    0,
+                    null.as_ptr(),
+                    libc::O_RDONLY,
+                    0,
+                ))?;
                 // Everything above the passed fd is closed: the child gets its socket and
                 // the standard streams, nothing else of ours.
                 check(libc::posix_spawn_file_actions_addclosefrom_np(

@@ -22,6 +22,12 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// Reads standard input to its end: returns at once when it is /dev/null.
+fn read_stdin(_: ()) -> usize {
+    let mut s = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut s).unwrap_or(0)
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     if mode == "no-init" {
@@ -61,6 +67,11 @@ fn main() {
                 .expect("spawn");
             let v = child.join().expect("join");
             println!("joined {v}");
+        }
+        "child-reads-stdin" => {
+            // Our stdin is a pipe nobody writes to: a child that inherited it would block.
+            let r = mproc::spawn(read_stdin, ()).and_then(|mut c| c.join());
+            println!("child read {r:?}");
         }
         "spawn-on-line" => {
             // Wait for a line on stdin (the test replaces our executable meanwhile), then spawn.
