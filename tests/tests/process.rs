@@ -580,21 +580,27 @@ fn helper(mode: &str) -> Command {
 
 /// Runs a helper to completion with a deadline, killing it if it overstays.
 fn run_helper(mut cmd: Command) -> String {
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let out = finish_helper(child, "helper overstayed its deadline");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Waits up to 30 s for a helper process to end, killing it and failing with `why` if it
+/// does not, and returns what it printed.
+fn finish_helper(mut child: std::process::Child, why: &str) -> std::process::Output {
     let t0 = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if t0.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
-            panic!("helper overstayed its deadline");
+            panic!("{why}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -630,15 +636,8 @@ fn children_read_stdin_from_dev_null() {
             .spawn()
             .unwrap();
         let _keep_open = child.stdin.take();
-        let t0 = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if t0.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!("the child waited on the parent's stdin");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let out = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+        let out = finish_helper(child, "the child waited on the parent's stdin");
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.contains("child read Ok(0)"), "{out}");
     });
 }
@@ -697,15 +696,8 @@ fn replacing_the_executable_on_disk_does_not_break_spawn() {
         std::fs::write(&other, b"#!/bin/sh\nexit 7\n").unwrap();
         std::fs::rename(&other, &exe).unwrap();
         child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-        let t0 = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if t0.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!("helper overstayed its deadline");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let out = String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned();
+        let out = finish_helper(child, "helper overstayed its deadline");
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
         let _ = std::fs::remove_dir_all(&dir);
         assert!(out.contains("result Ok(144)"), "{out}");
     });
