@@ -253,6 +253,55 @@ fn send_timeout_to_a_peer_that_does_not_read() {
     });
 }
 
+/// Fills `a` with `send_timeout` until one commits only in part (or times out).
+fn fill_until_pending(a: &mut Connection<Vec<u8>>) -> usize {
+    let mut committed = 0;
+    for i in 0..10_000 {
+        match a.send_timeout(&vec![i as u8; 40 << 10], Duration::from_millis(5)) {
+            Ok(()) => {
+                committed += 1;
+                if a.has_pending_send() {
+                    return committed;
+                }
+            }
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Timeout),
+        }
+    }
+    panic!("never got a partly sent message");
+}
+
+#[test]
+fn close_sends_the_rest_of_a_committed_message() {
+    deadline(LIMIT, || {
+        let (mut a, mut b) = mproc::pipe::<Vec<u8>>().unwrap();
+        let committed = fill_until_pending(&mut a);
+        let reader = std::thread::spawn(move || {
+            (0..committed).all(|i| b.recv().unwrap() == vec![i as u8; 40 << 10])
+        });
+        a.close().unwrap();
+        assert!(
+            reader.join().unwrap(),
+            "a committed message was lost or damaged"
+        );
+    });
+}
+
+#[test]
+fn a_peer_gone_mid_frame_breaks_the_sender_instead_of_corrupting() {
+    deadline(LIMIT, || {
+        let (mut a, b) = mproc::pipe::<Vec<u8>>().unwrap();
+        fill_until_pending(&mut a);
+        drop(b);
+        // The rest cannot go: the writer is broken, and says so from now on.
+        assert_ne!(
+            a.flush_timeout(Duration::from_secs(5)).unwrap_err().kind(),
+            ErrorKind::Timeout
+        );
+        let err = a.send(&vec![1]).unwrap_err();
+        assert!(err.to_string().contains("middle of a message"), "{err}");
+    });
+}
+
 #[test]
 fn size_limits_refuse_on_sending_and_skip_on_receiving() {
     deadline(LIMIT, || {

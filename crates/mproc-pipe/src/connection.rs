@@ -162,9 +162,17 @@ impl<S, R> Connection<S, R> {
         self.limits = limits_for(self.transport, bytes);
     }
 
-    /// Closes this end (Python's `close()`); the peer's receives then report
-    /// [`ErrorKind::Disconnected`]. Dropping the end does the same.
-    pub fn close(self) {}
+    /// Closes this end (Python's `close()`) after sending the rest of a message that a
+    /// [`send_timeout`](Self::send_timeout) committed; the peer's receives then report
+    /// [`ErrorKind::Disconnected`]. Dropping the end closes it too, but only tries, without
+    /// waiting, to send such a rest: close (or flush) before dropping after a timed-out send.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), when the pending rest cannot be sent.
+    pub fn close(mut self) -> Result<()> {
+        Ok(self.writer.flush(self.sock.as_fd(), None)?)
+    }
 
     /// Sends raw bytes as one message (Python's `send_bytes`).
     ///
@@ -401,6 +409,15 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     }
 }
 
+impl<S, R> Drop for Connection<S, R> {
+    fn drop(&mut self) {
+        if self.writer.has_pending() {
+            // Without waiting: a peer that does not read must not hang a drop.
+            let _ = self.writer.flush(self.sock.as_fd(), Some(Instant::now()));
+        }
+    }
+}
+
 impl<S, R> AsFd for Connection<S, R> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
@@ -516,7 +533,13 @@ impl<T> Sender<T> {
     }
 
     /// Closes this end; see [`Connection::close`].
-    pub fn close(self) {}
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::close`].
+    pub fn close(self) -> Result<()> {
+        self.0.close()
+    }
 }
 
 impl<T: DeserializeOwned> Receiver<T> {
@@ -575,7 +598,13 @@ impl<T> Receiver<T> {
     }
 
     /// Closes this end; see [`Connection::close`].
-    pub fn close(self) {}
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::close`].
+    pub fn close(self) -> Result<()> {
+        self.0.close()
+    }
 }
 
 impl<T> AsFd for Sender<T> {

@@ -395,8 +395,16 @@ pub fn set_env_var(key: &OsStr, value: Option<&OsStr>) -> io::Result<()> {
 /// ```
 pub fn stdin_from_null() -> io::Result<()> {
     let null = std::fs::File::open("/dev/null")?;
-    // SAFETY: `dup2` onto fd 0 replaces the standard input atomically; fd 0 is owned by the
-    // standard library's stdin handle, which keeps using fd 0 and now reads `/dev/null`.
+    if null.as_raw_fd() == 0 {
+        // Standard input was closed, and /dev/null took its number: keep it there.
+        crate::set_cloexec(std::os::fd::AsFd::as_fd(&null), false)?;
+        std::mem::forget(null);
+        return Ok(());
+    }
+    // SAFETY: fd 0 is open (the lowest free number went to `null`), and it is the standard
+    // input: mproc's own fds never take a number below 3, and fd 0 belongs to the standard
+    // library's stdin handle, which keeps using it and now reads `/dev/null`. `dup2`
+    // replaces it atomically.
     if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -19,12 +19,25 @@ pub const MAX_FDS_PER_MSG: usize = 253;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(socket::socketpair(
+    let (a, b) = socket::socketpair(
         AddressFamily::Unix,
         SockType::Stream,
         None,
         SockFlag::SOCK_CLOEXEC,
-    )?)
+    )?;
+    Ok((above_stdio(a)?, above_stdio(b)?))
+}
+
+/// Moves an fd that landed on 0, 1 or 2 (a program closed its standard streams) to a
+/// number of 3 or more, so that nothing that later sets up the standard streams can
+/// clobber it.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let raw = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    // SAFETY: `F_DUPFD_CLOEXEC` returned a new fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Sends `bytes` with `fds` attached to their first byte. Returns how many bytes were sent,

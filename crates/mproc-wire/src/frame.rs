@@ -98,23 +98,23 @@ pub fn write_frame(
     fds: &[BorrowedFd<'_>],
     limits: &Limits,
 ) -> Result<(), Error> {
-    match send_frame(sock, bytes, fds, limits, None) {
-        Ok(()) => Ok(()),
-        Err(SendFailure { error, .. }) => Err(error),
-    }
+    send_frame(sock, bytes, fds, limits, None).map_err(|f| f.error)
 }
 
-/// A send that did not complete: the error, and for a deadline that passed mid-frame, the
-/// bytes of the frame still to send.
+/// A send that did not complete.
 struct SendFailure {
     error: Error,
+    /// Whether part of the frame went out (the stream is then mid-frame).
+    partial: bool,
+    /// For a deadline that passed mid-frame: the bytes of the frame still to send.
     rest: Vec<u8>,
 }
 
 /// Checks the limits, then sends one frame: header and body in one `sendmsg` (no copy to
 /// join them), the fds with its first byte, a short send continued where it stopped. With a
 /// deadline the sends do not block and the waits end at it; a frame that went out in part
-/// by then is returned as `rest`. Without one, only the peer going away ends the send.
+/// by then is returned as `rest` (copied once). Without one, only the peer going away ends
+/// the send.
 fn send_frame(
     sock: BorrowedFd<'_>,
     bytes: &[u8],
@@ -124,6 +124,7 @@ fn send_frame(
 ) -> Result<(), SendFailure> {
     let fail = |error| SendFailure {
         error,
+        partial: false,
         rest: Vec::new(),
     };
     if bytes.len() as u64 > limits.max_message {
@@ -172,22 +173,36 @@ fn send_frame(
     header[8..16].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
     let body: &[u8] = if inline { bytes } else { &[] };
     let parts = [&header[..], body];
-    send_parts(sock, &parts, &all_fds, deadline)
+    send_parts(sock, &parts, &all_fds, deadline).map_err(|(error, sent)| {
+        let rest = if sent > 0 && error.kind() == ErrorKind::Timeout {
+            let mut rest = Vec::with_capacity(HEADER_LEN + body.len() - sent);
+            rest.extend_from_slice(&header[sent.min(HEADER_LEN)..]);
+            rest.extend_from_slice(&body[sent.saturating_sub(HEADER_LEN)..]);
+            rest
+        } else {
+            Vec::new()
+        };
+        SendFailure {
+            error,
+            partial: sent > 0,
+            rest,
+        }
+    })
 }
 
-/// Sends `parts` in order (fds with the first byte). See [`send_frame`].
+/// Sends `parts` (at most two) in order, fds with the first byte. On failure, returns the
+/// error and how many bytes went out. See [`send_frame`].
 fn send_parts(
     sock: BorrowedFd<'_>,
     parts: &[&[u8]],
     fds: &[BorrowedFd<'_>],
     deadline: Option<Instant>,
-) -> Result<(), SendFailure> {
+) -> Result<(), (Error, usize)> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    let rest_from = |sent: usize| parts.concat()[sent..].to_vec();
     let mut sent = 0;
     while sent < total {
-        // The slices still to send (at most two: header and body), the first one cut where
-        // the last send stopped; on the stack, this being every message's path.
+        // The slices still to send, the first one cut where the last send stopped; on the
+        // stack, this being every message's path.
         let mut iov = [IoSlice::new(&[]); 2];
         let mut count = 0;
         let mut skip = sent;
@@ -200,37 +215,23 @@ fn send_parts(
                 count += 1;
             }
         }
-        let iov = &iov[..count];
         let with = if sent == 0 { fds } else { &[] };
-        match mproc_sys::send_vectored_with_fds(sock, iov, with, deadline.is_some()) {
+        match mproc_sys::send_vectored_with_fds(sock, &iov[..count], with, deadline.is_some()) {
             Ok(n) => sent += n,
             // No room (a deadline, or a socket someone made non-blocking): wait for some.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 match mproc_sys::wait_writable(sock, deadline) {
                     Ok(true) => {}
                     Ok(false) => {
-                        let error = Error::new(ErrorKind::Timeout, "timed out waiting to send");
-                        let rest = if sent == 0 {
-                            Vec::new()
-                        } else {
-                            rest_from(sent)
-                        };
-                        return Err(SendFailure { error, rest });
+                        return Err((
+                            Error::new(ErrorKind::Timeout, "timed out waiting to send"),
+                            sent,
+                        ));
                     }
-                    Err(e) => {
-                        return Err(SendFailure {
-                            error: Error::io("waiting to send", e),
-                            rest: Vec::new(),
-                        });
-                    }
+                    Err(e) => return Err((Error::io("waiting to send", e), sent)),
                 }
             }
-            Err(e) => {
-                return Err(SendFailure {
-                    error: Error::io("sending a frame", e),
-                    rest: Vec::new(),
-                });
-            }
+            Err(e) => return Err((Error::io("sending a frame", e), sent)),
         }
     }
     Ok(())
@@ -258,7 +259,11 @@ fn send_parts(
 /// ```
 #[derive(Debug, Default)]
 pub struct FrameWriter {
+    /// The committed rest of a frame: `pending[at..]` is still to go.
     pending: Vec<u8>,
+    at: usize,
+    /// A send failed in the middle of a frame: the stream has lost its place.
+    broken: bool,
 }
 
 impl FrameWriter {
@@ -269,26 +274,40 @@ impl FrameWriter {
 
     /// Returns whether part of a committed frame is still to be sent.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.at < self.pending.len()
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "an earlier send failed in the middle of a message; the connection cannot be used to send",
+            ));
+        }
+        Ok(())
     }
 
     /// Sends what is pending, waiting at most until `deadline`.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Timeout`] when some is still pending then, [`ErrorKind::Io`] when the
-    /// socket fails (the peer is gone, say).
+    /// [`ErrorKind::Timeout`] when some is still pending then (call again), another kind
+    /// when the socket fails (the peer is gone, say; the writer is then broken).
     pub fn flush(&mut self, sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(), Error> {
-        if self.pending.is_empty() {
+        self.check()?;
+        if !self.has_pending() {
             return Ok(());
         }
-        let pending = std::mem::take(&mut self.pending);
-        match send_parts(sock, &[&pending], &[], deadline) {
-            Ok(()) => Ok(()),
-            Err(SendFailure { error, rest }) => {
-                if error.kind() == ErrorKind::Timeout {
-                    // What was not sent this time, of what was pending.
-                    self.pending = if rest.is_empty() { pending } else { rest };
+        match send_parts(sock, &[&self.pending[self.at..]], &[], deadline) {
+            Ok(()) => {
+                self.pending = Vec::new();
+                self.at = 0;
+                Ok(())
+            }
+            Err((error, sent)) => {
+                self.at += sent;
+                if error.kind() != ErrorKind::Timeout {
+                    self.broken = true;
                 }
                 Err(error)
             }
@@ -300,7 +319,8 @@ impl FrameWriter {
     /// # Errors
     ///
     /// [`ErrorKind::Timeout`] when the deadline passed before any of this message went out
-    /// (it was not sent); otherwise as [`write_frame`].
+    /// (it was not sent); otherwise as [`write_frame`]. A failure in the middle of a frame
+    /// breaks the writer: every later write reports it, rather than corrupt the stream.
     pub fn write(
         &mut self,
         sock: BorrowedFd<'_>,
@@ -312,14 +332,16 @@ impl FrameWriter {
         self.flush(sock, deadline)?;
         match send_frame(sock, bytes, fds, limits, deadline) {
             Ok(()) => Ok(()),
-            // Part of it went out: it is committed; the rest follows later.
-            Err(SendFailure { error, rest })
-                if error.kind() == ErrorKind::Timeout && !rest.is_empty() =>
-            {
-                self.pending = rest;
+            Err(f) if f.partial && f.error.kind() == ErrorKind::Timeout => {
+                // Part of it went out: it is committed; the rest follows later.
+                self.pending = f.rest;
+                self.at = 0;
                 Ok(())
             }
-            Err(SendFailure { error, .. }) => Err(error),
+            Err(f) => {
+                self.broken |= f.partial;
+                Err(f.error)
+            }
         }
     }
 }
