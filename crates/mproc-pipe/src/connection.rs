@@ -24,6 +24,10 @@ const DEFAULT_MAX_MESSAGE: u64 = 4 << 30;
 
 /// One end of a pipe that sends `S` and receives `R` (Python's `Connection`).
 ///
+/// For large byte buffers, [`send_bytes`](Self::send_bytes) and
+/// [`recv_bytes_into`](Self::recv_bytes_into) (or `serde_bytes` inside your types) move them
+/// as one block; a plain `Vec<u8>` field goes through serde byte by byte.
+///
 /// Made by [`pipe`] (`S = R`), [`duplex`], [`Listener::accept`](crate::Listener::accept)
 /// or [`Client::connect`](crate::Client::connect). Values travel as postcard frames; OS
 /// handles inside them (other connections, for instance) travel beside the bytes. A
