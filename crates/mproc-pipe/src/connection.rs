@@ -178,6 +178,28 @@ impl<S, R> Connection<S, R> {
         Ok(self.writer.flush(self.sock.as_fd(), None)?)
     }
 
+    /// Like [`close`](Self::close), waiting at most `timeout` for the peer to take the rest
+    /// of a committed message; the end is closed either way.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] when the rest could not be sent in time (the peer sees the
+    /// message cut short), otherwise as [`close`](Self::close).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut a, mut b) = mproc_pipe::pipe::<u8>()?;
+    /// a.send(&1)?;
+    /// a.close_timeout(Duration::from_secs(1))?;
+    /// assert_eq!(b.recv()?, 1);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn close_timeout(mut self, timeout: Duration) -> Result<()> {
+        Ok(self
+            .writer
+            .flush(self.sock.as_fd(), mproc_sys::deadline_after(timeout))?)
+    }
+
     /// Sends raw bytes as one message (Python's `send_bytes`).
     ///
     /// # Errors
@@ -543,6 +565,11 @@ impl<T> Sender<T> {
     /// As [`Connection::close`].
     pub fn close(self) -> Result<()> {
         self.0.close()
+    }
+
+    /// Closes this end with a deadline; see [`Connection::close_timeout`].
+    pub fn close_timeout(self, timeout: Duration) -> Result<()> {
+        self.0.close_timeout(timeout)
     }
 }
 
