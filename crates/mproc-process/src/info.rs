@@ -65,8 +65,9 @@ fn main_process() -> ProcessInfo {
     }
 }
 
+/// Records who this process is: a child, once it knows from its parent's request.
 pub(crate) fn set_current(me: ProcessInfo, parent: Option<ProcessInfo>) {
-    set_current_locked(&mut lock_current(), me, parent);
+    *lock_current() = Some(child_current(me, parent));
 }
 
 /// The lock behind `current_process()` (held across a fork).
@@ -76,7 +77,7 @@ pub(crate) fn lock_current() -> CurrentGuard {
     CURRENT.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Who a freshly forked child is (see `ForkGuards::into_child`).
+/// Who a child is, with its own pid; starts its numbering of children afresh.
 pub(crate) fn child_current(me: ProcessInfo, parent: Option<ProcessInfo>) -> Current {
     CHILD_COUNTER.store(0, Ordering::Relaxed);
     Current {
@@ -86,19 +87,6 @@ pub(crate) fn child_current(me: ProcessInfo, parent: Option<ProcessInfo>) -> Cur
         },
         parent,
     }
-}
-
-pub(crate) fn set_current_locked(
-    slot: &mut Option<Current>,
-    me: ProcessInfo,
-    parent: Option<ProcessInfo>,
-) {
-    CHILD_COUNTER.store(0, Ordering::Relaxed);
-    let me = ProcessInfo {
-        pid: std::process::id(),
-        ..me
-    };
-    *slot = Some(Current { me, parent });
 }
 
 /// Returns this process: Python's `multiprocessing.current_process()`.
