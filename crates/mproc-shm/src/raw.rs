@@ -1,0 +1,345 @@
+//! `RawValue`, `RawArray` and `SharedAtomic`: typed values in the shared arena, without a
+//! lock (see `mproc-sync`'s `Value` and `Array` for the locked kinds).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use mproc_sys::{ShmAtomic, ShmSafe};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::arena::{BLOCK_ALIGN, Block};
+use crate::error::{Error, ErrorKind, Result};
+
+fn check_align<T>() -> Result<()> {
+    if align_of::<T>() > BLOCK_ALIGN {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("shared values are aligned to at most {BLOCK_ALIGN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A value in shared memory with no lock. Python: `RawValue`.
+///
+/// `get` and `set` copy the whole value; with several writers, a reader can see a mix of
+/// two writes. Use `mproc_sync::Value` (a value with its own lock) when more than one
+/// process writes, or a [`SharedAtomic`] for a counter.
+///
+/// ```
+/// let v = mproc_shm::RawValue::new(1.5f64)?;
+/// v.set(2.5);
+/// assert_eq!(v.get(), 2.5);
+/// # Ok::<(), mproc_shm::Error>(())
+/// ```
+pub struct RawValue<T: ShmSafe> {
+    block: Block,
+    _t: PhantomData<T>,
+}
+
+impl<T: ShmSafe> RawValue<T> {
+    /// Puts `value` in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a type aligned to more than 64 bytes; `NoSpace`/`Io` from the OS.
+    pub fn new(value: T) -> Result<Self> {
+        check_align::<T>()?;
+        let block = Block::alloc(size_of::<T>())?;
+        block.write(0, value)?;
+        Ok(RawValue {
+            block,
+            _t: PhantomData,
+        })
+    }
+
+    /// Copies the value out.
+    pub fn get(&self) -> T {
+        self.block.read(0).expect("size and alignment checked when made")
+    }
+
+    /// Copies `value` in.
+    pub fn set(&self, value: T) {
+        self.block
+            .write(0, value)
+            .expect("size and alignment checked when made")
+    }
+}
+
+impl<T: ShmSafe> Clone for RawValue<T> {
+    fn clone(&self) -> Self {
+        RawValue {
+            block: self.block.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawValue").field(&self.get()).finish()
+    }
+}
+
+impl<T: ShmSafe> Serialize for RawValue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.block.serialize(s)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for RawValue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let block = Block::deserialize(d)?;
+        if block.len() < size_of::<T>() || check_align::<T>().is_err() {
+            return Err(serde::de::Error::custom(
+                "received a shared value of the wrong size",
+            ));
+        }
+        Ok(RawValue {
+            block,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// A fixed-length array in shared memory with no lock. Python: `RawArray`.
+///
+/// Element access copies; see [`RawValue`] for what that means with several writers.
+///
+/// ```
+/// let a = mproc_shm::RawArray::from_slice(&[1u32, 2, 3])?;
+/// a.set(1, 20)?;
+/// assert_eq!(a.get(1), Some(20));
+/// assert_eq!(a.to_vec(), vec![1, 20, 3]);
+/// assert!(a.set(3, 0).is_err());
+/// # Ok::<(), mproc_shm::Error>(())
+/// ```
+pub struct RawArray<T: ShmSafe> {
+    block: Block,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T: ShmSafe> RawArray<T> {
+    /// Makes an array of `len` zeroed elements.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a size overflow or an over-aligned type; `NoSpace`/`Io`.
+    pub fn zeroed(len: usize) -> Result<Self> {
+        check_align::<T>()?;
+        let bytes = size_of::<T>()
+            .checked_mul(len)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "array too large"))?;
+        Ok(RawArray {
+            block: Block::alloc(bytes)?,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// Makes an array holding a copy of `values`.
+    ///
+    /// # Errors
+    ///
+    /// As [`zeroed`](RawArray::zeroed).
+    pub fn from_slice(values: &[T]) -> Result<Self> {
+        let a = Self::zeroed(values.len())?;
+        a.block.copy_from(0, values)?;
+        Ok(a)
+    }
+
+    /// Returns the number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies element `i` out, or `None` past the end.
+    pub fn get(&self, i: usize) -> Option<T> {
+        (i < self.len).then(|| {
+            self.block
+                .read(i * size_of::<T>())
+                .expect("in bounds, checked when made")
+        })
+    }
+
+    /// Copies `value` into element `i`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` past the end (Python: `IndexError`).
+    pub fn set(&self, i: usize, value: T) -> Result<()> {
+        if i >= self.len {
+            return Err(index_error(i, self.len));
+        }
+        self.block.write(i * size_of::<T>(), value)
+    }
+
+    /// Copies elements `start..start + dst.len()` into `dst`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the range passes the end.
+    pub fn read_into(&self, start: usize, dst: &mut [T]) -> Result<()> {
+        check_range(start, dst.len(), self.len)?;
+        self.block.copy_to(start * size_of::<T>(), dst)
+    }
+
+    /// Copies `src` into elements `start..start + src.len()` (Python: slice assignment).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the range passes the end.
+    pub fn write_from(&self, start: usize, src: &[T]) -> Result<()> {
+        check_range(start, src.len(), self.len)?;
+        self.block.copy_from(start * size_of::<T>(), src)
+    }
+
+    /// Copies the whole array out.
+    pub fn to_vec(&self) -> Vec<T> {
+        let mut v = Vec::with_capacity(self.len);
+        for i in 0..self.len {
+            v.push(self.get(i).expect("in bounds"));
+        }
+        v
+    }
+}
+
+pub(crate) fn index_error(i: usize, len: usize) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("index {i} is out of range for length {len}"),
+    )
+}
+
+pub(crate) fn check_range(start: usize, count: usize, len: usize) -> Result<()> {
+    if start.checked_add(count).is_none_or(|end| end > len) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("range {start}..{start}+{count} is out of range for length {len}"),
+        ));
+    }
+    Ok(())
+}
+
+impl<T: ShmSafe> Clone for RawArray<T> {
+    fn clone(&self) -> Self {
+        RawArray {
+            block: self.block.clone(),
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawArray").field(&self.to_vec()).finish()
+    }
+}
+
+impl<T: ShmSafe> Serialize for RawArray<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.block, self.len as u64).serialize(s)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for RawArray<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (block, len): (Block, u64) = Deserialize::deserialize(d)?;
+        let fits = usize::try_from(len)
+            .ok()
+            .and_then(|n| n.checked_mul(size_of::<T>()))
+            .is_some_and(|bytes| bytes <= block.len());
+        if !fits || check_align::<T>().is_err() {
+            return Err(serde::de::Error::custom(
+                "received a shared array longer than its block",
+            ));
+        }
+        Ok(RawArray {
+            block,
+            len: len as usize,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// An atomic in shared memory: a counter or flag every process can update without a lock.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// let hits = mproc_shm::SharedAtomic::<AtomicU64>::new()?;
+/// hits.fetch_add(1, Ordering::Relaxed);
+/// assert_eq!(hits.load(Ordering::Relaxed), 1);
+/// # Ok::<(), mproc_shm::Error>(())
+/// ```
+pub struct SharedAtomic<A: ShmAtomic> {
+    block: Block,
+    _a: PhantomData<A>,
+}
+
+impl<A: ShmAtomic> SharedAtomic<A> {
+    /// Makes a zeroed atomic in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// `NoSpace`/`Io` from the OS.
+    pub fn new() -> Result<Self> {
+        check_align::<A>()?;
+        let block = Block::alloc(size_of::<A>())?;
+        block.get::<A>(0)?;
+        Ok(SharedAtomic {
+            block,
+            _a: PhantomData,
+        })
+    }
+}
+
+impl<A: ShmAtomic> Deref for SharedAtomic<A> {
+    type Target = A;
+    fn deref(&self) -> &A {
+        self.block.get(0).expect("size and alignment checked when made")
+    }
+}
+
+impl<A: ShmAtomic> Clone for SharedAtomic<A> {
+    fn clone(&self) -> Self {
+        SharedAtomic {
+            block: self.block.clone(),
+            _a: PhantomData,
+        }
+    }
+}
+
+impl<A: ShmAtomic + fmt::Debug> fmt::Debug for SharedAtomic<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedAtomic").field(&**self).finish()
+    }
+}
+
+impl<A: ShmAtomic> Serialize for SharedAtomic<A> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.block.serialize(s)
+    }
+}
+
+impl<'de, A: ShmAtomic> Deserialize<'de> for SharedAtomic<A> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let block = Block::deserialize(d)?;
+        if block.get::<A>(0).is_err() {
+            return Err(serde::de::Error::custom(
+                "received a shared atomic of the wrong size",
+            ));
+        }
+        Ok(SharedAtomic {
+            block,
+            _a: PhantomData,
+        })
+    }
+}

@@ -1,0 +1,332 @@
+//! `SharedMemory`: a segment of bytes shared between processes, anonymous (a memfd passed
+//! by fd) or named (`/dev/shm`, reserved up front and tracked until its process tree ends).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+
+use mproc_sys::{Region, ShmAtomic, ShmSafe, Tracker};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A block of memory shared between processes. Python: `shared_memory.SharedMemory`.
+///
+/// [`create`](SharedMemory::create) makes an anonymous segment: a memfd that travels by fd
+/// (as a spawn argument, through a pipe, or inherited by fork), so there is no name to
+/// leak and nothing is left in `/dev/shm` whatever happens. [`create_named`]
+/// (SharedMemory::create_named) makes a segment other programs can [`open`]
+/// (SharedMemory::open) by name.
+///
+/// Access is by copies ([`read_at`](SharedMemory::read_at), [`write_at`]
+/// (SharedMemory::write_at), [`read`](SharedMemory::read), [`write`](SharedMemory::write))
+/// and by atomics ([`atomics`](SharedMemory::atomics)): another process can write at any
+/// moment, so no plain reference into the memory is ever handed out. Use a lock from
+/// `mproc-sync` (or atomics) to agree on who writes when; [`as_ptr`](SharedMemory::as_ptr)
+/// is there for code that manages its own access.
+///
+/// Dropping the handle unmaps it in this process only (Python's `close()`).
+///
+/// ```
+/// use mproc_shm::SharedMemory;
+/// let shm = SharedMemory::create(4096)?;
+/// shm.write_at(0, b"hello")?;
+/// let mut buf = [0u8; 5];
+/// shm.read_at(0, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// assert_eq!(shm.len(), 4096);
+/// # Ok::<(), mproc_shm::Error>(())
+/// ```
+pub struct SharedMemory {
+    region: Region,
+    fd: OwnedFd,
+    name: Option<String>,
+}
+
+impl fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("name", &self.name)
+            .field("len", &self.region.len())
+            .finish()
+    }
+}
+
+fn check_size(size: usize) -> Result<()> {
+    if size == 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "a shared memory segment needs a size greater than zero",
+        ));
+    }
+    Ok(())
+}
+
+fn range_error(e: std::io::Error) -> Error {
+    Error::io("out of the segment's range", e)
+}
+
+impl SharedMemory {
+    /// Creates an anonymous segment of `size` zeroed bytes.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero size; `NoSpace` or `Io` from the OS.
+    pub fn create(size: usize) -> Result<Self> {
+        check_size(size)?;
+        let (region, fd) = Region::anonymous_with_fd("mproc-shm", size)
+            .map_err(|e| Error::io("creating a shared memory segment", e))?;
+        Ok(SharedMemory {
+            region,
+            fd,
+            name: None,
+        })
+    }
+
+    /// Creates the named segment `/dev/shm/<name>` of `size` zeroed bytes, mode 0600.
+    ///
+    /// Its pages are reserved now, so a full `/dev/shm` fails here (`NoSpace`) instead of
+    /// killing a process with SIGBUS later. The name is tracked: when this process and
+    /// its fork children have all ended, however they ended (SIGKILL included), a tracker
+    /// process unlinks it, unless [`unlink`](SharedMemory::unlink) or [`untrack`]
+    /// (SharedMemory::untrack) came first. Processes that [`open`](SharedMemory::open)
+    /// the name never take ownership.
+    ///
+    /// ```
+    /// use mproc_shm::{ErrorKind, SharedMemory};
+    /// let name = format!("mproc-doc-{}", std::process::id());
+    /// let shm = SharedMemory::create_named(&name, 100)?;
+    /// let other = SharedMemory::open(&name)?;
+    /// other.write::<u32>(0, 7)?;
+    /// assert_eq!(shm.read::<u32>(0)?, 7);
+    /// assert_eq!(SharedMemory::create_named(&name, 1).unwrap_err().kind(), ErrorKind::AlreadyExists);
+    /// shm.unlink()?;
+    /// assert_eq!(SharedMemory::open(&name).unwrap_err().kind(), ErrorKind::NotFound);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero size or a bad name (empty, over 250 bytes, or holding
+    /// `/` or NUL); `AlreadyExists`; `NoSpace`; `Io`.
+    pub fn create_named(name: &str, size: usize) -> Result<Self> {
+        check_size(size)?;
+        let context = || format!("creating shared memory segment {name:?}");
+        let fd = mproc_sys::shm_create(name, size).map_err(|e| Error::io(context(), e))?;
+        let region = match Region::map(fd.as_fd(), size) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = mproc_sys::shm_unlink(name);
+                return Err(Error::io(context(), e));
+            }
+        };
+        if let Err(e) = track(name) {
+            let _ = mproc_sys::shm_unlink(name);
+            return Err(e);
+        }
+        Ok(SharedMemory {
+            region,
+            fd,
+            name: Some(name.to_string()),
+        })
+    }
+
+    /// Opens the named segment `/dev/shm/<name>`, whatever its size. Opening never takes
+    /// ownership: only the creator's tree unlinks it.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`; `InvalidInput` for a bad name; `Io`.
+    pub fn open(name: &str) -> Result<Self> {
+        let context = || format!("opening shared memory segment {name:?}");
+        let fd = mproc_sys::shm_open_existing(name).map_err(|e| Error::io(context(), e))?;
+        let size = mproc_sys::file_size(fd.as_fd()).map_err(|e| Error::io(context(), e))?;
+        let region =
+            Region::map(fd.as_fd(), size as usize).map_err(|e| Error::io(context(), e))?;
+        Ok(SharedMemory {
+            region,
+            fd,
+            name: Some(name.to_string()),
+        })
+    }
+
+    /// Removes the segment's name (Python: `unlink()`). Mappings stay valid; the memory is
+    /// freed when the last one goes. The tracker forgets the name.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an anonymous segment; `NotFound` if the name is already gone.
+    pub fn unlink(&self) -> Result<()> {
+        let name = self.name.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "an anonymous segment has no name to unlink",
+            )
+        })?;
+        untrack_name(name);
+        mproc_sys::shm_unlink(name)
+            .map_err(|e| Error::io(format!("unlinking shared memory segment {name:?}"), e))
+    }
+
+    /// Stops tracking this named segment: it outlives the process tree that created it
+    /// (until someone calls [`unlink`](SharedMemory::unlink)). Python: `track=False`.
+    pub fn untrack(&self) {
+        if let Some(name) = &self.name {
+            untrack_name(name);
+        }
+    }
+
+    /// Returns the size in bytes (Python: `size`).
+    pub fn len(&self) -> usize {
+        self.region.len()
+    }
+
+    /// Returns whether the segment is empty (never, for a created one).
+    pub fn is_empty(&self) -> bool {
+        self.region.is_empty()
+    }
+
+    /// Returns the name, or `None` for an anonymous segment.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Returns the start of the mapping, valid for [`len`](SharedMemory::len) bytes while
+    /// this handle lives. Other processes may write to the memory at any time.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.region.as_ptr()
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the range does not fit.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.region.copy_to(offset, buf).map_err(range_error)
+    }
+
+    /// Copies `data` in, starting at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the range does not fit.
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.region.copy_from(offset, data).map_err(range_error)
+    }
+
+    /// Sets `len` bytes starting at `offset` to `byte`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the range does not fit.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
+        self.region.fill(offset, len, byte).map_err(range_error)
+    }
+
+    /// Copies the value at `offset` out (aligned for `T`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit or is misaligned.
+    pub fn read<T: ShmSafe>(&self, offset: usize) -> Result<T> {
+        self.region.read(offset).map_err(range_error)
+    }
+
+    /// Copies `value` in at `offset` (aligned for `T`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit or is misaligned.
+    pub fn write<T: ShmSafe>(&self, offset: usize, value: T) -> Result<()> {
+        self.region.write(offset, value).map_err(range_error)
+    }
+
+    /// Lends `count` atomics starting at `offset`, shared with every process that maps
+    /// the segment.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let shm = mproc_shm::SharedMemory::create(64)?;
+    /// let counters = shm.atomics::<AtomicU64>(0, 8)?;
+    /// counters[3].fetch_add(2, Ordering::Relaxed);
+    /// assert_eq!(shm.read::<u64>(24)?, 2);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when they do not fit or are misaligned.
+    pub fn atomics<A: ShmAtomic>(&self, offset: usize, count: usize) -> Result<&[A]> {
+        self.region.get_slice(offset, count).map_err(range_error)
+    }
+}
+
+/// Sent as its name (if any), its fd and its length; the receiver maps the same memory.
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (
+            &self.name,
+            mproc_wire::FdRef(self.fd.as_fd()),
+            self.region.len() as u64,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (name, fd, len): (Option<String>, mproc_wire::Fd, u64) =
+            Deserialize::deserialize(d)?;
+        let fd = fd.into_owned();
+        let len = usize::try_from(len).map_err(D::Error::custom)?;
+        // `map` refuses a length beyond the file's size, so a lying sender cannot make us
+        // touch pages that do not exist.
+        let region = Region::map(fd.as_fd(), len)
+            .map_err(|e| D::Error::custom(format!("cannot map a received segment: {e}")))?;
+        Ok(SharedMemory { region, fd, name })
+    }
+}
+
+/// This process's tracker and the names it registered (to re-register if it must be
+/// restarted). A fork child shares its parent's tracker.
+static TRACKING: Mutex<Option<Tracking>> = Mutex::new(None);
+
+struct Tracking {
+    tracker: Tracker,
+    names: HashSet<String>,
+}
+
+fn track(name: &str) -> Result<()> {
+    let mut guard = TRACKING.lock().unwrap_or_else(|e| e.into_inner());
+    for attempt in 0..2 {
+        if guard.is_none() || attempt == 1 {
+            let tracker = Tracker::start()
+                .map_err(|e| Error::io("starting the shared memory tracker", e))?;
+            let names = guard.take().map(|t| t.names).unwrap_or_default();
+            for n in &names {
+                let _ = tracker.register(n);
+            }
+            *guard = Some(Tracking { tracker, names });
+        }
+        let tracking = guard.as_mut().expect("set above");
+        if tracking.tracker.register(name).is_ok() {
+            tracking.names.insert(name.to_string());
+            return Ok(());
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        "the shared memory tracker does not answer",
+    ))
+}
+
+fn untrack_name(name: &str) {
+    let mut guard = TRACKING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tracking) = guard.as_mut() {
+        tracking.names.remove(name);
+        let _ = tracking.tracker.unregister(name);
+    }
+}

@@ -1,0 +1,242 @@
+//! `Barrier`: parties that wait for each other, generation after generation.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mproc_sys::{futex_wait, futex_wake};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::lock::{Core, FIELDS, Got, core_handle, deadline};
+
+const PARTIES: usize = 0;
+const COUNT: usize = 4;
+const GENERATION: usize = 8;
+const BROKEN: usize = 12;
+const BROKEN_GEN: usize = 16;
+const TIMEOUT_NS: usize = 24;
+const SIZE: usize = FIELDS + 32;
+
+/// A barrier for a fixed number of parties (processes or threads). Python:
+/// `multiprocessing.Barrier`.
+///
+/// Each [`wait`](Barrier::wait) blocks until `parties` callers are waiting, then all are
+/// released and the barrier is ready for the next generation. Each caller gets an index in
+/// `0..parties`, unique within its generation. A timeout (per call, or the default given
+/// to [`with_timeout`](Barrier::with_timeout)), [`abort`](Barrier::abort), or a party
+/// dying while it updates the barrier *breaks* it: every waiter, and every later caller
+/// until [`reset`](Barrier::reset), gets a `BrokenBarrier` error. A party that dies while
+/// waiting still counts as waiting (as in Python): give waits a timeout when parties may
+/// crash.
+///
+/// ```
+/// let barrier = mproc_sync::Barrier::new(2)?;
+/// std::thread::scope(|s| {
+///     let other = s.spawn(|| barrier.wait().unwrap());
+///     let mine = barrier.wait().unwrap();
+///     assert_eq!(mine + other.join().unwrap(), 1); // indices 0 and 1
+/// });
+/// assert_eq!(barrier.n_waiting(), 0);
+/// # Ok::<(), mproc_sync::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    core: Core,
+}
+
+core_handle!(Barrier, SIZE);
+
+fn broken(message: &str) -> Error {
+    Error::new(ErrorKind::BrokenBarrier, message)
+}
+
+impl Barrier {
+    /// Makes a barrier for `parties` parties (at least 1).
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when shared memory cannot be had.
+    pub fn new(parties: u32) -> Result<Barrier> {
+        Self::make(parties, None)
+    }
+
+    /// Makes a barrier whose waits break it after `timeout` by default.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when shared memory cannot be had.
+    pub fn with_timeout(parties: u32, timeout: Duration) -> Result<Barrier> {
+        Self::make(parties, Some(timeout))
+    }
+
+    fn make(parties: u32, timeout: Option<Duration>) -> Result<Barrier> {
+        let core = Core::new(SIZE)?;
+        core.field(PARTIES).store(parties.max(1), Ordering::Relaxed);
+        core.field(BROKEN_GEN).store(u32::MAX, Ordering::Relaxed);
+        let ns = timeout.map_or(0, |t| t.as_nanos().clamp(1, u64::MAX as u128) as u64);
+        core.block.write::<u64>(FIELDS + TIMEOUT_NS, ns)?;
+        Ok(Barrier { core })
+    }
+
+    /// Returns the number of parties.
+    pub fn parties(&self) -> u32 {
+        self.core.field(PARTIES).load(Ordering::Relaxed).max(1)
+    }
+
+    /// Returns how many parties are waiting now.
+    pub fn n_waiting(&self) -> u32 {
+        self.core.field(COUNT).load(Ordering::Relaxed)
+    }
+
+    /// Returns whether the barrier is broken.
+    pub fn is_broken(&self) -> bool {
+        self.core.field(BROKEN).load(Ordering::Relaxed) != 0
+    }
+
+    /// Waits for the other parties (with the default timeout, if any); returns this
+    /// party's index. Python: `barrier.wait()`.
+    ///
+    /// # Errors
+    ///
+    /// `BrokenBarrier` when the barrier is or becomes broken (including by this call's
+    /// timeout).
+    pub fn wait(&self) -> Result<u32> {
+        self.wait_inner(self.default_timeout(), None::<fn()>)
+    }
+
+    /// Waits at most `timeout`; a timeout breaks the barrier. Python:
+    /// `barrier.wait(timeout)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Barrier::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
+        self.wait_inner(Some(timeout), None::<fn()>)
+    }
+
+    /// Waits like [`wait`](Barrier::wait); if this party completes the generation, it
+    /// runs `action` before anyone is released (Python's `action`, given here per call
+    /// because a closure cannot travel between processes). If `action` panics the barrier
+    /// breaks and the panic goes on.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Barrier::wait).
+    pub fn wait_with(&self, action: impl FnOnce()) -> Result<u32> {
+        self.wait_inner(self.default_timeout(), Some(action))
+    }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        let ns = self.core.block.read::<u64>(FIELDS + TIMEOUT_NS).unwrap_or(0);
+        (ns != 0).then(|| Duration::from_nanos(ns))
+    }
+
+    fn lock(&self) {
+        if self.core.acquire(None) == Got::OwnerDied {
+            // A party died in the middle of updating the barrier: it cannot be trusted.
+            self.break_locked();
+            self.core.mark_consistent();
+        }
+    }
+
+    fn unlock(&self) {
+        let _ = self.core.release();
+    }
+
+    /// Breaks the current generation (lock held): its waiters and later callers fail.
+    fn break_locked(&self) {
+        let f = |o| self.core.field(o);
+        f(BROKEN).store(1, Ordering::Relaxed);
+        let generation = f(GENERATION).load(Ordering::Relaxed);
+        f(BROKEN_GEN).store(generation, Ordering::Relaxed);
+        f(COUNT).store(0, Ordering::Relaxed);
+        f(GENERATION).store(generation.wrapping_add(1), Ordering::Release);
+        futex_wake(f(GENERATION), u32::MAX);
+    }
+
+    fn wait_inner(&self, timeout: Option<Duration>, action: Option<impl FnOnce()>) -> Result<u32> {
+        let end = timeout.and_then(deadline);
+        let f = |o| self.core.field(o);
+        self.lock();
+        if f(BROKEN).load(Ordering::Relaxed) != 0 {
+            self.unlock();
+            return Err(broken("the barrier is broken"));
+        }
+        let generation = f(GENERATION).load(Ordering::Relaxed);
+        let index = f(COUNT).load(Ordering::Relaxed);
+        if index + 1 >= self.parties() {
+            if let Some(action) = action {
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(action));
+                if let Err(panic) = ran {
+                    self.break_locked();
+                    self.unlock();
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            f(COUNT).store(0, Ordering::Relaxed);
+            f(GENERATION).store(generation.wrapping_add(1), Ordering::Release);
+            futex_wake(f(GENERATION), u32::MAX);
+            self.unlock();
+            return Ok(index);
+        }
+        f(COUNT).store(index + 1, Ordering::Relaxed);
+        self.unlock();
+        loop {
+            futex_wait(f(GENERATION), generation, end);
+            if f(GENERATION).load(Ordering::Acquire) != generation {
+                break;
+            }
+            if end.is_some_and(|e| Instant::now() >= e) {
+                self.lock();
+                if f(GENERATION).load(Ordering::Relaxed) == generation {
+                    self.break_locked();
+                    self.unlock();
+                    return Err(broken("the barrier wait timed out; the barrier is now broken"));
+                }
+                self.unlock();
+                break;
+            }
+        }
+        // The generation ended: released, or broken (abort, reset, another's timeout).
+        // (Should a later generation break before this waiter looks, it would read that
+        // one's number; it would need to sleep through a reset and a whole generation.)
+        self.lock();
+        let was_broken = f(BROKEN_GEN).load(Ordering::Relaxed) == generation;
+        self.unlock();
+        if was_broken {
+            return Err(broken("the barrier was broken while waiting"));
+        }
+        Ok(index)
+    }
+
+    /// Breaks the barrier: waiters and later callers get `BrokenBarrier` until
+    /// [`reset`](Barrier::reset). Python: `abort()`.
+    pub fn abort(&self) {
+        self.lock();
+        self.break_locked();
+        self.unlock();
+    }
+
+    /// Returns the barrier to its empty, unbroken state; parties waiting now get
+    /// `BrokenBarrier`. Python: `reset()`.
+    pub fn reset(&self) {
+        self.lock();
+        let f = |o| self.core.field(o);
+        if f(COUNT).load(Ordering::Relaxed) > 0 {
+            self.break_locked();
+        }
+        f(COUNT).store(0, Ordering::Relaxed);
+        f(BROKEN).store(0, Ordering::Relaxed);
+        self.unlock();
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.is_broken())
+            .finish()
+    }
+}

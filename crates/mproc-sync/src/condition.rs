@@ -1,0 +1,303 @@
+//! `Condition<T>`: a robust lock around a shared value, with wait and notify.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mproc_shm::{Block, ShmSafe};
+use mproc_sys::{futex_wait, futex_wake};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{LockResult, OwnerDied, Result, TryLockResult};
+use crate::lock::{Core, Got, deadline, lock_result, try_lock_result};
+
+const SEQ: usize = 0;
+const WAITING: usize = 4;
+const PENDING: usize = 8;
+const DATA: usize = 64;
+
+/// A condition variable shared between processes, bundled with its lock and the value it
+/// guards. Python: `multiprocessing.Condition`.
+///
+/// Lock it to get a [`ConditionGuard`]; on the guard, [`wait`](ConditionGuard::wait)
+/// releases the lock until notified, and [`notify`](ConditionGuard::notify) /
+/// [`notify_all`](ConditionGuard::notify_all) wake waiters. Since waiting and notifying
+/// are methods of the guard, "wait without holding the lock" (Python's `RuntimeError`)
+/// cannot be written. `notify(n)` wakes exactly `n` of the processes waiting at that
+/// moment (fewer if fewer wait), oldest first in the sense that later arrivals cannot
+/// take their place. `Condition<()>` is Python's plain `Condition()`.
+///
+/// The lock is robust, as [`Lock`](crate::Lock)'s is.
+///
+/// ```
+/// let ready = mproc_sync::Condition::new(0u32)?; // plain data: a u32, not a bool
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         let mut g = ready.lock().unwrap();
+///         *g = 1;
+///         g.notify_all();
+///     });
+///     let (g, ok) = ready.lock().unwrap().wait_for(|r| *r == 1, None).unwrap();
+///     assert!(ok && *g == 1);
+/// });
+/// # Ok::<(), mproc_sync::Error>(())
+/// ```
+pub struct Condition<T: ShmSafe = ()> {
+    core: Core,
+    _t: PhantomData<T>,
+}
+
+impl<T: ShmSafe> Condition<T> {
+    /// Makes a condition guarding `value`.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when shared memory cannot be had.
+    pub fn new(value: T) -> Result<Self> {
+        if align_of::<T>() > DATA {
+            return Err(crate::Error::new(
+                crate::ErrorKind::Shm,
+                "shared values are aligned to at most 64 bytes",
+            ));
+        }
+        let core = Core::new(DATA + size_of::<T>())?;
+        core.block.write(DATA, value)?;
+        Ok(Condition {
+            core,
+            _t: PhantomData,
+        })
+    }
+
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        self.core.field(offset)
+    }
+
+    fn guard(&self) -> ConditionGuard<'_, T> {
+        ConditionGuard {
+            cond: self,
+            value: self.core.block.read(DATA).expect("checked when made"),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Waits for the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) when the previous holder died holding it.
+    pub fn lock(&self) -> LockResult<ConditionGuard<'_, T>> {
+        lock_result(self.core.acquire(None), || self.guard())
+    }
+
+    /// Takes the lock if it is free.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when it is held; `OwnerDied` as for [`lock`](Condition::lock).
+    pub fn try_lock(&self) -> TryLockResult<ConditionGuard<'_, T>> {
+        try_lock_result(self.core.try_acquire(), || self.guard())
+    }
+
+    /// Waits for the lock at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` after `timeout`; `OwnerDied` as for [`lock`](Condition::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ConditionGuard<'_, T>> {
+        try_lock_result(self.core.acquire(deadline(timeout)), || self.guard())
+    }
+}
+
+impl<T: ShmSafe> Clone for Condition<T> {
+    fn clone(&self) -> Self {
+        Condition {
+            core: self.core.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe> fmt::Debug for Condition<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condition")
+            .field("waiting", &self.word(WAITING).load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl<T: ShmSafe> Serialize for Condition<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.core.block.serialize(s)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for Condition<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let block = Block::deserialize(d)?;
+        if align_of::<T>() > DATA {
+            return Err(serde::de::Error::custom("over-aligned condition value"));
+        }
+        let core =
+            Core::from_block(block, DATA + size_of::<T>()).map_err(serde::de::Error::custom)?;
+        Ok(Condition {
+            core,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// The lock of a [`Condition`], held: dereferences to (a copy of) the guarded value, which
+/// is written back before waiting and when the guard is dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ConditionGuard<'a, T: ShmSafe> {
+    cond: &'a Condition<T>,
+    value: T,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
+    /// Releases the lock and sleeps until notified, then takes the lock back. Python:
+    /// `cond.wait()`.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) when a holder of the lock died meanwhile.
+    pub fn wait(self) -> LockResult<Self> {
+        match self.wait_until(None) {
+            Ok((g, _)) => Ok(g),
+            Err(died) => Err(died.map(|(g, _)| g)),
+        }
+    }
+
+    /// Like [`wait`](ConditionGuard::wait), for at most `timeout`; the `bool` is `true`
+    /// when notified and `false` when the time ran out. Python: `cond.wait(timeout)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](ConditionGuard::wait).
+    pub fn wait_timeout(self, timeout: Duration) -> LockResult<(Self, bool)> {
+        self.wait_until(Some(deadline(timeout)))
+    }
+
+    /// Waits until `condition` holds for the value, or `timeout` passes; returns the last
+    /// answer of `condition`. Python: `cond.wait_for(predicate, timeout)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](ConditionGuard::wait).
+    pub fn wait_for(
+        self,
+        mut condition: impl FnMut(&T) -> bool,
+        timeout: Option<Duration>,
+    ) -> LockResult<(Self, bool)> {
+        let end = timeout.map(deadline);
+        let mut guard = self;
+        let mut died = false;
+        loop {
+            if condition(&guard.value) {
+                return finish(guard, true, died);
+            }
+            if end.is_some_and(|e| e.is_some_and(|e| Instant::now() >= e)) {
+                return finish(guard, false, died);
+            }
+            guard = match guard.wait_until(end) {
+                Ok((g, _)) => g,
+                Err(d) => {
+                    died = true;
+                    d.into_inner().0
+                }
+            };
+        }
+    }
+
+    /// `deadline`: `None` waits forever; `Some(None)` is a timeout too far to represent.
+    fn wait_until(mut self, deadline: Option<Option<Instant>>) -> LockResult<(Self, bool)> {
+        let cond = self.cond;
+        let core = &cond.core;
+        let _ = core.block.write(DATA, self.value);
+        cond.word(WAITING).fetch_add(1, Ordering::Relaxed);
+        let mut seq = cond.word(SEQ).load(Ordering::Relaxed);
+        let mut died = false;
+        let notified = loop {
+            let _ = core.release();
+            let timed_out = futex_wait(cond.word(SEQ), seq, deadline.flatten())
+                == mproc_sys::FutexWait::TimedOut;
+            died |= core.acquire(None) == Got::OwnerDied;
+            let pending = cond.word(PENDING).load(Ordering::Relaxed);
+            if pending > 0 {
+                cond.word(PENDING).store(pending - 1, Ordering::Relaxed);
+                break true;
+            }
+            let expired = deadline.is_some_and(|d| d.is_some_and(|d| Instant::now() >= d));
+            if timed_out || expired {
+                break false;
+            }
+            seq = cond.word(SEQ).load(Ordering::Relaxed);
+        };
+        let waiting = cond.word(WAITING).load(Ordering::Relaxed);
+        cond.word(WAITING)
+            .store(waiting.saturating_sub(1), Ordering::Relaxed);
+        self.value = core.block.read(DATA).expect("checked when made");
+        finish(self, notified, died)
+    }
+
+    /// Wakes up to `n` of the processes or threads waiting now. Python: `notify(n)`.
+    pub fn notify(&self, n: u32) {
+        let cond = self.cond;
+        let waiting = cond.word(WAITING).load(Ordering::Relaxed);
+        let pending = cond.word(PENDING).load(Ordering::Relaxed);
+        let k = n.min(waiting.saturating_sub(pending));
+        if k == 0 {
+            return;
+        }
+        cond.word(PENDING).store(pending + k, Ordering::Relaxed);
+        cond.word(SEQ).fetch_add(1, Ordering::Release);
+        futex_wake(cond.word(SEQ), k);
+    }
+
+    /// Wakes every process or thread waiting now. Python: `notify_all()`.
+    pub fn notify_all(&self) {
+        self.notify(u32::MAX);
+    }
+
+    /// Declares the value repaired after an [`OwnerDied`].
+    pub fn mark_consistent(&mut self) {
+        self.cond.core.mark_consistent();
+    }
+}
+
+fn finish<G>(guard: G, notified: bool, died: bool) -> LockResult<(G, bool)> {
+    if died {
+        Err(OwnerDied::new((guard, notified)))
+    } else {
+        Ok((guard, notified))
+    }
+}
+
+impl<T: ShmSafe> Deref for ConditionGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: ShmSafe> DerefMut for ConditionGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for ConditionGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ConditionGuard").field(&self.value).finish()
+    }
+}
+
+impl<T: ShmSafe> Drop for ConditionGuard<'_, T> {
+    fn drop(&mut self) {
+        let _ = self.cond.core.block.write(DATA, self.value);
+        let _ = self.cond.core.release();
+    }
+}

@@ -1,0 +1,126 @@
+//! `Event`: a flag processes can wait for.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mproc_shm::Block;
+use mproc_sys::{FutexWait, futex_wait, futex_wake};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Result;
+use crate::lock::deadline;
+
+const FLAG: usize = 0;
+const SLEEPERS: usize = 4;
+
+/// A flag shared between processes that they can wait for. Python:
+/// `multiprocessing.Event`.
+///
+/// [`set`](Event::set) wakes every waiter; [`wait`](Event::wait) returns at once while the
+/// flag is set. No lock is involved, so no process can die holding one.
+///
+/// ```
+/// let go = mproc_sync::Event::new()?;
+/// assert!(!go.wait_timeout(std::time::Duration::from_millis(1)));
+/// go.set();
+/// assert!(go.is_set() && go.wait_timeout(std::time::Duration::ZERO));
+/// go.clear();
+/// assert!(!go.is_set());
+/// # Ok::<(), mproc_sync::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    block: Block,
+}
+
+impl Event {
+    /// Makes a cleared event.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when shared memory cannot be had.
+    pub fn new() -> Result<Event> {
+        Ok(Event {
+            block: Block::alloc(8)?,
+        })
+    }
+
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        self.block.get(offset).expect("checked when made")
+    }
+
+    /// Returns whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.word(FLAG).load(Ordering::Acquire) != 0
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.word(FLAG).store(1, Ordering::SeqCst);
+        if self.word(SLEEPERS).load(Ordering::SeqCst) > 0 {
+            futex_wake(self.word(FLAG), u32::MAX);
+        }
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.word(FLAG).store(0, Ordering::SeqCst);
+    }
+
+    /// Waits until the flag is set. Python: `event.wait()`.
+    pub fn wait(&self) {
+        self.wait_until(None);
+    }
+
+    /// Waits until the flag is set or `timeout` passes; returns whether it is set.
+    /// Python: `event.wait(timeout)`.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        match deadline(timeout) {
+            Some(d) => self.wait_until(Some(d)),
+            None => {
+                self.wait_until(None);
+                true
+            }
+        }
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        if self.is_set() {
+            return true;
+        }
+        self.word(SLEEPERS).fetch_add(1, Ordering::SeqCst);
+        let set = loop {
+            if self.word(FLAG).load(Ordering::SeqCst) != 0 {
+                break true;
+            }
+            if futex_wait(self.word(FLAG), 0, deadline) == FutexWait::TimedOut {
+                break self.is_set();
+            }
+        };
+        self.word(SLEEPERS).fetch_sub(1, Ordering::SeqCst);
+        set
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event").field("set", &self.is_set()).finish()
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.block.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let block = Block::deserialize(d)?;
+        if block.len() < 8 {
+            return Err(serde::de::Error::custom("received an event block too small"));
+        }
+        Ok(Event { block })
+    }
+}

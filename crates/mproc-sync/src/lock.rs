@@ -1,0 +1,501 @@
+//! `Lock` and `RLock`, and the robust core every locked primitive shares.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mproc_shm::Block;
+use mproc_sys::{LockStatus, RawMutex};
+
+use crate::error::{Error, ErrorKind, LockResult, OwnerDied, Result, TryLockError, TryLockResult};
+
+/// Where the "data needs repair" flag sits, after the mutex (written by the owner only).
+const REPAIR: usize = 40;
+/// Where a primitive's own fields may start.
+pub(crate) const FIELDS: usize = 48;
+
+/// Turns a timeout into a deadline; `None` (wait forever) when it is too far to represent.
+pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// A robust mutex at the start of a block, plus the owner's repair flag.
+#[derive(Clone)]
+pub(crate) struct Core {
+    pub(crate) block: Block,
+}
+
+/// How an acquisition went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Got {
+    Clean,
+    OwnerDied,
+    No,
+}
+
+impl Core {
+    pub(crate) fn new(size: usize) -> Result<Core> {
+        Ok(Core {
+            block: Block::alloc(size.max(FIELDS))?,
+        })
+    }
+
+    /// Checks a received block: big enough for the mutex and the primitive's fields.
+    pub(crate) fn from_block(block: Block, size: usize) -> std::result::Result<Core, String> {
+        if block.len() < size.max(FIELDS) {
+            return Err("received a synchronisation primitive with a block too small".into());
+        }
+        Ok(Core { block })
+    }
+
+    pub(crate) fn raw(&self) -> &RawMutex {
+        self.block.get(0).expect("checked when made")
+    }
+
+    fn repair(&self) -> &AtomicU32 {
+        self.block.get(REPAIR).expect("checked when made")
+    }
+
+    pub(crate) fn field(&self, offset: usize) -> &AtomicU32 {
+        self.block.get(FIELDS + offset).expect("checked when made")
+    }
+
+    pub(crate) fn acquire(&self, deadline: Option<Instant>) -> Got {
+        self.note(self.raw().lock(deadline))
+    }
+
+    pub(crate) fn try_acquire(&self) -> Got {
+        self.note(self.raw().try_lock())
+    }
+
+    fn note(&self, status: LockStatus) -> Got {
+        match status {
+            LockStatus::Acquired => Got::Clean,
+            LockStatus::OwnerDied => {
+                self.repair().store(1, Ordering::Relaxed);
+                Got::OwnerDied
+            }
+            LockStatus::WouldBlock => Got::No,
+        }
+    }
+
+    /// Releases; the lock stays marked for repair unless `mark_consistent` was called.
+    pub(crate) fn release(&self) -> Result<()> {
+        if !self.raw().is_owned_by_current_thread() {
+            return Err(not_owner());
+        }
+        let consistent = self.repair().load(Ordering::Relaxed) == 0;
+        self.raw().unlock(consistent).map_err(|_| not_owner())
+    }
+
+    pub(crate) fn mark_consistent(&self) {
+        self.repair().store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_consistent(&self) -> bool {
+        self.repair().load(Ordering::Relaxed) == 0
+    }
+}
+
+pub(crate) fn not_owner() -> Error {
+    Error::new(ErrorKind::NotOwner, "the lock is not held by this thread")
+}
+
+/// Wraps a guard by how it was acquired.
+pub(crate) fn lock_result<G>(got: Got, guard: impl FnOnce() -> G) -> LockResult<G> {
+    match got {
+        Got::OwnerDied => Err(OwnerDied::new(guard())),
+        _ => Ok(guard()),
+    }
+}
+
+pub(crate) fn try_lock_result<G>(got: Got, guard: impl FnOnce() -> G) -> TryLockResult<G> {
+    match got {
+        Got::Clean => Ok(guard()),
+        Got::OwnerDied => Err(TryLockError::OwnerDied(OwnerDied::new(guard()))),
+        Got::No => Err(TryLockError::WouldBlock),
+    }
+}
+
+/// Implements `Serialize` / `Deserialize` for a primitive that is a `Core` of `$size`
+/// bytes: it travels as its block.
+macro_rules! core_handle {
+    ($t:ident, $size:expr) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                self.core.block.serialize(s)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let block = mproc_shm::Block::deserialize(d)?;
+                let core = $crate::lock::Core::from_block(block, $size)
+                    .map_err(<D::Error as serde::de::Error>::custom)?;
+                Ok($t { core })
+            }
+        }
+    };
+}
+pub(crate) use core_handle;
+
+/// A lock shared between processes. Python: `multiprocessing.Lock`.
+///
+/// Lock it with [`lock`](Lock::lock) (waits), [`try_lock`](Lock::try_lock) or
+/// [`lock_timeout`](Lock::lock_timeout); the guard releases it when dropped. The lock
+/// sleeps in the kernel after a short spin, and it is robust: if its holder dies (a
+/// crash, SIGKILL, a thread that ends), the next locker gets the lock with
+/// [`OwnerDied`] instead of waiting forever.
+///
+/// Unlike Python's, the lock belongs to the thread that took it: only that thread can
+/// release it (this is what lets the kernel release it when the thread dies). Clones and
+/// copies received through a pipe or as a spawn argument are the same lock.
+///
+/// ```
+/// let lock = mproc_sync::Lock::new()?;
+/// {
+///     let _guard = lock.lock()?;
+///     assert!(lock.is_locked());
+///     assert!(lock.try_lock().is_err());
+/// }
+/// assert!(!lock.is_locked());
+/// # Ok::<(), mproc_sync::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    core: Core,
+}
+
+core_handle!(Lock, FIELDS);
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("owner", &self.core.raw().owner())
+            .finish()
+    }
+}
+
+impl Lock {
+    /// Makes an unlocked lock in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when shared memory cannot be had.
+    pub fn new() -> Result<Lock> {
+        Ok(Lock {
+            core: Core::new(FIELDS)?,
+        })
+    }
+
+    /// Waits for the lock. Python: `with lock:` / `lock.acquire()`.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) when the previous holder died holding it.
+    pub fn lock(&self) -> LockResult<LockGuard<'_>> {
+        lock_result(self.core.acquire(None), || LockGuard::new(&self.core))
+    }
+
+    /// Takes the lock if it is free. Python: `lock.acquire(False)`.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when it is held; `OwnerDied` as for [`lock`](Lock::lock).
+    pub fn try_lock(&self) -> TryLockResult<LockGuard<'_>> {
+        try_lock_result(self.core.try_acquire(), || LockGuard::new(&self.core))
+    }
+
+    /// Waits for the lock at most `timeout`. Python: `lock.acquire(timeout=t)`.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when still held after `timeout`; `OwnerDied` as for
+    /// [`lock`](Lock::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
+        try_lock_result(self.core.acquire(deadline(timeout)), || {
+            LockGuard::new(&self.core)
+        })
+    }
+
+    /// Returns whether the lock is held, by anyone (Python 3.14: `locked()`).
+    pub fn is_locked(&self) -> bool {
+        self.core.raw().is_locked()
+    }
+}
+
+/// Proof that a [`Lock`] is held; releases it when dropped. Not `Send`: the thread that
+/// locked is the one that releases.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a> {
+    core: &'a Core,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> LockGuard<'a> {
+    fn new(core: &'a Core) -> Self {
+        LockGuard {
+            core,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Declares the protected data repaired after an [`OwnerDied`]: the lock is released
+    /// normally from now on.
+    pub fn mark_consistent(&mut self) {
+        self.core.mark_consistent();
+    }
+
+    /// Returns whether the lock is consistent (no holder died, or the data was repaired).
+    pub fn is_consistent(&self) -> bool {
+        self.core.is_consistent()
+    }
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("consistent", &self.is_consistent())
+            .finish()
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.core.release();
+    }
+}
+
+/// A reentrant lock shared between processes. Python: `multiprocessing.RLock`.
+///
+/// The owner (a thread of a process) may lock it again without waiting; it is released
+/// when every guard is gone. Robust as [`Lock`] is. [`acquire`](RLock::acquire) /
+/// [`release`](RLock::release) give Python's explicit form, where a release by a thread
+/// that does not own the lock is an error.
+///
+/// ```
+/// let rlock = mproc_sync::RLock::new()?;
+/// let outer = rlock.lock()?;
+/// let inner = rlock.lock()?; // the owner re-enters
+/// assert_eq!(rlock.count(), 2);
+/// drop(inner);
+/// drop(outer);
+/// assert!(!rlock.is_locked());
+/// assert_eq!(rlock.release().unwrap_err().kind(), mproc_sync::ErrorKind::NotOwner);
+/// # Ok::<(), mproc_sync::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct RLock {
+    core: Core,
+}
+
+core_handle!(RLock, FIELDS);
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLock")
+            .field("owner", &self.core.raw().owner())
+            .field("count", &self.count())
+            .finish()
+    }
+}
+
+impl RLock {
+    /// Makes an unlocked reentrant lock in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when shared memory cannot be had.
+    pub fn new() -> Result<RLock> {
+        Ok(RLock {
+            core: Core::new(FIELDS)?,
+        })
+    }
+
+    fn depth(&self) -> &AtomicU32 {
+        self.core.raw().owner_word()
+    }
+
+    fn enter(&self, deadline: Option<Instant>, wait: bool) -> Got {
+        if self.core.raw().is_owned_by_current_thread() {
+            self.depth().fetch_add(1, Ordering::Relaxed);
+            return if self.core.is_consistent() {
+                Got::Clean
+            } else {
+                Got::OwnerDied
+            };
+        }
+        let got = if wait {
+            self.core.acquire(deadline)
+        } else {
+            self.core.try_acquire()
+        };
+        if got != Got::No {
+            self.depth().store(1, Ordering::Relaxed);
+        }
+        got
+    }
+
+    /// Waits for the lock (at once if this thread owns it).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] when the previous holder died holding it.
+    pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
+        lock_result(self.enter(None, true), || RLockGuard::new(self))
+    }
+
+    /// Takes the lock if this thread owns it or it is free.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when another thread holds it; `OwnerDied` as for [`lock`](RLock::lock).
+    pub fn try_lock(&self) -> TryLockResult<RLockGuard<'_>> {
+        try_lock_result(self.enter(None, false), || RLockGuard::new(self))
+    }
+
+    /// Waits for the lock at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when still held after `timeout`; `OwnerDied` as for
+    /// [`lock`](RLock::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<RLockGuard<'_>> {
+        try_lock_result(self.enter(deadline(timeout), true), || {
+            RLockGuard::new(self)
+        })
+    }
+
+    /// Acquires without a guard (Python: `acquire()`); pair with [`release`]
+    /// (RLock::release). Returns `false` if the previous holder died (the lock is still
+    /// taken; see [`OwnerDied`]).
+    pub fn acquire(&self) -> bool {
+        self.enter(None, true) == Got::Clean
+    }
+
+    /// Releases one level taken by [`acquire`](RLock::acquire).
+    ///
+    /// # Errors
+    ///
+    /// `NotOwner` when this thread does not hold the lock (Python: `AssertionError`).
+    pub fn release(&self) -> Result<()> {
+        if !self.core.raw().is_owned_by_current_thread() {
+            return Err(not_owner());
+        }
+        if self.depth().fetch_sub(1, Ordering::Relaxed) <= 1 {
+            self.depth().store(0, Ordering::Relaxed);
+            self.core.release()?;
+        }
+        Ok(())
+    }
+
+    /// Returns how many times the owner holds the lock (0 when free or held elsewhere).
+    pub fn count(&self) -> u32 {
+        if self.core.raw().is_owned_by_current_thread() {
+            self.depth().load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Returns whether the lock is held, by anyone.
+    pub fn is_locked(&self) -> bool {
+        self.core.raw().is_locked()
+    }
+
+    /// Returns whether the calling thread owns the lock.
+    pub fn is_owned(&self) -> bool {
+        self.core.raw().is_owned_by_current_thread()
+    }
+}
+
+/// One level of an [`RLock`]; the lock is released when the last guard goes.
+#[must_use = "the level is released as soon as the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> RLockGuard<'a> {
+    fn new(lock: &'a RLock) -> Self {
+        RLockGuard {
+            lock,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Declares the protected data repaired after an [`OwnerDied`].
+    pub fn mark_consistent(&mut self) {
+        self.lock.core.mark_consistent();
+    }
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockGuard")
+            .field("count", &self.lock.count())
+            .finish()
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_timeout_returns_would_block_after_about_the_timeout() {
+        let lock = Lock::new().unwrap();
+        let _g = lock.lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let t0 = Instant::now();
+                assert!(matches!(
+                    lock.lock_timeout(Duration::from_millis(50)),
+                    Err(TryLockError::WouldBlock)
+                ));
+                assert!(t0.elapsed() >= Duration::from_millis(50));
+            });
+        });
+    }
+
+    #[test]
+    fn a_thread_dying_with_the_lock_hands_it_over_for_repair() {
+        let lock = Lock::new().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| std::mem::forget(lock.lock().unwrap()));
+        });
+        let died = lock.lock().unwrap_err();
+        drop(died.into_inner()); // not repaired: the next holder is told again
+        let mut guard = lock.lock().unwrap_err().into_inner();
+        guard.mark_consistent();
+        drop(guard);
+        assert!(lock.lock().is_ok());
+    }
+
+    #[test]
+    fn rlock_release_by_another_thread_is_refused() {
+        let rlock = RLock::new().unwrap();
+        assert!(rlock.acquire());
+        assert!(rlock.acquire());
+        std::thread::scope(|s| {
+            s.spawn(|| assert_eq!(rlock.release().unwrap_err().kind(), ErrorKind::NotOwner));
+        });
+        rlock.release().unwrap();
+        assert!(rlock.is_locked());
+        rlock.release().unwrap();
+        assert!(!rlock.is_locked());
+        assert_eq!(rlock.release().unwrap_err().kind(), ErrorKind::NotOwner);
+    }
+}

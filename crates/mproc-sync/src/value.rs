@@ -1,0 +1,493 @@
+//! `Value<T>` and `Array<T>`: shared plain data with its own robust lock.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use mproc_shm::{BLOCK_ALIGN, Block, ShmSafe};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind, LockResult, OwnerDied, Result, TryLockResult};
+use crate::lock::{Core, deadline, lock_result, try_lock_result};
+
+/// Where the data starts in the block: after the lock, on its own cache line.
+const DATA: usize = 64;
+
+fn check_align<T>() -> Result<()> {
+    if align_of::<T>() > BLOCK_ALIGN {
+        return Err(Error::new(
+            ErrorKind::Shm,
+            format!("shared values are aligned to at most {BLOCK_ALIGN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A value in shared memory with its own lock. Python: `multiprocessing.Value`.
+///
+/// Read-modify-write goes through [`lock`](Value::lock): the guard holds the lock and
+/// dereferences to the value, so `*v.lock()? += 1` is one atomic step for every process.
+/// That is the right way to count, and the obvious one here: Python's `v.value += 1`
+/// reads and writes under two separate lock acquisitions and loses updates when processes
+/// race (see `examples/level7_shared_memory.rs`). [`get`](Value::get) and
+/// [`set`](Value::set) each take the lock once.
+///
+/// The guard works on a copy, written back when it is dropped, so a reader never sees
+/// half of a write. The lock is robust: if a holder dies, the next one gets
+/// [`OwnerDied`] and can check the value.
+///
+/// ```
+/// let hits = mproc_sync::Value::new(0u64)?;
+/// *hits.lock()? += 1;
+/// hits.set(hits.get()? * 10)?;
+/// assert_eq!(hits.get()?, 10);
+/// # Ok::<(), mproc_sync::Error>(())
+/// ```
+pub struct Value<T: ShmSafe> {
+    core: Core,
+    _t: PhantomData<T>,
+}
+
+impl<T: ShmSafe> Value<T> {
+    /// Puts `value` in shared memory with a new lock.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when shared memory cannot be had or `T` is aligned to more than 64 bytes.
+    pub fn new(value: T) -> Result<Self> {
+        check_align::<T>()?;
+        let core = Core::new(DATA + size_of::<T>())?;
+        core.block.write(DATA, value)?;
+        Ok(Value {
+            core,
+            _t: PhantomData,
+        })
+    }
+
+    /// Waits for the lock and returns a guard that dereferences to the value.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) when the previous holder died holding the lock.
+    pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
+        lock_result(self.core.acquire(None), || ValueGuard::new(&self.core))
+    }
+
+    /// Takes the lock if it is free.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when it is held; `OwnerDied` as for [`lock`](Value::lock).
+    pub fn try_lock(&self) -> TryLockResult<ValueGuard<'_, T>> {
+        try_lock_result(self.core.try_acquire(), || ValueGuard::new(&self.core))
+    }
+
+    /// Waits for the lock at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` after `timeout`; `OwnerDied` as for [`lock`](Value::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ValueGuard<'_, T>> {
+        try_lock_result(self.core.acquire(deadline(timeout)), || {
+            ValueGuard::new(&self.core)
+        })
+    }
+
+    /// Returns a copy of the value, taken under the lock. Python: `v.value`.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] carrying the value (possibly half-updated) when a holder died.
+    pub fn get(&self) -> LockResult<T> {
+        match self.lock() {
+            Ok(g) => Ok(g.value),
+            Err(died) => Err(died.map(|g| g.value)),
+        }
+    }
+
+    /// Replaces the value under the lock. Python: `v.value = x`.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] when a holder died (the value is written anyway).
+    pub fn set(&self, value: T) -> LockResult<()> {
+        match self.lock() {
+            Ok(mut g) => {
+                g.value = value;
+                Ok(())
+            }
+            Err(died) => {
+                let mut g = died.into_inner();
+                g.value = value;
+                Err(OwnerDied::new(()))
+            }
+        }
+    }
+}
+
+impl<T: ShmSafe> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Value {
+            core: self.core.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v: T = self.core.block.read(DATA).expect("checked when made");
+        f.debug_tuple("Value").field(&v).finish()
+    }
+}
+
+impl<T: ShmSafe> Serialize for Value<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.core.block.serialize(s)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for Value<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let block = Block::deserialize(d)?;
+        check_align::<T>().map_err(serde::de::Error::custom)?;
+        let core =
+            Core::from_block(block, DATA + size_of::<T>()).map_err(serde::de::Error::custom)?;
+        Ok(Value {
+            core,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// The lock of a [`Value`], held; dereferences to (a copy of) the value, written back
+/// when the guard is dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ValueGuard<'a, T: ShmSafe> {
+    core: &'a Core,
+    value: T,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a, T: ShmSafe> ValueGuard<'a, T> {
+    fn new(core: &'a Core) -> Self {
+        ValueGuard {
+            core,
+            value: core.block.read(DATA).expect("checked when made"),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Declares the value repaired after an [`OwnerDied`].
+    pub fn mark_consistent(&mut self) {
+        self.core.mark_consistent();
+    }
+}
+
+impl<T: ShmSafe> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: ShmSafe> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ValueGuard").field(&self.value).finish()
+    }
+}
+
+impl<T: ShmSafe> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        let _ = self.core.block.write(DATA, self.value);
+        let _ = self.core.release();
+    }
+}
+
+/// A fixed-length array in shared memory with its own lock. Python:
+/// `multiprocessing.Array`.
+///
+/// [`lock`](Array::lock) holds the lock for a series of reads and writes; [`get`]
+/// (Array::get), [`set`](Array::set) and [`to_vec`](Array::to_vec) take it once each.
+///
+/// ```
+/// let a = mproc_sync::Array::from_slice(&[1.0f64, 2.0, 3.0])?;
+/// {
+///     let mut g = a.lock()?;
+///     let x = g.get(0).unwrap();
+///     g.set(2, x + 10.0)?;
+/// }
+/// assert_eq!(a.to_vec()?, vec![1.0, 2.0, 11.0]);
+/// # Ok::<(), mproc_sync::Error>(())
+/// ```
+pub struct Array<T: ShmSafe> {
+    core: Core,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T: ShmSafe> Array<T> {
+    /// Makes an array of `len` zeroed elements with a new lock.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when shared memory cannot be had.
+    pub fn zeroed(len: usize) -> Result<Self> {
+        check_align::<T>()?;
+        let bytes = size_of::<T>()
+            .checked_mul(len)
+            .and_then(|n| n.checked_add(DATA))
+            .ok_or_else(|| Error::new(ErrorKind::Shm, "array too large"))?;
+        Ok(Array {
+            core: Core::new(bytes)?,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// Makes an array holding a copy of `values`.
+    ///
+    /// # Errors
+    ///
+    /// As [`zeroed`](Array::zeroed).
+    pub fn from_slice(values: &[T]) -> Result<Self> {
+        let a = Self::zeroed(values.len())?;
+        a.core.block.copy_from(DATA, values)?;
+        Ok(a)
+    }
+
+    /// Returns the number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn guard(&self) -> ArrayGuard<'_, T> {
+        ArrayGuard {
+            array: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Waits for the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (holding the guard) when the previous holder died holding it.
+    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
+        lock_result(self.core.acquire(None), || self.guard())
+    }
+
+    /// Takes the lock if it is free.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when it is held; `OwnerDied` as for [`lock`](Array::lock).
+    pub fn try_lock(&self) -> TryLockResult<ArrayGuard<'_, T>> {
+        try_lock_result(self.core.try_acquire(), || self.guard())
+    }
+
+    /// Waits for the lock at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` after `timeout`; `OwnerDied` as for [`lock`](Array::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ArrayGuard<'_, T>> {
+        try_lock_result(self.core.acquire(deadline(timeout)), || self.guard())
+    }
+
+    /// Copies element `i` out under the lock (`Ok(None)` past the end).
+    ///
+    /// # Errors
+    ///
+    /// `OwnerDied` (converted into an [`Error`]) when a holder died.
+    pub fn get(&self, i: usize) -> Result<Option<T>> {
+        Ok(self.lock()?.get(i))
+    }
+
+    /// Stores `value` at `i` under the lock.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` past the end; `OwnerDied` when a holder died.
+    pub fn set(&self, i: usize, value: T) -> Result<()> {
+        self.lock()?.set(i, value)
+    }
+
+    /// Copies the whole array out under the lock.
+    ///
+    /// # Errors
+    ///
+    /// `OwnerDied` when a holder died.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        Ok(self.lock()?.to_vec())
+    }
+}
+
+impl<T: ShmSafe> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Array {
+            core: self.core.clone(),
+            len: self.len,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array").field("len", &self.len).finish()
+    }
+}
+
+impl<T: ShmSafe> Serialize for Array<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.core.block, self.len as u64).serialize(s)
+    }
+}
+
+impl<'de, T: ShmSafe> Deserialize<'de> for Array<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (block, len): (Block, u64) = Deserialize::deserialize(d)?;
+        check_align::<T>().map_err(D::Error::custom)?;
+        let len = usize::try_from(len).map_err(D::Error::custom)?;
+        let bytes = size_of::<T>()
+            .checked_mul(len)
+            .and_then(|n| n.checked_add(DATA))
+            .ok_or_else(|| D::Error::custom("received a shared array of impossible length"))?;
+        let core = Core::from_block(block, bytes).map_err(D::Error::custom)?;
+        Ok(Array {
+            core,
+            len,
+            _t: PhantomData,
+        })
+    }
+}
+
+/// The lock of an [`Array`], held. Element access copies in and out of shared memory.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ArrayGuard<'a, T: ShmSafe> {
+    array: &'a Array<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T: ShmSafe> ArrayGuard<'_, T> {
+    /// Returns the number of elements.
+    pub fn len(&self) -> usize {
+        self.array.len
+    }
+
+    /// Returns whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.array.len == 0
+    }
+
+    /// Copies element `i` out, or `None` past the end.
+    pub fn get(&self, i: usize) -> Option<T> {
+        (i < self.array.len).then(|| {
+            self.array
+                .core
+                .block
+                .read(DATA + i * size_of::<T>())
+                .expect("in bounds, checked when made")
+        })
+    }
+
+    /// Stores `value` at `i`.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` past the end (Python: `IndexError`).
+    pub fn set(&mut self, i: usize, value: T) -> Result<()> {
+        if i >= self.array.len {
+            return Err(Error::new(
+                ErrorKind::Shm,
+                format!("index {i} is out of range for length {}", self.array.len),
+            ));
+        }
+        Ok(self
+            .array
+            .core
+            .block
+            .write(DATA + i * size_of::<T>(), value)?)
+    }
+
+    /// Copies elements `start..start + dst.len()` into `dst`.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when the range passes the end.
+    pub fn read_into(&self, start: usize, dst: &mut [T]) -> Result<()> {
+        self.check(start, dst.len())?;
+        Ok(self
+            .array
+            .core
+            .block
+            .copy_to(DATA + start * size_of::<T>(), dst)?)
+    }
+
+    /// Copies `src` into elements `start..start + src.len()` (Python: slice assignment).
+    ///
+    /// # Errors
+    ///
+    /// `Shm` when the range passes the end.
+    pub fn write_from(&mut self, start: usize, src: &[T]) -> Result<()> {
+        self.check(start, src.len())?;
+        Ok(self
+            .array
+            .core
+            .block
+            .copy_from(DATA + start * size_of::<T>(), src)?)
+    }
+
+    fn check(&self, start: usize, count: usize) -> Result<()> {
+        if start.checked_add(count).is_none_or(|e| e > self.array.len) {
+            return Err(Error::new(
+                ErrorKind::Shm,
+                format!(
+                    "range {start}..{start}+{count} is out of range for length {}",
+                    self.array.len
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Copies the whole array out.
+    pub fn to_vec(&self) -> Vec<T> {
+        (0..self.array.len)
+            .map(|i| self.get(i).expect("in bounds"))
+            .collect()
+    }
+
+    /// Declares the data repaired after an [`OwnerDied`].
+    pub fn mark_consistent(&mut self) {
+        self.array.core.mark_consistent();
+    }
+}
+
+impl<T: ShmSafe> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayGuard")
+            .field("len", &self.array.len)
+            .finish()
+    }
+}
+
+impl<T: ShmSafe> Drop for ArrayGuard<'_, T> {
+    fn drop(&mut self) {
+        let _ = self.array.core.release();
+    }
+}

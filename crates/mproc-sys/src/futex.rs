@@ -1,0 +1,598 @@
+//! Process-shared futexes and the robust mutex every mproc lock is built on.
+//!
+//! The futex calls here are the *shared* (non-private) kind, so a word in shared memory can be
+//! waited on by one process and woken by another. [`RawMutex`] is a mutex word in the layout
+//! of the kernel's robust futexes: it holds its owner's thread id, and while held it sits on
+//! the owning thread's robust list (the one glibc registers for every thread), so when the
+//! owner dies, even by SIGKILL, the kernel marks the word `OWNER_DIED` and wakes a waiter.
+
+use std::cell::Cell;
+use std::io;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};
+use std::time::Instant;
+
+const TID_MASK: u32 = 0x3fff_ffff;
+const OWNER_DIED: u32 = 0x4000_0000;
+const WAITERS: u32 = 0x8000_0000;
+
+/// How a [`futex_wait`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FutexWait {
+    /// Woken by [`futex_wake`], by a signal, or spuriously: re-check the word.
+    Woken,
+    /// The word did not hold the expected value, so the call did not sleep.
+    Changed,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Sleeps while `word` holds `expected`, until woken or until `deadline`.
+///
+/// The word may live in memory shared with other processes. `None` waits without a deadline.
+///
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// use std::time::{Duration, Instant};
+/// use mproc_sys::{FutexWait, futex_wait};
+/// let word = AtomicU32::new(0);
+/// assert_eq!(futex_wait(&word, 1, None), FutexWait::Changed);
+/// let deadline = Instant::now() + Duration::from_millis(5);
+/// assert_eq!(futex_wait(&word, 0, Some(deadline)), FutexWait::TimedOut);
+/// ```
+pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> FutexWait {
+    let ts = match deadline {
+        None => None,
+        Some(d) => match absolute_monotonic(d) {
+            Some(ts) => Some(ts),
+            None => return FutexWait::TimedOut,
+        },
+    };
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; `ts_ptr` is null
+    // or points to a timespec on our stack. FUTEX_WAIT_BITSET with an absolute
+    // CLOCK_MONOTONIC timeout only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    if r == 0 {
+        return FutexWait::Woken;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => FutexWait::Changed,
+        Some(libc::ETIMEDOUT) => FutexWait::TimedOut,
+        _ => FutexWait::Woken,
+    }
+}
+
+/// Wakes up to `n` processes or threads sleeping in [`futex_wait`] on `word`; returns how
+/// many woke.
+///
+/// ```
+/// use std::sync::atomic::AtomicU32;
+/// assert_eq!(mproc_sys::futex_wake(&AtomicU32::new(0), u32::MAX), 0);
+/// ```
+pub fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX as u32);
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not access memory beyond
+    // using its address as a key.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    r.max(0) as usize
+}
+
+/// Converts `deadline` to an absolute CLOCK_MONOTONIC time (the clock `Instant` reads), or
+/// `None` if it has passed.
+fn absolute_monotonic(deadline: Instant) -> Option<libc::timespec> {
+    let now = Instant::now();
+    let remaining = deadline.checked_duration_since(now)?;
+    if remaining.is_zero() {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let mut sec = ts.tv_sec.saturating_add(remaining.as_secs() as libc::time_t);
+    let mut nsec = ts.tv_nsec + remaining.subsec_nanos() as libc::c_long;
+    if nsec >= 1_000_000_000 {
+        nsec -= 1_000_000_000;
+        sec = sec.saturating_add(1);
+    }
+    Some(libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    })
+}
+
+/// The kernel's `struct robust_list_head`, as glibc registers it for every thread.
+#[repr(C)]
+struct RobustHead {
+    list: usize,
+    futex_offset: libc::c_long,
+    list_op_pending: usize,
+}
+
+/// A robust list head of our own, for a thread that has none registered (not the case
+/// under glibc, which registers one per thread). The slot before the head is written when
+/// an entry is inserted into an empty list, as glibc's own head has.
+#[repr(C)]
+struct OwnHead {
+    prev_slot: usize,
+    head: RobustHead,
+}
+
+/// The offset of a [`RawMutex`]'s word from its list entry (the `next` field): the value
+/// glibc uses for its own robust mutexes on 64-bit targets, so the two can share one list.
+const FUTEX_OFFSET: libc::c_long = -32;
+
+#[derive(Clone, Copy)]
+struct ThreadState {
+    tid: u32,
+    /// The registered robust list head, or 0 when this thread cannot have robust locks.
+    head: usize,
+}
+
+thread_local! {
+    static THREAD: Cell<ThreadState> = const { Cell::new(ThreadState { tid: 0, head: 0 }) };
+}
+
+extern "C" fn forget_thread_state() {
+    // In a fork child, the one thread has a new tid (and glibc emptied its robust list).
+    THREAD.with(|t| t.set(ThreadState { tid: 0, head: 0 }));
+}
+
+#[cold]
+fn init_thread_state() -> ThreadState {
+    static ATFORK: Once = Once::new();
+    ATFORK.call_once(|| {
+        // SAFETY: registering a child handler that only resets a thread-local is sound;
+        // the handler is a plain `extern "C" fn` that lives for the whole program.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_thread_state)) };
+    });
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    let mut head: usize = 0;
+    let mut len: libc::size_t = 0;
+    // SAFETY: both out-pointers are valid; pid 0 asks about the calling thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0,
+            &mut head as *mut usize,
+            &mut len as *mut libc::size_t,
+        )
+    };
+    let usable = if r == 0 && head != 0 {
+        // SAFETY: the kernel returned the address of this thread's registered head, which
+        // glibc keeps alive in the thread's control block for the thread's lifetime.
+        let offset = unsafe { (*(head as *const RobustHead)).futex_offset };
+        (offset == FUTEX_OFFSET).then_some(head)
+    } else {
+        let own = Box::leak(Box::new(OwnHead {
+            prev_slot: 0,
+            head: RobustHead {
+                list: 0,
+                futex_offset: FUTEX_OFFSET,
+                list_op_pending: 0,
+            },
+        }));
+        own.head.list = &own.head as *const RobustHead as usize;
+        let addr = &own.head as *const RobustHead as usize;
+        // SAFETY: `addr` points to a leaked (so never freed) head of the kernel's layout.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_set_robust_list,
+                addr,
+                std::mem::size_of::<RobustHead>(),
+            )
+        };
+        (r == 0).then_some(addr)
+    };
+    let state = ThreadState {
+        tid,
+        head: usable.unwrap_or(0),
+    };
+    THREAD.with(|t| t.set(state));
+    state
+}
+
+#[inline]
+fn thread_state() -> ThreadState {
+    let s = THREAD.with(Cell::get);
+    if s.tid != 0 { s } else { init_thread_state() }
+}
+
+/// Returns whether locks taken by this thread are robust: whether the kernel will mark a
+/// [`RawMutex`] this thread holds as `OWNER_DIED` if the thread dies.
+///
+/// True on Linux with glibc (or any libc that registers no robust list of its own).
+///
+/// ```
+/// assert!(mproc_sys::robust_locks_supported());
+/// ```
+pub fn robust_locks_supported() -> bool {
+    thread_state().head != 0
+}
+
+/// Returns the calling thread's kernel thread id (cached; refreshed after fork).
+///
+/// ```
+/// assert!(mproc_sys::thread_id() > 0);
+/// ```
+pub fn thread_id() -> u32 {
+    thread_state().tid
+}
+
+/// What a lock attempt on a [`RawMutex`] gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockStatus {
+    /// The lock is ours and the previous owner released it.
+    Acquired,
+    /// The lock is ours, but the previous owner died holding it (or released it while
+    /// marking the data inconsistent). What it protects may be half-updated.
+    OwnerDied,
+    /// The lock was held and the deadline passed (at once, for `try_lock`).
+    WouldBlock,
+}
+
+/// Returned by [`RawMutex::unlock`] when the calling thread does not hold the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotOwner;
+
+impl std::fmt::Display for NotOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the lock is not held by this thread")
+    }
+}
+
+impl std::error::Error for NotOwner {}
+
+/// A process-shared, robust mutex word, meant to live in shared memory.
+///
+/// The word holds the owner's thread id, so the lock is owned by a thread: only the thread
+/// that locked it can unlock it. While held it is linked into the owning thread's robust
+/// list, so the kernel hands it to the next locker with [`LockStatus::OwnerDied`] if the
+/// owner dies. It spins briefly, then sleeps in the kernel. All zero bytes is an unlocked
+/// mutex, and any bytes are safe to lock (garbage in the word reads as a held lock whose
+/// owner, once known dead, the kernel cannot release: lock with a deadline).
+///
+/// ```
+/// use mproc_sys::{LockStatus, RawMutex};
+/// let m = RawMutex::new();
+/// assert_eq!(m.lock(None), LockStatus::Acquired);
+/// assert_eq!(m.try_lock(), LockStatus::WouldBlock);
+/// m.unlock(true)?;
+/// assert!(m.unlock(true).is_err());
+/// # Ok::<(), mproc_sys::NotOwner>(())
+/// ```
+#[repr(C, align(8))]
+#[derive(Debug, Default)]
+pub struct RawMutex {
+    word: AtomicU32,
+    /// Owner-only state for the layers above (an `RLock`'s recursion count).
+    aux: AtomicU32,
+    _reserved: [AtomicU32; 4],
+    /// The robust list entry: `prev` then `next`, as in glibc's `__pthread_list_t`.
+    prev: AtomicUsize,
+    next: AtomicUsize,
+}
+
+const _: () = {
+    assert!(std::mem::offset_of!(RawMutex, next) as libc::c_long == -FUTEX_OFFSET);
+    assert!(std::mem::offset_of!(RawMutex, prev) + 8 == std::mem::offset_of!(RawMutex, next));
+};
+
+const SPINS: u32 = 100;
+
+impl RawMutex {
+    /// Returns an unlocked mutex (all zero bytes).
+    pub const fn new() -> Self {
+        RawMutex {
+            word: AtomicU32::new(0),
+            aux: AtomicU32::new(0),
+            _reserved: [
+                AtomicU32::new(0),
+                AtomicU32::new(0),
+                AtomicU32::new(0),
+                AtomicU32::new(0),
+            ],
+            prev: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn entry(&self) -> usize {
+        &self.next as *const AtomicUsize as usize
+    }
+
+    /// Locks, sleeping until the lock is free or `deadline` passes.
+    #[inline]
+    pub fn lock(&self, deadline: Option<Instant>) -> LockStatus {
+        let me = thread_state();
+        self.set_pending(me, self.entry());
+        let status = if self
+            .word
+            .compare_exchange(0, me.tid, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            LockStatus::Acquired
+        } else {
+            self.lock_slow(me, deadline)
+        };
+        if status != LockStatus::WouldBlock {
+            self.enqueue(me);
+        }
+        self.set_pending(me, 0);
+        status
+    }
+
+    /// Locks if that needs no waiting.
+    pub fn try_lock(&self) -> LockStatus {
+        let me = thread_state();
+        self.set_pending(me, self.entry());
+        let v = self.word.load(Ordering::Relaxed);
+        let status = if v & TID_MASK == 0
+            && self
+                .word
+                .compare_exchange(v, me.tid | (v & WAITERS), Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            if v & OWNER_DIED != 0 {
+                LockStatus::OwnerDied
+            } else {
+                LockStatus::Acquired
+            }
+        } else {
+            LockStatus::WouldBlock
+        };
+        if status != LockStatus::WouldBlock {
+            self.enqueue(me);
+        }
+        self.set_pending(me, 0);
+        status
+    }
+
+    #[cold]
+    fn lock_slow(&self, me: ThreadState, deadline: Option<Instant>) -> LockStatus {
+        let mut spins = 0;
+        let mut slept = false;
+        loop {
+            let v = self.word.load(Ordering::Relaxed);
+            if v & TID_MASK == 0 {
+                // Free, perhaps after its owner died. Once we have slept, others may be
+                // sleeping too, so keep the waiters bit for the unlock to see.
+                let new = me.tid | (v & WAITERS) | if slept { WAITERS } else { 0 };
+                if self
+                    .word
+                    .compare_exchange(v, new, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return if v & OWNER_DIED != 0 {
+                        LockStatus::OwnerDied
+                    } else {
+                        LockStatus::Acquired
+                    };
+                }
+                continue;
+            }
+            if spins < SPINS && v & WAITERS == 0 {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return LockStatus::WouldBlock;
+            }
+            if v & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            slept = true;
+            if futex_wait(&self.word, v | WAITERS, deadline) == FutexWait::TimedOut {
+                return LockStatus::WouldBlock;
+            }
+        }
+    }
+
+    /// Unlocks. `consistent: false` leaves the lock marked as if its owner had died, so the
+    /// next locker gets [`LockStatus::OwnerDied`] (the data it protects needs repair).
+    ///
+    /// # Errors
+    ///
+    /// [`NotOwner`] when the calling thread does not hold the lock; nothing changes.
+    #[inline]
+    pub fn unlock(&self, consistent: bool) -> Result<(), NotOwner> {
+        let me = thread_state();
+        if self.word.load(Ordering::Relaxed) & TID_MASK != me.tid {
+            return Err(NotOwner);
+        }
+        self.set_pending(me, self.entry());
+        self.dequeue(me);
+        let released = if consistent { 0 } else { OWNER_DIED };
+        let old = self.word.swap(released, Ordering::Release);
+        if old & WAITERS != 0 {
+            futex_wake(&self.word, 1);
+        }
+        self.set_pending(me, 0);
+        Ok(())
+    }
+
+    /// Returns whether the lock is held (by anyone, in any process).
+    pub fn is_locked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & TID_MASK != 0
+    }
+
+    /// Returns whether the calling thread holds the lock.
+    pub fn is_owned_by_current_thread(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & TID_MASK == thread_state().tid
+    }
+
+    /// Returns the owner's thread id, if the lock is held.
+    pub fn owner(&self) -> Option<u32> {
+        let tid = self.word.load(Ordering::Relaxed) & TID_MASK;
+        (tid != 0).then_some(tid)
+    }
+
+    /// A word of state that only the lock's owner should read or write (an `RLock`'s
+    /// recursion count, say). It is not reset when an owner dies.
+    pub fn owner_word(&self) -> &AtomicU32 {
+        &self.aux
+    }
+
+    fn set_pending(&self, me: ThreadState, entry: usize) {
+        if me.head == 0 {
+            return;
+        }
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: `me.head` is this thread's registered robust list head (see
+        // `init_thread_state`), valid for the thread's lifetime and only written by this
+        // thread (the kernel reads it once the thread is dead).
+        unsafe { (*(me.head as *mut RobustHead)).list_op_pending = entry };
+        compiler_fence(Ordering::SeqCst);
+    }
+
+    /// Links this (now owned) mutex at the front of the thread's robust list, as glibc's
+    /// `ENQUEUE_MUTEX` does, so that glibc's own list operations stay valid around it.
+    fn enqueue(&self, me: ThreadState) {
+        if me.head == 0 {
+            return;
+        }
+        let head = me.head as *mut RobustHead;
+        // SAFETY: this thread owns the list (see `set_pending`). Every entry on it is a
+        // `next` field preceded by its `prev` field: glibc's robust mutexes and ours have
+        // that layout, and so do the heads (ours: `OwnHead::prev_slot`; glibc's:
+        // `robust_prev`). So `first - 8` is the first entry's `prev`, or the head's slot.
+        unsafe {
+            let first = (*head).list;
+            *(((first & !1) - 8) as *mut usize) = self.entry();
+            self.next.store(first, Ordering::Relaxed);
+            self.prev.store(head as usize, Ordering::Relaxed);
+            compiler_fence(Ordering::SeqCst);
+            (*head).list = self.entry();
+        }
+    }
+
+    /// Unlinks this mutex from the thread's robust list (glibc's `DEQUEUE_MUTEX`).
+    fn dequeue(&self, me: ThreadState) {
+        if me.head == 0 {
+            return;
+        }
+        let next = self.next.load(Ordering::Relaxed);
+        let prev = self.prev.load(Ordering::Relaxed);
+        if next == 0 || prev == 0 {
+            return; // never linked (taken before this thread could have robust locks)
+        }
+        // SAFETY: we own the lock, so `enqueue` linked it into this thread's list and the
+        // neighbours' fields are kept in glibc's layout (see `enqueue`): `next - 8` is the
+        // next entry's `prev` field and `prev` points at the previous entry's `next` field
+        // (or the head's `list` field, its first word).
+        unsafe {
+            *(((next & !1) - 8) as *mut usize) = prev;
+            *((prev & !1) as *mut usize) = next;
+        }
+        self.next.store(0, Ordering::Relaxed);
+        self.prev.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn shared_mutex() -> crate::Region {
+        crate::Region::anonymous("test-mutex", 4096).unwrap()
+    }
+
+    #[test]
+    fn owner_death_is_reported_to_the_next_locker() {
+        let region = shared_mutex();
+        let m: &RawMutex = region.get(64).unwrap();
+        // SAFETY: the child only locks (atomics and syscalls) and exits without unwinding.
+        match unsafe { libc::fork() } {
+            0 => {
+                let _ = m.lock(None);
+                // SAFETY: immediate exit, holding the lock.
+                unsafe { libc::_exit(0) };
+            }
+            pid => {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert_eq!(m.lock(Some(deadline)), LockStatus::OwnerDied);
+        m.unlock(false).unwrap();
+        assert_eq!(m.lock(Some(deadline)), LockStatus::OwnerDied, "still inconsistent");
+        m.unlock(true).unwrap();
+        assert_eq!(m.lock(Some(deadline)), LockStatus::Acquired);
+        m.unlock(true).unwrap();
+    }
+
+    #[test]
+    fn a_dying_thread_releases_its_locks_and_others_stay_linked() {
+        let region = shared_mutex();
+        let a: &RawMutex = region.get(0).unwrap();
+        let b: &RawMutex = region.get(64).unwrap();
+        let c: &RawMutex = region.get(128).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert_eq!(a.lock(None), LockStatus::Acquired);
+                assert_eq!(b.lock(None), LockStatus::Acquired);
+                assert_eq!(c.lock(None), LockStatus::Acquired);
+                // Out of order: the list must stay intact.
+                b.unlock(true).unwrap();
+            });
+        });
+        // The kernel releases them as the thread exits, just after the scope saw it end.
+        let deadline = Some(Instant::now() + Duration::from_secs(10));
+        assert_eq!(a.lock(deadline), LockStatus::OwnerDied);
+        assert_eq!(b.try_lock(), LockStatus::Acquired);
+        assert_eq!(c.lock(deadline), LockStatus::OwnerDied);
+        for m in [a, b, c] {
+            m.unlock(true).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_waiter_is_woken_when_the_owner_dies_and_timeouts_expire() {
+        let region = shared_mutex();
+        let m: &RawMutex = region.get(0).unwrap();
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let h = s.spawn(move || {
+                assert_eq!(m.lock(None), LockStatus::Acquired);
+                tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                // the thread ends holding the lock
+            });
+            rx.recv().unwrap();
+            let t0 = Instant::now();
+            assert_eq!(
+                m.lock(Some(t0 + Duration::from_millis(20))),
+                LockStatus::WouldBlock
+            );
+            assert!(t0.elapsed() >= Duration::from_millis(20));
+            assert_eq!(m.lock(None), LockStatus::OwnerDied);
+            h.join().unwrap();
+        });
+        assert!(m.unlock(true).is_ok());
+    }
+}

@@ -1,0 +1,435 @@
+//! Shared mappings: `Region` (an mmap of a memfd or `/dev/shm` file), the `ShmSafe` marker,
+//! and named segments (`shm_open` with a size reserved up front).
+//!
+//! Memory shared with other processes can change at any moment, so a `Region` never hands
+//! out a plain reference to data in it: values are copied in and out (`read`, `write`,
+//! `copy_to`, `copy_from`), and only types whose every field is an atomic (or made of
+//! atomics, like [`RawMutex`](crate::RawMutex)) are lent by reference (`get`).
+
+use std::ffi::CString;
+use std::io;
+use std::mem::{align_of, size_of};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{
+    AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16, AtomicU32,
+    AtomicU64, AtomicUsize,
+};
+
+/// Plain data that may live in memory shared between processes and be copied in and out
+/// of it.
+///
+/// # Safety
+///
+/// Implement only for types that are `#[repr(C)]` (or primitive), `Copy`, hold no pointers,
+/// references or handles (their meaning would not survive the trip to another process),
+/// and for which **every bit pattern is a valid value**: another process, or a crash in
+/// the middle of a write, can leave any bytes there. So `bool`, `char`, enums and
+/// references are not `ShmSafe`; integers, floats, arrays and `#[repr(C)]` structs of them
+/// are.
+pub unsafe trait ShmSafe: Copy + Send + 'static {}
+
+macro_rules! shm_safe {
+    ($($t:ty),*) => { $(
+        // SAFETY: a primitive number: no pointers, every bit pattern valid.
+        unsafe impl ShmSafe for $t {}
+    )* };
+}
+shm_safe!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, ()
+);
+// SAFETY: an array of `ShmSafe` values is `ShmSafe`: same layout rules, element by element.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+
+/// Types made only of atomics (or of [`RawMutex`](crate::RawMutex)-like words): shared
+/// memory may be lent to them by reference, because every access they make is atomic.
+///
+/// # Safety
+///
+/// Implement only for `#[repr(C)]` types whose fields are all atomics or `ShmAtomic`
+/// types, for which all zero bytes is a valid initial state, and which hold no pointers
+/// whose meaning another process relies on.
+pub unsafe trait ShmAtomic: Sync + Send + 'static {}
+
+macro_rules! shm_atomic {
+    ($($t:ty),*) => { $(
+        // SAFETY: an atomic integer: every access is atomic; zero is valid.
+        unsafe impl ShmAtomic for $t {}
+    )* };
+}
+shm_atomic!(
+    AtomicU8,
+    AtomicU16,
+    AtomicU32,
+    AtomicU64,
+    AtomicUsize,
+    AtomicI8,
+    AtomicI16,
+    AtomicI32,
+    AtomicI64,
+    AtomicIsize
+);
+// SAFETY: the mutex is atomics only (its list fields are written by its owning thread
+// only, and read by the kernel after that thread's death); zero bytes is unlocked.
+unsafe impl ShmAtomic for crate::RawMutex {}
+// SAFETY: an array of `ShmAtomic` values is `ShmAtomic`.
+unsafe impl<T: ShmAtomic, const N: usize> ShmAtomic for [T; N] {}
+
+/// A shared, read-write mapping of a whole file (a memfd or a `/dev/shm` segment).
+///
+/// Unmapped on drop. A forked child inherits the mapping.
+///
+/// ```
+/// use mproc_sys::Region;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// let region = Region::anonymous("demo", 4096)?;
+/// region.write::<u64>(8, 42)?;
+/// assert_eq!(region.read::<u64>(8)?, 42);
+/// let counter: &AtomicU64 = region.get(0)?;
+/// counter.fetch_add(1, Ordering::Relaxed);
+/// assert_eq!(region.read::<u64>(0)?, 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory, valid until drop; all access through `Region` is by
+// atomics or by raw copies, neither of which relies on thread affinity.
+unsafe impl Send for Region {}
+// SAFETY: as above; `&Region` allows only atomic access and raw copies.
+unsafe impl Sync for Region {}
+
+fn bounds(len: usize, offset: usize, size: usize, align: usize) -> io::Result<()> {
+    let end = offset
+        .checked_add(size)
+        .ok_or(io::ErrorKind::InvalidInput)?;
+    if end > len || offset % align != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{size} bytes at offset {offset} (alignment {align}) do not fit a {len}-byte region"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Region {
+    /// Creates a memfd of `len` bytes (zeroed) and maps it. Returns the region; the fd is
+    /// available through [`Region::anonymous_with_fd`].
+    ///
+    /// # Errors
+    ///
+    /// The OS error from memfd_create, ftruncate or mmap.
+    pub fn anonymous(name: &str, len: usize) -> io::Result<Region> {
+        Self::anonymous_with_fd(name, len).map(|(r, _)| r)
+    }
+
+    /// Creates a memfd of `len` bytes (zeroed), maps it, and returns both.
+    ///
+    /// ```
+    /// let (region, fd) = mproc_sys::Region::anonymous_with_fd("demo", 100)?;
+    /// assert_eq!(mproc_sys::file_size(std::os::fd::AsFd::as_fd(&fd))?, 100);
+    /// # drop(region);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The OS error from memfd_create, ftruncate or mmap.
+    pub fn anonymous_with_fd(name: &str, len: usize) -> io::Result<(Region, OwnedFd)> {
+        let fd = crate::memfd_create(name)?;
+        nix::unistd::ftruncate(&fd, len as libc::off_t)?;
+        let region = Region::map(fd.as_fd(), len)?;
+        Ok((region, fd))
+    }
+
+    /// Maps the first `len` bytes of `fd` shared and read-write.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when `len` exceeds the file's size (touching the rest would raise
+    /// SIGBUS), or the OS error from mmap.
+    pub fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<Region> {
+        if len as u64 > file_size(fd)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the mapping would be longer than the file",
+            ));
+        }
+        if len == 0 {
+            return Ok(Region {
+                ptr: NonNull::dangling(),
+                len: 0,
+            });
+        }
+        // SAFETY: a fresh shared mapping chosen by the kernel (null hint); `fd` is a valid
+        // open file at least `len` bytes long.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Region {
+            ptr: NonNull::new(ptr.cast()).ok_or(io::ErrorKind::Other)?,
+            len,
+        })
+    }
+
+    /// Returns the length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns whether the region is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Returns the start of the mapping, for callers that manage their own access (valid
+    /// for [`len`](Region::len) bytes while the region lives; other processes may write to
+    /// it at any time).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Lends the atomic value at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit or is misaligned.
+    pub fn get<T: ShmAtomic>(&self, offset: usize) -> io::Result<&T> {
+        bounds(self.len, offset, size_of::<T>(), align_of::<T>())?;
+        // SAFETY: in bounds and aligned (checked); `T` is made of atomics, for which any
+        // bytes the memory holds (zero at creation, else written by atomics) are valid and
+        // concurrent access from anywhere is atomic. The borrow ties it to the mapping.
+        Ok(unsafe { &*self.ptr.as_ptr().add(offset).cast::<T>() })
+    }
+
+    /// Lends `count` atomic values starting at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when they do not fit or are misaligned.
+    pub fn get_slice<T: ShmAtomic>(&self, offset: usize, count: usize) -> io::Result<&[T]> {
+        let size = size_of::<T>()
+            .checked_mul(count)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        bounds(self.len, offset, size, align_of::<T>())?;
+        if count == 0 {
+            return Ok(&[]);
+        }
+        // SAFETY: as in `get`, for each of the `count` values.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<T>(), count) })
+    }
+
+    /// Copies the value at `offset` out (it may be torn if another process writes it at the
+    /// same time without a lock; every bit pattern is a valid `T`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit or is misaligned.
+    pub fn read<T: ShmSafe>(&self, offset: usize) -> io::Result<T> {
+        bounds(self.len, offset, size_of::<T>(), align_of::<T>())?;
+        // SAFETY: in bounds and aligned; any bit pattern is a valid `T` (ShmSafe). The read
+        // goes through a raw pointer, so no reference to shared memory is made.
+        Ok(unsafe { self.ptr.as_ptr().add(offset).cast::<T>().read_volatile() })
+    }
+
+    /// Copies `value` in at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit or is misaligned.
+    pub fn write<T: ShmSafe>(&self, offset: usize, value: T) -> io::Result<()> {
+        bounds(self.len, offset, size_of::<T>(), align_of::<T>())?;
+        // SAFETY: in bounds and aligned; the write goes through a raw pointer (no reference
+        // to shared memory exists through this API for a `ShmSafe` type).
+        unsafe { self.ptr.as_ptr().add(offset).cast::<T>().write_volatile(value) };
+        Ok(())
+    }
+
+    /// Copies `dst.len()` values starting at `offset` into `dst`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when they do not fit or are misaligned.
+    pub fn copy_to<T: ShmSafe>(&self, offset: usize, dst: &mut [T]) -> io::Result<()> {
+        let size = std::mem::size_of_val(dst);
+        bounds(self.len, offset, size, align_of::<T>())?;
+        // SAFETY: the source range is in bounds and aligned; `dst` is a separate, exclusive
+        // buffer (it cannot overlap the mapping: it is `&mut`, and no `&mut` into a region
+        // is ever made); every bit pattern is a valid `T`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset).cast::<T>(),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Copies `src` in, starting at `offset`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit or is misaligned.
+    pub fn copy_from<T: ShmSafe>(&self, offset: usize, src: &[T]) -> io::Result<()> {
+        let size = std::mem::size_of_val(src);
+        bounds(self.len, offset, size, align_of::<T>())?;
+        // SAFETY: the destination range is in bounds and aligned; it is written through a
+        // raw pointer. `src` may itself point into this mapping (a slice of atomics cannot
+        // be passed as `&[T: ShmSafe]`, but a copy from another region could overlap), so
+        // use the overlap-safe copy.
+        unsafe {
+            std::ptr::copy(
+                src.as_ptr(),
+                self.ptr.as_ptr().add(offset).cast::<T>(),
+                src.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Sets `len` bytes starting at `offset` to `byte`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when they do not fit.
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) -> io::Result<()> {
+        bounds(self.len, offset, len, 1)?;
+        // SAFETY: in bounds; bytes have no invalid values; written through a raw pointer.
+        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(offset), byte, len) };
+        Ok(())
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            // SAFETY: the mapping was made by `map` with this address and length, and no
+            // reference into it outlives `self` (every borrow is tied to `&self`).
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+}
+
+/// Returns the size of the file behind `fd`.
+///
+/// # Errors
+///
+/// The OS error from fstat.
+pub fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(nix::sys::stat::fstat(fd)?.st_size as u64)
+}
+
+/// Returns `(device, inode)` of the file behind `fd`: two fds with the same identity are
+/// the same segment.
+///
+/// # Errors
+///
+/// The OS error from fstat.
+pub fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+fn shm_name(name: &str) -> io::Result<CString> {
+    if name.is_empty() || name.len() > 250 || name.contains('/') || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a shared memory name is 1 to 250 bytes, without '/' or NUL",
+        ));
+    }
+    CString::new(format!("/{name}")).map_err(|_| io::ErrorKind::InvalidInput.into())
+}
+
+/// Creates the named segment `/dev/shm/<name>` (mode 0600, failing if it exists) of `len`
+/// bytes, with its pages reserved up front so that a full `/dev/shm` fails here (ENOSPC)
+/// rather than with SIGBUS on first touch. On failure nothing is left behind.
+///
+/// ```
+/// let name = format!("mproc-doc-{}", std::process::id());
+/// let fd = mproc_sys::shm_create(&name, 4096)?;
+/// assert_eq!(mproc_sys::file_size(std::os::fd::AsFd::as_fd(&fd))?, 4096);
+/// mproc_sys::shm_unlink(&name)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// `AlreadyExists`, `InvalidInput` (a bad name), `StorageFull` (no room), or another OS
+/// error.
+pub fn shm_create(name: &str, len: usize) -> io::Result<OwnedFd> {
+    let cname = shm_name(name)?;
+    // SAFETY: `cname` is a valid C string; flags and mode are valid.
+    let fd = unsafe {
+        libc::shm_open(
+            cname.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o600 as libc::mode_t,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: shm_open returned a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let reserve = || -> io::Result<()> {
+        if len > 0 {
+            // SAFETY: `fd` is a valid open file; posix_fallocate allocates blocks only.
+            let r = unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len as libc::off_t) };
+            if r != 0 {
+                return Err(io::Error::from_raw_os_error(r));
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = reserve() {
+        let _ = shm_unlink(name);
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+/// Opens the existing named segment `/dev/shm/<name>` read-write.
+///
+/// # Errors
+///
+/// `NotFound`, `InvalidInput` (a bad name), or another OS error.
+pub fn shm_open_existing(name: &str) -> io::Result<OwnedFd> {
+    let cname = shm_name(name)?;
+    // SAFETY: `cname` is a valid C string; flags are valid.
+    let fd = unsafe { libc::shm_open(cname.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: shm_open returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Removes the name `/dev/shm/<name>`; mappings and fds already open keep the memory.
+///
+/// # Errors
+///
+/// `NotFound`, `InvalidInput` (a bad name), or another OS error.
+pub fn shm_unlink(name: &str) -> io::Result<()> {
+    let cname = shm_name(name)?;
+    // SAFETY: `cname` is a valid C string.
+    if unsafe { libc::shm_unlink(cname.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

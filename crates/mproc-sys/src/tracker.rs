@@ -1,0 +1,207 @@
+//! The segment tracker: a tiny forked process that unlinks named shared-memory segments
+//! once every process holding its socket (the creator and its fork children) has ended,
+//! however they ended.
+//!
+//! The child runs only async-signal-safe system calls (no allocation, no locks, no panics),
+//! so it can be forked from a process with threads.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+const MAX_NAME: usize = 255;
+const ENTRY: usize = MAX_NAME + 1;
+
+/// A connection to a segment tracker process.
+///
+/// ```
+/// let tracker = mproc_sys::Tracker::start()?;
+/// let name = format!("mproc-doc-tracker-{}", std::process::id());
+/// drop(mproc_sys::shm_create(&name, 64)?);
+/// tracker.register(&name)?;
+/// drop(tracker); // the last holder of the socket: the tracker unlinks the segment
+/// let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
+/// while mproc_sys::shm_open_existing(&name).is_ok() && std::time::Instant::now() < gone {
+///     std::thread::sleep(std::time::Duration::from_millis(5));
+/// }
+/// assert!(mproc_sys::shm_open_existing(&name).is_err());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Tracker {
+    sock: OwnedFd,
+    pid: u32,
+}
+
+impl Tracker {
+    /// Forks the tracker process. Its socket end is close-on-exec in this process, so fork
+    /// children share the tracker and spawned (exec'd) children do not.
+    ///
+    /// # Errors
+    ///
+    /// The OS error from socketpair or fork.
+    pub fn start() -> io::Result<Tracker> {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        // SAFETY: the child branch calls only async-signal-safe functions (see `serve`) and
+        // never returns, so forking from a process with other threads is sound.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            serve(theirs.as_raw_fd());
+        }
+        drop(theirs);
+        Ok(Tracker {
+            sock: ours,
+            pid: pid as u32,
+        })
+    }
+
+    /// Returns the tracker's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Asks the tracker to unlink `name` when the last holder ends.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a name over 255 bytes; `BrokenPipe` if the tracker died.
+    pub fn register(&self, name: &str) -> io::Result<()> {
+        self.send(b'+', name)
+    }
+
+    /// Asks the tracker to forget `name` (it was unlinked, or should outlive us).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a name over 255 bytes; `BrokenPipe` if the tracker died.
+    pub fn unregister(&self, name: &str) -> io::Result<()> {
+        self.send(b'-', name)
+    }
+
+    fn send(&self, op: u8, name: &str) -> io::Result<()> {
+        if name.is_empty() || name.len() > MAX_NAME {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let mut msg = [0u8; ENTRY];
+        msg[0] = op;
+        msg[1..=name.len()].copy_from_slice(name.as_bytes());
+        nix::sys::socket::send(
+            self.sock.as_raw_fd(),
+            &msg[..=name.len()],
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        )?;
+        Ok(())
+    }
+}
+
+/// The tracker's main loop. Never returns.
+fn serve(sock: i32) -> ! {
+    // SAFETY: every call below is an async-signal-safe system call on memory we own (the
+    // stack, or the anonymous mapping `table`); nothing allocates or takes a lock.
+    unsafe {
+        libc::setsid();
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        if sock != 3 {
+            libc::dup2(sock, 3);
+        }
+        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 3 {
+                libc::close(null);
+            }
+        }
+        let mut cap: usize = 64;
+        let mut table = libc::mmap(
+            std::ptr::null_mut(),
+            cap * ENTRY,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        ) as *mut u8;
+        if table as *mut libc::c_void == libc::MAP_FAILED {
+            libc::_exit(2);
+        }
+        let mut count: usize = 0;
+        let mut msg = [0u8; ENTRY + 1];
+        loop {
+            let n = libc::recv(3, msg.as_mut_ptr().cast(), msg.len(), 0);
+            if n == 0 {
+                break;
+            }
+            if n < 0 {
+                if *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                break;
+            }
+            let n = n as usize;
+            if !(2..=ENTRY).contains(&n) {
+                continue;
+            }
+            let name_len = n - 1;
+            let found = (0..count).find(|&i| {
+                let e = table.add(i * ENTRY);
+                *e as usize == name_len
+                    && libc::memcmp(e.add(1).cast(), msg.as_ptr().add(1).cast(), name_len) == 0
+            });
+            match (msg[0], found) {
+                (b'+', None) => {
+                    if count == cap {
+                        let grown = libc::mremap(
+                            table.cast(),
+                            cap * ENTRY,
+                            2 * cap * ENTRY,
+                            libc::MREMAP_MAYMOVE,
+                        );
+                        if grown == libc::MAP_FAILED {
+                            continue;
+                        }
+                        table = grown.cast();
+                        cap *= 2;
+                    }
+                    let e = table.add(count * ENTRY);
+                    *e = name_len as u8;
+                    std::ptr::copy_nonoverlapping(msg.as_ptr().add(1), e.add(1), name_len);
+                    count += 1;
+                }
+                (b'-', Some(i)) => {
+                    count -= 1;
+                    if i != count {
+                        std::ptr::copy_nonoverlapping(
+                            table.add(count * ENTRY),
+                            table.add(i * ENTRY),
+                            ENTRY,
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        const PREFIX: &[u8] = b"/dev/shm/";
+        let mut path = [0u8; PREFIX.len() + MAX_NAME + 1];
+        path[..PREFIX.len()].copy_from_slice(PREFIX);
+        for i in 0..count {
+            let e = table.add(i * ENTRY);
+            let len = *e as usize;
+            std::ptr::copy_nonoverlapping(e.add(1), path.as_mut_ptr().add(PREFIX.len()), len);
+            path[PREFIX.len() + len] = 0;
+            libc::unlink(path.as_ptr().cast());
+        }
+        libc::_exit(0);
+    }
+}
