@@ -205,13 +205,29 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "parent: got Text(\"HELLO PIPE!\")",
             "receiving now says Disconnected",
         ],
+        "level7_shared_memory" => &[
+            "== level 7:",
+            "bytes the child wrote: \"hello from child",
+            "under the lock: counter = 200000 (4 x N = 200000)",
+            "like Python's `v.value += 1`: counter =",
+            "an Array filled by a child: [0, 1, 4, 9, 16, 25, 36, 49]",
+        ],
+        "level8_lock" => &[
+            "== level 8:",
+            "4 processes x 25000 locked increments: counter = 100000",
+            "the next lock() got OwnerDied instead of hanging",
+            "repaired: counter = 100000, and the lock works as before",
+        ],
         "tour" => &[
             "== level 1:",
             "== level 2:",
             "squares [1, 4, 9, 16]",
             "== level 4:",
             "receiving now says Disconnected",
+            "== level 7:",
+            "under the lock: counter = 200000",
             "== level 8:",
+            "the next lock() got OwnerDied instead of hanging",
             "tour complete",
         ],
         // An example without expectations would pass unchecked: refuse it.
@@ -231,7 +247,14 @@ fn examples() -> Result {
     ]);
     run(c)?;
     let dir = target_dir().join("release").join("examples");
-    for example in ["level1_process", "level2_parallel", "level4_pipe", "tour"] {
+    for example in [
+        "level1_process",
+        "level2_parallel",
+        "level4_pipe",
+        "level7_shared_memory",
+        "level8_lock",
+        "tour",
+    ] {
         for m in METHODS {
             let mut c = Command::new(dir.join(example));
             c.env("MPROC_START_METHOD", m);

@@ -33,7 +33,9 @@ impl Drop for Chunk {
     fn drop(&mut self) {
         let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(map) = cache.as_mut()
-            && map.get(&self.identity).is_some_and(|w| w.strong_count() == 0)
+            && map
+                .get(&self.identity)
+                .is_some_and(|w| w.strong_count() == 0)
         {
             map.remove(&self.identity);
         }
@@ -41,7 +43,10 @@ impl Drop for Chunk {
 }
 
 /// Chunks mapped in this process, by file identity: a block received twice maps once.
-static CACHE: Mutex<Option<HashMap<(u64, u64), Weak<Chunk>>>> = Mutex::new(None);
+static CACHE: Mutex<Option<ChunkCache>> = Mutex::new(None);
+
+/// Chunks by file identity (device, inode).
+type ChunkCache = HashMap<(u64, u64), Weak<Chunk>>;
 
 /// The chunk this process allocates from, with its next free offset and the process that
 /// owns the cursor (a fork child must not go on allocating from its parent's cursor).
@@ -264,7 +269,9 @@ impl<'de> Deserialize<'de> for Block {
             usize::try_from(offset).map_err(|_| bad("offset"))?,
             usize::try_from(len).map_err(|_| bad("length"))?,
         );
-        if offset % BLOCK_ALIGN != 0 || offset.checked_add(len).is_none_or(|e| e > chunk_len) {
+        if !offset.is_multiple_of(BLOCK_ALIGN)
+            || offset.checked_add(len).is_none_or(|e| e > chunk_len)
+        {
             return Err(bad("the block is not inside its chunk"));
         }
         let fd = fd.into_owned();

@@ -186,7 +186,12 @@ impl ShareableList {
     }
 
     fn attach(shm: SharedMemory) -> Result<Self> {
-        let corrupt = || Error::new(ErrorKind::Corrupt, "the segment does not hold a ShareableList");
+        let corrupt = || {
+            Error::new(
+                ErrorKind::Corrupt,
+                "the segment does not hold a ShareableList",
+            )
+        };
         if shm.len() < HEADER || shm.read::<u32>(0)? != MAGIC {
             return Err(corrupt());
         }
@@ -230,7 +235,10 @@ impl ShareableList {
     /// `InvalidInput` past the end (Python: `IndexError`); `Corrupt` when the slot holds
     /// garbage (or a write raced this read).
     pub fn get(&self, i: usize) -> Result<Item> {
-        let (offset, cap) = *self.slots.get(i).ok_or_else(|| index_error(i, self.len()))?;
+        let (offset, cap) = *self
+            .slots
+            .get(i)
+            .ok_or_else(|| index_error(i, self.len()))?;
         let desc = HEADER + SLOT * i;
         let tag = self.shm.read::<u32>(desc)?;
         let len = self.shm.read::<u32>(desc + 8)? as usize;
@@ -267,7 +275,10 @@ impl ShareableList {
     /// `InvalidInput` past the end; `ExceedsStorage` when it does not fit the slot.
     pub fn set(&self, i: usize, item: impl Into<Item>) -> Result<()> {
         let item = item.into();
-        let (offset, cap) = *self.slots.get(i).ok_or_else(|| index_error(i, self.len()))?;
+        let (offset, cap) = *self
+            .slots
+            .get(i)
+            .ok_or_else(|| index_error(i, self.len()))?;
         let payload = item.payload();
         if payload.len() > cap {
             return Err(Error::new(
@@ -371,8 +382,7 @@ mod tests {
         list.set(3, Item::Int(-5)).unwrap();
         assert_eq!(list.get(3).unwrap(), Item::Int(-5));
         assert_eq!(list.get(4).unwrap_err().kind(), ErrorKind::InvalidInput);
-        let copy: ShareableList =
-            mproc_wire::decode(mproc_wire::encode(&list).unwrap()).unwrap();
+        let copy: ShareableList = mproc_wire::decode(mproc_wire::encode(&list).unwrap()).unwrap();
         assert_eq!(copy.to_vec().unwrap(), list.to_vec().unwrap());
         assert!(ShareableList::new(Vec::<Item>::new()).unwrap().is_empty());
     }

@@ -56,7 +56,9 @@ impl<T: ShmSafe> RawValue<T> {
 
     /// Copies the value out.
     pub fn get(&self) -> T {
-        self.block.read(0).expect("size and alignment checked when made")
+        self.block
+            .read(0)
+            .expect("size and alignment checked when made")
     }
 
     /// Copies `value` in.
@@ -304,7 +306,9 @@ impl<A: ShmAtomic> SharedAtomic<A> {
 impl<A: ShmAtomic> Deref for SharedAtomic<A> {
     type Target = A;
     fn deref(&self) -> &A {
-        self.block.get(0).expect("size and alignment checked when made")
+        self.block
+            .get(0)
+            .expect("size and alignment checked when made")
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use mproc_sys::{Region, ShmAtomic, ShmSafe, Tracker};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -15,18 +15,19 @@ use crate::error::{Error, ErrorKind, Result};
 ///
 /// [`create`](SharedMemory::create) makes an anonymous segment: a memfd that travels by fd
 /// (as a spawn argument, through a pipe, or inherited by fork), so there is no name to
-/// leak and nothing is left in `/dev/shm` whatever happens. [`create_named`]
-/// (SharedMemory::create_named) makes a segment other programs can [`open`]
-/// (SharedMemory::open) by name.
+/// leak and nothing is left in `/dev/shm` whatever happens. [`create_named`](SharedMemory::create_named)
+/// makes a segment other programs can [`open`](SharedMemory::open)
+/// by name.
 ///
-/// Access is by copies ([`read_at`](SharedMemory::read_at), [`write_at`]
-/// (SharedMemory::write_at), [`read`](SharedMemory::read), [`write`](SharedMemory::write))
+/// Access is by copies ([`read_at`](SharedMemory::read_at), [`write_at`](SharedMemory::write_at)
+///, [`read`](SharedMemory::read), [`write`](SharedMemory::write))
 /// and by atomics ([`atomics`](SharedMemory::atomics)): another process can write at any
 /// moment, so no plain reference into the memory is ever handed out. Use a lock from
 /// `mproc-sync` (or atomics) to agree on who writes when; [`as_ptr`](SharedMemory::as_ptr)
 /// is there for code that manages its own access.
 ///
-/// Dropping the handle unmaps it in this process only (Python's `close()`).
+/// Clones share one mapping; dropping the last handle unmaps it in this process only
+/// (Python's `close()`).
 ///
 /// ```
 /// use mproc_shm::SharedMemory;
@@ -38,17 +39,23 @@ use crate::error::{Error, ErrorKind, Result};
 /// assert_eq!(shm.len(), 4096);
 /// # Ok::<(), mproc_shm::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct SharedMemory {
+    mapped: Arc<Mapped>,
+    name: Option<String>,
+}
+
+/// The mapping and the fd behind it, shared by the clones of a handle.
+struct Mapped {
     region: Region,
     fd: OwnedFd,
-    name: Option<String>,
 }
 
 impl fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedMemory")
             .field("name", &self.name)
-            .field("len", &self.region.len())
+            .field("len", &self.len())
             .finish()
     }
 }
@@ -78,8 +85,7 @@ impl SharedMemory {
         let (region, fd) = Region::anonymous_with_fd("mproc-shm", size)
             .map_err(|e| Error::io("creating a shared memory segment", e))?;
         Ok(SharedMemory {
-            region,
-            fd,
+            mapped: Arc::new(Mapped { region, fd }),
             name: None,
         })
     }
@@ -89,8 +95,8 @@ impl SharedMemory {
     /// Its pages are reserved now, so a full `/dev/shm` fails here (`NoSpace`) instead of
     /// killing a process with SIGBUS later. The name is tracked: when this process and
     /// its fork children have all ended, however they ended (SIGKILL included), a tracker
-    /// process unlinks it, unless [`unlink`](SharedMemory::unlink) or [`untrack`]
-    /// (SharedMemory::untrack) came first. Processes that [`open`](SharedMemory::open)
+    /// process unlinks it, unless [`unlink`](SharedMemory::unlink) or [`untrack`](SharedMemory::untrack)
+    /// came first. Processes that [`open`](SharedMemory::open)
     /// the name never take ownership.
     ///
     /// ```
@@ -126,8 +132,7 @@ impl SharedMemory {
             return Err(e);
         }
         Ok(SharedMemory {
-            region,
-            fd,
+            mapped: Arc::new(Mapped { region, fd }),
             name: Some(name.to_string()),
         })
     }
@@ -142,11 +147,9 @@ impl SharedMemory {
         let context = || format!("opening shared memory segment {name:?}");
         let fd = mproc_sys::shm_open_existing(name).map_err(|e| Error::io(context(), e))?;
         let size = mproc_sys::file_size(fd.as_fd()).map_err(|e| Error::io(context(), e))?;
-        let region =
-            Region::map(fd.as_fd(), size as usize).map_err(|e| Error::io(context(), e))?;
+        let region = Region::map(fd.as_fd(), size as usize).map_err(|e| Error::io(context(), e))?;
         Ok(SharedMemory {
-            region,
-            fd,
+            mapped: Arc::new(Mapped { region, fd }),
             name: Some(name.to_string()),
         })
     }
@@ -179,12 +182,12 @@ impl SharedMemory {
 
     /// Returns the size in bytes (Python: `size`).
     pub fn len(&self) -> usize {
-        self.region.len()
+        self.mapped.region.len()
     }
 
     /// Returns whether the segment is empty (never, for a created one).
     pub fn is_empty(&self) -> bool {
-        self.region.is_empty()
+        self.mapped.region.is_empty()
     }
 
     /// Returns the name, or `None` for an anonymous segment.
@@ -195,7 +198,7 @@ impl SharedMemory {
     /// Returns the start of the mapping, valid for [`len`](SharedMemory::len) bytes while
     /// this handle lives. Other processes may write to the memory at any time.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.region.as_ptr()
+        self.mapped.region.as_ptr()
     }
 
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
@@ -204,7 +207,7 @@ impl SharedMemory {
     ///
     /// `InvalidInput` when the range does not fit.
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
-        self.region.copy_to(offset, buf).map_err(range_error)
+        self.mapped.region.copy_to(offset, buf).map_err(range_error)
     }
 
     /// Copies `data` in, starting at `offset`.
@@ -213,7 +216,10 @@ impl SharedMemory {
     ///
     /// `InvalidInput` when the range does not fit.
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
-        self.region.copy_from(offset, data).map_err(range_error)
+        self.mapped
+            .region
+            .copy_from(offset, data)
+            .map_err(range_error)
     }
 
     /// Sets `len` bytes starting at `offset` to `byte`.
@@ -222,7 +228,10 @@ impl SharedMemory {
     ///
     /// `InvalidInput` when the range does not fit.
     pub fn fill(&self, offset: usize, len: usize, byte: u8) -> Result<()> {
-        self.region.fill(offset, len, byte).map_err(range_error)
+        self.mapped
+            .region
+            .fill(offset, len, byte)
+            .map_err(range_error)
     }
 
     /// Copies the value at `offset` out (aligned for `T`).
@@ -231,7 +240,7 @@ impl SharedMemory {
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
     pub fn read<T: ShmSafe>(&self, offset: usize) -> Result<T> {
-        self.region.read(offset).map_err(range_error)
+        self.mapped.region.read(offset).map_err(range_error)
     }
 
     /// Copies `value` in at `offset` (aligned for `T`).
@@ -240,7 +249,7 @@ impl SharedMemory {
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
     pub fn write<T: ShmSafe>(&self, offset: usize, value: T) -> Result<()> {
-        self.region.write(offset, value).map_err(range_error)
+        self.mapped.region.write(offset, value).map_err(range_error)
     }
 
     /// Lends `count` atomics starting at `offset`, shared with every process that maps
@@ -259,7 +268,10 @@ impl SharedMemory {
     ///
     /// `InvalidInput` when they do not fit or are misaligned.
     pub fn atomics<A: ShmAtomic>(&self, offset: usize, count: usize) -> Result<&[A]> {
-        self.region.get_slice(offset, count).map_err(range_error)
+        self.mapped
+            .region
+            .get_slice(offset, count)
+            .map_err(range_error)
     }
 }
 
@@ -268,8 +280,8 @@ impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         (
             &self.name,
-            mproc_wire::FdRef(self.fd.as_fd()),
-            self.region.len() as u64,
+            mproc_wire::FdRef(self.mapped.fd.as_fd()),
+            self.mapped.region.len() as u64,
         )
             .serialize(s)
     }
@@ -278,15 +290,17 @@ impl Serialize for SharedMemory {
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let (name, fd, len): (Option<String>, mproc_wire::Fd, u64) =
-            Deserialize::deserialize(d)?;
+        let (name, fd, len): (Option<String>, mproc_wire::Fd, u64) = Deserialize::deserialize(d)?;
         let fd = fd.into_owned();
         let len = usize::try_from(len).map_err(D::Error::custom)?;
         // `map` refuses a length beyond the file's size, so a lying sender cannot make us
         // touch pages that do not exist.
         let region = Region::map(fd.as_fd(), len)
             .map_err(|e| D::Error::custom(format!("cannot map a received segment: {e}")))?;
-        Ok(SharedMemory { region, fd, name })
+        Ok(SharedMemory {
+            mapped: Arc::new(Mapped { region, fd }),
+            name,
+        })
     }
 }
 
@@ -303,8 +317,8 @@ fn track(name: &str) -> Result<()> {
     let mut guard = TRACKING.lock().unwrap_or_else(|e| e.into_inner());
     for attempt in 0..2 {
         if guard.is_none() || attempt == 1 {
-            let tracker = Tracker::start()
-                .map_err(|e| Error::io("starting the shared memory tracker", e))?;
+            let tracker =
+                Tracker::start().map_err(|e| Error::io("starting the shared memory tracker", e))?;
             let names = guard.take().map(|t| t.names).unwrap_or_default();
             for n in &names {
                 let _ = tracker.register(n);

@@ -127,7 +127,11 @@ impl Barrier {
     }
 
     fn default_timeout(&self) -> Option<Duration> {
-        let ns = self.core.block.read::<u64>(FIELDS + TIMEOUT_NS).unwrap_or(0);
+        let ns = self
+            .core
+            .block
+            .read::<u64>(FIELDS + TIMEOUT_NS)
+            .unwrap_or(0);
         (ns != 0).then(|| Duration::from_nanos(ns))
     }
 
@@ -191,7 +195,9 @@ impl Barrier {
                 if f(GENERATION).load(Ordering::Relaxed) == generation {
                     self.break_locked();
                     self.unlock();
-                    return Err(broken("the barrier wait timed out; the barrier is now broken"));
+                    return Err(broken(
+                        "the barrier wait timed out; the barrier is now broken",
+                    ));
                 }
                 self.unlock();
                 break;

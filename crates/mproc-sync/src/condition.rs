@@ -82,6 +82,12 @@ impl<T: ShmSafe> Condition<T> {
         }
     }
 
+    /// Returns how many processes or threads are waiting now (approximate: it can change
+    /// as soon as it is read).
+    pub fn waiting(&self) -> u32 {
+        self.word(WAITING).load(Ordering::Relaxed)
+    }
+
     /// Waits for the lock.
     ///
     /// # Errors

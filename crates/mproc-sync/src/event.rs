@@ -105,7 +105,9 @@ impl Event {
 
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event").field("set", &self.is_set()).finish()
+        f.debug_struct("Event")
+            .field("set", &self.is_set())
+            .finish()
     }
 }
 
@@ -119,7 +121,9 @@ impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let block = Block::deserialize(d)?;
         if block.len() < 8 {
-            return Err(serde::de::Error::custom("received an event block too small"));
+            return Err(serde::de::Error::custom(
+                "received an event block too small",
+            ));
         }
         Ok(Event { block })
     }

@@ -372,8 +372,8 @@ impl RLock {
         })
     }
 
-    /// Acquires without a guard (Python: `acquire()`); pair with [`release`]
-    /// (RLock::release). Returns `false` if the previous holder died (the lock is still
+    /// Acquires without a guard (Python: `acquire()`); pair with [`release`](RLock::release)
+    ///. Returns `false` if the previous holder died (the lock is still
     /// taken; see [`OwnerDied`]).
     pub fn acquire(&self) -> bool {
         self.enter(None, true) == Got::Clean

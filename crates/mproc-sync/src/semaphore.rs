@@ -105,7 +105,9 @@ impl<'de> Deserialize<'de> for Counter {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let block = Block::deserialize(d)?;
         if block.len() < 12 {
-            return Err(serde::de::Error::custom("received a semaphore block too small"));
+            return Err(serde::de::Error::custom(
+                "received a semaphore block too small",
+            ));
         }
         Ok(Counter { block })
     }

@@ -214,8 +214,8 @@ impl<T: ShmSafe> Drop for ValueGuard<'_, T> {
 /// A fixed-length array in shared memory with its own lock. Python:
 /// `multiprocessing.Array`.
 ///
-/// [`lock`](Array::lock) holds the lock for a series of reads and writes; [`get`]
-/// (Array::get), [`set`](Array::set) and [`to_vec`](Array::to_vec) take it once each.
+/// [`lock`](Array::lock) holds the lock for a series of reads and writes; [`get`](Array::get)
+///, [`set`](Array::set) and [`to_vec`](Array::to_vec) take it once each.
 ///
 /// ```
 /// let a = mproc_sync::Array::from_slice(&[1.0f64, 2.0, 3.0])?;

@@ -104,7 +104,9 @@ fn absolute_monotonic(deadline: Instant) -> Option<libc::timespec> {
     };
     // SAFETY: `ts` is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let mut sec = ts.tv_sec.saturating_add(remaining.as_secs() as libc::time_t);
+    let mut sec = ts
+        .tv_sec
+        .saturating_add(remaining.as_secs() as libc::time_t);
     let mut nsec = ts.tv_nsec + remaining.subsec_nanos() as libc::c_long;
     if nsec >= 1_000_000_000 {
         nsec -= 1_000_000_000;
@@ -346,7 +348,12 @@ impl RawMutex {
         let status = if v & TID_MASK == 0
             && self
                 .word
-                .compare_exchange(v, me.tid | (v & WAITERS), Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(
+                    v,
+                    me.tid | (v & WAITERS),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
         {
             if v & OWNER_DIED != 0 {
@@ -540,7 +547,11 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         assert_eq!(m.lock(Some(deadline)), LockStatus::OwnerDied);
         m.unlock(false).unwrap();
-        assert_eq!(m.lock(Some(deadline)), LockStatus::OwnerDied, "still inconsistent");
+        assert_eq!(
+            m.lock(Some(deadline)),
+            LockStatus::OwnerDied,
+            "still inconsistent"
+        );
         m.unlock(true).unwrap();
         assert_eq!(m.lock(Some(deadline)), LockStatus::Acquired);
         m.unlock(true).unwrap();

@@ -34,21 +34,20 @@ pub use fd::{
     FdKind, deadline_after, fd_kind, is_memfd, memfd_create, open_fd_count, poll_readable,
     random_bytes, set_cloexec, take_inherited_socket, wait_readable, wait_writable,
 };
+pub use futex::{
+    FutexWait, LockStatus, NotOwner, RawMutex, futex_wait, futex_wake, robust_locks_supported,
+    thread_id,
+};
 pub use process::{
     ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, exit_now, fork,
     getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_cpu_affinity, set_env_var,
     set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid, wait_pidfd,
 };
-pub use futex::{
-    FutexWait, LockStatus, NotOwner, RawMutex, futex_wait, futex_wake, robust_locks_supported,
-    thread_id,
-};
 pub use shm::{
-    Region, ShmAtomic, ShmSafe, file_identity, file_size, shm_create, shm_open_existing,
-    shm_unlink,
+    Region, ShmAtomic, ShmSafe, file_identity, file_size, shm_create, shm_open_existing, shm_unlink,
 };
-pub use tracker::Tracker;
 pub use socket::{
     peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds, recv_with_fds,
     send_buffer_size, send_vectored_with_fds, send_with_fds, set_send_buffer, socketpair,
 };
+pub use tracker::Tracker;

@@ -36,7 +36,21 @@ macro_rules! shm_safe {
     )* };
 }
 shm_safe!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, ()
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    ()
 );
 // SAFETY: an array of `ShmSafe` values is `ShmSafe`: same layout rules, element by element.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
@@ -106,7 +120,7 @@ fn bounds(len: usize, offset: usize, size: usize, align: usize) -> io::Result<()
     let end = offset
         .checked_add(size)
         .ok_or(io::ErrorKind::InvalidInput)?;
-    if end > len || offset % align != 0 {
+    if end > len || !offset.is_multiple_of(align) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
@@ -256,7 +270,13 @@ impl Region {
         bounds(self.len, offset, size_of::<T>(), align_of::<T>())?;
         // SAFETY: in bounds and aligned; the write goes through a raw pointer (no reference
         // to shared memory exists through this API for a `ShmSafe` type).
-        unsafe { self.ptr.as_ptr().add(offset).cast::<T>().write_volatile(value) };
+        unsafe {
+            self.ptr
+                .as_ptr()
+                .add(offset)
+                .cast::<T>()
+                .write_volatile(value)
+        };
         Ok(())
     }
 

@@ -23,6 +23,12 @@ pub enum Error {
     /// From the wire ([`mproc_wire::Error`]).
     #[cfg(feature = "wire")]
     Wire(mproc_wire::Error),
+    /// From shared memory ([`mproc_shm::Error`]).
+    #[cfg(feature = "shm")]
+    Shm(mproc_shm::Error),
+    /// From locks and the other synchronisation primitives ([`mproc_sync::Error`]).
+    #[cfg(feature = "sync")]
+    Sync(mproc_sync::Error),
     /// From the operating system.
     Io(std::io::Error),
 }
@@ -39,6 +45,10 @@ impl fmt::Display for Error {
             Error::Pipe(e) => e.fmt(f),
             #[cfg(feature = "wire")]
             Error::Wire(e) => e.fmt(f),
+            #[cfg(feature = "shm")]
+            Error::Shm(e) => e.fmt(f),
+            #[cfg(feature = "sync")]
+            Error::Sync(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -53,6 +63,10 @@ impl std::error::Error for Error {
             Error::Pipe(e) => Some(e),
             #[cfg(feature = "wire")]
             Error::Wire(e) => Some(e),
+            #[cfg(feature = "shm")]
+            Error::Shm(e) => Some(e),
+            #[cfg(feature = "sync")]
+            Error::Sync(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }
@@ -79,6 +93,37 @@ impl From<mproc_wire::Error> for Error {
     }
 }
 
+#[cfg(feature = "shm")]
+impl From<mproc_shm::Error> for Error {
+    fn from(e: mproc_shm::Error) -> Self {
+        Error::Shm(e)
+    }
+}
+
+#[cfg(feature = "sync")]
+impl From<mproc_sync::Error> for Error {
+    fn from(e: mproc_sync::Error) -> Self {
+        Error::Sync(e)
+    }
+}
+
+/// A lock whose holder died, turned into an error by `?` (the guard inside is dropped,
+/// leaving the lock marked for repair; match on [`mproc_sync::OwnerDied`] to repair).
+#[cfg(feature = "sync")]
+impl<G> From<mproc_sync::OwnerDied<G>> for Error {
+    fn from(e: mproc_sync::OwnerDied<G>) -> Self {
+        Error::Sync(e.into())
+    }
+}
+
+/// A `try_lock` / `lock_timeout` that did not get the lock, turned into an error by `?`.
+#[cfg(feature = "sync")]
+impl<G> From<mproc_sync::TryLockError<G>> for Error {
+    fn from(e: mproc_sync::TryLockError<G>) -> Self {
+        Error::Sync(e.into())
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Io(e)
@@ -94,6 +139,10 @@ impl From<Error> for std::io::Error {
             Error::Pipe(e) => e.into(),
             #[cfg(feature = "wire")]
             Error::Wire(e) => e.into(),
+            #[cfg(feature = "shm")]
+            Error::Shm(e) => e.into(),
+            #[cfg(feature = "sync")]
+            Error::Sync(e) => e.into(),
             Error::Io(e) => e,
         }
     }

@@ -44,7 +44,21 @@
 //! | `Listener(address, authkey=k)`, `l.accept()` | `Listener::bind(address, k)?`, `l.accept::<S, R>()?` / `accept_timeout` |
 //! | `Client(address, authkey=k)` | `Client::connect::<S, R>(&address, k)?` (mutual HMAC-SHA256) |
 //!
-//! Queues, pools, shared memory, locks and managers join this table as their crates land.
+//! | `shared_memory.SharedMemory(create=True, size=n)` | `SharedMemory::create(n)?` (anonymous: a memfd, nothing in `/dev/shm`) or `create_named(name, n)?` |
+//! | `SharedMemory(name)`, `shm.buf[a:b] = data`, `shm.unlink()` | `SharedMemory::open(name)?`, `shm.write_at(a, data)?` / `read_at`, `shm.unlink()?` |
+//! | resource tracker, `track=False` | named segments are unlinked when their creating tree ends (even by SIGKILL); `shm.untrack()` |
+//! | `ShareableList([1, "a", None])` | `ShareableList::new([Item::Int(1), "a".into(), Item::None])?` |
+//! | `Value('q', 0)`, `with v.get_lock(): v.value += 1` | `Value::new(0i64)?`, `*v.lock()? += 1` (the lock is the only way to read-modify-write) |
+//! | `v.value`, `v.value = x` | `v.get()?`, `v.set(x)?` |
+//! | `Array('d', 10)`, `a[i]`, `a[i] = x` | `Array::<f64>::zeroed(10)?`, `a.get(i)?`, `a.set(i, x)?`, or `a.lock()?` for several |
+//! | `RawValue`, `RawArray` | `RawValue`, `RawArray` (no lock); `SharedAtomic<AtomicU64>` for lock-free counters |
+//! | `Lock()`, `with lock:`, `lock.acquire(timeout=t)` | `Lock::new()?`, `let _g = lock.lock()?;`, `lock.lock_timeout(t)` |
+//! | a lock whose holder died: held forever | `Err(OwnerDied)` carrying the guard: repair, then `guard.mark_consistent()` |
+//! | `RLock()`, `Semaphore(n)`, `BoundedSemaphore(n)` | `RLock::new()?`, `Semaphore::new(n)?`, `BoundedSemaphore::new(n)?` |
+//! | `Condition()`, `cond.wait(t)`, `cond.notify(n)` | `Condition::new(state)?`, `guard.wait_timeout(t)?`, `guard.notify(n)` |
+//! | `Event()`, `Barrier(n, action, timeout)` | `Event::new()?`, `Barrier::with_timeout(n, t)?` and `barrier.wait_with(action)` |
+//!
+//! Queues, pools and managers join this table as their crates land.
 #![warn(missing_docs)]
 
 #[cfg(feature = "pipe")]
@@ -53,6 +67,12 @@ pub use mproc_pipe as pipe;
 #[cfg(feature = "process")]
 #[doc(inline)]
 pub use mproc_process as process;
+#[cfg(feature = "shm")]
+#[doc(inline)]
+pub use mproc_shm as shm;
+#[cfg(feature = "sync")]
+#[doc(inline)]
+pub use mproc_sync as sync;
 #[doc(inline)]
 pub use mproc_sys as sys;
 #[cfg(feature = "wire")]
@@ -71,6 +91,13 @@ pub use mproc_process::{
 #[cfg(feature = "pipe")]
 pub use mproc_pipe::{
     Address, Client, Connection, Listener, Receiver, Sender, channel, duplex, pipe, wait,
+};
+
+#[cfg(feature = "shm")]
+pub use mproc_shm::{Item, RawArray, RawValue, ShareableList, SharedAtomic, SharedMemory, ShmSafe};
+#[cfg(feature = "sync")]
+pub use mproc_sync::{
+    Array, Barrier, BoundedSemaphore, Condition, Event, Lock, OwnerDied, RLock, Semaphore, Value,
 };
 
 mod error;

@@ -67,3 +67,36 @@ fn sys_reexport_works() {
         std::process::id()
     );
 }
+
+#[test]
+fn feature_shm_reexports_work() {
+    let shm = mproc::SharedMemory::create(64).unwrap();
+    shm.write::<u64>(0, 5).unwrap();
+    let copy: mproc::SharedMemory =
+        mproc::wire::decode(mproc::wire::encode(&shm).unwrap()).unwrap();
+    assert_eq!(copy.read::<u64>(0).unwrap(), 5);
+    let list = mproc::ShareableList::new([mproc::Item::Int(1)]).unwrap();
+    assert_eq!(list.get(0).unwrap(), mproc::Item::Int(1));
+    let raw = mproc::RawArray::from_slice(&[1u8, 2]).unwrap();
+    assert_eq!(raw.to_vec(), vec![1, 2]);
+    let err: mproc::Error = mproc::shm::SharedMemory::create(0).unwrap_err().into();
+    assert!(matches!(err, mproc::Error::Shm(_)));
+}
+
+#[test]
+fn feature_sync_reexports_work() -> mproc::Result<()> {
+    let v = mproc::Value::new(1u32)?;
+    *v.lock()? += 1;
+    assert_eq!(v.get()?, 2);
+    let lock = mproc::Lock::new()?;
+    let held = lock.lock()?;
+    let err: mproc::Error = lock.try_lock().unwrap_err().into();
+    assert!(
+        matches!(err, mproc::Error::Sync(ref e) if e.kind() == mproc::sync::ErrorKind::Timeout)
+    );
+    drop(held);
+    let sem = mproc::BoundedSemaphore::new(0)?;
+    let err: mproc::Error = sem.release().unwrap_err().into();
+    assert!(matches!(err, mproc::Error::Sync(_)));
+    Ok(())
+}
