@@ -108,12 +108,92 @@ def pipe_bytes_gbps(nmsg, size=1 << 20):
     return got / dt  # bytes per ns = GB/s
 
 
+def _lock_incr(v, n, barrier, ends, idx):
+    lock = v.get_lock()
+    barrier.wait()
+    for _ in range(n):
+        with lock:
+            v.value += 1
+    ends[idx] = time.time_ns()
+
+
+def lock_value_ops_per_s(n_each):
+    """2 processes x n_each increments of a locked Value; the clock is the wall clock, as
+    mproc's bench reads it (comparable across processes)."""
+    ctx = mp.get_context("fork")
+    v = ctx.Value("q", 0)
+    barrier = ctx.Barrier(3)
+    ends = ctx.RawArray("q", 2)
+    procs = [ctx.Process(target=_lock_incr, args=(v, n_each, barrier, ends, i)) for i in range(2)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    t0 = time.time_ns()
+    for p in procs:
+        p.join()
+    return 2 * n_each / ((max(ends[:]) - t0) / 1e9), v.value == 2 * n_each
+
+
+def lock_uncontended_ns(n):
+    lock = mp.get_context("fork").Lock()
+    acq, rel = lock.acquire, lock.release
+    t0 = pc()
+    for _ in range(n):
+        acq()
+        rel()
+    return (pc() - t0) / n
+
+
+def _shm_writer(shm, size, chunk, res):
+    """As mproc's bench: fill the fresh segment, fill it warm (the figure), then write it
+    warm in 1 MiB copies (how shared/bench/python_baseline.py writes it)."""
+    import ctypes
+    mv = shm.buf
+    buf = (ctypes.c_char * size).from_buffer(mv)
+    ctypes.memset(buf, 0xab, size)  # fresh: the pages get allocated
+    t0 = pc()
+    ctypes.memset(buf, 0xee, size)
+    res[0] = pc() - t0
+    del buf
+    block = b"\xcd" * chunk
+    t0 = pc()
+    for off in range(0, size, chunk):
+        mv[off:off + chunk] = block
+    res[1] = pc() - t0
+    del mv
+
+
+def shm_gbps(size, chunk=1 << 20):
+    """A child writes a warm segment: (fill GB/s, 1 MiB copies GB/s, bytes right)."""
+    from multiprocessing import shared_memory
+    ctx = mp.get_context("fork")
+    shm = shared_memory.SharedMemory(create=True, size=size)
+    try:
+        res = ctx.RawArray("q", 2)
+        p = ctx.Process(target=_shm_writer, args=(shm, size, chunk, res))
+        p.start()
+        p.join()
+        ok = p.exitcode == 0 and all(bytes(shm.buf[o:o + chunk]) == b"\xcd" * chunk for o in range(0, size, chunk))
+        return size / res[0], size / res[1], ok
+    finally:
+        shm.close()
+        shm.unlink()
+
+
 def main():
     quick = "--quick" in sys.argv
     counts = {"fork": 50 if quick else 150, "forkserver": 30 if quick else 80, "spawn": 10 if quick else 30}
     out = {"spawn_join_us": {m: round(spawn_join_us(m, n), 1) for m, n in counts.items()}}
     out["pipe_rtt_us"] = round(pipe_rtt_us(5000 if quick else 20000), 2)
     out["pipe_bytes_gbps"] = round(med([pipe_bytes_gbps(256 if quick else 1024) for _ in range(3)]), 2)
+    lv = [lock_value_ops_per_s(50_000) for _ in range(3 if quick else 7)]
+    out["lock_value_ops_per_s"] = round(med([x[0] for x in lv]))
+    out["check_ok"] = all(x[1] for x in lv)
+    out["lock_uncontended_ns"] = round(med([lock_uncontended_ns(200_000 if quick else 1_000_000) for _ in range(3)]), 1)
+    sh = [shm_gbps(256 << 20) for _ in range(2 if quick else 3)]
+    out["shm_gbps"] = round(med([x[0] for x in sh]), 2)
+    out["extra"] = {"shm_copy_gbps": round(med([x[1] for x in sh]), 2)}
+    out["shm_check_ok"] = all(x[2] for x in sh)
     print(json.dumps(out))
 
 

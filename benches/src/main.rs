@@ -13,6 +13,8 @@ use mproc::sys::{ForkOutcome, SpawnSelf};
 use mproc::{Builder, StartMethod};
 use serde_json::{Value, json};
 
+mod sync;
+
 /// Set in the environment of the floor's child: it exits at the top of `main`.
 const FLOOR_ENV: &str = "MPROC_BENCH_FLOOR";
 
@@ -224,6 +226,8 @@ fn main() {
     mproc::init();
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    // `--only-sync`: just the lock and shared-memory figures (for working on them).
+    let only_sync = args.iter().any(|a| a == "--only-sync");
     let arg_after = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -244,7 +248,7 @@ fn main() {
     fork_wait_floor();
 
     eprintln!("measuring {rounds} rounds ...");
-    for round in 0..rounds {
+    for round in 0..if only_sync { 0 } else { rounds } {
         for i in 0..n_exec {
             s.add("floor.exec_self_us", time_us(exec_self_floor));
             let mut ok = true;
@@ -271,25 +275,61 @@ fn main() {
     }
 
     eprintln!("measuring pipes ...");
-    let (rtt, rtt_floor, rtt_ok) = pipe_rtt(if quick { 3 } else { 10 }, 2000);
+    let pipe_rounds = if only_sync {
+        0
+    } else if quick {
+        3
+    } else {
+        10
+    };
+    let (rtt, rtt_floor, rtt_ok) = pipe_rtt(pipe_rounds, 2000);
     for (t, f) in rtt.iter().zip(&rtt_floor) {
         s.add("pipe_rtt_us", *t);
         s.add("floor.socketpair_rtt_us", *f);
     }
-    let (bw, bw_floor, bw_ok) =
-        pipe_bandwidth(if quick { 2 } else { 5 }, if quick { 256 } else { 1024 });
+    let bw_rounds = if only_sync {
+        0
+    } else if quick {
+        2
+    } else {
+        5
+    };
+    let (bw, bw_floor, bw_ok) = pipe_bandwidth(bw_rounds, if quick { 256 } else { 1024 });
     for (t, f) in bw.iter().zip(&bw_floor) {
         s.add("pipe_bytes_gbps", *t);
         s.add("floor.socketpair_bw_gbps", *f);
     }
     check_ok &= rtt_ok && bw_ok;
 
+    eprintln!("measuring locks and shared memory ...");
+    let (unc, unc_floor) = sync::lock_uncontended(rounds, if quick { 200_000 } else { 1_000_000 });
+    for (t, f) in unc.iter().zip(&unc_floor) {
+        s.add("lock_uncontended_ns", *t);
+        s.add("floor.futex_lock_ns", *f);
+    }
+    for _ in 0..(if quick { 5 } else { 15 }) {
+        let (ours, floor, ok) = sync::lock_value(50_000);
+        s.add("lock_value_ops_per_s", ours);
+        s.add("floor.futex_mutex_ops_per_s", floor);
+        check_ok &= ok;
+    }
+    let mut shm_check_ok = true;
+    for _ in 0..(if quick { 2 } else { 5 }) {
+        let (f, ok) = sync::shm(256 << 20);
+        s.add("shm_gbps", f.warm_fill);
+        s.add("extra.shm_fresh_gbps", f.fresh_fill);
+        s.add("extra.shm_copy_gbps", f.warm_copy);
+        s.add("floor.fill_gbps", f.floor_fill);
+        s.add("floor.copy_gbps", f.floor_copy);
+        shm_check_ok &= ok;
+    }
+
     let python = match (arg_after("--python"), arg_after("--python-script")) {
         (Some(py), Some(script)) => run_python(&py, &script, quick),
         _ => None,
     };
 
-    report(&s, check_ok, python.as_ref());
+    report(&s, check_ok, shm_check_ok, python.as_ref());
 }
 
 fn run_python(python: &str, script: &str, quick: bool) -> Option<Value> {
@@ -330,12 +370,15 @@ struct Row {
     goal: &'static str,
 }
 
-fn report(s: &Samples, check_ok: bool, python: Option<&Value>) {
+fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value>) {
     let m = |k: &str| s.median(k);
     let exec_floor = m("floor.exec_self_us");
     let fork_floor = m("floor.fork_wait_us");
     let rtt_floor = m("floor.socketpair_rtt_us");
     let bw_floor = m("floor.socketpair_bw_gbps");
+    let lock_floor = m("floor.futex_lock_ns");
+    let mutex_floor = m("floor.futex_mutex_ops_per_s");
+    let fill_floor = m("floor.fill_gbps");
     let row = |key, floor, higher_is_better, met: &dyn Fn(f64) -> bool, goal| {
         let ours = m(key);
         Row {
@@ -383,6 +426,27 @@ fn report(s: &Samples, check_ok: bool, python: Option<&Value>) {
             &|v| v >= 0.9 * bw_floor && v >= 6.4,
             "≥ 0.9 × floor.socketpair_bw_gbps, ≥ 6.4",
         ),
+        row(
+            "lock_uncontended_ns",
+            lock_floor,
+            false,
+            &|v| v <= 12.0,
+            "≤ 12 ns",
+        ),
+        row(
+            "lock_value_ops_per_s",
+            mutex_floor,
+            true,
+            &|v| v >= 10e6,
+            "≥ 10M op/s",
+        ),
+        row(
+            "shm_gbps",
+            fill_floor,
+            true,
+            &|v| v >= 0.9 * fill_floor,
+            "≥ 0.9 × floor.fill_gbps",
+        ),
     ];
     println!("\nmproc benchmarks (medians; floors measured in the same run)\n");
     println!(
@@ -391,7 +455,12 @@ fn report(s: &Samples, check_ok: bool, python: Option<&Value>) {
     );
     let mut vs_python = serde_json::Map::new();
     let mut vs_floor = serde_json::Map::new();
-    let unit = |r: &Row| if r.higher_is_better { "GB/s" } else { "µs" };
+    let unit = |r: &Row| match r.key {
+        "lock_uncontended_ns" => "ns",
+        "lock_value_ops_per_s" => "op/s",
+        _ if r.higher_is_better => "GB/s",
+        _ => "µs",
+    };
     for r in &rows {
         let py = python.and_then(|p| lookup(p, r.key));
         let ratio_floor = r.ours / r.floor;
@@ -429,10 +498,16 @@ fn report(s: &Samples, check_ok: bool, python: Option<&Value>) {
         "floor.fork_wait_us",
         "floor.socketpair_rtt_us",
         "floor.socketpair_bw_gbps",
+        "floor.futex_lock_ns",
+        "floor.futex_mutex_ops_per_s",
+        "floor.fill_gbps",
+        "floor.copy_gbps",
+        "extra.shm_fresh_gbps",
+        "extra.shm_copy_gbps",
     ] {
-        println!("{k:<26} {:>8.2}", m(k));
+        println!("{k:<28} {:>14.2}", m(k));
     }
-    println!("check_ok: {check_ok}");
+    println!("check_ok: {check_ok}, shm_check_ok: {shm_check_ok}");
     let mut out = json!({
         "spawn_join_us": {
             "spawn": round1(m("spawn_join_us.spawn")),
@@ -441,11 +516,23 @@ fn report(s: &Samples, check_ok: bool, python: Option<&Value>) {
         },
         "pipe_rtt_us": (m("pipe_rtt_us") * 100.0).round() / 100.0,
         "pipe_bytes_gbps": (m("pipe_bytes_gbps") * 100.0).round() / 100.0,
+        "lock_uncontended_ns": round1(m("lock_uncontended_ns")),
+        "lock_value_ops_per_s": m("lock_value_ops_per_s").round(),
+        "shm_gbps": (m("shm_gbps") * 100.0).round() / 100.0,
+        "shm_check_ok": shm_check_ok,
+        "extra": {
+            "shm_fresh_gbps": (m("extra.shm_fresh_gbps") * 100.0).round() / 100.0,
+            "shm_copy_gbps": (m("extra.shm_copy_gbps") * 100.0).round() / 100.0,
+        },
         "floor": {
             "exec_self_us": round1(exec_floor),
             "fork_wait_us": round1(fork_floor),
             "socketpair_rtt_us": (rtt_floor * 100.0).round() / 100.0,
             "socketpair_bw_gbps": (bw_floor * 100.0).round() / 100.0,
+            "futex_lock_ns": round1(lock_floor),
+            "futex_mutex_ops_per_s": mutex_floor.round(),
+            "fill_gbps": (fill_floor * 100.0).round() / 100.0,
+            "copy_gbps": (m("floor.copy_gbps") * 100.0).round() / 100.0,
         },
         "ratio_to_floor": vs_floor,
         "check_ok": check_ok,

@@ -11,7 +11,7 @@ use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
 
-use mproc_sys::{Region, ShmAtomic, ShmSafe};
+use mproc_sys::{Pinned, Region, ShmAtomic, ShmSafe};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -24,7 +24,7 @@ const LARGE: usize = 16 * 1024;
 pub const BLOCK_ALIGN: usize = 64;
 
 struct Chunk {
-    region: Region,
+    region: Arc<Region>,
     fd: OwnedFd,
     identity: (u64, u64),
 }
@@ -58,7 +58,7 @@ fn new_chunk(len: usize) -> Result<Arc<Chunk>> {
     let identity = mproc_sys::file_identity(fd.as_fd())
         .map_err(|e| Error::io("creating a shared arena chunk", e))?;
     let chunk = Arc::new(Chunk {
-        region,
+        region: Arc::new(region),
         fd,
         identity,
     });
@@ -168,6 +168,17 @@ impl Block {
             .region
             .get(at)
             .map_err(|e| Error::io("misaligned shared value", e))
+    }
+
+    /// Lends the atomic value at `offset` through a handle that keeps the memory mapped,
+    /// so that each later access is a plain dereference.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit or is misaligned.
+    pub fn pin<A: ShmAtomic>(&self, offset: usize) -> Result<Pinned<A>> {
+        let at = self.at(offset, size_of::<A>())?;
+        Pinned::new(&self.chunk.region, at).map_err(|e| Error::io("misaligned shared value", e))
     }
 
     /// Lends `count` atomics starting at `offset`.
@@ -293,7 +304,7 @@ impl<'de> Deserialize<'de> for Block {
                     D::Error::custom(format!("cannot map a received shared block: {e}"))
                 })?;
                 let chunk = Arc::new(Chunk {
-                    region,
+                    region: Arc::new(region),
                     fd,
                     identity,
                 });

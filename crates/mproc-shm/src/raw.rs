@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 
-use mproc_sys::{ShmAtomic, ShmSafe};
+use mproc_sys::{Pinned, ShmAtomic, ShmSafe};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::arena::{BLOCK_ALIGN, Block};
@@ -283,7 +283,7 @@ impl<'de, T: ShmSafe> Deserialize<'de> for RawArray<T> {
 /// ```
 pub struct SharedAtomic<A: ShmAtomic> {
     block: Block,
-    _a: PhantomData<A>,
+    value: Pinned<A>,
 }
 
 impl<A: ShmAtomic> SharedAtomic<A> {
@@ -295,20 +295,18 @@ impl<A: ShmAtomic> SharedAtomic<A> {
     pub fn new() -> Result<Self> {
         check_align::<A>()?;
         let block = Block::alloc(size_of::<A>())?;
-        block.get::<A>(0)?;
         Ok(SharedAtomic {
+            value: block.pin(0)?,
             block,
-            _a: PhantomData,
         })
     }
 }
 
 impl<A: ShmAtomic> Deref for SharedAtomic<A> {
     type Target = A;
+    #[inline]
     fn deref(&self) -> &A {
-        self.block
-            .get(0)
-            .expect("size and alignment checked when made")
+        &self.value
     }
 }
 
@@ -316,7 +314,7 @@ impl<A: ShmAtomic> Clone for SharedAtomic<A> {
     fn clone(&self) -> Self {
         SharedAtomic {
             block: self.block.clone(),
-            _a: PhantomData,
+            value: self.value.clone(),
         }
     }
 }
@@ -336,14 +334,9 @@ impl<A: ShmAtomic> Serialize for SharedAtomic<A> {
 impl<'de, A: ShmAtomic> Deserialize<'de> for SharedAtomic<A> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let block = Block::deserialize(d)?;
-        if block.get::<A>(0).is_err() {
-            return Err(serde::de::Error::custom(
-                "received a shared atomic of the wrong size",
-            ));
-        }
-        Ok(SharedAtomic {
-            block,
-            _a: PhantomData,
-        })
+        let value = block
+            .pin(0)
+            .map_err(|_| serde::de::Error::custom("received a shared atomic of the wrong size"))?;
+        Ok(SharedAtomic { block, value })
     }
 }

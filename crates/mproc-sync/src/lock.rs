@@ -6,12 +6,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc_shm::Block;
-use mproc_sys::{LockStatus, RawMutex};
+use mproc_sys::{LockStatus, Pinned, RawMutex};
 
 use crate::error::{Error, ErrorKind, LockResult, OwnerDied, Result, TryLockError, TryLockResult};
 
-/// Where the "data needs repair" flag sits, after the mutex (written by the owner only).
-const REPAIR: usize = 40;
 /// Where a primitive's own fields may start.
 pub(crate) const FIELDS: usize = 48;
 
@@ -20,10 +18,11 @@ pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-/// A robust mutex at the start of a block, plus the owner's repair flag.
+/// A robust mutex at the start of a block (its word also carries the "needs repair" mark).
 #[derive(Clone)]
 pub(crate) struct Core {
     pub(crate) block: Block,
+    raw: Pinned<RawMutex>,
 }
 
 /// How an acquisition went.
@@ -36,8 +35,10 @@ pub(crate) enum Got {
 
 impl Core {
     pub(crate) fn new(size: usize) -> Result<Core> {
+        let block = Block::alloc(size.max(FIELDS))?;
         Ok(Core {
-            block: Block::alloc(size.max(FIELDS))?,
+            raw: block.pin(0)?,
+            block,
         })
     }
 
@@ -46,21 +47,22 @@ impl Core {
         if block.len() < size.max(FIELDS) {
             return Err("received a synchronisation primitive with a block too small".into());
         }
-        Ok(Core { block })
+        Ok(Core {
+            raw: block.pin(0).map_err(|e| e.to_string())?,
+            block,
+        })
     }
 
+    #[inline]
     pub(crate) fn raw(&self) -> &RawMutex {
-        self.block.get(0).expect("checked when made")
-    }
-
-    fn repair(&self) -> &AtomicU32 {
-        self.block.get(REPAIR).expect("checked when made")
+        &self.raw
     }
 
     pub(crate) fn field(&self, offset: usize) -> &AtomicU32 {
         self.block.get(FIELDS + offset).expect("checked when made")
     }
 
+    #[inline]
     pub(crate) fn acquire(&self, deadline: Option<Instant>) -> Got {
         self.note(self.raw().lock(deadline))
     }
@@ -69,32 +71,27 @@ impl Core {
         self.note(self.raw().try_lock())
     }
 
+    #[inline]
     fn note(&self, status: LockStatus) -> Got {
         match status {
             LockStatus::Acquired => Got::Clean,
-            LockStatus::OwnerDied => {
-                self.repair().store(1, Ordering::Relaxed);
-                Got::OwnerDied
-            }
+            LockStatus::OwnerDied => Got::OwnerDied,
             LockStatus::WouldBlock => Got::No,
         }
     }
 
     /// Releases; the lock stays marked for repair unless `mark_consistent` was called.
-    pub(crate) fn release(&self) -> Result<()> {
-        if !self.raw().is_owned_by_current_thread() {
-            return Err(not_owner());
-        }
-        let consistent = self.repair().load(Ordering::Relaxed) == 0;
-        self.raw().unlock(consistent).map_err(|_| not_owner())
+    #[inline]
+    pub(crate) fn release(&self) -> std::result::Result<(), mproc_sys::NotOwner> {
+        self.raw().unlock()
     }
 
     pub(crate) fn mark_consistent(&self) {
-        self.repair().store(0, Ordering::Relaxed);
+        let _ = self.raw().mark_consistent();
     }
 
     pub(crate) fn is_consistent(&self) -> bool {
-        self.repair().load(Ordering::Relaxed) == 0
+        self.raw().is_consistent()
     }
 }
 
@@ -390,7 +387,7 @@ impl RLock {
         }
         if self.depth().fetch_sub(1, Ordering::Relaxed) <= 1 {
             self.depth().store(0, Ordering::Relaxed);
-            self.core.release()?;
+            self.core.release().map_err(|_| not_owner())?;
         }
         Ok(())
     }

@@ -275,8 +275,8 @@ impl std::error::Error for NotOwner {}
 /// let m = RawMutex::new();
 /// assert_eq!(m.lock(None), LockStatus::Acquired);
 /// assert_eq!(m.try_lock(), LockStatus::WouldBlock);
-/// m.unlock(true)?;
-/// assert!(m.unlock(true).is_err());
+/// m.unlock()?;
+/// assert!(m.unlock().is_err());
 /// # Ok::<(), mproc_sys::NotOwner>(())
 /// ```
 #[repr(C, align(8))]
@@ -315,6 +315,7 @@ impl RawMutex {
         }
     }
 
+    #[inline]
     fn entry(&self) -> usize {
         &self.next as *const AtomicUsize as usize
     }
@@ -341,6 +342,7 @@ impl RawMutex {
     }
 
     /// Locks if that needs no waiting.
+    #[inline]
     pub fn try_lock(&self) -> LockStatus {
         let me = thread_state();
         self.set_pending(me, self.entry());
@@ -350,7 +352,7 @@ impl RawMutex {
                 .word
                 .compare_exchange(
                     v,
-                    me.tid | (v & WAITERS),
+                    me.tid | (v & (WAITERS | OWNER_DIED)),
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 )
@@ -380,7 +382,8 @@ impl RawMutex {
             if v & TID_MASK == 0 {
                 // Free, perhaps after its owner died. Once we have slept, others may be
                 // sleeping too, so keep the waiters bit for the unlock to see.
-                let new = me.tid | (v & WAITERS) | if slept { WAITERS } else { 0 };
+                // An inconsistent lock stays marked while held, until `mark_consistent`.
+                let new = me.tid | (v & (WAITERS | OWNER_DIED)) | if slept { WAITERS } else { 0 };
                 if self
                     .word
                     .compare_exchange(v, new, Ordering::Acquire, Ordering::Relaxed)
@@ -417,27 +420,49 @@ impl RawMutex {
         }
     }
 
-    /// Unlocks. `consistent: false` leaves the lock marked as if its owner had died, so the
-    /// next locker gets [`LockStatus::OwnerDied`] (the data it protects needs repair).
+    /// Unlocks. A lock taken with [`LockStatus::OwnerDied`] and not marked consistent
+    /// ([`mark_consistent`](RawMutex::mark_consistent)) stays marked, so the next locker
+    /// gets `OwnerDied` too (the data it protects still needs repair).
     ///
     /// # Errors
     ///
     /// [`NotOwner`] when the calling thread does not hold the lock; nothing changes.
     #[inline]
-    pub fn unlock(&self, consistent: bool) -> Result<(), NotOwner> {
+    pub fn unlock(&self) -> Result<(), NotOwner> {
         let me = thread_state();
-        if self.word.load(Ordering::Relaxed) & TID_MASK != me.tid {
+        let v = self.word.load(Ordering::Relaxed);
+        if v & TID_MASK != me.tid {
             return Err(NotOwner);
         }
         self.set_pending(me, self.entry());
         self.dequeue(me);
-        let released = if consistent { 0 } else { OWNER_DIED };
-        let old = self.word.swap(released, Ordering::Release);
+        // While we hold the lock nobody else changes its OWNER_DIED bit.
+        let old = self.word.swap(v & OWNER_DIED, Ordering::Release);
         if old & WAITERS != 0 {
             futex_wake(&self.word, 1);
         }
         self.set_pending(me, 0);
         Ok(())
+    }
+
+    /// Declares the data repaired after [`LockStatus::OwnerDied`]: the lock is released
+    /// normally from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`NotOwner`] when the calling thread does not hold the lock.
+    pub fn mark_consistent(&self) -> Result<(), NotOwner> {
+        if !self.is_owned_by_current_thread() {
+            return Err(NotOwner);
+        }
+        self.word.fetch_and(!OWNER_DIED, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Returns whether the lock is consistent: not marked by a holder's death (or repaired
+    /// since).
+    pub fn is_consistent(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & OWNER_DIED == 0
     }
 
     /// Returns whether the lock is held (by anyone, in any process).
@@ -462,6 +487,7 @@ impl RawMutex {
         &self.aux
     }
 
+    #[inline]
     fn set_pending(&self, me: ThreadState, entry: usize) {
         if me.head == 0 {
             return;
@@ -476,6 +502,7 @@ impl RawMutex {
 
     /// Links this (now owned) mutex at the front of the thread's robust list, as glibc's
     /// `ENQUEUE_MUTEX` does, so that glibc's own list operations stay valid around it.
+    #[inline]
     fn enqueue(&self, me: ThreadState) {
         if me.head == 0 {
             return;
@@ -496,15 +523,13 @@ impl RawMutex {
     }
 
     /// Unlinks this mutex from the thread's robust list (glibc's `DEQUEUE_MUTEX`).
+    #[inline]
     fn dequeue(&self, me: ThreadState) {
         if me.head == 0 {
             return;
         }
         let next = self.next.load(Ordering::Relaxed);
         let prev = self.prev.load(Ordering::Relaxed);
-        if next == 0 || prev == 0 {
-            return; // never linked (taken before this thread could have robust locks)
-        }
         // SAFETY: we own the lock, so `enqueue` linked it into this thread's list and the
         // neighbours' fields are kept in glibc's layout (see `enqueue`): `next - 8` is the
         // next entry's `prev` field and `prev` points at the previous entry's `next` field
@@ -513,8 +538,6 @@ impl RawMutex {
             *(((next & !1) - 8) as *mut usize) = prev;
             *((prev & !1) as *mut usize) = next;
         }
-        self.next.store(0, Ordering::Relaxed);
-        self.prev.store(0, Ordering::Relaxed);
     }
 }
 
@@ -546,15 +569,17 @@ mod tests {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         assert_eq!(m.lock(Some(deadline)), LockStatus::OwnerDied);
-        m.unlock(false).unwrap();
+        assert!(!m.is_consistent());
+        m.unlock().unwrap();
         assert_eq!(
             m.lock(Some(deadline)),
             LockStatus::OwnerDied,
             "still inconsistent"
         );
-        m.unlock(true).unwrap();
+        m.mark_consistent().unwrap();
+        m.unlock().unwrap();
         assert_eq!(m.lock(Some(deadline)), LockStatus::Acquired);
-        m.unlock(true).unwrap();
+        m.unlock().unwrap();
     }
 
     #[test]
@@ -569,7 +594,7 @@ mod tests {
                 assert_eq!(b.lock(None), LockStatus::Acquired);
                 assert_eq!(c.lock(None), LockStatus::Acquired);
                 // Out of order: the list must stay intact.
-                b.unlock(true).unwrap();
+                b.unlock().unwrap();
             });
         });
         // The kernel releases them as the thread exits, just after the scope saw it end.
@@ -578,7 +603,8 @@ mod tests {
         assert_eq!(b.try_lock(), LockStatus::Acquired);
         assert_eq!(c.lock(deadline), LockStatus::OwnerDied);
         for m in [a, b, c] {
-            m.unlock(true).unwrap();
+            let _ = m.mark_consistent();
+            m.unlock().unwrap();
         }
     }
 
@@ -604,6 +630,7 @@ mod tests {
             assert_eq!(m.lock(None), LockStatus::OwnerDied);
             h.join().unwrap();
         });
-        assert!(m.unlock(true).is_ok());
+        m.mark_consistent().unwrap();
+        assert!(m.unlock().is_ok());
     }
 }

@@ -44,7 +44,8 @@ pub use process::{
     set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid, wait_pidfd,
 };
 pub use shm::{
-    Region, ShmAtomic, ShmSafe, file_identity, file_size, shm_create, shm_open_existing, shm_unlink,
+    Pinned, Region, ShmAtomic, ShmSafe, file_identity, file_size, shm_create, shm_open_existing,
+    shm_unlink,
 };
 pub use socket::{
     peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds, recv_with_fds,

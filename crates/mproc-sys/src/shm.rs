@@ -11,6 +11,7 @@ use std::io;
 use std::mem::{align_of, size_of};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::{
     AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize, AtomicU8, AtomicU16, AtomicU32,
     AtomicU64, AtomicUsize,
@@ -335,6 +336,70 @@ impl Region {
         Ok(())
     }
 }
+
+/// An atomic value in a shared [`Region`], lent for as long as this handle lives: a checked
+/// pointer that keeps its region mapped, so that reaching the value costs nothing more
+/// than a dereference (what a lock's fast path needs).
+///
+/// ```
+/// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
+/// let region = Arc::new(mproc_sys::Region::anonymous("demo", 64)?);
+/// let word = mproc_sys::Pinned::<AtomicU32>::new(&region, 8)?;
+/// word.store(3, Ordering::Relaxed);
+/// assert_eq!(region.read::<u32>(8)?, 3);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Pinned<T: ShmAtomic> {
+    _region: Arc<Region>,
+    ptr: NonNull<T>,
+}
+
+impl<T: ShmAtomic> Pinned<T> {
+    /// Lends the value at `offset` of `region`, checking bounds and alignment once.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit or is misaligned.
+    pub fn new(region: &Arc<Region>, offset: usize) -> io::Result<Self> {
+        let ptr = NonNull::from(region.get::<T>(offset)?);
+        Ok(Pinned {
+            _region: region.clone(),
+            ptr,
+        })
+    }
+}
+
+impl<T: ShmAtomic> std::ops::Deref for Pinned<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: `ptr` came from `Region::get` (in bounds, aligned, atomics only), and the
+        // `Arc` keeps the mapping alive for as long as this handle, which the borrow is
+        // tied to.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ShmAtomic> Clone for Pinned<T> {
+    fn clone(&self) -> Self {
+        Pinned {
+            _region: self._region.clone(),
+            ptr: self.ptr,
+        }
+    }
+}
+
+impl<T: ShmAtomic> std::fmt::Debug for Pinned<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pinned").field("ptr", &self.ptr).finish()
+    }
+}
+
+// SAFETY: `T` is `Sync + Send` (ShmAtomic) and the region is `Send + Sync`: sharing or
+// sending the handle shares `&T` only.
+unsafe impl<T: ShmAtomic> Send for Pinned<T> {}
+// SAFETY: as above.
+unsafe impl<T: ShmAtomic> Sync for Pinned<T> {}
 
 impl Drop for Region {
     fn drop(&mut self) {
