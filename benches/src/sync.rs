@@ -108,34 +108,28 @@ fn fork() -> Builder {
 /// parent leaving the start barrier to the last child finishing (wall clock, which every
 /// process reads alike).
 pub fn lock_value(n: u64) -> (f64, f64, bool) {
-    let v = Value::new(0u64).expect("value");
     let barrier = Barrier::new(3).expect("barrier");
-    let mut kids: Vec<_> = (0..2)
-        .map(|_| {
-            fork()
-                .spawn(incr_value, (v.clone(), barrier.clone(), n))
-                .expect("spawn")
-        })
-        .collect();
-    barrier.wait().expect("barrier");
-    let t0 = wall_ns();
-    let end = kids
-        .iter_mut()
-        .map(|k| k.join().expect("join"))
-        .max()
-        .unwrap_or(t0);
-    let ours = (2 * n) as f64 / ((end - t0) as f64 / 1e9);
-    let ok = v.get().expect("get") == 2 * n;
-
+    let v = Value::new(0u64).expect("value");
+    let ours = race(&barrier, n, || {
+        fork().spawn(incr_value, (v.clone(), barrier.clone(), n))
+    });
     let m = FutexMutex::new();
     let raw = RawValue::new(0u64).expect("raw value");
-    let mut kids: Vec<_> = (0..2)
-        .map(|_| {
-            fork()
-                .spawn(incr_floor, (m.clone(), raw.clone(), barrier.clone(), n))
-                .expect("spawn")
-        })
-        .collect();
+    let floor = race(&barrier, n, || {
+        fork().spawn(incr_floor, (m.clone(), raw.clone(), barrier.clone(), n))
+    });
+    let ok = v.get().expect("get") == 2 * n && raw.get() == 2 * n;
+    (ours, floor, ok)
+}
+
+/// Starts two incrementing children, releases them through `barrier`, and returns op/s
+/// from the parent's release to the later child's end.
+fn race(
+    barrier: &Barrier,
+    n: u64,
+    start: impl Fn() -> mproc::process::Result<mproc::Child<u128>>,
+) -> f64 {
+    let mut kids: Vec<_> = (0..2).map(|_| start().expect("spawn")).collect();
     barrier.wait().expect("barrier");
     let t0 = wall_ns();
     let end = kids
@@ -143,8 +137,7 @@ pub fn lock_value(n: u64) -> (f64, f64, bool) {
         .map(|k| k.join().expect("join"))
         .max()
         .unwrap_or(t0);
-    let floor = (2 * n) as f64 / ((end - t0) as f64 / 1e9);
-    (ours, floor, ok && raw.get() == 2 * n)
+    (2 * n) as f64 / ((end.saturating_sub(t0)).max(1) as f64 / 1e9)
 }
 
 const MIB: usize = 1 << 20;

@@ -146,6 +146,28 @@ fn churn(n: u32) -> (usize, usize, usize, usize) {
     (fds, mproc::sys::open_fd_count().unwrap(), mappings, maps())
 }
 
+/// Receives shared objects through a pipe and uses them: the lock, the value, the list.
+fn use_received(
+    mut conn: mproc::Connection<u64, (Lock, Value<u64>, mproc::ShareableList, SharedMemory)>,
+) {
+    let (lock, v, list, shm) = conn.recv().unwrap();
+    {
+        let _held = lock.lock().unwrap();
+        *v.lock().unwrap() += 41;
+    }
+    list.set(0, "seen").unwrap();
+    shm.write::<u64>(0, 7).unwrap();
+    conn.send(&v.get().unwrap()).unwrap();
+}
+
+static INHERITED: std::sync::OnceLock<Value<u64>> = std::sync::OnceLock::new();
+
+fn bump_inherited(_: ()) -> u64 {
+    let v = INHERITED.get().expect("inherited by fork");
+    *v.lock().unwrap() += 1;
+    v.get().unwrap()
+}
+
 // ---- locks ----------------------------------------------------------------------------
 
 #[test]
@@ -516,6 +538,35 @@ fn ten_thousand_create_drop_cycles_leak_no_fd_and_no_mapping() {
             builder().spawn(churn, 10_000).unwrap().join().unwrap();
         assert_eq!(fds_before, fds_after);
         assert_eq!(maps_before, maps_after);
+    });
+}
+
+#[test]
+fn shared_objects_travel_through_a_pipe_and_by_fork_inheritance() {
+    deadline(LIMIT, || {
+        let (mut ours, theirs) =
+            mproc::duplex::<(Lock, Value<u64>, mproc::ShareableList, SharedMemory), u64>().unwrap();
+        let mut c = builder().spawn(use_received, theirs).unwrap();
+        let lock = Lock::new().unwrap();
+        let v = Value::new(1u64).unwrap();
+        let list = mproc::ShareableList::new([mproc::Item::None]).unwrap();
+        let shm = SharedMemory::create(64).unwrap();
+        ours.send(&(lock.clone(), v.clone(), list.clone(), shm.clone()))
+            .unwrap();
+        assert_eq!(ours.recv().unwrap(), 42);
+        c.join().unwrap();
+        assert_eq!(v.get().unwrap(), 42);
+        assert_eq!(list.get(0).unwrap(), mproc::Item::Str("seen".into()));
+        assert_eq!(shm.read::<u64>(0).unwrap(), 7);
+        assert!(!lock.is_locked());
+
+        if mproc_tests::method() == mproc::StartMethod::Fork {
+            // A global is simply inherited by a forked child: the same shared value.
+            let v = INHERITED.get_or_init(|| Value::new(10u64).unwrap());
+            let mut c = builder().spawn(bump_inherited, ()).unwrap();
+            assert_eq!(c.join().unwrap(), 11);
+            assert_eq!(v.get().unwrap(), 11);
+        }
     });
 }
 

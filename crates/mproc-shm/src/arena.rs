@@ -140,6 +140,21 @@ impl Block {
         Ok(block)
     }
 
+    /// Checks that values of `T` can live in blocks (aligned to at most 64 bytes).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for an over-aligned type.
+    pub fn check_align<T>() -> Result<()> {
+        if align_of::<T>() > BLOCK_ALIGN {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("shared values are aligned to at most {BLOCK_ALIGN} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Returns the block's length in bytes.
     pub fn len(&self) -> usize {
         self.len

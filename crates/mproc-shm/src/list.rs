@@ -109,6 +109,7 @@ item_from!(
 /// assert_eq!(list.index(&Item::Int(7))?, Some(1));
 /// # Ok::<(), mproc_shm::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct ShareableList {
     shm: SharedMemory,
     /// Each slot's data offset and capacity, read once and checked against the segment.

@@ -8,17 +8,11 @@ use std::ops::Deref;
 use mproc_sys::{Pinned, ShmAtomic, ShmSafe};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::arena::{BLOCK_ALIGN, Block};
+use crate::arena::Block;
 use crate::error::{Error, ErrorKind, Result};
 
 fn check_align<T>() -> Result<()> {
-    if align_of::<T>() > BLOCK_ALIGN {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("shared values are aligned to at most {BLOCK_ALIGN} bytes"),
-        ));
-    }
-    Ok(())
+    Block::check_align::<T>()
 }
 
 /// A value in shared memory with no lock. Python: `RawValue`.

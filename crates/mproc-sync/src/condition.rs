@@ -56,12 +56,7 @@ impl<T: ShmSafe> Condition<T> {
     ///
     /// `Shm` when shared memory cannot be had.
     pub fn new(value: T) -> Result<Self> {
-        if align_of::<T>() > DATA {
-            return Err(crate::Error::new(
-                crate::ErrorKind::Shm,
-                "shared values are aligned to at most 64 bytes",
-            ));
-        }
+        crate::value::check_align::<T>()?;
         let core = Core::new(DATA + size_of::<T>())?;
         core.block.write(DATA, value)?;
         Ok(Condition {
@@ -142,9 +137,7 @@ impl<T: ShmSafe> Serialize for Condition<T> {
 impl<'de, T: ShmSafe> Deserialize<'de> for Condition<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let block = Block::deserialize(d)?;
-        if align_of::<T>() > DATA {
-            return Err(serde::de::Error::custom("over-aligned condition value"));
-        }
+        crate::value::check_align::<T>().map_err(serde::de::Error::custom)?;
         let core =
             Core::from_block(block, DATA + size_of::<T>()).map_err(serde::de::Error::custom)?;
         Ok(Condition {

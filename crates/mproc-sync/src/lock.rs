@@ -221,6 +221,31 @@ impl Lock {
         })
     }
 
+    /// Acquires without a guard (Python: `acquire()`); pair with [`release`](Lock::release)
+    /// on the same thread. Returns `false` if the previous holder died (the lock is taken
+    /// all the same, still marked for repair; see [`OwnerDied`]).
+    pub fn acquire(&self) -> bool {
+        self.core.acquire(None) == Got::Clean
+    }
+
+    /// Releases a lock taken by [`acquire`](Lock::acquire) (Python: `release()`).
+    ///
+    /// ```
+    /// let lock = mproc_sync::Lock::new()?;
+    /// assert!(lock.acquire());
+    /// lock.release()?;
+    /// assert_eq!(lock.release().unwrap_err().kind(), mproc_sync::ErrorKind::NotOwner);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `NotOwner` when this thread does not hold the lock (Python raises `ValueError` for
+    /// an unlocked lock; it lets other threads release, which a robust lock cannot).
+    pub fn release(&self) -> Result<()> {
+        self.core.release().map_err(|_| not_owner())
+    }
+
     /// Returns whether the lock is held, by anyone (Python 3.14: `locked()`).
     pub fn is_locked(&self) -> bool {
         self.core.raw().is_locked()

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use mproc_shm::{BLOCK_ALIGN, Block, ShmSafe};
+use mproc_shm::{Block, ShmSafe};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, LockResult, OwnerDied, Result, TryLockResult};
@@ -14,14 +14,8 @@ use crate::lock::{Core, deadline, lock_result, try_lock_result};
 /// Where the data starts in the block: after the lock, on its own cache line.
 const DATA: usize = 64;
 
-fn check_align<T>() -> Result<()> {
-    if align_of::<T>() > BLOCK_ALIGN {
-        return Err(Error::new(
-            ErrorKind::Shm,
-            format!("shared values are aligned to at most {BLOCK_ALIGN} bytes"),
-        ));
-    }
-    Ok(())
+pub(crate) fn check_align<T>() -> Result<()> {
+    Ok(Block::check_align::<T>()?)
 }
 
 /// A value in shared memory with its own lock. Python: `multiprocessing.Value`.
