@@ -129,9 +129,14 @@ fn churn(n: u32) -> (usize, usize, usize, usize) {
             .lines()
             .count()
     };
-    // One of each first, so that the arena's current chunk exists before we count (it is
-    // the one chunk the arena keeps; every other is unmapped when its last block goes).
-    drop((Lock::new().unwrap(), SharedMemory::create(4096).unwrap()));
+    // One of each first, so that the arena's current chunks (one for locks, one for data)
+    // exist before we count: they are the chunks the arena keeps; every other is unmapped
+    // when its last block goes.
+    drop((
+        Lock::new().unwrap(),
+        Value::new(0u32).unwrap(),
+        SharedMemory::create(4096).unwrap(),
+    ));
     let (fds, mappings) = (mproc::sys::open_fd_count().unwrap(), maps());
     for i in 0..n {
         let shm = SharedMemory::create(4096).unwrap();

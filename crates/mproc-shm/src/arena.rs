@@ -1,6 +1,11 @@
 //! The shared arena: small shared objects (locks, values, arrays) are carved out of 64 KiB
 //! memfd chunks, so that a thousand locks cost a few fds and mappings, not a thousand.
 //!
+//! Locks live in chunks of their own (lock regions: arrays of 64-byte `LockSlot`s), apart
+//! from data, and a chunk's kind is checked whenever it is received: memory this process
+//! uses for locks is never also lent to it as data, so nothing can overwrite a held lock's
+//! robust-list links from within.
+//!
 //! Blocks are never reused: a chunk's memory goes back to the OS when the last process
 //! that maps it drops its last block in it. That way no process can free memory another
 //! one still uses, whatever order they end in (a fork child, a crash, a handle still in a
@@ -11,7 +16,7 @@ use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
 
-use mproc_sys::{Pinned, Region, ShmAtomic, ShmSafe};
+use mproc_sys::{LOCK_SLOT, LockSlot, Pinned, Region, ShmAtomic, ShmSafe};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -27,6 +32,12 @@ struct Chunk {
     region: Arc<Region>,
     fd: OwnedFd,
     identity: (u64, u64),
+}
+
+impl Chunk {
+    fn is_locks(&self) -> bool {
+        self.region.is_lock_region()
+    }
 }
 
 impl Drop for Chunk {
@@ -48,13 +59,67 @@ static CACHE: Mutex<Option<ChunkCache>> = Mutex::new(None);
 /// Chunks by file identity (device, inode).
 type ChunkCache = HashMap<(u64, u64), Weak<Chunk>>;
 
-/// The chunk this process allocates from, with its next free offset and the process that
-/// owns the cursor (a fork child must not go on allocating from its parent's cursor).
-static CURRENT: Mutex<Option<(u32, Arc<Chunk>, usize)>> = Mutex::new(None);
+/// The chunks this process allocates data and locks from, each with its next free offset
+/// and the process that owns the cursor (a fork child must not go on allocating from its
+/// parent's cursor).
+static CURRENT: Mutex<[Option<Cursor>; 2]> = Mutex::new([None, None]);
 
-fn new_chunk(len: usize) -> Result<Arc<Chunk>> {
-    let (region, fd) = Region::anonymous_with_fd("mproc-arena", len)
-        .map_err(|e| Error::io("creating a shared arena chunk", e))?;
+type Cursor = (u32, Arc<Chunk>, usize);
+
+/// Data mapped by `SharedMemory` handles in this process, by file identity, with how many
+/// mappings: such a file must never be taken for a lock chunk.
+static SEGMENTS: Mutex<Option<HashMap<(u64, u64), usize>>> = Mutex::new(None);
+
+/// Notes that `SharedMemory` maps the file `identity`; refuses a file mapped as locks.
+pub(crate) fn register_segment(identity: (u64, u64)) -> Result<()> {
+    let known = CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&identity)?.upgrade());
+    if known.as_ref().is_some_and(|c| c.is_locks()) {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            "received a lock chunk as a shared memory segment",
+        ));
+    }
+    drop(known);
+    let mut segments = SEGMENTS.lock().unwrap_or_else(|e| e.into_inner());
+    *segments
+        .get_or_insert_with(HashMap::new)
+        .entry(identity)
+        .or_default() += 1;
+    Ok(())
+}
+
+/// Notes that a `SharedMemory` mapping of `identity` is gone.
+pub(crate) fn unregister_segment(identity: (u64, u64)) {
+    let mut segments = SEGMENTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(map) = segments.as_mut()
+        && let Some(n) = map.get_mut(&identity)
+    {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&identity);
+        }
+    }
+}
+
+fn is_segment(identity: (u64, u64)) -> bool {
+    SEGMENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|m| m.contains_key(&identity))
+}
+
+fn new_chunk(len: usize, locks: bool) -> Result<Arc<Chunk>> {
+    let made = if locks {
+        Region::anonymous_locks_with_fd(len)
+    } else {
+        Region::anonymous_with_fd("mproc-arena", len)
+    };
+    let (region, fd) = made.map_err(|e| Error::io("creating a shared arena chunk", e))?;
     let identity = mproc_sys::file_identity(fd.as_fd())
         .map_err(|e| Error::io("creating a shared arena chunk", e))?;
     let chunk = Arc::new(Chunk {
@@ -116,28 +181,20 @@ impl Block {
     pub fn alloc(len: usize) -> Result<Block> {
         let len = len.max(1);
         if len > LARGE {
-            let size = len.div_ceil(4096) * 4096;
+            let size = len.checked_next_multiple_of(4096).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    "a shared block cannot be that large",
+                )
+            })?;
             return Ok(Block {
-                chunk: new_chunk(size)?,
+                chunk: new_chunk(size, false)?,
                 offset: 0,
                 len,
             });
         }
-        let rounded = len.div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN;
-        let pid = std::process::id();
-        let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
-        let usable = matches!(&*current, Some((owner, _, next)) if *owner == pid && next + rounded <= CHUNK_SIZE);
-        if !usable {
-            *current = Some((pid, new_chunk(CHUNK_SIZE)?, 0));
-        }
-        let (_, chunk, next) = current.as_mut().expect("set above");
-        let block = Block {
-            chunk: chunk.clone(),
-            offset: *next,
-            len,
-        };
-        *next += rounded;
-        Ok(block)
+        let (chunk, offset) = carve(len.next_multiple_of(BLOCK_ALIGN), false)?;
+        Ok(Block { chunk, offset, len })
     }
 
     /// Checks that values of `T` can live in blocks (aligned to at most 64 bytes).
@@ -271,6 +328,76 @@ impl Block {
     }
 }
 
+/// Takes `size` bytes from this process's current chunk of the kind, starting a new chunk
+/// when it is full (or was inherited from a parent by fork).
+fn carve(size: usize, locks: bool) -> Result<(Arc<Chunk>, usize)> {
+    let pid = std::process::id();
+    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    let cursor = &mut current[locks as usize];
+    let usable =
+        matches!(&*cursor, Some((owner, _, next)) if *owner == pid && next + size <= CHUNK_SIZE);
+    if !usable {
+        *cursor = Some((pid, new_chunk(CHUNK_SIZE, locks)?, 0));
+    }
+    let (_, chunk, next) = cursor.as_mut().expect("set above");
+    let offset = *next;
+    *next += size;
+    Ok((chunk.clone(), offset))
+}
+
+/// Maps (or finds already mapped) the chunk behind a received fd, of the kind the message
+/// says, refusing a file this process already maps as the other kind.
+fn received_chunk(
+    fd: OwnedFd,
+    chunk_len: usize,
+    locks: bool,
+) -> std::result::Result<Arc<Chunk>, String> {
+    if !mproc_sys::is_size_sealed(fd.as_fd()) {
+        // Anyone holding an unsealed file could shrink it under our mapping (SIGBUS).
+        return Err("the chunk is not a size-sealed memfd".into());
+    }
+    let identity = mproc_sys::file_identity(fd.as_fd()).map_err(|e| e.to_string())?;
+    if locks && is_segment(identity) {
+        return Err("a shared memory segment was sent as a lock chunk".into());
+    }
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let map = cache.get_or_insert_with(HashMap::new);
+    let known = map.get(&identity).and_then(Weak::upgrade);
+    let result = match known {
+        Some(chunk) if chunk.region.len() == chunk_len && chunk.is_locks() == locks => Ok(chunk),
+        Some(chunk) => Err(Some(chunk)),
+        None => {
+            // `map` refuses a length beyond the file's size.
+            let mapped = if locks {
+                Region::map_locks(fd.as_fd(), chunk_len)
+            } else {
+                Region::map(fd.as_fd(), chunk_len)
+            };
+            match mapped {
+                Ok(region) => {
+                    let chunk = Arc::new(Chunk {
+                        region: Arc::new(region),
+                        fd,
+                        identity,
+                    });
+                    map.insert(identity, Arc::downgrade(&chunk));
+                    Ok(chunk)
+                }
+                Err(e) => {
+                    drop(cache);
+                    return Err(format!("cannot map a received shared block: {e}"));
+                }
+            }
+        }
+    };
+    // Release the cache before any chunk is dropped (its drop takes the cache lock).
+    drop(cache);
+    result.map_err(|chunk| {
+        drop(chunk);
+        "its length or kind does not match the chunk already mapped".to_string()
+    })
+}
+
 /// Sent as its chunk's fd, the chunk's length, and where the block lies in it.
 impl Serialize for Block {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -300,35 +427,89 @@ impl<'de> Deserialize<'de> for Block {
         {
             return Err(bad("the block is not inside its chunk"));
         }
-        let fd = fd.into_owned();
-        let identity = mproc_sys::file_identity(fd.as_fd()).map_err(D::Error::custom)?;
-        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        let map = cache.get_or_insert_with(HashMap::new);
-        let known = map.get(&identity).and_then(Weak::upgrade);
-        let chunk = match known {
-            Some(chunk) if chunk.region.len() == chunk_len => chunk,
-            Some(chunk) => {
-                // Release the cache before the chunk (its drop takes the cache lock).
-                drop(cache);
-                drop(chunk);
-                return Err(bad("its chunk length does not match the chunk"));
-            }
-            None => {
-                // `map` refuses a length beyond the file's size.
-                let region = Region::map(fd.as_fd(), chunk_len).map_err(|e| {
-                    D::Error::custom(format!("cannot map a received shared block: {e}"))
-                })?;
-                let chunk = Arc::new(Chunk {
-                    region: Arc::new(region),
-                    fd,
-                    identity,
-                });
-                map.insert(identity, Arc::downgrade(&chunk));
-                chunk
-            }
-        };
-        drop(cache);
+        let chunk = received_chunk(fd.into_owned(), chunk_len, false).map_err(|e| bad(&e))?;
         Ok(Block { chunk, offset, len })
+    }
+}
+
+/// A lock slot from the arena's lock chunks: a robust mutex and six atomic words, zero when
+/// allocated, transferable and inherited by fork. The building block of `mproc-sync`.
+///
+/// ```
+/// use mproc_sys::LockStatus;
+/// let block = mproc_shm::LockBlock::alloc()?;
+/// let slot = block.slot();
+/// assert_eq!(slot.mutex().lock(None), LockStatus::Acquired);
+/// slot.mutex().unlock()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct LockBlock {
+    chunk: Arc<Chunk>,
+    slot: Pinned<LockSlot>,
+    offset: usize,
+}
+
+impl fmt::Debug for LockBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockBlock")
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl LockBlock {
+    /// Allocates a zeroed lock slot.
+    ///
+    /// # Errors
+    ///
+    /// `NoSpace` or `Io` when a new chunk cannot be made.
+    pub fn alloc() -> Result<LockBlock> {
+        let (chunk, offset) = carve(LOCK_SLOT, true)?;
+        Self::at(chunk, offset).map_err(|e| Error::new(ErrorKind::Io, e))
+    }
+
+    fn at(chunk: Arc<Chunk>, offset: usize) -> std::result::Result<LockBlock, String> {
+        let slot = Pinned::lock_slot(&chunk.region, offset).map_err(|e| e.to_string())?;
+        Ok(LockBlock {
+            chunk,
+            slot,
+            offset,
+        })
+    }
+
+    /// Returns the slot: a pinned pointer, so each access is a plain dereference.
+    pub fn slot(&self) -> &Pinned<LockSlot> {
+        &self.slot
+    }
+}
+
+/// Sent as its chunk's fd, the chunk's length, and the slot's offset.
+impl Serialize for LockBlock {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (
+            mproc_wire::FdRef(self.chunk.fd.as_fd()),
+            self.chunk.region.len() as u64,
+            self.offset as u64,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LockBlock {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (fd, chunk_len, offset): (mproc_wire::Fd, u64, u64) = Deserialize::deserialize(d)?;
+        let bad = |what: &str| D::Error::custom(format!("received a bad lock: {what}"));
+        let chunk_len = usize::try_from(chunk_len).map_err(|_| bad("chunk length"))?;
+        let offset = usize::try_from(offset).map_err(|_| bad("offset"))?;
+        if !offset.is_multiple_of(LOCK_SLOT)
+            || offset.checked_add(LOCK_SLOT).is_none_or(|e| e > chunk_len)
+        {
+            return Err(bad("the slot is not inside its chunk"));
+        }
+        let chunk = received_chunk(fd.into_owned(), chunk_len, true).map_err(|e| bad(&e))?;
+        LockBlock::at(chunk, offset).map_err(|e| bad(&e))
     }
 }
 
@@ -350,6 +531,83 @@ mod tests {
         assert_eq!(a.read::<u64>(0).unwrap(), 11);
         assert!(a.read::<u64>(40).is_err(), "past the end of the block");
         assert!(a.read::<u64>(4).is_err(), "misaligned");
+    }
+
+    #[test]
+    fn lock_chunks_and_data_are_never_taken_for_each_other() {
+        let lock = LockBlock::alloc().unwrap();
+        let data = Block::alloc(64).unwrap();
+        let lock_fd = mproc_wire::FdRef(lock.chunk.fd.as_fd());
+        let data_fd = mproc_wire::FdRef(data.chunk.fd.as_fd());
+        let n = CHUNK_SIZE as u64;
+        // A lock chunk sent as data, and data sent as a lock.
+        let msg = mproc_wire::encode(&(lock_fd, n, 0u64, 64u64)).unwrap();
+        assert!(mproc_wire::decode::<Block>(msg).is_err());
+        let msg = mproc_wire::encode(&(data_fd, n, 0u64)).unwrap();
+        assert!(mproc_wire::decode::<LockBlock>(msg).is_err());
+        // A lock chunk sent as a shared memory segment, and a segment sent as a lock.
+        let msg = mproc_wire::encode(&(None::<String>, lock_fd, n)).unwrap();
+        assert!(mproc_wire::decode::<crate::SharedMemory>(msg).is_err());
+        let shm = crate::SharedMemory::create(4096).unwrap();
+        let msg = mproc_wire::encode(&shm).unwrap();
+        let (_, fd, _): (Option<String>, mproc_wire::Fd, u64) = mproc_wire::decode(msg).unwrap();
+        let msg = mproc_wire::encode(&(mproc_wire::FdRef(fd.as_fd()), 4096u64, 0u64)).unwrap();
+        assert!(mproc_wire::decode::<LockBlock>(msg).is_err());
+        // An anonymous segment whose size could be changed under us is refused.
+        let loose = mproc_sys::memfd_create("loose").unwrap();
+        nix_free_truncate(&loose, 4096);
+        let msg = mproc_wire::encode(&(None::<String>, mproc_wire::FdRef(loose.as_fd()), 4096u64))
+            .unwrap();
+        assert!(mproc_wire::decode::<crate::SharedMemory>(msg).is_err());
+        // The honest round trips work.
+        let back: LockBlock = mproc_wire::decode(mproc_wire::encode(&lock).unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&back.chunk, &lock.chunk));
+        // A lock region lends nothing but its slots.
+        assert!(lock.chunk.region.read::<u64>(0).is_err());
+        assert!(
+            lock.chunk
+                .region
+                .get::<std::sync::atomic::AtomicU64>(32)
+                .is_err()
+        );
+        assert!(lock.chunk.region.fill(0, 8, 0).is_err());
+    }
+
+    fn nix_free_truncate(fd: &OwnedFd, len: u64) {
+        std::fs::File::from(fd.try_clone().unwrap())
+            .set_len(len)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_lock_chunk_held_by_a_forgotten_guard_stays_mapped() {
+        // Fill a lock chunk, hold its first lock without a guard, drop every handle: the
+        // chunk must stay mapped, since the thread's robust list still points into it.
+        std::thread::spawn(|| {
+            let locks: Vec<LockBlock> = (0..CHUNK_SIZE / LOCK_SLOT + 1)
+                .map(|_| LockBlock::alloc().unwrap())
+                .collect();
+            let held = locks
+                .iter()
+                .find(|l| l.offset == 0 && !Arc::ptr_eq(&l.chunk, &locks.last().unwrap().chunk))
+                .unwrap()
+                .clone();
+            assert_eq!(
+                held.slot().mutex().lock(None),
+                mproc_sys::LockStatus::Acquired
+            );
+            drop(locks);
+            drop(held);
+            // More locking goes through the list the kernel will walk at thread exit.
+            let other = LockBlock::alloc().unwrap();
+            assert_eq!(
+                other.slot().mutex().lock(None),
+                mproc_sys::LockStatus::Acquired
+            );
+            other.slot().mutex().unlock().unwrap();
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

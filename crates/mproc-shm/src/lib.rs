@@ -30,7 +30,7 @@ mod list;
 mod raw;
 mod segment;
 
-pub use arena::{BLOCK_ALIGN, Block, CHUNK_SIZE};
+pub use arena::{BLOCK_ALIGN, Block, CHUNK_SIZE, LockBlock};
 pub use error::{Error, ErrorKind, Result};
 pub use list::{Item, ShareableList};
 pub use mproc_sys::{ShmAtomic, ShmSafe};

@@ -49,6 +49,27 @@ pub struct SharedMemory {
 struct Mapped {
     region: Region,
     fd: OwnedFd,
+    identity: (u64, u64),
+}
+
+impl Mapped {
+    /// Wraps a fresh mapping, noting the file as data (refused if it holds our locks).
+    fn new(region: Region, fd: OwnedFd) -> Result<Arc<Mapped>> {
+        let identity = mproc_sys::file_identity(fd.as_fd())
+            .map_err(|e| Error::io("identifying a shared memory segment", e))?;
+        crate::arena::register_segment(identity)?;
+        Ok(Arc::new(Mapped {
+            region,
+            fd,
+            identity,
+        }))
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        crate::arena::unregister_segment(self.identity);
+    }
 }
 
 impl fmt::Debug for SharedMemory {
@@ -85,7 +106,7 @@ impl SharedMemory {
         let (region, fd) = Region::anonymous_with_fd("mproc-shm", size)
             .map_err(|e| Error::io("creating a shared memory segment", e))?;
         Ok(SharedMemory {
-            mapped: Arc::new(Mapped { region, fd }),
+            mapped: Mapped::new(region, fd)?,
             name: None,
         })
     }
@@ -132,7 +153,7 @@ impl SharedMemory {
             return Err(e);
         }
         Ok(SharedMemory {
-            mapped: Arc::new(Mapped { region, fd }),
+            mapped: Mapped::new(region, fd)?,
             name: Some(name.to_string()),
         })
     }
@@ -149,7 +170,7 @@ impl SharedMemory {
         let size = mproc_sys::file_size(fd.as_fd()).map_err(|e| Error::io(context(), e))?;
         let region = Region::map(fd.as_fd(), size as usize).map_err(|e| Error::io(context(), e))?;
         Ok(SharedMemory {
-            mapped: Arc::new(Mapped { region, fd }),
+            mapped: Mapped::new(region, fd)?,
             name: Some(name.to_string()),
         })
     }
@@ -167,9 +188,10 @@ impl SharedMemory {
                 "an anonymous segment has no name to unlink",
             )
         })?;
-        untrack_name(name);
         mproc_sys::shm_unlink(name)
-            .map_err(|e| Error::io(format!("unlinking shared memory segment {name:?}"), e))
+            .map_err(|e| Error::io(format!("unlinking shared memory segment {name:?}"), e))?;
+        untrack_name(name);
+        Ok(())
     }
 
     /// Stops tracking this named segment: it outlives the process tree that created it
@@ -293,12 +315,19 @@ impl<'de> Deserialize<'de> for SharedMemory {
         let (name, fd, len): (Option<String>, mproc_wire::Fd, u64) = Deserialize::deserialize(d)?;
         let fd = fd.into_owned();
         let len = usize::try_from(len).map_err(D::Error::custom)?;
+        if name.is_none() && !mproc_sys::is_size_sealed(fd.as_fd()) {
+            // An anonymous segment is a memfd we sealed; an unsealed file could be shrunk
+            // under our mapping by whoever else holds it (SIGBUS on access).
+            return Err(D::Error::custom(
+                "received an anonymous segment that is not a size-sealed memfd",
+            ));
+        }
         // `map` refuses a length beyond the file's size, so a lying sender cannot make us
         // touch pages that do not exist.
         let region = Region::map(fd.as_fd(), len)
             .map_err(|e| D::Error::custom(format!("cannot map a received segment: {e}")))?;
         Ok(SharedMemory {
-            mapped: Arc::new(Mapped { region, fd }),
+            mapped: Mapped::new(region, fd).map_err(D::Error::custom)?,
             name,
         })
     }
@@ -315,26 +344,35 @@ struct Tracking {
 
 fn track(name: &str) -> Result<()> {
     let mut guard = TRACKING.lock().unwrap_or_else(|e| e.into_inner());
-    for attempt in 0..2 {
-        if guard.is_none() || attempt == 1 {
-            let tracker =
-                Tracker::start().map_err(|e| Error::io("starting the shared memory tracker", e))?;
-            let names = guard.take().map(|t| t.names).unwrap_or_default();
-            for n in &names {
-                let _ = tracker.register(n);
+    if let Some(tracking) = guard.as_mut() {
+        match tracking.tracker.register(name) {
+            Ok(()) => {
+                tracking.names.insert(name.to_string());
+                return Ok(());
             }
-            *guard = Some(Tracking { tracker, names });
-        }
-        let tracking = guard.as_mut().expect("set above");
-        if tracking.tracker.register(name).is_ok() {
-            tracking.names.insert(name.to_string());
-            return Ok(());
+            // The tracker is gone (killed): start another below.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionRefused
+                ) => {}
+            Err(e) => return Err(Error::io("registering a segment with the tracker", e)),
         }
     }
-    Err(Error::new(
-        ErrorKind::Io,
-        "the shared memory tracker does not answer",
-    ))
+    let tracker =
+        Tracker::start().map_err(|e| Error::io("starting the shared memory tracker", e))?;
+    let mut names = guard.take().map(|t| t.names).unwrap_or_default();
+    for n in &names {
+        let _ = tracker.register(n);
+    }
+    tracker
+        .register(name)
+        .map_err(|e| Error::io("registering a segment with the tracker", e))?;
+    names.insert(name.to_string());
+    *guard = Some(Tracking { tracker, names });
+    Ok(())
 }
 
 fn untrack_name(name: &str) {

@@ -7,15 +7,16 @@ use std::time::{Duration, Instant};
 use mproc_sys::{futex_wait, futex_wake};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lock::{Core, FIELDS, Got, core_handle, deadline};
+use crate::lock::{Core, Got, core_handle, deadline};
 
+// The six words beside the barrier's mutex.
 const PARTIES: usize = 0;
-const COUNT: usize = 4;
-const GENERATION: usize = 8;
-const BROKEN: usize = 12;
-const BROKEN_GEN: usize = 16;
-const TIMEOUT_NS: usize = 24;
-const SIZE: usize = FIELDS + 32;
+const COUNT: usize = 1;
+const GENERATION: usize = 2;
+const BROKEN: usize = 3;
+const BROKEN_GEN: usize = 4;
+/// The default timeout in milliseconds (0: none).
+const TIMEOUT_MS: usize = 5;
 
 /// A barrier for a fixed number of parties (processes or threads). Python:
 /// `multiprocessing.Barrier`.
@@ -44,7 +45,7 @@ pub struct Barrier {
     core: Core,
 }
 
-core_handle!(Barrier, SIZE);
+core_handle!(Barrier);
 
 fn broken(message: &str) -> Error {
     Error::new(ErrorKind::BrokenBarrier, message)
@@ -60,7 +61,8 @@ impl Barrier {
         Self::make(parties, None)
     }
 
-    /// Makes a barrier whose waits break it after `timeout` by default.
+    /// Makes a barrier whose waits break it after `timeout` by default (kept to the
+    /// millisecond, at least 1 ms).
     ///
     /// # Errors
     ///
@@ -70,27 +72,27 @@ impl Barrier {
     }
 
     fn make(parties: u32, timeout: Option<Duration>) -> Result<Barrier> {
-        let core = Core::new(SIZE)?;
-        core.field(PARTIES).store(parties.max(1), Ordering::Relaxed);
-        core.field(BROKEN_GEN).store(u32::MAX, Ordering::Relaxed);
-        let ns = timeout.map_or(0, |t| t.as_nanos().clamp(1, u64::MAX as u128) as u64);
-        core.block.write::<u64>(FIELDS + TIMEOUT_NS, ns)?;
+        let core = Core::new(0)?;
+        core.word(PARTIES).store(parties.max(1), Ordering::Relaxed);
+        core.word(BROKEN_GEN).store(u32::MAX, Ordering::Relaxed);
+        let ms = timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32);
+        core.word(TIMEOUT_MS).store(ms, Ordering::Relaxed);
         Ok(Barrier { core })
     }
 
     /// Returns the number of parties.
     pub fn parties(&self) -> u32 {
-        self.core.field(PARTIES).load(Ordering::Relaxed).max(1)
+        self.core.word(PARTIES).load(Ordering::Relaxed).max(1)
     }
 
     /// Returns how many parties are waiting now.
     pub fn n_waiting(&self) -> u32 {
-        self.core.field(COUNT).load(Ordering::Relaxed)
+        self.core.word(COUNT).load(Ordering::Relaxed)
     }
 
     /// Returns whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
-        self.core.field(BROKEN).load(Ordering::Relaxed) != 0
+        self.core.word(BROKEN).load(Ordering::Relaxed) != 0
     }
 
     /// Waits for the other parties (with the default timeout, if any); returns this
@@ -117,7 +119,8 @@ impl Barrier {
     /// Waits like [`wait`](Barrier::wait); if this party completes the generation, it
     /// runs `action` before anyone is released (Python's `action`, given here per call
     /// because a closure cannot travel between processes). If `action` panics the barrier
-    /// breaks and the panic goes on.
+    /// breaks and the panic goes on. The action runs under the barrier's internal lock, so
+    /// it must not call this barrier's methods (as in Python, that would deadlock).
     ///
     /// # Errors
     ///
@@ -127,19 +130,26 @@ impl Barrier {
     }
 
     fn default_timeout(&self) -> Option<Duration> {
-        let ns = self
-            .core
-            .block
-            .read::<u64>(FIELDS + TIMEOUT_NS)
-            .unwrap_or(0);
-        (ns != 0).then(|| Duration::from_nanos(ns))
+        let ms = self.core.word(TIMEOUT_MS).load(Ordering::Relaxed);
+        (ms != 0).then(|| Duration::from_millis(ms.into()))
     }
 
     fn lock(&self) {
-        if self.core.acquire(None) == Got::OwnerDied {
-            // A party died in the middle of updating the barrier: it cannot be trusted.
-            self.break_locked();
-            self.core.mark_consistent();
+        self.lock_until(None);
+    }
+
+    /// Takes the barrier's internal lock (held only for a few instructions, or while the
+    /// last party runs its action); `false` if `deadline` passed first.
+    fn lock_until(&self, deadline: Option<Instant>) -> bool {
+        match self.core.acquire(deadline) {
+            Got::No => false,
+            Got::Clean => true,
+            Got::OwnerDied => {
+                // A party died in the middle of updating the barrier: it cannot be trusted.
+                self.break_locked();
+                self.core.mark_consistent();
+                true
+            }
         }
     }
 
@@ -149,7 +159,7 @@ impl Barrier {
 
     /// Breaks the current generation (lock held): its waiters and later callers fail.
     fn break_locked(&self) {
-        let f = |o| self.core.field(o);
+        let f = |o| self.core.word(o);
         f(BROKEN).store(1, Ordering::Relaxed);
         let generation = f(GENERATION).load(Ordering::Relaxed);
         f(BROKEN_GEN).store(generation, Ordering::Relaxed);
@@ -160,15 +170,19 @@ impl Barrier {
 
     fn wait_inner(&self, timeout: Option<Duration>, action: Option<impl FnOnce()>) -> Result<u32> {
         let end = timeout.and_then(deadline);
-        let f = |o| self.core.field(o);
-        self.lock();
+        let f = |o| self.core.word(o);
+        if !self.lock_until(end) {
+            // Stuck behind the last party's action: a timeout all the same (the barrier
+            // cannot be marked broken without its lock).
+            return Err(broken("the barrier wait timed out"));
+        }
         if f(BROKEN).load(Ordering::Relaxed) != 0 {
             self.unlock();
             return Err(broken("the barrier is broken"));
         }
         let generation = f(GENERATION).load(Ordering::Relaxed);
         let index = f(COUNT).load(Ordering::Relaxed);
-        if index + 1 >= self.parties() {
+        if index.saturating_add(1) >= self.parties() {
             if let Some(action) = action {
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(action));
                 if let Err(panic) = ran {
@@ -227,7 +241,7 @@ impl Barrier {
     /// `BrokenBarrier`. Python: `reset()`.
     pub fn reset(&self) {
         self.lock();
-        let f = |o| self.core.field(o);
+        let f = |o| self.core.word(o);
         if f(COUNT).load(Ordering::Relaxed) > 0 {
             self.break_locked();
         }

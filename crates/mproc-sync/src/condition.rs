@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mproc_shm::{Block, ShmSafe};
+use mproc_shm::{Block, LockBlock, ShmSafe};
 use mproc_sys::{futex_wait, futex_wake};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -14,9 +14,9 @@ use crate::error::{LockResult, OwnerDied, Result, TryLockResult};
 use crate::lock::{Core, Got, deadline, lock_result, try_lock_result};
 
 const SEQ: usize = 0;
-const WAITING: usize = 4;
-const PENDING: usize = 8;
-const DATA: usize = 64;
+const WAITING: usize = 1;
+const PENDING: usize = 2;
+const DATA: usize = 0;
 
 /// A condition variable shared between processes, bundled with its lock and the value it
 /// guards. Python: `multiprocessing.Condition`.
@@ -26,8 +26,10 @@ const DATA: usize = 64;
 /// [`notify_all`](ConditionGuard::notify_all) wake waiters. Since waiting and notifying
 /// are methods of the guard, "wait without holding the lock" (Python's `RuntimeError`)
 /// cannot be written. `notify(n)` wakes exactly `n` of the processes waiting at that
-/// moment (fewer if fewer wait), oldest first in the sense that later arrivals cannot
-/// take their place. `Condition<()>` is Python's plain `Condition()`.
+/// moment (fewer if fewer wait); later arrivals cannot take their place. A waiter that
+/// dies while waiting stays counted, so a later `notify` may be spent on it (a live
+/// waiter then gets it at the next notify): give waits a timeout when waiters may crash.
+/// `Condition<()>` is Python's plain `Condition()`.
 ///
 /// The lock is robust, as [`Lock`](crate::Lock)'s is.
 ///
@@ -57,8 +59,8 @@ impl<T: ShmSafe> Condition<T> {
     /// `Shm` when shared memory cannot be had.
     pub fn new(value: T) -> Result<Self> {
         crate::value::check_align::<T>()?;
-        let core = Core::new(DATA + size_of::<T>())?;
-        core.block.write(DATA, value)?;
+        let core = Core::new(size_of::<T>().max(1))?;
+        core.data().write(DATA, value)?;
         Ok(Condition {
             core,
             _t: PhantomData,
@@ -66,13 +68,13 @@ impl<T: ShmSafe> Condition<T> {
     }
 
     fn word(&self, offset: usize) -> &AtomicU32 {
-        self.core.field(offset)
+        self.core.word(offset)
     }
 
     fn guard(&self) -> ConditionGuard<'_, T> {
         ConditionGuard {
             cond: self,
-            value: self.core.block.read(DATA).expect("checked when made"),
+            value: self.core.data().read(DATA).expect("checked when made"),
             _not_send: PhantomData,
         }
     }
@@ -89,7 +91,21 @@ impl<T: ShmSafe> Condition<T> {
     ///
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding it.
     pub fn lock(&self) -> LockResult<ConditionGuard<'_, T>> {
-        lock_result(self.core.acquire(None), || self.guard())
+        lock_result(self.acquire(None), || self.guard())
+    }
+
+    /// Takes the lock. If a holder died, it may have died half-way through a notify (its
+    /// tokens granted but nobody woken): wake everyone, so the tokens are taken.
+    fn acquire(&self, deadline: Option<Instant>) -> Got {
+        self.after(self.core.acquire(deadline))
+    }
+
+    fn after(&self, got: Got) -> Got {
+        if got == Got::OwnerDied {
+            self.word(SEQ).fetch_add(1, Ordering::Release);
+            futex_wake(self.word(SEQ), u32::MAX);
+        }
+        got
     }
 
     /// Takes the lock if it is free.
@@ -98,7 +114,7 @@ impl<T: ShmSafe> Condition<T> {
     ///
     /// `WouldBlock` when it is held; `OwnerDied` as for [`lock`](Condition::lock).
     pub fn try_lock(&self) -> TryLockResult<ConditionGuard<'_, T>> {
-        try_lock_result(self.core.try_acquire(), || self.guard())
+        try_lock_result(self.after(self.core.try_acquire()), || self.guard())
     }
 
     /// Waits for the lock at most `timeout`.
@@ -107,7 +123,7 @@ impl<T: ShmSafe> Condition<T> {
     ///
     /// `WouldBlock` after `timeout`; `OwnerDied` as for [`lock`](Condition::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ConditionGuard<'_, T>> {
-        try_lock_result(self.core.acquire(deadline(timeout)), || self.guard())
+        try_lock_result(self.acquire(deadline(timeout)), || self.guard())
     }
 }
 
@@ -130,16 +146,16 @@ impl<T: ShmSafe> fmt::Debug for Condition<T> {
 
 impl<T: ShmSafe> Serialize for Condition<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.core.block.serialize(s)
+        (&self.core.lock, self.core.data()).serialize(s)
     }
 }
 
 impl<'de, T: ShmSafe> Deserialize<'de> for Condition<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let block = Block::deserialize(d)?;
+        let (lock, block): (LockBlock, Block) = Deserialize::deserialize(d)?;
         crate::value::check_align::<T>().map_err(serde::de::Error::custom)?;
-        let core =
-            Core::from_block(block, DATA + size_of::<T>()).map_err(serde::de::Error::custom)?;
+        let core = Core::received(lock, Some(block), size_of::<T>().max(1))
+            .map_err(serde::de::Error::custom)?;
         Ok(Condition {
             core,
             _t: PhantomData,
@@ -215,7 +231,7 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
     fn wait_until(mut self, deadline: Option<Option<Instant>>) -> LockResult<(Self, bool)> {
         let cond = self.cond;
         let core = &cond.core;
-        let _ = core.block.write(DATA, self.value);
+        let _ = core.data().write(DATA, self.value);
         cond.word(WAITING).fetch_add(1, Ordering::Relaxed);
         let mut seq = cond.word(SEQ).load(Ordering::Relaxed);
         let mut died = false;
@@ -223,9 +239,12 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
             let _ = core.release();
             let timed_out = futex_wait(cond.word(SEQ), seq, deadline.flatten())
                 == mproc_sys::FutexWait::TimedOut;
-            died |= core.acquire(None) == Got::OwnerDied;
+            died |= cond.acquire(None) == Got::OwnerDied;
+            // A token is ours only if a notify came after we went to sleep: one granted
+            // earlier belongs to those already waiting then, not to a later arrival.
             let pending = cond.word(PENDING).load(Ordering::Relaxed);
-            if pending > 0 {
+            let now = cond.word(SEQ).load(Ordering::Relaxed);
+            if pending > 0 && now != seq {
                 cond.word(PENDING).store(pending - 1, Ordering::Relaxed);
                 break true;
             }
@@ -233,12 +252,12 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
             if timed_out || expired {
                 break false;
             }
-            seq = cond.word(SEQ).load(Ordering::Relaxed);
+            seq = now;
         };
         let waiting = cond.word(WAITING).load(Ordering::Relaxed);
         cond.word(WAITING)
             .store(waiting.saturating_sub(1), Ordering::Relaxed);
-        self.value = core.block.read(DATA).expect("checked when made");
+        self.value = core.data().read(DATA).expect("checked when made");
         finish(self, notified, died)
     }
 
@@ -246,14 +265,16 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
     pub fn notify(&self, n: u32) {
         let cond = self.cond;
         let waiting = cond.word(WAITING).load(Ordering::Relaxed);
-        let pending = cond.word(PENDING).load(Ordering::Relaxed);
-        let k = n.min(waiting.saturating_sub(pending));
-        if k == 0 {
+        if waiting == 0 || n == 0 {
             return;
         }
+        let pending = cond.word(PENDING).load(Ordering::Relaxed).min(waiting);
+        let k = n.min(waiting - pending);
         cond.word(PENDING).store(pending + k, Ordering::Relaxed);
         cond.word(SEQ).fetch_add(1, Ordering::Release);
-        futex_wake(cond.word(SEQ), k);
+        // With k == 0 every waiter holds a token already, or tokens went to waiters that
+        // died: waking one lets a live waiter take such a token instead of sleeping on.
+        futex_wake(cond.word(SEQ), k.max(1));
     }
 
     /// Wakes every process or thread waiting now. Python: `notify_all()`.
@@ -296,7 +317,7 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ConditionGuard<'_, T> {
 
 impl<T: ShmSafe> Drop for ConditionGuard<'_, T> {
     fn drop(&mut self) {
-        let _ = self.cond.core.block.write(DATA, self.value);
+        let _ = self.cond.core.data().write(DATA, self.value);
         let _ = self.cond.core.release();
     }
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Result;
 use crate::lock::deadline;
 
-const FLAG: usize = 0;
+/// The flag (bit 0) and the number of times it was set (the other bits), in one futex word:
+/// a waiter returns once the count moves, even if the flag was cleared again at once.
+const STATE: usize = 0;
 const SLEEPERS: usize = 4;
 
 /// A flag shared between processes that they can wait for. Python:
@@ -52,20 +54,32 @@ impl Event {
 
     /// Returns whether the flag is set.
     pub fn is_set(&self) -> bool {
-        self.word(FLAG).load(Ordering::Acquire) != 0
+        self.word(STATE).load(Ordering::Acquire) & 1 != 0
     }
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        self.word(FLAG).store(1, Ordering::SeqCst);
+        let state = self.word(STATE);
+        let mut s = state.load(Ordering::Relaxed);
+        while s & 1 == 0 {
+            match state.compare_exchange_weak(
+                s,
+                (s | 1).wrapping_add(2),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
         if self.word(SLEEPERS).load(Ordering::SeqCst) > 0 {
-            futex_wake(self.word(FLAG), u32::MAX);
+            futex_wake(state, u32::MAX);
         }
     }
 
     /// Clears the flag.
     pub fn clear(&self) {
-        self.word(FLAG).store(0, Ordering::SeqCst);
+        self.word(STATE).fetch_and(!1, Ordering::SeqCst);
     }
 
     /// Waits until the flag is set. Python: `event.wait()`.
@@ -86,16 +100,19 @@ impl Event {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
-        if self.is_set() {
+        let state = self.word(STATE);
+        let seen = state.load(Ordering::SeqCst);
+        if seen & 1 != 0 {
             return true;
         }
         self.word(SLEEPERS).fetch_add(1, Ordering::SeqCst);
         let set = loop {
-            if self.word(FLAG).load(Ordering::SeqCst) != 0 {
-                break true;
+            let now = state.load(Ordering::SeqCst);
+            if now != seen {
+                break true; // set since we looked (perhaps cleared again already)
             }
-            if futex_wait(self.word(FLAG), 0, deadline) == FutexWait::TimedOut {
-                break self.is_set();
+            if futex_wait(state, seen, deadline) == FutexWait::TimedOut {
+                break state.load(Ordering::SeqCst) != seen;
             }
         };
         self.word(SLEEPERS).fetch_sub(1, Ordering::SeqCst);
@@ -126,5 +143,25 @@ impl<'de> Deserialize<'de> for Event {
             ));
         }
         Ok(Event { block })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_cleared_at_once_still_wakes_the_waiters() {
+        let event = Event::new().unwrap();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| event.wait_timeout(Duration::from_secs(30)));
+            while event.word(SLEEPERS).load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            event.set();
+            event.clear();
+            assert!(waiter.join().unwrap());
+        });
+        assert!(!event.is_set());
     }
 }

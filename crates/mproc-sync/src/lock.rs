@@ -5,13 +5,10 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mproc_shm::Block;
-use mproc_sys::{LockStatus, Pinned, RawMutex};
+use mproc_shm::{Block, LockBlock};
+use mproc_sys::{LockStatus, RawMutex};
 
 use crate::error::{Error, ErrorKind, LockResult, OwnerDied, Result, TryLockError, TryLockResult};
-
-/// Where a primitive's own fields may start.
-pub(crate) const FIELDS: usize = 48;
 
 /// Turns a timeout into a deadline; `None` (wait forever) when it is too far to represent.
 pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
@@ -21,8 +18,10 @@ pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
 /// A robust mutex at the start of a block (its word also carries the "needs repair" mark).
 #[derive(Clone)]
 pub(crate) struct Core {
-    pub(crate) block: Block,
-    raw: Pinned<RawMutex>,
+    /// The mutex and six words of the primitive's state, in a lock chunk.
+    pub(crate) lock: LockBlock,
+    /// The data the lock guards (a `Value`'s value, say), in a data chunk.
+    block: Option<Block>,
 }
 
 /// How an acquisition went.
@@ -34,32 +33,43 @@ pub(crate) enum Got {
 }
 
 impl Core {
-    pub(crate) fn new(size: usize) -> Result<Core> {
-        let block = Block::alloc(size.max(FIELDS))?;
+    /// Makes a lock, with `data` bytes of data beside it (none for a plain lock).
+    pub(crate) fn new(data: usize) -> Result<Core> {
         Ok(Core {
-            raw: block.pin(0)?,
-            block,
+            lock: LockBlock::alloc()?,
+            block: if data > 0 {
+                Some(Block::alloc(data)?)
+            } else {
+                None
+            },
         })
     }
 
-    /// Checks a received block: big enough for the mutex and the primitive's fields.
-    pub(crate) fn from_block(block: Block, size: usize) -> std::result::Result<Core, String> {
-        if block.len() < size.max(FIELDS) {
-            return Err("received a synchronisation primitive with a block too small".into());
+    /// Checks a received lock and its data (at least `data` bytes when some are needed).
+    pub(crate) fn received(
+        lock: LockBlock,
+        block: Option<Block>,
+        data: usize,
+    ) -> std::result::Result<Core, String> {
+        if data > 0 && block.as_ref().is_none_or(|b| b.len() < data) {
+            return Err("received a synchronisation primitive with too little data".into());
         }
-        Ok(Core {
-            raw: block.pin(0).map_err(|e| e.to_string())?,
-            block,
-        })
+        Ok(Core { lock, block })
+    }
+
+    /// The guarded data (for the primitives that have some).
+    pub(crate) fn data(&self) -> &Block {
+        self.block.as_ref().expect("made with data")
     }
 
     #[inline]
     pub(crate) fn raw(&self) -> &RawMutex {
-        &self.raw
+        self.lock.slot().mutex()
     }
 
-    pub(crate) fn field(&self, offset: usize) -> &AtomicU32 {
-        self.block.get(FIELDS + offset).expect("checked when made")
+    /// One of the six state words beside the mutex.
+    pub(crate) fn word(&self, index: usize) -> &AtomicU32 {
+        &self.lock.slot().words()[index]
     }
 
     #[inline]
@@ -115,16 +125,16 @@ pub(crate) fn try_lock_result<G>(got: Got, guard: impl FnOnce() -> G) -> TryLock
     }
 }
 
-/// Implements `Serialize` / `Deserialize` for a primitive that is a `Core` of `$size`
-/// bytes: it travels as its block.
+/// Implements `Serialize` / `Deserialize` for a primitive that is a `Core` without data:
+/// it travels as its lock slot.
 macro_rules! core_handle {
-    ($t:ident, $size:expr) => {
+    ($t:ident) => {
         impl serde::Serialize for $t {
             fn serialize<S: serde::Serializer>(
                 &self,
                 s: S,
             ) -> std::result::Result<S::Ok, S::Error> {
-                self.core.block.serialize(s)
+                self.core.lock.serialize(s)
             }
         }
 
@@ -132,8 +142,8 @@ macro_rules! core_handle {
             fn deserialize<D: serde::Deserializer<'de>>(
                 d: D,
             ) -> std::result::Result<Self, D::Error> {
-                let block = mproc_shm::Block::deserialize(d)?;
-                let core = $crate::lock::Core::from_block(block, $size)
+                let lock = mproc_shm::LockBlock::deserialize(d)?;
+                let core = $crate::lock::Core::received(lock, None, 0)
                     .map_err(<D::Error as serde::de::Error>::custom)?;
                 Ok($t { core })
             }
@@ -169,7 +179,7 @@ pub struct Lock {
     core: Core,
 }
 
-core_handle!(Lock, FIELDS);
+core_handle!(Lock);
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -187,7 +197,7 @@ impl Lock {
     /// `Shm` when shared memory cannot be had.
     pub fn new() -> Result<Lock> {
         Ok(Lock {
-            core: Core::new(FIELDS)?,
+            core: Core::new(0)?,
         })
     }
 
@@ -317,7 +327,7 @@ pub struct RLock {
     core: Core,
 }
 
-core_handle!(RLock, FIELDS);
+core_handle!(RLock);
 
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -336,7 +346,7 @@ impl RLock {
     /// `Shm` when shared memory cannot be had.
     pub fn new() -> Result<RLock> {
         Ok(RLock {
-            core: Core::new(FIELDS)?,
+            core: Core::new(0)?,
         })
     }
 
@@ -504,6 +514,33 @@ mod tests {
         guard.mark_consistent();
         drop(guard);
         assert!(lock.lock().is_ok());
+    }
+
+    #[test]
+    fn waiters_that_time_out_do_not_strand_those_without_a_deadline() {
+        // Timed waiters give up all the time while others wait for good: a wake-up an
+        // unlock meant for a sleeper must never be lost with the one who gave up.
+        let lock = Lock::new().unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        for patient in [true, false, true, false, true, false] {
+            let lock = lock.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2_000 {
+                    if patient {
+                        drop(lock.lock().unwrap());
+                    } else if let Ok(g) = lock.lock_timeout(Duration::from_micros(5)) {
+                        drop(g);
+                    }
+                }
+                done.send(()).unwrap();
+            });
+        }
+        for _ in 0..6 {
+            finished
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a waiter was never woken");
+        }
     }
 
     #[test]

@@ -5,14 +5,14 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use mproc_shm::{Block, ShmSafe};
+use mproc_shm::{Block, LockBlock, ShmSafe};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, LockResult, OwnerDied, Result, TryLockResult};
 use crate::lock::{Core, deadline, lock_result, try_lock_result};
 
 /// Where the data starts in the block: after the lock, on its own cache line.
-const DATA: usize = 64;
+const DATA: usize = 0;
 
 pub(crate) fn check_align<T>() -> Result<()> {
     Ok(Block::check_align::<T>()?)
@@ -51,8 +51,8 @@ impl<T: ShmSafe> Value<T> {
     /// `Shm` when shared memory cannot be had or `T` is aligned to more than 64 bytes.
     pub fn new(value: T) -> Result<Self> {
         check_align::<T>()?;
-        let core = Core::new(DATA + size_of::<T>())?;
-        core.block.write(DATA, value)?;
+        let core = Core::new(size_of::<T>().max(1))?;
+        core.data().write(DATA, value)?;
         Ok(Value {
             core,
             _t: PhantomData,
@@ -131,23 +131,23 @@ impl<T: ShmSafe> Clone for Value<T> {
 
 impl<T: ShmSafe + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v: T = self.core.block.read(DATA).expect("checked when made");
+        let v: T = self.core.data().read(DATA).expect("checked when made");
         f.debug_tuple("Value").field(&v).finish()
     }
 }
 
 impl<T: ShmSafe> Serialize for Value<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.core.block.serialize(s)
+        (&self.core.lock, self.core.data()).serialize(s)
     }
 }
 
 impl<'de, T: ShmSafe> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let block = Block::deserialize(d)?;
+        let (lock, block): (LockBlock, Block) = Deserialize::deserialize(d)?;
         check_align::<T>().map_err(serde::de::Error::custom)?;
-        let core =
-            Core::from_block(block, DATA + size_of::<T>()).map_err(serde::de::Error::custom)?;
+        let core = Core::received(lock, Some(block), size_of::<T>().max(1))
+            .map_err(serde::de::Error::custom)?;
         Ok(Value {
             core,
             _t: PhantomData,
@@ -168,7 +168,7 @@ impl<'a, T: ShmSafe> ValueGuard<'a, T> {
     fn new(core: &'a Core) -> Self {
         ValueGuard {
             core,
-            value: core.block.read(DATA).expect("checked when made"),
+            value: core.data().read(DATA).expect("checked when made"),
             _not_send: PhantomData,
         }
     }
@@ -200,7 +200,7 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 
 impl<T: ShmSafe> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
-        let _ = self.core.block.write(DATA, self.value);
+        let _ = self.core.data().write(DATA, self.value);
         let _ = self.core.release();
     }
 }
@@ -237,10 +237,9 @@ impl<T: ShmSafe> Array<T> {
         check_align::<T>()?;
         let bytes = size_of::<T>()
             .checked_mul(len)
-            .and_then(|n| n.checked_add(DATA))
             .ok_or_else(|| Error::new(ErrorKind::Shm, "array too large"))?;
         Ok(Array {
-            core: Core::new(bytes)?,
+            core: Core::new(bytes.max(1))?,
             len,
             _t: PhantomData,
         })
@@ -253,7 +252,7 @@ impl<T: ShmSafe> Array<T> {
     /// As [`zeroed`](Array::zeroed).
     pub fn from_slice(values: &[T]) -> Result<Self> {
         let a = Self::zeroed(values.len())?;
-        a.core.block.copy_from(DATA, values)?;
+        a.core.data().copy_from(DATA, values)?;
         Ok(a)
     }
 
@@ -347,21 +346,20 @@ impl<T: ShmSafe> fmt::Debug for Array<T> {
 
 impl<T: ShmSafe> Serialize for Array<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.core.block, self.len as u64).serialize(s)
+        (&self.core.lock, self.core.data(), self.len as u64).serialize(s)
     }
 }
 
 impl<'de, T: ShmSafe> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let (block, len): (Block, u64) = Deserialize::deserialize(d)?;
+        let (lock, block, len): (LockBlock, Block, u64) = Deserialize::deserialize(d)?;
         check_align::<T>().map_err(D::Error::custom)?;
         let len = usize::try_from(len).map_err(D::Error::custom)?;
         let bytes = size_of::<T>()
             .checked_mul(len)
-            .and_then(|n| n.checked_add(DATA))
             .ok_or_else(|| D::Error::custom("received a shared array of impossible length"))?;
-        let core = Core::from_block(block, bytes).map_err(D::Error::custom)?;
+        let core = Core::received(lock, Some(block), bytes.max(1)).map_err(D::Error::custom)?;
         Ok(Array {
             core,
             len,
@@ -393,7 +391,7 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
         (i < self.array.len).then(|| {
             self.array
                 .core
-                .block
+                .data()
                 .read(DATA + i * size_of::<T>())
                 .expect("in bounds, checked when made")
         })
@@ -414,7 +412,7 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
         Ok(self
             .array
             .core
-            .block
+            .data()
             .write(DATA + i * size_of::<T>(), value)?)
     }
 
@@ -428,7 +426,7 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
         Ok(self
             .array
             .core
-            .block
+            .data()
             .copy_to(DATA + start * size_of::<T>(), dst)?)
     }
 
@@ -442,7 +440,7 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
         Ok(self
             .array
             .core
-            .block
+            .data()
             .copy_from(DATA + start * size_of::<T>(), src)?)
     }
 

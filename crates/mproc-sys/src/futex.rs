@@ -176,7 +176,9 @@ fn init_thread_state() -> ThreadState {
             &mut len as *mut libc::size_t,
         )
     };
-    let usable = if r == 0 && head != 0 {
+    let usable = if r != 0 {
+        None // cannot tell whether a head is registered: do not replace it
+    } else if head != 0 {
         // SAFETY: the kernel returned the address of this thread's registered head, which
         // glibc keeps alive in the thread's control block for the thread's lifetime.
         let offset = unsafe { (*(head as *const RobustHead)).futex_offset };
@@ -261,7 +263,16 @@ impl std::fmt::Display for NotOwner {
 
 impl std::error::Error for NotOwner {}
 
-/// A process-shared, robust mutex word, meant to live in shared memory.
+/// A process-shared, robust mutex word, living in a lock region's [`LockSlot`](crate::LockSlot)
+/// (see [`Region::anonymous_locks_with_fd`](crate::Region::anonymous_locks_with_fd)).
+///
+/// While held, its `prev`/`next` fields are links of the owning thread's robust list, and
+/// unlocking writes through them. So a `RawMutex` cannot be made on the stack or the heap
+/// (it could be moved or freed while held), and no other view of its bytes is ever lent:
+/// lock regions are reachable only through their slots, and a lock region's mapping is kept
+/// (leaked) rather than unmapped while one of this process's threads holds one of its locks.
+/// Processes that share a lock trust each other with it, as with glibc's process-shared
+/// robust mutexes: one that scribbles on a held lock's links can corrupt its holder.
 ///
 /// The word holds the owner's thread id, so the lock is owned by a thread: only the thread
 /// that locked it can unlock it. While held it is linked into the owning thread's robust
@@ -271,16 +282,17 @@ impl std::error::Error for NotOwner {}
 /// owner, once known dead, the kernel cannot release: lock with a deadline).
 ///
 /// ```
-/// use mproc_sys::{LockStatus, RawMutex};
-/// let m = RawMutex::new();
+/// use mproc_sys::{LockStatus, Region};
+/// let (region, _fd) = Region::anonymous_locks_with_fd(4096)?;
+/// let m = region.lock_slot(0)?.mutex();
 /// assert_eq!(m.lock(None), LockStatus::Acquired);
 /// assert_eq!(m.try_lock(), LockStatus::WouldBlock);
 /// m.unlock()?;
 /// assert!(m.unlock().is_err());
-/// # Ok::<(), mproc_sys::NotOwner>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[repr(C, align(8))]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RawMutex {
     word: AtomicU32,
     /// Owner-only state for the layers above (an `RLock`'s recursion count).
@@ -299,22 +311,6 @@ const _: () = {
 const SPINS: u32 = 100;
 
 impl RawMutex {
-    /// Returns an unlocked mutex (all zero bytes).
-    pub const fn new() -> Self {
-        RawMutex {
-            word: AtomicU32::new(0),
-            aux: AtomicU32::new(0),
-            _reserved: [
-                AtomicU32::new(0),
-                AtomicU32::new(0),
-                AtomicU32::new(0),
-                AtomicU32::new(0),
-            ],
-            prev: AtomicUsize::new(0),
-            next: AtomicUsize::new(0),
-        }
-    }
-
     #[inline]
     fn entry(&self) -> usize {
         &self.next as *const AtomicUsize as usize
@@ -403,7 +399,7 @@ impl RawMutex {
                 continue;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return LockStatus::WouldBlock;
+                return self.give_up(slept);
             }
             if v & WAITERS == 0
                 && self
@@ -415,9 +411,23 @@ impl RawMutex {
             }
             slept = true;
             if futex_wait(&self.word, v | WAITERS, deadline) == FutexWait::TimedOut {
-                return LockStatus::WouldBlock;
+                return self.give_up(slept);
             }
         }
+    }
+
+    /// Leaves the wait at a deadline. A waiter that slept may have been the one an unlock
+    /// woke (and cleared the waiters bit for): re-mark the lock contended so the next
+    /// unlock wakes the sleepers that remain, or wake one now if it is free.
+    #[cold]
+    fn give_up(&self, slept: bool) -> LockStatus {
+        if slept {
+            let v = self.word.fetch_or(WAITERS, Ordering::Relaxed);
+            if v & TID_MASK == 0 {
+                futex_wake(&self.word, 1);
+            }
+        }
+        LockStatus::WouldBlock
     }
 
     /// Unlocks. A lock taken with [`LockStatus::OwnerDied`] and not marked consistent
@@ -547,13 +557,17 @@ mod tests {
     use std::time::Duration;
 
     fn shared_mutex() -> crate::Region {
-        crate::Region::anonymous("test-mutex", 4096).unwrap()
+        crate::Region::anonymous_locks_with_fd(4096).unwrap().0
+    }
+
+    fn at(region: &crate::Region, slot: usize) -> &RawMutex {
+        region.lock_slot(slot * 64).unwrap().mutex()
     }
 
     #[test]
     fn owner_death_is_reported_to_the_next_locker() {
         let region = shared_mutex();
-        let m: &RawMutex = region.get(64).unwrap();
+        let m = at(&region, 1);
         // SAFETY: the child only locks (atomics and syscalls) and exits without unwinding.
         match unsafe { libc::fork() } {
             0 => {
@@ -585,9 +599,7 @@ mod tests {
     #[test]
     fn a_dying_thread_releases_its_locks_and_others_stay_linked() {
         let region = shared_mutex();
-        let a: &RawMutex = region.get(0).unwrap();
-        let b: &RawMutex = region.get(64).unwrap();
-        let c: &RawMutex = region.get(128).unwrap();
+        let (a, b, c) = (at(&region, 0), at(&region, 1), at(&region, 2));
         std::thread::scope(|s| {
             s.spawn(|| {
                 assert_eq!(a.lock(None), LockStatus::Acquired);
@@ -611,7 +623,7 @@ mod tests {
     #[test]
     fn a_waiter_is_woken_when_the_owner_dies_and_timeouts_expire() {
         let region = shared_mutex();
-        let m: &RawMutex = region.get(0).unwrap();
+        let m = at(&region, 0);
         std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::channel();
             let h = s.spawn(move || {

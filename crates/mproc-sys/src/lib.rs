@@ -31,8 +31,9 @@ mod tracker;
 
 pub use code::{FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
-    FdKind, deadline_after, fd_kind, is_memfd, memfd_create, open_fd_count, poll_readable,
-    random_bytes, set_cloexec, take_inherited_socket, wait_readable, wait_writable,
+    FdKind, deadline_after, fd_kind, is_memfd, is_size_sealed, memfd_create, open_fd_count,
+    poll_readable, random_bytes, seal_size, set_cloexec, take_inherited_socket, wait_readable,
+    wait_writable,
 };
 pub use futex::{
     FutexWait, LockStatus, NotOwner, RawMutex, futex_wait, futex_wake, robust_locks_supported,
@@ -44,8 +45,8 @@ pub use process::{
     set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid, wait_pidfd,
 };
 pub use shm::{
-    Pinned, Region, ShmAtomic, ShmSafe, file_identity, file_size, shm_create, shm_open_existing,
-    shm_unlink,
+    LOCK_SLOT, LockSlot, Pinned, Region, ShmAtomic, ShmSafe, file_identity, file_size, shm_create,
+    shm_open_existing, shm_unlink,
 };
 pub use socket::{
     peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds, recv_with_fds,

@@ -84,9 +84,6 @@ shm_atomic!(
     AtomicI64,
     AtomicIsize
 );
-// SAFETY: the mutex is atomics only (its list fields are written by its owning thread
-// only, and read by the kernel after that thread's death); zero bytes is unlocked.
-unsafe impl ShmAtomic for crate::RawMutex {}
 // SAFETY: an array of `ShmAtomic` values is `ShmAtomic`.
 unsafe impl<T: ShmAtomic, const N: usize> ShmAtomic for [T; N] {}
 
@@ -109,6 +106,36 @@ unsafe impl<T: ShmAtomic, const N: usize> ShmAtomic for [T; N] {}
 pub struct Region {
     ptr: NonNull<u8>,
     len: usize,
+    locks: bool,
+}
+
+/// The size of a [`LockSlot`]: lock regions are arrays of slots.
+pub const LOCK_SLOT: usize = 64;
+
+/// One slot of a lock region: a [`RawMutex`](crate::RawMutex) and six atomic words for the
+/// primitive built on it (a recursion count lives in the mutex itself).
+///
+/// The only way to reach a lock region's memory: no copy, fill or other view of it is
+/// ever lent, so nothing in this process can overwrite a held mutex's robust-list links.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct LockSlot {
+    mutex: crate::RawMutex,
+    words: [AtomicU32; 6],
+}
+
+const _: () = assert!(size_of::<LockSlot>() == LOCK_SLOT);
+
+impl LockSlot {
+    /// Returns the slot's mutex.
+    pub fn mutex(&self) -> &crate::RawMutex {
+        &self.mutex
+    }
+
+    /// Returns the slot's atomic words (zero in a fresh region).
+    pub fn words(&self) -> &[AtomicU32; 6] {
+        &self.words
+    }
 }
 
 // SAFETY: the mapping is plain memory, valid until drop; all access through `Region` is by
@@ -143,7 +170,8 @@ impl Region {
         Self::anonymous_with_fd(name, len).map(|(r, _)| r)
     }
 
-    /// Creates a memfd of `len` bytes (zeroed), maps it, and returns both.
+    /// Creates a memfd of `len` bytes (zeroed, its size sealed: see
+    /// [`seal_size`](crate::seal_size)), maps it, and returns both.
     ///
     /// ```
     /// let (region, fd) = mproc_sys::Region::anonymous_with_fd("demo", 100)?;
@@ -158,8 +186,86 @@ impl Region {
     pub fn anonymous_with_fd(name: &str, len: usize) -> io::Result<(Region, OwnedFd)> {
         let fd = crate::memfd_create(name)?;
         nix::unistd::ftruncate(&fd, len as libc::off_t)?;
+        crate::seal_size(fd.as_fd())?;
         let region = Region::map(fd.as_fd(), len)?;
         Ok((region, fd))
+    }
+
+    /// Creates a memfd of `len` bytes and maps it as a *lock region*: an array of
+    /// [`LockSlot`]s, reachable only through [`lock_slot`](Region::lock_slot).
+    ///
+    /// # Errors
+    ///
+    /// The OS error from memfd_create, ftruncate or mmap.
+    pub fn anonymous_locks_with_fd(len: usize) -> io::Result<(Region, OwnedFd)> {
+        let fd = crate::memfd_create("mproc-locks")?;
+        nix::unistd::ftruncate(&fd, len as libc::off_t)?;
+        crate::seal_size(fd.as_fd())?;
+        let region = Region::map_locks(fd.as_fd(), len)?;
+        Ok((region, fd))
+    }
+
+    /// Maps the first `len` bytes of `fd` as a lock region (see
+    /// [`anonymous_locks_with_fd`](Region::anonymous_locks_with_fd)). Whoever else maps the
+    /// same file shares its locks, and is trusted not to write over them.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Region::map).
+    pub fn map_locks(fd: BorrowedFd<'_>, len: usize) -> io::Result<Region> {
+        let mut region = Region::map(fd, len)?;
+        region.locks = true;
+        Ok(region)
+    }
+
+    /// Returns whether this is a lock region.
+    pub fn is_lock_region(&self) -> bool {
+        self.locks
+    }
+
+    /// Lends the lock slot at `offset` (a multiple of [`LOCK_SLOT`]) of a lock region.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a data region, or an offset out of range or not on a slot.
+    pub fn lock_slot(&self, offset: usize) -> io::Result<&LockSlot> {
+        if !self.locks {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "locks live in lock regions only",
+            ));
+        }
+        self.check(offset, LOCK_SLOT, LOCK_SLOT)?;
+        // SAFETY: in bounds and aligned (checked); the slot is atomics only (a mutex word,
+        // its list links, plain atomics), zero at creation. Nothing else in this process
+        // can view these bytes: data accessors refuse lock regions.
+        Ok(unsafe { &*self.ptr.as_ptr().add(offset).cast::<LockSlot>() })
+    }
+
+    fn data(&self) -> io::Result<()> {
+        if self.locks {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a lock region is reachable only through its lock slots",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that `size` bytes at `offset` lie in the region and start at an address
+    /// aligned to `align`.
+    fn check(&self, offset: usize, size: usize, align: usize) -> io::Result<()> {
+        bounds(self.len, offset, size, 1)?;
+        if !(self.ptr.as_ptr() as usize)
+            .wrapping_add(offset)
+            .is_multiple_of(align)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("offset {offset} is not aligned to {align}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Maps the first `len` bytes of `fd` shared and read-write.
@@ -179,6 +285,7 @@ impl Region {
             return Ok(Region {
                 ptr: NonNull::dangling(),
                 len: 0,
+                locks: false,
             });
         }
         // SAFETY: a fresh shared mapping chosen by the kernel (null hint); `fd` is a valid
@@ -199,6 +306,7 @@ impl Region {
         Ok(Region {
             ptr: NonNull::new(ptr.cast()).ok_or(io::ErrorKind::Other)?,
             len,
+            locks: false,
         })
     }
 
@@ -225,7 +333,8 @@ impl Region {
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
     pub fn get<T: ShmAtomic>(&self, offset: usize) -> io::Result<&T> {
-        bounds(self.len, offset, size_of::<T>(), align_of::<T>())?;
+        self.data()?;
+        self.check(offset, size_of::<T>(), align_of::<T>())?;
         // SAFETY: in bounds and aligned (checked); `T` is made of atomics, for which any
         // bytes the memory holds (zero at creation, else written by atomics) are valid and
         // concurrent access from anywhere is atomic. The borrow ties it to the mapping.
@@ -241,7 +350,8 @@ impl Region {
         let size = size_of::<T>()
             .checked_mul(count)
             .ok_or(io::ErrorKind::InvalidInput)?;
-        bounds(self.len, offset, size, align_of::<T>())?;
+        self.data()?;
+        self.check(offset, size, align_of::<T>())?;
         if count == 0 {
             return Ok(&[]);
         }
@@ -256,7 +366,8 @@ impl Region {
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
     pub fn read<T: ShmSafe>(&self, offset: usize) -> io::Result<T> {
-        bounds(self.len, offset, size_of::<T>(), align_of::<T>())?;
+        self.data()?;
+        self.check(offset, size_of::<T>(), align_of::<T>())?;
         // SAFETY: in bounds and aligned; any bit pattern is a valid `T` (ShmSafe). The read
         // goes through a raw pointer, so no reference to shared memory is made.
         Ok(unsafe { self.ptr.as_ptr().add(offset).cast::<T>().read_volatile() })
@@ -268,7 +379,8 @@ impl Region {
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
     pub fn write<T: ShmSafe>(&self, offset: usize, value: T) -> io::Result<()> {
-        bounds(self.len, offset, size_of::<T>(), align_of::<T>())?;
+        self.data()?;
+        self.check(offset, size_of::<T>(), align_of::<T>())?;
         // SAFETY: in bounds and aligned; the write goes through a raw pointer (no reference
         // to shared memory exists through this API for a `ShmSafe` type).
         unsafe {
@@ -288,7 +400,8 @@ impl Region {
     /// `InvalidInput` when they do not fit or are misaligned.
     pub fn copy_to<T: ShmSafe>(&self, offset: usize, dst: &mut [T]) -> io::Result<()> {
         let size = std::mem::size_of_val(dst);
-        bounds(self.len, offset, size, align_of::<T>())?;
+        self.data()?;
+        self.check(offset, size, align_of::<T>())?;
         // SAFETY: the source range is in bounds and aligned; `dst` is a separate, exclusive
         // buffer (it cannot overlap the mapping: it is `&mut`, and no `&mut` into a region
         // is ever made); every bit pattern is a valid `T`.
@@ -309,7 +422,8 @@ impl Region {
     /// `InvalidInput` when it does not fit or is misaligned.
     pub fn copy_from<T: ShmSafe>(&self, offset: usize, src: &[T]) -> io::Result<()> {
         let size = std::mem::size_of_val(src);
-        bounds(self.len, offset, size, align_of::<T>())?;
+        self.data()?;
+        self.check(offset, size, align_of::<T>())?;
         // SAFETY: the destination range is in bounds and aligned; it is written through a
         // raw pointer. `src` may itself point into this mapping (a slice of atomics cannot
         // be passed as `&[T: ShmSafe]`, but a copy from another region could overlap), so
@@ -330,7 +444,8 @@ impl Region {
     ///
     /// `InvalidInput` when they do not fit.
     pub fn fill(&self, offset: usize, len: usize, byte: u8) -> io::Result<()> {
-        bounds(self.len, offset, len, 1)?;
+        self.data()?;
+        self.check(offset, len, 1)?;
         // SAFETY: in bounds; bytes have no invalid values; written through a raw pointer.
         unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(offset), byte, len) };
         Ok(())
@@ -349,9 +464,24 @@ impl Region {
 /// assert_eq!(region.read::<u32>(8)?, 3);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct Pinned<T: ShmAtomic> {
+pub struct Pinned<T: Sync + Send + 'static> {
     _region: Arc<Region>,
     ptr: NonNull<T>,
+}
+
+impl Pinned<LockSlot> {
+    /// Lends the lock slot at `offset` of a lock region (see [`Region::lock_slot`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Region::lock_slot`].
+    pub fn lock_slot(region: &Arc<Region>, offset: usize) -> io::Result<Self> {
+        let ptr = NonNull::from(region.lock_slot(offset)?);
+        Ok(Pinned {
+            _region: region.clone(),
+            ptr,
+        })
+    }
 }
 
 impl<T: ShmAtomic> Pinned<T> {
@@ -369,18 +499,19 @@ impl<T: ShmAtomic> Pinned<T> {
     }
 }
 
-impl<T: ShmAtomic> std::ops::Deref for Pinned<T> {
+impl<T: Sync + Send + 'static> std::ops::Deref for Pinned<T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: `ptr` came from `Region::get` (in bounds, aligned, atomics only), and the
+        // SAFETY: `ptr` came from `Region::get` or `Region::lock_slot` (in bounds, aligned,
+        // atomics only), and the
         // `Arc` keeps the mapping alive for as long as this handle, which the borrow is
         // tied to.
         unsafe { self.ptr.as_ref() }
     }
 }
 
-impl<T: ShmAtomic> Clone for Pinned<T> {
+impl<T: Sync + Send + 'static> Clone for Pinned<T> {
     fn clone(&self) -> Self {
         Pinned {
             _region: self._region.clone(),
@@ -389,20 +520,45 @@ impl<T: ShmAtomic> Clone for Pinned<T> {
     }
 }
 
-impl<T: ShmAtomic> std::fmt::Debug for Pinned<T> {
+impl<T: Sync + Send + 'static> std::fmt::Debug for Pinned<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pinned").field("ptr", &self.ptr).finish()
     }
 }
 
-// SAFETY: `T` is `Sync + Send` (ShmAtomic) and the region is `Send + Sync`: sharing or
-// sending the handle shares `&T` only.
-unsafe impl<T: ShmAtomic> Send for Pinned<T> {}
+// SAFETY: `T` is `Sync + Send` and the region is `Send + Sync`: sharing or sending the
+// handle shares `&T` only.
+unsafe impl<T: Sync + Send + 'static> Send for Pinned<T> {}
 // SAFETY: as above.
-unsafe impl<T: ShmAtomic> Sync for Pinned<T> {}
+unsafe impl<T: Sync + Send + 'static> Sync for Pinned<T> {}
+
+impl Region {
+    /// Returns whether a thread of this process holds one of this lock region's mutexes:
+    /// their robust-list links point into the mapping, so it must outlive them.
+    fn holds_locks(&self) -> bool {
+        let held: Vec<u32> = (0..self.len / LOCK_SLOT)
+            .filter_map(|i| self.lock_slot(i * LOCK_SLOT).ok()?.mutex().owner())
+            .collect();
+        if held.is_empty() {
+            return false;
+        }
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return true; // cannot tell: keep the mapping
+        };
+        let ours: Vec<u32> = tasks
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        held.iter().any(|tid| ours.contains(tid))
+    }
+}
 
 impl Drop for Region {
     fn drop(&mut self) {
+        if self.locks && self.holds_locks() {
+            // A guard was forgotten (or a lock acquired without one was never released):
+            // leak the mapping rather than leave dangling robust-list links.
+            return;
+        }
         if self.len != 0 {
             // SAFETY: the mapping was made by `map` with this address and length, and no
             // reference into it outlives `self` (every borrow is tied to `&self`).
@@ -431,13 +587,25 @@ pub fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     Ok((st.st_dev, st.st_ino))
 }
 
-fn shm_name(name: &str) -> io::Result<CString> {
-    if name.is_empty() || name.len() > 250 || name.contains('/') || name.contains('\0') {
+/// Checks a segment name: 1 to 250 bytes, no `/` or NUL, not `.` or `..`.
+pub(crate) fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty()
+        || name.len() > 250
+        || name.contains('/')
+        || name.contains('\0')
+        || name == "."
+        || name == ".."
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "a shared memory name is 1 to 250 bytes, without '/' or NUL",
+            "a shared memory name is 1 to 250 bytes, without '/' or NUL, and not . or ..",
         ));
     }
+    Ok(())
+}
+
+fn shm_name(name: &str) -> io::Result<CString> {
+    check_name(name)?;
     CString::new(format!("/{name}")).map_err(|_| io::ErrorKind::InvalidInput.into())
 }
 

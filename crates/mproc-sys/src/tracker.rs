@@ -54,7 +54,7 @@ impl Tracker {
             return Err(io::Error::last_os_error());
         }
         if pid == 0 {
-            serve(theirs.as_raw_fd());
+            serve(theirs.as_raw_fd(), ours.as_raw_fd());
         }
         drop(theirs);
         Ok(Tracker {
@@ -72,7 +72,8 @@ impl Tracker {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a name over 255 bytes; `BrokenPipe` if the tracker died.
+    /// `InvalidInput` for a name that is not a valid segment name (see
+    /// [`shm_create`](crate::shm_create)); `BrokenPipe` if the tracker died.
     pub fn register(&self, name: &str) -> io::Result<()> {
         self.send(b'+', name)
     }
@@ -81,29 +82,107 @@ impl Tracker {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a name over 255 bytes; `BrokenPipe` if the tracker died.
+    /// As [`register`](Tracker::register).
     pub fn unregister(&self, name: &str) -> io::Result<()> {
         self.send(b'-', name)
     }
 
     fn send(&self, op: u8, name: &str) -> io::Result<()> {
-        if name.is_empty() || name.len() > MAX_NAME {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
+        crate::shm::check_name(name)?;
         let mut msg = [0u8; ENTRY];
         msg[0] = op;
         msg[1..=name.len()].copy_from_slice(name.as_bytes());
-        nix::sys::socket::send(
-            self.sock.as_raw_fd(),
-            &msg[..=name.len()],
-            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-        )?;
-        Ok(())
+        loop {
+            match nix::sys::socket::send(
+                self.sock.as_raw_fd(),
+                &msg[..=name.len()],
+                nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(_) => return Ok(()),
+            }
+        }
     }
 }
 
+/// Unmaps every shared mapping this (forked) process inherited, reading
+/// `/proc/self/maps` with raw system calls: the tracker must not keep its parent's shared
+/// memory alive for as long as it runs.
+///
+/// # Safety
+///
+/// Only for the tracker child, which touches no shared mapping afterwards.
+unsafe fn unmap_shared() {
+    // SAFETY: plain system calls on buffers on our stack; the ranges come from the
+    // kernel's own list of our mappings.
+    unsafe {
+        for _pass in 0..1024 {
+            let fd = libc::open(
+                c"/proc/self/maps".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return;
+            }
+            let mut ranges = [(0usize, 0usize); 64];
+            let mut found = 0;
+            let mut buf = [0u8; 4096];
+            let mut line = [0u8; 128];
+            let mut len = 0;
+            loop {
+                let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                if n <= 0 {
+                    break;
+                }
+                for &b in &buf[..n as usize] {
+                    if b != b'\n' {
+                        if len < line.len() {
+                            line[len] = b;
+                            len += 1;
+                        }
+                        continue;
+                    }
+                    if let Some(range) = shared_range(&line[..len])
+                        && found < ranges.len()
+                    {
+                        ranges[found] = range;
+                        found += 1;
+                    }
+                    len = 0;
+                }
+            }
+            libc::close(fd);
+            if found == 0 {
+                return;
+            }
+            for &(start, end) in &ranges[..found] {
+                libc::munmap(start as *mut libc::c_void, end - start);
+            }
+        }
+    }
+}
+
+/// Parses `start-end perms ...` from a line of `/proc/self/maps`; returns the range of a
+/// shared mapping (`s` as the fourth permission letter).
+fn shared_range(line: &[u8]) -> Option<(usize, usize)> {
+    fn hex(s: &[u8]) -> Option<usize> {
+        let mut v: usize = 0;
+        for &c in s {
+            let d = (c as char).to_digit(16)? as usize;
+            v = v.checked_mul(16)?.checked_add(d)?;
+        }
+        (!s.is_empty()).then_some(v)
+    }
+    let dash = line.iter().position(|&c| c == b'-')?;
+    let space = dash + 1 + line[dash + 1..].iter().position(|&c| c == b' ')?;
+    let perms = line.get(space + 1..space + 5)?;
+    let (start, end) = (hex(&line[..dash])?, hex(&line[dash + 1..space])?);
+    (perms[3] == b's' && end > start).then_some((start, end))
+}
+
 /// The tracker's main loop. Never returns.
-fn serve(sock: i32) -> ! {
+fn serve(sock: i32, parents: i32) -> ! {
     // SAFETY: every call below is an async-signal-safe system call on memory we own (the
     // stack, or the anonymous mapping `table`); nothing allocates or takes a lock.
     unsafe {
@@ -111,10 +190,23 @@ fn serve(sock: i32) -> ! {
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
             libc::signal(sig, libc::SIG_IGN);
         }
+        if parents != 3 && parents != sock {
+            libc::close(parents); // the other end: holding it, we would never see the end
+        }
         if sock != 3 {
             libc::dup2(sock, 3);
         }
-        libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
+        if libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) != 0 {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            for fd in 4..(limit.rlim_cur.min(1 << 20) as i32) {
+                libc::close(fd);
+            }
+        }
+        unmap_shared();
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null >= 0 {
             for fd in 0..3 {
@@ -144,16 +236,20 @@ fn serve(sock: i32) -> ! {
                 break;
             }
             if n < 0 {
-                if *libc::__errno_location() == libc::EINTR {
-                    continue;
+                match *libc::__errno_location() {
+                    libc::EINTR | libc::ENOMEM | libc::ENOBUFS => continue,
+                    _ => break,
                 }
-                break;
             }
             let n = n as usize;
             if !(2..=ENTRY).contains(&n) {
                 continue;
             }
             let name_len = n - 1;
+            let name = &msg[1..n];
+            if name.contains(&b'/') || name.contains(&0) || name == b"." || name == b".." {
+                continue; // never a segment name: never unlinked
+            }
             let found = (0..count).find(|&i| {
                 let e = table.add(i * ENTRY);
                 *e as usize == name_len
@@ -203,5 +299,49 @@ fn serve(sock: i32) -> ! {
             libc::unlink(path.as_ptr().cast());
         }
         libc::_exit(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tracker_keeps_no_shared_memory_and_no_inherited_fds() {
+        let (_region, _fd) = crate::Region::anonymous_with_fd("big", 1 << 20).unwrap();
+        let tracker = Tracker::start().unwrap();
+        let maps = format!("/proc/{}/maps", tracker.pid());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&maps).unwrap();
+            let shared = text
+                .lines()
+                .filter_map(|l| shared_range(l.as_bytes()))
+                .count();
+            if shared == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still shared:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let fds: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", tracker.pid()))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .collect();
+        assert!(fds.iter().all(|&fd| fd <= 3), "{fds:?}");
+        assert!(tracker.register("a/b").is_err() && tracker.register("..").is_err());
+    }
+
+    #[test]
+    fn maps_lines_parse() {
+        assert_eq!(
+            shared_range(b"7f00-7f10 rw-s 00000000 00:01 12 /memfd:x (deleted)"),
+            Some((0x7f00, 0x7f10))
+        );
+        assert_eq!(shared_range(b"7f00-7f10 rw-p 00000000 00:00 0"), None);
+        assert_eq!(shared_range(b"garbage"), None);
     }
 }
