@@ -94,8 +94,9 @@ item_from!(
 /// refused with `ExceedsStorage`. There is no append or insert.
 ///
 /// The list has no lock, as in Python: give it one (a `mproc_sync::Lock`) when several
-/// processes write. A read racing a write of the same slot gets either value or a
-/// `Corrupt` error, never a broken string or a panic.
+/// processes write. A read racing a write of the same slot can get a mix of the two
+/// values, or a `Corrupt` error; never a string that is not UTF-8, and never a panic.
+/// Items are limited to 4 GiB each and 2³² of them (as Python limits them to 10 MB).
 ///
 /// ```
 /// use mproc_shm::{ErrorKind, Item, ShareableList};
@@ -136,7 +137,7 @@ impl ShareableList {
         I: Into<Item>,
     {
         let items: Vec<Item> = items.into_iter().map(Into::into).collect();
-        let shm = SharedMemory::create(Self::size_for(&items))?;
+        let shm = SharedMemory::create(Self::size_for(&items)?)?;
         Self::init(shm, &items)
     }
 
@@ -151,7 +152,7 @@ impl ShareableList {
         I: Into<Item>,
     {
         let items: Vec<Item> = items.into_iter().map(Into::into).collect();
-        let shm = SharedMemory::create_named(name, Self::size_for(&items))?;
+        let shm = SharedMemory::create_named(name, Self::size_for(&items)?)?;
         Self::init(shm, &items)
     }
 
@@ -164,8 +165,24 @@ impl ShareableList {
         Self::attach(SharedMemory::open(name)?)
     }
 
-    fn size_for(items: &[Item]) -> usize {
-        HEADER + SLOT * items.len() + items.iter().map(Item::capacity).sum::<usize>()
+    fn size_for(items: &[Item]) -> Result<usize> {
+        let too_big = || {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "a ShareableList item or list is too large",
+            )
+        };
+        if u32::try_from(items.len()).is_err()
+            || items.iter().any(|i| u32::try_from(i.capacity()).is_err())
+        {
+            return Err(too_big());
+        }
+        items
+            .iter()
+            .try_fold(HEADER + SLOT * items.len(), |n, i| {
+                n.checked_add(i.capacity())
+            })
+            .ok_or_else(too_big)
     }
 
     fn init(shm: SharedMemory, items: &[Item]) -> Result<Self> {

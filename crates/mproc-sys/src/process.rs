@@ -132,6 +132,9 @@ impl ForkPermit {
     ///
     /// Every other thread of the process, at every moment a fork may happen with this permit,
     /// must hold no lock and be in the middle of no change to memory that the child will use.
+    /// mproc holds its process and pipe locks across the fork itself, but not the shared
+    /// memory arena's or the segment tracker's: no other thread may be creating, receiving
+    /// or dropping shared memory, locks or values at that moment.
     ///
     /// ```
     /// // SAFETY: this doctest runs no other thread of its own.
