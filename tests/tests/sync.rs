@@ -575,6 +575,35 @@ fn shared_objects_travel_through_a_pipe_and_by_fork_inheritance() {
     });
 }
 
+fn allocate_one(_: ()) -> u32 {
+    let lock = Lock::new().unwrap();
+    drop(lock.lock().unwrap());
+    Value::new(7u32).unwrap().get().unwrap()
+}
+
+#[test]
+fn forking_while_another_thread_allocates_never_deadlocks_the_child() {
+    // A child forked while another thread holds the arena's lock would wait for it forever,
+    // were the lock not held across the fork by mproc-shm's fork handlers.
+    deadline(LIMIT, || {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    drop((Lock::new().unwrap(), Value::new(1u8).unwrap()));
+                }
+            });
+            for _ in 0..40 {
+                assert_eq!(
+                    builder().spawn(allocate_one, ()).unwrap().join().unwrap(),
+                    7
+                );
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    });
+}
+
 #[test]
 fn counters_need_no_lock_when_atomic() {
     deadline(LIMIT, || {

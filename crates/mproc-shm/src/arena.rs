@@ -28,7 +28,7 @@ const LARGE: usize = 16 * 1024;
 /// Every block starts on its own cache line (no false sharing between locks).
 pub const BLOCK_ALIGN: usize = 64;
 
-struct Chunk {
+pub(crate) struct Chunk {
     region: Arc<Region>,
     fd: OwnedFd,
     identity: (u64, u64),
@@ -54,24 +54,25 @@ impl Drop for Chunk {
 }
 
 /// Chunks mapped in this process, by file identity: a block received twice maps once.
-static CACHE: Mutex<Option<ChunkCache>> = Mutex::new(None);
+pub(crate) static CACHE: Mutex<Option<ChunkCache>> = Mutex::new(None);
 
 /// Chunks by file identity (device, inode).
-type ChunkCache = HashMap<(u64, u64), Weak<Chunk>>;
+pub(crate) type ChunkCache = HashMap<(u64, u64), Weak<Chunk>>;
 
 /// The chunks this process allocates data and locks from, each with its next free offset
 /// and the process that owns the cursor (a fork child must not go on allocating from its
 /// parent's cursor).
-static CURRENT: Mutex<[Option<Cursor>; 2]> = Mutex::new([None, None]);
+pub(crate) static CURRENT: Mutex<[Option<Cursor>; 2]> = Mutex::new([None, None]);
 
-type Cursor = (u32, Arc<Chunk>, usize);
+pub(crate) type Cursor = (u32, Arc<Chunk>, usize);
 
 /// Data mapped by `SharedMemory` handles in this process, by file identity, with how many
 /// mappings: such a file must never be taken for a lock chunk.
-static SEGMENTS: Mutex<Option<HashMap<(u64, u64), usize>>> = Mutex::new(None);
+pub(crate) static SEGMENTS: Mutex<Option<HashMap<(u64, u64), usize>>> = Mutex::new(None);
 
 /// Notes that `SharedMemory` maps the file `identity`; refuses a file mapped as locks.
 pub(crate) fn register_segment(identity: (u64, u64)) -> Result<()> {
+    crate::fork::install();
     let known = CACHE
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -331,6 +332,7 @@ impl Block {
 /// Takes `size` bytes from this process's current chunk of the kind, starting a new chunk
 /// when it is full (or was inherited from a parent by fork).
 fn carve(size: usize, locks: bool) -> Result<(Arc<Chunk>, usize)> {
+    crate::fork::install();
     let pid = std::process::id();
     let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
     let cursor = &mut current[locks as usize];
@@ -352,6 +354,7 @@ fn received_chunk(
     chunk_len: usize,
     locks: bool,
 ) -> std::result::Result<Arc<Chunk>, String> {
+    crate::fork::install();
     if !mproc_sys::is_size_sealed(fd.as_fd()) {
         // Anyone holding an unsealed file could shrink it under our mapping (SIGBUS).
         return Err("the chunk is not a size-sealed memfd".into());

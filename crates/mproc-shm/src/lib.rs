@@ -26,6 +26,7 @@
 
 mod arena;
 mod error;
+mod fork;
 mod list;
 mod raw;
 mod segment;

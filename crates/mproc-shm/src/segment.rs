@@ -335,14 +335,15 @@ impl<'de> Deserialize<'de> for SharedMemory {
 
 /// This process's tracker and the names it registered (to re-register if it must be
 /// restarted). A fork child shares its parent's tracker.
-static TRACKING: Mutex<Option<Tracking>> = Mutex::new(None);
+pub(crate) static TRACKING: Mutex<Option<Tracking>> = Mutex::new(None);
 
-struct Tracking {
+pub(crate) struct Tracking {
     tracker: Tracker,
     names: HashSet<String>,
 }
 
 fn track(name: &str) -> Result<()> {
+    crate::fork::install();
     let mut guard = TRACKING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(tracking) = guard.as_mut() {
         match tracking.tracker.register(name) {

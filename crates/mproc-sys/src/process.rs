@@ -116,6 +116,33 @@ pub fn thread_count() -> io::Result<usize> {
     }
 }
 
+/// Registers fork handlers: `prepare` runs in the forking thread just before `fork`,
+/// `parent` and `child` just after it, in the parent and in the child (`pthread_atfork`).
+/// Used to hold a library's locks across a fork, so a child never inherits one held by a
+/// thread that does not exist there.
+///
+/// ```
+/// extern "C" fn nothing() {}
+/// mproc_sys::at_fork(nothing, nothing, nothing)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// The error of `pthread_atfork` (out of memory).
+pub fn at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> std::io::Result<()> {
+    // SAFETY: the handlers are plain functions that live for the whole program.
+    let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    if r != 0 {
+        return Err(std::io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
 /// A caller's promise that forking while other threads run is acceptable here.
 ///
 /// After `fork` only the calling thread exists in the child. Any lock another thread held at
@@ -132,9 +159,7 @@ impl ForkPermit {
     ///
     /// Every other thread of the process, at every moment a fork may happen with this permit,
     /// must hold no lock and be in the middle of no change to memory that the child will use.
-    /// mproc holds its process and pipe locks across the fork itself, but not the shared
-    /// memory arena's or the segment tracker's: no other thread may be creating, receiving
-    /// or dropping shared memory, locks or values at that moment.
+    /// (mproc holds its own locks across the fork.)
     ///
     /// ```
     /// // SAFETY: this doctest runs no other thread of its own.

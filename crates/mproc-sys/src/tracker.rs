@@ -47,9 +47,11 @@ impl Tracker {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
-        // SAFETY: the child branch calls only async-signal-safe functions (see `serve`) and
-        // never returns, so forking from a process with other threads is sound.
-        let pid = unsafe { libc::fork() };
+        // SAFETY: a bare fork (clone with SIGCHLD, no fork handlers: the caller may hold
+        // locks that handlers take). The child branch calls only async-signal-safe system
+        // calls (see `serve`) and never returns, so forking from a process with other
+        // threads, without libc's fork bookkeeping, is sound.
+        let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) } as i32;
         if pid < 0 {
             return Err(io::Error::last_os_error());
         }
