@@ -2,9 +2,8 @@
 //! memfd chunks, so that a thousand locks cost a few fds and mappings, not a thousand.
 //!
 //! Locks live in chunks of their own (lock regions: arrays of 64-byte `LockSlot`s), apart
-//! from data, and a chunk's kind is checked whenever it is received: memory this process
-//! uses for locks is never also lent to it as data, so nothing can overwrite a held lock's
-//! robust-list links from within.
+//! from data. `mproc-sys` refuses to map a file as locks and as data in one process, so a
+//! lying message cannot make memory that holds our locks writable to us as data.
 //!
 //! Blocks are never reused: a chunk's memory goes back to the OS when the last process
 //! that maps it drops its last block in it. That way no process can free memory another
@@ -65,54 +64,6 @@ pub(crate) type ChunkCache = HashMap<(u64, u64), Weak<Chunk>>;
 pub(crate) static CURRENT: Mutex<[Option<Cursor>; 2]> = Mutex::new([None, None]);
 
 pub(crate) type Cursor = (u32, Arc<Chunk>, usize);
-
-/// Data mapped by `SharedMemory` handles in this process, by file identity, with how many
-/// mappings: such a file must never be taken for a lock chunk.
-pub(crate) static SEGMENTS: Mutex<Option<HashMap<(u64, u64), usize>>> = Mutex::new(None);
-
-/// Notes that `SharedMemory` maps the file `identity`; refuses a file mapped as locks.
-pub(crate) fn register_segment(identity: (u64, u64)) -> Result<()> {
-    crate::fork::install();
-    let known = CACHE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|m| m.get(&identity)?.upgrade());
-    if known.as_ref().is_some_and(|c| c.is_locks()) {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            "received a lock chunk as a shared memory segment",
-        ));
-    }
-    drop(known);
-    let mut segments = SEGMENTS.lock().unwrap_or_else(|e| e.into_inner());
-    *segments
-        .get_or_insert_with(HashMap::new)
-        .entry(identity)
-        .or_default() += 1;
-    Ok(())
-}
-
-/// Notes that a `SharedMemory` mapping of `identity` is gone.
-pub(crate) fn unregister_segment(identity: (u64, u64)) {
-    let mut segments = SEGMENTS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(map) = segments.as_mut()
-        && let Some(n) = map.get_mut(&identity)
-    {
-        *n -= 1;
-        if *n == 0 {
-            map.remove(&identity);
-        }
-    }
-}
-
-fn is_segment(identity: (u64, u64)) -> bool {
-    SEGMENTS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .is_some_and(|m| m.contains_key(&identity))
-}
 
 fn new_chunk(len: usize, locks: bool) -> Result<Arc<Chunk>> {
     let made = if locks {
@@ -360,9 +311,6 @@ fn received_chunk(
         return Err("the chunk is not a size-sealed memfd".into());
     }
     let identity = mproc_sys::file_identity(fd.as_fd()).map_err(|e| e.to_string())?;
-    if locks && is_segment(identity) {
-        return Err("a shared memory segment was sent as a lock chunk".into());
-    }
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let map = cache.get_or_insert_with(HashMap::new);
     let known = map.get(&identity).and_then(Weak::upgrade);
@@ -584,22 +532,25 @@ mod tests {
 
     #[test]
     fn a_lock_chunk_held_by_a_forgotten_guard_stays_mapped() {
-        // Fill a lock chunk, hold its first lock without a guard, drop every handle: the
-        // chunk must stay mapped, since the thread's robust list still points into it.
+        // Hold the first lock of a chunk without a guard, move the arena past that chunk,
+        // drop every handle: the chunk must stay mapped, since the thread's robust list
+        // still points into it.
         std::thread::spawn(|| {
-            let locks: Vec<LockBlock> = (0..CHUNK_SIZE / LOCK_SLOT + 1)
+            let held = loop {
+                let l = LockBlock::alloc().unwrap();
+                if l.offset == 0 {
+                    break l;
+                }
+            };
+            let more: Vec<LockBlock> = (0..CHUNK_SIZE / LOCK_SLOT)
                 .map(|_| LockBlock::alloc().unwrap())
                 .collect();
-            let held = locks
-                .iter()
-                .find(|l| l.offset == 0 && !Arc::ptr_eq(&l.chunk, &locks.last().unwrap().chunk))
-                .unwrap()
-                .clone();
+            assert!(more.iter().any(|l| !Arc::ptr_eq(&l.chunk, &held.chunk)));
             assert_eq!(
                 held.slot().mutex().lock(None),
                 mproc_sys::LockStatus::Acquired
             );
-            drop(locks);
+            drop(more);
             drop(held);
             // More locking goes through the list the kernel will walk at thread exit.
             let other = LockBlock::alloc().unwrap();

@@ -1,5 +1,6 @@
-//! Fork handlers: the arena's and the tracker's locks are held across every `fork`, so a
-//! child never inherits one held by a thread that does not exist there.
+//! Fork handlers: the arena's, the mapped-file registry's and the tracker's locks are held
+//! across every `fork`, so a child never inherits one held by a thread that does not exist
+//! there.
 
 use std::cell::RefCell;
 use std::sync::{Mutex, MutexGuard, Once};
@@ -20,11 +21,11 @@ fn take<T: 'static>(m: &'static Mutex<T>) -> Box<dyn std::any::Any> {
 }
 
 extern "C" fn prepare() {
-    // The order every other path takes them in: cursors, chunks, segments, tracker.
-    let guards = vec![
+    // The order every other path takes them in: cursors, chunks, mapped files, tracker.
+    let guards: Vec<Box<dyn std::any::Any>> = vec![
         take(&crate::arena::CURRENT),
         take(&crate::arena::CACHE),
-        take(&crate::arena::SEGMENTS),
+        Box::new(mproc_sys::hold_mappings()),
         take(&crate::segment::TRACKING),
     ];
     HELD.with(|h| *h.borrow_mut() = Some(Held { _guards: guards }));

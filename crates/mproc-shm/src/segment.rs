@@ -49,26 +49,11 @@ pub struct SharedMemory {
 struct Mapped {
     region: Region,
     fd: OwnedFd,
-    identity: (u64, u64),
 }
 
 impl Mapped {
-    /// Wraps a fresh mapping, noting the file as data (refused if it holds our locks).
     fn new(region: Region, fd: OwnedFd) -> Result<Arc<Mapped>> {
-        let identity = mproc_sys::file_identity(fd.as_fd())
-            .map_err(|e| Error::io("identifying a shared memory segment", e))?;
-        crate::arena::register_segment(identity)?;
-        Ok(Arc::new(Mapped {
-            region,
-            fd,
-            identity,
-        }))
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        crate::arena::unregister_segment(self.identity);
+        Ok(Arc::new(Mapped { region, fd }))
     }
 }
 
@@ -315,12 +300,28 @@ impl<'de> Deserialize<'de> for SharedMemory {
         let (name, fd, len): (Option<String>, mproc_wire::Fd, u64) = Deserialize::deserialize(d)?;
         let fd = fd.into_owned();
         let len = usize::try_from(len).map_err(D::Error::custom)?;
-        if name.is_none() && !mproc_sys::is_size_sealed(fd.as_fd()) {
+        match &name {
             // An anonymous segment is a memfd we sealed; an unsealed file could be shrunk
             // under our mapping by whoever else holds it (SIGBUS on access).
-            return Err(D::Error::custom(
-                "received an anonymous segment that is not a size-sealed memfd",
-            ));
+            None if !mproc_sys::is_size_sealed(fd.as_fd()) => {
+                return Err(D::Error::custom(
+                    "received an anonymous segment that is not a size-sealed memfd",
+                ));
+            }
+            None => {}
+            // A named one cannot be sealed: it must at least be the segment of that name in
+            // /dev/shm, which only its owner's user can resize.
+            Some(name) => {
+                let same = mproc_sys::shm_open_existing(name)
+                    .and_then(|f| mproc_sys::file_identity(f.as_fd()))
+                    .ok()
+                    == mproc_sys::file_identity(fd.as_fd()).ok();
+                if !same {
+                    return Err(D::Error::custom(format!(
+                        "received segment {name:?} is not the one of that name in /dev/shm"
+                    )));
+                }
+            }
         }
         // `map` refuses a length beyond the file's size, so a lying sender cannot make us
         // touch pages that do not exist.
@@ -364,7 +365,11 @@ fn track(name: &str) -> Result<()> {
     }
     let tracker =
         Tracker::start().map_err(|e| Error::io("starting the shared memory tracker", e))?;
-    let mut names = guard.take().map(|t| t.names).unwrap_or_default();
+    let old = guard.take();
+    if let Some(dead) = &old {
+        dead.tracker.reap();
+    }
+    let mut names = old.map(|t| t.names).unwrap_or_default();
     for n in &names {
         let _ = tracker.register(n);
     }

@@ -13,6 +13,8 @@ use crate::lock::{Core, Got, core_handle, deadline};
 const PARTIES: usize = 0;
 const COUNT: usize = 1;
 const GENERATION: usize = 2;
+/// Bit 0: broken. Bit 1: a party timed out without getting the lock and asks whoever
+/// holds it (or takes it next) to break the barrier.
 const BROKEN: usize = 3;
 const BROKEN_GEN: usize = 4;
 /// The default timeout in milliseconds (0: none).
@@ -92,7 +94,7 @@ impl Barrier {
 
     /// Returns whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
-        self.core.word(BROKEN).load(Ordering::Relaxed) != 0
+        self.core.word(BROKEN).load(Ordering::Relaxed) & 1 != 0
     }
 
     /// Waits for the other parties (with the default timeout, if any); returns this
@@ -141,16 +143,27 @@ impl Barrier {
     /// Takes the barrier's internal lock (held only for a few instructions, or while the
     /// last party runs its action); `false` if `deadline` passed first.
     fn lock_until(&self, deadline: Option<Instant>) -> bool {
-        match self.core.acquire(deadline) {
-            Got::No => false,
-            Got::Clean => true,
+        let got = self.core.acquire(deadline);
+        match got {
+            Got::No => return false,
+            Got::Clean => {}
             Got::OwnerDied => {
                 // A party died in the middle of updating the barrier: it cannot be trusted.
                 self.break_locked();
                 self.core.mark_consistent();
-                true
             }
         }
+        if self.core.word(BROKEN).load(Ordering::Relaxed) & 2 != 0 {
+            self.break_locked();
+        }
+        true
+    }
+
+    /// Asks for the barrier to be broken without holding its lock (the holder, or the next
+    /// to take it, does it), and wakes the waiters so that one of them takes the lock.
+    fn request_break(&self) {
+        self.core.word(BROKEN).fetch_or(2, Ordering::Relaxed);
+        futex_wake(self.core.word(GENERATION), u32::MAX);
     }
 
     fn unlock(&self) {
@@ -160,7 +173,7 @@ impl Barrier {
     /// Breaks the current generation (lock held): its waiters and later callers fail.
     fn break_locked(&self) {
         let f = |o| self.core.word(o);
-        f(BROKEN).store(1, Ordering::Relaxed);
+        f(BROKEN).store(1, Ordering::Relaxed); // broken; any break request is met
         let generation = f(GENERATION).load(Ordering::Relaxed);
         f(BROKEN_GEN).store(generation, Ordering::Relaxed);
         f(COUNT).store(0, Ordering::Relaxed);
@@ -172,9 +185,12 @@ impl Barrier {
         let end = timeout.and_then(deadline);
         let f = |o| self.core.word(o);
         if !self.lock_until(end) {
-            // Stuck behind the last party's action: a timeout all the same (the barrier
-            // cannot be marked broken without its lock).
-            return Err(broken("the barrier wait timed out"));
+            // Stuck behind the lock's holder (the last party's action, say): a timeout all
+            // the same, and the barrier breaks as soon as the holder lets go.
+            self.request_break();
+            return Err(broken(
+                "the barrier wait timed out; the barrier is now broken",
+            ));
         }
         if f(BROKEN).load(Ordering::Relaxed) != 0 {
             self.unlock();
@@ -203,6 +219,12 @@ impl Barrier {
             futex_wait(f(GENERATION), generation, end);
             if f(GENERATION).load(Ordering::Acquire) != generation {
                 break;
+            }
+            if f(BROKEN).load(Ordering::Relaxed) & 2 != 0 {
+                // A party asked for a break it could not make itself: make it.
+                self.lock();
+                self.unlock();
+                continue;
             }
             if end.is_some_and(|e| Instant::now() >= e) {
                 self.lock();
@@ -258,5 +280,41 @@ impl fmt::Debug for Barrier {
             .field("n_waiting", &self.n_waiting())
             .field("broken", &self.is_broken())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_party_that_times_out_behind_a_long_action_still_breaks_the_barrier() {
+        let barrier = &Barrier::new(2).unwrap();
+        let running = &std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let first = s.spawn(|| barrier.wait());
+            while barrier.n_waiting() < 1 {
+                std::thread::yield_now();
+            }
+            let last = s.spawn(move || {
+                barrier.wait_with(|| {
+                    running.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(300));
+                })
+            });
+            while !running.load(Ordering::SeqCst) {
+                std::thread::yield_now(); // until the action holds the barrier's lock
+            }
+            let late = barrier.wait_timeout(Duration::from_millis(50));
+            assert_eq!(late.unwrap_err().kind(), crate::ErrorKind::BrokenBarrier);
+            assert!(first.join().unwrap().is_ok() && last.join().unwrap().is_ok());
+        });
+        assert_eq!(
+            barrier.wait().unwrap_err().kind(),
+            crate::ErrorKind::BrokenBarrier
+        );
+        assert!(barrier.is_broken());
+        barrier.reset();
+        assert!(!barrier.is_broken());
     }
 }

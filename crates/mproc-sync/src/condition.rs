@@ -16,6 +16,10 @@ use crate::lock::{Core, Got, deadline, lock_result, try_lock_result};
 const SEQ: usize = 0;
 const WAITING: usize = 1;
 const PENDING: usize = 2;
+/// Set once a holder's death has been handled (counters woken), until `mark_consistent`:
+/// an unrepaired lock reports `OwnerDied` to every later locker, and each must not wake
+/// everyone again.
+const DEATH_SEEN: usize = 3;
 const DATA: usize = 0;
 
 /// A condition variable shared between processes, bundled with its lock and the value it
@@ -101,7 +105,7 @@ impl<T: ShmSafe> Condition<T> {
     }
 
     fn after(&self, got: Got) -> Got {
-        if got == Got::OwnerDied {
+        if got == Got::OwnerDied && self.word(DEATH_SEEN).swap(1, Ordering::Relaxed) == 0 {
             self.word(SEQ).fetch_add(1, Ordering::Release);
             futex_wake(self.word(SEQ), u32::MAX);
         }
@@ -284,6 +288,7 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
 
     /// Declares the value repaired after an [`OwnerDied`].
     pub fn mark_consistent(&mut self) {
+        self.cond.word(DEATH_SEEN).store(0, Ordering::Relaxed);
         self.cond.core.mark_consistent();
     }
 }

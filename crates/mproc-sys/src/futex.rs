@@ -150,9 +150,67 @@ thread_local! {
     static THREAD: Cell<ThreadState> = const { Cell::new(ThreadState { tid: 0, head: 0 }) };
 }
 
+/// The mutexes this thread holds (their list entries), so that ownership never rests on
+/// the shared word alone: a peer that forges our thread id into a word it shares with us
+/// does not make us "unlock" it through links we never set. Inline for the usual few.
+const HELD_INLINE: usize = 16;
+
+thread_local! {
+    static HELD_LEN: Cell<usize> = const { Cell::new(0) };
+    static HELD: [Cell<usize>; HELD_INLINE] = const { [const { Cell::new(0) }; HELD_INLINE] };
+    static HELD_MORE: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn held_at(i: usize) -> usize {
+    if i < HELD_INLINE {
+        HELD.with(|h| h[i].get())
+    } else {
+        HELD_MORE.with(|m| m.borrow().get(i - HELD_INLINE).copied().unwrap_or(0))
+    }
+}
+
+#[inline]
+fn held_push(entry: usize) {
+    let n = HELD_LEN.get();
+    if n < HELD_INLINE {
+        HELD.with(|h| h[n].set(entry));
+    } else {
+        HELD_MORE.with(|m| m.borrow_mut().push(entry));
+    }
+    HELD_LEN.set(n + 1);
+}
+
+/// Finds `entry` among the held, newest first (locks are usually released in reverse).
+#[inline]
+fn held_find(entry: usize) -> Option<usize> {
+    let n = HELD_LEN.get();
+    if n > 0 && n <= HELD_INLINE && HELD.with(|h| h[n - 1].get()) == entry {
+        return Some(n - 1);
+    }
+    (0..n).rev().find(|&i| held_at(i) == entry)
+}
+
+#[inline]
+fn held_remove(i: usize) {
+    let n = HELD_LEN.get();
+    let last = held_at(n - 1);
+    if i < HELD_INLINE {
+        HELD.with(|h| h[i].set(last));
+    } else {
+        HELD_MORE.with(|m| m.borrow_mut()[i - HELD_INLINE] = last);
+    }
+    if n > HELD_INLINE {
+        HELD_MORE.with(|m| m.borrow_mut().pop());
+    }
+    HELD_LEN.set(n - 1);
+}
+
 extern "C" fn forget_thread_state() {
-    // In a fork child, the one thread has a new tid (and glibc emptied its robust list).
+    // In a fork child, the one thread has a new tid (and glibc emptied its robust list);
+    // it holds none of the locks its parent's thread held.
     THREAD.with(|t| t.set(ThreadState { tid: 0, head: 0 }));
+    HELD_LEN.set(0);
+    HELD_MORE.with(|m| m.borrow_mut().clear());
 }
 
 #[cold]
@@ -332,6 +390,7 @@ impl RawMutex {
         };
         if status != LockStatus::WouldBlock {
             self.enqueue(me);
+            held_push(self.entry());
         }
         self.set_pending(me, 0);
         status
@@ -364,6 +423,7 @@ impl RawMutex {
         };
         if status != LockStatus::WouldBlock {
             self.enqueue(me);
+            held_push(self.entry());
         }
         self.set_pending(me, 0);
         status
@@ -440,10 +500,11 @@ impl RawMutex {
     #[inline]
     pub fn unlock(&self) -> Result<(), NotOwner> {
         let me = thread_state();
-        let v = self.word.load(Ordering::Relaxed);
-        if v & TID_MASK != me.tid {
+        let Some(held) = held_find(self.entry()) else {
             return Err(NotOwner);
-        }
+        };
+        held_remove(held);
+        let v = self.word.load(Ordering::Relaxed);
         self.set_pending(me, self.entry());
         self.dequeue(me);
         // While we hold the lock nobody else changes its OWNER_DIED bit.
@@ -480,9 +541,11 @@ impl RawMutex {
         self.word.load(Ordering::Relaxed) & TID_MASK != 0
     }
 
-    /// Returns whether the calling thread holds the lock.
+    /// Returns whether the calling thread holds the lock (it locked it, and has not
+    /// unlocked it).
     pub fn is_owned_by_current_thread(&self) -> bool {
         self.word.load(Ordering::Relaxed) & TID_MASK == thread_state().tid
+            && held_find(self.entry()).is_some()
     }
 
     /// Returns the owner's thread id, if the lock is held.
@@ -618,6 +681,23 @@ mod tests {
             let _ = m.mark_consistent();
             m.unlock().unwrap();
         }
+    }
+
+    #[test]
+    fn a_forged_owner_word_does_not_make_us_the_owner() {
+        let region = shared_mutex();
+        let m = at(&region, 0);
+        // A peer writes our thread id (and garbage links) into a lock it shares with us.
+        m.word.store(thread_id(), Ordering::Relaxed);
+        m.next.store(0x1000, Ordering::Relaxed);
+        m.prev.store(0x2000, Ordering::Relaxed);
+        assert!(!m.is_owned_by_current_thread());
+        assert_eq!(m.unlock(), Err(NotOwner));
+        assert_eq!(m.mark_consistent(), Err(NotOwner));
+        m.word.store(0, Ordering::Relaxed);
+        assert_eq!(m.lock(None), LockStatus::Acquired);
+        assert!(m.is_owned_by_current_thread());
+        m.unlock().unwrap();
     }
 
     #[test]

@@ -46,8 +46,8 @@ pub use process::{
     wait_pidfd,
 };
 pub use shm::{
-    LOCK_SLOT, LockSlot, Pinned, Region, ShmAtomic, ShmSafe, file_identity, file_size, shm_create,
-    shm_open_existing, shm_unlink,
+    LOCK_SLOT, LockSlot, MappingsGuard, Pinned, Region, ShmAtomic, ShmSafe, file_identity,
+    file_size, hold_mappings, shm_create, shm_open_existing, shm_unlink,
 };
 pub use socket::{
     peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds, recv_with_fds,

@@ -107,6 +107,67 @@ pub struct Region {
     ptr: NonNull<u8>,
     len: usize,
     locks: bool,
+    /// The file's (device, inode), registered in `KINDS` while mapped (0, 0: none).
+    identity: (u64, u64),
+}
+
+/// Every file this process maps, by (device, inode): whether as locks, and how many
+/// mappings. A file is never mapped both ways, so no data view of a lock ever exists in
+/// this process; a lock file whose mapping had to be leaked stays registered for good.
+static KINDS: std::sync::Mutex<Option<Kinds>> = std::sync::Mutex::new(None);
+
+/// Holds the registry of mapped files until dropped: for fork handlers, so that a fork
+/// child never inherits it locked by a thread that does not exist there.
+#[must_use = "the registry is released when this is dropped"]
+pub struct MappingsGuard(#[allow(dead_code)] std::sync::MutexGuard<'static, Option<Kinds>>);
+
+impl std::fmt::Debug for MappingsGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MappingsGuard")
+    }
+}
+
+type Kinds = std::collections::HashMap<(u64, u64), (bool, usize)>;
+
+/// Locks the registry of mapped files (see [`MappingsGuard`]).
+///
+/// ```
+/// drop(mproc_sys::hold_mappings());
+/// ```
+pub fn hold_mappings() -> MappingsGuard {
+    MappingsGuard(KINDS.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn register(identity: (u64, u64), locks: bool) -> io::Result<()> {
+    let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = kinds
+        .get_or_insert_with(Default::default)
+        .entry(identity)
+        .or_insert((locks, 0));
+    if entry.0 != locks {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            if locks {
+                "this file is mapped as data here: it cannot be mapped as locks"
+            } else {
+                "this file holds locks here: it cannot be mapped as data"
+            },
+        ));
+    }
+    entry.1 += 1;
+    Ok(())
+}
+
+fn unregister(identity: (u64, u64)) {
+    let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(map) = kinds.as_mut()
+        && let Some(entry) = map.get_mut(&identity)
+    {
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            map.remove(&identity);
+        }
+    }
 }
 
 /// The size of a [`LockSlot`]: lock regions are arrays of slots.
@@ -213,9 +274,7 @@ impl Region {
     ///
     /// As [`map`](Region::map).
     pub fn map_locks(fd: BorrowedFd<'_>, len: usize) -> io::Result<Region> {
-        let mut region = Region::map(fd, len)?;
-        region.locks = true;
-        Ok(region)
+        Region::map_kind(fd, len, true)
     }
 
     /// Returns whether this is a lock region.
@@ -275,6 +334,10 @@ impl Region {
     /// `InvalidInput` when `len` exceeds the file's size (touching the rest would raise
     /// SIGBUS), or the OS error from mmap.
     pub fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<Region> {
+        Region::map_kind(fd, len, false)
+    }
+
+    fn map_kind(fd: BorrowedFd<'_>, len: usize, locks: bool) -> io::Result<Region> {
         if len as u64 > file_size(fd)? {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -285,9 +348,12 @@ impl Region {
             return Ok(Region {
                 ptr: NonNull::dangling(),
                 len: 0,
-                locks: false,
+                locks,
+                identity: (0, 0),
             });
         }
+        let identity = file_identity(fd)?;
+        register(identity, locks)?;
         // SAFETY: a fresh shared mapping chosen by the kernel (null hint); `fd` is a valid
         // open file at least `len` bytes long.
         let ptr = unsafe {
@@ -301,12 +367,15 @@ impl Region {
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            unregister(identity);
+            return Err(e);
         }
         Ok(Region {
             ptr: NonNull::new(ptr.cast()).ok_or(io::ErrorKind::Other)?,
             len,
-            locks: false,
+            locks,
+            identity,
         })
     }
 
@@ -533,22 +602,15 @@ unsafe impl<T: Sync + Send + 'static> Send for Pinned<T> {}
 unsafe impl<T: Sync + Send + 'static> Sync for Pinned<T> {}
 
 impl Region {
-    /// Returns whether a thread of this process holds one of this lock region's mutexes:
-    /// their robust-list links point into the mapping, so it must outlive them.
+    /// Returns whether any of this lock region's mutexes is held, by anyone: if one of
+    /// this process's threads holds it, its robust-list links point into the mapping.
+    /// (Held elsewhere, keeping the mapping costs only memory; telling our threads' ids
+    /// apart from others' is not reliable across PID namespaces.)
     fn holds_locks(&self) -> bool {
-        let held: Vec<u32> = (0..self.len / LOCK_SLOT)
-            .filter_map(|i| self.lock_slot(i * LOCK_SLOT).ok()?.mutex().owner())
-            .collect();
-        if held.is_empty() {
-            return false;
-        }
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return true; // cannot tell: keep the mapping
-        };
-        let ours: Vec<u32> = tasks
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        held.iter().any(|tid| ours.contains(tid))
+        (0..self.len / LOCK_SLOT).any(|i| {
+            self.lock_slot(i * LOCK_SLOT)
+                .is_ok_and(|slot| slot.mutex().is_locked())
+        })
     }
 }
 
@@ -556,8 +618,12 @@ impl Drop for Region {
     fn drop(&mut self) {
         if self.locks && self.holds_locks() {
             // A guard was forgotten (or a lock acquired without one was never released):
-            // leak the mapping rather than leave dangling robust-list links.
+            // leak the mapping, and keep its file registered as locks, rather than leave
+            // dangling robust-list links.
             return;
+        }
+        if self.identity != (0, 0) {
+            unregister(self.identity);
         }
         if self.len != 0 {
             // SAFETY: the mapping was made by `map` with this address and length, and no
@@ -685,4 +751,29 @@ pub fn shm_unlink(name: &str) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_never_mapped_both_as_locks_and_as_data() {
+        let (locks, lfd) = Region::anonymous_locks_with_fd(4096).unwrap();
+        let (_data, dfd) = Region::anonymous_with_fd("data", 4096).unwrap();
+        assert!(Region::map(lfd.as_fd(), 4096).is_err());
+        assert!(Region::map_locks(dfd.as_fd(), 4096).is_err());
+        let again = Region::map_locks(lfd.as_fd(), 4096).unwrap();
+        drop((locks, again));
+        // Once no mapping remains, the file may be used either way again.
+        assert!(Region::map(lfd.as_fd(), 4096).is_ok());
+    }
+
+    #[test]
+    fn offsets_are_checked_against_the_real_address() {
+        let empty = Region::map(Region::anonymous_with_fd("e", 0).unwrap().1.as_fd(), 0).unwrap();
+        // The empty region's base is a dangling address 1: a zero-sized, 8-aligned view of
+        // it would be misaligned.
+        assert!(empty.get::<[AtomicU64; 0]>(0).is_err());
+    }
 }

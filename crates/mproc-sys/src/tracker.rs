@@ -65,6 +65,12 @@ impl Tracker {
         })
     }
 
+    /// Reaps the tracker if it has ended (it is this process's child): call after finding
+    /// it dead, before starting another.
+    pub fn reap(&self) {
+        let _ = crate::wait_pid(self.pid, false);
+    }
+
     /// Returns the tracker's process id.
     pub fn pid(&self) -> u32 {
         self.pid
@@ -189,9 +195,18 @@ fn serve(sock: i32, parents: i32) -> ! {
     // stack, or the anonymous mapping `table`); nothing allocates or takes a lock.
     unsafe {
         libc::setsid();
+        // No handler of the parent's may run here (it could allocate or take a lock).
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
             libc::signal(sig, libc::SIG_IGN);
         }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         if parents != 3 && parents != sock {
             libc::close(parents); // the other end: holding it, we would never see the end
         }
