@@ -155,61 +155,99 @@ thread_local! {
 /// does not make us "unlock" it through links we never set. Inline for the usual few.
 const HELD_INLINE: usize = 16;
 
+struct Held {
+    len: Cell<usize>,
+    inline: [Cell<usize>; HELD_INLINE],
+}
+
 thread_local! {
-    static HELD_LEN: Cell<usize> = const { Cell::new(0) };
-    static HELD: [Cell<usize>; HELD_INLINE] = const { [const { Cell::new(0) }; HELD_INLINE] };
+    static HELD: Held = const {
+        Held { len: Cell::new(0), inline: [const { Cell::new(0) }; HELD_INLINE] }
+    };
     static HELD_MORE: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn held_at(i: usize) -> usize {
-    if i < HELD_INLINE {
-        HELD.with(|h| h[i].get())
-    } else {
-        HELD_MORE.with(|m| m.borrow().get(i - HELD_INLINE).copied().unwrap_or(0))
+impl Held {
+    fn at(&self, i: usize) -> usize {
+        match self.inline.get(i) {
+            Some(c) => c.get(),
+            None => HELD_MORE.with(|m| m.borrow().get(i - HELD_INLINE).copied().unwrap_or(0)),
+        }
+    }
+
+    fn set(&self, i: usize, entry: usize) {
+        match self.inline.get(i) {
+            Some(c) => c.set(entry),
+            None => HELD_MORE.with(|m| {
+                let mut m = m.borrow_mut();
+                let k = i - HELD_INLINE;
+                if k < m.len() {
+                    m[k] = entry;
+                } else {
+                    m.push(entry);
+                }
+            }),
+        }
+    }
+
+    #[cold]
+    fn find(&self, entry: usize) -> Option<usize> {
+        (0..self.len.get()).rev().find(|&i| self.at(i) == entry)
+    }
+
+    #[cold]
+    fn take_slow(&self, entry: usize) -> bool {
+        let Some(i) = self.find(entry) else {
+            return false;
+        };
+        let n = self.len.get();
+        self.set(i, self.at(n - 1));
+        if n > HELD_INLINE {
+            HELD_MORE.with(|m| m.borrow_mut().pop());
+        }
+        self.len.set(n - 1);
+        true
     }
 }
 
 #[inline]
 fn held_push(entry: usize) {
-    let n = HELD_LEN.get();
-    if n < HELD_INLINE {
-        HELD.with(|h| h[n].set(entry));
-    } else {
-        HELD_MORE.with(|m| m.borrow_mut().push(entry));
-    }
-    HELD_LEN.set(n + 1);
+    HELD.with(|h| {
+        let n = h.len.get();
+        h.set(n, entry);
+        h.len.set(n + 1);
+    })
 }
 
-/// Finds `entry` among the held, newest first (locks are usually released in reverse).
+/// Removes `entry` from the held set; `false` if it is not there. Locks are usually
+/// released newest first, so the fast path looks at the top only.
 #[inline]
-fn held_find(entry: usize) -> Option<usize> {
-    let n = HELD_LEN.get();
-    if n > 0 && n <= HELD_INLINE && HELD.with(|h| h[n - 1].get()) == entry {
-        return Some(n - 1);
-    }
-    (0..n).rev().find(|&i| held_at(i) == entry)
+fn held_take(entry: usize) -> bool {
+    HELD.with(|h| {
+        let n = h.len.get();
+        if (1..=HELD_INLINE).contains(&n) && h.inline[n - 1].get() == entry {
+            h.len.set(n - 1);
+            true
+        } else {
+            h.take_slow(entry)
+        }
+    })
 }
 
 #[inline]
-fn held_remove(i: usize) {
-    let n = HELD_LEN.get();
-    let last = held_at(n - 1);
-    if i < HELD_INLINE {
-        HELD.with(|h| h[i].set(last));
-    } else {
-        HELD_MORE.with(|m| m.borrow_mut()[i - HELD_INLINE] = last);
-    }
-    if n > HELD_INLINE {
-        HELD_MORE.with(|m| m.borrow_mut().pop());
-    }
-    HELD_LEN.set(n - 1);
+fn held_contains(entry: usize) -> bool {
+    HELD.with(|h| {
+        let n = h.len.get();
+        ((1..=HELD_INLINE).contains(&n) && h.inline[n - 1].get() == entry)
+            || h.find(entry).is_some()
+    })
 }
 
 extern "C" fn forget_thread_state() {
     // In a fork child, the one thread has a new tid (and glibc emptied its robust list);
     // it holds none of the locks its parent's thread held.
     THREAD.with(|t| t.set(ThreadState { tid: 0, head: 0 }));
-    HELD_LEN.set(0);
+    HELD.with(|h| h.len.set(0));
     HELD_MORE.with(|m| m.borrow_mut().clear());
 }
 
@@ -500,10 +538,9 @@ impl RawMutex {
     #[inline]
     pub fn unlock(&self) -> Result<(), NotOwner> {
         let me = thread_state();
-        let Some(held) = held_find(self.entry()) else {
+        if !held_take(self.entry()) {
             return Err(NotOwner);
-        };
-        held_remove(held);
+        }
         let v = self.word.load(Ordering::Relaxed);
         self.set_pending(me, self.entry());
         self.dequeue(me);
@@ -545,7 +582,7 @@ impl RawMutex {
     /// unlocked it).
     pub fn is_owned_by_current_thread(&self) -> bool {
         self.word.load(Ordering::Relaxed) & TID_MASK == thread_state().tid
-            && held_find(self.entry()).is_some()
+            && held_contains(self.entry())
     }
 
     /// Returns the owner's thread id, if the lock is held.
