@@ -66,6 +66,7 @@ pub(crate) static CURRENT: Mutex<[Option<Cursor>; 2]> = Mutex::new([None, None])
 pub(crate) type Cursor = (u32, Arc<Chunk>, usize);
 
 fn new_chunk(len: usize, locks: bool) -> Result<Arc<Chunk>> {
+    crate::fork::install();
     let made = if locks {
         Region::anonymous_locks_with_fd(len)
     } else {
@@ -550,6 +551,7 @@ mod tests {
                 held.slot().mutex().lock(None),
                 mproc_sys::LockStatus::Acquired
             );
+            let sent = mproc_wire::encode(&held).unwrap(); // the lock, on its way elsewhere
             drop(more);
             drop(held);
             // More locking goes through the list the kernel will walk at thread exit.
@@ -559,6 +561,9 @@ mod tests {
                 mproc_sys::LockStatus::Acquired
             );
             other.slot().mutex().unlock().unwrap();
+            // The lock comes back: the same mapping, so its holder can release it.
+            let back: LockBlock = mproc_wire::decode(sent).unwrap();
+            back.slot().mutex().unlock().unwrap();
         })
         .join()
         .unwrap();

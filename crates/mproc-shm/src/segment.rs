@@ -87,6 +87,7 @@ impl SharedMemory {
     ///
     /// `InvalidInput` for a zero size; `NoSpace` or `Io` from the OS.
     pub fn create(size: usize) -> Result<Self> {
+        crate::fork::install();
         check_size(size)?;
         let (region, fd) = Region::anonymous_with_fd("mproc-shm", size)
             .map_err(|e| Error::io("creating a shared memory segment", e))?;
@@ -123,6 +124,7 @@ impl SharedMemory {
     /// `InvalidInput` for a zero size or a bad name (empty, over 250 bytes, or holding
     /// `/` or NUL); `AlreadyExists`; `NoSpace`; `Io`.
     pub fn create_named(name: &str, size: usize) -> Result<Self> {
+        crate::fork::install();
         check_size(size)?;
         let context = || format!("creating shared memory segment {name:?}");
         let fd = mproc_sys::shm_create(name, size).map_err(|e| Error::io(context(), e))?;
@@ -150,6 +152,7 @@ impl SharedMemory {
     ///
     /// `NotFound`; `InvalidInput` for a bad name; `Io`.
     pub fn open(name: &str) -> Result<Self> {
+        crate::fork::install();
         let context = || format!("opening shared memory segment {name:?}");
         let fd = mproc_sys::shm_open_existing(name).map_err(|e| Error::io(context(), e))?;
         let size = mproc_sys::file_size(fd.as_fd()).map_err(|e| Error::io(context(), e))?;
@@ -296,6 +299,7 @@ impl Serialize for SharedMemory {
 
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        crate::fork::install();
         use serde::de::Error as _;
         let (name, fd, len): (Option<String>, mproc_wire::Fd, u64) = Deserialize::deserialize(d)?;
         let fd = fd.into_owned();

@@ -162,8 +162,15 @@ impl Barrier {
     /// Asks for the barrier to be broken without holding its lock (the holder, or the next
     /// to take it, does it), and wakes the waiters so that one of them takes the lock.
     fn request_break(&self) {
-        self.core.word(BROKEN).fetch_or(2, Ordering::Relaxed);
+        self.core.word(BROKEN).fetch_or(2, Ordering::SeqCst);
         futex_wake(self.core.word(GENERATION), u32::MAX);
+        // The holder may have let go meanwhile, with nobody left awake to see the request:
+        // take the lock if it is free now and break it ourselves. (If it is held, its
+        // holder sees the request before it sleeps or when it next takes the lock.)
+        if self.core.try_acquire() != Got::No {
+            self.break_locked();
+            self.unlock();
+        }
     }
 
     fn unlock(&self) {
@@ -173,7 +180,9 @@ impl Barrier {
     /// Breaks the current generation (lock held): its waiters and later callers fail.
     fn break_locked(&self) {
         let f = |o| self.core.word(o);
-        f(BROKEN).store(1, Ordering::Relaxed); // broken; any break request is met
+        if f(BROKEN).swap(1, Ordering::SeqCst) & 1 != 0 {
+            return; // broken already (its generation was ended then); the request is met
+        }
         let generation = f(GENERATION).load(Ordering::Relaxed);
         f(BROKEN_GEN).store(generation, Ordering::Relaxed);
         f(COUNT).store(0, Ordering::Relaxed);
@@ -192,7 +201,7 @@ impl Barrier {
                 "the barrier wait timed out; the barrier is now broken",
             ));
         }
-        if f(BROKEN).load(Ordering::Relaxed) != 0 {
+        if f(BROKEN).load(Ordering::SeqCst) & 1 != 0 {
             self.unlock();
             return Err(broken("the barrier is broken"));
         }
@@ -216,15 +225,18 @@ impl Barrier {
         f(COUNT).store(index + 1, Ordering::Relaxed);
         self.unlock();
         loop {
-            futex_wait(f(GENERATION), generation, end);
+            if f(BROKEN).load(Ordering::SeqCst) & 2 != 0 {
+                // A party asked for a break it could not make itself: make it (taking the
+                // lock honours the request).
+                self.lock();
+                self.unlock();
+            }
             if f(GENERATION).load(Ordering::Acquire) != generation {
                 break;
             }
-            if f(BROKEN).load(Ordering::Relaxed) & 2 != 0 {
-                // A party asked for a break it could not make itself: make it.
-                self.lock();
-                self.unlock();
-                continue;
+            futex_wait(f(GENERATION), generation, end);
+            if f(GENERATION).load(Ordering::Acquire) != generation {
+                break;
             }
             if end.is_some_and(|e| Instant::now() >= e) {
                 self.lock();

@@ -20,6 +20,9 @@ const PENDING: usize = 2;
 /// an unrepaired lock reports `OwnerDied` to every later locker, and each must not wake
 /// everyone again.
 const DEATH_SEEN: usize = 3;
+/// Set while a notify grants tokens and wakes: a holder that dies in between leaves it
+/// set, and the next locker wakes everyone whatever `DEATH_SEEN` says.
+const NOTIFYING: usize = 4;
 const DATA: usize = 0;
 
 /// A condition variable shared between processes, bundled with its lock and the value it
@@ -105,7 +108,10 @@ impl<T: ShmSafe> Condition<T> {
     }
 
     fn after(&self, got: Got) -> Got {
-        if got == Got::OwnerDied && self.word(DEATH_SEEN).swap(1, Ordering::Relaxed) == 0 {
+        if got == Got::OwnerDied
+            && (self.word(DEATH_SEEN).swap(1, Ordering::Relaxed) == 0
+                || self.word(NOTIFYING).swap(0, Ordering::Relaxed) != 0)
+        {
             self.word(SEQ).fetch_add(1, Ordering::Release);
             futex_wake(self.word(SEQ), u32::MAX);
         }
@@ -274,11 +280,13 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
         }
         let pending = cond.word(PENDING).load(Ordering::Relaxed).min(waiting);
         let k = n.min(waiting - pending);
+        cond.word(NOTIFYING).store(1, Ordering::Relaxed);
         cond.word(PENDING).store(pending + k, Ordering::Relaxed);
         cond.word(SEQ).fetch_add(1, Ordering::Release);
         // With k == 0 every waiter holds a token already, or tokens went to waiters that
         // died: waking one lets a live waiter take such a token instead of sleeping on.
         futex_wake(cond.word(SEQ), k.max(1));
+        cond.word(NOTIFYING).store(0, Ordering::Relaxed);
     }
 
     /// Wakes every process or thread waiting now. Python: `notify_all()`.

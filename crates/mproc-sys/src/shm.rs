@@ -127,7 +127,16 @@ impl std::fmt::Debug for MappingsGuard {
     }
 }
 
-type Kinds = std::collections::HashMap<(u64, u64), (bool, usize)>;
+/// Per file: mapped as locks?, how many live mappings, and a lock mapping that had to be
+/// leaked (address, length), to be handed out again rather than mapped anew.
+type Kinds = std::collections::HashMap<(u64, u64), Kind>;
+
+#[derive(Debug)]
+struct Kind {
+    locks: bool,
+    count: usize,
+    leaked: Option<(usize, usize)>,
+}
 
 /// Locks the registry of mapped files (see [`MappingsGuard`]).
 ///
@@ -138,13 +147,19 @@ pub fn hold_mappings() -> MappingsGuard {
     MappingsGuard(KINDS.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-fn register(identity: (u64, u64), locks: bool) -> io::Result<()> {
+/// Registers a new mapping of `identity`; returns a leaked lock mapping of that length to
+/// reuse instead of mapping again, if there is one.
+fn register(identity: (u64, u64), locks: bool, len: usize) -> io::Result<Option<usize>> {
     let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
     let entry = kinds
         .get_or_insert_with(Default::default)
         .entry(identity)
-        .or_insert((locks, 0));
-    if entry.0 != locks {
+        .or_insert(Kind {
+            locks,
+            count: 0,
+            leaked: None,
+        });
+    if entry.locks != locks {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             if locks {
@@ -154,8 +169,26 @@ fn register(identity: (u64, u64), locks: bool) -> io::Result<()> {
             },
         ));
     }
-    entry.1 += 1;
-    Ok(())
+    if let Some((ptr, leaked_len)) = entry.leaked
+        && leaked_len == len
+    {
+        // The leaked mapping's count is still held: it simply has an owner again. Its
+        // addresses are the ones this process's robust lists and held sets know.
+        entry.leaked = None;
+        return Ok(Some(ptr));
+    }
+    entry.count += 1;
+    Ok(None)
+}
+
+/// Records that a lock mapping of `identity` is leaked (its count stays held).
+fn leak(identity: (u64, u64), ptr: usize, len: usize) {
+    let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(entry) = kinds.as_mut().and_then(|m| m.get_mut(&identity))
+        && entry.leaked.is_none()
+    {
+        entry.leaked = Some((ptr, len));
+    }
 }
 
 fn unregister(identity: (u64, u64)) {
@@ -163,8 +196,8 @@ fn unregister(identity: (u64, u64)) {
     if let Some(map) = kinds.as_mut()
         && let Some(entry) = map.get_mut(&identity)
     {
-        entry.1 -= 1;
-        if entry.1 == 0 {
+        entry.count -= 1;
+        if entry.count == 0 && entry.leaked.is_none() {
             map.remove(&identity);
         }
     }
@@ -353,7 +386,14 @@ impl Region {
             });
         }
         let identity = file_identity(fd)?;
-        register(identity, locks)?;
+        if let Some(ptr) = register(identity, locks, len)? {
+            return Ok(Region {
+                ptr: NonNull::new(ptr as *mut u8).ok_or(io::ErrorKind::Other)?,
+                len,
+                locks,
+                identity,
+            });
+        }
         // SAFETY: a fresh shared mapping chosen by the kernel (null hint); `fd` is a valid
         // open file at least `len` bytes long.
         let ptr = unsafe {
@@ -619,7 +659,9 @@ impl Drop for Region {
         if self.locks && self.holds_locks() {
             // A guard was forgotten (or a lock acquired without one was never released):
             // leak the mapping, and keep its file registered as locks, rather than leave
-            // dangling robust-list links.
+            // dangling robust-list links. Mapping the file again reuses it, at the same
+            // addresses, so the holder can still release its lock.
+            leak(self.identity, self.ptr.as_ptr() as usize, self.len);
             return;
         }
         if self.identity != (0, 0) {

@@ -30,6 +30,8 @@ const ENTRY: usize = MAX_NAME + 1;
 pub struct Tracker {
     sock: OwnedFd,
     pid: u32,
+    /// The process that started the tracker: its parent, the only one that may reap it.
+    starter: u32,
 }
 
 impl Tracker {
@@ -47,11 +49,25 @@ impl Tracker {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
+        // Block every signal around the clone, so that no handler of ours runs in the child
+        // before it has reset them all (the child unblocks them afterwards).
+        // SAFETY: sigset operations on sets on our stack.
+        let old_mask = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            old
+        };
         // SAFETY: a bare fork (clone with SIGCHLD, no fork handlers: the caller may hold
         // locks that handlers take). The child branch calls only async-signal-safe system
         // calls (see `serve`) and never returns, so forking from a process with other
         // threads, without libc's fork bookkeeping, is sound.
         let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) } as i32;
+        if pid != 0 {
+            // SAFETY: restores the mask saved above.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+        }
         if pid < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -62,13 +78,17 @@ impl Tracker {
         Ok(Tracker {
             sock: ours,
             pid: pid as u32,
+            starter: std::process::id(),
         })
     }
 
-    /// Reaps the tracker if it has ended (it is this process's child): call after finding
-    /// it dead, before starting another.
+    /// Reaps the tracker after finding it dead (its socket closed), before starting
+    /// another; waits for it to finish exiting. Only the process that started it may: in a
+    /// fork child the pid is not ours to wait for.
     pub fn reap(&self) {
-        let _ = crate::wait_pid(self.pid, false);
+        if std::process::id() == self.starter {
+            let _ = crate::wait_pid(self.pid, true);
+        }
     }
 
     /// Returns the tracker's process id.
@@ -196,7 +216,7 @@ fn serve(sock: i32, parents: i32) -> ! {
     unsafe {
         libc::setsid();
         // No handler of the parent's may run here (it could allocate or take a lock).
-        for sig in 1..libc::SIGRTMAX() {
+        for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
