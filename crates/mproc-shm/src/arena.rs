@@ -431,6 +431,7 @@ impl LockBlock {
     }
 
     /// Returns the slot: a pinned pointer, so each access is a plain dereference.
+    #[inline]
     pub fn slot(&self) -> &Pinned<LockSlot> {
         &self.slot
     }

@@ -110,6 +110,7 @@ pub(crate) fn not_owner() -> Error {
 }
 
 /// Wraps a guard by how it was acquired.
+#[inline]
 pub(crate) fn lock_result<G>(got: Got, guard: impl FnOnce() -> G) -> LockResult<G> {
     match got {
         Got::OwnerDied => Err(OwnerDied::new(guard())),
@@ -206,6 +207,7 @@ impl Lock {
     /// # Errors
     ///
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding it.
+    #[inline]
     pub fn lock(&self) -> LockResult<LockGuard<'_>> {
         lock_result(self.core.acquire(None), || LockGuard::new(&self.core))
     }
@@ -271,6 +273,7 @@ pub struct LockGuard<'a> {
 }
 
 impl<'a> LockGuard<'a> {
+    #[inline]
     fn new(core: &'a Core) -> Self {
         LockGuard {
             core,
@@ -299,6 +302,7 @@ impl fmt::Debug for LockGuard<'_> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         let _ = self.core.release();
     }

@@ -246,7 +246,14 @@ fn held_contains(entry: usize) -> bool {
 extern "C" fn forget_thread_state() {
     // In a fork child, the one thread has a new tid (and glibc emptied its robust list);
     // it holds none of the locks its parent's thread held.
-    THREAD.with(|t| t.set(ThreadState { tid: 0, head: 0 }));
+    let head = THREAD
+        .with(|t| t.replace(ThreadState { tid: 0, head: 0 }))
+        .head;
+    if head != 0 {
+        // SAFETY: the head registered for this thread (the fork child's copy of it, at the
+        // same address); a lock may have left `list_op_pending` naming it.
+        unsafe { (*(head as *mut RobustHead)).list_op_pending = 0 };
+    }
     HELD.with(|h| h.len.set(0));
     HELD_MORE.with(|m| m.borrow_mut().clear());
 }
@@ -426,11 +433,14 @@ impl RawMutex {
         } else {
             self.lock_slow(me, deadline)
         };
-        if status != LockStatus::WouldBlock {
+        if status == LockStatus::WouldBlock {
+            self.set_pending(me, 0);
+        } else {
+            // Linked: `list_op_pending` may go on naming this lock (the kernel handles an
+            // entry that is both pending and listed once), until the next list operation.
             self.enqueue(me);
             held_push(self.entry());
         }
-        self.set_pending(me, 0);
         status
     }
 
@@ -459,11 +469,14 @@ impl RawMutex {
         } else {
             LockStatus::WouldBlock
         };
-        if status != LockStatus::WouldBlock {
+        if status == LockStatus::WouldBlock {
+            self.set_pending(me, 0);
+        } else {
+            // Linked: `list_op_pending` may go on naming this lock (the kernel handles an
+            // entry that is both pending and listed once), until the next list operation.
             self.enqueue(me);
             held_push(self.entry());
         }
-        self.set_pending(me, 0);
         status
     }
 

@@ -222,11 +222,13 @@ const _: () = assert!(size_of::<LockSlot>() == LOCK_SLOT);
 
 impl LockSlot {
     /// Returns the slot's mutex.
+    #[inline]
     pub fn mutex(&self) -> &crate::RawMutex {
         &self.mutex
     }
 
     /// Returns the slot's atomic words (zero in a fresh region).
+    #[inline]
     pub fn words(&self) -> &[AtomicU32; 6] {
         &self.words
     }
