@@ -413,6 +413,9 @@ const _: () = {
 
 const SPINS: u32 = 100;
 
+/// How many entries the kernel walks on a robust list at most (its own limit).
+const ROBUST_LIST_LIMIT: usize = 2048;
+
 impl RawMutex {
     #[inline]
     fn entry(&self) -> usize {
@@ -439,7 +442,9 @@ impl RawMutex {
             // Linked: `list_op_pending` may go on naming this lock (the kernel handles an
             // entry that is both pending and listed once), until the next list operation.
             self.enqueue(me);
-            held_push(self.entry());
+            if me.head == 0 {
+                held_push(self.entry()); // no robust list to prove ownership with
+            }
         }
         status
     }
@@ -475,7 +480,9 @@ impl RawMutex {
             // Linked: `list_op_pending` may go on naming this lock (the kernel handles an
             // entry that is both pending and listed once), until the next list operation.
             self.enqueue(me);
-            held_push(self.entry());
+            if me.head == 0 {
+                held_push(self.entry()); // no robust list to prove ownership with
+            }
         }
         status
     }
@@ -551,7 +558,12 @@ impl RawMutex {
     #[inline]
     pub fn unlock(&self) -> Result<(), NotOwner> {
         let me = thread_state();
-        if !held_take(self.entry()) {
+        let mine = if me.head != 0 {
+            self.on_my_list(me)
+        } else {
+            held_take(self.entry())
+        };
+        if !mine {
             return Err(NotOwner);
         }
         let v = self.word.load(Ordering::Relaxed);
@@ -594,8 +606,13 @@ impl RawMutex {
     /// Returns whether the calling thread holds the lock (it locked it, and has not
     /// unlocked it).
     pub fn is_owned_by_current_thread(&self) -> bool {
-        self.word.load(Ordering::Relaxed) & TID_MASK == thread_state().tid
-            && held_contains(self.entry())
+        let me = thread_state();
+        self.word.load(Ordering::Relaxed) & TID_MASK == me.tid
+            && if me.head != 0 {
+                self.on_my_list(me)
+            } else {
+                held_contains(self.entry())
+            }
     }
 
     /// Returns the owner's thread id, if the lock is held.
@@ -608,6 +625,33 @@ impl RawMutex {
     /// recursion count, say). It is not reset when an owner dies.
     pub fn owner_word(&self) -> &AtomicU32 {
         &self.aux
+    }
+
+    /// Returns whether this mutex is on the calling thread's robust list: proof of
+    /// ownership from the thread's own records (its list head is private memory), never
+    /// from the shared word alone, which a peer could forge. Locks are usually released
+    /// newest first, so the walk usually stops at the first entry.
+    #[inline]
+    fn on_my_list(&self, me: ThreadState) -> bool {
+        let entry = self.entry();
+        // SAFETY: `me.head` is this thread's registered head; every entry on its list is
+        // an entry this thread linked (ours, in a lock region kept mapped while held; or
+        // glibc's, valid while held), whose first word is the next entry's address. The
+        // walk is bounded as the kernel's is. A peer that overwrites the links of a lock
+        // we hold can mislead it: processes that share a lock trust each other with it.
+        unsafe {
+            let mut cur = (*(me.head as *const RobustHead)).list & !1;
+            for _ in 0..ROBUST_LIST_LIMIT {
+                if cur == entry {
+                    return true;
+                }
+                if cur == me.head || cur == 0 {
+                    return false;
+                }
+                cur = *(cur as *const usize) & !1;
+            }
+        }
+        false
     }
 
     #[inline]
@@ -731,6 +775,34 @@ mod tests {
             let _ = m.mark_consistent();
             m.unlock().unwrap();
         }
+    }
+
+    #[test]
+    fn without_a_robust_list_ownership_comes_from_the_held_set() {
+        let region = crate::Region::anonymous_locks_with_fd(64 * 40).unwrap().0;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // As on a thread whose robust list could not be found.
+                let tid = thread_state().tid;
+                THREAD.with(|t| t.set(ThreadState { tid, head: 0 }));
+                let locks: Vec<&RawMutex> = (0..20).map(|i| at(&region, i)).collect();
+                for m in &locks {
+                    assert_eq!(m.lock(None), LockStatus::Acquired);
+                }
+                // Past the 16 kept inline, released out of order.
+                for i in [
+                    3, 19, 0, 17, 16, 8, 1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 18,
+                ] {
+                    assert!(locks[i].is_owned_by_current_thread());
+                    locks[i].unlock().unwrap();
+                    assert_eq!(locks[i].unlock(), Err(NotOwner));
+                }
+                let forged = at(&region, 25);
+                forged.word.store(tid, Ordering::Relaxed);
+                assert_eq!(forged.unlock(), Err(NotOwner));
+                forged.word.store(0, Ordering::Relaxed);
+            });
+        });
     }
 
     #[test]
