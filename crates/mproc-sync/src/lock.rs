@@ -548,6 +548,27 @@ mod tests {
     }
 
     #[test]
+    fn rlock_reenters_under_other_locks_and_unlocks_out_of_order() {
+        let (r, a, b) = (
+            RLock::new().unwrap(),
+            Lock::new().unwrap(),
+            Lock::new().unwrap(),
+        );
+        let outer = r.lock().unwrap();
+        let ga = a.lock().unwrap();
+        let inner = r.lock().unwrap(); // r is no longer the newest lock held
+        let gb = b.lock().unwrap();
+        assert_eq!(r.count(), 2);
+        drop(ga); // out of order
+        drop(outer);
+        assert!(r.is_owned());
+        drop(inner);
+        assert!(!r.is_locked());
+        drop(gb);
+        assert!(!a.is_locked() && !b.is_locked());
+    }
+
+    #[test]
     fn rlock_release_by_another_thread_is_refused() {
         let rlock = RLock::new().unwrap();
         assert!(rlock.acquire());

@@ -413,9 +413,6 @@ const _: () = {
 
 const SPINS: u32 = 100;
 
-/// How many entries the kernel walks on a robust list at most (its own limit).
-const ROBUST_LIST_LIMIT: usize = 2048;
-
 impl RawMutex {
     #[inline]
     fn entry(&self) -> usize {
@@ -436,16 +433,13 @@ impl RawMutex {
         } else {
             self.lock_slow(me, deadline)
         };
-        if status == LockStatus::WouldBlock {
-            self.set_pending(me, 0);
-        } else {
-            // Linked: `list_op_pending` may go on naming this lock (the kernel handles an
-            // entry that is both pending and listed once), until the next list operation.
+        if status != LockStatus::WouldBlock {
             self.enqueue(me);
             if me.head == 0 {
                 held_push(self.entry()); // no robust list to prove ownership with
             }
         }
+        self.set_pending(me, 0);
         status
     }
 
@@ -474,16 +468,13 @@ impl RawMutex {
         } else {
             LockStatus::WouldBlock
         };
-        if status == LockStatus::WouldBlock {
-            self.set_pending(me, 0);
-        } else {
-            // Linked: `list_op_pending` may go on naming this lock (the kernel handles an
-            // entry that is both pending and listed once), until the next list operation.
+        if status != LockStatus::WouldBlock {
             self.enqueue(me);
             if me.head == 0 {
                 held_push(self.entry()); // no robust list to prove ownership with
             }
         }
+        self.set_pending(me, 0);
         status
     }
 
@@ -627,28 +618,35 @@ impl RawMutex {
         &self.aux
     }
 
-    /// Returns whether this mutex is on the calling thread's robust list: proof of
-    /// ownership from the thread's own records (its list head is private memory), never
-    /// from the shared word alone, which a peer could forge. Locks are usually released
-    /// newest first, so the walk usually stops at the first entry.
+    /// Returns whether this mutex is on the calling thread's robust list: ownership
+    /// proved from the thread's own records, never from the shared word alone, which a
+    /// peer could forge. Locks are usually released newest first: then the mutex is the
+    /// list's first entry, read from the head in this thread's private memory.
     #[inline]
     fn on_my_list(&self, me: ThreadState) -> bool {
+        // SAFETY: `me.head` is this thread's registered head (private memory).
+        let first = unsafe { (*(me.head as *const RobustHead)).list } & !1;
+        first == self.entry() || (first != me.head && self.deeper_on_my_list(me, first))
+    }
+
+    /// The rest of the walk, through the links of the entries ahead (in shared memory,
+    /// or glibc's): read with `process_vm_readv` on ourselves, which fails cleanly on a
+    /// bad address instead of faulting, so a corrupt link can only make the answer "no".
+    #[cold]
+    fn deeper_on_my_list(&self, me: ThreadState, first: usize) -> bool {
         let entry = self.entry();
-        // SAFETY: `me.head` is this thread's registered head; every entry on its list is
-        // an entry this thread linked (ours, in a lock region kept mapped while held; or
-        // glibc's, valid while held), whose first word is the next entry's address. The
-        // walk is bounded as the kernel's is. A peer that overwrites the links of a lock
-        // we hold can mislead it: processes that share a lock trust each other with it.
-        unsafe {
-            let mut cur = (*(me.head as *const RobustHead)).list & !1;
-            for _ in 0..ROBUST_LIST_LIMIT {
-                if cur == entry {
-                    return true;
-                }
-                if cur == me.head || cur == 0 {
-                    return false;
-                }
-                cur = *(cur as *const usize) & !1;
+        let mut cur = first;
+        // Far more than anyone holds at once; it only stops a corrupt cycle.
+        for _ in 0..(1 << 20) {
+            if cur == entry {
+                return true;
+            }
+            if cur == me.head || cur == 0 {
+                return false;
+            }
+            match crate::read_own_word(cur) {
+                Some(next) => cur = next & !1,
+                None => return false,
             }
         }
         false
@@ -801,6 +799,29 @@ mod tests {
                 forged.word.store(tid, Ordering::Relaxed);
                 assert_eq!(forged.unlock(), Err(NotOwner));
                 forged.word.store(0, Ordering::Relaxed);
+            });
+        });
+    }
+
+    #[test]
+    fn locks_deeper_than_the_kernels_walk_are_still_ours() {
+        let n = 2100; // more than the 2048 entries the kernel walks at a thread's death
+        let region = crate::Region::anonymous_locks_with_fd(64 * n).unwrap().0;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let locks: Vec<&RawMutex> = (0..n).map(|i| at(&region, i)).collect();
+                for m in &locks {
+                    assert_eq!(m.lock(None), LockStatus::Acquired);
+                }
+                // The oldest are the deepest on the list.
+                for m in &locks[..5] {
+                    assert!(m.is_owned_by_current_thread());
+                    m.unlock().unwrap();
+                    assert!(!m.is_owned_by_current_thread());
+                }
+                for m in locks[5..].iter().rev() {
+                    m.unlock().unwrap();
+                }
             });
         });
     }

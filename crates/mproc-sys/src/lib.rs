@@ -29,6 +29,8 @@ mod shm;
 mod socket;
 mod tracker;
 
+pub(crate) use process::read_own_word;
+
 pub use code::{FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
     FdKind, deadline_after, fd_kind, is_memfd, is_size_sealed, memfd_create, open_fd_count,

@@ -116,6 +116,24 @@ pub fn thread_count() -> io::Result<usize> {
     }
 }
 
+/// Reads a word of this process's own memory at `addr` without faulting: `None` if the
+/// address is not mapped readable (`process_vm_readv` on ourselves).
+pub(crate) fn read_own_word(addr: usize) -> Option<usize> {
+    let mut word: usize = 0;
+    let local = libc::iovec {
+        iov_base: (&mut word as *mut usize).cast(),
+        iov_len: std::mem::size_of::<usize>(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: std::mem::size_of::<usize>(),
+    };
+    // SAFETY: `local` describes our own stack variable; the kernel checks `remote` and
+    // reports a bad address as an error instead of touching it from here.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    (n == std::mem::size_of::<usize>() as isize).then_some(word)
+}
+
 /// Registers fork handlers: `prepare` runs in the forking thread just before `fork`,
 /// `parent` and `child` just after it, in the parent and in the child (`pthread_atfork`).
 /// Used to hold a library's locks across a fork, so a child never inherits one held by a
