@@ -644,7 +644,10 @@ impl RawMutex {
             if cur == me.head || cur == 0 {
                 return false;
             }
-            match crate::read_own_word(cur) {
+            // SAFETY: `cur` is an entry of this thread's robust list, valid while held
+            // (ours, in a lock region kept mapped; or glibc's) - the trust every robust
+            // list relies on; the read itself fails cleanly where it can.
+            match unsafe { crate::read_own_word(cur) } {
                 Some(next) => cur = next & !1,
                 None => return false,
             }
