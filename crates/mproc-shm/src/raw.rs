@@ -11,10 +11,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::arena::Block;
 use crate::error::{Error, ErrorKind, Result};
 
-fn check_align<T>() -> Result<()> {
-    Block::check_align::<T>()
-}
-
 /// A value in shared memory with no lock. Python: `RawValue`.
 ///
 /// `get` and `set` copy the whole value; with several writers, a reader can see a mix of
@@ -39,7 +35,7 @@ impl<T: ShmSafe> RawValue<T> {
     ///
     /// `InvalidInput` for a type aligned to more than 64 bytes; `NoSpace`/`Io` from the OS.
     pub fn new(value: T) -> Result<Self> {
-        check_align::<T>()?;
+        Block::check_align::<T>()?;
         let block = Block::alloc(size_of::<T>())?;
         block.write(0, value)?;
         Ok(RawValue {
@@ -87,7 +83,7 @@ impl<T: ShmSafe> Serialize for RawValue<T> {
 impl<'de, T: ShmSafe> Deserialize<'de> for RawValue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let block = Block::deserialize(d)?;
-        if block.len() < size_of::<T>() || check_align::<T>().is_err() {
+        if block.len() < size_of::<T>() || Block::check_align::<T>().is_err() {
             return Err(serde::de::Error::custom(
                 "received a shared value of the wrong size",
             ));
@@ -124,7 +120,7 @@ impl<T: ShmSafe> RawArray<T> {
     ///
     /// `InvalidInput` for a size overflow or an over-aligned type; `NoSpace`/`Io`.
     pub fn zeroed(len: usize) -> Result<Self> {
-        check_align::<T>()?;
+        Block::check_align::<T>()?;
         let bytes = size_of::<T>()
             .checked_mul(len)
             .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "array too large"))?;
@@ -253,7 +249,7 @@ impl<'de, T: ShmSafe> Deserialize<'de> for RawArray<T> {
             .ok()
             .and_then(|n| n.checked_mul(size_of::<T>()))
             .is_some_and(|bytes| bytes <= block.len());
-        if !fits || check_align::<T>().is_err() {
+        if !fits || Block::check_align::<T>().is_err() {
             return Err(serde::de::Error::custom(
                 "received a shared array longer than its block",
             ));
@@ -287,7 +283,7 @@ impl<A: ShmAtomic> SharedAtomic<A> {
     ///
     /// `NoSpace`/`Io` from the OS.
     pub fn new() -> Result<Self> {
-        check_align::<A>()?;
+        Block::check_align::<A>()?;
         let block = Block::alloc(size_of::<A>())?;
         Ok(SharedAtomic {
             value: block.pin(0)?,

@@ -51,12 +51,6 @@ struct Mapped {
     fd: OwnedFd,
 }
 
-impl Mapped {
-    fn new(region: Region, fd: OwnedFd) -> Result<Arc<Mapped>> {
-        Ok(Arc::new(Mapped { region, fd }))
-    }
-}
-
 impl fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SharedMemory")
@@ -92,7 +86,7 @@ impl SharedMemory {
         let (region, fd) = Region::anonymous_with_fd("mproc-shm", size)
             .map_err(|e| Error::io("creating a shared memory segment", e))?;
         Ok(SharedMemory {
-            mapped: Mapped::new(region, fd)?,
+            mapped: Arc::new(Mapped { region, fd }),
             name: None,
         })
     }
@@ -140,7 +134,7 @@ impl SharedMemory {
             return Err(e);
         }
         Ok(SharedMemory {
-            mapped: Mapped::new(region, fd)?,
+            mapped: Arc::new(Mapped { region, fd }),
             name: Some(name.to_string()),
         })
     }
@@ -158,7 +152,7 @@ impl SharedMemory {
         let size = mproc_sys::file_size(fd.as_fd()).map_err(|e| Error::io(context(), e))?;
         let region = Region::map(fd.as_fd(), size as usize).map_err(|e| Error::io(context(), e))?;
         Ok(SharedMemory {
-            mapped: Mapped::new(region, fd)?,
+            mapped: Arc::new(Mapped { region, fd }),
             name: Some(name.to_string()),
         })
     }
@@ -332,7 +326,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
         let region = Region::map(fd.as_fd(), len)
             .map_err(|e| D::Error::custom(format!("cannot map a received segment: {e}")))?;
         Ok(SharedMemory {
-            mapped: Mapped::new(region, fd).map_err(D::Error::custom)?,
+            mapped: Arc::new(Mapped { region, fd }),
             name,
         })
     }

@@ -433,14 +433,7 @@ impl RawMutex {
         } else {
             self.lock_slow(me, deadline)
         };
-        if status != LockStatus::WouldBlock {
-            self.enqueue(me);
-            if me.head == 0 {
-                held_push(self.entry()); // no robust list to prove ownership with
-            }
-        }
-        self.set_pending(me, 0);
-        status
+        self.acquired(me, status)
     }
 
     /// Locks if that needs no waiting.
@@ -468,6 +461,13 @@ impl RawMutex {
         } else {
             LockStatus::WouldBlock
         };
+        self.acquired(me, status)
+    }
+
+    /// Ends an acquisition begun with the pending marker set: links a lock we got into
+    /// the thread's robust list (or its held set), and clears the marker.
+    #[inline]
+    fn acquired(&self, me: ThreadState, status: LockStatus) -> LockStatus {
         if status != LockStatus::WouldBlock {
             self.enqueue(me);
             if me.head == 0 {
