@@ -25,6 +25,7 @@ mod code;
 mod fd;
 mod futex;
 mod process;
+mod sealed;
 mod shm;
 mod socket;
 mod tracker;
@@ -47,12 +48,14 @@ pub use process::{
     set_env_var, set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid,
     wait_pidfd,
 };
+pub use sealed::{SealedBytes, SealedWriter};
 pub use shm::{
     LOCK_SLOT, LockSlot, MappingsGuard, Pinned, Region, ShmAtomic, ShmSafe, file_identity,
     file_size, hold_mappings, shm_create, shm_open_existing, shm_unlink,
 };
 pub use socket::{
-    peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds, recv_with_fds,
-    send_buffer_size, send_vectored_with_fds, send_with_fds, set_send_buffer, socketpair,
+    MAX_FDS_PER_MSG, peek, peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds,
+    recv_with_fds, send_buffer_size, send_vectored_with_fds, send_with_fds, seqpacket_pair,
+    set_send_buffer, socketpair,
 };
 pub use tracker::Tracker;

@@ -28,6 +28,56 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((above_stdio(a)?, above_stdio(b)?))
 }
 
+/// Creates a connected pair of Unix `SOCK_SEQPACKET` sockets (close-on-exec): each send is
+/// received whole, as one record, even when several processes share an end.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::seqpacket_pair()?;
+/// mproc_sys::send_with_fds(a.as_fd(), b"one", &[])?;
+/// mproc_sys::send_with_fds(a.as_fd(), b"two", &[])?;
+/// let mut buf = [0u8; 8];
+/// assert_eq!(mproc_sys::recv_with_fds(b.as_fd(), &mut buf, &mut Vec::new(), false)?, 3);
+/// assert_eq!(&buf[..3], b"one");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((above_stdio(a)?, above_stdio(b)?))
+}
+
+/// Copies the start of the next record waiting on `fd` into `buf` without taking it (and
+/// without receiving any fd attached to it). Never blocks: nothing waiting is
+/// `io::ErrorKind::WouldBlock`.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::seqpacket_pair()?;
+/// mproc_sys::send_with_fds(a.as_fd(), b"abc", &[])?;
+/// let mut head = [0u8; 1];
+/// assert_eq!(mproc_sys::peek(b.as_fd(), &mut head)?, 1);
+/// assert_eq!(mproc_sys::recv_with_fds(b.as_fd(), &mut [0u8; 3], &mut Vec::new(), true)?, 3);
+/// assert!(mproc_sys::peek(b.as_fd(), &mut head).is_err());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match socket::recv(
+            fd.as_raw_fd(),
+            buf,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
 /// Moves an fd that landed on 0, 1 or 2 (a program closed its standard streams) to a
 /// number of 3 or more, so that nothing that later sets up the standard streams can
 /// clobber it.

@@ -1,6 +1,6 @@
 //! Values to messages and back: postcard bytes plus the side table of fds found inside.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -85,36 +85,65 @@ impl AsFd for Fd {
     }
 }
 
-enum Table {
-    Encoding(Vec<OwnedFd>),
-    Decoding(Vec<Option<OwnedFd>>),
-}
-
 thread_local! {
-    static TABLE: RefCell<Option<Table>> = const { RefCell::new(None) };
+    /// The fds of the values being encoded on this thread: a stack shared by nested
+    /// encodes, each owning the part from its start.
+    static ENC_FDS: RefCell<Vec<OwnedFd>> = const { RefCell::new(Vec::new()) };
+    /// Where the innermost running encode's fds start (`None`: no encode is running).
+    static ENC_BASE: Cell<Option<usize>> = const { Cell::new(None) };
+    /// The fds of the message being decoded, when it carries any (or when decodes nest).
+    static DEC_FDS: Cell<Option<Vec<Option<OwnedFd>>>> = const { Cell::new(None) };
+    static DEC_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Runs `f` with `table` installed for this thread, and returns the table afterwards.
-/// Nested calls (a value encoding another value) keep their own tables, and a panic in a
-/// user's `Serialize` or `Deserialize` still puts the outer table back.
-fn with_table<R>(table: Table, f: impl FnOnce() -> R) -> (R, Table) {
-    struct Restore(Option<Option<Table>>);
+/// Runs the encode `f` with a frame of the fd stack of its own, and returns the fds the
+/// value put there. A panic in a user's `Serialize` still restores the outer frame.
+fn encoding<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
+    struct Restore {
+        outer: Option<usize>,
+        start: usize,
+    }
     impl Drop for Restore {
         fn drop(&mut self) {
-            if let Some(outer) = self.0.take() {
-                // Unwinding: drop our table (closing its fds) and reinstate the outer one.
-                TABLE.with(|t| *t.borrow_mut() = outer);
-            }
+            ENC_BASE.set(self.outer);
+            // Closes what an unwinding encode left (a no-op after a normal one).
+            ENC_FDS.with(|v| v.borrow_mut().truncate(self.start));
         }
     }
-    let mut restore = Restore(Some(TABLE.with(|t| t.borrow_mut().replace(table))));
+    let start = ENC_FDS.with(|v| v.borrow().len());
+    let _restore = Restore {
+        outer: ENC_BASE.replace(Some(start)),
+        start,
+    };
     let r = f();
-    let outer = restore.0.take().expect("set above");
-    let table = TABLE.with(|t| std::mem::replace(&mut *t.borrow_mut(), outer));
-    (
-        r,
-        table.expect("side table present for the duration of the call"),
-    )
+    let fds = ENC_FDS.with(|v| {
+        let mut v = v.borrow_mut();
+        if v.len() > start {
+            v.split_off(start)
+        } else {
+            Vec::new()
+        }
+    });
+    (r, fds)
+}
+
+/// Runs the decode `f` with `fds` installed for the `Fd`s inside the value. A message
+/// without fds installs nothing (the common case costs nothing), unless decodes nest.
+fn decoding<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+    if fds.is_empty() && DEC_DEPTH.get() == 0 {
+        return f();
+    }
+    struct Restore(Option<Vec<Option<OwnedFd>>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // Drops (closes) the fds the value did not claim, and reinstates the outer ones.
+            drop(DEC_FDS.replace(self.0.take()));
+            DEC_DEPTH.set(DEC_DEPTH.get() - 1);
+        }
+    }
+    DEC_DEPTH.set(DEC_DEPTH.get() + 1);
+    let _restore = Restore(DEC_FDS.replace(Some(fds.into_iter().map(Some).collect())));
+    f()
 }
 
 impl Serialize for Fd {
@@ -140,30 +169,35 @@ pub struct FdRef<'a>(pub BorrowedFd<'a>);
 
 impl Serialize for FdRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let index = TABLE.with(|t| match &mut *t.borrow_mut() {
-            Some(Table::Encoding(fds)) => {
-                let dup = self
-                    .0
-                    .try_clone_to_owned()
-                    .map_err(|e| format!("cannot duplicate fd: {e}"))?;
-                fds.push(dup);
-                Ok(fds.len() as u32 - 1)
-            }
-            _ => Err("an fd can only be serialized by mproc_wire::encode".to_string()),
+        let Some(base) = ENC_BASE.get() else {
+            return Err(S::Error::custom(
+                "an fd can only be serialized by mproc_wire::encode",
+            ));
+        };
+        let dup = self
+            .0
+            .try_clone_to_owned()
+            .map_err(|e| S::Error::custom(format!("cannot duplicate fd: {e}")))?;
+        let index = ENC_FDS.with(|v| {
+            let mut v = v.borrow_mut();
+            v.push(dup);
+            (v.len() - 1 - base) as u32
         });
-        index.map_err(S::Error::custom)?.serialize(s)
+        index.serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Fd {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let index = u32::deserialize(d)? as usize;
-        let fd = TABLE.with(|t| match &mut *t.borrow_mut() {
-            Some(Table::Decoding(fds)) => fds
-                .get_mut(index)
-                .and_then(Option::take)
-                .ok_or_else(|| format!("message refers to fd #{index}, which it does not carry")),
-            _ => Err("an fd can only be deserialized by mproc_wire::decode".to_string()),
+        let mut table = DEC_FDS.take();
+        let fd = table.as_mut().and_then(|fds| fds.get_mut(index)?.take());
+        DEC_FDS.set(table);
+        let fd = fd.ok_or_else(|| {
+            format!(
+                "message refers to fd #{index}, which it does not carry (fds travel only \
+                 through mproc_wire::encode and decode)"
+            )
         });
         fd.map(Fd).map_err(D::Error::custom)
     }
@@ -182,11 +216,7 @@ impl<'de> Deserialize<'de> for Fd {
 /// # Ok::<(), mproc_wire::Error>(())
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message, Error> {
-    let (bytes, table) = with_table(Table::Encoding(Vec::new()), || postcard::to_stdvec(value));
-    let fds = match table {
-        Table::Encoding(fds) => fds,
-        Table::Decoding(_) => Vec::new(),
-    };
+    let (bytes, fds) = encoding(|| postcard::to_stdvec(value));
     let bytes =
         bytes.map_err(|e| Error::new(ErrorKind::Encode, format!("cannot serialize: {e}")))?;
     Ok(Message { bytes, fds })
@@ -210,16 +240,69 @@ pub fn encode_to_slice<'b, T: Serialize + ?Sized>(
     value: &T,
     buf: &'b mut [u8],
 ) -> Result<(&'b [u8], Vec<OwnedFd>), Error> {
-    let (bytes, table) = with_table(Table::Encoding(Vec::new()), || {
-        postcard::to_slice(value, buf)
-    });
-    let fds = match table {
-        Table::Encoding(fds) => fds,
-        Table::Decoding(_) => Vec::new(),
-    };
+    let (bytes, fds) = encoding(|| postcard::to_slice(value, buf));
     let bytes =
         bytes.map_err(|e| Error::new(ErrorKind::Encode, format!("cannot serialize: {e}")))?;
     Ok((&*bytes, fds))
+}
+
+/// Serializes `value` onto the end of `buf` (reused: no allocation once it is large
+/// enough), taking the fds inside it into the side table, which it returns.
+///
+/// # Errors
+///
+/// [`ErrorKind::Encode`] when serde fails; `buf` then holds what was written before.
+///
+/// ```
+/// let mut buf = Vec::new();
+/// let fds = mproc_wire::encode_into(&(7u8, true), &mut buf)?;
+/// assert_eq!(buf, [7, 1]);
+/// assert!(fds.is_empty());
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+pub fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>, Error> {
+    let (result, fds) = encoding(|| postcard::to_extend(value, std::mem::take(buf)));
+    match result {
+        Ok(out) => {
+            *buf = out;
+            Ok(fds)
+        }
+        Err(e) => Err(Error::new(
+            ErrorKind::Encode,
+            format!("cannot serialize: {e}"),
+        )),
+    }
+}
+
+/// Deserializes `bytes` (with the fds that travelled beside them) into a `T`, like
+/// [`decode`] without owning the bytes.
+///
+/// # Errors
+///
+/// As [`decode`].
+///
+/// ```
+/// let v: (u8, bool) = mproc_wire::decode_from(&[7, 1], Vec::new())?;
+/// assert_eq!(v, (7, true));
+/// assert!(mproc_wire::decode_from::<u8>(&[7, 1], Vec::new()).is_err());
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+pub fn decode_from<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, Error> {
+    let result = decoding(fds, || postcard::take_from_bytes::<T>(bytes));
+    match result {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(Error::new(
+            ErrorKind::Decode,
+            format!("{} trailing bytes after the value", rest.len()),
+        )),
+        Err(e) => Err(Error::new(
+            ErrorKind::Decode,
+            format!("cannot deserialize {}: {e}", std::any::type_name::<T>()),
+        )),
+    }
 }
 
 /// Deserializes a [`Message`] into a `T`, putting its fds back where they were.
@@ -238,19 +321,7 @@ pub fn encode_to_slice<'b, T: Serialize + ?Sized>(
 /// ```
 pub fn decode<T: DeserializeOwned>(msg: Message) -> Result<T, Error> {
     let Message { bytes, fds } = msg;
-    let table = Table::Decoding(fds.into_iter().map(Some).collect());
-    let (result, _rest) = with_table(table, || postcard::take_from_bytes::<T>(&bytes));
-    match result {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(Error::new(
-            ErrorKind::Decode,
-            format!("{} trailing bytes after the value", rest.len()),
-        )),
-        Err(e) => Err(Error::new(
-            ErrorKind::Decode,
-            format!("cannot deserialize {}: {e}", std::any::type_name::<T>()),
-        )),
-    }
+    decode_from(&bytes, fds)
 }
 
 impl fmt::Display for Fd {

@@ -29,7 +29,7 @@ mod codec;
 mod error;
 mod frame;
 
-pub use codec::{Fd, FdRef, Message, decode, encode, encode_to_slice};
+pub use codec::{Fd, FdRef, Message, decode, decode_from, encode, encode_into, encode_to_slice};
 pub use error::{Error, ErrorKind};
 pub use frame::{FrameReader, FrameWriter, HEADER_LEN, Limits, write_frame, write_message};
 
