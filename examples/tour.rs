@@ -12,6 +12,9 @@ mod level2;
 #[path = "level4_pipe.rs"]
 #[allow(dead_code)]
 mod level4;
+#[path = "level5_queue.rs"]
+#[allow(dead_code)]
+mod level5;
 #[path = "level7_shared_memory.rs"]
 #[allow(dead_code)]
 mod level7;
@@ -30,13 +33,9 @@ fn main() -> mproc::Result<()> {
     mproc_examples::heading(3, "a pool with map");
     println!("  not built yet: arrives with mproc-pool");
     level4::run()?;
-    for (level, what, crate_) in [
-        (5, "a queue with producer and consumer", "mproc-queue"),
-        (6, "a manager list used as a shared stack", "mproc-manager"),
-    ] {
-        mproc_examples::heading(level, what);
-        println!("  not built yet: arrives with {crate_}");
-    }
+    level5::run()?;
+    mproc_examples::heading(6, "a manager list used as a shared stack");
+    println!("  not built yet: arrives with mproc-manager");
     level7::run()?;
     level8::run()?;
     println!("\ntour complete");

@@ -13,6 +13,7 @@ use mproc::sys::{ForkOutcome, SpawnSelf};
 use mproc::{Builder, StartMethod};
 use serde_json::{Value, json};
 
+mod queue;
 mod sync;
 
 /// Set in the environment of the floor's child: it exits at the top of `main`.
@@ -228,6 +229,9 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     // `--only-sync`: just the lock and shared-memory figures (for working on them).
     let only_sync = args.iter().any(|a| a == "--only-sync");
+    // `--only-queue`: just the queue figures (and the copy floor they need).
+    let only_queue = args.iter().any(|a| a == "--only-queue");
+    let only_sync = only_sync || only_queue;
     let arg_after = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -302,12 +306,20 @@ fn main() {
     check_ok &= rtt_ok && bw_ok;
 
     eprintln!("measuring locks and shared memory ...");
-    let (unc, unc_floor) = sync::lock_uncontended(rounds, if quick { 200_000 } else { 1_000_000 });
+    let lock_rounds = if only_queue { 0 } else { rounds };
+    let (unc, unc_floor) =
+        sync::lock_uncontended(lock_rounds, if quick { 200_000 } else { 1_000_000 });
     for (t, f) in unc.iter().zip(&unc_floor) {
         s.add("lock_uncontended_ns", *t);
         s.add("floor.futex_lock_ns", *f);
     }
-    for _ in 0..(if quick { 5 } else { 15 }) {
+    for _ in 0..(if only_queue {
+        0
+    } else if quick {
+        5
+    } else {
+        15
+    }) {
         let (ours, floor, ok) = sync::lock_value(50_000);
         s.add("lock_value_ops_per_s", ours);
         s.add("floor.futex_mutex_ops_per_s", floor);
@@ -322,6 +334,30 @@ fn main() {
         s.add("floor.fill_gbps", f.floor_fill);
         s.add("floor.copy_gbps", f.floor_copy);
         shm_check_ok &= ok;
+    }
+
+    eprintln!("measuring queues ...");
+    let q_rounds = if quick { 2 } else { 5 };
+    let n_small = if quick { 2_000_000 } else { 10_000_000 };
+    for _ in 0..q_rounds {
+        let (r, ok) = queue::msgs_per_s(1, 1, n_small);
+        s.add("queue_msgs_per_s.1p1c", r);
+        check_ok &= ok;
+        s.add("floor.shm_ring_msgs_per_s", queue::ring_floor(10 * n_small));
+        let (r, ok) = queue::msgs_per_s(2, 2, n_small);
+        s.add("queue_msgs_per_s.2p2c", r);
+        check_ok &= ok;
+        let (g, ok) = queue::gbps_1mib(if quick { 500 } else { 2000 });
+        s.add("queue_1mib_gbps", g);
+        check_ok &= ok;
+    }
+    let (rtt, ok) = queue::rtt_us(rounds, 20_000);
+    for t in rtt {
+        s.add("queue_rtt_us", t);
+    }
+    check_ok &= ok;
+    for t in queue::spin_rtt_floor(rounds, 20_000) {
+        s.add("floor.spin_rtt_us", t);
     }
 
     let python = match (arg_after("--python"), arg_after("--python-script")) {
@@ -379,6 +415,9 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
     let lock_floor = m("floor.futex_lock_ns");
     let mutex_floor = m("floor.futex_mutex_ops_per_s");
     let fill_floor = m("floor.fill_gbps");
+    let ring_floor = m("floor.shm_ring_msgs_per_s");
+    let spin_floor = m("floor.spin_rtt_us");
+    let copy_floor = m("floor.copy_gbps");
     let row = |key, floor, higher_is_better, met: &dyn Fn(f64) -> bool, goal| {
         let ours = m(key);
         Row {
@@ -447,6 +486,28 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
             &|v| v >= 0.9 * fill_floor,
             "≥ 0.9 × floor.fill_gbps",
         ),
+        row(
+            "queue_msgs_per_s.1p1c",
+            ring_floor,
+            true,
+            &|v| v >= 20e6,
+            "≥ 20M msg/s",
+        ),
+        row(
+            "queue_msgs_per_s.2p2c",
+            ring_floor,
+            true,
+            &|v| v >= 10e6,
+            "≥ 10M msg/s",
+        ),
+        row("queue_rtt_us", spin_floor, false, &|v| v <= 2.0, "≤ 2 µs"),
+        row(
+            "queue_1mib_gbps",
+            copy_floor,
+            true,
+            &|v| v >= 10.0,
+            "≥ 10 GB/s",
+        ),
     ];
     println!("\nmproc benchmarks (medians; floors measured in the same run)\n");
     println!(
@@ -458,6 +519,7 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
     let unit = |r: &Row| match r.key {
         "lock_uncontended_ns" => "ns",
         "lock_value_ops_per_s" => "op/s",
+        k if k.starts_with("queue_msgs") => "/s",
         _ if r.higher_is_better => "GB/s",
         _ => "µs",
     };
@@ -502,6 +564,8 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
         "floor.futex_mutex_ops_per_s",
         "floor.fill_gbps",
         "floor.copy_gbps",
+        "floor.shm_ring_msgs_per_s",
+        "floor.spin_rtt_us",
         "extra.shm_fresh_gbps",
         "extra.shm_copy_gbps",
     ] {
@@ -520,6 +584,12 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
         "lock_value_ops_per_s": m("lock_value_ops_per_s").round(),
         "shm_gbps": (m("shm_gbps") * 100.0).round() / 100.0,
         "shm_check_ok": shm_check_ok,
+        "queue_msgs_per_s": {
+            "1p1c": m("queue_msgs_per_s.1p1c").round(),
+            "2p2c": m("queue_msgs_per_s.2p2c").round(),
+        },
+        "queue_rtt_us": (m("queue_rtt_us") * 100.0).round() / 100.0,
+        "queue_1mib_gbps": (m("queue_1mib_gbps") * 100.0).round() / 100.0,
         "extra": {
             "shm_fresh_gbps": (m("extra.shm_fresh_gbps") * 100.0).round() / 100.0,
             "shm_copy_gbps": (m("extra.shm_copy_gbps") * 100.0).round() / 100.0,
@@ -532,7 +602,9 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
             "futex_lock_ns": round1(lock_floor),
             "futex_mutex_ops_per_s": mutex_floor.round(),
             "fill_gbps": (fill_floor * 100.0).round() / 100.0,
-            "copy_gbps": (m("floor.copy_gbps") * 100.0).round() / 100.0,
+            "copy_gbps": (copy_floor * 100.0).round() / 100.0,
+            "shm_ring_msgs_per_s": ring_floor.round(),
+            "spin_rtt_us": (spin_floor * 1000.0).round() / 1000.0,
         },
         "ratio_to_floor": vs_floor,
         "check_ok": check_ok,

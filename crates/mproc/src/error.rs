@@ -29,6 +29,10 @@ pub enum Error {
     /// From locks and the other synchronisation primitives ([`mproc_sync::Error`]).
     #[cfg(feature = "sync")]
     Sync(mproc_sync::Error),
+    /// From queues ([`mproc_queue::Error`]; a full, empty or closed queue turned into an
+    /// error by `?` too).
+    #[cfg(feature = "queue")]
+    Queue(mproc_queue::Error),
     /// From the operating system.
     Io(std::io::Error),
 }
@@ -49,6 +53,8 @@ impl fmt::Display for Error {
             Error::Shm(e) => e.fmt(f),
             #[cfg(feature = "sync")]
             Error::Sync(e) => e.fmt(f),
+            #[cfg(feature = "queue")]
+            Error::Queue(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -67,6 +73,8 @@ impl std::error::Error for Error {
             Error::Shm(e) => Some(e),
             #[cfg(feature = "sync")]
             Error::Sync(e) => Some(e),
+            #[cfg(feature = "queue")]
+            Error::Queue(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }
@@ -124,6 +132,28 @@ impl<G> From<mproc_sync::TryLockError<G>> for Error {
     }
 }
 
+#[cfg(feature = "queue")]
+impl From<mproc_queue::Error> for Error {
+    fn from(e: mproc_queue::Error) -> Self {
+        Error::Queue(e)
+    }
+}
+
+/// A put that did not happen, turned into an error by `?` (the value is dropped).
+#[cfg(feature = "queue")]
+impl<T> From<mproc_queue::PutError<T>> for Error {
+    fn from(e: mproc_queue::PutError<T>) -> Self {
+        Error::Queue(e.into())
+    }
+}
+
+#[cfg(feature = "queue")]
+impl From<mproc_queue::GetError> for Error {
+    fn from(e: mproc_queue::GetError) -> Self {
+        Error::Queue(e.into())
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Io(e)
@@ -143,6 +173,8 @@ impl From<Error> for std::io::Error {
             Error::Shm(e) => e.into(),
             #[cfg(feature = "sync")]
             Error::Sync(e) => e.into(),
+            #[cfg(feature = "queue")]
+            Error::Queue(e) => e.into(),
             Error::Io(e) => e,
         }
     }

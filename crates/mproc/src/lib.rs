@@ -58,7 +58,16 @@
 //! | `Condition()`, `cond.wait(t)`, `cond.notify(n)` | `Condition::new(state)?`, `guard.wait_timeout(t)?`, `guard.notify(n)` |
 //! | `Event()`, `Barrier(n, action, timeout)` | `Event::new()?`, `Barrier::with_timeout(n, t)?` and `barrier.wait_with(action)` |
 //!
-//! Queues, pools and managers join this table as their crates land.
+//!
+//! | `Queue()`, `Queue(maxsize=n)` | `Queue::<T>::new()?`, `Queue::<T>::bounded(n)?` (bytes bounded too: `queue::Builder`) |
+//! | `q.put(x)`, `q.put(x, timeout=t)`, `q.put_nowait(x)` | `q.put(x)?`, `q.put_timeout(x, t)`, `q.try_put(x)` (`PutError::Full` hands `x` back) |
+//! | `q.get()`, `q.get(timeout=t)`, `q.get_nowait()` | `q.get()?`, `q.get_timeout(t)`, `q.try_get()` (`GetError::Empty`) |
+//! | `q.qsize()`, `q.empty()`, `q.full()` | `q.len()` (or `qsize()`), `q.is_empty()`, `q.is_full()` (approximate, as in Python) |
+//! | `q.close()` (this process puts no more), `join_thread()` | `q.close()` closes for everyone: consumers drain, then get `Closed`; no feeder thread to join |
+//! | `JoinableQueue()`, `task_done()`, `join()` | `JoinableQueue::new()?`, `q.task_done()?`, `q.join()` / `q.join_timeout(t)?` |
+//! | `SimpleQueue()` | `SimpleQueue::new()?` |
+//!
+//! Pools and managers join this table as their crates land.
 #![warn(missing_docs)]
 
 #[cfg(feature = "pipe")]
@@ -67,6 +76,9 @@ pub use mproc_pipe as pipe;
 #[cfg(feature = "process")]
 #[doc(inline)]
 pub use mproc_process as process;
+#[cfg(feature = "queue")]
+#[doc(inline)]
+pub use mproc_queue as queue;
 #[cfg(feature = "shm")]
 #[doc(inline)]
 pub use mproc_shm as shm;
@@ -93,6 +105,8 @@ pub use mproc_pipe::{
     Address, Client, Connection, Listener, Receiver, Sender, channel, duplex, pipe, wait,
 };
 
+#[cfg(feature = "queue")]
+pub use mproc_queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
 #[cfg(feature = "shm")]
 pub use mproc_shm::{Item, RawArray, RawValue, ShareableList, SharedAtomic, SharedMemory, ShmSafe};
 #[cfg(feature = "sync")]

@@ -100,3 +100,23 @@ fn feature_sync_reexports_work() -> mproc::Result<()> {
     assert!(matches!(err, mproc::Error::Sync(_)));
     Ok(())
 }
+
+#[cfg(feature = "queue")]
+#[test]
+fn feature_queue_reexports_work() -> mproc::Result<()> {
+    let q = mproc::Queue::<String>::bounded(4)?;
+    q.put("smoke".to_string())?;
+    assert_eq!(q.get()?, "smoke");
+    assert!(matches!(q.try_get(), Err(mproc::GetError::Empty)));
+    let j = mproc::JoinableQueue::<u8>::new()?;
+    j.put(1)?;
+    j.get()?;
+    j.task_done()?;
+    j.join();
+    let s = mproc::SimpleQueue::<u8>::new()?;
+    s.put(2)?;
+    assert_eq!(s.get()?, 2);
+    let err: mproc::Error = q.try_get().unwrap_err().into();
+    assert!(matches!(err, mproc::Error::Queue(_)));
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! The queue benchmarks, each beside its floor: a bare single-producer single-consumer
+//! ring of u64 in shared memory (no lock, no serialization) for the message rate, two
+//! spinning atomics for the round trip, and 1 MiB `memcpy` for the bandwidth.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mproc::{Barrier, Builder, Queue, SharedMemory, StartMethod};
+use serde_bytes::ByteBuf;
+
+fn wall_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos()
+}
+
+fn fork() -> Builder {
+    Builder::new().start_method(StartMethod::Fork)
+}
+
+fn producer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> (u128, u128) {
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    for i in 0..n {
+        q.put(i).expect("put");
+    }
+    (t0, wall_ns())
+}
+
+fn consumer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> ((u128, u128), u64) {
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    let mut sum = 0u64;
+    for _ in 0..n {
+        sum = sum.wrapping_add(q.get().expect("get"));
+    }
+    ((t0, wall_ns()), sum)
+}
+
+/// Messages per second over the span from the first child's start (after the start
+/// barrier) to the last child's end. The children's own clocks are used, not the
+/// parent's: on two cores the parent may not run again before they are done.
+fn rate(messages: u64, spans: &[(u128, u128)]) -> f64 {
+    let start = spans.iter().map(|s| s.0).min().unwrap_or(0);
+    let end = spans.iter().map(|s| s.1).max().unwrap_or(0);
+    messages as f64 / (end.saturating_sub(start).max(1) as f64 / 1e9)
+}
+
+/// `p` producer and `c` consumer processes move `total` u64 messages through one queue:
+/// messages per second (see [`rate`]), and whether every message arrived once.
+pub fn msgs_per_s(p: u64, c: u64, total: u64) -> (f64, bool) {
+    let q = Queue::<u64>::new().expect("queue");
+    let barrier = Barrier::new((p + c + 1) as u32).expect("barrier");
+    let (per_p, per_c) = (total / p, total / c);
+    let mut producers: Vec<_> = (0..p)
+        .map(|_| {
+            fork()
+                .spawn(producer, (q.clone(), barrier.clone(), per_p))
+                .expect("spawn")
+        })
+        .collect();
+    let mut consumers: Vec<_> = (0..c)
+        .map(|_| {
+            fork()
+                .spawn(consumer, (q.clone(), barrier.clone(), per_c))
+                .expect("spawn")
+        })
+        .collect();
+    barrier.wait().expect("barrier");
+    let mut spans: Vec<_> = producers
+        .iter_mut()
+        .map(|k| k.join().expect("producer"))
+        .collect();
+    let mut sum = 0u64;
+    for k in &mut consumers {
+        let (span, s) = k.join().expect("consumer");
+        spans.push(span);
+        sum = sum.wrapping_add(s);
+    }
+    let expected = p * (per_p * (per_p - 1) / 2);
+    let rate = rate(total, &spans);
+    (rate, sum == expected && q.is_empty())
+}
+
+/// The floor ring: `SLOTS` u64 slots, the tail on one line and the head on another.
+const SLOTS: usize = 4096;
+const TAIL: usize = 0;
+const HEAD: usize = 16; // 128 bytes on (u64 units)
+const DATA: usize = 32;
+
+fn ring_producer((shm, barrier, n): (SharedMemory, Barrier, u64)) -> (u128, u128) {
+    let a = shm.atomics::<AtomicU64>(0, DATA + SLOTS).expect("atomics");
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    let mut head = 0;
+    for i in 0..n {
+        while i - head == SLOTS as u64 {
+            head = a[HEAD].load(Ordering::Acquire);
+            std::hint::spin_loop();
+        }
+        a[DATA + (i as usize % SLOTS)].store(i, Ordering::Relaxed);
+        a[TAIL].store(i + 1, Ordering::Release);
+    }
+    (t0, wall_ns())
+}
+
+fn ring_consumer((shm, barrier, n): (SharedMemory, Barrier, u64)) -> ((u128, u128), u64) {
+    let a = shm.atomics::<AtomicU64>(0, DATA + SLOTS).expect("atomics");
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    let (mut tail, mut sum) = (0, 0u64);
+    for i in 0..n {
+        while i == tail {
+            tail = a[TAIL].load(Ordering::Acquire);
+            std::hint::spin_loop();
+        }
+        sum = sum.wrapping_add(a[DATA + (i as usize % SLOTS)].load(Ordering::Relaxed));
+        a[HEAD].store(i + 1, Ordering::Release);
+    }
+    ((t0, wall_ns()), sum)
+}
+
+/// The floor of `queue_msgs_per_s.1p1c`: `n` u64 through the bare ring, one producer
+/// process and one consumer process, timed the same way.
+pub fn ring_floor(n: u64) -> f64 {
+    let shm = SharedMemory::create((DATA + SLOTS) * 8).expect("segment");
+    let barrier = Barrier::new(3).expect("barrier");
+    let mut p = fork()
+        .spawn(ring_producer, (shm.clone(), barrier.clone(), n))
+        .expect("spawn");
+    let mut c = fork()
+        .spawn(ring_consumer, (shm.clone(), barrier.clone(), n))
+        .expect("spawn");
+    barrier.wait().expect("barrier");
+    let ps = p.join().expect("producer");
+    let (cs, sum) = c.join().expect("consumer");
+    assert_eq!(sum, n * (n - 1) / 2, "the floor ring lost messages");
+    rate(n, &[ps, cs])
+}
+
+fn echo((ping, pong): (Queue<Option<u64>>, Queue<Option<u64>>)) {
+    while let Ok(Some(x)) = ping.get() {
+        pong.put(Some(x + 1)).expect("put");
+    }
+}
+
+/// Median µs of a round trip through two queues (parent puts on one, a child answers on
+/// the other), over `rounds` batches of `n`; and whether every answer was right.
+pub fn rtt_us(rounds: usize, n: u64) -> (Vec<f64>, bool) {
+    let ping = Queue::<Option<u64>>::new().expect("queue");
+    let pong = Queue::<Option<u64>>::new().expect("queue");
+    let mut child = fork()
+        .spawn(echo, (ping.clone(), pong.clone()))
+        .expect("spawn");
+    let mut ok = true;
+    let mut out = Vec::new();
+    for round in 0..=rounds {
+        let t0 = Instant::now();
+        for i in 0..n {
+            ping.put(Some(i)).expect("put");
+            ok &= pong.get().expect("get") == Some(i + 1);
+        }
+        if round > 0 {
+            out.push(t0.elapsed().as_nanos() as f64 / n as f64 / 1e3);
+        }
+    }
+    ping.put(None).expect("put");
+    child.join().expect("echo child");
+    (out, ok)
+}
+
+fn spin_echo((shm, n): (SharedMemory, u64)) {
+    let a = shm.atomics::<AtomicU64>(0, 32).expect("atomics");
+    for i in 0..n {
+        while a[0].load(Ordering::Acquire) != i + 1 {
+            std::hint::spin_loop();
+        }
+        a[16].store(i + 1, Ordering::Release);
+    }
+}
+
+/// The floor of `queue_rtt_us`: a round trip of two processes spinning on two shared
+/// atomics (µs, median of `rounds` batches of `n`).
+pub fn spin_rtt_floor(rounds: usize, n: u64) -> Vec<f64> {
+    let shm = SharedMemory::create(256).expect("segment");
+    let total = n * (rounds as u64 + 1);
+    let mut child = fork()
+        .spawn(spin_echo, (shm.clone(), total))
+        .expect("spawn");
+    let a = shm.atomics::<AtomicU64>(0, 32).expect("atomics");
+    let mut out = Vec::new();
+    let mut i = 0;
+    for round in 0..=rounds {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            a[0].store(i + 1, Ordering::Release);
+            while a[16].load(Ordering::Acquire) != i + 1 {
+                std::hint::spin_loop();
+            }
+            i += 1;
+        }
+        if round > 0 {
+            out.push(t0.elapsed().as_nanos() as f64 / n as f64 / 1e3);
+        }
+    }
+    child.join().expect("spin child");
+    out
+}
+
+const MIB: usize = 1 << 20;
+
+fn big_producer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> (u128, u128) {
+    let payload = ByteBuf::from(vec![0x5au8; MIB]);
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    for _ in 0..n {
+        q.put(payload.clone()).expect("put");
+    }
+    (t0, wall_ns())
+}
+
+fn big_consumer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> ((u128, u128), bool) {
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    let mut ok = true;
+    for _ in 0..n {
+        let m = q.get().expect("get");
+        ok &= m.len() == MIB && m[MIB / 2] == 0x5a;
+    }
+    ((t0, wall_ns()), ok)
+}
+
+/// `n` messages of 1 MiB (`serde_bytes::ByteBuf`) from a producer process to a consumer
+/// process through a default queue: GB/s, timed as the message rate is (a cloned
+/// payload per put, as Python's `put(payload)` pickles one).
+pub fn gbps_1mib(n: u64) -> (f64, bool) {
+    let q = Queue::<ByteBuf>::new().expect("queue");
+    let barrier = Barrier::new(3).expect("barrier");
+    let mut p = fork()
+        .spawn(big_producer, (q.clone(), barrier.clone(), n))
+        .expect("spawn");
+    let mut c = fork()
+        .spawn(big_consumer, (q.clone(), barrier.clone(), n))
+        .expect("spawn");
+    barrier.wait().expect("barrier");
+    let ps = p.join().expect("producer");
+    let (cs, ok) = c.join().expect("consumer");
+    // Bytes per second over the span, in GB/s.
+    (rate(n * MIB as u64, &[ps, cs]) / 1e9, ok)
+}

@@ -1,0 +1,761 @@
+//! The typed handles: `Queue`, `JoinableQueue`, `SimpleQueue`, and their `Builder`.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, ErrorKind, GetError, PutError, Result};
+use crate::ring::{self, Payload, Refused, Ring};
+
+thread_local! {
+    /// Each thread's buffer for encoding and for copying messages out, reused.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A scratch buffer kept between calls only up to this size.
+const SCRATCH_KEEP: usize = 8 << 20;
+
+/// Runs `f` with this thread's scratch buffer (a fresh one if it is in use: a value whose
+/// `Serialize` puts into a queue itself).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let r = f(&mut buf);
+            if buf.capacity() > SCRATCH_KEEP {
+                *buf = Vec::new();
+            }
+            r
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// How to make a queue: its bounds, in messages and in bytes.
+///
+/// ```
+/// let q = mproc_queue::Builder::new()
+///     .max_messages(100)
+///     .max_bytes(64 * 1024)
+///     .build::<String>()?;
+/// assert_eq!(q.max_messages(), 100);
+/// assert_eq!(q.max_bytes(), 64 * 1024);
+/// # Ok::<(), mproc_queue::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// Starts from the defaults: no bound on the number of messages, an 8 MiB ring.
+    pub fn new() -> Builder {
+        Builder {
+            max_messages: usize::MAX,
+            max_bytes: ring::DEFAULT_BYTES,
+        }
+    }
+
+    /// Bounds the number of messages waiting (at least 1): a `put` beyond it waits.
+    pub fn max_messages(mut self, n: usize) -> Builder {
+        self.max_messages = n;
+        self
+    }
+
+    /// Sizes the ring the messages are copied into: rounded up to a power of two, at
+    /// least 4 KiB, at most 1 GiB. A message larger than a quarter of it travels in a
+    /// shared buffer of its own instead, so this bounds the bytes waiting *in the ring*,
+    /// not the size of a message.
+    pub fn max_bytes(mut self, bytes: usize) -> Builder {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Makes a [`Queue`].
+    ///
+    /// # Errors
+    ///
+    /// `Shm` or `Io` when the shared memory or the side socket cannot be made, or when a
+    /// bound is out of range (0 messages, more than 1 GiB).
+    pub fn build<T>(&self) -> Result<Queue<T>> {
+        Ok(Queue::from_ring(Ring::new(
+            self.max_bytes,
+            self.max_messages,
+            false,
+        )?))
+    }
+
+    /// Makes a [`JoinableQueue`].
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Builder::build).
+    pub fn build_joinable<T>(&self) -> Result<JoinableQueue<T>> {
+        Ok(JoinableQueue {
+            queue: Queue::from_ring(Ring::new(self.max_bytes, self.max_messages, true)?),
+        })
+    }
+}
+
+/// A multi-producer, multi-consumer queue of `T` shared between processes (and threads).
+/// Python: `multiprocessing.Queue`.
+///
+/// Messages live in shared memory: a small one is serialized and copied once into a ring
+/// (no pipe, no feeder thread, no syscall while the other side is awake); one larger than
+/// a quarter of the ring travels in a sealed memfd of its own, so a 1 GiB message costs
+/// one copy in and one copy out. Any number of processes may put and get; the queue
+/// travels as a spawn argument or through a pipe, and is inherited by fork.
+///
+/// # Bounds and backpressure
+///
+/// [`Queue::new`] bounds nothing but the ring (8 MiB by default; see [`Builder`]);
+/// [`Queue::bounded`] also bounds the number of messages. When either bound is reached,
+/// `put` waits for room (`put_timeout` and `try_put` give the value back in
+/// [`PutError::Full`]). Python's queue never blocks a `put` without `maxsize`: it buffers in
+/// the producer's memory without limit, and a producer that exits with data still
+/// buffered hangs in its feeder thread. Here the memory used is bounded and a returned
+/// `put` is in the queue.
+///
+/// # When a process dies
+///
+/// Producers and consumers take robust locks for the instant they touch the ring. One
+/// killed in the middle of a `put` or `get` (even by SIGKILL) neither corrupts the queue
+/// nor blocks the others: at most the message it was moving is lost, every other one is
+/// delivered exactly once. A consumer blocked in `get` on an empty queue waits for *some*
+/// producer: the queue cannot know whether one will come, so give it a timeout or
+/// [`close`](Queue::close) the queue when producers are done.
+///
+/// # Handles inside messages
+///
+/// A message may hold file-descriptor handles (a pipe end, a shared memory segment,
+/// another queue): their fds travel beside the record over a Unix socket, so they arrive
+/// working.
+///
+/// ```
+/// let q = mproc_queue::Queue::<(u32, String)>::new()?;
+/// q.put((1, "one".into()))?;
+/// q.put((2, "two".into()))?;
+/// assert_eq!(q.len(), 2);
+/// assert_eq!(q.get()?, (1, "one".into()));
+/// assert_eq!(q.try_get()?.0, 2);
+/// assert!(q.try_get().unwrap_err().is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Queue<T> {
+    ring: Arc<Ring>,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            ring: self.ring.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("len", &self.ring.len())
+            .field("max_bytes", &self.ring.capacity_bytes())
+            .field("max_messages", &self.ring.max_messages())
+            .finish()
+    }
+}
+
+impl<T> Queue<T> {
+    fn from_ring(ring: Ring) -> Self {
+        Queue {
+            ring: Arc::new(ring),
+            _type: PhantomData,
+        }
+    }
+
+    /// Makes a queue with an 8 MiB ring and no bound on the number of messages.
+    ///
+    /// # Errors
+    ///
+    /// `Shm` or `Io` when the shared memory or the side socket cannot be made.
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::<u64>::new()?;
+    /// assert!(q.is_empty());
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn new() -> Result<Self> {
+        Builder::new().build()
+    }
+
+    /// Makes a queue that holds at most `n` messages (Python: `Queue(maxsize=n)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Queue::new); `Shm` when `n` is 0.
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::bounded(1)?;
+    /// q.put(1u8)?;
+    /// assert!(q.is_full());
+    /// assert_eq!(q.try_put(2).unwrap_err().into_inner(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn bounded(n: usize) -> Result<Self> {
+        Builder::new().max_messages(n).build()
+    }
+
+    /// Returns how many messages are waiting. Approximate while other processes put and
+    /// get, as in Python (`qsize()`).
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::new()?;
+    /// q.put('x')?;
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// The Python spelling of [`len`](Queue::len).
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::<u8>::new()?;
+    /// assert_eq!(q.qsize(), 0);
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn qsize(&self) -> usize {
+        self.len()
+    }
+
+    /// Returns whether no message is waiting (approximate, as [`len`](Queue::len)).
+    ///
+    /// ```
+    /// assert!(mproc_queue::Queue::<u8>::new()?.is_empty());
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns whether the queue is at its bound of messages or has no room left for a
+    /// small one (approximate, as [`len`](Queue::len)).
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::<u8>::bounded(2)?;
+    /// assert!(!q.is_full());
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.ring.is_full()
+    }
+
+    /// Returns the bound on the number of messages (`usize` max-ish when unbounded).
+    ///
+    /// ```
+    /// assert_eq!(mproc_queue::Queue::<u8>::bounded(8)?.max_messages(), 8);
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn max_messages(&self) -> usize {
+        self.ring.max_messages()
+    }
+
+    /// Returns the size of the ring in bytes (see [`Builder::max_bytes`]).
+    ///
+    /// ```
+    /// assert_eq!(mproc_queue::Queue::<u8>::new()?.max_bytes(), 8 << 20);
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn max_bytes(&self) -> usize {
+        self.ring.capacity_bytes()
+    }
+
+    /// Closes the queue, for every process: later puts fail with
+    /// [`PutError::Closed`]; gets take what is left, then fail with [`GetError::Closed`];
+    /// everyone waiting wakes up. A put that returned before `close` is delivered.
+    ///
+    /// Python's `close()` only says that *this* process will put no more; here it is the
+    /// way to tell consumers that no more is coming.
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::new()?;
+    /// q.put(1)?;
+    /// q.close();
+    /// assert!(q.put(2).unwrap_err().is_closed());
+    /// assert_eq!(q.get()?, 1);
+    /// assert!(q.get().unwrap_err().is_closed());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close(&self) {
+        self.ring.close();
+    }
+
+    /// Returns whether the queue was closed.
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::<u8>::new()?;
+    /// q.close();
+    /// assert!(q.is_closed());
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    fn put_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+        let r = with_scratch(|buf| {
+            buf.clear();
+            buf.extend_from_slice(&[0; 8]);
+            let fds = mproc_wire::encode_into(&value, buf).map_err(Error::from)?;
+            self.ring.put(buf, fds, deadline)
+        });
+        match r {
+            Ok(()) => Ok(()),
+            Err(Refused::Timeout) => Err(PutError::Full(value)),
+            Err(Refused::Closed) => Err(PutError::Closed(value)),
+            Err(Refused::Failed(e)) => Err(PutError::Failed(value, e)),
+        }
+    }
+
+    fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
+        with_scratch(|buf| match self.ring.get(buf, deadline) {
+            Ok(Payload::Buffer(fds)) => Ok(mproc_wire::decode_from(buf, fds).map_err(Error::from)?),
+            Ok(Payload::Sealed(bytes, fds)) => {
+                Ok(mproc_wire::decode_from(bytes.as_slice(), fds).map_err(Error::from)?)
+            }
+            Ok(Payload::Bad(e)) | Err(Refused::Failed(e)) => Err(GetError::Failed(e)),
+            Err(Refused::Timeout) => Err(GetError::Empty),
+            Err(Refused::Closed) => Err(GetError::Closed),
+        })
+    }
+
+    /// Puts `value` at the back, waiting for room if the queue is full. Python: `put(obj)`.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Closed`]; [`PutError::Failed`] when `value` cannot be serialized or
+    /// the OS refuses (a large message's memory). The value comes back either way.
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::new()?;
+    /// q.put(vec![1, 2, 3])?;
+    /// assert_eq!(q.get()?, [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, None)
+    }
+
+    /// Like [`put`](Queue::put), waiting at most `timeout` for room (and for the producers'
+    /// lock). Python: `put(obj, timeout=t)`.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`] when no room came in time; otherwise as `put`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = mproc_queue::Queue::bounded(1)?;
+    /// q.put_timeout(1, Duration::from_millis(10))?;
+    /// assert!(q.put_timeout(2, Duration::from_millis(10)).unwrap_err().is_full());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_until(value, deadline(timeout))
+    }
+
+    /// Puts `value` only if there is room now. Python: `put_nowait(obj)`.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`] at once when there is no room (or another producer holds the
+    /// lock); otherwise as `put`.
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::bounded(1)?;
+    /// q.try_put('a')?;
+    /// let back = q.try_put('b').unwrap_err().into_inner();
+    /// assert_eq!(back, 'b');
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_until(value, Some(Instant::now()))
+    }
+
+    /// Takes the message at the front, waiting for one. Python: `get()`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Failed`]
+    /// when the message does not deserialize as a `T` (it is consumed; the next `get`
+    /// goes on).
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::new()?;
+    /// q.put(7u64)?;
+    /// assert_eq!(q.get()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_until(None)
+    }
+
+    /// Like [`get`](Queue::get), waiting at most `timeout`. Python: `get(timeout=t)`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Empty`] when nothing came in time; otherwise as `get`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = mproc_queue::Queue::<u8>::new()?;
+    /// assert!(q.get_timeout(Duration::from_millis(10)).unwrap_err().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_until(deadline(timeout))
+    }
+
+    /// Takes a message only if one is waiting now. Python: `get_nowait()`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Empty`] at once when none is waiting (or another consumer holds the
+    /// lock); otherwise as `get`.
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::<u8>::new()?;
+    /// assert!(q.try_get().unwrap_err().is_empty());
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.get_until(Some(Instant::now()))
+    }
+}
+
+/// Sent as its shared memory, locks and side socket (by fd): the receiver uses the same
+/// queue.
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.ring.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(Queue::from_ring(Ring::deserialize(d)?))
+    }
+}
+
+/// A [`Queue`] that counts unfinished work: each `put` adds one, each
+/// [`task_done`](JoinableQueue::task_done) takes one away, and
+/// [`join`](JoinableQueue::join) waits for zero. Python: `multiprocessing.JoinableQueue`.
+///
+/// Every `Queue` method is available through `Deref`.
+///
+/// A consumer that dies between `get` and `task_done` leaves its item counted forever:
+/// use [`join_timeout`](JoinableQueue::join_timeout) when that can happen. A producer that
+/// dies in the middle of a `put` does not leave its item counted.
+///
+/// ```
+/// let q = mproc_queue::JoinableQueue::new()?;
+/// q.put("job".to_string())?;
+/// assert_eq!(q.unfinished(), 1);
+/// let job = q.get()?;
+/// q.task_done()?;
+/// q.join();
+/// assert!(q.task_done().is_err(), "more task_done() than puts");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("queue", &self.queue)
+            .field("unfinished", &self.unfinished())
+            .finish()
+    }
+}
+
+impl<T> Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    /// Makes a joinable queue with the defaults of [`Queue::new`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::new`].
+    ///
+    /// ```
+    /// let q = mproc_queue::JoinableQueue::<u8>::new()?;
+    /// assert_eq!(q.unfinished(), 0);
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn new() -> Result<Self> {
+        Builder::new().build_joinable()
+    }
+
+    /// Makes a joinable queue holding at most `n` messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::bounded`].
+    ///
+    /// ```
+    /// let q = mproc_queue::JoinableQueue::<u8>::bounded(4)?;
+    /// assert_eq!(q.max_messages(), 4);
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn bounded(n: usize) -> Result<Self> {
+        Builder::new().max_messages(n).build_joinable()
+    }
+
+    /// Marks one item as processed.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TooManyTaskDone`] when every item put is already marked (Python raises
+    /// `ValueError`).
+    ///
+    /// ```
+    /// let q = mproc_queue::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn task_done(&self) -> Result<()> {
+        self.queue.ring.task_done()
+    }
+
+    /// Returns how many items were put and not yet marked done.
+    ///
+    /// ```
+    /// let q = mproc_queue::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.unfinished(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unfinished(&self) -> usize {
+        self.queue.ring.unfinished()
+    }
+
+    /// Waits until every item put has been marked done. Python: `join()`.
+    ///
+    /// ```
+    /// let q = mproc_queue::JoinableQueue::<u8>::new()?;
+    /// q.join(); // nothing was put
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn join(&self) {
+        self.queue.ring.join(None);
+    }
+
+    /// Like [`join`](JoinableQueue::join), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Timeout`] when items were still unfinished.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = mproc_queue::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// let err = q.join_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert_eq!(err.kind(), mproc_queue::ErrorKind::Timeout);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        if self.queue.ring.join(deadline(timeout)) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{} items still unfinished", self.unfinished()),
+            ))
+        }
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.queue.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(JoinableQueue {
+            queue: Queue::deserialize(d)?,
+        })
+    }
+}
+
+/// The minimal queue: `put`, `get` and `is_empty`, unbounded in messages (the ring still
+/// bounds the bytes waiting: `put` waits for room). Python:
+/// `multiprocessing.SimpleQueue`.
+///
+/// ```
+/// let q = mproc_queue::SimpleQueue::new()?;
+/// q.put("hello".to_string())?;
+/// assert!(!q.is_empty());
+/// assert_eq!(q.get()?, "hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SimpleQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimpleQueue").finish_non_exhaustive()
+    }
+}
+
+impl<T> SimpleQueue<T> {
+    /// Makes a simple queue (an 8 MiB ring).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::new`].
+    ///
+    /// ```
+    /// let q = mproc_queue::SimpleQueue::<u8>::new()?;
+    /// assert!(q.is_empty());
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn new() -> Result<Self> {
+        Ok(SimpleQueue {
+            queue: Queue::new()?,
+        })
+    }
+
+    /// Returns whether no message is waiting (approximate).
+    ///
+    /// ```
+    /// assert!(mproc_queue::SimpleQueue::<u8>::new()?.is_empty());
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Closes the queue for everyone, as [`Queue::close`].
+    ///
+    /// ```
+    /// let q = mproc_queue::SimpleQueue::<u8>::new()?;
+    /// q.close();
+    /// assert!(q.get().unwrap_err().is_closed());
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.queue.close();
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// Puts `value` at the back, waiting for room in the ring.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`].
+    ///
+    /// ```
+    /// let q = mproc_queue::SimpleQueue::new()?;
+    /// q.put(1u8)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.queue.put(value)
+    }
+
+    /// Takes the message at the front, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`].
+    ///
+    /// ```
+    /// let q = mproc_queue::SimpleQueue::new()?;
+    /// q.put(1u8)?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get(&self) -> Result<T, GetError> {
+        self.queue.get()
+    }
+
+    /// Like [`get`](SimpleQueue::get), waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get_timeout`].
+    ///
+    /// ```
+    /// let q = mproc_queue::SimpleQueue::<u8>::new()?;
+    /// assert!(q.get_timeout(std::time::Duration::ZERO).unwrap_err().is_empty());
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.queue.get_timeout(timeout)
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.queue.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(SimpleQueue {
+            queue: Queue::deserialize(d)?,
+        })
+    }
+}

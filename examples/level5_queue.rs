@@ -1,0 +1,90 @@
+//! Level 5: a queue with a producer process and a consumer process. The producer puts
+//! jobs and then closes the queue; the consumer works until the queue is closed and
+//! drained, and sends its results back on a second queue. A bounded queue makes a fast
+//! producer wait for the consumer (backpressure) instead of piling up memory.
+//!
+//! `cargo run --release --example level5_queue`
+
+use mproc::{GetError, Queue};
+use serde::{Deserialize, Serialize};
+
+/// A job for the consumer.
+#[derive(Debug, Serialize, Deserialize)]
+struct Job {
+    id: u32,
+    text: String,
+}
+
+/// Runs in the producer: puts `n` jobs, then closes the queue (no more will come).
+fn produce((jobs, n): (Queue<Job>, u32)) -> u32 {
+    for id in 0..n {
+        jobs.put(Job {
+            id,
+            text: format!("job number {id}"),
+        })
+        .expect("put");
+    }
+    jobs.close();
+    n
+}
+
+/// Runs in the consumer: takes jobs until the queue is closed and drained, answering
+/// each with its text's length.
+fn consume((jobs, results): (Queue<Job>, Queue<(u32, usize)>)) -> u32 {
+    let mut done = 0;
+    loop {
+        match jobs.get() {
+            Ok(job) => {
+                results.put((job.id, job.text.len())).expect("put a result");
+                done += 1;
+            }
+            Err(GetError::Closed) => return done,
+            Err(e) => panic!("get: {e}"),
+        }
+    }
+}
+
+/// Runs level 5 and checks what it shows.
+pub fn run() -> mproc::Result<()> {
+    mproc_examples::heading(5, "a queue with producer and consumer");
+    let jobs = Queue::<Job>::bounded(8)?;
+    let results = Queue::<(u32, usize)>::new()?;
+    let n = 1000;
+    let mut consumer = mproc::spawn(consume, (jobs.clone(), results.clone()))?;
+    let mut producer = mproc::spawn(produce, (jobs.clone(), n))?;
+    println!(
+        "  producer {} puts {n} jobs into a queue bounded to {} messages; consumer {} takes them",
+        producer.pid(),
+        jobs.max_messages(),
+        consumer.pid()
+    );
+    let put = producer.join()?;
+    let done = consumer.join()?;
+    let mut total = 0;
+    for _ in 0..done {
+        total += results.get()?.1;
+    }
+    println!(
+        "  producer put {put} jobs and closed the queue; consumer did {done} and saw it closed"
+    );
+    println!("  results: {done} answers, total text length {total}");
+    println!(
+        "  the queue now: {} waiting, closed = {}",
+        jobs.len(),
+        jobs.is_closed()
+    );
+    assert_eq!((put, done), (n, n));
+    assert_eq!(
+        total,
+        (0..n)
+            .map(|i| format!("job number {i}").len())
+            .sum::<usize>()
+    );
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn main() -> mproc::Result<()> {
+    mproc::init();
+    run()
+}

@@ -1,0 +1,387 @@
+//! Queues between processes, under the start method named by `MPROC_START_METHOD`. Every
+//! test runs inside a deadline that kills its children.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mproc::queue::ErrorKind;
+use mproc::{Connection, GetError, JoinableQueue, Queue, SharedAtomic, SimpleQueue};
+use mproc_tests::{builder, deadline};
+use serde_bytes::ByteBuf;
+
+mproc::init_before_main!();
+
+const LIMIT: Duration = Duration::from_secs(120);
+const MIB: usize = 1 << 20;
+
+// ---- children -------------------------------------------------------------------------
+
+/// Puts `(id, 0..n)`.
+fn produce((q, id, n): (Queue<(u32, u64)>, u32, u64)) {
+    for i in 0..n {
+        q.put((id, i)).unwrap();
+    }
+}
+
+/// Gets `n` values; returns (count, sum, sum of squares) and checks FIFO per producer.
+fn consume_checked((q, n): (Queue<(u32, u64)>, u64)) -> (u64, u64, u64, bool) {
+    let mut last = std::collections::HashMap::new();
+    let (mut sum, mut squares, mut in_order) = (0u64, 0u64, true);
+    for _ in 0..n {
+        let (id, i) = q.get().unwrap();
+        if let Some(prev) = last.insert(id, i) {
+            in_order &= i > prev;
+        }
+        let v = (u64::from(id) << 32) | i;
+        sum = sum.wrapping_add(v);
+        squares = squares.wrapping_add(v.wrapping_mul(v));
+    }
+    (n, sum, squares, in_order)
+}
+
+fn get_after_timeout((q, ms): (Queue<u8>, u64)) -> (bool, u128) {
+    let t0 = Instant::now();
+    let empty = q
+        .get_timeout(Duration::from_millis(ms))
+        .unwrap_err()
+        .is_empty();
+    (empty, t0.elapsed().as_millis())
+}
+
+fn drain_until_closed(q: Queue<u32>) -> (Vec<u32>, bool) {
+    let mut got = Vec::new();
+    loop {
+        match q.get() {
+            Ok(v) => got.push(v),
+            Err(e) => return (got, e.is_closed()),
+        }
+    }
+}
+
+fn echo_big((inbox, outbox): (Queue<ByteBuf>, Queue<ByteBuf>)) {
+    let m = inbox.get().unwrap();
+    outbox.put(m).unwrap();
+}
+
+fn put_gib(q: Queue<ByteBuf>) {
+    let mut v = vec![0u8; 1 << 30];
+    for (i, chunk) in v.chunks_mut(4096).enumerate() {
+        chunk[0] = i as u8;
+    }
+    q.put(ByteBuf::from(v)).unwrap();
+}
+
+fn work_on((q, results): (JoinableQueue<u64>, Queue<u64>)) {
+    while let Ok(job) = q.get() {
+        results.put(job * 2).unwrap();
+        q.task_done().unwrap();
+    }
+}
+
+/// Puts `(id, 0..)` forever (until killed), with a payload large enough that the kill
+/// often lands inside `put`.
+fn produce_forever((q, id): (Queue<(u32, u64, ByteBuf)>, u32)) {
+    let pad = ByteBuf::from(vec![7u8; 3000]);
+    for i in 0.. {
+        q.put((id, i, pad.clone())).unwrap();
+    }
+}
+
+/// Gets forever (until killed), recording how many it took and the last value.
+fn consume_forever(
+    (q, count, last): (Queue<u64>, SharedAtomic<AtomicU64>, SharedAtomic<AtomicU64>),
+) {
+    loop {
+        let v = q.get().unwrap();
+        last.store(v, Ordering::SeqCst);
+        count.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn send_through_received_pipe(q: Queue<Connection<String>>) -> bool {
+    let mut conn = q.get().unwrap();
+    conn.send(&"through a queue".to_string()).is_ok()
+}
+
+fn take_one(q: SimpleQueue<String>) -> String {
+    q.get().unwrap()
+}
+
+// ---- tests ----------------------------------------------------------------------------
+
+#[test]
+fn each_producer_s_messages_arrive_in_order() {
+    deadline(LIMIT, || {
+        let q = Queue::<(u32, u64)>::bounded(64).unwrap();
+        let n = 5_000;
+        let mut kids: Vec<_> = (0..3)
+            .map(|id| builder().spawn(produce, (q.clone(), id, n)).unwrap())
+            .collect();
+        let (count, _, _, in_order) = consume_checked((q.clone(), 3 * n));
+        for k in &mut kids {
+            k.join().unwrap();
+        }
+        assert_eq!(count, 3 * n);
+        assert!(in_order, "a producer's messages were reordered");
+        assert!(q.is_empty());
+    });
+}
+
+#[test]
+fn timeouts_return_empty_and_full_after_about_the_timeout() {
+    deadline(LIMIT, || {
+        let q = Queue::<u8>::bounded(2).unwrap();
+        // A child waiting on an empty queue gives up after its timeout (not before).
+        let (empty, ms) = builder()
+            .spawn(get_after_timeout, (q.clone(), 200))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(empty);
+        assert!(ms >= 200, "gave up after {ms} ms");
+        assert!(q.try_get().unwrap_err().is_empty());
+        // Full: the value comes back.
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        assert!(q.is_full());
+        assert_eq!(q.len(), 2);
+        let t0 = Instant::now();
+        let err = q.put_timeout(3, Duration::from_millis(150)).unwrap_err();
+        assert!(err.is_full());
+        assert_eq!(err.into_inner(), 3);
+        assert!(t0.elapsed() >= Duration::from_millis(150));
+        assert_eq!(q.try_put(4).unwrap_err().into_inner(), 4);
+        // Room made by a consumer lets a waiting put through.
+        assert_eq!(q.get().unwrap(), 1);
+        q.put_timeout(5, Duration::from_secs(10)).unwrap();
+        assert_eq!((q.get().unwrap(), q.get().unwrap()), (2, 5));
+    });
+}
+
+#[test]
+fn close_fails_later_puts_and_lets_consumers_drain_then_stop() {
+    deadline(LIMIT, || {
+        let q = Queue::<u32>::new().unwrap();
+        // A consumer blocked on the empty queue is woken by the close.
+        let mut waiting = builder().spawn(drain_until_closed, q.clone()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        for i in 0..3 {
+            q.put(i).unwrap();
+        }
+        q.close();
+        assert!(q.is_closed());
+        let err = q.put(9).unwrap_err();
+        assert!(err.is_closed());
+        assert_eq!(err.into_inner(), 9);
+        let (got, closed) = waiting.join().unwrap();
+        assert!(closed);
+        assert_eq!(got, [0, 1, 2]);
+        assert!(q.get().unwrap_err().is_closed());
+    });
+}
+
+#[test]
+fn messages_of_16_mib_travel_both_ways() {
+    deadline(LIMIT, || {
+        let (there, back) = (Queue::<ByteBuf>::new().unwrap(), Queue::new().unwrap());
+        let mut child = builder()
+            .spawn(echo_big, (there.clone(), back.clone()))
+            .unwrap();
+        let payload: Vec<u8> = (0..16 * MIB).map(|i| (i % 251) as u8).collect();
+        there.put(ByteBuf::from(payload.clone())).unwrap();
+        let echoed = back.get().unwrap();
+        child.join().unwrap();
+        assert!(
+            echoed.as_slice() == payload.as_slice(),
+            "16 MiB changed on the way"
+        );
+    });
+}
+
+#[test]
+fn a_1_gib_message_arrives_whole() {
+    deadline(LIMIT, || {
+        let q = Queue::<ByteBuf>::new().unwrap();
+        let mut child = builder().spawn(put_gib, q.clone()).unwrap();
+        let m = q.get().unwrap();
+        child.join().unwrap();
+        assert_eq!(m.len(), 1 << 30);
+        let marks_ok = m
+            .chunks(4096)
+            .enumerate()
+            .all(|(i, c)| c[0] == i as u8 && c[1] == 0 && c[4095] == 0);
+        assert!(marks_ok, "the 1 GiB message changed on the way");
+    });
+}
+
+#[test]
+fn a_joinable_queue_counts_work_until_done() {
+    deadline(LIMIT, || {
+        let q = JoinableQueue::<u64>::bounded(16).unwrap();
+        let results = Queue::<u64>::new().unwrap();
+        let mut workers: Vec<_> = (0..2)
+            .map(|_| {
+                builder()
+                    .spawn(work_on, (q.clone(), results.clone()))
+                    .unwrap()
+            })
+            .collect();
+        for job in 0..200 {
+            q.put(job).unwrap();
+        }
+        q.join_timeout(LIMIT).unwrap();
+        assert_eq!(q.unfinished(), 0);
+        let mut doubled: Vec<u64> = (0..200).map(|_| results.get().unwrap()).collect();
+        doubled.sort_unstable();
+        assert_eq!(doubled, (0..200).map(|j| j * 2).collect::<Vec<_>>());
+        let err = q.task_done().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooManyTaskDone);
+        // Unfinished work makes join_timeout fail, not hang.
+        q.close();
+        for w in &mut workers {
+            w.join().unwrap();
+        }
+        let q = JoinableQueue::<u64>::new().unwrap();
+        q.put(1).unwrap();
+        let err = q.join_timeout(Duration::from_millis(50)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+    });
+}
+
+#[test]
+fn four_producers_and_four_consumers_lose_and_duplicate_nothing() {
+    deadline(Duration::from_secs(600), || {
+        let q = Queue::<(u32, u64)>::bounded(1024).unwrap();
+        let n = 250_000u64;
+        let mut producers: Vec<_> = (0..4)
+            .map(|id| builder().spawn(produce, (q.clone(), id, n)).unwrap())
+            .collect();
+        let mut consumers: Vec<_> = (0..4)
+            .map(|_| builder().spawn(consume_checked, (q.clone(), n)).unwrap())
+            .collect();
+        for p in &mut producers {
+            p.join().unwrap();
+        }
+        let (mut count, mut sum, mut squares) = (0u64, 0u64, 0u64);
+        for c in &mut consumers {
+            let (k, s, sq, in_order) = c.join().unwrap();
+            assert!(
+                in_order,
+                "a consumer saw a producer's messages out of order"
+            );
+            count += k;
+            sum = sum.wrapping_add(s);
+            squares = squares.wrapping_add(sq);
+        }
+        let (mut want_sum, mut want_squares) = (0u64, 0u64);
+        for id in 0..4u64 {
+            for i in 0..n {
+                let v = (id << 32) | i;
+                want_sum = want_sum.wrapping_add(v);
+                want_squares = want_squares.wrapping_add(v.wrapping_mul(v));
+            }
+        }
+        assert_eq!(count, 4 * n);
+        assert_eq!(
+            (sum, squares),
+            (want_sum, want_squares),
+            "lost or duplicated"
+        );
+        assert!(q.is_empty());
+    });
+}
+
+#[test]
+fn a_producer_killed_mid_put_loses_at_most_its_message_in_flight() {
+    deadline(LIMIT, || {
+        let q = Queue::<(u32, u64, ByteBuf)>::bounded(32).unwrap();
+        for round in 0..4u32 {
+            let mut victim = builder()
+                .spawn(produce_forever, (q.clone(), round))
+                .unwrap();
+            // Let it fill the queue and block, take some, and kill it while it puts.
+            let mut expect = 0;
+            for _ in 0..(200 + 37 * round) {
+                let (id, i, pad) = q.get_timeout(LIMIT).unwrap();
+                assert_eq!((id, i, pad.len()), (round, expect, 3000));
+                expect += 1;
+            }
+            victim.kill().unwrap();
+            let _ = victim.join();
+            // What it had put arrives, in order, and nothing after a gap.
+            while let Ok((id, i, _)) = q.get_timeout(Duration::from_millis(300)) {
+                assert_eq!((id, i), (round, expect));
+                expect += 1;
+            }
+            // The queue goes on: another producer's puts all arrive.
+            q.put((99, 0, ByteBuf::new())).unwrap();
+            assert_eq!(q.get().unwrap().0, 99);
+        }
+    });
+}
+
+#[test]
+fn a_consumer_killed_mid_get_loses_at_most_its_message_in_flight() {
+    deadline(LIMIT, || {
+        for round in 0..4u64 {
+            let q = Queue::<u64>::bounded(100_000).unwrap();
+            let n = 50_000u64;
+            for i in 0..n {
+                q.put(i).unwrap();
+            }
+            let count = SharedAtomic::<AtomicU64>::new().unwrap();
+            let last = SharedAtomic::<AtomicU64>::new().unwrap();
+            let mut victim = builder()
+                .spawn(consume_forever, (q.clone(), count.clone(), last.clone()))
+                .unwrap();
+            let t0 = Instant::now();
+            while count.load(Ordering::SeqCst) < 1000 + round * 3000 && t0.elapsed() < LIMIT {
+                std::thread::yield_now();
+            }
+            victim.kill().unwrap();
+            let _ = victim.join();
+            let taken = count.load(Ordering::SeqCst);
+            // The rest arrive here in order, starting at most one past what it recorded.
+            let first = q.get().unwrap();
+            assert!(
+                first == taken || first == taken + 1,
+                "after {taken} taken by the victim, the next is {first}"
+            );
+            let mut expect = first + 1;
+            while expect < n {
+                assert_eq!(q.get().unwrap(), expect);
+                expect += 1;
+            }
+            assert!(q.try_get().unwrap_err().is_empty());
+        }
+    });
+}
+
+#[test]
+fn handles_inside_messages_arrive_working() {
+    deadline(LIMIT, || {
+        let q = Queue::<Connection<String>>::new().unwrap();
+        let (a, mut b) = mproc::pipe::<String>().unwrap();
+        let mut child = builder()
+            .spawn(send_through_received_pipe, q.clone())
+            .unwrap();
+        q.put(a).unwrap();
+        assert_eq!(b.recv().unwrap(), "through a queue");
+        assert!(child.join().unwrap());
+    });
+}
+
+#[test]
+fn a_simple_queue_travels_and_works() {
+    deadline(LIMIT, || {
+        let q = SimpleQueue::<String>::new().unwrap();
+        let mut child = builder().spawn(take_one, q.clone()).unwrap();
+        q.put("simple".to_string()).unwrap();
+        assert_eq!(child.join().unwrap(), "simple");
+        assert!(q.is_empty());
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(10)),
+            Err(GetError::Empty)
+        ));
+    });
+}
