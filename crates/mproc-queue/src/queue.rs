@@ -36,10 +36,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     })
 }
 
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
-
 /// How to make a queue: its bounds, in messages and in bytes.
 ///
 /// ```
@@ -324,7 +320,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
         let r = with_scratch(|buf| {
             buf.clear();
-            buf.extend_from_slice(&[0; 8]);
+            buf.resize(ring::REC_HEADER, 0);
             let fds = mproc_wire::encode_into(&value, buf).map_err(Error::from)?;
             self.ring.put(buf, fds, deadline)
         });
@@ -380,7 +376,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.put_until(value, deadline(timeout))
+        self.put_until(value, mproc_sys::deadline_after(timeout))
     }
 
     /// Puts `value` only if there is room now. Python: `put_nowait(obj)`.
@@ -433,7 +429,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.get_until(deadline(timeout))
+        self.get_until(mproc_sys::deadline_after(timeout))
     }
 
     /// Takes a message only if one is waiting now. Python: `get_nowait()`.
@@ -603,7 +599,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        if self.queue.ring.join(deadline(timeout)) {
+        if self.queue.ring.join(mproc_sys::deadline_after(timeout)) {
             Ok(())
         } else {
             Err(Error::new(

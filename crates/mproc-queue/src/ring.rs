@@ -84,7 +84,7 @@ const WITH_FDS: u32 = 2;
 const LARGE: u32 = 3;
 /// Side sequences are 30-bit counters.
 const SEQ_MASK: u32 = (1 << 30) - 1;
-const REC_HEADER: usize = 8;
+pub(crate) const REC_HEADER: usize = 8;
 
 /// A message taken out of the ring, ready to decode.
 pub(crate) enum Payload {
@@ -446,9 +446,6 @@ impl Ring {
             return Err(Refused::Failed(corrupt("record larger than the ring")));
         }
         loop {
-            if self.is_closed() {
-                return Err(Refused::Closed);
-            }
             let Some((held, died)) = lock(self.producers.slot().mutex(), deadline) else {
                 return Err(Refused::Timeout);
             };
@@ -594,14 +591,10 @@ impl Ring {
             let hg = self.headgets.load(Ordering::Relaxed);
             let head = hg as u32;
             let mut tail = self.tail_seen.load(Ordering::Relaxed);
-            if tail == head || tail.wrapping_sub(head) > self.cap {
-                tail = self.tailputs.load(Ordering::Acquire) as u32;
-                self.tail_seen.store(tail, Ordering::Relaxed);
-            }
             let mut closed = false;
-            if tail == head {
-                // Closed is read only when empty (the flag shares the producers' line), and
-                // before a last look at the tail: a close comes after the last put's tail.
+            if tail == head || tail.wrapping_sub(head) > self.cap {
+                // Closed is read only with the tail (they share the producers' line), and
+                // before it: a close comes after the last put's tail.
                 closed = self.is_closed();
                 tail = self.tailputs.load(Ordering::Acquire) as u32;
                 self.tail_seen.store(tail, Ordering::Relaxed);

@@ -146,7 +146,7 @@ impl Drop for SealedWriter {
 /// plain slice.
 #[derive(Debug)]
 pub struct SealedBytes {
-    _fd: OwnedFd,
+    fd: OwnedFd,
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -189,7 +189,7 @@ impl SealedBytes {
             return Err(io::Error::last_os_error());
         }
         Ok(SealedBytes {
-            _fd: fd,
+            fd,
             ptr: NonNull::new(ptr.cast()).ok_or(io::ErrorKind::Other)?,
             len,
         })
@@ -204,7 +204,7 @@ impl SealedBytes {
 
     /// Returns the fd (to check the seals, or to pass the buffer on).
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self._fd.as_fd()
+        self.fd.as_fd()
     }
 }
 
