@@ -91,14 +91,18 @@ thread_local! {
     static ENC_FDS: RefCell<Vec<OwnedFd>> = const { RefCell::new(Vec::new()) };
     /// Where the innermost running encode's fds start (`None`: no encode is running).
     static ENC_BASE: Cell<Option<usize>> = const { Cell::new(None) };
+    /// `ENC_FDS.len()`, kept beside it so that an encode without fds never touches the
+    /// stack (a `Cell` read is cheaper than a `RefCell` borrow with a destructor).
+    static ENC_LEN: Cell<usize> = const { Cell::new(0) };
     /// The fds of the message being decoded, when it carries any (or when decodes nest).
     static DEC_FDS: Cell<Option<Vec<Option<OwnedFd>>>> = const { Cell::new(None) };
     static DEC_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Runs the encode `f` with a frame of the fd stack of its own, and returns the fds the
-/// value put there. A panic in a user's `Serialize` still restores the outer frame.
-fn encoding<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
+/// Runs the encode `f` with a frame of the fd stack of its own, and puts the fds the
+/// value put there in `fds` (an out parameter: returning them beside `f`'s result made
+/// the compiler shuffle the pair through the stack, a store-forwarding stall per call). A panic in a user's `Serialize` still restores the outer frame.
+fn encoding<R>(fds: &mut Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
     struct Restore {
         outer: Option<usize>,
         start: usize,
@@ -107,24 +111,23 @@ fn encoding<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
         fn drop(&mut self) {
             ENC_BASE.set(self.outer);
             // Closes what an unwinding encode left (a no-op after a normal one).
-            ENC_FDS.with(|v| v.borrow_mut().truncate(self.start));
+            if ENC_LEN.get() > self.start {
+                ENC_FDS.with(|v| v.borrow_mut().truncate(self.start));
+                ENC_LEN.set(self.start);
+            }
         }
     }
-    let start = ENC_FDS.with(|v| v.borrow().len());
+    let start = ENC_LEN.get();
     let _restore = Restore {
         outer: ENC_BASE.replace(Some(start)),
         start,
     };
     let r = f();
-    let fds = ENC_FDS.with(|v| {
-        let mut v = v.borrow_mut();
-        if v.len() > start {
-            v.split_off(start)
-        } else {
-            Vec::new()
-        }
-    });
-    (r, fds)
+    if ENC_LEN.get() > start {
+        ENC_LEN.set(start);
+        *fds = ENC_FDS.with(|v| v.borrow_mut().split_off(start));
+    }
+    r
 }
 
 /// Runs the decode `f` with `fds` installed for the `Fd`s inside the value. A message
@@ -181,6 +184,7 @@ impl Serialize for FdRef<'_> {
         let index = ENC_FDS.with(|v| {
             let mut v = v.borrow_mut();
             v.push(dup);
+            ENC_LEN.set(v.len());
             (v.len() - 1 - base) as u32
         });
         index.serialize(s)
@@ -216,9 +220,8 @@ impl<'de> Deserialize<'de> for Fd {
 /// # Ok::<(), mproc_wire::Error>(())
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message, Error> {
-    let (bytes, fds) = encoding(|| postcard::to_stdvec(value));
-    let bytes =
-        bytes.map_err(|e| Error::new(ErrorKind::Encode, format!("cannot serialize: {e}")))?;
+    let mut fds = Vec::new();
+    let bytes = encoding(&mut fds, || postcard::to_stdvec(value)).map_err(encode_error)?;
     Ok(Message { bytes, fds })
 }
 
@@ -240,9 +243,8 @@ pub fn encode_to_slice<'b, T: Serialize + ?Sized>(
     value: &T,
     buf: &'b mut [u8],
 ) -> Result<(&'b [u8], Vec<OwnedFd>), Error> {
-    let (bytes, fds) = encoding(|| postcard::to_slice(value, buf));
-    let bytes =
-        bytes.map_err(|e| Error::new(ErrorKind::Encode, format!("cannot serialize: {e}")))?;
+    let mut fds = Vec::new();
+    let bytes = encoding(&mut fds, || postcard::to_slice(value, buf)).map_err(encode_error)?;
     Ok((&*bytes, fds))
 }
 
@@ -264,16 +266,53 @@ pub fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>, Error> {
-    let (result, fds) = encoding(|| postcard::to_extend(value, std::mem::take(buf)));
-    match result {
-        Ok(out) => {
-            *buf = out;
-            Ok(fds)
+    let start = buf.len();
+    let mut fds = Vec::new();
+    match encoding(&mut fds, || {
+        postcard::serialize_with_flavor(value, Append(buf))
+    }) {
+        Ok(()) => Ok(fds),
+        Err(e) => {
+            buf.truncate(start);
+            Err(encode_error(e))
         }
-        Err(e) => Err(Error::new(
-            ErrorKind::Encode,
-            format!("cannot serialize: {e}"),
-        )),
+    }
+}
+
+#[cold]
+fn encode_error(e: postcard::Error) -> Error {
+    Error::new(ErrorKind::Encode, format!("cannot serialize: {e}"))
+}
+
+/// A postcard flavor appending to a borrowed `Vec`. Short pieces (varints, small
+/// fields) are pushed inline, byte by byte, rather than through a `memmove` call: for
+/// small messages that call is most of the cost.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= 16 {
+            self.0.reserve(data.len());
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 

@@ -546,3 +546,29 @@ fn fd_outside_encode_is_a_serde_error_and_missing_fd_is_a_decode_error() {
     let err = decode::<Fd>(Message::from_bytes(vec![0])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Decode);
 }
+
+/// Serializes a few bytes, then fails.
+struct FailsHalfway;
+
+impl serde::Serialize for FailsHalfway {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeTuple};
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&0xdead_beef_u64)?;
+        let _ = t;
+        Err(S::Error::custom("refused"))
+    }
+}
+
+#[test]
+fn a_failed_encode_into_leaves_the_buffer_and_the_fd_stack_as_they_were() {
+    let (a, _b) = pair();
+    let mut buf = vec![1, 2, 3];
+    let err = crate::encode_into(&(Fd::from(a), FailsHalfway), &mut buf).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Encode);
+    assert_eq!(buf, [1, 2, 3]);
+    // The fd taken before the failure was closed, not left for the next encode.
+    let fds = crate::encode_into(&7u8, &mut buf).unwrap();
+    assert!(fds.is_empty());
+    assert_eq!(buf, [1, 2, 3, 7]);
+}
