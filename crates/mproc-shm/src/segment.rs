@@ -210,8 +210,25 @@ impl SharedMemory {
     /// # Errors
     ///
     /// `InvalidInput` when the range does not fit.
+    #[inline]
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.mapped.region.copy_to(offset, buf).map_err(range_error)
+    }
+
+    /// Hints that the bytes at `offset` will soon be written: the CPU may fetch their
+    /// cache line ahead of time, so that a later [`write_at`](SharedMemory::write_at) does
+    /// not wait for it (useful when another process last touched it). Only a hint:
+    /// nothing is written, and an offset out of bounds is ignored.
+    ///
+    /// ```
+    /// let shm = mproc_shm::SharedMemory::create(4096)?;
+    /// shm.prefetch_write(1024);
+    /// shm.write_at(1024, b"soon")?;
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    #[inline]
+    pub fn prefetch_write(&self, offset: usize) {
+        self.mapped.region.prefetch_write(offset);
     }
 
     /// Copies `data` in, starting at `offset`.
@@ -219,6 +236,7 @@ impl SharedMemory {
     /// # Errors
     ///
     /// `InvalidInput` when the range does not fit.
+    #[inline]
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.mapped
             .region
@@ -243,6 +261,7 @@ impl SharedMemory {
     /// # Errors
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
+    #[inline]
     pub fn read<T: ShmSafe>(&self, offset: usize) -> Result<T> {
         self.mapped.region.read(offset).map_err(range_error)
     }
@@ -252,6 +271,7 @@ impl SharedMemory {
     /// # Errors
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
+    #[inline]
     pub fn write<T: ShmSafe>(&self, offset: usize, value: T) -> Result<()> {
         self.mapped.region.write(offset, value).map_err(range_error)
     }
