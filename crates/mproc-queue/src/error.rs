@@ -34,30 +34,43 @@ pub enum ErrorKind {
 }
 
 /// An error from a queue, with its [`ErrorKind`] and what was being done.
+///
+/// One pointer wide (the details are boxed), so that the `Result`s of `put` and `get`
+/// stay small on their fast path.
 pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
+    #[cold]
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
-            kind,
-            message: message.into(),
-            source: None,
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                source: None,
+            }),
         }
     }
 
+    #[cold]
     pub(crate) fn with_source(
         kind: ErrorKind,
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
         Error {
-            kind,
-            message: message.into(),
-            source: Some(Box::new(source)),
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                source: Some(Box::new(source)),
+            }),
         }
     }
 
@@ -67,24 +80,24 @@ impl Error {
 
     /// Returns what kind of error this is.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .field("source", &self.source)
+            .field("kind", &self.inner.kind)
+            .field("message", &self.inner.message)
+            .field("source", &self.inner.source)
             .finish()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(s) = &self.source {
+        f.write_str(&self.inner.message)?;
+        if let Some(s) = &self.inner.source {
             write!(f, ": {s}")?;
         }
         Ok(())
@@ -93,7 +106,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|s| s as _)
+        self.inner.source.as_deref().map(|s| s as _)
     }
 }
 
@@ -270,7 +283,7 @@ impl From<GetError> for Error {
 
 impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
-        let kind = match e.kind {
+        let kind = match e.kind() {
             ErrorKind::Full | ErrorKind::Empty => std::io::ErrorKind::WouldBlock,
             ErrorKind::Timeout => std::io::ErrorKind::TimedOut,
             ErrorKind::Closed => std::io::ErrorKind::BrokenPipe,

@@ -334,8 +334,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
         with_scratch(|buf| match self.ring.get(buf, deadline) {
-            Ok(Payload::Buffer(fds)) => Ok(mproc_wire::decode_from(buf, fds).map_err(Error::from)?),
-            Ok(Payload::Sealed(bytes, fds)) => {
+            Ok(Payload::Inline) => {
+                Ok(mproc_wire::decode_from(buf, Vec::new()).map_err(Error::from)?)
+            }
+            Ok(Payload::WithFds(fds)) => {
+                Ok(mproc_wire::decode_from(buf, fds).map_err(Error::from)?)
+            }
+            Ok(Payload::Sealed(sealed)) => {
+                let (bytes, fds) = *sealed;
                 Ok(mproc_wire::decode_from(bytes.as_slice(), fds).map_err(Error::from)?)
             }
             Ok(Payload::Bad(e)) | Err(Refused::Failed(e)) => Err(GetError::Failed(e)),

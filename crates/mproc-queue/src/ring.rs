@@ -88,10 +88,12 @@ pub(crate) const REC_HEADER: usize = 8;
 
 /// A message taken out of the ring, ready to decode.
 pub(crate) enum Payload {
+    /// In the caller's buffer (the common case: kept small, as it is returned per message).
+    Inline,
     /// In the caller's buffer, with the fds that travelled beside it.
-    Buffer(Vec<OwnedFd>),
-    /// In a sealed memfd.
-    Sealed(SealedBytes, Vec<OwnedFd>),
+    WithFds(Vec<OwnedFd>),
+    /// In a sealed memfd, with the other fds that travelled beside it.
+    Sealed(Box<(SealedBytes, Vec<OwnedFd>)>),
     /// Consumed, but unreadable (a large message whose memfd is not what it should be).
     Bad(Error),
 }
@@ -139,6 +141,9 @@ pub(crate) struct Ring {
     tail_seen: AtomicU32,
     /// How long to spin before sleeping, adapted to how waits have been ending.
     spin: AtomicU32,
+    /// The pauses before a waiting consumer's (producer's) first look (see `wait`).
+    first_c: AtomicU32,
+    first_p: AtomicU32,
 }
 
 impl std::fmt::Debug for Ring {
@@ -170,6 +175,19 @@ fn lock(m: &RawMutex, deadline: Option<Instant>) -> Option<(Held<'_>, bool)> {
     }
 }
 
+/// A full fence (store-load ordering) right after an atomic read-modify-write.
+///
+/// On x86_64 every read-modify-write is a locked instruction, which the hardware already
+/// orders as a full fence, so only the compiler needs holding back; an `mfence` there
+/// would cost a few nanoseconds per message for nothing. Elsewhere, a real fence.
+#[inline]
+fn full_fence_after_rmw() {
+    #[cfg(target_arch = "x86_64")]
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    #[cfg(not(target_arch = "x86_64"))]
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
 fn pad8(n: usize) -> usize {
     (n + 7) & !7
 }
@@ -188,6 +206,14 @@ fn seq_before(a: u32, b: u32) -> bool {
 }
 
 const SPIN_MIN: u32 = 64;
+/// How far ahead of the tail a producer asks for the ring's next line, in bytes.
+const PREFETCH_AHEAD: u32 = 256;
+/// The longest gap between looks, in pauses.
+const GAP_MAX: u32 = 32;
+/// A first look that finds fewer than this many messages (or freed records) waits
+/// longer next time; more than `BATCH_HIGH`, shorter.
+const BATCH_LOW: u32 = 8;
+const BATCH_HIGH: u32 = 32;
 const SPIN_MAX: u32 = 1 << 15;
 const SPIN_START: u32 = 2048;
 
@@ -256,6 +282,8 @@ impl Ring {
             head_seen: AtomicU64::new(0),
             tail_seen: AtomicU32::new(0),
             spin: AtomicU32::new(SPIN_START),
+            first_c: AtomicU32::new(1),
+            first_p: AtomicU32::new(1),
             producers,
             consumers,
             header,
@@ -323,36 +351,66 @@ impl Ring {
 
     // ---- waiting ----
 
-    /// Waits until `ready()` may have become true: spins a while (adapting how long to how
-    /// recent waits ended), then sleeps on `ev` after announcing itself in `flag_word`.
-    /// Returns `false` when the deadline passed.
+    /// Waits until `ready()` reports progress (a count above 0: messages waiting, for a
+    /// consumer; records freed, for a producer): spins a while, then sleeps on `ev` after
+    /// announcing itself in `flag_word`. `first` is this side's adaptive first gap (see
+    /// below). Returns `false` when the deadline passed.
+    ///
+    /// Every look at the other side's line takes that line away from the side writing it,
+    /// and that side pays for it at its next locked instruction (the store has to reach
+    /// this core first). A consumer that looks as soon as it has caught up finds one
+    /// message per look and costs the producer a stall per message. So the first look
+    /// comes after `first` pauses, and `first` adapts: when the first look already finds
+    /// progress but little of it, the other side is streaming, and the next wait looks
+    /// later (up to `GAP_MAX` pauses), so that it finds a batch; when it finds a large
+    /// batch, sooner; when the first look finds nothing, the other side was idle (a
+    /// request and its answer, say), and the next wait looks at once again. Later looks
+    /// come 1, 2, 4 ... `GAP_MAX` pauses apart.
     fn wait(
         &self,
+        first: &AtomicU32,
         ev: &AtomicU32,
         flag_word: &AtomicU32,
         flag: u32,
         deadline: Option<Instant>,
-        ready: impl Fn() -> bool,
+        ready: impl Fn() -> u32,
     ) -> bool {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // `try_*`, or out of time already: one look, no spinning.
+            return ready() > 0;
+        }
         let budget = self.spin.load(Ordering::Relaxed);
-        // Each look at the other side's line takes it away from the side writing it, so
-        // look less and less often (1, 2, 4 ... 32 pauses apart): when the wait ends,
-        // several messages are usually ready at once.
-        let mut gap = 1;
+        let gap0 = first.load(Ordering::Relaxed).clamp(1, GAP_MAX);
+        let mut gap = gap0;
         let mut spent = 0;
         let mut looks = 0u32;
         while spent < budget {
-            if ready() {
-                self.spin
-                    .store((budget * 2).min(SPIN_MAX), Ordering::Relaxed);
-                return true;
-            }
             for _ in 0..gap {
                 std::hint::spin_loop();
             }
             spent += gap;
-            gap = (gap * 2).min(32);
             looks += 1;
+            let n = ready();
+            if n > 0 {
+                self.spin
+                    .store((budget * 2).min(SPIN_MAX), Ordering::Relaxed);
+                let next = if looks > 1 {
+                    1
+                } else if n < BATCH_LOW {
+                    gap0 * 2
+                } else if n > BATCH_HIGH {
+                    gap0 / 2
+                } else {
+                    gap0
+                };
+                first.store(next.clamp(1, GAP_MAX), Ordering::Relaxed);
+                return true;
+            }
+            gap = if looks == 1 {
+                1
+            } else {
+                (gap * 2).min(GAP_MAX)
+            };
             if looks.is_multiple_of(64) {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return false;
@@ -362,18 +420,19 @@ impl Ring {
                 std::thread::yield_now();
             }
         }
+        first.store(1, Ordering::Relaxed);
         self.spin
             .store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
         loop {
             let seen = ev.load(Ordering::SeqCst);
             flag_word.fetch_or(flag, Ordering::SeqCst);
-            if ready() {
+            if ready() > 0 {
                 return true;
             }
             match mproc_sys::futex_wait(ev, seen, deadline) {
-                FutexWait::TimedOut => return ready(),
+                FutexWait::TimedOut => return ready() > 0,
                 FutexWait::Woken | FutexWait::Changed => {
-                    if ready() {
+                    if ready() > 0 {
                         return true;
                     }
                 }
@@ -381,8 +440,13 @@ impl Ring {
         }
     }
 
+    /// Wakes the sleepers announced by `flag` in `flag_word`. Called right after a locked
+    /// read-modify-write (the unlock that follows a publishing store, or the update of a
+    /// count), which must be ordered before the flag's load: a sleeper sets its flag, then
+    /// re-checks what was published (see [`wait`](Ring::wait)).
     fn wake(ev: &AtomicU32, flag_word: &AtomicU32, flag: u32) {
-        if flag_word.load(Ordering::SeqCst) & flag != 0 {
+        full_fence_after_rmw();
+        if flag_word.load(Ordering::Relaxed) & flag != 0 {
             flag_word.fetch_and(!flag, Ordering::SeqCst);
             ev.fetch_add(1, Ordering::SeqCst);
             mproc_sys::futex_wake(ev, u32::MAX);
@@ -469,11 +533,27 @@ impl Ring {
                     drop(held);
                     // Both ends afresh: other producers may have moved the tail since, and
                     // the head may be past the tail we read.
+                    // Progress: the records consumers freed since, once this one fits.
+                    let gets = (hg >> 32) as u32;
                     let ready = || {
                         let tp = self.tailputs.load(Ordering::SeqCst);
-                        self.is_closed() || self.fits(tp, self.headgets.load(Ordering::SeqCst), rec)
+                        let hg = self.headgets.load(Ordering::SeqCst);
+                        if self.is_closed() {
+                            1
+                        } else if self.fits(tp, hg, rec) {
+                            ((hg >> 32) as u32).wrapping_sub(gets).max(1)
+                        } else {
+                            0
+                        }
                     };
-                    if !self.wait(&self.ev_p, &self.pflags, PRODUCERS_ASLEEP, deadline, ready) {
+                    if !self.wait(
+                        &self.first_p,
+                        &self.ev_p,
+                        &self.pflags,
+                        PRODUCERS_ASLEEP,
+                        deadline,
+                        ready,
+                    ) {
                         return Err(Refused::Timeout);
                     }
                     continue;
@@ -496,8 +576,12 @@ impl Ring {
                 self.unfinished.fetch_add(1 | PENDING, Ordering::SeqCst);
             }
             self.ring_write(tail, record)?;
+            // The lines ahead were last read by a consumer (or not touched for a whole
+            // lap): fetch them now rather than stall on them when publishing.
+            self.ring
+                .prefetch_write((new_tail.wrapping_add(PREFETCH_AHEAD) & (self.cap - 1)) as usize);
             let next = (u64::from(puts.wrapping_add(1)) << 32) | u64::from(new_tail);
-            self.tailputs.store(next, Ordering::SeqCst);
+            self.tailputs.store(next, Ordering::Release);
             if self.joinable {
                 self.unfinished.fetch_sub(PENDING, Ordering::SeqCst);
             }
@@ -604,9 +688,24 @@ impl Ring {
                 if closed {
                     return Err(Refused::Closed);
                 }
-                let ready =
-                    || self.tailputs.load(Ordering::SeqCst) as u32 != head || self.is_closed();
-                if !self.wait(&self.ev_c, &self.flags, CONSUMERS_ASLEEP, deadline, ready) {
+                // Progress: the messages waiting.
+                let gets = (hg >> 32) as u32;
+                let ready = || {
+                    let tp = self.tailputs.load(Ordering::SeqCst);
+                    if tp as u32 != head {
+                        ((tp >> 32) as u32).wrapping_sub(gets).max(1)
+                    } else {
+                        u32::from(self.is_closed())
+                    }
+                };
+                if !self.wait(
+                    &self.first_c,
+                    &self.ev_c,
+                    &self.flags,
+                    CONSUMERS_ASLEEP,
+                    deadline,
+                    ready,
+                ) {
                     return Err(Refused::Timeout);
                 }
                 continue;
@@ -616,7 +715,7 @@ impl Ring {
                     let gets = ((hg >> 32) as u32).wrapping_add(1);
                     self.headgets.store(
                         (u64::from(gets) << 32) | u64::from(next_head),
-                        Ordering::SeqCst,
+                        Ordering::Release,
                     );
                     drop(held);
                     self.wake_producers();
@@ -648,10 +747,13 @@ impl Ring {
                 "head and tail are not a whole number of records apart",
             ));
         }
-        let mut header = [0u8; REC_HEADER];
-        self.ring_read(head, &mut header)?;
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let meta = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        // Records start 8-aligned, so a header never wraps: one aligned read.
+        let header = self
+            .ring
+            .read::<u64>((head & (self.cap - 1)) as usize)?
+            .to_le();
+        let len = header as u32 as usize;
+        let meta = (header >> 32) as u32;
         let rec = pad8(REC_HEADER.saturating_add(len));
         if rec > avail {
             return Err(corrupt("a record runs past the tail"));
@@ -663,7 +765,7 @@ impl Ring {
         if kind == INLINE {
             buf.resize(len, 0);
             self.ring_read(body, buf)?;
-            return Ok((Some(Payload::Buffer(Vec::new())), next));
+            return Ok((Some(Payload::Inline), next));
         }
         if kind != WITH_FDS && kind != LARGE {
             return Err(corrupt("a record of unknown kind"));
@@ -682,7 +784,7 @@ impl Ring {
             return Ok((None, next));
         };
         if kind == WITH_FDS {
-            return Ok((Some(Payload::Buffer(fds)), next));
+            return Ok((Some(Payload::WithFds(fds)), next));
         }
         if fds.is_empty() {
             return Err(corrupt("a large message came without its memfd"));
@@ -692,7 +794,7 @@ impl Ring {
         let memfd = fds.remove(0);
         // A bad memfd costs this message only: the record is consumed either way.
         let payload = match SealedBytes::map(memfd, size) {
-            Ok(bytes) => Payload::Sealed(bytes, fds),
+            Ok(bytes) => Payload::Sealed(Box::new((bytes, fds))),
             Err(e) => Payload::Bad(Error::io("mapping a large message", e)),
         };
         Ok((Some(payload), next))
@@ -843,8 +945,8 @@ mod tests {
     fn get_bytes(ring: &Ring) -> std::result::Result<Vec<u8>, Refused> {
         let mut buf = Vec::new();
         match ring.get(&mut buf, Some(Instant::now()))? {
-            Payload::Buffer(_) => Ok(buf),
-            Payload::Sealed(b, _) => Ok(b.as_slice().to_vec()),
+            Payload::Inline | Payload::WithFds(_) => Ok(buf),
+            Payload::Sealed(b) => Ok(b.0.as_slice().to_vec()),
             Payload::Bad(e) => Err(Refused::Failed(e)),
         }
     }
@@ -906,9 +1008,9 @@ mod tests {
         put_bytes(&ring, &payload);
         let mut buf = Vec::new();
         match ring.get(&mut buf, None) {
-            Ok(Payload::Sealed(bytes, fds)) => {
-                assert!(bytes.as_slice() == payload.as_slice());
-                assert!(fds.is_empty());
+            Ok(Payload::Sealed(sealed)) => {
+                assert!(sealed.0.as_slice() == payload.as_slice());
+                assert!(sealed.1.is_empty());
             }
             _ => panic!("not a sealed payload"),
         }
