@@ -206,8 +206,6 @@ fn seq_before(a: u32, b: u32) -> bool {
 }
 
 const SPIN_MIN: u32 = 64;
-/// How far ahead of the tail a producer asks for the ring's next line, in bytes.
-const PREFETCH_AHEAD: u32 = 256;
 /// The longest gap between looks, in pauses.
 const GAP_MAX: u32 = 32;
 /// A first look that finds fewer than this many messages (or freed records) waits
@@ -576,10 +574,6 @@ impl Ring {
                 self.unfinished.fetch_add(1 | PENDING, Ordering::SeqCst);
             }
             self.ring_write(tail, record)?;
-            // The lines ahead were last read by a consumer (or not touched for a whole
-            // lap): fetch them now rather than stall on them when publishing.
-            self.ring
-                .prefetch_write((new_tail.wrapping_add(PREFETCH_AHEAD) & (self.cap - 1)) as usize);
             let next = (u64::from(puts.wrapping_add(1)) << 32) | u64::from(new_tail);
             self.tailputs.store(next, Ordering::Release);
             if self.joinable {

@@ -215,22 +215,6 @@ impl SharedMemory {
         self.mapped.region.copy_to(offset, buf).map_err(range_error)
     }
 
-    /// Hints that the bytes at `offset` will soon be written: the CPU may fetch their
-    /// cache line ahead of time, so that a later [`write_at`](SharedMemory::write_at) does
-    /// not wait for it (useful when another process last touched it). Only a hint:
-    /// nothing is written, and an offset out of bounds is ignored.
-    ///
-    /// ```
-    /// let shm = mproc_shm::SharedMemory::create(4096)?;
-    /// shm.prefetch_write(1024);
-    /// shm.write_at(1024, b"soon")?;
-    /// # Ok::<(), mproc_shm::Error>(())
-    /// ```
-    #[inline]
-    pub fn prefetch_write(&self, offset: usize) {
-        self.mapped.region.prefetch_write(offset);
-    }
-
     /// Copies `data` in, starting at `offset`.
     ///
     /// # Errors

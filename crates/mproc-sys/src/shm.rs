@@ -544,29 +544,6 @@ impl Region {
         Ok(())
     }
 
-    /// Hints that the cache line holding byte `offset` will soon be written, so that the
-    /// CPU fetches it (for ownership) ahead of the write. Does nothing out of bounds, on
-    /// CPUs without the hint, or on other architectures; never faults.
-    ///
-    /// ```
-    /// let r = mproc_sys::Region::anonymous("prefetch", 4096)?;
-    /// r.prefetch_write(64);
-    /// r.prefetch_write(1 << 20); // out of bounds: ignored
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    #[inline]
-    pub fn prefetch_write(&self, offset: usize) {
-        if offset < self.len {
-            #[cfg(target_arch = "x86_64")]
-            {
-                use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
-                // SAFETY: a prefetch is only a hint: it never faults and changes no memory;
-                // the address is inside the mapping anyway. SSE is part of x86_64.
-                unsafe { _mm_prefetch::<_MM_HINT_ET0>(self.ptr.as_ptr().add(offset).cast::<i8>()) };
-            }
-        }
-    }
-
     /// Copies `src` in, starting at `offset`.
     ///
     /// # Errors
