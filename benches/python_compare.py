@@ -180,6 +180,96 @@ def shm_gbps(size, chunk=1 << 20):
         shm.unlink()
 
 
+def _q_producer(q, n, barrier, spans, idx):
+    barrier.wait()
+    t0 = pc()
+    put = q.put
+    for i in range(n):
+        put(i)
+    spans[2 * idx], spans[2 * idx + 1] = t0, pc()
+
+
+def _q_consumer(q, n, barrier, spans, idx):
+    barrier.wait()
+    t0 = pc()
+    get = q.get
+    for _ in range(n):
+        get()
+    spans[2 * idx], spans[2 * idx + 1] = t0, pc()
+
+
+def _q_big_producer(q, n, barrier, spans, idx):
+    payload = b"\x5a" * (1 << 20)
+    barrier.wait()
+    t0 = pc()
+    for _ in range(n):
+        q.put(payload)
+    spans[2 * idx], spans[2 * idx + 1] = t0, pc()
+
+
+def _q_big_consumer(q, n, barrier, spans, idx):
+    barrier.wait()
+    t0 = pc()
+    total = 0
+    for _ in range(n):
+        total += len(q.get())
+    assert total == n << 20
+    spans[2 * idx], spans[2 * idx + 1] = t0, pc()
+
+
+def _queue_run(nprod, ncons, total, prod, cons):
+    """Items per ns over first child start (after the barrier) to last child end, each
+    child stamping its own span: mproc's bench times the same way."""
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    barrier = ctx.Barrier(nprod + ncons + 1)
+    spans = ctx.RawArray("q", 2 * (nprod + ncons))
+    procs = [ctx.Process(target=prod, args=(q, total // nprod, barrier, spans, i)) for i in range(nprod)]
+    procs += [ctx.Process(target=cons, args=(q, total // ncons, barrier, spans, nprod + i)) for i in range(ncons)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0, p.exitcode
+    return total / (max(spans[1::2]) - min(spans[0::2]))
+
+
+def queue_msgs_per_s(nprod, ncons, total):
+    return _queue_run(nprod, ncons, total, _q_producer, _q_consumer) * 1e9
+
+
+def queue_1mib_gbps(n):
+    return _queue_run(1, 1, n, _q_big_producer, _q_big_consumer) * (1 << 20)  # bytes/ns
+
+
+def _q_echo(ping, pong):
+    while True:
+        x = ping.get()
+        if x is None:
+            break
+        pong.put(x + 1)
+
+
+def queue_rtt_us(rounds, n):
+    """Median µs of a round trip through two queues, over `rounds` batches of `n`."""
+    ctx = mp.get_context("fork")
+    ping, pong = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=_q_echo, args=(ping, pong))
+    p.start()
+    out = []
+    for r in range(rounds + 1):
+        t0 = pc()
+        for i in range(n):
+            ping.put(i)
+            assert pong.get() == i + 1
+        if r > 0:
+            out.append((pc() - t0) / n / 1e3)
+    ping.put(None)
+    p.join()
+    return med(out)
+
+
 def main():
     quick = "--quick" in sys.argv
     counts = {"fork": 50 if quick else 150, "forkserver": 30 if quick else 80, "spawn": 10 if quick else 30}
@@ -194,6 +284,13 @@ def main():
     out["shm_gbps"] = round(med([x[0] for x in sh]), 2)
     out["extra"] = {"shm_copy_gbps": round(med([x[1] for x in sh]), 2)}
     out["shm_check_ok"] = all(x[2] for x in sh)
+    qn = 100_000 if quick else 200_000
+    out["queue_msgs_per_s"] = {
+        "1p1c": round(med([queue_msgs_per_s(1, 1, qn) for _ in range(3)])),
+        "2p2c": round(med([queue_msgs_per_s(2, 2, qn) for _ in range(3)])),
+    }
+    out["queue_rtt_us"] = round(queue_rtt_us(3, 2000 if quick else 5000), 2)
+    out["queue_1mib_gbps"] = round(med([queue_1mib_gbps(128 if quick else 256) for _ in range(3)]), 2)
     print(json.dumps(out))
 
 
