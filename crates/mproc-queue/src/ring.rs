@@ -9,9 +9,10 @@
 //!   an adjacent-line prefetch pair):
 //!   - producers' line: `TAILPUTS` (u64: tail byte position in the low half, puts count
 //!     in the high half, published together by one store), `FLAGS` (consumers asleep,
-//!     closed), `EV_C` (bumped to wake consumers), `SIDE_SEQ` (the last side record sent);
+//!     closed), `EV_C` (bumped to wake consumers), `SIDE_SEQ` (the last side record sent),
+//!     `TAIL_LAPS` (see `LAP_SHIFT`);
 //!   - consumers' line: `HEADGETS` (u64, as `TAILPUTS`), `PFLAGS` (producers asleep),
-//!     `EV_P` (bumped to wake producers);
+//!     `EV_P` (bumped to wake producers), `HEAD_LAPS`;
 //!   - joinable line: `UNFINISHED` (count, and `PENDING` while a put is between counting
 //!     and publishing), `JOIN_EV`, `JOIN_SLEEP`, `TARGET` (the tail that put publishes).
 //! - `ring` (a memfd segment of `cap` bytes, a power of two): records of an 8-byte header
@@ -56,10 +57,12 @@ const TAILPUTS: usize = 0;
 const FLAGS: usize = 8;
 const EV_C: usize = 12;
 const SIDE_SEQ: usize = 16;
+const TAIL_LAPS: usize = 20;
 // Consumers' line.
 const HEADGETS: usize = 128;
 const PFLAGS: usize = 136;
 const EV_P: usize = 140;
+const HEAD_LAPS: usize = 144;
 // Joinable line.
 const UNFINISHED: usize = 256;
 const JOIN_EV: usize = 260;
@@ -72,6 +75,11 @@ const CONSUMERS_ASLEEP: u32 = 1;
 const CLOSED: u32 = 2;
 /// `PFLAGS`: a producer is (about to be) asleep on `EV_P`.
 const PRODUCERS_ASLEEP: u32 = 1;
+/// `TAIL_LAPS` (`HEAD_LAPS`) counts the tail's (head's) crossings of a multiple of this
+/// many bytes. A process's cached head (tail) is trusted only while the other side's lap
+/// count is within one of what it was when cached: the position then moved less than
+/// 2 × `LAP` bytes, so its u32 arithmetic cannot have wrapped around (see `Ring::put`).
+const LAP_SHIFT: u32 = 29;
 /// `UNFINISHED`: a put has counted its item and not yet published it.
 const PENDING: u32 = 0x8000_0000;
 const COUNT: u32 = !PENDING;
@@ -127,18 +135,24 @@ pub(crate) struct Ring {
     flags: Pinned<AtomicU32>,
     ev_c: Pinned<AtomicU32>,
     side_seq: Pinned<AtomicU32>,
+    tail_laps: Pinned<AtomicU32>,
     headgets: Pinned<AtomicU64>,
+    head_laps: Pinned<AtomicU32>,
     pflags: Pinned<AtomicU32>,
     ev_p: Pinned<AtomicU32>,
     unfinished: Pinned<AtomicU32>,
     join_ev: Pinned<AtomicU32>,
     join_sleep: Pinned<AtomicU32>,
     target: Pinned<AtomicU32>,
-    /// The last `HEADGETS` a producer of this process read (stale is safe: the head only
-    /// moves forward, so a stale one underestimates the room).
+    /// The last `HEADGETS` a producer of this process read, and `TAIL_LAPS` then. Stale
+    /// is safe (the head only moves forward, so a stale one
+    /// underestimates the room) as long as the tail has not moved so far since that the
+    /// u32 difference wraps: the lap count bounds that.
     head_seen: AtomicU64,
-    /// The last tail a consumer of this process read (likewise).
+    head_seen_laps: AtomicU32,
+    /// The last tail a consumer of this process read, and `HEAD_LAPS` then (likewise).
     tail_seen: AtomicU32,
+    tail_seen_laps: AtomicU32,
     /// How long to spin before sleeping, adapted to how waits have been ending.
     spin: AtomicU32,
     /// The pauses before a waiting consumer's (producer's) first look (see `wait`).
@@ -175,11 +189,28 @@ fn lock(m: &RawMutex, deadline: Option<Instant>) -> Option<(Held<'_>, bool)> {
     }
 }
 
+/// The longest a waiter sleeps before looking again by itself. A process killed between
+/// publishing and waking (or between `task_done`'s count and its wake) leaves sleepers
+/// that nobody will wake; they notice within this long.
+const MAX_NAP: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// When a sleep should end: the deadline or `MAX_NAP` from now, whichever is first, and
+/// whether that is the deadline.
+fn nap_until(deadline: Option<Instant>) -> (Option<Instant>, bool) {
+    let nap = Instant::now() + MAX_NAP;
+    match deadline {
+        Some(d) if d <= nap => (Some(d), true),
+        _ => (Some(nap), false),
+    }
+}
+
 /// A full fence (store-load ordering) right after an atomic read-modify-write.
 ///
 /// On x86_64 every read-modify-write is a locked instruction, which the hardware already
 /// orders as a full fence, so only the compiler needs holding back; an `mfence` there
-/// would cost a few nanoseconds per message for nothing. Elsewhere, a real fence.
+/// would cost a few nanoseconds per message for nothing. Elsewhere, a real fence. This
+/// leans on `RawMutex::unlock` being an atomic swap (it must stay a read-modify-write)
+/// and on the unlock actually running: a `Held` exists only for a lock we hold.
 #[inline]
 fn full_fence_after_rmw() {
     #[cfg(target_arch = "x86_64")]
@@ -189,7 +220,7 @@ fn full_fence_after_rmw() {
 }
 
 fn pad8(n: usize) -> usize {
-    (n + 7) & !7
+    n.saturating_add(7) & !7
 }
 
 fn corrupt(what: &str) -> Error {
@@ -277,8 +308,12 @@ impl Ring {
             join_ev: header.pin(JOIN_EV)?,
             join_sleep: header.pin(JOIN_SLEEP)?,
             target: header.pin(TARGET)?,
+            tail_laps: header.pin(TAIL_LAPS)?,
+            head_laps: header.pin(HEAD_LAPS)?,
             head_seen: AtomicU64::new(0),
+            head_seen_laps: AtomicU32::new(0),
             tail_seen: AtomicU32::new(0),
+            tail_seen_laps: AtomicU32::new(0),
             spin: AtomicU32::new(SPIN_START),
             first_c: AtomicU32::new(1),
             first_p: AtomicU32::new(1),
@@ -427,13 +462,12 @@ impl Ring {
             if ready() > 0 {
                 return true;
             }
-            match mproc_sys::futex_wait(ev, seen, deadline) {
-                FutexWait::TimedOut => return ready() > 0,
-                FutexWait::Woken | FutexWait::Changed => {
-                    if ready() > 0 {
-                        return true;
-                    }
-                }
+            let (until, last) = nap_until(deadline);
+            if mproc_sys::futex_wait(ev, seen, until) == FutexWait::TimedOut && last {
+                return ready() > 0;
+            }
+            if ready() > 0 {
+                return true;
             }
         }
     }
@@ -519,10 +553,18 @@ impl Ring {
                 return Err(Refused::Closed);
             }
             let tp = self.tailputs.load(Ordering::Relaxed);
+            if !(tp as u32).is_multiple_of(8) {
+                return Err(Refused::Failed(corrupt(
+                    "the tail is not at a record boundary",
+                )));
+            }
+            let laps = self.tail_laps.load(Ordering::Relaxed);
             let mut hg = self.head_seen.load(Ordering::Relaxed);
-            if !self.fits(tp, hg, rec) {
+            let cached = laps.wrapping_sub(self.head_seen_laps.load(Ordering::Relaxed)) <= 1;
+            if !cached || !self.fits(tp, hg, rec) {
                 hg = self.headgets.load(Ordering::Acquire);
                 self.head_seen.store(hg, Ordering::Relaxed);
+                self.head_seen_laps.store(laps, Ordering::Relaxed);
                 let used = (tp as u32).wrapping_sub(hg as u32);
                 if used > self.cap {
                     return Err(Refused::Failed(corrupt("head and tail are too far apart")));
@@ -569,11 +611,16 @@ impl Ring {
             record[..4].copy_from_slice(&len.to_le_bytes());
             record[4..8].copy_from_slice(&meta.to_le_bytes());
             let new_tail = tail.wrapping_add(rec as u32);
+            // Unseen until published; a failure here leaves nothing to undo.
+            self.ring_write(tail, record)?;
+            if (new_tail >> LAP_SHIFT) != (tail >> LAP_SHIFT) {
+                // Before publishing: a lap counted early only makes caches reload.
+                self.tail_laps.fetch_add(1, Ordering::Relaxed);
+            }
             if self.joinable {
                 self.target.store(new_tail, Ordering::Relaxed);
                 self.unfinished.fetch_add(1 | PENDING, Ordering::SeqCst);
             }
-            self.ring_write(tail, record)?;
             let next = (u64::from(puts.wrapping_add(1)) << 32) | u64::from(new_tail);
             self.tailputs.store(next, Ordering::Release);
             if self.joinable {
@@ -668,14 +715,21 @@ impl Ring {
             }
             let hg = self.headgets.load(Ordering::Relaxed);
             let head = hg as u32;
+            let laps = self.head_laps.load(Ordering::Relaxed);
             let mut tail = self.tail_seen.load(Ordering::Relaxed);
             let mut closed = false;
-            if tail == head || tail.wrapping_sub(head) > self.cap {
+            // Other consumers may have taken the head past the cached tail; within a lap
+            // that shows as a difference above `cap` (see `LAP_SHIFT`).
+            if tail == head
+                || tail.wrapping_sub(head) > self.cap
+                || laps.wrapping_sub(self.tail_seen_laps.load(Ordering::Relaxed)) > 1
+            {
                 // Closed is read only with the tail (they share the producers' line), and
                 // before it: a close comes after the last put's tail.
                 closed = self.is_closed();
                 tail = self.tailputs.load(Ordering::Acquire) as u32;
                 self.tail_seen.store(tail, Ordering::Relaxed);
+                self.tail_seen_laps.store(laps, Ordering::Relaxed);
             }
             if tail == head {
                 drop(held);
@@ -706,6 +760,9 @@ impl Ring {
             }
             match self.take(head, tail, buf) {
                 Ok((taken, next_head)) => {
+                    if (next_head >> LAP_SHIFT) != (head >> LAP_SHIFT) {
+                        self.head_laps.fetch_add(1, Ordering::Relaxed);
+                    }
                     let gets = ((hg >> 32) as u32).wrapping_add(1);
                     self.headgets.store(
                         (u64::from(gets) << 32) | u64::from(next_head),
@@ -722,8 +779,13 @@ impl Ring {
                 Err(e) => {
                     // Skip everything published so far: no record boundary can be trusted.
                     let tp = self.tailputs.load(Ordering::Acquire);
+                    // The head may jump far: count laps generously (a lap too many only
+                    // makes caches reload).
+                    self.head_laps.fetch_add(2, Ordering::Relaxed);
                     self.headgets.store(tp, Ordering::SeqCst);
                     self.tail_seen.store(tp as u32, Ordering::Relaxed);
+                    self.tail_seen_laps
+                        .store(laps.wrapping_add(2), Ordering::Relaxed);
                     drop(held);
                     self.wake_producers();
                     return Err(Refused::Failed(e));
@@ -866,17 +928,38 @@ impl Ring {
     /// Waits until every item put has been marked done; `false` when `deadline` passed.
     pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
         loop {
-            if self.unfinished() == 0 {
+            let u = self.unfinished.load(Ordering::SeqCst);
+            if u & COUNT == 0 {
                 return true;
+            }
+            if u & PENDING != 0 {
+                self.repair_if_a_producer_died();
             }
             let seen = self.join_ev.load(Ordering::SeqCst);
             self.join_sleep.fetch_or(1, Ordering::SeqCst);
             if self.unfinished.load(Ordering::SeqCst) & COUNT == 0 {
                 return true;
             }
-            if mproc_sys::futex_wait(&self.join_ev, seen, deadline) == FutexWait::TimedOut {
+            let (until, last) = nap_until(deadline);
+            if mproc_sys::futex_wait(&self.join_ev, seen, until) == FutexWait::TimedOut && last {
                 return self.unfinished() == 0;
             }
+        }
+    }
+
+    /// A put counted but not published: if its producer died holding the lock, and no
+    /// other producer has come since to repair, repair now (a `join` would otherwise wait
+    /// for a put that will never finish). A live producer keeps the lock: nothing to do.
+    fn repair_if_a_producer_died(&self) {
+        let m = self.producers.slot().mutex();
+        match m.try_lock() {
+            LockStatus::OwnerDied => {
+                let held = Held(m);
+                self.repair_producers();
+                let _ = held.0.mark_consistent();
+            }
+            LockStatus::Acquired => drop(Held(m)),
+            LockStatus::WouldBlock => {}
         }
     }
 }
@@ -929,6 +1012,7 @@ impl<'de> Deserialize<'de> for Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn put_bytes(ring: &Ring, payload: &[u8]) {
         let mut buf = vec![0u8; REC_HEADER];
@@ -1008,5 +1092,108 @@ mod tests {
             }
             _ => panic!("not a sealed payload"),
         }
+    }
+
+    /// Moves the shared state as if other processes had put and got `bytes` more bytes
+    /// (as `n` messages) while this process's caches sat unused.
+    fn others_moved(ring: &Ring, bytes: u64, n: u32, tail_extra: u32) {
+        let hg = ring.headgets.load(Ordering::SeqCst);
+        let head = (hg as u32).wrapping_add(bytes as u32);
+        let gets = ((hg >> 32) as u32).wrapping_add(n);
+        let laps = (bytes >> LAP_SHIFT) as u32 + 1;
+        ring.head_laps.fetch_add(laps, Ordering::SeqCst);
+        ring.tail_laps.fetch_add(laps, Ordering::SeqCst);
+        ring.headgets
+            .store((u64::from(gets) << 32) | u64::from(head), Ordering::SeqCst);
+        let tail = head.wrapping_add(tail_extra);
+        ring.tailputs.store(
+            (u64::from(gets.wrapping_add(tail_extra / 16)) << 32) | u64::from(tail),
+            Ordering::SeqCst,
+        );
+    }
+
+    #[test]
+    fn a_consumer_cache_a_whole_wrap_old_is_not_trusted() {
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false).unwrap();
+        put_bytes(&ring, b"old");
+        put_bytes(&ring, b"old");
+        assert!(get_bytes(&ring).ok().as_deref() == Some(&b"old"[..]));
+        // This process cached tail 32 with head at 16. Others then moved the head almost
+        // 4 GiB, to 16 bytes short of the cached tail (mod 2^32), and the queue is empty:
+        // the cached tail, trusted, would hand out the old record again.
+        others_moved(&ring, (1 << 32) - 16, 1 << 20, 0);
+        assert!(matches!(get_bytes(&ring), Err(Refused::Timeout)));
+    }
+
+    #[test]
+    fn a_producer_cache_a_whole_wrap_old_is_not_trusted() {
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false).unwrap();
+        put_bytes(&ring, b"x");
+        assert!(get_bytes(&ring).is_ok());
+        put_bytes(&ring, b"y"); // caches head 16
+        assert!(get_bytes(&ring).is_ok());
+        // Others moved on almost 4 GiB and filled the ring: the tail is now 32 bytes past
+        // the cached head (mod 2^32), which, trusted, would say the ring is nearly empty.
+        others_moved(
+            &ring,
+            (1 << 32) + 32 - MIN_BYTES as u64,
+            1 << 20,
+            MIN_BYTES as u32,
+        );
+        let mut buf = vec![0u8; REC_HEADER + 1];
+        assert!(matches!(
+            ring.put(&mut buf, Vec::new(), Some(Instant::now())),
+            Err(Refused::Timeout)
+        ));
+    }
+
+    #[test]
+    fn a_sleeper_nobody_wakes_looks_again_by_itself() {
+        // A producer that died between publishing and waking, played by hand.
+        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, false).unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = Arc::clone(&ring);
+        std::thread::spawn(move || {
+            let _ = tx.send(get_bytes_blocking(&r));
+        });
+        while ring.flags.load(Ordering::SeqCst) & CONSUMERS_ASLEEP == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let tp = ring.tailputs.load(Ordering::SeqCst);
+        ring.ring_write(tp as u32, &[4, 0, 0, 0, INLINE as u8, 0, 0, 0, 1, 2, 3, 4])
+            .unwrap();
+        ring.tailputs.store(
+            (((tp >> 32) + 1) << 32) | u64::from((tp as u32).wrapping_add(16)),
+            Ordering::SeqCst,
+        );
+        let got = rx.recv_timeout(std::time::Duration::from_secs(30));
+        assert!(got.ok().and_then(|r| r.ok()).as_deref() == Some(&[1u8, 2, 3, 4][..]));
+    }
+
+    fn get_bytes_blocking(ring: &Ring) -> std::result::Result<Vec<u8>, Refused> {
+        let mut buf = Vec::new();
+        match ring.get(&mut buf, None)? {
+            Payload::Inline => Ok(buf),
+            _ => Err(Refused::Closed),
+        }
+    }
+
+    #[test]
+    fn join_repairs_a_put_whose_producer_died_counted_but_unpublished() {
+        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, true).unwrap());
+        let r = Arc::clone(&ring);
+        // A producer thread counts its put and dies holding the lock, before publishing.
+        std::thread::spawn(move || {
+            let m = r.producers.slot().mutex();
+            assert_eq!(m.lock(None), LockStatus::Acquired);
+            r.target.store(999, Ordering::SeqCst);
+            r.unfinished.fetch_add(1 | PENDING, Ordering::SeqCst);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(ring.unfinished(), 1);
+        // No producer comes again; join repairs by itself.
+        assert!(ring.join(Some(Instant::now() + std::time::Duration::from_secs(30))));
+        assert_eq!(ring.unfinished(), 0);
     }
 }
