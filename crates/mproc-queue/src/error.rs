@@ -25,7 +25,8 @@ pub enum ErrorKind {
     Shm,
     /// The OS refused something else (sending a large message's buffer, say).
     Io,
-    /// A [`PutError::Full`] turned into an `Error` by `?` (the value is dropped).
+    /// A [`PutError::Full`] turned into an `Error` by `?` (the value is dropped); or a
+    /// [`JoinableQueue`](crate::JoinableQueue) already counting 2^31 − 1 unfinished items.
     Full,
     /// A [`GetError::Empty`] turned into an `Error` by `?`.
     Empty,

@@ -552,6 +552,16 @@ impl Ring {
             if self.flags.load(Ordering::Acquire) & CLOSED != 0 {
                 return Err(Refused::Closed);
             }
+            if self.joinable && self.unfinished.load(Ordering::Relaxed) & COUNT == COUNT {
+                // One more would carry into `PENDING`.
+                return Err(Refused::Failed(Error::new(
+                    ErrorKind::Full,
+                    format!(
+                        "a JoinableQueue counts at most {COUNT} unfinished items: \
+                         call task_done() for some"
+                    ),
+                )));
+            }
             let tp = self.tailputs.load(Ordering::Relaxed);
             if !(tp as u32).is_multiple_of(8) {
                 return Err(Refused::Failed(corrupt(
@@ -1195,5 +1205,21 @@ mod tests {
         // No producer comes again; join repairs by itself.
         assert!(ring.join(Some(Instant::now() + std::time::Duration::from_secs(30))));
         assert_eq!(ring.unfinished(), 0);
+    }
+
+    #[test]
+    fn a_joinable_count_at_its_limit_refuses_puts_until_task_done() {
+        let ring = Ring::new(MIN_BYTES, usize::MAX, true).unwrap();
+        ring.unfinished.store(COUNT, Ordering::SeqCst);
+        let mut buf = vec![0u8; REC_HEADER + 1];
+        match ring.put(&mut buf, Vec::new(), None) {
+            Err(Refused::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Full),
+            _ => panic!("a put past the joinable limit was taken"),
+        }
+        assert_eq!(ring.unfinished(), COUNT as usize);
+        ring.task_done().unwrap();
+        let mut buf = vec![0u8; REC_HEADER + 1];
+        assert!(ring.put(&mut buf, Vec::new(), None).is_ok());
+        assert_eq!(ring.unfinished(), COUNT as usize);
     }
 }
