@@ -581,9 +581,9 @@ impl Ring {
                 }
                 if !self.fits(tp, hg, rec) {
                     drop(held);
-                    // Both ends afresh: other producers may have moved the tail since, and
-                    // the head may be past the tail we read.
-                    // Progress: the records consumers freed since, once this one fits.
+                    // Both ends afresh (other producers may have moved the tail since, and
+                    // the head may be past the tail we read). Progress: the records
+                    // consumers freed since, once this one fits.
                     let gets = (hg >> 32) as u32;
                     let ready = || {
                         let tp = self.tailputs.load(Ordering::SeqCst);
