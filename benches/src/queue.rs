@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mproc::{Barrier, Builder, Queue, SharedMemory, StartMethod};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 
 fn wall_ns() -> u128 {
@@ -19,7 +21,35 @@ fn fork() -> Builder {
     Builder::new().start_method(StartMethod::Fork)
 }
 
-fn producer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> (u128, u128) {
+/// A child's own start (after the start barrier) and end, in wall-clock ns.
+type Span = (u128, u128);
+
+/// Forks a producer and a consumer process, each given `(shared, barrier, n)`, releases
+/// them together, and returns both spans and what the consumer reported.
+fn producer_consumer<S, R>(
+    shared: S,
+    n: u64,
+    producer: fn((S, Barrier, u64)) -> Span,
+    consumer: fn((S, Barrier, u64)) -> (Span, R),
+) -> ([Span; 2], R)
+where
+    S: Clone + Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    let barrier = Barrier::new(3).expect("barrier");
+    let mut p = fork()
+        .spawn(producer, (shared.clone(), barrier.clone(), n))
+        .expect("spawn");
+    let mut c = fork()
+        .spawn(consumer, (shared, barrier.clone(), n))
+        .expect("spawn");
+    barrier.wait().expect("barrier");
+    let ps = p.join().expect("producer");
+    let (cs, report) = c.join().expect("consumer");
+    ([ps, cs], report)
+}
+
+fn producer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> Span {
     barrier.wait().expect("barrier");
     let t0 = wall_ns();
     for i in 0..n {
@@ -28,7 +58,7 @@ fn producer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> (u128, u128) {
     (t0, wall_ns())
 }
 
-fn consumer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> ((u128, u128), u64) {
+fn consumer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> (Span, u64) {
     barrier.wait().expect("barrier");
     let t0 = wall_ns();
     let mut sum = 0u64;
@@ -41,7 +71,7 @@ fn consumer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> ((u128, u128), u64) 
 /// Messages per second over the span from the first child's start (after the start
 /// barrier) to the last child's end. The children's own clocks are used, not the
 /// parent's: on two cores the parent may not run again before they are done.
-fn rate(messages: u64, spans: &[(u128, u128)]) -> f64 {
+fn rate(messages: u64, spans: &[Span]) -> f64 {
     let start = spans.iter().map(|s| s.0).min().unwrap_or(0);
     let end = spans.iter().map(|s| s.1).max().unwrap_or(0);
     messages as f64 / (end.saturating_sub(start).max(1) as f64 / 1e9)
@@ -89,7 +119,7 @@ const TAIL: usize = 0;
 const HEAD: usize = 16; // 128 bytes on (u64 units)
 const DATA: usize = 32;
 
-fn ring_producer((shm, barrier, n): (SharedMemory, Barrier, u64)) -> (u128, u128) {
+fn ring_producer((shm, barrier, n): (SharedMemory, Barrier, u64)) -> Span {
     let a = shm.atomics::<AtomicU64>(0, DATA + SLOTS).expect("atomics");
     barrier.wait().expect("barrier");
     let t0 = wall_ns();
@@ -105,7 +135,7 @@ fn ring_producer((shm, barrier, n): (SharedMemory, Barrier, u64)) -> (u128, u128
     (t0, wall_ns())
 }
 
-fn ring_consumer((shm, barrier, n): (SharedMemory, Barrier, u64)) -> ((u128, u128), u64) {
+fn ring_consumer((shm, barrier, n): (SharedMemory, Barrier, u64)) -> (Span, u64) {
     let a = shm.atomics::<AtomicU64>(0, DATA + SLOTS).expect("atomics");
     barrier.wait().expect("barrier");
     let t0 = wall_ns();
@@ -125,18 +155,9 @@ fn ring_consumer((shm, barrier, n): (SharedMemory, Barrier, u64)) -> ((u128, u12
 /// process and one consumer process, timed the same way.
 pub fn ring_floor(n: u64) -> f64 {
     let shm = SharedMemory::create((DATA + SLOTS) * 8).expect("segment");
-    let barrier = Barrier::new(3).expect("barrier");
-    let mut p = fork()
-        .spawn(ring_producer, (shm.clone(), barrier.clone(), n))
-        .expect("spawn");
-    let mut c = fork()
-        .spawn(ring_consumer, (shm.clone(), barrier.clone(), n))
-        .expect("spawn");
-    barrier.wait().expect("barrier");
-    let ps = p.join().expect("producer");
-    let (cs, sum) = c.join().expect("consumer");
+    let (spans, sum) = producer_consumer(shm, n, ring_producer, ring_consumer);
     assert_eq!(sum, n * (n - 1) / 2, "the floor ring lost messages");
-    rate(n, &[ps, cs])
+    rate(n, &spans)
 }
 
 fn echo((ping, pong): (Queue<Option<u64>>, Queue<Option<u64>>)) {
@@ -210,7 +231,7 @@ pub fn spin_rtt_floor(rounds: usize, n: u64) -> Vec<f64> {
 
 const MIB: usize = 1 << 20;
 
-fn big_producer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> (u128, u128) {
+fn big_producer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> Span {
     let payload = ByteBuf::from(vec![0x5au8; MIB]);
     barrier.wait().expect("barrier");
     let t0 = wall_ns();
@@ -220,7 +241,7 @@ fn big_producer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> (u128, u128)
     (t0, wall_ns())
 }
 
-fn big_consumer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> ((u128, u128), bool) {
+fn big_consumer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> (Span, bool) {
     barrier.wait().expect("barrier");
     let t0 = wall_ns();
     let mut ok = true;
@@ -236,16 +257,7 @@ fn big_consumer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> ((u128, u128
 /// payload per put, as Python's `put(payload)` pickles one).
 pub fn gbps_1mib(n: u64) -> (f64, bool) {
     let q = Queue::<ByteBuf>::new().expect("queue");
-    let barrier = Barrier::new(3).expect("barrier");
-    let mut p = fork()
-        .spawn(big_producer, (q.clone(), barrier.clone(), n))
-        .expect("spawn");
-    let mut c = fork()
-        .spawn(big_consumer, (q.clone(), barrier.clone(), n))
-        .expect("spawn");
-    barrier.wait().expect("barrier");
-    let ps = p.join().expect("producer");
-    let (cs, ok) = c.join().expect("consumer");
+    let (spans, ok) = producer_consumer(q, n, big_producer, big_consumer);
     // Bytes per second over the span, in GB/s.
-    (rate(n * MIB as u64, &[ps, cs]) / 1e9, ok)
+    (rate(n * MIB as u64, &spans) / 1e9, ok)
 }
