@@ -77,6 +77,93 @@ impl<A, R> FnRef<A, R> {
     }
 }
 
+/// A function pointer type that a [`FnAt`] can name: `fn(A) -> R` up to `fn(A, B, C, D) -> R`.
+///
+/// Sealed: only function pointer types implement it, so an address read back by
+/// [`FnAt::get`] is always rebuilt as the pointer type it was taken from.
+pub trait FnPtr: Copy + sealed::Sealed {
+    /// Returns the function's address.
+    fn addr(self) -> usize;
+}
+
+mod sealed {
+    pub trait Sealed {
+        /// Rebuilds the pointer from its address.
+        ///
+        /// # Safety
+        ///
+        /// `addr` must be [`FnPtr::addr`](super::FnPtr::addr) of a value of this very type.
+        unsafe fn from_addr(addr: usize) -> Self;
+    }
+}
+
+macro_rules! fn_ptr {
+    ($($arg:ident),+) => {
+        impl<$($arg,)+ R> sealed::Sealed for fn($($arg),+) -> R {
+            unsafe fn from_addr(addr: usize) -> Self {
+                // SAFETY: the caller passes the address of a `fn($($arg),+) -> R` (see the
+                // trait's contract); function pointers and `usize` have the same size.
+                unsafe { std::mem::transmute::<usize, fn($($arg),+) -> R>(addr) }
+            }
+        }
+        impl<$($arg,)+ R> FnPtr for fn($($arg),+) -> R {
+            fn addr(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+fn_ptr!(A);
+fn_ptr!(A, B);
+fn_ptr!(A, B, C);
+fn_ptr!(A, B, C, D);
+
+/// A function pointer of any [`FnPtr`] type (one to four arguments), as a thunk made with
+/// [`FnToken::for_fn`] receives it: [`FnRef`] for functions of several arguments.
+///
+/// ```
+/// use mproc_sys::FnAt;
+/// fn add(a: u32, b: u32) -> u32 { a + b }
+/// let f = FnAt::new(add as fn(u32, u32) -> u32);
+/// assert_eq!(f.get()(40, 2), 42);
+/// ```
+#[repr(transparent)]
+pub struct FnAt<F> {
+    addr: usize,
+    _fn: PhantomData<F>,
+}
+
+impl<F> Clone for FnAt<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<F> Copy for FnAt<F> {}
+
+impl<F> std::fmt::Debug for FnAt<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FnAt({:#x})", self.addr)
+    }
+}
+
+impl<F: FnPtr> FnAt<F> {
+    /// Wraps a function pointer.
+    pub fn new(f: F) -> Self {
+        Self {
+            addr: f.addr(),
+            _fn: PhantomData,
+        }
+    }
+
+    /// Returns the function pointer.
+    pub fn get(self) -> F {
+        // SAFETY: `addr` is the address of an `F`: taken in `FnAt::new`, or rebuilt by
+        // `FnToken::invoke` from an offset that `FnToken::for_fn` computed from an `F` of
+        // this build (see the module's trust model).
+        unsafe { F::from_addr(self.addr) }
+    }
+}
+
 /// The type-erased form of a thunk: what [`FnToken`] stores and calls.
 pub type Thunk<I, O> = fn(usize, I) -> O;
 
@@ -139,6 +226,23 @@ impl<I: 'static, O: 'static> FnToken<I, O> {
         }
     }
 
+    /// Names `f`, a function of one to four arguments, and the thunk that calls it.
+    ///
+    /// ```
+    /// use mproc_sys::{FnAt, FnToken};
+    /// fn add(a: u32, b: u32) -> u32 { a + b }
+    /// fn thunk(f: FnAt<fn(u32, u32) -> u32>, (a, b): (u32, u32)) -> u32 { f.get()(a, b) }
+    /// let token = FnToken::for_fn(thunk, add as fn(u32, u32) -> u32);
+    /// assert_eq!(token.invoke((40, 2)), 42);
+    /// ```
+    pub fn for_fn<F: FnPtr>(thunk: fn(FnAt<F>, I) -> O, f: F) -> Self {
+        Self {
+            thunk: offset_of(thunk as usize),
+            func: offset_of(f.addr()),
+            _io: PhantomData,
+        }
+    }
+
     /// Returns `(fingerprint, thunk offset, function offset)` for the wire. The fingerprint
     /// covers this build and the token's `I` and `O` types.
     pub fn to_parts(self) -> (u64, i64, i64) {
@@ -161,7 +265,7 @@ impl<I: 'static, O: 'static> FnToken<I, O> {
     /// # Safety
     ///
     /// The three parts must be the unmodified output of [`to_parts`](Self::to_parts) on a
-    /// `FnToken<I, O>` made by [`new`](Self::new) in a process running this same build
+    /// `FnToken<I, O>` made by [`new`](Self::new) or [`for_fn`](Self::for_fn) in a process running this same build
     /// (for example, a parent that sent them over a socket only it and this process hold).
     pub unsafe fn from_parts(fingerprint: u64, thunk: i64, func: i64) -> Option<Self> {
         if fingerprint != Self::fingerprint() {
@@ -178,10 +282,11 @@ impl<I: 'static, O: 'static> FnToken<I, O> {
 
     /// Calls the thunk with the function and `input`.
     pub fn invoke(self, input: I) -> O {
-        // SAFETY: `thunk` is the offset of a `fn(FnRef<A, R>, I) -> O` of this build (made
-        // by `new`, or handed to `from_parts`, whose contract says it was made by `new`). `FnRef<A, R>` is
-        // `repr(transparent)` over `usize`, so `fn(FnRef<A, R>, I) -> O` and
-        // `fn(usize, I) -> O` are ABI-compatible and calling one through the other is sound.
+        // SAFETY: `thunk` is the offset of a `fn(FnRef<A, R>, I) -> O` or a
+        // `fn(FnAt<F>, I) -> O` of this build (made by `new` or `for_fn`, or handed to
+        // `from_parts`, whose contract says it was made by one of them). `FnRef` and `FnAt`
+        // are `repr(transparent)` over `usize`, so those types and `fn(usize, I) -> O` are
+        // ABI-compatible and calling one through the other is sound.
         let thunk = unsafe { std::mem::transmute::<usize, Thunk<I, O>>(addr_of(self.thunk)) };
         thunk(addr_of(self.func), input)
     }

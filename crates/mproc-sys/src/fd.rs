@@ -297,6 +297,25 @@ pub fn is_size_sealed(fd: BorrowedFd<'_>) -> bool {
     fcntl(fd, FcntlArg::F_GET_SEALS).is_ok_and(|seals| seals & libc::F_SEAL_SHRINK != 0)
 }
 
+/// Returns CLOCK_MONOTONIC in nanoseconds: a clock every process of the machine reads
+/// alike (the one `Instant` reads), so one process can time what another started.
+///
+/// ```
+/// let a = mproc_sys::monotonic_ns();
+/// assert!(mproc_sys::monotonic_ns() >= a);
+/// ```
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 /// Returns the instant `timeout` from now, or `None` ("no deadline") when that is too far
 /// to represent (`Duration::MAX`, say).
 ///
