@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mproc_sys::ForkOutcome;
+use mproc_sys::{ForkOutcome, ForkPermit};
 use mproc_wire::{ErrorKind as WireKind, Fd, FrameReader, Limits, Message};
 use serde::{Deserialize, Serialize};
 
@@ -58,9 +58,9 @@ pub(crate) struct Server {
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
 /// The lock of the fork server connection (held across a fork; see `ForkGuards`).
-pub(crate) type ServerGuard = std::sync::MutexGuard<'static, Option<Server>>;
+pub(crate) type ServerGuard<'a> = std::sync::MutexGuard<'a, Option<Server>>;
 
-pub(crate) fn lock_server() -> ServerGuard {
+pub(crate) fn lock_server() -> ServerGuard<'static> {
     SERVER.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -118,6 +118,98 @@ fn retire(server: Option<Server>) {
     }
 }
 
+/// A fork server of your own, forked from this process: the children it starts are
+/// forks of this process *as it was when the server started*, so they see the memory of
+/// that moment (statics, anything set up before), as fork children do, while this
+/// process may have started threads since.
+///
+/// This is how a pool with the fork start method replaces its workers: its manager thread
+/// cannot fork the (by then multi-threaded) parent, so it asks the server. Children start
+/// with [`Builder::fork_server`]; their [`start_method`](Child::start_method) is `Fork`.
+/// The server copies every fd this process had when it started (as any fork does) and
+/// keeps them open while it runs; dropping the last handle kills it. A server that died is
+/// not replaced (its snapshot is gone): starting a child through it fails with
+/// [`ErrorKind::ForkServer`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use mproc_process::{Builder, ForkServer, StartMethod};
+/// fn answer(_: ()) -> u32 { 42 }
+/// # mproc_process::init();
+/// let server = Arc::new(ForkServer::start(None)?);
+/// let mut child = Builder::new().fork_server(server.clone()).spawn(answer, ())?;
+/// assert_eq!(child.start_method(), StartMethod::Fork);
+/// assert_eq!(child.join()?, 42);
+/// # Ok::<(), mproc_process::Error>(())
+/// ```
+pub struct ForkServer {
+    server: Mutex<Option<Server>>,
+}
+
+impl std::fmt::Debug for ForkServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForkServer")
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+impl ForkServer {
+    /// Forks the server from this process now.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ForkRefused`] when other threads exist and no `permit` is given (the
+    /// fork method's rule), [`ErrorKind::NotInitialized`] without `init()`,
+    /// [`ErrorKind::Io`] when the OS refuses.
+    pub fn start(permit: Option<ForkPermit>) -> Result<Self> {
+        let (ours, theirs) = mproc_sys::socketpair()
+            .map_err(|e| Error::io("creating the fork server's socket", e))?;
+        let mut builder = Builder::new()
+            .name("ForkServer")
+            .start_method(StartMethod::Fork);
+        if let Some(p) = permit {
+            builder = builder.fork_permit(p);
+        }
+        let child = builder.spawn_hidden(serve, Fd::from(theirs))?;
+        Ok(ForkServer {
+            server: Mutex::new(Some(Server {
+                child,
+                control: ours,
+                reader: FrameReader::new(),
+            })),
+        })
+    }
+
+    /// Returns the server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.lock()
+            .as_ref()
+            .filter(|s| s.child.is_alive())
+            .map(|s| s.child.pid())
+    }
+
+    fn lock(&self) -> ServerGuard<'_> {
+        self.server.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn fork_child(
+        &self,
+        data: OwnedFd,
+        daemon: bool,
+        env: &[(OsString, Option<OsString>)],
+        request: Message,
+    ) -> Result<(u32, OwnedFd, OwnedFd)> {
+        fork_via(&mut self.lock(), None, data, daemon, env, request)
+    }
+}
+
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        retire(self.lock().take());
+    }
+}
+
 /// Asks the fork server (starting or restarting it as needed) for a child whose data socket
 /// is `data`. Returns its pid, a pidfd, and the socket its exit status will arrive on.
 pub(crate) fn fork_child(
@@ -126,19 +218,48 @@ pub(crate) fn fork_child(
     env: &[(OsString, Option<OsString>)],
     request: Message,
 ) -> Result<(u32, OwnedFd, OwnedFd)> {
+    fork_via(
+        &mut lock_server(),
+        Some(start_server),
+        data,
+        daemon,
+        env,
+        request,
+    )
+}
+
+/// Asks the server in `slot` for a child; `restart` starts a new server when there is none
+/// or it died (without it, a dead server is an error).
+fn fork_via(
+    slot: &mut Option<Server>,
+    restart: Option<fn() -> Result<Server>>,
+    data: OwnedFd,
+    daemon: bool,
+    env: &[(OsString, Option<OsString>)],
+    request: Message,
+) -> Result<(u32, OwnedFd, OwnedFd)> {
     let (request, request_fds) = request.into_parts();
     let request_fds: Vec<Fd> = request_fds.into_iter().map(Fd::from).collect();
-    let mut guard = lock_server();
+    let guard = slot;
     for attempt in 0..2 {
         if guard.as_ref().is_none_or(|s| !s.child.is_alive()) {
             retire(guard.take());
-            *guard = Some(start_server()?);
+            let Some(restart) = restart else {
+                return Err(Error::new(
+                    ErrorKind::ForkServer,
+                    "this fork server has ended (it is not restarted: its snapshot of the \
+                     parent is gone)",
+                ));
+            };
+            *guard = Some(restart()?);
         }
         let server = guard.as_mut().expect("started above");
         match send_fork(server, &data, daemon, env, &request, &request_fds) {
             Ok(r) => return Ok(r),
             Err(ForkFailure::Refused(e)) => return Err(e),
-            Err(ForkFailure::NotSent(_)) if attempt == 0 => retire(guard.take()),
+            Err(ForkFailure::NotSent(_)) if attempt == 0 && restart.is_some() => {
+                retire(guard.take())
+            }
             Err(ForkFailure::NotSent(e) | ForkFailure::Broken(e)) => {
                 retire(guard.take());
                 return Err(e);

@@ -30,10 +30,10 @@ mod forkserver;
 mod info;
 mod spawn;
 
-pub use boot::init;
+pub use boot::{catch_panic, init};
 pub use child::{Child, active_children, kill_all_children, wait_any};
 pub use error::{Error, ErrorKind, Result};
-pub use forkserver::fork_server_pid;
+pub use forkserver::{ForkServer, fork_server_pid};
 pub use info::{
     ParentProcess, ProcessInfo, cpu_count, current_process, parent_process, process_cpu_count,
 };

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::boot::{self, Outcome, Request};
 use crate::child::{Child, Proc, Reaper};
 use crate::error::{Error, ErrorKind, Result};
-use crate::forkserver;
+use crate::forkserver::{self, ForkServer};
 use crate::info::{self, ProcessInfo};
 
 /// How a child process is started.
@@ -162,6 +162,7 @@ pub struct Builder {
     env: Vec<(OsString, Option<OsString>)>,
     executable: Option<PathBuf>,
     permit: Option<ForkPermit>,
+    server: Option<Arc<ForkServer>>,
 }
 
 impl Builder {
@@ -220,6 +221,14 @@ impl Builder {
         self
     }
 
+    /// Starts the child through `server`, a [`ForkServer`] of your own: it is a fork of
+    /// this process as it was when the server started (its start method is `Fork`), and
+    /// this process may have any number of threads now.
+    pub fn fork_server(mut self, server: Arc<ForkServer>) -> Self {
+        self.server = Some(server);
+        self
+    }
+
     /// Starts `f(arg)` in a child process and returns its handle.
     ///
     /// `f` is a plain `fn` item or a closure that captures nothing; `arg` and the result
@@ -260,15 +269,18 @@ impl Builder {
                  (or add mproc::init_before_main!() to a test binary)",
             ));
         }
-        let method = self.method.unwrap_or_else(get_start_method);
+        let method = match &self.server {
+            Some(_) => StartMethod::Fork,
+            None => self.method.unwrap_or_else(get_start_method),
+        };
         let me = if hidden {
             ProcessInfo::new(0, self.name.clone().unwrap_or_default(), self.daemon)
         } else {
             info::next_child(self.name.clone(), self.daemon)
         };
         match method {
-            StartMethod::Fork => self.fork(me, f, arg, hidden),
-            StartMethod::Spawn | StartMethod::ForkServer => {
+            StartMethod::Fork if self.server.is_none() => self.fork(me, f, arg, hidden),
+            StartMethod::Spawn | StartMethod::ForkServer | StartMethod::Fork => {
                 let token = FnToken::<Message, Outcome>::new(boot::thunk::<A, R>, f);
                 let args = mproc_wire::encode(&arg).map_err(|e| {
                     Error::new(ErrorKind::Encode, "the argument could not be serialized")
@@ -287,8 +299,12 @@ impl Builder {
                         _ => Ok(child),
                     }
                 } else {
-                    let (pid, pidfd, status) =
-                        forkserver::fork_child(theirs, self.daemon, &self.env, request)?;
+                    let (pid, pidfd, status) = match &self.server {
+                        Some(server) => {
+                            server.fork_child(theirs, self.daemon, &self.env, request)?
+                        }
+                        None => forkserver::fork_child(theirs, self.daemon, &self.env, request)?,
+                    };
                     let proc = Proc::new(
                         ProcessInfo { pid, ..me },
                         method,
@@ -389,7 +405,7 @@ fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
 /// thread can leave one locked, or half-updated, in the child's copy of memory. In the lock
 /// order used everywhere: server, registry, current process, reply socket.
 struct ForkGuards {
-    server: forkserver::ServerGuard,
+    server: forkserver::ServerGuard<'static>,
     registry: std::sync::MutexGuard<'static, crate::child::Registry>,
     current: info::CurrentGuard,
     reply: boot::ReplyGuard,
