@@ -9,6 +9,9 @@ mod level1;
 #[path = "level2_parallel.rs"]
 #[allow(dead_code)]
 mod level2;
+#[path = "level3_pool.rs"]
+#[allow(dead_code)]
+mod level3;
 #[path = "level4_pipe.rs"]
 #[allow(dead_code)]
 mod level4;
@@ -30,8 +33,7 @@ fn main() -> mproc::Result<()> {
     );
     level1::run()?;
     level2::run()?;
-    mproc_examples::heading(3, "a pool with map");
-    println!("  not built yet: arrives with mproc-pool");
+    level3::run()?;
     level4::run()?;
     level5::run()?;
     mproc_examples::heading(6, "a manager list used as a shared stack");

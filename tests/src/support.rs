@@ -29,6 +29,20 @@ pub fn builder() -> Builder {
     }
 }
 
+/// Returns a pool builder of `n` workers for the method under test (with a fork permit for
+/// fork, as [`builder`] has).
+pub fn pool_builder(n: usize) -> mproc::pool::Builder {
+    let b = mproc::pool::Builder::new()
+        .processes(n)
+        .start_method(method());
+    if method() == StartMethod::Fork {
+        // SAFETY: as in `builder`: the fork server forked here runs only the pool's code.
+        b.fork_permit(unsafe { ForkPermit::other_threads_are_idle() })
+    } else {
+        b
+    }
+}
+
 /// Runs `body`, and if it has not finished after `limit`, kills every child of this process
 /// (which unblocks any join) and, if that does not help within five seconds, aborts the
 /// process with a message. A test never hangs.

@@ -199,6 +199,13 @@ fn expected_output(example: &str) -> &'static [&'static str] {
     match example {
         "level1_process" => &["== level 1:", "parent: joined; the child returned its pid"],
         "level2_parallel" => &["== level 2:", "squares [1, 4, 9, 16] in"],
+        "level3_pool" => &[
+            "== level 3:",
+            "primes below 100000: 9592",
+            "the second task aborts its worker: [ok, WorkerDied, ok, ok]",
+            "the pool goes on: [4, 8, 10]",
+            "pool closed and joined: every worker ended",
+        ],
         "level4_pipe" => &[
             "== level 4:",
             "parent: got Number(144)",
@@ -228,6 +235,8 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "== level 1:",
             "== level 2:",
             "squares [1, 4, 9, 16]",
+            "== level 3:",
+            "the second task aborts its worker: [ok, WorkerDied, ok, ok]",
             "== level 4:",
             "receiving now says Disconnected",
             "== level 5:",
@@ -258,6 +267,7 @@ fn examples() -> Result {
     for example in [
         "level1_process",
         "level2_parallel",
+        "level3_pool",
         "level4_pipe",
         "level5_queue",
         "level7_shared_memory",

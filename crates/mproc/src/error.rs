@@ -33,6 +33,10 @@ pub enum Error {
     /// error by `?` too).
     #[cfg(feature = "queue")]
     Queue(mproc_queue::Error),
+    /// From pools ([`mproc_pool::Error`]: a failed task, with its index, or a pool that
+    /// could not do what was asked).
+    #[cfg(feature = "pool")]
+    Pool(mproc_pool::Error),
     /// From the operating system.
     Io(std::io::Error),
 }
@@ -55,6 +59,8 @@ impl fmt::Display for Error {
             Error::Sync(e) => e.fmt(f),
             #[cfg(feature = "queue")]
             Error::Queue(e) => e.fmt(f),
+            #[cfg(feature = "pool")]
+            Error::Pool(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -75,6 +81,8 @@ impl std::error::Error for Error {
             Error::Sync(e) => Some(e),
             #[cfg(feature = "queue")]
             Error::Queue(e) => Some(e),
+            #[cfg(feature = "pool")]
+            Error::Pool(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }
@@ -84,6 +92,13 @@ impl std::error::Error for Error {
 impl From<mproc_process::Error> for Error {
     fn from(e: mproc_process::Error) -> Self {
         Error::Process(e)
+    }
+}
+
+#[cfg(feature = "pool")]
+impl From<mproc_pool::Error> for Error {
+    fn from(e: mproc_pool::Error) -> Self {
+        Error::Pool(e)
     }
 }
 
@@ -175,6 +190,8 @@ impl From<Error> for std::io::Error {
             Error::Sync(e) => e.into(),
             #[cfg(feature = "queue")]
             Error::Queue(e) => e.into(),
+            #[cfg(feature = "pool")]
+            Error::Pool(e) => e.into(),
             Error::Io(e) => e,
         }
     }

@@ -66,13 +66,28 @@
 //! | `q.close()` (this process puts no more), `join_thread()` | `q.close()` closes for everyone: consumers drain, then get `Closed`; no feeder thread to join |
 //! | `JoinableQueue()`, `task_done()`, `join()` | `JoinableQueue::new()?`, `q.task_done()?`, `q.join()` / `q.join_timeout(t)?` |
 //! | `SimpleQueue()` | `SimpleQueue::new()?` |
+//! | `Pool(processes=n)`, `with Pool(n) as p:` | `let p = Pool::new(n)?;` (dropping it terminates, as leaving the `with` block does) |
+//! | `Pool(n, initializer, initargs, maxtasksperchild)` | `pool::Builder::new().processes(n).initializer(f, arg).max_tasks_per_child(k).build()?` |
+//! | (no task timeout in Python) | `pool::Builder::task_timeout(d)`: the worker is killed and replaced, the task fails with `Timeout` |
+//! | `p.map(f, it)`, `p.map(f, it, chunksize)` | `p.map(f, it)?`, `p.map_chunked(f, it, n)?` (the first failed item's error, with its index) |
+//! | `p.starmap(f, [(a, b), ...])` | `p.starmap(f, pairs)?` (`starmap3`, `starmap4` for more arguments) |
+//! | `p.imap(f, it)`, `p.imap_unordered(f, it)` | `p.imap(f, it)`, `p.imap_unordered(f, it)`: iterators of `Result`, lazy over endless inputs |
+//! | `it.next(timeout)` | `it.next_timeout(t)` |
+//! | `p.apply(f, args)`, `p.apply_async(f, args)` | `p.apply(f, arg)?`, `p.apply_async(f, arg)?` (an `AsyncResult`) |
+//! | `p.map_async(f, it, callback=c, error_callback=e)` | `p.map_async_with(f, it, None, Callbacks::new().on_success(c).on_error(e))?` |
+//! | `res.get(timeout)`, `res.wait()`, `res.ready()`, `res.successful()` | `res.get_timeout(t)`, `res.wait()`, `res.ready()`, `res.successful()` (`None` while running) |
+//! | `p.close()`, `p.join()`, `p.terminate()` | the same names; `p.join_timeout(t)` too |
+//! | a worker killed mid-task: `map` hangs for ever | that task fails with `pool::ErrorKind::WorkerDied`, a new worker replaces it, the rest completes |
 //!
-//! Pools and managers join this table as their crates land.
+//! Managers join this table as their crate lands.
 #![warn(missing_docs)]
 
 #[cfg(feature = "pipe")]
 #[doc(inline)]
 pub use mproc_pipe as pipe;
+#[cfg(feature = "pool")]
+#[doc(inline)]
+pub use mproc_pool as pool;
 #[cfg(feature = "process")]
 #[doc(inline)]
 pub use mproc_process as process;
@@ -105,6 +120,8 @@ pub use mproc_pipe::{
     Address, Client, Connection, Listener, Receiver, Sender, channel, duplex, pipe, wait,
 };
 
+#[cfg(feature = "pool")]
+pub use mproc_pool::{AsyncResult, Callbacks, Imap, Pool};
 #[cfg(feature = "queue")]
 pub use mproc_queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
 #[cfg(feature = "shm")]

@@ -18,6 +18,11 @@ fn print_then_return(text: String) -> usize {
     text.len()
 }
 
+fn nap_pid(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
 fn square(x: u64) -> u64 {
     x * x
 }
@@ -48,6 +53,24 @@ fn main() {
                 .spawn(sleep_secs, 60)
                 .expect("spawn");
             println!("child {}", child.pid());
+            std::io::stdout().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "pool-parent" => {
+            // Start a pool, report its two workers' pids, and wait to be SIGKILLed.
+            let mut builder = mproc::pool::Builder::new().processes(2);
+            if std::env::var("MPROC_START_METHOD").as_deref() == Ok("fork") {
+                builder = builder.start_method(mproc::StartMethod::Fork);
+            }
+            let pool = builder.build().expect("pool");
+            let naps: Vec<_> = (0..2)
+                .map(|_| pool.apply_async(nap_pid, 300).expect("apply_async"))
+                .collect();
+            let pids: Vec<String> = naps
+                .iter()
+                .map(|r| r.get().expect("pid").to_string())
+                .collect();
+            println!("workers {}", pids.join(" "));
             std::io::stdout().flush().unwrap();
             std::thread::sleep(Duration::from_secs(60));
         }

@@ -1,0 +1,232 @@
+//! `imap` and `imap_unordered`: results as they come, fed lazily from the caller's
+//! iterator with a bounded number of items in flight.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::manager::{Chunk, Deliveries, Shared, deliver};
+use crate::result::{Delivery, Sink, Span, chunk_results, wait_until};
+
+/// The job of an `imap` call: results kept until the iterator takes them.
+pub(crate) struct Stream<R> {
+    state: Mutex<StreamState<R>>,
+    changed: Condvar,
+    ordered: bool,
+    /// The iterator was dropped: its chunks not yet sent are dropped too.
+    abandoned: AtomicBool,
+}
+
+struct StreamState<R> {
+    /// Ordered: the results from index `next` on, `None` where not yet arrived.
+    waiting: VecDeque<Option<Result<R>>>,
+    next: usize,
+    /// Unordered: results in the order they arrived.
+    arrived: VecDeque<Result<R>>,
+}
+
+impl<R> Stream<R> {
+    fn new(ordered: bool) -> Arc<Self> {
+        Arc::new(Stream {
+            state: Mutex::new(StreamState {
+                waiting: VecDeque::new(),
+                next: 0,
+                arrived: VecDeque::new(),
+            }),
+            changed: Condvar::new(),
+            ordered,
+            abandoned: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamState<R>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the next result, waiting until `deadline`; `None` if none came in time.
+    fn take(&self, deadline: Option<Instant>) -> Option<Result<R>> {
+        let ordered = self.ordered;
+        let st = self.lock();
+        let (mut st, ready) = wait_until(&self.changed, st, deadline, |st| {
+            if ordered {
+                st.waiting.front().is_some_and(Option::is_some)
+            } else {
+                !st.arrived.is_empty()
+            }
+        });
+        if !ready {
+            return None;
+        }
+        if ordered {
+            st.next += 1;
+            st.waiting.pop_front().flatten()
+        } else {
+            st.arrived.pop_front()
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send> Sink for Stream<R> {
+    fn deliver(&self, span: Span, delivery: Delivery) {
+        let results = chunk_results::<R>(span, delivery);
+        let mut st = self.lock();
+        if self.ordered {
+            for (i, r) in results.into_iter().enumerate() {
+                let Some(pos) = (span.start + i).checked_sub(st.next) else {
+                    continue;
+                };
+                if st.waiting.len() <= pos {
+                    st.waiting.resize_with(pos + 1, || None);
+                }
+                st.waiting[pos] = Some(r);
+            }
+        } else {
+            st.arrived.extend(results);
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+}
+
+/// Pulls the next chunk of items from the caller's iterator and serializes it: the items
+/// as chunks (one, or several when an item does not serialize) and the items that failed.
+pub(crate) type Feed<'a> =
+    Box<dyn FnMut(usize, &Arc<dyn Sink>, &mut Deliveries) -> Option<(Vec<Chunk>, usize)> + 'a>;
+
+/// The iterator of [`Pool::imap`](crate::Pool::imap) and
+/// [`Pool::imap_unordered`](crate::Pool::imap_unordered): Python's `IMapIterator`.
+///
+/// It takes items from the input only as results are taken from it, so at most a bounded
+/// number of items are in flight and an endless input is fine. Each item yields `Ok` with
+/// its result or `Err` with its error (whose [`index`](Error::index) names the item), and
+/// iteration goes on after an error. Dropping it drops the work not yet sent to a worker.
+///
+/// ```
+/// fn double(x: u64) -> u64 { x * 2 }
+/// # mproc_process::init();
+/// let pool = mproc_pool::Pool::new(2)?;
+/// // An endless input: only what is taken is computed (plus a bounded window ahead).
+/// let firsts: Vec<u64> = pool.imap(double, 0..).take(5).collect::<Result<_, _>>()?;
+/// assert_eq!(firsts, [0, 2, 4, 6, 8]);
+/// # Ok::<(), mproc_pool::Error>(())
+/// ```
+pub struct Imap<'a, R> {
+    shared: Arc<Shared>,
+    stream: Arc<Stream<R>>,
+    sink: Arc<dyn Sink>,
+    feed: Feed<'a>,
+    /// Items taken from the input, and results handed out.
+    fed: usize,
+    yielded: usize,
+    exhausted: bool,
+    /// At most this many items in flight.
+    window: usize,
+    /// A submission failed (the pool closed or ended): yielded once, then the end.
+    failed: Option<Error>,
+}
+
+impl<R> fmt::Debug for Imap<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("ordered", &self.stream.ordered)
+            .field("in_flight", &(self.fed - self.yielded))
+            .finish()
+    }
+}
+
+impl<'a, R: DeserializeOwned + Send + 'static> Imap<'a, R> {
+    /// Starts the call: feeds the first window at once, so the workers start before the
+    /// first `next`. A pool that takes no work yields its error first, then ends.
+    pub(crate) fn new(shared: Arc<Shared>, ordered: bool, window: usize, feed: Feed<'a>) -> Self {
+        let stream = Stream::<R>::new(ordered);
+        let sink: Arc<dyn Sink> = stream.clone();
+        let mut it = Imap {
+            shared,
+            stream,
+            sink,
+            feed,
+            fed: 0,
+            yielded: 0,
+            exhausted: false,
+            window: window.max(1),
+            failed: None,
+        };
+        it.top_up();
+        it
+    }
+
+    /// Feeds the pool from the input until the window is full or the input ends.
+    fn top_up(&mut self) {
+        while !self.exhausted && self.failed.is_none() && self.fed - self.yielded < self.window {
+            let mut failed = Deliveries::new();
+            let Some((chunks, n)) = (self.feed)(self.fed, &self.sink, &mut failed) else {
+                self.exhausted = true;
+                break;
+            };
+            self.fed += n;
+            deliver(failed);
+            if let Err(e) = self.shared.submit(chunks) {
+                self.failed = Some(e);
+                self.exhausted = true;
+            }
+        }
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+        self.top_up();
+        if self.yielded == self.fed {
+            return self.failed.take().map(Err);
+        }
+        match self.stream.take(deadline) {
+            Some(r) => {
+                self.yielded += 1;
+                self.top_up();
+                Some(r)
+            }
+            None => Some(Err(Error::wait_timeout())),
+        }
+    }
+
+    /// Returns the next result, waiting at most `timeout`: Python's `next(timeout)`.
+    /// `Some(Err(e))` with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) and no index
+    /// means none came in time; the iterator can be used again. `None` is the end.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// # mproc_process::init();
+    /// let pool = mproc_pool::Pool::new(1)?;
+    /// let mut it = pool.imap(nap, [400]);
+    /// let early = it.next_timeout(Duration::from_millis(10)).unwrap().unwrap_err();
+    /// assert_eq!(early.kind(), mproc_pool::ErrorKind::Timeout);
+    /// assert_eq!(it.next_timeout(Duration::from_secs(30)).unwrap()?, 400);
+    /// assert!(it.next().is_none());
+    /// # Ok::<(), mproc_pool::Error>(())
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        self.next_until(mproc_sys::deadline_after(timeout))
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        self.next_until(None)
+    }
+}
+
+impl<R> Drop for Imap<'_, R> {
+    fn drop(&mut self) {
+        self.stream.abandoned.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,620 @@
+//! The pool's bookkeeping and its manager thread: which chunk each worker has, sending
+//! chunks out, taking results in, and replacing workers that die.
+//!
+//! Every worker has a task queue of its own, so the pool always knows which chunks a worker
+//! holds. When a worker dies, the chunks still in its queue go back to the pending list,
+//! the chunk it was running (named by its [`Progress`]) fails, and a chunk it had taken
+//! but not started goes back too. One event queue carries the workers' results and the
+//! watcher's news of ended workers, in order: a worker's last results always come before
+//! its end.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mproc_process::{Child, ForkServer, StartMethod};
+use mproc_queue::{PutError, Queue};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::result::{Delivery, Sink, Span};
+use crate::task::{Call, ChunkFailure, ChunkOutcome, Event, Payload, SharedPayload, Task};
+use crate::watcher::{Watched, Watcher};
+use crate::worker::{Progress, WorkerArgs, worker_main};
+
+/// The ring of a worker's task queue: room for hundreds of small chunks; larger ones
+/// travel beside it in sealed memfds.
+const TASK_RING_BYTES: usize = 1 << 20;
+/// At most this many chunks wait in one worker's queue (plus the one it runs).
+const MAX_DEPTH: usize = 256;
+/// How much queued work keeps a worker busy without starving the others: the depth is
+/// chosen so that a worker's queue holds about this much, by the chunks' measured time.
+const QUEUED_WORK: Duration = Duration::from_micros(200);
+
+/// What the pool was built with.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub processes: usize,
+    pub initializer: Option<(Call, Payload)>,
+    pub max_tasks: Option<u64>,
+    pub method: Option<StartMethod>,
+    /// For the fork method: the pool's own fork server, forked when the pool was built,
+    /// which forks every worker (the manager thread cannot fork a threaded parent).
+    pub server: Option<Arc<ForkServer>>,
+    pub prefix: String,
+    pub task_timeout: Option<Duration>,
+}
+
+/// Everything the pool's handles, its manager and its watcher share.
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    /// Signalled when the manager has ended (every worker reaped).
+    pub ended: Condvar,
+    pub events: Queue<Event>,
+    pub config: Config,
+    pub watcher: Arc<Watcher>,
+    started: AtomicUsize,
+}
+
+/// A chunk of a call on its way to a worker.
+pub(crate) struct Chunk {
+    pub sink: Arc<dyn Sink>,
+    pub span: Span,
+    pub call: Call,
+    pub args: Arc<Payload>,
+}
+
+struct InFlight {
+    seq: u64,
+    chunk: Chunk,
+    sent: Instant,
+}
+
+/// One worker's place in the pool: the process in it now, its queue, what it holds.
+#[derive(Default)]
+struct Slot {
+    generation: u64,
+    child: Option<Child<()>>,
+    tasks: Option<Queue<Task>>,
+    progress: Option<Progress>,
+    in_flight: VecDeque<InFlight>,
+    /// Tasks it may still be given before it ends (`max_tasks_per_child`).
+    quota: Option<u64>,
+    last_done: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    /// No new work; the workers finish what there is, then end.
+    Closed,
+    /// Work is failed, workers killed.
+    Terminating,
+    /// Every worker has ended and been reaped; the manager is gone.
+    Ended,
+}
+
+pub(crate) struct State {
+    slots: Vec<Slot>,
+    pending: VecDeque<Chunk>,
+    next_seq: u64,
+    pub phase: Phase,
+    /// Set when the pool cannot run tasks (the initializer failed, no worker starts):
+    /// every chunk fails with it.
+    broken: Option<Error>,
+    /// Smoothed time a chunk takes, in ns, for the queue depth.
+    chunk_ns: f64,
+}
+
+/// Outcomes to hand to jobs once the pool's lock is released (a job's decoding and
+/// callbacks never run under it).
+pub(crate) type Deliveries = Vec<(Arc<dyn Sink>, Span, Delivery)>;
+
+pub(crate) fn deliver(deliveries: Deliveries) {
+    for (sink, span, d) in deliveries {
+        sink.deliver(span, d);
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Result<Arc<Self>> {
+        let slots = (0..config.processes).map(|_| Slot::default()).collect();
+        let watcher = Watcher::new().map_err(|e| {
+            Error::new(ErrorKind::Io, "cannot make the watcher's socket").with_source(e)
+        })?;
+        Ok(Arc::new(Shared {
+            state: Mutex::new(State {
+                slots,
+                pending: VecDeque::new(),
+                next_seq: 1,
+                phase: Phase::Running,
+                broken: None,
+                chunk_ns: 0.0,
+            }),
+            ended: Condvar::new(),
+            events: Queue::new()?,
+            config,
+            watcher,
+            started: AtomicUsize::new(0),
+        }))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a worker in slot `index`. On failure the slot stays empty; when no worker is
+    /// left at all, the pool is broken with the error.
+    pub(crate) fn start_worker(&self, index: usize) -> Result<()> {
+        let started = self.spawn_worker(index);
+        let mut deliveries = Deliveries::new();
+        let mut st = self.lock();
+        let outcome = match started {
+            Ok((child, tasks, progress)) => {
+                let pidfd = child.sentinel().try_clone_to_owned();
+                let slot = &mut st.slots[index];
+                slot.generation += 1;
+                let generation = slot.generation;
+                slot.quota = self.config.max_tasks;
+                slot.last_done = None;
+                slot.progress = Some(progress.clone());
+                slot.tasks = Some(tasks);
+                match pidfd {
+                    Ok(pidfd) => {
+                        if st.phase == Phase::Terminating {
+                            let _ = child.kill();
+                        }
+                        st.slots[index].child = Some(child);
+                        self.watcher.add(Watched {
+                            worker: index as u32,
+                            generation,
+                            pidfd,
+                            progress,
+                            killed_for: None,
+                        });
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // Unwatchable: never leave it running.
+                        let mut child = child;
+                        let _ = child.kill();
+                        let _ = child.wait_timeout(Duration::from_secs(5));
+                        st.slots[index].tasks = None;
+                        Err(Error::new(ErrorKind::Io, "cannot watch a worker").with_source(e))
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &outcome
+            && st.slots.iter().all(|s| s.child.is_none())
+        {
+            st.broken = Some(e.clone());
+        }
+        st.dispatch(&mut deliveries);
+        drop(st);
+        deliver(deliveries);
+        outcome
+    }
+
+    fn spawn_worker(&self, index: usize) -> Result<(Child<()>, Queue<Task>, Progress)> {
+        let tasks = mproc_queue::Builder::new()
+            .max_bytes(TASK_RING_BYTES)
+            .build::<Task>()?;
+        let progress = Progress::new()?;
+        let initializer = match &self.config.initializer {
+            Some((call, payload)) => Some((
+                *call,
+                payload.try_clone().map_err(|e| {
+                    Error::new(ErrorKind::Io, "cannot pass the initializer's argument")
+                        .with_source(e)
+                })?,
+            )),
+            None => None,
+        };
+        let args = WorkerArgs {
+            index: index as u32,
+            tasks: tasks.clone(),
+            events: self.events.clone(),
+            progress: progress.clone(),
+            timed: self.config.task_timeout.is_some(),
+            initializer,
+            max_tasks: self.config.max_tasks,
+        };
+        let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut builder = mproc_process::Builder::new()
+            .name(format!("{}-{number}", self.config.prefix))
+            .daemon(true);
+        if let Some(server) = &self.config.server {
+            builder = builder.fork_server(server.clone());
+        } else if let Some(m) = self.config.method {
+            builder = builder.start_method(m);
+        }
+        let child = builder.spawn(worker_main, args)?;
+        Ok((child, tasks, progress))
+    }
+
+    /// The manager thread: takes events, hands results to their jobs, sends out chunks,
+    /// replaces dead workers; ends when the pool is closed and idle, or terminated, and
+    /// every worker has been reaped.
+    pub(crate) fn run_manager(self: &Arc<Self>) {
+        let mut batch = Vec::new();
+        loop {
+            match self.events.get() {
+                Ok(ev) => batch.push(ev),
+                Err(e) => {
+                    eprintln!("mproc-pool: the event queue failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            }
+            while batch.len() < 256 {
+                match self.events.try_get() {
+                    Ok(ev) => batch.push(ev),
+                    Err(_) => break,
+                }
+            }
+            let mut deliveries = Deliveries::new();
+            let mut restart = Vec::new();
+            let mut st = self.lock();
+            for ev in batch.drain(..) {
+                st.handle(ev, &self.config, &mut deliveries, &mut restart);
+            }
+            st.dispatch(&mut deliveries);
+            st.wind_down();
+            let finished = restart.is_empty() && st.all_gone() && st.phase != Phase::Running;
+            if finished {
+                st.phase = Phase::Ended;
+            }
+            drop(st);
+            deliver(deliveries);
+            if finished {
+                self.watcher.stop();
+                self.ended.notify_all();
+                return;
+            }
+            for index in restart {
+                if let Err(e) = self.start_worker(index) {
+                    eprintln!("mproc-pool: could not replace a worker: {e}");
+                    // Make the manager look again: the pool may now have no worker.
+                    let _ = self.events.put(Event::Wake);
+                }
+            }
+        }
+    }
+
+    /// Adds chunks of work and sends out what the workers have room for.
+    pub(crate) fn submit(&self, chunks: Vec<Chunk>) -> Result<()> {
+        let mut deliveries = Deliveries::new();
+        let mut st = self.lock();
+        st.check_running()?;
+        st.pending.extend(chunks);
+        st.dispatch(&mut deliveries);
+        drop(st);
+        deliver(deliveries);
+        Ok(())
+    }
+
+    /// Returns an error unless the pool takes work.
+    pub(crate) fn check_running(&self) -> Result<()> {
+        self.lock().check_running()
+    }
+
+    /// Kills and reaps every worker and marks the pool ended: the last resort when the
+    /// manager cannot run (its thread did not start, or panicked).
+    pub(crate) fn reap_all(&self) {
+        let mut st = self.lock();
+        for slot in &mut st.slots {
+            if let Some(mut c) = slot.child.take() {
+                let _ = c.kill();
+                let _ = c.wait_timeout(Duration::from_secs(5));
+            }
+        }
+        st.phase = Phase::Ended;
+        drop(st);
+        self.watcher.stop();
+        self.ended.notify_all();
+    }
+
+    /// Stops taking work; the workers end once what was submitted is done.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        if st.phase == Phase::Running {
+            st.phase = Phase::Closed;
+            drop(st);
+            let _ = self.events.put(Event::Wake);
+        }
+    }
+
+    /// Fails all outstanding work with `Terminated` and kills every worker.
+    pub(crate) fn terminate(&self) {
+        let mut deliveries = Deliveries::new();
+        let mut st = self.lock();
+        if matches!(st.phase, Phase::Terminating | Phase::Ended) {
+            return;
+        }
+        st.phase = Phase::Terminating;
+        let failed = Error::terminated();
+        for chunk in st.pending.drain(..) {
+            deliveries.push((chunk.sink, chunk.span, Delivery::Failed(failed.clone())));
+        }
+        for slot in &mut st.slots {
+            for f in slot.in_flight.drain(..) {
+                deliveries.push((f.chunk.sink, f.chunk.span, Delivery::Failed(failed.clone())));
+            }
+            if let Some(q) = &slot.tasks {
+                q.close();
+            }
+            if let Some(c) = &slot.child {
+                let _ = c.kill();
+            }
+        }
+        drop(st);
+        deliver(deliveries);
+        let _ = self.events.put(Event::Wake);
+    }
+
+    /// Waits until the manager has ended (every worker reaped) or `deadline` passes.
+    pub(crate) fn wait_ended(&self, deadline: Option<Instant>) -> bool {
+        let st = self.lock();
+        crate::result::wait_until(&self.ended, st, deadline, |st| st.phase == Phase::Ended).1
+    }
+}
+
+impl State {
+    fn check_running(&self) -> Result<()> {
+        match self.phase {
+            Phase::Running => Ok(()),
+            Phase::Closed => Err(Error::closed()),
+            Phase::Terminating | Phase::Ended => Err(Error::terminated()),
+        }
+    }
+
+    fn handle(
+        &mut self,
+        ev: Event,
+        config: &Config,
+        deliveries: &mut Deliveries,
+        restart: &mut Vec<usize>,
+    ) {
+        match ev {
+            Event::Done {
+                worker,
+                seq,
+                outcome,
+            } => self.done(worker as usize, seq, outcome, deliveries),
+            Event::InitFailed { message, .. } => {
+                if self.broken.is_none() {
+                    self.broken = Some(Error::new(
+                        ErrorKind::Initializer,
+                        format!("the pool's initializer failed in a worker: {message}"),
+                    ));
+                }
+            }
+            Event::Exited {
+                worker,
+                generation,
+                timed_out,
+            } => {
+                let index = worker as usize;
+                if self
+                    .slots
+                    .get(index)
+                    .is_some_and(|s| s.generation == generation)
+                {
+                    self.exited(index, timed_out, config, deliveries);
+                    if self.wants_worker() {
+                        restart.push(index);
+                    }
+                }
+            }
+            Event::Wake => {}
+        }
+    }
+
+    fn done(
+        &mut self,
+        worker: usize,
+        seq: u64,
+        outcome: ChunkOutcome,
+        deliveries: &mut Deliveries,
+    ) {
+        let Some(slot) = self.slots.get_mut(worker) else {
+            return;
+        };
+        let Some(pos) = slot.in_flight.iter().position(|f| f.seq == seq) else {
+            return; // a chunk already failed (terminate) or not ours
+        };
+        let Some(f) = slot.in_flight.remove(pos) else {
+            return;
+        };
+        let now = Instant::now();
+        let since = slot.last_done.map_or(f.sent, |t| t.max(f.sent));
+        slot.last_done = Some(now);
+        let ns = now.duration_since(since).as_nanos() as f64;
+        self.chunk_ns = if self.chunk_ns == 0.0 {
+            ns
+        } else {
+            self.chunk_ns * 0.875 + ns * 0.125
+        };
+        let delivery = match outcome {
+            ChunkOutcome::Ran(p) => Delivery::Ran(p),
+            ChunkOutcome::Failed(failure) => Delivery::Failed(match failure {
+                ChunkFailure::Decode(m) => Error::new(ErrorKind::Decode, m),
+                ChunkFailure::Panicked(m) => Error::panicked(m),
+                f @ ChunkFailure::BuildMismatch => Error::new(ErrorKind::Start, f.to_string()),
+            }),
+        };
+        deliveries.push((f.chunk.sink, f.chunk.span, delivery));
+    }
+
+    /// A worker's process ended: reap it, give back the chunks it never started, fail the
+    /// one it was running.
+    fn exited(
+        &mut self,
+        index: usize,
+        timed_out: Option<u64>,
+        config: &Config,
+        deliveries: &mut Deliveries,
+    ) {
+        let slot = &mut self.slots[index];
+        let status = slot
+            .child
+            .take()
+            .and_then(|mut c| c.wait_timeout(Duration::from_secs(5)).ok());
+        // What is still in its queue was never taken: it goes back, in order.
+        let mut unstarted: Vec<u64> = Vec::new();
+        if let Some(q) = slot.tasks.take() {
+            while let Ok(task) = q.try_get() {
+                unstarted.push(task.seq);
+            }
+        }
+        let running = slot
+            .progress
+            .take()
+            .map(|p| p.started.load(std::sync::atomic::Ordering::Acquire));
+        let mut back = Vec::new();
+        for f in slot.in_flight.drain(..) {
+            if running == Some(f.seq) && !unstarted.contains(&f.seq) {
+                let e = if timed_out == Some(f.seq) {
+                    let limit = config.task_timeout.unwrap_or_default();
+                    Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "the task ran past the pool's task timeout of {limit:?}; its worker was killed"
+                        ),
+                    )
+                } else {
+                    Error::worker_died(status)
+                };
+                deliveries.push((f.chunk.sink, f.chunk.span, Delivery::Failed(e)));
+            } else {
+                // Never started: in its queue, or taken by a worker that died before
+                // starting it.
+                back.push(f.chunk);
+            }
+        }
+        for chunk in back.into_iter().rev() {
+            self.pending.push_front(chunk);
+        }
+    }
+
+    /// Whether a slot whose worker ended should get a new one.
+    fn wants_worker(&self) -> bool {
+        self.broken.is_none()
+            && match self.phase {
+                Phase::Running => true,
+                Phase::Closed => !self.pending.is_empty(),
+                Phase::Terminating | Phase::Ended => false,
+            }
+    }
+
+    /// How many chunks a worker's queue may hold: enough queued work to keep it busy
+    /// between two visits of the manager, little enough that a long chunk does not keep
+    /// others waiting behind it while another worker is idle.
+    fn depth(&self) -> usize {
+        if self.chunk_ns == 0.0 {
+            return 2;
+        }
+        let per = QUEUED_WORK.as_nanos() as f64 / self.chunk_ns;
+        (1.0 + per).clamp(1.0, MAX_DEPTH as f64) as usize
+    }
+
+    /// Sends pending chunks to the workers with the least work, as far as their queues
+    /// have room.
+    fn dispatch(&mut self, deliveries: &mut Deliveries) {
+        if let Some(e) = &self.broken {
+            for c in self.pending.drain(..) {
+                deliveries.push((c.sink, c.span, Delivery::Failed(e.clone())));
+            }
+            for slot in &mut self.slots {
+                for f in slot.in_flight.drain(..) {
+                    deliveries.push((f.chunk.sink, f.chunk.span, Delivery::Failed(e.clone())));
+                }
+            }
+            return;
+        }
+        if self.phase == Phase::Terminating {
+            return;
+        }
+        let depth = self.depth();
+        let mut full = vec![false; self.slots.len()];
+        let now = Instant::now();
+        while !self.pending.is_empty() {
+            let pick = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| {
+                    !full[*i]
+                        && s.child.is_some()
+                        && s.quota != Some(0)
+                        && s.in_flight.len() < depth
+                })
+                .min_by_key(|(_, s)| s.in_flight.len())
+                .map(|(i, _)| i);
+            let Some(i) = pick else { break };
+            let Some(chunk) = self.pending.pop_front() else {
+                break;
+            };
+            if chunk.sink.is_cancelled() {
+                continue;
+            }
+            let seq = self.next_seq;
+            let slot = &mut self.slots[i];
+            let Some(q) = &slot.tasks else {
+                full[i] = true;
+                self.pending.push_front(chunk);
+                continue;
+            };
+            let task = Task {
+                seq,
+                call: chunk.call,
+                args: SharedPayload(chunk.args.clone()),
+            };
+            match q.try_put(task) {
+                Ok(()) => {
+                    self.next_seq += 1;
+                    slot.quota = slot.quota.map(|q| q - 1);
+                    slot.in_flight.push_back(InFlight {
+                        seq,
+                        chunk,
+                        sent: now,
+                    });
+                }
+                Err(PutError::Full(_)) => {
+                    full[i] = true;
+                    self.pending.push_front(chunk);
+                }
+                Err(PutError::Closed(_)) => {
+                    full[i] = true;
+                    self.pending.push_front(chunk);
+                }
+                Err(PutError::Failed(_, e)) => {
+                    let e = Error::new(ErrorKind::Encode, "the task could not be sent to a worker")
+                        .with_source(e);
+                    deliveries.push((chunk.sink, chunk.span, Delivery::Failed(e)));
+                }
+            }
+        }
+    }
+
+    /// In a closed pool with no work left, closes the workers' queues so that they end.
+    fn wind_down(&mut self) {
+        let idle = self.pending.is_empty() && self.slots.iter().all(|s| s.in_flight.is_empty());
+        if self.phase == Phase::Terminating
+            || (self.phase == Phase::Closed && idle)
+            || self.broken.is_some() && self.phase != Phase::Running
+        {
+            for s in &self.slots {
+                if let Some(q) = &s.tasks {
+                    q.close();
+                }
+            }
+        }
+    }
+
+    fn all_gone(&self) -> bool {
+        self.slots.iter().all(|s| s.child.is_none())
+    }
+}

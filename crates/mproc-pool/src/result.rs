@@ -1,0 +1,422 @@
+//! Where results land: a call's job (which items are done, what failed), the
+//! [`AsyncResult`] a caller waits on, and the callbacks run when it completes.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::task::{ItemFailure, Payload};
+
+/// A chunk's place in its call: items `start .. start + len` of the input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    pub start: usize,
+    pub len: usize,
+}
+
+/// What a job receives for one chunk.
+pub(crate) enum Delivery {
+    /// The worker ran it: a serialized `Vec<Result<R, ItemFailure>>`.
+    Ran(Payload),
+    /// No item of it ran, or its result was lost: every item fails with this error.
+    Failed(Error),
+}
+
+/// The receiving end of a call: the pool's manager hands it each chunk's outcome.
+pub(crate) trait Sink: Send + Sync {
+    /// Takes the outcome of the chunk at `span`.
+    fn deliver(&self, span: Span, delivery: Delivery);
+    /// Returns whether the job needs no more results (it failed, or its reader is gone);
+    /// its chunks not yet sent to a worker are then dropped.
+    fn is_cancelled(&self) -> bool;
+}
+
+/// Turns a chunk's outcome into one result per item, each error naming its item's index.
+/// Bytes that do not decode as the chunk's results fail every item of the chunk.
+pub(crate) fn chunk_results<R: DeserializeOwned>(span: Span, delivery: Delivery) -> Vec<Result<R>> {
+    let decoded = match delivery {
+        Delivery::Ran(payload) => payload.decode::<Vec<std::result::Result<R, ItemFailure>>>(),
+        Delivery::Failed(e) => {
+            return (0..span.len)
+                .map(|i| Err(e.clone().at(span.start + i)))
+                .collect();
+        }
+    };
+    match decoded {
+        Ok(items) if items.len() == span.len => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.map_err(|failure| {
+                    match failure {
+                        ItemFailure::Panicked(m) => Error::panicked(m),
+                        ItemFailure::Encode(m) => Error::new(ErrorKind::Encode, m),
+                    }
+                    .at(span.start + i)
+                })
+            })
+            .collect(),
+        other => {
+            let e = match other {
+                Err(e) => Error::new(
+                    ErrorKind::Decode,
+                    "the task's result could not be deserialized",
+                )
+                .with_source(e),
+                Ok(items) => Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "a worker sent {} results for a chunk of {}",
+                        items.len(),
+                        span.len
+                    ),
+                ),
+            };
+            (0..span.len)
+                .map(|i| Err(e.clone().at(span.start + i)))
+                .collect()
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits on `cv` until `done(state)` or `deadline`; returns whether `done` holds.
+pub(crate) fn wait_until<'a, T>(
+    cv: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    done: impl Fn(&T) -> bool,
+) -> (MutexGuard<'a, T>, bool) {
+    loop {
+        if done(&guard) {
+            return (guard, true);
+        }
+        match deadline {
+            None => guard = cv.wait(guard).unwrap_or_else(|p| p.into_inner()),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return (guard, false);
+                }
+                guard = cv
+                    .wait_timeout(guard, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+    }
+}
+
+/// Functions run in the parent when an asynchronous call completes: Python's `callback`
+/// and `error_callback`.
+///
+/// They run on the pool's result thread, before [`AsyncResult::get`] returns to anyone,
+/// and should return quickly (as in Python, a slow callback holds up every other result).
+///
+/// ```
+/// use std::sync::mpsc;
+/// use mproc_pool::{Callbacks, Pool};
+/// fn square(x: u64) -> u64 { x * x }
+/// # mproc_process::init();
+/// let pool = Pool::new(2)?;
+/// let (tx, rx) = mpsc::channel();
+/// let on_done = Callbacks::new().on_success(move |v: &u64| tx.send(*v).unwrap());
+/// let result = pool.apply_async_with(square, 7, on_done)?;
+/// assert_eq!(result.get()?, 49);
+/// assert_eq!(rx.recv().unwrap(), 49);
+/// # Ok::<(), mproc_pool::Error>(())
+/// ```
+pub struct Callbacks<T> {
+    success: Option<OnSuccess<T>>,
+    error: Option<OnError>,
+}
+
+type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
+type OnError = Box<dyn FnOnce(&Error) + Send>;
+
+impl<T> Default for Callbacks<T> {
+    fn default() -> Self {
+        Callbacks {
+            success: None,
+            error: None,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Callbacks<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("on_success", &self.success.is_some())
+            .field("on_error", &self.error.is_some())
+            .finish()
+    }
+}
+
+impl<T> Callbacks<T> {
+    /// Makes an empty set of callbacks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` with the result when the call succeeds (Python's `callback`).
+    pub fn on_success(mut self, f: impl FnOnce(&T) + Send + 'static) -> Self {
+        self.success = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` with the error when the call fails (Python's `error_callback`).
+    pub fn on_error(mut self, f: impl FnOnce(&Error) + Send + 'static) -> Self {
+        self.error = Some(Box::new(f));
+        self
+    }
+
+    fn run(self, outcome: &Result<T>) {
+        // A panicking callback must not take the pool's result thread down with it.
+        let _ = mproc_process::catch_panic(|| match outcome {
+            Ok(v) => self.success.map(|f| f(v)),
+            Err(e) => self.error.map(|f| f(e)),
+        });
+    }
+}
+
+/// A call whose items are gathered into one outcome: `apply_async` (one item) and
+/// `map_async` (all of them, in order). It fails as soon as an item fails.
+pub(crate) struct Collect<R, T> {
+    state: Mutex<CollectState<R, T>>,
+    changed: Condvar,
+    cancelled: AtomicBool,
+    gather: fn(Vec<R>) -> T,
+}
+
+struct CollectState<R, T> {
+    items: Vec<Option<R>>,
+    remaining: usize,
+    /// The error of the lowest failed index seen so far.
+    error: Option<Error>,
+    /// Set once the outcome is decided; the callbacks run before it is stored.
+    decided: bool,
+    outcome: Option<Result<T>>,
+    taken: bool,
+    callbacks: Option<Callbacks<T>>,
+}
+
+impl<R: Send, T: Send> Collect<R, T> {
+    /// Makes the job of `n` items. With no item at all it completes at once (its
+    /// callbacks run here).
+    pub(crate) fn new(n: usize, gather: fn(Vec<R>) -> T, callbacks: Callbacks<T>) -> Arc<Self> {
+        let job = Arc::new(Collect {
+            state: Mutex::new(CollectState {
+                items: (0..n).map(|_| None).collect(),
+                remaining: n,
+                error: None,
+                decided: false,
+                outcome: None,
+                taken: false,
+                callbacks: Some(callbacks),
+            }),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            gather,
+        });
+        if n == 0 {
+            let st = lock(&job.state);
+            job.decide(st);
+        }
+        job
+    }
+
+    /// Decides the outcome, runs the callbacks without the lock, then publishes it.
+    fn decide(&self, mut st: MutexGuard<'_, CollectState<R, T>>) {
+        st.decided = true;
+        let outcome = match st.error.take() {
+            Some(e) => {
+                self.cancelled.store(true, Ordering::Relaxed);
+                Err(e)
+            }
+            None => Ok((self.gather)(
+                std::mem::take(&mut st.items)
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            )),
+        };
+        let callbacks = st.callbacks.take();
+        drop(st);
+        if let Some(cb) = callbacks {
+            cb.run(&outcome);
+        }
+        lock(&self.state).outcome = Some(outcome);
+        self.changed.notify_all();
+    }
+}
+
+impl<R: DeserializeOwned + Send, T: Send> Sink for Collect<R, T> {
+    fn deliver(&self, span: Span, delivery: Delivery) {
+        let results = chunk_results::<R>(span, delivery);
+        let mut st = lock(&self.state);
+        if st.decided {
+            return;
+        }
+        for (i, r) in results.into_iter().enumerate() {
+            let index = span.start + i;
+            match r {
+                Ok(v) => {
+                    if let Some(slot) = st.items.get_mut(index)
+                        && slot.is_none()
+                    {
+                        *slot = Some(v);
+                        st.remaining -= 1;
+                    }
+                }
+                Err(e) => {
+                    if st.error.as_ref().is_none_or(|old| old.index() > e.index()) {
+                        st.error = Some(e);
+                    }
+                }
+            }
+        }
+        if st.error.is_some() || st.remaining == 0 {
+            self.decide(st);
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// What an [`AsyncResult`] needs of its job, whatever the item type.
+trait Outcome<T>: Send + Sync {
+    fn wait_until(&self, deadline: Option<Instant>) -> bool;
+    fn take(&self) -> Result<T>;
+    fn successful(&self) -> Option<bool>;
+}
+
+impl<R: Send, T: Send> Outcome<T> for Collect<R, T> {
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        let st = lock(&self.state);
+        wait_until(&self.changed, st, deadline, |st| {
+            st.taken || st.outcome.is_some()
+        })
+        .1
+    }
+
+    fn take(&self) -> Result<T> {
+        let mut st = lock(&self.state);
+        if st.taken {
+            return Err(Error::new(
+                ErrorKind::AlreadyTaken,
+                "the result was already taken by an earlier get",
+            ));
+        }
+        match st.outcome.take() {
+            Some(Ok(v)) => {
+                st.taken = true;
+                Ok(v)
+            }
+            Some(Err(e)) => {
+                st.outcome = Some(Err(e.clone()));
+                Err(e)
+            }
+            None => Err(Error::wait_timeout()),
+        }
+    }
+
+    fn successful(&self) -> Option<bool> {
+        let st = lock(&self.state);
+        if st.taken {
+            return Some(true);
+        }
+        st.outcome.as_ref().map(|o| o.is_ok())
+    }
+}
+
+/// The pending result of [`Pool::apply_async`](crate::Pool::apply_async) or
+/// [`Pool::map_async`](crate::Pool::map_async): Python's `AsyncResult`.
+///
+/// [`get`](Self::get) hands the value out once (later calls return
+/// [`ErrorKind::AlreadyTaken`]); an error can be read any number of times. Dropping it
+/// does not cancel the work.
+///
+/// ```
+/// use std::time::Duration;
+/// fn slow_square(x: u64) -> u64 { std::thread::sleep(Duration::from_millis(50)); x * x }
+/// # mproc_process::init();
+/// let pool = mproc_pool::Pool::new(2)?;
+/// let result = pool.apply_async(slow_square, 12)?;
+/// assert!(!result.ready());
+/// assert!(result.wait_timeout(Duration::from_secs(30)));
+/// assert_eq!(result.successful(), Some(true));
+/// assert_eq!(result.get()?, 144);
+/// # Ok::<(), mproc_pool::Error>(())
+/// ```
+pub struct AsyncResult<T> {
+    job: Arc<dyn Outcome<T>>,
+}
+
+impl<T> fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> AsyncResult<T> {
+    pub(crate) fn new<R: Send + 'static>(job: Arc<Collect<R, T>>) -> Self {
+        AsyncResult { job }
+    }
+}
+
+impl<T> AsyncResult<T> {
+    /// Waits for the call and returns its outcome: the value (once) or the error of the
+    /// first failed item (with its index). Python: `get()`.
+    ///
+    /// # Errors
+    ///
+    /// The task's error ([`ErrorKind::Panicked`], [`ErrorKind::WorkerDied`],
+    /// [`ErrorKind::Timeout`] with an index, ...), [`ErrorKind::Terminated`] when the pool
+    /// ended first, [`ErrorKind::AlreadyTaken`] after the value was taken.
+    pub fn get(&self) -> Result<T> {
+        self.job.wait_until(None);
+        self.job.take()
+    }
+
+    /// Like [`get`](Self::get), but gives up after `timeout` with [`ErrorKind::Timeout`]
+    /// (with no index): the call goes on and can be waited for again. Python:
+    /// `get(timeout)`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        if !self.job.wait_until(mproc_sys::deadline_after(timeout)) {
+            return Err(Error::wait_timeout());
+        }
+        self.job.take()
+    }
+
+    /// Waits until the call completes (Python's `wait()`).
+    pub fn wait(&self) {
+        self.job.wait_until(None);
+    }
+
+    /// Waits until the call completes or `timeout` passes; returns whether it completed.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.job.wait_until(mproc_sys::deadline_after(timeout))
+    }
+
+    /// Returns whether the call has completed (Python's `ready()`).
+    pub fn ready(&self) -> bool {
+        self.job.wait_until(Some(Instant::now()))
+    }
+
+    /// Returns whether the call completed without error, or `None` while it runs
+    /// (Python's `successful()`, which raises `ValueError` instead of `None`).
+    pub fn successful(&self) -> Option<bool> {
+        self.job.successful()
+    }
+}

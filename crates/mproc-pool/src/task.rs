@@ -1,0 +1,291 @@
+//! What travels between the pool and its workers: tasks (a function, named for this build,
+//! and a chunk of arguments) and the events that come back.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use mproc_process::catch_panic;
+use mproc_sys::{FnAt, FnPtr, FnToken};
+use mproc_wire::{Fd, FdRef, Message};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Serialized values: postcard bytes and the fds that were inside them.
+#[derive(Debug, Default)]
+pub(crate) struct Payload {
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Payload {
+    pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, mproc_wire::Error> {
+        let (bytes, fds) = mproc_wire::encode(value)?.into_parts();
+        Ok(Payload { bytes, fds })
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(self) -> Result<T, mproc_wire::Error> {
+        mproc_wire::decode(Message::from_parts(self.bytes, self.fds))
+    }
+
+    /// Duplicates the payload (its fds too), for a task sent again after its worker died.
+    pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Payload {
+            bytes: self.bytes.clone(),
+            fds: self
+                .fds
+                .iter()
+                .map(|f| f.try_clone())
+                .collect::<std::io::Result<_>>()?,
+        })
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(serde_bytes::Bytes::new(&self.bytes))?;
+        t.serialize_element(&FdList(&self.fds))?;
+        t.end()
+    }
+}
+
+struct FdList<'a>(&'a [OwnedFd]);
+
+impl Serialize for FdList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|f| FdRef(f.as_fd())))
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (bytes, fds) = <(serde_bytes::ByteBuf, Vec<Fd>)>::deserialize(d)?;
+        Ok(Payload {
+            bytes: bytes.into_vec(),
+            fds: fds.into_iter().map(Fd::into_owned).collect(),
+        })
+    }
+}
+
+/// A payload shared by the task on its way to a worker and the pool's record of it, so
+/// that a task whose worker died before starting it can be sent again.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedPayload(pub Arc<Payload>);
+
+impl SharedPayload {
+    /// Returns the payload, cloning it only when the record still holds it too.
+    fn into_payload(self) -> std::io::Result<Payload> {
+        Arc::try_unwrap(self.0).or_else(|shared| shared.try_clone())
+    }
+}
+
+impl Serialize for SharedPayload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedPayload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Payload::deserialize(d).map(|p| SharedPayload(Arc::new(p)))
+    }
+}
+
+/// A function of this build and the thunk that runs a chunk of its arguments, as parts
+/// that a worker of the same build turns back into a [`FnToken`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct Call {
+    pub fingerprint: u64,
+    pub thunk: i64,
+    pub func: i64,
+}
+
+/// The token type of every pool call: a chunk of arguments in, its outcome out.
+pub(crate) type ChunkToken = FnToken<Payload, ChunkOutcome>;
+
+impl Call {
+    pub(crate) fn new<F: TaskFn>(f: F) -> Call {
+        let (fingerprint, thunk, func) = ChunkToken::for_fn(run_chunk::<F>, f).to_parts();
+        Call {
+            fingerprint,
+            thunk,
+            func,
+        }
+    }
+}
+
+/// One task: a chunk of one call's arguments, numbered by the pool.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Task {
+    pub seq: u64,
+    pub call: Call,
+    pub args: SharedPayload,
+}
+
+impl Task {
+    /// Returns the call and its arguments, for the worker.
+    pub(crate) fn into_parts(self) -> (Call, std::io::Result<Payload>) {
+        (self.call, self.args.into_payload())
+    }
+}
+
+/// What the pool's manager hears: from workers, from the watcher of workers, from the
+/// pool's own handles.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Event {
+    /// A worker finished task `seq`.
+    Done {
+        worker: u32,
+        seq: u64,
+        outcome: ChunkOutcome,
+    },
+    /// A worker's initializer failed; the worker has ended.
+    InitFailed { worker: u32, message: String },
+    /// A worker's process ended; `timed_out` names the task it was killed for, if the
+    /// watcher killed it for running past the task timeout.
+    Exited {
+        worker: u32,
+        generation: u64,
+        timed_out: Option<u64>,
+    },
+    /// Something changed that the manager should look at (termination, a close).
+    Wake,
+}
+
+/// How a chunk went, as a whole.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ChunkOutcome {
+    /// Every item ran: a `Vec<Result<R, ItemFailure>>`, serialized.
+    Ran(Payload),
+    /// No item ran.
+    Failed(ChunkFailure),
+}
+
+/// Why a whole chunk failed in the worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ChunkFailure {
+    /// The arguments could not be deserialized.
+    Decode(String),
+    /// The worker does not run the same build as the pool.
+    BuildMismatch,
+    /// The thunk itself panicked (a result's `Drop`, say).
+    Panicked(String),
+}
+
+impl std::fmt::Display for ChunkFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkFailure::Decode(m) => f.write_str(m),
+            ChunkFailure::BuildMismatch => f.write_str(
+                "the worker runs a different build of the executable; do not replace the \
+                 binary while the pool runs",
+            ),
+            ChunkFailure::Panicked(m) => write!(f, "the task panicked: {m}"),
+        }
+    }
+}
+
+/// Why one item failed in the worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ItemFailure {
+    Panicked(String),
+    Encode(String),
+}
+
+impl std::fmt::Display for ItemFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ItemFailure::Panicked(m) => write!(f, "panicked: {m}"),
+            ItemFailure::Encode(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A function a pool can run: a function pointer of one to four arguments, whose
+/// arguments travel as one value (a tuple for several).
+pub(crate) trait TaskFn: FnPtr + Send + Sync + 'static {
+    /// The arguments as one value.
+    type Args: Serialize + DeserializeOwned + 'static;
+    /// The function's result.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// Calls the function.
+    fn call(self, args: Self::Args) -> Self::Output;
+}
+
+impl<A, R> TaskFn for fn(A) -> R
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Args = A;
+    type Output = R;
+    fn call(self, a: A) -> R {
+        self(a)
+    }
+}
+
+macro_rules! star_fn {
+    ($($arg:ident),+) => {
+        impl<$($arg,)+ R> TaskFn for fn($($arg),+) -> R
+        where
+            $($arg: Serialize + DeserializeOwned + 'static,)+
+            R: Serialize + DeserializeOwned + Send + 'static,
+        {
+            type Args = ($($arg,)+);
+            type Output = R;
+            #[allow(non_snake_case)]
+            fn call(self, ($($arg,)+): Self::Args) -> R {
+                self($($arg),+)
+            }
+        }
+    };
+}
+star_fn!(A, B);
+star_fn!(A, B, C);
+star_fn!(A, B, C, D);
+
+/// The thunk a worker calls for a chunk of `f`'s arguments: each item runs under
+/// `catch_panic`, so one panic fails one item; results that cannot be serialized fail
+/// alone too.
+fn run_chunk<F: TaskFn>(f: FnAt<F>, args: Payload) -> ChunkOutcome {
+    let items: Vec<F::Args> = match args.decode() {
+        Ok(items) => items,
+        Err(e) => {
+            return ChunkOutcome::Failed(ChunkFailure::Decode(format!(
+                "the task's argument could not be deserialized in the worker: {e}"
+            )));
+        }
+    };
+    let f = f.get();
+    let results: Vec<Result<F::Output, ItemFailure>> = items
+        .into_iter()
+        .map(|a| catch_panic(|| f.call(a)).map_err(ItemFailure::Panicked))
+        .collect();
+    match catch_panic(|| Payload::encode(&results)) {
+        Ok(Ok(p)) => ChunkOutcome::Ran(p),
+        _ => ChunkOutcome::Ran(encode_each(results)),
+    }
+}
+
+/// Serializes results one by one, replacing each that cannot be serialized by its error.
+#[cold]
+fn encode_each<R: Serialize>(results: Vec<Result<R, ItemFailure>>) -> Payload {
+    let checked: Vec<Result<R, ItemFailure>> = results
+        .into_iter()
+        .map(|r| {
+            let r = r?;
+            match catch_panic(|| mproc_wire::encode(&r)) {
+                Ok(Ok(_)) => Ok(r),
+                Ok(Err(e)) => Err(ItemFailure::Encode(format!(
+                    "the task's result could not be serialized: {e}"
+                ))),
+                Err(p) => Err(ItemFailure::Encode(format!(
+                    "the task's result panicked while being serialized: {p}"
+                ))),
+            }
+        })
+        .collect();
+    // Every remaining value serialized alone, so the whole serializes too.
+    Payload::encode(&checked).unwrap_or_default()
+}

@@ -1,0 +1,74 @@
+//! Level 3: a pool of worker processes maps a function over a range, faster than a serial
+//! loop; and a worker that dies mid-task costs that task only (Python's `Pool.map` would
+//! hang for ever).
+//!
+//! `cargo run --release --example level3_pool`
+
+use std::time::{Duration, Instant};
+
+/// A deliberately CPU-heavy function: how many primes lie below `n`, by trial division.
+fn primes_below(n: u64) -> u64 {
+    (2..n)
+        .filter(|&k| (2..).take_while(|d| d * d <= k).all(|d| k % d != 0))
+        .count() as u64
+}
+
+/// Sleeps `ms` and returns the worker's pid; 0 aborts the worker mid-task.
+fn nap_or_die(ms: u64) -> u32 {
+    if ms == 0 {
+        std::process::abort();
+    }
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+/// Runs level 3 and checks what it shows.
+pub fn run() -> mproc::Result<()> {
+    mproc_examples::heading(3, "a pool with map");
+    let inputs: Vec<u64> = (0..16).map(|i| 100_000 + i * 1_000).collect();
+
+    let t0 = Instant::now();
+    let serial: Vec<u64> = inputs.iter().map(|&n| primes_below(n)).collect();
+    let serial_time = t0.elapsed();
+
+    let workers = mproc::cpu_count().max(2);
+    let pool = mproc::Pool::new(workers)?;
+    let t0 = Instant::now();
+    let parallel = pool.map(primes_below, inputs.clone())?;
+    let pool_time = t0.elapsed();
+    assert_eq!(parallel, serial, "the pool computes what the loop computes");
+    println!(
+        "  Pool({workers}).map over {} inputs: {:.0} ms; the serial loop: {:.0} ms ({:.1}x)",
+        inputs.len(),
+        pool_time.as_secs_f64() * 1e3,
+        serial_time.as_secs_f64() * 1e3,
+        serial_time.as_secs_f64() / pool_time.as_secs_f64()
+    );
+    println!("  primes below 100000: {}", parallel[0]);
+
+    let outcomes: Vec<String> = pool
+        .imap(nap_or_die, [20, 0, 20, 20])
+        .map(|r| match r {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("{:?}", e.kind()),
+        })
+        .collect();
+    println!(
+        "  the second task aborts its worker: [{}]",
+        outcomes.join(", ")
+    );
+    println!(
+        "  the pool goes on: {:?}",
+        pool.map(primes_below, [10, 20, 30])?
+    );
+    pool.close();
+    pool.join()?;
+    println!("  pool closed and joined: every worker ended");
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn main() -> mproc::Result<()> {
+    mproc::init();
+    run()
+}
