@@ -13,6 +13,7 @@ use mproc::sys::{ForkOutcome, SpawnSelf};
 use mproc::{Builder, StartMethod};
 use serde_json::{Value, json};
 
+mod pool;
 mod queue;
 mod sync;
 
@@ -231,7 +232,9 @@ fn main() {
     let only_sync = args.iter().any(|a| a == "--only-sync");
     // `--only-queue`: just the queue figures (and the copy floor they need).
     let only_queue = args.iter().any(|a| a == "--only-queue");
-    let only_sync = only_sync || only_queue;
+    // `--only-pool`: just the pool figures (and the fork server's spawn they compare with).
+    let only_pool = args.iter().any(|a| a == "--only-pool");
+    let only_sync = only_sync || only_queue || only_pool;
     let arg_after = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -306,14 +309,14 @@ fn main() {
     check_ok &= rtt_ok && bw_ok;
 
     eprintln!("measuring locks and shared memory ...");
-    let lock_rounds = if only_queue { 0 } else { rounds };
+    let lock_rounds = if only_queue || only_pool { 0 } else { rounds };
     let (unc, unc_floor) =
         sync::lock_uncontended(lock_rounds, if quick { 200_000 } else { 1_000_000 });
     for (t, f) in unc.iter().zip(&unc_floor) {
         s.add("lock_uncontended_ns", *t);
         s.add("floor.futex_lock_ns", *f);
     }
-    for _ in 0..(if only_queue {
+    for _ in 0..(if only_queue || only_pool {
         0
     } else if quick {
         5
@@ -326,7 +329,13 @@ fn main() {
         check_ok &= ok;
     }
     let mut shm_check_ok = true;
-    for _ in 0..(if quick { 2 } else { 5 }) {
+    for _ in 0..(if only_pool {
+        0
+    } else if quick {
+        2
+    } else {
+        5
+    }) {
         let (f, ok) = sync::shm(256 << 20);
         s.add("shm_gbps", f.warm_fill);
         s.add("extra.shm_fresh_gbps", f.fresh_fill);
@@ -337,7 +346,13 @@ fn main() {
     }
 
     eprintln!("measuring queues ...");
-    let q_rounds = if quick { 2 } else { 5 };
+    let q_rounds = if only_pool {
+        0
+    } else if quick {
+        2
+    } else {
+        5
+    };
     let n_small = if quick { 2_000_000 } else { 10_000_000 };
     for _ in 0..q_rounds {
         let (r, ok) = queue::msgs_per_s(1, 1, n_small);
@@ -351,13 +366,49 @@ fn main() {
         s.add("queue_1mib_gbps", g);
         check_ok &= ok;
     }
-    let (rtt, ok) = queue::rtt_us(rounds, 20_000);
+    let (rtt, ok) = queue::rtt_us(if only_pool { 0 } else { rounds }, 20_000);
     for t in rtt {
         s.add("queue_rtt_us", t);
     }
     check_ok &= ok;
-    for t in queue::spin_rtt_floor(rounds, 20_000) {
+    for t in queue::spin_rtt_floor(if only_pool { 0 } else { rounds }, 20_000) {
         s.add("floor.spin_rtt_us", t);
+    }
+
+    eprintln!("measuring pools ...");
+    let pool_rounds = if quick { 3 } else { 5 };
+    let skip_pool = only_sync && !only_pool;
+    if !skip_pool {
+        let warm = pool::warm_pool();
+        for _ in 0..pool_rounds {
+            let (r, ok) = pool::map_rate(&warm, 1_000_000, None);
+            s.add("pool_map_tasks_per_s.trivial", r);
+            check_ok &= ok;
+            let (r, ok) = pool::map_rate(&warm, if quick { 10_000 } else { 20_000 }, Some(1));
+            s.add("pool_map_tasks_per_s.chunksize1", r);
+            check_ok &= ok;
+            let (x, ok) = pool::cpu_speedup(&warm, if quick { 5_000_000 } else { 10_000_000 });
+            s.add("pool_cpu_speedup", x);
+            check_ok &= ok;
+        }
+        drop(warm);
+        for _ in 0..pool_rounds * 4 {
+            let (us, ok) = pool::start_us();
+            s.add("pool_start_us", us);
+            check_ok &= ok;
+            if only_pool {
+                // The goal is a ratio to the fork server's spawn of the same run.
+                s.add(
+                    "spawn_join_us.forkserver",
+                    time_us(|| check_ok &= spawn_join(StartMethod::ForkServer, 3)),
+                );
+            }
+        }
+        for _ in 0..pool_rounds {
+            let (ms, ok) = pool::recover_ms();
+            s.add("pool_recover_ms", ms);
+            check_ok &= ok;
+        }
     }
 
     let python = match (arg_after("--python"), arg_after("--python-script")) {
@@ -418,6 +469,7 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
     let ring_floor = m("floor.shm_ring_msgs_per_s");
     let spin_floor = m("floor.spin_rtt_us");
     let copy_floor = m("floor.copy_gbps");
+    let forkserver = m("spawn_join_us.forkserver");
     let row = |key, floor, higher_is_better, met: &dyn Fn(f64) -> bool, goal| {
         let ours = m(key);
         Row {
@@ -508,10 +560,45 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
             &|v| v >= 10.0,
             "≥ 10 GB/s",
         ),
+        row(
+            "pool_map_tasks_per_s.trivial",
+            f64::NAN,
+            true,
+            &|v| v >= 50e6,
+            "≥ 50M task/s",
+        ),
+        row(
+            "pool_map_tasks_per_s.chunksize1",
+            f64::NAN,
+            true,
+            &|v| v >= 1e6,
+            "≥ 1M task/s",
+        ),
+        row(
+            "pool_cpu_speedup",
+            2.0,
+            true,
+            &|v| v >= 1.9,
+            "≥ 1.9 (2 cores)",
+        ),
+        row(
+            "pool_start_us",
+            forkserver,
+            false,
+            &|v| v <= 3.0 * forkserver,
+            "≤ 3 × spawn_join_us.forkserver",
+        ),
+        row(
+            "pool_recover_ms",
+            f64::NAN,
+            false,
+            &|v| v <= 50.0,
+            "≤ 50 ms",
+        ),
     ];
     println!("\nmproc benchmarks (medians; floors measured in the same run)\n");
     println!(
-        "{:<26} {:>12} {:>12} {:>7} {:>12} {:>9}  {:<42} met",
+        "{:<32} {:>12} {:>12} {:>7} {:>12} {:>9}  {:<42} met",
         "key", "mproc", "floor", "×floor", "python", "vs py", "goal"
     );
     let mut vs_python = serde_json::Map::new();
@@ -519,14 +606,18 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
     let unit = |r: &Row| match r.key {
         "lock_uncontended_ns" => "ns",
         "lock_value_ops_per_s" => "op/s",
-        k if k.starts_with("queue_msgs") => "/s",
+        k if k.starts_with("queue_msgs") || k.starts_with("pool_map") => "/s",
+        "pool_cpu_speedup" => "×",
+        "pool_recover_ms" => "ms",
         _ if r.higher_is_better => "GB/s",
         _ => "µs",
     };
     for r in &rows {
         let py = python.and_then(|p| lookup(p, r.key));
         let ratio_floor = r.ours / r.floor;
-        vs_floor.insert(r.key.into(), json!((ratio_floor * 100.0).round() / 100.0));
+        if r.floor.is_finite() {
+            vs_floor.insert(r.key.into(), json!((ratio_floor * 100.0).round() / 100.0));
+        }
         // How many times better than Python: a speed-up for latency, a multiple for bandwidth.
         let better = py.map(|p| {
             if r.higher_is_better {
@@ -539,13 +630,20 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
             vs_python.insert(r.key.into(), json!(round1(b)));
         }
         println!(
-            "{:<26} {:>8.2}{:>4} {:>8.2}{:>4} {:>7.2} {:>12} {:>9}  {:<42} {}",
+            "{:<32} {:>8.2}{:>4} {:>12} {:>7} {:>12} {:>9}  {:<42} {}",
             r.key,
             r.ours,
             unit(r),
-            r.floor,
-            unit(r),
-            ratio_floor,
+            if r.floor.is_finite() {
+                format!("{:.2}{}", r.floor, unit(r))
+            } else {
+                "-".into()
+            },
+            if r.floor.is_finite() {
+                format!("{ratio_floor:.2}")
+            } else {
+                "-".into()
+            },
             py.map(|p| format!("{p:.2}{}", unit(r)))
                 .unwrap_or_else(|| "-".into()),
             better
@@ -590,6 +688,13 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
         },
         "queue_rtt_us": (m("queue_rtt_us") * 100.0).round() / 100.0,
         "queue_1mib_gbps": (m("queue_1mib_gbps") * 100.0).round() / 100.0,
+        "pool_map_tasks_per_s": {
+            "trivial": m("pool_map_tasks_per_s.trivial").round(),
+            "chunksize1": m("pool_map_tasks_per_s.chunksize1").round(),
+        },
+        "pool_cpu_speedup": (m("pool_cpu_speedup") * 100.0).round() / 100.0,
+        "pool_start_us": round1(m("pool_start_us")),
+        "pool_recover_ms": (m("pool_recover_ms") * 100.0).round() / 100.0,
         "extra": {
             "shm_fresh_gbps": (m("extra.shm_fresh_gbps") * 100.0).round() / 100.0,
             "shm_copy_gbps": (m("extra.shm_copy_gbps") * 100.0).round() / 100.0,

@@ -32,8 +32,33 @@ pub(crate) fn encode<A: Serialize>(
     sink: &Arc<dyn Sink>,
     failed: &mut Deliveries,
 ) -> Vec<Chunk> {
-    let mut chunks = Vec::with_capacity(items.len().div_ceil(chunksize.max(1)));
+    let mut chunks = Vec::new();
+    let _ = encode_streaming(items, start, chunksize, call, sink, failed, |batch| {
+        chunks.extend(batch);
+        Ok(())
+    });
+    chunks
+}
+
+/// Like [`encode`], handing the chunks to `submit` as they are made, in batches of about
+/// [`BATCH_BYTES`], so that workers start on the first chunks while the rest are being
+/// serialized. Stops at the first error of `submit`.
+pub(crate) fn encode_streaming<A: Serialize>(
+    items: &[A],
+    start: usize,
+    chunksize: usize,
+    call: Call,
+    sink: &Arc<dyn Sink>,
+    failed: &mut Deliveries,
+    mut submit: impl FnMut(Vec<Chunk>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut chunks = Vec::new();
+    let mut bytes = 0;
     for (n, part) in items.chunks(chunksize.max(1)).enumerate() {
+        if bytes >= BATCH_BYTES || chunks.len() >= BATCH_CHUNKS {
+            submit(std::mem::take(&mut chunks))?;
+            bytes = 0;
+        }
         let first = start + n * chunksize;
         let make = |args: Payload, start: usize, len: usize| Chunk {
             sink: sink.clone(),
@@ -41,8 +66,11 @@ pub(crate) fn encode<A: Serialize>(
             call,
             args: Arc::new(args),
         };
-        match Payload::encode(part) {
-            Ok(args) => chunks.push(make(args, first, part.len())),
+        match Payload::encode_sized(part, 16 + std::mem::size_of_val(part)) {
+            Ok(args) => {
+                bytes += args.len();
+                chunks.push(make(args, first, part.len()));
+            }
             Err(_) => {
                 for (i, item) in part.iter().enumerate() {
                     match Payload::encode(std::slice::from_ref(item)) {
@@ -67,8 +95,16 @@ pub(crate) fn encode<A: Serialize>(
             }
         }
     }
-    chunks
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    submit(chunks)
 }
+
+/// Serialized chunks are handed to the pool once they reach this many bytes ...
+const BATCH_BYTES: usize = 64 << 10;
+/// ... or this many chunks.
+const BATCH_CHUNKS: usize = 256;
 
 #[cfg(test)]
 mod tests {

@@ -73,11 +73,11 @@ impl<R> Stream<R> {
 
 impl<R: DeserializeOwned + Send> Sink for Stream<R> {
     fn deliver(&self, span: Span, delivery: Delivery) {
-        let results = chunk_results::<R>(span, delivery);
+        let results = chunk_results::<R>(span, delivery).into_items(span);
         let mut st = self.lock();
         if self.ordered {
-            for (i, r) in results.into_iter().enumerate() {
-                let Some(pos) = (span.start + i).checked_sub(st.next) else {
+            for (i, r) in results {
+                let Some(pos) = i.checked_sub(st.next) else {
                     continue;
                 };
                 if st.waiting.len() <= pos {
@@ -86,7 +86,7 @@ impl<R: DeserializeOwned + Send> Sink for Stream<R> {
                 st.waiting[pos] = Some(r);
             }
         } else {
-            st.arrived.extend(results);
+            st.arrived.extend(results.map(|(_, r)| r));
         }
         drop(st);
         self.changed.notify_all();

@@ -22,14 +22,19 @@ use crate::task::{Call, ChunkFailure, ChunkOutcome, Event, Payload, SharedPayloa
 use crate::watcher::{Watched, Watcher};
 use crate::worker::{Progress, WorkerArgs, worker_main};
 
-/// The ring of a worker's task queue: room for hundreds of small chunks; larger ones
-/// travel beside it in sealed memfds.
-const TASK_RING_BYTES: usize = 1 << 20;
+/// The ring of a worker's task queue: chunks up to a quarter of it (1 MiB, some 250k small
+/// items) are copied through it; larger ones travel beside it in sealed memfds. Pages are
+/// touched only as the ring fills.
+const TASK_RING_BYTES: usize = 4 << 20;
 /// At most this many chunks wait in one worker's queue (plus the one it runs).
 const MAX_DEPTH: usize = 256;
 /// How much queued work keeps a worker busy without starving the others: the depth is
 /// chosen so that a worker's queue holds about this much, by the chunks' measured time.
 const QUEUED_WORK: Duration = Duration::from_micros(200);
+
+/// A chunk running longer than this (or twice the usual, if more) holds no chunks queued
+/// behind it.
+const LONG_CHUNK: Duration = Duration::from_millis(1);
 
 /// What the pool was built with.
 #[derive(Debug)]
@@ -321,6 +326,9 @@ impl Shared {
         let mut st = self.lock();
         if st.phase == Phase::Running {
             st.phase = Phase::Closed;
+            // An idle pool's workers can be told at once; otherwise the manager tells
+            // them when the last chunk is done.
+            st.wind_down();
             drop(st);
             let _ = self.events.put(Event::Wake);
         }
@@ -458,10 +466,17 @@ impl State {
         deliveries: &mut Deliveries,
     ) {
         let slot = &mut self.slots[index];
-        let status = slot
-            .child
-            .take()
-            .and_then(|mut c| c.wait_timeout(Duration::from_secs(5)).ok());
+        // Reap it. Its exit status matters only for the error of a chunk it was running;
+        // a worker that ended with nothing in flight (its queue closed, its quota done) is
+        // not waited for: a fork server's child is reaped by its server (whose report may
+        // still be on its way), our own child is reaped here, its pidfd being ready.
+        let status = slot.child.take().and_then(|mut c| {
+            if slot.in_flight.is_empty() {
+                c.exit_status()
+            } else {
+                c.wait_timeout(Duration::from_secs(5)).ok()
+            }
+        });
         // What is still in its queue was never taken: it goes back, in order.
         let mut unstarted: Vec<u64> = Vec::new();
         if let Some(q) = slot.tasks.take() {
@@ -514,10 +529,10 @@ impl State {
     /// others waiting behind it while another worker is idle.
     fn depth(&self) -> usize {
         if self.chunk_ns == 0.0 {
-            return 2;
+            return 1; // nothing measured yet: queue behind nothing
         }
         let per = QUEUED_WORK.as_nanos() as f64 / self.chunk_ns;
-        (1.0 + per).clamp(1.0, MAX_DEPTH as f64) as usize
+        (1.0 + per).clamp(2.0, MAX_DEPTH as f64) as usize
     }
 
     /// Sends pending chunks to the workers with the least work, as far as their queues
@@ -537,9 +552,58 @@ impl State {
         if self.phase == Phase::Terminating {
             return;
         }
+        self.send_pending(deliveries);
+        if self.pending.is_empty() && self.steal() {
+            self.send_pending(deliveries);
+        }
+    }
+
+    /// Takes back, for each idle worker, one chunk still waiting in the queue of the
+    /// worker with the most queued, into the pending list: at the end of a call, an idle
+    /// worker never watches chunks wait behind another's long one. Returns whether it took
+    /// any. A chunk the owner took first is simply not there to take.
+    fn steal(&mut self) -> bool {
+        let idle = self
+            .slots
+            .iter()
+            .filter(|s| s.child.is_some() && s.in_flight.is_empty() && s.quota != Some(0))
+            .count();
+        let mut took = false;
+        for _ in 0..idle {
+            let victim = self
+                .slots
+                .iter_mut()
+                .filter(|s| s.in_flight.len() >= 2)
+                .max_by_key(|s| s.in_flight.len());
+            let Some(victim) = victim else { break };
+            let Some(task) = victim.tasks.as_ref().and_then(|q| q.try_get().ok()) else {
+                break;
+            };
+            let pos = victim.in_flight.iter().position(|f| f.seq == task.seq);
+            if let Some(f) = pos.and_then(|pos| victim.in_flight.remove(pos)) {
+                victim.quota = victim.quota.map(|q| q + 1);
+                self.pending.push_back(f.chunk);
+                took = true;
+            }
+        }
+        took
+    }
+
+    /// Sends pending chunks to the workers with the least work, as far as their queues
+    /// have room.
+    fn send_pending(&mut self, deliveries: &mut Deliveries) {
         let depth = self.depth();
         let mut full = vec![false; self.slots.len()];
         let now = Instant::now();
+        // A worker whose oldest chunk has run much longer than chunks usually take gets no
+        // more queued behind it: the pending chunks wait for whichever worker frees first.
+        let long = Duration::from_nanos((2.0 * self.chunk_ns) as u64).max(LONG_CHUNK);
+        let busy_long = |s: &Slot| {
+            s.in_flight.front().is_some_and(|f| {
+                let running_since = s.last_done.map_or(f.sent, |t| t.max(f.sent));
+                now - running_since > long
+            })
+        };
         while !self.pending.is_empty() {
             let pick = self
                 .slots
@@ -550,6 +614,7 @@ impl State {
                         && s.child.is_some()
                         && s.quota != Some(0)
                         && s.in_flight.len() < depth
+                        && !busy_long(s)
                 })
                 .min_by_key(|(_, s)| s.in_flight.len())
                 .map(|(i, _)| i);

@@ -203,15 +203,12 @@ impl Builder {
         };
         // The first workers start here, on the caller's thread, before the pool has
         // threads of its own.
-        for i in 0..processes {
-            if let Err(e) = pool.shared.start_worker(i) {
-                pool.shared.terminate();
-                pool.spawn_threads();
-                drop(pool);
-                return Err(e);
-            }
-        }
+        let started = (0..processes).try_for_each(|i| pool.shared.start_worker(i));
         pool.spawn_threads();
+        if let Err(e) = started {
+            drop(pool); // terminates and reaps the workers that did start
+            return Err(e);
+        }
         Ok(pool)
     }
 }
@@ -734,9 +731,25 @@ impl Pool {
         let job = Collect::<F::Output, T>::new(items.len(), gather, callbacks);
         let sink: Arc<dyn Sink> = job.clone();
         let mut failed = Deliveries::new();
-        let chunks = chunk::encode(&items, 0, chunksize, Call::new(f), &sink, &mut failed);
+        let submitted = chunk::encode_streaming(
+            &items,
+            0,
+            chunksize,
+            Call::new(f),
+            &sink,
+            &mut failed,
+            |chunks| self.shared.submit(chunks),
+        );
         drop(items);
-        self.shared.submit(chunks)?;
+        if let Err(e) = submitted {
+            // The pool closed or ended part-way: the job fails as a whole, so that
+            // nobody waits for chunks that were never sent.
+            sink.deliver(
+                crate::result::Span { start: 0, len: 1 },
+                crate::result::Delivery::Failed(e.clone()),
+            );
+            return Err(e);
+        }
         deliver(failed);
         Ok(AsyncResult::new(job))
     }

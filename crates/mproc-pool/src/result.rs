@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::task::{ItemFailure, Payload};
+use crate::task::{ChunkResults, ItemFailure, Payload};
 
 /// A chunk's place in its call: items `start .. start + len` of the input.
 #[derive(Clone, Copy, Debug)]
@@ -35,52 +35,79 @@ pub(crate) trait Sink: Send + Sync {
     fn is_cancelled(&self) -> bool;
 }
 
-/// Turns a chunk's outcome into one result per item, each error naming its item's index.
-/// Bytes that do not decode as the chunk's results fail every item of the chunk.
-pub(crate) fn chunk_results<R: DeserializeOwned>(span: Span, delivery: Delivery) -> Vec<Result<R>> {
-    let decoded = match delivery {
-        Delivery::Ran(payload) => payload.decode::<Vec<std::result::Result<R, ItemFailure>>>(),
-        Delivery::Failed(e) => {
-            return (0..span.len)
-                .map(|i| Err(e.clone().at(span.start + i)))
-                .collect();
-        }
-    };
-    match decoded {
-        Ok(items) if items.len() == span.len => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r.map_err(|failure| {
-                    match failure {
-                        ItemFailure::Panicked(m) => Error::panicked(m),
-                        ItemFailure::Encode(m) => Error::new(ErrorKind::Encode, m),
-                    }
-                    .at(span.start + i)
-                })
-            })
+/// A chunk's results in the parent: the values of the items that succeeded, in order,
+/// and the failed items' errors, by index in the call.
+pub(crate) struct Outcomes<R> {
+    pub values: Vec<R>,
+    pub failures: Vec<Error>,
+}
+
+impl<R> Outcomes<R> {
+    /// Merges values and failures back into one result per item, in order.
+    pub(crate) fn into_items(self, span: Span) -> impl Iterator<Item = (usize, Result<R>)> {
+        let mut values = self.values.into_iter();
+        let mut failures = self.failures.into_iter().peekable();
+        (span.start..span.start + span.len).filter_map(move |i| {
+            if failures.peek().and_then(Error::index) == Some(i) {
+                return failures.next().map(|e| (i, Err(e)));
+            }
+            values.next().map(|v| (i, Ok(v)))
+        })
+    }
+}
+
+/// Decodes a chunk's outcome; each error names its item's index. Bytes that do not
+/// decode as the chunk's results (or do not account for each item exactly once) fail
+/// every item of the chunk.
+pub(crate) fn chunk_results<R: DeserializeOwned>(span: Span, delivery: Delivery) -> Outcomes<R> {
+    let all_fail = |e: Error| Outcomes {
+        values: Vec::new(),
+        failures: (0..span.len)
+            .map(|i| e.clone().at(span.start + i))
             .collect(),
-        other => {
-            let e = match other {
-                Err(e) => Error::new(
+    };
+    let payload = match delivery {
+        Delivery::Ran(payload) => payload,
+        Delivery::Failed(e) => return all_fail(e),
+    };
+    let (failures, values) = match payload.decode::<ChunkResults<R>>() {
+        Ok(r) => r,
+        Err(e) => {
+            return all_fail(
+                Error::new(
                     ErrorKind::Decode,
                     "the task's result could not be deserialized",
                 )
                 .with_source(e),
-                Ok(items) => Error::new(
-                    ErrorKind::Decode,
-                    format!(
-                        "a worker sent {} results for a chunk of {}",
-                        items.len(),
-                        span.len
-                    ),
-                ),
-            };
-            (0..span.len)
-                .map(|i| Err(e.clone().at(span.start + i)))
-                .collect()
+            );
         }
+    };
+    let ordered = failures.windows(2).all(|w| w[0].0 < w[1].0)
+        && failures
+            .last()
+            .is_none_or(|(i, _)| (*i as usize) < span.len);
+    if !ordered || failures.len() + values.len() != span.len {
+        return all_fail(Error::new(
+            ErrorKind::Decode,
+            format!(
+                "a worker sent {} results and {} failures for a chunk of {}",
+                values.len(),
+                failures.len(),
+                span.len
+            ),
+        ));
     }
+    let failures = failures
+        .into_iter()
+        .map(|(i, failure)| {
+            match failure {
+                ItemFailure::Panicked(m) => Error::panicked(m),
+                ItemFailure::Encode(m) => Error::new(ErrorKind::Encode, m),
+            }
+            .at(span.start + i as usize)
+        })
+        .collect();
+    Outcomes { values, failures }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -196,7 +223,9 @@ pub(crate) struct Collect<R, T> {
 }
 
 struct CollectState<R, T> {
-    items: Vec<Option<R>>,
+    /// The values of the chunks done so far, by the index of their first item.
+    parts: Vec<(usize, Vec<R>)>,
+    total: usize,
     remaining: usize,
     /// The error of the lowest failed index seen so far.
     error: Option<Error>,
@@ -213,7 +242,8 @@ impl<R: Send, T: Send> Collect<R, T> {
     pub(crate) fn new(n: usize, gather: fn(Vec<R>) -> T, callbacks: Callbacks<T>) -> Arc<Self> {
         let job = Arc::new(Collect {
             state: Mutex::new(CollectState {
-                items: (0..n).map(|_| None).collect(),
+                parts: Vec::new(),
+                total: n,
                 remaining: n,
                 error: None,
                 decided: false,
@@ -240,12 +270,15 @@ impl<R: Send, T: Send> Collect<R, T> {
                 self.cancelled.store(true, Ordering::Relaxed);
                 Err(e)
             }
-            None => Ok((self.gather)(
-                std::mem::take(&mut st.items)
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-            )),
+            None => {
+                let mut parts = std::mem::take(&mut st.parts);
+                parts.sort_unstable_by_key(|(start, _)| *start);
+                let mut all = Vec::with_capacity(st.total);
+                for (_, values) in parts {
+                    all.extend(values);
+                }
+                Ok((self.gather)(all))
+            }
         };
         let callbacks = st.callbacks.take();
         drop(st);
@@ -259,28 +292,23 @@ impl<R: Send, T: Send> Collect<R, T> {
 
 impl<R: DeserializeOwned + Send, T: Send> Sink for Collect<R, T> {
     fn deliver(&self, span: Span, delivery: Delivery) {
-        let results = chunk_results::<R>(span, delivery);
+        let outcomes = chunk_results::<R>(span, delivery);
         let mut st = lock(&self.state);
         if st.decided {
             return;
         }
-        for (i, r) in results.into_iter().enumerate() {
-            let index = span.start + i;
-            match r {
-                Ok(v) => {
-                    if let Some(slot) = st.items.get_mut(index)
-                        && slot.is_none()
-                    {
-                        *slot = Some(v);
-                        st.remaining -= 1;
-                    }
-                }
-                Err(e) => {
-                    if st.error.as_ref().is_none_or(|old| old.index() > e.index()) {
-                        st.error = Some(e);
-                    }
-                }
+        if let Some(first) = outcomes.failures.into_iter().next() {
+            // Failures come in order: the first is this chunk's lowest index.
+            if st
+                .error
+                .as_ref()
+                .is_none_or(|old| old.index() > first.index())
+            {
+                st.error = Some(first);
             }
+        } else {
+            st.remaining = st.remaining.saturating_sub(outcomes.values.len());
+            st.parts.push((span.start, outcomes.values));
         }
         if st.error.is_some() || st.remaining == 0 {
             self.decide(st);

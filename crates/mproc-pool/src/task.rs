@@ -23,6 +23,22 @@ impl Payload {
         Ok(Payload { bytes, fds })
     }
 
+    /// Like [`encode`](Self::encode), into a buffer of `hint` bytes to start with (no
+    /// regrowth, and no copy, when the value fits).
+    pub(crate) fn encode_sized<T: Serialize + ?Sized>(
+        value: &T,
+        hint: usize,
+    ) -> Result<Self, mproc_wire::Error> {
+        let mut bytes = Vec::with_capacity(hint);
+        let fds = mproc_wire::encode_into(value, &mut bytes)?;
+        Ok(Payload { bytes, fds })
+    }
+
+    /// Returns the number of bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub(crate) fn decode<T: DeserializeOwned>(self) -> Result<T, mproc_wire::Error> {
         mproc_wire::decode(Message::from_parts(self.bytes, self.fds))
     }
@@ -245,8 +261,13 @@ star_fn!(A, B);
 star_fn!(A, B, C);
 star_fn!(A, B, C, D);
 
-/// The thunk a worker calls for a chunk of `f`'s arguments: each item runs under
-/// `catch_panic`, so one panic fails one item; results that cannot be serialized fail
+/// A chunk's results on the wire: the failed items (by position in the chunk) and the
+/// values of the others, in order. With no failure (the common case) this is a plain
+/// `Vec<R>` after one empty list: no tag per item, one allocation on each side.
+pub(crate) type ChunkResults<R> = (Vec<(u32, ItemFailure)>, Vec<R>);
+
+/// The thunk a worker calls for a chunk of `f`'s arguments: a panic fails its item only
+/// (the chunk goes on with the next one), and results that cannot be serialized fail
 /// alone too.
 fn run_chunk<F: TaskFn>(f: FnAt<F>, args: Payload) -> ChunkOutcome {
     let items: Vec<F::Args> = match args.decode() {
@@ -258,34 +279,56 @@ fn run_chunk<F: TaskFn>(f: FnAt<F>, args: Payload) -> ChunkOutcome {
         }
     };
     let f = f.get();
-    let results: Vec<Result<F::Output, ItemFailure>> = items
-        .into_iter()
-        .map(|a| catch_panic(|| f.call(a)).map_err(ItemFailure::Panicked))
-        .collect();
-    match catch_panic(|| Payload::encode(&results)) {
+    let n = items.len();
+    let mut values: Vec<F::Output> = Vec::with_capacity(n);
+    let mut failures: Vec<(u32, ItemFailure)> = Vec::new();
+    let mut items = items.into_iter();
+    // One `catch_panic` for the whole chunk while nothing panics; after a panic, the
+    // chunk resumes with the next item.
+    while values.len() + failures.len() < n {
+        let done = mproc_process::catch_panic(|| {
+            for a in items.by_ref() {
+                values.push(f.call(a));
+            }
+        });
+        if let Err(message) = done {
+            let at = (values.len() + failures.len()) as u32;
+            failures.push((at, ItemFailure::Panicked(message)));
+        }
+    }
+    let hint = 16 + n * size_of::<F::Output>();
+    let results: ChunkResults<F::Output> = (failures, values);
+    match catch_panic(|| Payload::encode_sized(&results, hint)) {
         Ok(Ok(p)) => ChunkOutcome::Ran(p),
         _ => ChunkOutcome::Ran(encode_each(results)),
     }
 }
 
-/// Serializes results one by one, replacing each that cannot be serialized by its error.
+/// Serializes results one by one, turning each value that cannot be serialized into the
+/// failure of its item.
 #[cold]
-fn encode_each<R: Serialize>(results: Vec<Result<R, ItemFailure>>) -> Payload {
-    let checked: Vec<Result<R, ItemFailure>> = results
-        .into_iter()
-        .map(|r| {
-            let r = r?;
-            match catch_panic(|| mproc_wire::encode(&r)) {
-                Ok(Ok(_)) => Ok(r),
-                Ok(Err(e)) => Err(ItemFailure::Encode(format!(
-                    "the task's result could not be serialized: {e}"
-                ))),
-                Err(p) => Err(ItemFailure::Encode(format!(
+fn encode_each<R: Serialize>((mut failures, values): ChunkResults<R>) -> Payload {
+    let mut kept = Vec::with_capacity(values.len());
+    // Positions of the values: the chunk's positions, less those that already failed.
+    let failed: Vec<u32> = failures.iter().map(|(i, _)| *i).collect();
+    let mut positions = (0u32..).filter(|i| !failed.contains(i));
+    for v in values {
+        let at = positions.next().unwrap_or(u32::MAX);
+        match catch_panic(|| mproc_wire::encode(&v)) {
+            Ok(Ok(_)) => kept.push(v),
+            Ok(Err(e)) => failures.push((
+                at,
+                ItemFailure::Encode(format!("the task's result could not be serialized: {e}")),
+            )),
+            Err(p) => failures.push((
+                at,
+                ItemFailure::Encode(format!(
                     "the task's result panicked while being serialized: {p}"
-                ))),
-            }
-        })
-        .collect();
-    // Every remaining value serialized alone, so the whole serializes too.
-    Payload::encode(&checked).unwrap_or_default()
+                )),
+            )),
+        }
+    }
+    failures.sort_by_key(|(i, _)| *i);
+    // Every kept value serialized alone, so the whole serializes too.
+    Payload::encode(&(failures, kept)).unwrap_or_default()
 }

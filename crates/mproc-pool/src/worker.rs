@@ -7,7 +7,9 @@ use mproc_queue::Queue;
 use mproc_shm::SharedAtomic;
 use serde::{Deserialize, Serialize};
 
-use crate::task::{Call, ChunkFailure, ChunkOutcome, ChunkToken, Event, Payload, Task};
+use crate::task::{
+    Call, ChunkFailure, ChunkOutcome, ChunkResults, ChunkToken, Event, Payload, Task,
+};
 
 /// Where a worker reports which task it runs, read by the pool when the worker dies (to
 /// tell the task it was running from those it never started) and by the watcher (to time
@@ -106,11 +108,11 @@ pub(crate) fn worker_main(args: WorkerArgs) {
 /// Runs the initializer; returns why it failed.
 fn initialize(call: Call, payload: Payload) -> Result<(), String> {
     match invoke(call, Ok(payload)) {
-        ChunkOutcome::Ran(p) => match p.decode::<Vec<Result<(), crate::task::ItemFailure>>>() {
-            Ok(items) => match items.into_iter().next() {
-                Some(Ok(())) => Ok(()),
-                Some(Err(e)) => Err(e.to_string()),
-                None => Err("the initializer did not run".into()),
+        ChunkOutcome::Ran(p) => match p.decode::<ChunkResults<()>>() {
+            Ok((failures, ran)) => match (failures.into_iter().next(), ran.len()) {
+                (Some((_, e)), _) => Err(e.to_string()),
+                (None, 1) => Ok(()),
+                (None, _) => Err("the initializer did not run".into()),
             },
             Err(e) => Err(e.to_string()),
         },

@@ -1,0 +1,114 @@
+//! The pool benchmarks: `Pool(2).map` of a trivial function (default chunks, and one item
+//! per task), a CPU-bound map against a serial loop in the parent, a pool's start-to-join
+//! time, and how fast a worker's SIGKILL becomes its task's error with a replacement
+//! serving.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mproc::{Pool, SharedAtomic};
+
+fn ident(x: u64) -> u64 {
+    x
+}
+
+/// Python's `cpu_task`: a sum of squares, kept opaque to the optimizer.
+pub fn cpu_task(n: u64) -> u64 {
+    let mut s = 0u64;
+    for i in 0..n {
+        s = s.wrapping_add(black_box(i).wrapping_mul(i));
+    }
+    s
+}
+
+fn pid(_: u64) -> u32 {
+    std::process::id()
+}
+
+/// Reports the worker's pid in `started`, then sleeps `ms`.
+fn report_then_sleep((started, ms): (SharedAtomic<AtomicU64>, u64)) -> u64 {
+    started.store(u64::from(std::process::id()), Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// A warm `Pool(2)`, as Python's bench uses one `with Pool(2)` for its map figures.
+pub fn warm_pool() -> Pool {
+    let pool = Pool::new(2).expect("pool");
+    pool.map(ident, 0..1000).expect("warm-up");
+    pool
+}
+
+/// `pool.map(ident, 0..n)` (chunksize `None`: Python's rule): tasks per second, and
+/// whether every result came back right.
+pub fn map_rate(pool: &Pool, n: u64, chunksize: Option<usize>) -> (f64, bool) {
+    let t0 = Instant::now();
+    let out = match chunksize {
+        Some(c) => pool.map_chunked(ident, 0..n, c),
+        None => pool.map(ident, 0..n),
+    }
+    .expect("map");
+    let s = t0.elapsed().as_secs_f64();
+    let ok = out.len() as u64 == n && out.iter().enumerate().all(|(i, &v)| v == i as u64);
+    (n as f64 / s, ok)
+}
+
+/// A CPU-bound map of 16 equal inputs on `pool` against the same loop in the parent:
+/// returns the speed-up, and whether the results agree.
+pub fn cpu_speedup(pool: &Pool, work: u64) -> (f64, bool) {
+    let inputs = vec![work; 16];
+    let t0 = Instant::now();
+    let serial: Vec<u64> = inputs.iter().map(|&n| cpu_task(n)).collect();
+    let t_serial = t0.elapsed();
+    let t0 = Instant::now();
+    let par = pool.map(cpu_task, inputs).expect("map");
+    let t_pool = t0.elapsed();
+    (t_serial.as_secs_f64() / t_pool.as_secs_f64(), serial == par)
+}
+
+/// `Pool(2)` created, one task run, closed and joined: µs.
+pub fn start_us() -> (f64, bool) {
+    let t0 = Instant::now();
+    let pool = Pool::new(2).expect("pool");
+    let ok = pool.apply(ident, 7).expect("apply") == 7;
+    pool.close();
+    pool.join().expect("join");
+    (t0.elapsed().as_secs_f64() * 1e6, ok)
+}
+
+/// From a worker's SIGKILL mid-task to that task's error in the parent *and* a task served
+/// by the replacement worker (the other worker is busy, so only the replacement can
+/// serve it): ms.
+pub fn recover_ms() -> (f64, bool) {
+    let pool = Pool::new(2).expect("pool");
+    let started = SharedAtomic::<AtomicU64>::new().expect("atomic");
+    let victim = pool
+        .apply_async(report_then_sleep, (started.clone(), 60_000))
+        .expect("victim");
+    let wait_start = |started: &SharedAtomic<AtomicU64>| loop {
+        let p = started.swap(0, Ordering::SeqCst);
+        if p != 0 {
+            break p as u32;
+        }
+        std::thread::yield_now();
+    };
+    let victim_pid = wait_start(&started);
+    let blocker = pool
+        .apply_async(report_then_sleep, (started.clone(), 60_000))
+        .expect("blocker");
+    let blocker_pid = wait_start(&started);
+    let pidfd = mproc::sys::pidfd_open(victim_pid).expect("pidfd");
+    let t0 = Instant::now();
+    mproc::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), mproc::sys::SIGKILL)
+        .expect("kill");
+    let died = victim
+        .get()
+        .is_err_and(|e| e.kind() == mproc::pool::ErrorKind::WorkerDied);
+    let served_by = pool.apply(pid, 0).expect("replacement serves");
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    let ok = died && served_by != victim_pid && served_by != blocker_pid;
+    drop(pool);
+    let _ = blocker.get();
+    (ms, ok)
+}
