@@ -270,6 +270,49 @@ def queue_rtt_us(rounds, n):
     return med(out)
 
 
+def ident(x):
+    return x
+
+
+def cpu_task(n):
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+
+
+def pool_figures(quick):
+    """Pool(2) (fork, as Python's Pool has used on Linux) kept warm across the figures."""
+    out = {"trivial": [], "chunksize1": [], "speedup": []}
+    with mp.get_context("fork").Pool(2) as pool:
+        pool.map(ident, range(1000))
+        for _ in range(3):
+            n = 1_000_000
+            t0 = pc()
+            r = pool.map(ident, range(n))
+            out["trivial"].append(n / ((pc() - t0) / 1e9))
+            assert r[-1] == n - 1
+            n = 10_000 if quick else 20_000
+            t0 = pc()
+            r = pool.map(ident, range(n), 1)
+            out["chunksize1"].append(n / ((pc() - t0) / 1e9))
+            inputs = [500_000 if quick else 1_000_000] * 16
+            t0 = pc()
+            serial = [cpu_task(x) for x in inputs]
+            t_serial = pc() - t0
+            t0 = pc()
+            par = pool.map(cpu_task, inputs)
+            out["speedup"].append(t_serial / (pc() - t0))
+            assert serial == par
+    return {
+        "pool_map_tasks_per_s": {
+            "trivial": round(med(out["trivial"])),
+            "chunksize1": round(med(out["chunksize1"])),
+        },
+        "pool_cpu_speedup": round(med(out["speedup"]), 2),
+    }
+
+
 def main():
     quick = "--quick" in sys.argv
     counts = {"fork": 50 if quick else 150, "forkserver": 30 if quick else 80, "spawn": 10 if quick else 30}
@@ -291,6 +334,7 @@ def main():
     }
     out["queue_rtt_us"] = round(queue_rtt_us(3, 2000 if quick else 5000), 2)
     out["queue_1mib_gbps"] = round(med([queue_1mib_gbps(128 if quick else 256) for _ in range(3)]), 2)
+    out.update(pool_figures(quick))
     print(json.dumps(out))
 
 

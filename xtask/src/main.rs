@@ -206,6 +206,11 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "the pool goes on: [4, 8, 10]",
             "pool closed and joined: every worker ended",
         ],
+        "pool_progress" => &[
+            "400 items in",
+            "sum of squares 21247471, 1 failed",
+            "failed: the task panicked (item 77): item 77 is malformed",
+        ],
         "level4_pipe" => &[
             "== level 4:",
             "parent: got Number(144)",
@@ -268,6 +273,7 @@ fn examples() -> Result {
         "level1_process",
         "level2_parallel",
         "level3_pool",
+        "pool_progress",
         "level4_pipe",
         "level5_queue",
         "level7_shared_memory",

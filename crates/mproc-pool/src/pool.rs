@@ -23,10 +23,12 @@ const IMAP_CHUNKS_PER_WORKER: usize = 32;
 /// maxtasksperchild, context)`, plus a task timeout.
 ///
 /// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::time::Duration;
 /// use mproc_pool::Builder;
-/// fn setup(level: u32) { std::env::set_var("LEVEL", level.to_string()) }
-/// fn level(_: ()) -> String { std::env::var("LEVEL").unwrap() }
+/// static LEVEL: AtomicU32 = AtomicU32::new(0);
+/// fn setup(level: u32) { LEVEL.store(level, Ordering::Relaxed) } // once per worker
+/// fn level(_: ()) -> u32 { LEVEL.load(Ordering::Relaxed) }
 /// # mproc_process::init();
 /// let pool = Builder::new()
 ///     .processes(2)
@@ -35,7 +37,7 @@ const IMAP_CHUNKS_PER_WORKER: usize = 32;
 ///     .task_timeout(Duration::from_secs(60))
 ///     .name_prefix("Cruncher")
 ///     .build()?;
-/// assert_eq!(pool.apply(level, ())?, "3");
+/// assert_eq!(pool.apply(level, ())?, 3);
 /// # Ok::<(), mproc_pool::Error>(())
 /// ```
 pub struct Builder {

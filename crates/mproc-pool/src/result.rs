@@ -448,3 +448,90 @@ impl<T> AsyncResult<T> {
         self.job.successful()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(span: Span, payload: Payload) -> Vec<std::result::Result<u64, ErrorKind>> {
+        chunk_results::<u64>(span, Delivery::Ran(payload))
+            .into_items(span)
+            .map(|(_, r)| r.map_err(|e| e.kind()))
+            .collect()
+    }
+
+    #[test]
+    fn results_and_failures_merge_back_in_order() {
+        let sent: ChunkResults<u64> = (vec![(1, ItemFailure::Panicked("boom".into()))], vec![7, 9]);
+        let span = Span { start: 10, len: 3 };
+        let items: Vec<_> =
+            chunk_results::<u64>(span, Delivery::Ran(Payload::encode(&sent).unwrap()))
+                .into_items(span)
+                .map(|(i, r)| (i, r.map_err(|e| (e.kind(), e.index()))))
+                .collect();
+        assert_eq!(
+            items,
+            [
+                (10, Ok(7)),
+                (11, Err((ErrorKind::Panicked, Some(11)))),
+                (12, Ok(9))
+            ]
+        );
+    }
+
+    #[test]
+    fn what_a_worker_cannot_have_sent_fails_the_chunk_without_panicking() {
+        let span = Span { start: 0, len: 2 };
+        let decode_err = Err(ErrorKind::Decode);
+        // Garbage bytes.
+        let garbage = Payload::encode(&serde_bytes::Bytes::new(&[0xff; 9])).unwrap();
+        assert_eq!(decode(span, garbage), [decode_err, decode_err]);
+        // Too many values, or too few.
+        let three: ChunkResults<u64> = (Vec::new(), vec![1, 2, 3]);
+        assert_eq!(
+            decode(span, Payload::encode(&three).unwrap()),
+            [decode_err, decode_err]
+        );
+        // A failure out of range, and failures out of order.
+        let out: ChunkResults<u64> = (vec![(5, ItemFailure::Encode("x".into()))], vec![1]);
+        assert_eq!(
+            decode(span, Payload::encode(&out).unwrap()),
+            [decode_err, decode_err]
+        );
+        let unordered: ChunkResults<u64> = (
+            vec![
+                (1, ItemFailure::Encode("x".into())),
+                (0, ItemFailure::Encode("y".into())),
+            ],
+            Vec::new(),
+        );
+        assert_eq!(
+            decode(span, Payload::encode(&unordered).unwrap()),
+            [decode_err, decode_err]
+        );
+    }
+
+    #[test]
+    fn a_map_fails_with_its_lowest_failed_index_and_gathers_in_order() {
+        fn all(v: Vec<u64>) -> Vec<u64> {
+            v
+        }
+        let job = Collect::<u64, Vec<u64>>::new(4, all, Callbacks::new());
+        let part = |v: Vec<u64>| {
+            Delivery::Ran(Payload::encode(&(Vec::<(u32, ItemFailure)>::new(), v)).unwrap())
+        };
+        job.deliver(Span { start: 2, len: 2 }, part(vec![3, 4]));
+        assert!(!job.wait_until(Some(Instant::now())));
+        job.deliver(Span { start: 0, len: 2 }, part(vec![1, 2]));
+        assert_eq!(Outcome::take(&*job).unwrap(), [1, 2, 3, 4]);
+
+        let job = Collect::<u64, Vec<u64>>::new(4, all, Callbacks::new());
+        job.deliver(
+            Span { start: 2, len: 2 },
+            Delivery::Failed(Error::terminated()),
+        );
+        let e = Outcome::take(&*job).unwrap_err();
+        assert_eq!((e.kind(), e.index()), (ErrorKind::Terminated, Some(2)));
+        assert!(job.is_cancelled(), "the rest of a failed map is not sent");
+    }
+}

@@ -10,8 +10,12 @@ fn add((a, b): (u32, u32)) -> u32 {
     a + b
 }
 
+/// Tests that start children hold this, so that `active_children()` sees only their own.
+static CHILDREN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn feature_process_reexports_work() {
+    let _one_at_a_time = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
     // Top-level conveniences.
     let mut child = mproc::spawn(add, (2, 3)).unwrap();
     assert_eq!(child.join().unwrap(), 5);
@@ -119,4 +123,40 @@ fn feature_queue_reexports_work() -> mproc::Result<()> {
     let err: mproc::Error = q.try_get().unwrap_err().into();
     assert!(matches!(err, mproc::Error::Queue(_)));
     Ok(())
+}
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+/// Runs in a child, so that the pool's workers are not this test process's children (a
+/// test beside this one checks that it has none).
+#[cfg(feature = "pool")]
+fn use_a_pool(n: u64) -> (u64, u64, u64, bool) {
+    let pool = mproc::Pool::new(2).unwrap();
+    let mapped: u64 = pool.map(double, 0..n).unwrap().iter().sum();
+    let imapped: u64 = pool.imap(double, 0..n).map(Result::unwrap).sum();
+    let applied = pool.apply_async(double, n).unwrap().get().unwrap();
+    let with_cb = pool
+        .map_async_with(double, [1], None, mproc::Callbacks::new())
+        .unwrap();
+    let failed: mproc::Error = pool.apply(fail, ()).unwrap_err().into();
+    pool.close();
+    pool.join().unwrap();
+    let cb_ok = with_cb.get().unwrap() == [2] && matches!(failed, mproc::Error::Pool(_));
+    (mapped, imapped, applied, cb_ok)
+}
+
+#[cfg(feature = "pool")]
+#[test]
+fn feature_pool_reexports_work() {
+    let _one_at_a_time = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut child = mproc::spawn(use_a_pool, 100).unwrap();
+    let want = (0..100).map(double).sum::<u64>();
+    assert_eq!(child.join().unwrap(), (want, want, 200, true));
+    let b = mproc::pool::Builder::new()
+        .processes(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(b.kind(), mproc::pool::ErrorKind::InvalidInput);
 }
