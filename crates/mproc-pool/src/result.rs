@@ -1,6 +1,7 @@
 //! Where results land: a call's job (which items are done, what failed), the
 //! [`AsyncResult`] a caller waits on, and the callbacks run when it completes.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -223,8 +224,11 @@ pub(crate) struct Collect<R, T> {
 }
 
 struct CollectState<R, T> {
-    /// The values of the chunks done so far, by the index of their first item.
-    parts: Vec<(usize, Vec<R>)>,
+    /// The values so far, in order from item 0: chunks that arrive in order are appended
+    /// at once (the common case), the others wait in `early` until their turn.
+    values: Vec<R>,
+    /// Chunks that arrived before the ones in front of them, by their first item.
+    early: BTreeMap<usize, Vec<R>>,
     total: usize,
     remaining: usize,
     /// The error of the lowest failed index seen so far.
@@ -236,13 +240,31 @@ struct CollectState<R, T> {
     callbacks: Option<Callbacks<T>>,
 }
 
+impl<R, T> CollectState<R, T> {
+    /// Adds the values of the chunk starting at item `start`.
+    fn append(&mut self, start: usize, values: Vec<R>) {
+        if start != self.values.len() {
+            self.early.insert(start, values);
+            return;
+        }
+        if self.values.capacity() == 0 {
+            self.values.reserve_exact(self.total);
+        }
+        self.values.extend(values);
+        while let Some(next) = self.early.remove(&self.values.len()) {
+            self.values.extend(next);
+        }
+    }
+}
+
 impl<R: Send, T: Send> Collect<R, T> {
     /// Makes the job of `n` items. With no item at all it completes at once (its
     /// callbacks run here).
     pub(crate) fn new(n: usize, gather: fn(Vec<R>) -> T, callbacks: Callbacks<T>) -> Arc<Self> {
         let job = Arc::new(Collect {
             state: Mutex::new(CollectState {
-                parts: Vec::new(),
+                values: Vec::new(),
+                early: BTreeMap::new(),
                 total: n,
                 remaining: n,
                 error: None,
@@ -270,15 +292,7 @@ impl<R: Send, T: Send> Collect<R, T> {
                 self.cancelled.store(true, Ordering::Relaxed);
                 Err(e)
             }
-            None => {
-                let mut parts = std::mem::take(&mut st.parts);
-                parts.sort_unstable_by_key(|(start, _)| *start);
-                let mut all = Vec::with_capacity(st.total);
-                for (_, values) in parts {
-                    all.extend(values);
-                }
-                Ok((self.gather)(all))
-            }
+            None => Ok((self.gather)(std::mem::take(&mut st.values))),
         };
         let callbacks = st.callbacks.take();
         drop(st);
@@ -308,7 +322,7 @@ impl<R: DeserializeOwned + Send, T: Send> Sink for Collect<R, T> {
             }
         } else {
             st.remaining = st.remaining.saturating_sub(outcomes.values.len());
-            st.parts.push((span.start, outcomes.values));
+            st.append(span.start, outcomes.values);
         }
         if st.error.is_some() || st.remaining == 0 {
             self.decide(st);

@@ -21,6 +21,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("mproc currently supports Linux only; see the README's platform section");
 
+mod alloc;
 mod code;
 mod fd;
 mod futex;
@@ -32,6 +33,7 @@ mod tracker;
 
 pub(crate) use process::read_own_word;
 
+pub use alloc::keep_freed_memory;
 pub use code::{FnAt, FnPtr, FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
     FdKind, deadline_after, fd_kind, is_memfd, is_size_sealed, memfd_create, monotonic_ns,
