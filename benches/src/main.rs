@@ -376,7 +376,7 @@ fn main() {
     }
 
     eprintln!("measuring pools ...");
-    let pool_rounds = if quick { 3 } else { 5 };
+    let pool_rounds = if quick { 3 } else { 7 };
     let skip_pool = only_sync && !only_pool;
     if !skip_pool {
         let warm = pool::warm_pool();
