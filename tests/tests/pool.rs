@@ -616,3 +616,138 @@ fn pools_are_refused_without_processes() {
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
     });
 }
+
+// ---- found by a second reading --------------------------------------------------------
+
+/// A result whose `Deserialize` panics in the parent for 3.
+#[derive(Debug)]
+struct Fragile(u64);
+
+impl serde::Serialize for Fragile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fragile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        assert!(v != 3, "fragile 3 refuses to be read");
+        Ok(Fragile(v))
+    }
+}
+
+fn fragile(x: u64) -> Fragile {
+    Fragile(x)
+}
+
+fn nap_forever(_: ()) {
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn imap_on_a_closed_pool_yields_errors_instead_of_hanging() {
+    deadline(LIMIT, || {
+        let pool = pool_builder(2).build().unwrap();
+        let started = pool.imap(square, 0..10_000);
+        pool.close();
+        let errors = pool
+            .imap(square, 0..3)
+            .map(|r| r.unwrap_err().kind())
+            .collect::<Vec<_>>();
+        assert!(!errors.is_empty());
+        assert!(errors.iter().all(|k| *k == ErrorKind::Closed), "{errors:?}");
+        // An imap started before close gives what it had sent, then Closed errors, then
+        // ends: it never waits for items it could not send.
+        let got: Vec<_> = started.collect();
+        assert!(got.iter().any(Result::is_ok));
+        for (i, r) in got.iter().enumerate() {
+            match r {
+                Ok(v) => assert_eq!(*v, (i as u64) * (i as u64)),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Closed),
+            }
+        }
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn a_result_that_panics_while_being_read_fails_alone() {
+    deadline(LIMIT, || {
+        let pool = pool_builder(2).build().unwrap();
+        let got: Vec<_> = pool.imap(fragile, 0..6).collect();
+        assert_eq!(got[3].as_ref().unwrap_err().kind(), ErrorKind::Panicked);
+        assert_eq!(got.iter().filter(|r| r.is_ok()).count(), 5);
+        assert_eq!(pool.apply(square, 6).unwrap(), 36);
+    });
+}
+
+#[test]
+fn callbacks_may_submit_but_not_wait_and_may_drop_the_last_pool() {
+    deadline(LIMIT, || {
+        let pool = Arc::new(pool_builder(2).build().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let inner = pool.clone();
+        let cb = Callbacks::new().on_success(move |v: &u64| {
+            // Submitting from a callback works; waiting on the same pool does not hang.
+            let more = inner.apply_async(square, *v).unwrap();
+            let waited = more.get().map_err(|e| e.kind());
+            let blocking = inner.map(square, [1, 2]).map_err(|e| e.kind());
+            tx.send((waited, blocking)).unwrap();
+            // `inner` (perhaps the last handle of the pool) is dropped here.
+        });
+        let r = pool.apply_async_with(square, 3, cb).unwrap();
+        drop(pool);
+        let (waited, blocking) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        // The callback ran before the pool was dropped or after: either way, no hang.
+        assert!(
+            matches!(waited, Err(ErrorKind::InvalidState | ErrorKind::Terminated)),
+            "{waited:?}"
+        );
+        assert!(
+            matches!(
+                blocking,
+                Err(ErrorKind::InvalidState | ErrorKind::Terminated)
+            ),
+            "{blocking:?}"
+        );
+        let _ = r.get();
+    });
+}
+
+#[test]
+fn workers_outlive_the_thread_that_built_the_pool() {
+    deadline(LIMIT, || {
+        let pool = std::thread::spawn(|| pool_builder(2).build().unwrap())
+            .join()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let pids: HashSet<u32> = pool
+            .map_chunked(nap, vec![100, 100], 1)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(pids.len(), 2);
+        // Both are the first workers: none had to be replaced.
+        let again: HashSet<u32> = pool
+            .map_chunked(nap, vec![100, 100], 1)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(pids, again);
+    });
+}
+
+#[test]
+fn an_initializer_past_the_task_timeout_breaks_the_pool_instead_of_hanging() {
+    deadline(LIMIT, || {
+        let pool = pool_builder(1)
+            .initializer(nap_forever, ())
+            .task_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let err = pool.apply(square, 2).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Initializer, "{err}");
+        assert!(err.to_string().contains("task timeout"), "{err}");
+    });
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::manager::{Chunk, Deliveries, Shared, deliver};
+use crate::manager::{Chunk, Deliveries, Shared, deliver, on_manager_of, reentrant_wait};
 use crate::result::{Delivery, Sink, Span, chunk_results, wait_until};
 
 /// The job of an `imap` call: results kept until the iterator takes them.
@@ -130,8 +130,6 @@ pub struct Imap<'a, R> {
     exhausted: bool,
     /// At most this many items in flight.
     window: usize,
-    /// A submission failed (the pool closed or ended): yielded once, then the end.
-    failed: Option<Error>,
 }
 
 impl<R> fmt::Debug for Imap<'_, R> {
@@ -145,7 +143,8 @@ impl<R> fmt::Debug for Imap<'_, R> {
 
 impl<'a, R: DeserializeOwned + Send + 'static> Imap<'a, R> {
     /// Starts the call: feeds the first window at once, so the workers start before the
-    /// first `next`. A pool that takes no work yields its error first, then ends.
+    /// first `next`. A pool that takes no work (closed, terminated) yields its error for
+    /// each item it took from the input, then ends.
     pub(crate) fn new(shared: Arc<Shared>, ordered: bool, window: usize, feed: Feed<'a>) -> Self {
         let stream = Stream::<R>::new(ordered);
         let sink: Arc<dyn Sink> = stream.clone();
@@ -158,7 +157,6 @@ impl<'a, R: DeserializeOwned + Send + 'static> Imap<'a, R> {
             yielded: 0,
             exhausted: false,
             window: window.max(1),
-            failed: None,
         };
         it.top_up();
         it
@@ -166,7 +164,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> Imap<'a, R> {
 
     /// Feeds the pool from the input until the window is full or the input ends.
     fn top_up(&mut self) {
-        while !self.exhausted && self.failed.is_none() && self.fed - self.yielded < self.window {
+        while !self.exhausted && self.fed - self.yielded < self.window {
             let mut failed = Deliveries::new();
             let Some((chunks, n)) = (self.feed)(self.fed, &self.sink, &mut failed) else {
                 self.exhausted = true;
@@ -174,8 +172,9 @@ impl<'a, R: DeserializeOwned + Send + 'static> Imap<'a, R> {
             };
             self.fed += n;
             deliver(failed);
-            if let Err(e) = self.shared.submit(chunks) {
-                self.failed = Some(e);
+            // A pool that takes no more work fails these items (they are yielded as
+            // errors), and the input is not read further.
+            if self.shared.submit(chunks).is_err() {
                 self.exhausted = true;
             }
         }
@@ -184,14 +183,23 @@ impl<'a, R: DeserializeOwned + Send + 'static> Imap<'a, R> {
     fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
         self.top_up();
         if self.yielded == self.fed {
-            return self.failed.take().map(Err);
+            return None;
         }
+        // On the pool's own manager thread (a callback), only look: waiting there would
+        // wait for the very thread that delivers the results.
+        let reentrant = on_manager_of(self.shared.id());
+        let deadline = if reentrant {
+            Some(Instant::now())
+        } else {
+            deadline
+        };
         match self.stream.take(deadline) {
             Some(r) => {
                 self.yielded += 1;
                 self.top_up();
                 Some(r)
             }
+            None if reentrant => Some(Err(reentrant_wait())),
             None => Some(Err(Error::wait_timeout())),
         }
     }

@@ -10,11 +10,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use mproc_process::{Child, ForkServer, StartMethod};
-use mproc_queue::{PutError, Queue};
+use mproc_queue::{GetError, PutError, Queue};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::result::{Delivery, Sink, Span};
@@ -31,6 +31,74 @@ const MAX_DEPTH: usize = 256;
 /// How much queued work keeps a worker busy without starving the others: the depth is
 /// chosen so that a worker's queue holds about this much, by the chunks' measured time.
 const QUEUED_WORK: Duration = Duration::from_micros(200);
+
+thread_local! {
+    /// The pool whose manager thread this is (0 elsewhere): what runs there (callbacks,
+    /// the drop of results) must not wait for that pool.
+    static MANAGER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Returns whether the calling thread is the manager thread of pool `id`, which must not
+/// wait for its own pool (a callback that does would wait for itself).
+pub(crate) fn on_manager_of(id: usize) -> bool {
+    MANAGER.get() == id
+}
+
+/// The error of waiting, in a callback, for the pool that runs the callback.
+pub(crate) fn reentrant_wait() -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        "a callback (or a drop on the pool's result thread) cannot wait for its own pool: \
+         that thread is the one that delivers the results",
+    )
+}
+
+/// Consecutive failed starts, with no worker alive, after which the pool gives up.
+const GIVE_UP_AFTER: u32 = 5;
+
+/// Worker starts that failed, to try again with a growing delay (from 50 ms to 2 s).
+#[derive(Default)]
+struct Retry {
+    slots: Vec<usize>,
+    at: Option<Instant>,
+    failures: u32,
+}
+
+impl Retry {
+    fn failed(&mut self, index: usize) {
+        self.failures += 1;
+        if !self.slots.contains(&index) {
+            self.slots.push(index);
+        }
+        let delay = Duration::from_millis(50) * 2u32.pow(self.failures.min(6));
+        self.at = Some(Instant::now() + delay.min(Duration::from_secs(2)));
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+
+    /// How long until the next retry, if one is waiting.
+    fn due_in(&self) -> Option<Duration> {
+        self.at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn take_due(&mut self) -> Vec<usize> {
+        match self.at {
+            Some(at) if Instant::now() >= at => {
+                self.at = None;
+                std::mem::take(&mut self.slots)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.at = None;
+    }
+}
 
 /// A chunk running longer than this (or twice the usual, if more) holds no chunks queued
 /// behind it.
@@ -115,9 +183,21 @@ pub(crate) struct State {
 /// callbacks never run under it).
 pub(crate) type Deliveries = Vec<(Arc<dyn Sink>, Span, Delivery)>;
 
+/// Hands each outcome to its job. The job runs the user's `Deserialize` (and `Drop`) of
+/// the results: a panic there fails that chunk's items, never the pool or the other jobs.
 pub(crate) fn deliver(deliveries: Deliveries) {
     for (sink, span, d) in deliveries {
-        sink.deliver(span, d);
+        if let Err(message) = mproc_process::catch_panic(|| sink.deliver(span, d)) {
+            let e = Error::panicked(message);
+            let _ = mproc_process::catch_panic(|| sink.deliver(span, Delivery::Failed(e)));
+        }
+    }
+}
+
+/// Fails every item of `chunks` with `e`.
+fn fail_all(chunks: impl IntoIterator<Item = Chunk>, e: &Error, deliveries: &mut Deliveries) {
+    for c in chunks {
+        deliveries.push((c.sink, c.span, Delivery::Failed(e.clone())));
     }
 }
 
@@ -148,8 +228,8 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a worker in slot `index`. On failure the slot stays empty; when no worker is
-    /// left at all, the pool is broken with the error.
+    /// Starts a worker in slot `index`. On failure the slot stays empty (the manager tries
+    /// again later).
     pub(crate) fn start_worker(&self, index: usize) -> Result<()> {
         let started = self.spawn_worker(index);
         let mut deliveries = Deliveries::new();
@@ -191,11 +271,6 @@ impl Shared {
             }
             Err(e) => Err(e),
         };
-        if let Err(e) = &outcome
-            && st.slots.iter().all(|s| s.child.is_none())
-        {
-            st.broken = Some(e.clone());
-        }
         st.dispatch(&mut deliveries);
         drop(st);
         deliver(deliveries);
@@ -242,15 +317,31 @@ impl Shared {
     /// The manager thread: takes events, hands results to their jobs, sends out chunks,
     /// replaces dead workers; ends when the pool is closed and idle, or terminated, and
     /// every worker has been reaped.
-    pub(crate) fn run_manager(self: &Arc<Self>) {
+    pub(crate) fn run_manager(self: &Arc<Self>, ready: mpsc::Sender<Result<()>>) {
+        MANAGER.set(self.id());
+        // The first workers start here, on this long-lived thread: a spawned child's
+        // parent-death signal follows the *thread* that started it.
+        let first = (0..self.config.processes).try_for_each(|i| self.start_worker(i));
+        let first_failed = first.is_err();
+        let _ = ready.send(first);
+        if first_failed {
+            self.terminate();
+        }
+        let mut retry = Retry::default();
         let mut batch = Vec::new();
         loop {
-            match self.events.get() {
+            let got = match retry.due_in() {
+                None => self.events.get(),
+                Some(wait) => self.events.get_timeout(wait),
+            };
+            match got {
                 Ok(ev) => batch.push(ev),
+                Err(GetError::Empty) => {} // time to retry a start
                 Err(e) => {
-                    eprintln!("mproc-pool: the event queue failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
+                    // What was lost is found out: lost results by the next result of the
+                    // same worker, ended workers by their pidfds.
+                    eprintln!("mproc-pool: an event was lost: {e}");
+                    batch.push(Event::Resync);
                 }
             }
             while batch.len() < 256 {
@@ -264,6 +355,11 @@ impl Shared {
             let mut st = self.lock();
             for ev in batch.drain(..) {
                 st.handle(ev, &self.config, &mut deliveries, &mut restart);
+            }
+            if st.wants_worker() {
+                restart.extend(retry.take_due());
+            } else {
+                retry.clear();
             }
             st.dispatch(&mut deliveries);
             st.wind_down();
@@ -279,20 +375,43 @@ impl Shared {
                 return;
             }
             for index in restart {
-                if let Err(e) = self.start_worker(index) {
-                    eprintln!("mproc-pool: could not replace a worker: {e}");
-                    // Make the manager look again: the pool may now have no worker.
-                    let _ = self.events.put(Event::Wake);
+                match self.start_worker(index) {
+                    Ok(()) => retry.succeeded(),
+                    Err(e) => {
+                        eprintln!("mproc-pool: could not start a worker (will retry): {e}");
+                        retry.failed(index);
+                        let mut st = self.lock();
+                        if st.all_gone() && retry.failures >= GIVE_UP_AFTER {
+                            // No worker at all, and none can be started: fail the work
+                            // rather than keep it waiting.
+                            st.broken = Some(e);
+                            let mut deliveries = Deliveries::new();
+                            st.dispatch(&mut deliveries);
+                            drop(st);
+                            deliver(deliveries);
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Adds chunks of work and sends out what the workers have room for.
+    /// Identifies this pool (for telling its manager thread from others).
+    pub(crate) fn id(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    /// Adds chunks of work and sends out what the workers have room for. A pool that
+    /// takes no more work fails the chunks (each item gets the error) and returns it.
     pub(crate) fn submit(&self, chunks: Vec<Chunk>) -> Result<()> {
         let mut deliveries = Deliveries::new();
         let mut st = self.lock();
-        st.check_running()?;
+        if let Err(e) = st.check_running() {
+            drop(st);
+            fail_all(chunks, &e, &mut deliveries);
+            deliver(deliveries);
+            return Err(e);
+        }
         st.pending.extend(chunks);
         st.dispatch(&mut deliveries);
         drop(st);
@@ -330,7 +449,9 @@ impl Shared {
             // them when the last chunk is done.
             st.wind_down();
             drop(st);
-            let _ = self.events.put(Event::Wake);
+            // A full event queue wakes the manager anyway: never wait for room here (the
+            // manager itself may be the caller, from a callback).
+            let _ = self.events.try_put(Event::Wake);
         }
     }
 
@@ -359,7 +480,7 @@ impl Shared {
         }
         drop(st);
         deliver(deliveries);
-        let _ = self.events.put(Event::Wake);
+        let _ = self.events.try_put(Event::Wake);
     }
 
     /// Waits until the manager has ended (every worker reaped) or `deadline` passes.
@@ -405,6 +526,14 @@ impl State {
                 timed_out,
             } => {
                 let index = worker as usize;
+                if timed_out == Some(0) && self.broken.is_none() {
+                    // Task 0 is the initializer.
+                    let limit = config.task_timeout.unwrap_or_default();
+                    self.broken = Some(Error::new(
+                        ErrorKind::Initializer,
+                        format!("the pool's initializer ran past the task timeout of {limit:?}"),
+                    ));
+                }
                 if self
                     .slots
                     .get(index)
@@ -416,7 +545,37 @@ impl State {
                     }
                 }
             }
+            Event::Unreadable {
+                worker,
+                after,
+                message,
+            } => {
+                let Some(slot) = self.slots.get_mut(worker as usize) else {
+                    return;
+                };
+                if let Some(pos) = slot.in_flight.iter().position(|f| f.seq > after)
+                    && let Some(lost) = slot.in_flight.remove(pos)
+                {
+                    let e = Error::new(
+                        ErrorKind::Decode,
+                        format!("the task could not be read by its worker: {message}"),
+                    );
+                    deliveries.push((lost.chunk.sink, lost.chunk.span, Delivery::Failed(e)));
+                }
+            }
             Event::Wake => {}
+            Event::Resync => {
+                // An event may have been lost: a worker that ended is found by its pidfd.
+                for index in 0..self.slots.len() {
+                    let slot = &self.slots[index];
+                    if slot.child.as_ref().is_some_and(|c| !c.is_alive()) {
+                        self.exited(index, None, config, deliveries);
+                        if self.wants_worker() {
+                            restart.push(index);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -433,7 +592,13 @@ impl State {
         let Some(pos) = slot.in_flight.iter().position(|f| f.seq == seq) else {
             return; // a chunk already failed (terminate) or not ours
         };
-        let Some(f) = slot.in_flight.remove(pos) else {
+        // A worker runs its queue in order: chunks before this one whose results never
+        // came were lost on the way (an event queue failure): they fail, not wait.
+        for lost in slot.in_flight.drain(..pos) {
+            let e = Error::new(ErrorKind::Io, "the task's result was lost on its way back");
+            deliveries.push((lost.chunk.sink, lost.chunk.span, Delivery::Failed(e)));
+        }
+        let Some(f) = slot.in_flight.pop_front() else {
             return;
         };
         let now = Instant::now();
@@ -450,6 +615,7 @@ impl State {
             ChunkOutcome::Failed(failure) => Delivery::Failed(match failure {
                 ChunkFailure::Decode(m) => Error::new(ErrorKind::Decode, m),
                 ChunkFailure::Panicked(m) => Error::panicked(m),
+                ChunkFailure::Unsendable(m) => Error::new(ErrorKind::Encode, m),
                 f @ ChunkFailure::BuildMismatch => Error::new(ErrorKind::Start, f.to_string()),
             }),
         };
@@ -474,7 +640,7 @@ impl State {
             if slot.in_flight.is_empty() {
                 c.exit_status()
             } else {
-                c.wait_timeout(Duration::from_secs(5)).ok()
+                c.wait_timeout(Duration::from_secs(1)).ok()
             }
         });
         // What is still in its queue was never taken: it goes back, in order.
@@ -553,7 +719,7 @@ impl State {
             return;
         }
         self.send_pending(deliveries);
-        if self.pending.is_empty() && self.steal() {
+        if self.pending.is_empty() && self.steal(deliveries) {
             self.send_pending(deliveries);
         }
     }
@@ -562,7 +728,7 @@ impl State {
     /// worker with the most queued, into the pending list: at the end of a call, an idle
     /// worker never watches chunks wait behind another's long one. Returns whether it took
     /// any. A chunk the owner took first is simply not there to take.
-    fn steal(&mut self) -> bool {
+    fn steal(&mut self, deliveries: &mut Deliveries) -> bool {
         let idle = self
             .slots
             .iter()
@@ -576,8 +742,24 @@ impl State {
                 .filter(|s| s.in_flight.len() >= 2)
                 .max_by_key(|s| s.in_flight.len());
             let Some(victim) = victim else { break };
-            let Some(task) = victim.tasks.as_ref().and_then(|q| q.try_get().ok()) else {
-                break;
+            let task = match victim.tasks.as_ref().map(|q| q.try_get()) {
+                Some(Ok(task)) => task,
+                Some(Err(GetError::Failed(_))) => {
+                    // The oldest queued record was unreadable and is gone: the first chunk
+                    // the victim has not started is the one lost.
+                    let started = victim
+                        .progress
+                        .as_ref()
+                        .map_or(0, |p| p.started.load(std::sync::atomic::Ordering::Acquire));
+                    if let Some(pos) = victim.in_flight.iter().position(|f| f.seq > started)
+                        && let Some(lost) = victim.in_flight.remove(pos)
+                    {
+                        let e = Error::new(ErrorKind::Io, "the task was lost in its queue");
+                        deliveries.push((lost.chunk.sink, lost.chunk.span, Delivery::Failed(e)));
+                    }
+                    break;
+                }
+                _ => break,
             };
             let pos = victim.in_flight.iter().position(|f| f.seq == task.seq);
             if let Some(f) = pos.and_then(|pos| victim.in_flight.remove(pos)) {

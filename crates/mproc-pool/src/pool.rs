@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::chunk;
 use crate::error::{Error, ErrorKind, Result};
 use crate::imap::{Feed, Imap};
-use crate::manager::{Config, Deliveries, Phase, Shared, deliver};
+use crate::manager::{Config, Deliveries, Phase, Shared, deliver, on_manager_of, reentrant_wait};
 use crate::result::{AsyncResult, Callbacks, Collect, Sink};
 use crate::task::{Call, Payload, TaskFn};
 
@@ -158,6 +158,12 @@ impl Builder {
                 "a pool needs at least one process",
             ));
         }
+        if self.task_timeout == Some(Duration::ZERO) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a task timeout of zero would kill every task",
+            ));
+        }
         if self.max_tasks == Some(0) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -203,11 +209,7 @@ impl Builder {
             shared,
             threads: Mutex::new(Vec::new()),
         };
-        // The first workers start here, on the caller's thread, before the pool has
-        // threads of its own.
-        let started = (0..processes).try_for_each(|i| pool.shared.start_worker(i));
-        pool.spawn_threads();
-        if let Err(e) = started {
+        if let Err(e) = pool.spawn_threads() {
             drop(pool); // terminates and reaps the workers that did start
             return Err(e);
         }
@@ -271,7 +273,9 @@ impl Pool {
         self.shared.config.processes
     }
 
-    fn spawn_threads(&self) {
+    /// Starts the watcher and the manager thread, which starts the first workers; returns
+    /// how that went.
+    fn spawn_threads(&self) -> Result<()> {
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         let watcher = self.shared.watcher.clone();
         let events = self.shared.events.clone();
@@ -280,24 +284,40 @@ impl Pool {
             .name("mproc-pool-watcher".into())
             .spawn(move || watcher.run(events, timeout));
         let shared = self.shared.clone();
+        let (ready, started) = std::sync::mpsc::channel();
         let m = std::thread::Builder::new()
             .name("mproc-pool-manager".into())
             .spawn(move || {
                 // A bug in the manager must not leave workers running or joins waiting.
-                if mproc_process::catch_panic(|| shared.run_manager()).is_err() {
+                if mproc_process::catch_panic(|| shared.run_manager(ready)).is_err() {
                     shared.terminate();
                     shared.reap_all();
                 }
             });
+        let no_thread = |e: std::io::Error| {
+            Error::new(ErrorKind::Start, "cannot start the pool's threads").with_source(e)
+        };
         match (w, m) {
             (Ok(w), Ok(m)) => threads.extend([w, m]),
             (w, m) => {
                 // Without its threads the pool cannot work: end it here, reaping workers.
+                let e = [w.as_ref().err(), m.as_ref().err()]
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .map(|e| no_thread(std::io::Error::new(e.kind(), e.to_string())));
                 threads.extend(w.ok().into_iter().chain(m.ok()));
                 self.shared.terminate();
                 self.shared.reap_all();
+                return Err(e.unwrap_or_else(|| Error::new(ErrorKind::Start, "no pool thread")));
             }
         }
+        started.recv().unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Start,
+                "the pool's manager thread ended before starting the workers",
+            ))
+        })
     }
 
     /// Applies `f` to every item and returns the results in order: Python's `map`.
@@ -639,6 +659,10 @@ impl Pool {
     /// workers at once (Python's `terminate`), waiting until every one has been reaped.
     pub fn terminate(&self) {
         self.shared.terminate();
+        if on_manager_of(self.shared.id()) {
+            // From one of this pool's callbacks: the manager ends once this returns.
+            return;
+        }
         self.shared.wait_ended(None);
         self.join_threads();
     }
@@ -675,6 +699,9 @@ impl Pool {
     }
 
     fn join_until(&self, deadline: Option<std::time::Instant>) -> Result<()> {
+        if on_manager_of(self.shared.id()) {
+            return Err(reentrant_wait());
+        }
         if self.shared.lock().phase == Phase::Running {
             return Err(Error::new(
                 ErrorKind::InvalidState,
@@ -730,7 +757,7 @@ impl Pool {
             None => chunk::default_chunksize(items.len(), self.processes()),
         };
         self.shared.check_running()?;
-        let job = Collect::<F::Output, T>::new(items.len(), gather, callbacks);
+        let job = Collect::<F::Output, T>::new(self.shared.id(), items.len(), gather, callbacks);
         let sink: Arc<dyn Sink> = job.clone();
         let mut failed = Deliveries::new();
         let submitted = chunk::encode_streaming(
@@ -743,16 +770,10 @@ impl Pool {
             |chunks| self.shared.submit(chunks),
         );
         drop(items);
-        if let Err(e) = submitted {
-            // The pool closed or ended part-way: the job fails as a whole, so that
-            // nobody waits for chunks that were never sent.
-            sink.deliver(
-                crate::result::Span { start: 0, len: 1 },
-                crate::result::Delivery::Failed(e.clone()),
-            );
-            return Err(e);
-        }
         deliver(failed);
+        // A pool that closed part-way failed the chunks it refused: the job has its
+        // outcome, and nobody waits for chunks that were never sent.
+        submitted?;
         Ok(AsyncResult::new(job))
     }
 
@@ -776,7 +797,9 @@ impl Pool {
                 )
             })
         });
-        let window = chunksize * IMAP_CHUNKS_PER_WORKER * self.processes();
+        let window = chunksize
+            .saturating_mul(IMAP_CHUNKS_PER_WORKER)
+            .saturating_mul(self.processes());
         Imap::new(self.shared.clone(), ordered, window, feed)
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::manager::{on_manager_of, reentrant_wait};
 use crate::task::{ChunkResults, ItemFailure, Payload};
 
 /// A chunk's place in its call: items `start .. start + len` of the input.
@@ -145,8 +146,12 @@ pub(crate) fn wait_until<'a, T>(
 /// Functions run in the parent when an asynchronous call completes: Python's `callback`
 /// and `error_callback`.
 ///
-/// They run on the pool's result thread, before [`AsyncResult::get`] returns to anyone,
-/// and should return quickly (as in Python, a slow callback holds up every other result).
+/// They run on the pool's result thread (or, for a call that fails or completes at once,
+/// on the caller's), before [`AsyncResult::get`] returns to anyone, and should return
+/// quickly: as in Python, a slow callback holds up every other result. A callback may
+/// submit more work to the pool, but not wait for it: waiting there (`get`, `map`,
+/// `join`) returns [`ErrorKind::InvalidState`] at once, and `terminate` (or dropping the
+/// pool) there starts the termination without waiting for it.
 ///
 /// ```
 /// use std::sync::mpsc;
@@ -217,6 +222,8 @@ impl<T> Callbacks<T> {
 /// A call whose items are gathered into one outcome: `apply_async` (one item) and
 /// `map_async` (all of them, in order). It fails as soon as an item fails.
 pub(crate) struct Collect<R, T> {
+    /// The pool it runs on: its manager thread must not wait for it.
+    pool: usize,
     state: Mutex<CollectState<R, T>>,
     changed: Condvar,
     cancelled: AtomicBool,
@@ -260,8 +267,14 @@ impl<R, T> CollectState<R, T> {
 impl<R: Send, T: Send> Collect<R, T> {
     /// Makes the job of `n` items. With no item at all it completes at once (its
     /// callbacks run here).
-    pub(crate) fn new(n: usize, gather: fn(Vec<R>) -> T, callbacks: Callbacks<T>) -> Arc<Self> {
+    pub(crate) fn new(
+        pool: usize,
+        n: usize,
+        gather: fn(Vec<R>) -> T,
+        callbacks: Callbacks<T>,
+    ) -> Arc<Self> {
         let job = Arc::new(Collect {
+            pool,
             state: Mutex::new(CollectState {
                 values: Vec::new(),
                 early: BTreeMap::new(),
@@ -337,6 +350,8 @@ impl<R: DeserializeOwned + Send, T: Send> Sink for Collect<R, T> {
 /// What an [`AsyncResult`] needs of its job, whatever the item type.
 trait Outcome<T>: Send + Sync {
     fn wait_until(&self, deadline: Option<Instant>) -> bool;
+    /// Whether the caller is the pool's manager thread (which must not wait for it).
+    fn reentrant(&self) -> bool;
     fn take(&self) -> Result<T>;
     fn successful(&self) -> Option<bool>;
 }
@@ -344,10 +359,21 @@ trait Outcome<T>: Send + Sync {
 impl<R: Send, T: Send> Outcome<T> for Collect<R, T> {
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let st = lock(&self.state);
+        // On the pool's own manager thread (a callback), only look: waiting there would
+        // wait for the very thread that delivers the result.
+        let deadline = if on_manager_of(self.pool) {
+            Some(Instant::now())
+        } else {
+            deadline
+        };
         wait_until(&self.changed, st, deadline, |st| {
             st.taken || st.outcome.is_some()
         })
         .1
+    }
+
+    fn reentrant(&self) -> bool {
+        on_manager_of(self.pool)
     }
 
     fn take(&self) -> Result<T> {
@@ -425,9 +451,13 @@ impl<T> AsyncResult<T> {
     ///
     /// The task's error ([`ErrorKind::Panicked`], [`ErrorKind::WorkerDied`],
     /// [`ErrorKind::Timeout`] with an index, ...), [`ErrorKind::Terminated`] when the pool
-    /// ended first, [`ErrorKind::AlreadyTaken`] after the value was taken.
+    /// ended first, [`ErrorKind::AlreadyTaken`] after the value was taken,
+    /// [`ErrorKind::InvalidState`] when called, before the result is ready, from a callback
+    /// of the same pool (its thread is the one that delivers results).
     pub fn get(&self) -> Result<T> {
-        self.job.wait_until(None);
+        if !self.job.wait_until(None) && self.job.reentrant() {
+            return Err(reentrant_wait());
+        }
         self.job.take()
     }
 
@@ -436,6 +466,9 @@ impl<T> AsyncResult<T> {
     /// `get(timeout)`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         if !self.job.wait_until(mproc_sys::deadline_after(timeout)) {
+            if self.job.reentrant() {
+                return Err(reentrant_wait());
+            }
             return Err(Error::wait_timeout());
         }
         self.job.take()
@@ -530,7 +563,7 @@ mod tests {
         fn all(v: Vec<u64>) -> Vec<u64> {
             v
         }
-        let job = Collect::<u64, Vec<u64>>::new(4, all, Callbacks::new());
+        let job = Collect::<u64, Vec<u64>>::new(0, 4, all, Callbacks::new());
         let part = |v: Vec<u64>| {
             Delivery::Ran(Payload::encode(&(Vec::<(u32, ItemFailure)>::new(), v)).unwrap())
         };
@@ -539,7 +572,7 @@ mod tests {
         job.deliver(Span { start: 0, len: 2 }, part(vec![1, 2]));
         assert_eq!(Outcome::take(&*job).unwrap(), [1, 2, 3, 4]);
 
-        let job = Collect::<u64, Vec<u64>>::new(4, all, Callbacks::new());
+        let job = Collect::<u64, Vec<u64>>::new(0, 4, all, Callbacks::new());
         job.deliver(
             Span { start: 2, len: 2 },
             Delivery::Failed(Error::terminated()),

@@ -158,6 +158,13 @@ pub(crate) enum Event {
     },
     /// A worker's initializer failed; the worker has ended.
     InitFailed { worker: u32, message: String },
+    /// A worker could not read the task after task `after` in its queue: that task is
+    /// lost (and failed); the worker goes on with the next.
+    Unreadable {
+        worker: u32,
+        after: u64,
+        message: String,
+    },
     /// A worker's process ended; `timed_out` names the task it was killed for, if the
     /// watcher killed it for running past the task timeout.
     Exited {
@@ -167,6 +174,9 @@ pub(crate) enum Event {
     },
     /// Something changed that the manager should look at (termination, a close).
     Wake,
+    /// The event queue failed (an event may be lost): the manager checks its workers.
+    /// Made by the manager itself, never sent.
+    Resync,
 }
 
 /// How a chunk went, as a whole.
@@ -187,6 +197,8 @@ pub(crate) enum ChunkFailure {
     BuildMismatch,
     /// The thunk itself panicked (a result's `Drop`, say).
     Panicked(String),
+    /// The results could not be sent back (too many fds, no memory for a large one).
+    Unsendable(String),
 }
 
 impl std::fmt::Display for ChunkFailure {
@@ -198,6 +210,7 @@ impl std::fmt::Display for ChunkFailure {
                  binary while the pool runs",
             ),
             ChunkFailure::Panicked(m) => write!(f, "the task panicked: {m}"),
+            ChunkFailure::Unsendable(m) => f.write_str(m),
         }
     }
 }

@@ -55,8 +55,9 @@ impl Watcher {
     }
 
     fn wake(&self) {
-        // One byte is enough; a full socket already holds a wake-up.
-        let _ = mproc_sys::send_with_fds(self.wake_tx.as_fd(), b"w", &[]);
+        // One byte is enough, and never waited for: a full socket already holds a wake-up.
+        let byte = [std::io::IoSlice::new(b"w")];
+        let _ = mproc_sys::send_vectored_with_fds(self.wake_tx.as_fd(), &byte, &[], true);
     }
 
     /// The thread's body.
@@ -110,7 +111,10 @@ impl Watcher {
             };
             let ran = now.saturating_sub(since);
             if ran >= limit {
-                if mproc_sys::pidfd_send_signal(w.pidfd.as_fd(), mproc_sys::SIGKILL).is_ok() {
+                // Claim the task first: a worker that finished it meanwhile (and may have
+                // started the next) keeps running.
+                if w.progress.claim(since) {
+                    let _ = mproc_sys::pidfd_send_signal(w.pidfd.as_fd(), mproc_sys::SIGKILL);
                     w.killed_for = Some(seq);
                 }
             } else {

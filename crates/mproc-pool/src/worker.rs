@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mproc_queue::Queue;
+use mproc_queue::{GetError, PutError, Queue};
 use mproc_shm::SharedAtomic;
 use serde::{Deserialize, Serialize};
 
@@ -31,13 +31,50 @@ impl Progress {
         })
     }
 
+    /// Records that task `seq` starts (task 0 is the initializer), and when, if `timed`.
+    fn start(&self, seq: u64, timed: bool) {
+        if timed {
+            self.since.store(0, Ordering::Release);
+        }
+        self.started.store(seq, Ordering::Release);
+        if timed {
+            let now = mproc_sys::monotonic_ns().clamp(1, KILLING - 1);
+            self.since.store(now, Ordering::Release);
+        }
+    }
+
+    /// Records that the task ended. Returns `false` when the watcher has already claimed it
+    /// for running past the timeout: the kill is on its way, and nothing more may start.
+    fn finish(&self, timed: bool) -> bool {
+        !timed || self.since.swap(0, Ordering::AcqRel) != KILLING
+    }
+
     /// Returns the task running now and when it started, or `None` between tasks. The
     /// start time is read on both sides of the task number, so the two belong together.
     pub(crate) fn running(&self) -> Option<(u64, u64)> {
         let before = self.since.load(Ordering::Acquire);
         let seq = self.started.load(Ordering::Acquire);
         let after = self.since.load(Ordering::Acquire);
-        (before != 0 && before == after).then_some((seq, before))
+        (before != 0 && before != KILLING && before == after).then_some((seq, before))
+    }
+
+    /// For the watcher: claims the task that started at `since` for a kill. Fails when the
+    /// worker has moved on meanwhile (finished it, or started another): that task is not
+    /// killed, and a task started just now is never killed for its predecessor's time.
+    pub(crate) fn claim(&self, since: u64) -> bool {
+        self.since
+            .compare_exchange(since, KILLING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// The `since` word of a task the watcher is killing.
+const KILLING: u64 = u64::MAX;
+
+/// Waits for the watcher's SIGKILL (the worker's task was claimed for its timeout).
+fn await_kill() -> ! {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
 
@@ -72,42 +109,81 @@ pub(crate) fn worker_main(args: WorkerArgs) {
     // A worker allocates and frees buffers the size of a chunk for every task: keep them
     // for the next one rather than taking fresh pages (a fault each) every time.
     mproc_sys::keep_freed_memory(KEEP_FREED_BYTES);
-    if let Some((call, payload)) = initializer
-        && let Err(message) = initialize(call, payload)
-    {
-        let _ = events.put(Event::InitFailed {
-            worker: index,
-            message,
-        });
-        return;
+    if let Some((call, payload)) = initializer {
+        progress.start(0, timed);
+        let outcome = initialize(call, payload);
+        if !progress.finish(timed) {
+            await_kill();
+        }
+        if let Err(message) = outcome {
+            let _ = events.put(Event::InitFailed {
+                worker: index,
+                message,
+            });
+            return;
+        }
     }
     let mut ran = 0u64;
+    let mut last = 0u64;
     while max_tasks.is_none_or(|max| ran < max) {
-        // A closed queue is the pool's way of saying there is no more work.
-        let Ok(task) = tasks.get() else { break };
-        if timed {
-            progress.since.store(0, Ordering::Release);
-        }
-        progress.started.store(task.seq, Ordering::Release);
-        if timed {
-            progress
-                .since
-                .store(mproc_sys::monotonic_ns().max(1), Ordering::Release);
-        }
-        let seq = task.seq;
-        let outcome = run(task);
-        if timed {
-            progress.since.store(0, Ordering::Release);
-        }
-        let done = Event::Done {
-            worker: index,
-            seq,
-            outcome,
+        let task = match tasks.get() {
+            Ok(task) => task,
+            // A closed queue is the pool's way of saying there is no more work.
+            Err(GetError::Closed) => break,
+            Err(GetError::Empty) => continue,
+            Err(GetError::Failed(e)) => {
+                // A task that cannot be read is lost; the pool fails it (the one after
+                // `last` in this worker's queue) and this worker goes on.
+                let lost = Event::Unreadable {
+                    worker: index,
+                    after: last,
+                    message: e.to_string(),
+                };
+                if events.put(lost).is_err() {
+                    break;
+                }
+                continue;
+            }
         };
-        if events.put(done).is_err() {
+        let seq = task.seq;
+        progress.start(seq, timed);
+        let outcome = run(task);
+        if !progress.finish(timed) {
+            // Too late: the task ran past the timeout and the watcher is killing us. Its
+            // result is thrown away with the process, as the timeout says.
+            await_kill();
+        }
+        last = seq;
+        if !report(&events, index, seq, outcome) {
             break;
         }
         ran += 1;
+    }
+}
+
+/// Puts a task's outcome on the event queue. An outcome that cannot be put (more fds
+/// than a message carries, no memory for a large result) is replaced by its error.
+/// Returns `false` when not even that could be put.
+fn report(events: &Queue<Event>, worker: u32, seq: u64, outcome: ChunkOutcome) -> bool {
+    match events.put(Event::Done {
+        worker,
+        seq,
+        outcome,
+    }) {
+        Ok(()) => true,
+        Err(PutError::Failed(_, e)) => {
+            let failure = ChunkFailure::Unsendable(format!(
+                "the task's results could not be sent back from the worker: {e}"
+            ));
+            events
+                .put(Event::Done {
+                    worker,
+                    seq,
+                    outcome: ChunkOutcome::Failed(failure),
+                })
+                .is_ok()
+        }
+        Err(_) => false,
     }
 }
 
