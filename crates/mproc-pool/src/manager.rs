@@ -113,7 +113,8 @@ pub(crate) struct Config {
     pub method: Option<StartMethod>,
     /// For the fork method: the pool's own fork server, forked when the pool was built,
     /// which forks every worker (the manager thread cannot fork a threaded parent).
-    pub server: Option<Arc<ForkServer>>,
+    /// Taken (and so ended) when the pool ends.
+    pub server: Mutex<Option<Arc<ForkServer>>>,
     pub prefix: String,
     pub task_timeout: Option<Duration>,
 }
@@ -305,8 +306,9 @@ impl Shared {
         let mut builder = mproc_process::Builder::new()
             .name(format!("{}-{number}", self.config.prefix))
             .daemon(true);
-        if let Some(server) = &self.config.server {
-            builder = builder.fork_server(server.clone());
+        let server = self.config.server.lock().ok().and_then(|s| s.clone());
+        if let Some(server) = server {
+            builder = builder.fork_server(server);
         } else if let Some(m) = self.config.method {
             builder = builder.start_method(m);
         }
@@ -317,11 +319,19 @@ impl Shared {
     /// The manager thread: takes events, hands results to their jobs, sends out chunks,
     /// replaces dead workers; ends when the pool is closed and idle, or terminated, and
     /// every worker has been reaped.
-    pub(crate) fn run_manager(self: &Arc<Self>, ready: mpsc::Sender<Result<()>>) {
+    /// With `start_first`, the manager starts the first workers itself and reports how
+    /// that went on `ready` (see [`Shared::starts_first_workers`]).
+    pub(crate) fn run_manager(
+        self: &Arc<Self>,
+        start_first: bool,
+        ready: mpsc::Sender<Result<()>>,
+    ) {
         MANAGER.set(self.id());
-        // The first workers start here, on this long-lived thread: a spawned child's
-        // parent-death signal follows the *thread* that started it.
-        let first = (0..self.config.processes).try_for_each(|i| self.start_worker(i));
+        let first = if start_first {
+            (0..self.config.processes).try_for_each(|i| self.start_worker(i))
+        } else {
+            Ok(())
+        };
         let first_failed = first.is_err();
         let _ = ready.send(first);
         if first_failed {
@@ -370,6 +380,8 @@ impl Shared {
             drop(st);
             deliver(deliveries);
             if finished {
+                // The fork server of a fork pool goes with its last worker.
+                drop(self.config.server.lock().map(|mut s| s.take()));
                 self.watcher.stop();
                 self.ended.notify_all();
                 return;
@@ -394,6 +406,14 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Whether the manager thread, rather than the caller, starts the first workers: with
+    /// the spawn method, whose children get a parent-death signal that follows the
+    /// *thread* that started them (a pool built on a short-lived thread would lose them).
+    /// The other methods start them on the caller's thread, one thread hop sooner.
+    pub(crate) fn starts_first_workers(&self) -> bool {
+        self.config.method == Some(StartMethod::Spawn)
     }
 
     /// Identifies this pool (for telling its manager thread from others).

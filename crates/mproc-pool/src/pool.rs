@@ -16,6 +16,9 @@ use crate::manager::{Config, Deliveries, Phase, Shared, deliver, on_manager_of, 
 use crate::result::{AsyncResult, Callbacks, Collect, Sink};
 use crate::task::{Call, Payload, TaskFn};
 
+/// The name of a pool's manager thread.
+const MANAGER_THREAD: &str = "mproc-pool-manager";
+
 /// How many chunks per worker an `imap` keeps in flight.
 const IMAP_CHUNKS_PER_WORKER: usize = 32;
 
@@ -201,7 +204,7 @@ impl Builder {
             initializer,
             max_tasks: self.max_tasks,
             method: Some(method),
-            server,
+            server: Mutex::new(server),
             prefix,
             task_timeout: self.task_timeout,
         })?;
@@ -209,7 +212,12 @@ impl Builder {
             shared,
             threads: Mutex::new(Vec::new()),
         };
-        if let Err(e) = pool.spawn_threads() {
+        let first = if pool.shared.starts_first_workers() {
+            Ok(())
+        } else {
+            (0..processes).try_for_each(|i| pool.shared.start_worker(i))
+        };
+        if let Err(e) = first.and_then(|()| pool.spawn_threads()) {
             drop(pool); // terminates and reaps the workers that did start
             return Err(e);
         }
@@ -273,8 +281,8 @@ impl Pool {
         self.shared.config.processes
     }
 
-    /// Starts the watcher and the manager thread, which starts the first workers; returns
-    /// how that went.
+    /// Starts the watcher and the manager thread (which starts the first workers when
+    /// `starts_first_workers`); returns how that went.
     fn spawn_threads(&self) -> Result<()> {
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         let watcher = self.shared.watcher.clone();
@@ -284,12 +292,13 @@ impl Pool {
             .name("mproc-pool-watcher".into())
             .spawn(move || watcher.run(events, timeout));
         let shared = self.shared.clone();
+        let start_first = shared.starts_first_workers();
         let (ready, started) = std::sync::mpsc::channel();
         let m = std::thread::Builder::new()
-            .name("mproc-pool-manager".into())
+            .name(MANAGER_THREAD.into())
             .spawn(move || {
                 // A bug in the manager must not leave workers running or joins waiting.
-                if mproc_process::catch_panic(|| shared.run_manager(ready)).is_err() {
+                if mproc_process::catch_panic(|| shared.run_manager(start_first, ready)).is_err() {
                     shared.terminate();
                     shared.reap_all();
                 }
@@ -311,6 +320,9 @@ impl Pool {
                 self.shared.reap_all();
                 return Err(e.unwrap_or_else(|| Error::new(ErrorKind::Start, "no pool thread")));
             }
+        }
+        if !start_first {
+            return Ok(());
         }
         started.recv().unwrap_or_else(|_| {
             Err(Error::new(
@@ -718,10 +730,15 @@ impl Pool {
         Ok(())
     }
 
+    /// Joins the manager thread, which has ended or is ending. The watcher thread, told to
+    /// stop when the last worker was reaped, is left to end by itself: waiting for it to
+    /// be scheduled would only add to every join.
     fn join_threads(&self) {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
-            let _ = t.join();
+            if t.thread().name() == Some(MANAGER_THREAD) {
+                let _ = t.join();
+            }
         }
     }
 
