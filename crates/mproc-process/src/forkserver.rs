@@ -10,7 +10,7 @@
 //! the next request.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,15 +32,18 @@ struct ForkRequest {
     request_fds: Vec<Fd>,
 }
 
-/// The borrowed form of `ForkRequest` that the parent serializes (same wire shape).
+/// The borrowed form of `ForkRequest` that the parent serializes (same wire shape: an
+/// `Fd` travels as its index among the frame's fds). The fds go out borrowed, beside the
+/// bytes, in index order: the data socket, the status socket, then the request's own, so
+/// none is duplicated on the way.
 #[derive(Serialize)]
 struct ForkRequestRef<'a> {
     daemon: bool,
     env: &'a [(OsString, Option<OsString>)],
-    data: &'a Fd,
-    status: &'a Fd,
+    data: u32,
+    status: u32,
     request: &'a [u8],
-    request_fds: &'a [Fd],
+    request_fds: &'a [u32],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -283,20 +286,22 @@ fn send_fork(
     let local = |what: &str, e: std::io::Error| ForkFailure::Refused(Error::io(what, e));
     let (status_ours, status_theirs) =
         mproc_sys::socketpair().map_err(|e| local("creating a status socket", e))?;
-    let data = data
-        .try_clone()
-        .map_err(|e| local("duplicating the child's socket", e))?;
+    let indices: Vec<u32> = (2..2 + request_fds.len() as u32).collect();
     let req = ForkRequestRef {
         daemon,
         env,
-        data: &Fd::from(data),
-        status: &Fd::from(status_theirs),
+        data: 0,
+        status: 1,
         request,
-        request_fds,
+        request_fds: &indices,
     };
     let msg = mproc_wire::encode(&req)
         .map_err(|e| ForkFailure::Refused(fail("encoding a request", e)))?;
-    mproc_wire::write_message(server.control.as_fd(), msg, &limits()).map_err(|e| {
+    let fds: Vec<BorrowedFd<'_>> = [data.as_fd(), status_theirs.as_fd()]
+        .into_iter()
+        .chain(request_fds.iter().map(Fd::as_fd))
+        .collect();
+    mproc_wire::write_frame(server.control.as_fd(), msg.bytes(), &fds, &limits()).map_err(|e| {
         let err = fail("sending a request", e);
         if server.reader.in_frame() {
             ForkFailure::Broken(err)
