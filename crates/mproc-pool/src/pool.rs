@@ -16,9 +16,6 @@ use crate::manager::{Config, Deliveries, Phase, Shared, deliver, on_manager_of, 
 use crate::result::{AsyncResult, Callbacks, Collect, Sink};
 use crate::task::{Call, Payload, TaskFn};
 
-/// The name of a pool's manager thread.
-const MANAGER_THREAD: &str = "mproc-pool-manager";
-
 /// How many chunks per worker an `imap` keeps in flight.
 const IMAP_CHUNKS_PER_WORKER: usize = 32;
 
@@ -295,7 +292,7 @@ impl Pool {
         let start_first = shared.starts_first_workers();
         let (ready, started) = std::sync::mpsc::channel();
         let m = std::thread::Builder::new()
-            .name(MANAGER_THREAD.into())
+            .name("mproc-pool-manager".into())
             .spawn(move || {
                 // A bug in the manager must not leave workers running or joins waiting.
                 if mproc_process::catch_panic(|| shared.run_manager(start_first, ready)).is_err() {
@@ -730,15 +727,12 @@ impl Pool {
         Ok(())
     }
 
-    /// Joins the manager thread, which has ended or is ending. The watcher thread, told to
-    /// stop when the last worker was reaped, is left to end by itself: waiting for it to
-    /// be scheduled would only add to every join.
+    /// Joins the pool's threads, which have ended or are ending: a pool that was joined
+    /// leaves no thread behind (the fork start method refuses a process with threads).
     fn join_threads(&self) {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
-            if t.thread().name() == Some(MANAGER_THREAD) {
-                let _ = t.join();
-            }
+            let _ = t.join();
         }
     }
 
