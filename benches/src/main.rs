@@ -393,16 +393,16 @@ fn main() {
         }
         drop(warm);
         for _ in 0..pool_rounds * 4 {
+            // The goal is a ratio to the fork server's spawn; the spawn is measured here
+            // too, beside each pool, as floors are (minutes apart, this machine's speed
+            // can differ by a third).
+            s.add(
+                "extra.spawn_join_forkserver_beside_pool_us",
+                time_us(|| check_ok &= spawn_join(StartMethod::ForkServer, 3)),
+            );
             let (us, ok) = pool::start_us();
             s.add("pool_start_us", us);
             check_ok &= ok;
-            if only_pool {
-                // The goal is a ratio to the fork server's spawn of the same run.
-                s.add(
-                    "spawn_join_us.forkserver",
-                    time_us(|| check_ok &= spawn_join(StartMethod::ForkServer, 3)),
-                );
-            }
         }
         for _ in 0..pool_rounds {
             let (ms, ok) = pool::recover_ms();
@@ -469,7 +469,7 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
     let ring_floor = m("floor.shm_ring_msgs_per_s");
     let spin_floor = m("floor.spin_rtt_us");
     let copy_floor = m("floor.copy_gbps");
-    let forkserver = m("spawn_join_us.forkserver");
+    let forkserver = m("extra.spawn_join_forkserver_beside_pool_us");
     let row = |key, floor, higher_is_better, met: &dyn Fn(f64) -> bool, goal| {
         let ours = m(key);
         Row {
@@ -586,7 +586,7 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
             forkserver,
             false,
             &|v| v <= 3.0 * forkserver,
-            "≤ 3 × spawn_join_us.forkserver",
+            "≤ 3 × spawn_join_us.forkserver (beside)",
         ),
         row(
             "pool_recover_ms",
@@ -666,6 +666,7 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
         "floor.spin_rtt_us",
         "extra.shm_fresh_gbps",
         "extra.shm_copy_gbps",
+        "extra.spawn_join_forkserver_beside_pool_us",
     ] {
         println!("{k:<28} {:>14.2}", m(k));
     }
@@ -696,6 +697,7 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
         "pool_start_us": round1(m("pool_start_us")),
         "pool_recover_ms": (m("pool_recover_ms") * 100.0).round() / 100.0,
         "extra": {
+            "spawn_join_forkserver_beside_pool_us": round1(forkserver),
             "shm_fresh_gbps": (m("extra.shm_fresh_gbps") * 100.0).round() / 100.0,
             "shm_copy_gbps": (m("extra.shm_copy_gbps") * 100.0).round() / 100.0,
         },

@@ -159,6 +159,9 @@ pub(crate) fn worker_main(args: WorkerArgs) {
         }
         ran += 1;
     }
+    // The pool reads a worker's exit status, never its reply: end here, without the
+    // reply and the teardown of what this process holds (the pool waits for this exit).
+    mproc_sys::exit_now(0)
 }
 
 /// Puts a task's outcome on the event queue. An outcome that cannot be put (more fds

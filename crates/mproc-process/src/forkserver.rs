@@ -101,6 +101,10 @@ fn start_server() -> Result<Server> {
     })
 }
 
+fn fail(what: &str, e: mproc_wire::Error) -> Error {
+    Error::new(ErrorKind::ForkServer, format!("fork server: {what}")).with_source(e)
+}
+
 /// Why a fork request failed, which decides what becomes of the server.
 enum ForkFailure {
     /// Nothing reached the server (it is gone): no child exists; replace it, try again.
@@ -258,7 +262,19 @@ fn fork_via(
         }
         let server = guard.as_mut().expect("started above");
         match send_fork(server, &data, daemon, env, &request, &request_fds) {
-            Ok(r) => return Ok(r),
+            Ok(status) => {
+                // Sent: the server has its own copies now, and no retry will need ours.
+                // Closing them overlaps with the server's fork.
+                drop(request_fds);
+                return match read_fork_reply(server, status) {
+                    Ok(r) => Ok(r),
+                    Err(ForkFailure::Refused(e)) => Err(e),
+                    Err(ForkFailure::NotSent(e) | ForkFailure::Broken(e)) => {
+                        retire(guard.take());
+                        Err(e)
+                    }
+                };
+            }
             Err(ForkFailure::Refused(e)) => return Err(e),
             Err(ForkFailure::NotSent(_)) if attempt == 0 && restart.is_some() => {
                 retire(guard.take())
@@ -279,10 +295,7 @@ fn send_fork(
     env: &[(OsString, Option<OsString>)],
     request: &[u8],
     request_fds: &[Fd],
-) -> std::result::Result<(u32, OwnedFd, OwnedFd), ForkFailure> {
-    let fail = |what: &str, e: mproc_wire::Error| {
-        Error::new(ErrorKind::ForkServer, format!("fork server: {what}")).with_source(e)
-    };
+) -> std::result::Result<OwnedFd, ForkFailure> {
     let local = |what: &str, e: std::io::Error| ForkFailure::Refused(Error::io(what, e));
     let (status_ours, status_theirs) =
         mproc_sys::socketpair().map_err(|e| local("creating a status socket", e))?;
@@ -309,6 +322,15 @@ fn send_fork(
             ForkFailure::NotSent(err)
         }
     })?;
+    Ok(status_ours)
+}
+
+/// Reads the server's answer to a request just sent; `status` is our end of the child's
+/// status socket. Returns the child's pid, a pidfd, and `status`.
+fn read_fork_reply(
+    server: &mut Server,
+    status: OwnedFd,
+) -> std::result::Result<(u32, OwnedFd, OwnedFd), ForkFailure> {
     let deadline = Instant::now() + REPLY_DEADLINE;
     let reply = server
         .reader
@@ -317,12 +339,35 @@ fn send_fork(
     match mproc_wire::decode::<ForkReply>(reply)
         .map_err(|e| ForkFailure::Broken(fail("decoding a reply", e)))?
     {
-        ForkReply::Forked { pid, pidfd } => Ok((pid, pidfd.into_owned(), status_ours)),
+        ForkReply::Forked { pid, pidfd } => Ok((pid, pidfd.into_owned(), status)),
         ForkReply::Failed(msg) => Err(ForkFailure::Refused(Error::new(
             ErrorKind::ForkServer,
             format!("fork server could not fork: {msg}"),
         ))),
     }
+}
+
+/// Sends a reply that carries no fd.
+fn send_reply(control: &OwnedFd, reply: &ForkReply) -> std::result::Result<(), mproc_wire::Error> {
+    mproc_wire::encode(reply).and_then(|m| mproc_wire::write_message(control.as_fd(), m, &limits()))
+}
+
+/// Sends `Forked` with the child's pidfd borrowed beside the bytes (the server keeps its
+/// own; nothing is duplicated on the way).
+fn send_forked(
+    control: &OwnedFd,
+    pid: u32,
+    pidfd: &OwnedFd,
+) -> std::result::Result<(), mproc_wire::Error> {
+    let msg = mproc_wire::encode(&ForkedRef::Forked { pid, pidfd: 0 })?;
+    mproc_wire::write_frame(control.as_fd(), msg.bytes(), &[pidfd.as_fd()], &limits())
+}
+
+/// `ForkReply::Forked` as the server sends it: the same wire shape, the pidfd as its index
+/// among the frame's fds.
+#[derive(Serialize)]
+enum ForkedRef {
+    Forked { pid: u32, pidfd: u32 },
 }
 
 struct Running {
@@ -396,35 +441,38 @@ fn serve(control: Fd) {
                     crate::boot::serve_message(msg, req.daemon.then_some(server_pid))
                 }
                 Ok(ForkOutcome::Parent(pid)) => {
-                    drop(req.data);
-                    drop(req.request_fds);
+                    // The parent waits for this reply: answer first, and close what the
+                    // child took (its socket, its request's fds) afterwards.
+                    let handed_over = (req.data, req.request_fds);
                     // A child we cannot track must not run: kill and reap it, and say so.
-                    let tracked = mproc_sys::pidfd_open(pid)
-                        .and_then(|pidfd| Ok((pidfd.try_clone()?, pidfd)));
-                    match tracked {
-                        Ok((theirs, pidfd)) => {
+                    let sent = match mproc_sys::pidfd_open(pid) {
+                        Ok(pidfd) => {
+                            let sent = send_forked(&control, pid, &pidfd);
                             children.push(Running {
                                 pidfd,
                                 status: req.status.into_owned(),
                                 daemon: req.daemon,
                             });
-                            ForkReply::Forked {
-                                pid,
-                                pidfd: Fd::from(theirs),
-                            }
+                            sent
                         }
                         Err(e) => {
                             let _ = mproc_sys::kill_pid(pid, mproc_sys::SIGKILL);
                             let _ = mproc_sys::wait_pid(pid, true);
-                            ForkReply::Failed(format!("cannot track the child: {e}"))
+                            send_reply(
+                                &control,
+                                &ForkReply::Failed(format!("cannot track the child: {e}")),
+                            )
                         }
+                    };
+                    drop(handed_over);
+                    if sent.is_err() {
+                        break;
                     }
+                    continue;
                 }
             },
         };
-        let sent = mproc_wire::encode(&reply)
-            .and_then(|m| mproc_wire::write_message(control.as_fd(), m, &limits()));
-        if sent.is_err() {
+        if send_reply(&control, &reply).is_err() {
             break;
         }
     }
