@@ -702,3 +702,37 @@ fn replacing_the_executable_on_disk_does_not_break_spawn() {
         assert!(out.contains("result Ok(144)"), "{out}");
     });
 }
+
+#[test]
+fn a_batch_starts_every_child_in_order_with_numbered_names() {
+    deadline(LIMIT, || {
+        let children = builder()
+            .name("batch")
+            .spawn_batch(who_am_i, [(), (), ()])
+            .unwrap();
+        assert_eq!(children.len(), 3);
+        let mut pids = Vec::new();
+        for (i, mut c) in children.into_iter().enumerate() {
+            assert_eq!(c.name(), format!("batch-{}", i + 1));
+            let (pid, name, _, _) = c.join().unwrap();
+            assert_eq!((pid, name.as_str()), (c.pid(), c.name()));
+            pids.push(pid);
+        }
+        pids.sort();
+        pids.dedup();
+        assert_eq!(pids.len(), 3);
+        let squares: Vec<u64> = builder()
+            .spawn_batch(square, 0..5)
+            .unwrap()
+            .into_iter()
+            .map(|mut c| c.join().unwrap())
+            .collect();
+        assert_eq!(squares, [0, 1, 4, 9, 16]);
+        assert!(
+            builder()
+                .spawn_batch(square, Vec::new())
+                .unwrap()
+                .is_empty()
+        );
+    });
+}

@@ -232,45 +232,77 @@ impl Shared {
     /// Starts a worker in slot `index`. On failure the slot stays empty (the manager tries
     /// again later).
     pub(crate) fn start_worker(&self, index: usize) -> Result<()> {
-        let started = self.spawn_worker(index);
+        let (args, tasks, progress) = self.worker_args(index)?;
+        let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let child = self
+            .worker_builder()
+            .name(format!("{}-{number}", self.config.prefix))
+            .spawn(worker_main, args)?;
+        self.install(index, child, tasks, progress)
+    }
+
+    /// Starts the first workers together (through a fork server, the requests overlap).
+    pub(crate) fn start_first_workers(&self) -> Result<()> {
+        let n = self.config.processes;
+        let mut parts = Vec::with_capacity(n);
+        let mut args = Vec::with_capacity(n);
+        for index in 0..n {
+            let (a, tasks, progress) = self.worker_args(index)?;
+            args.push(a);
+            parts.push((index, tasks, progress));
+        }
+        self.started.fetch_add(n, Ordering::Relaxed);
+        let children = self
+            .worker_builder()
+            .name(self.config.prefix.clone())
+            .spawn_batch(worker_main, args)?;
+        for ((index, tasks, progress), child) in parts.into_iter().zip(children) {
+            self.install(index, child, tasks, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a started worker in slot `index` and starts watching it.
+    fn install(
+        &self,
+        index: usize,
+        child: Child<()>,
+        tasks: Queue<Task>,
+        progress: Progress,
+    ) -> Result<()> {
         let mut deliveries = Deliveries::new();
         let mut st = self.lock();
-        let outcome = match started {
-            Ok((child, tasks, progress)) => {
-                let pidfd = child.sentinel().try_clone_to_owned();
-                let slot = &mut st.slots[index];
-                slot.generation += 1;
-                let generation = slot.generation;
-                slot.quota = self.config.max_tasks;
-                slot.last_done = None;
-                slot.progress = Some(progress.clone());
-                slot.tasks = Some(tasks);
-                match pidfd {
-                    Ok(pidfd) => {
-                        if st.phase == Phase::Terminating {
-                            let _ = child.kill();
-                        }
-                        st.slots[index].child = Some(child);
-                        self.watcher.add(Watched {
-                            worker: index as u32,
-                            generation,
-                            pidfd,
-                            progress,
-                            killed_for: None,
-                        });
-                        Ok(())
-                    }
-                    Err(e) => {
-                        // Unwatchable: never leave it running.
-                        let mut child = child;
-                        let _ = child.kill();
-                        let _ = child.wait_timeout(Duration::from_secs(5));
-                        st.slots[index].tasks = None;
-                        Err(Error::new(ErrorKind::Io, "cannot watch a worker").with_source(e))
-                    }
+        let pidfd = child.sentinel().try_clone_to_owned();
+        let slot = &mut st.slots[index];
+        slot.generation += 1;
+        let generation = slot.generation;
+        slot.quota = self.config.max_tasks;
+        slot.last_done = None;
+        slot.progress = Some(progress.clone());
+        slot.tasks = Some(tasks);
+        let outcome = match pidfd {
+            Ok(pidfd) => {
+                if st.phase == Phase::Terminating {
+                    let _ = child.kill();
                 }
+                st.slots[index].child = Some(child);
+                self.watcher.add(Watched {
+                    worker: index as u32,
+                    generation,
+                    pidfd,
+                    progress,
+                    killed_for: None,
+                });
+                Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                // Unwatchable: never leave it running.
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait_timeout(Duration::from_secs(5));
+                st.slots[index].tasks = None;
+                Err(Error::new(ErrorKind::Io, "cannot watch a worker").with_source(e))
+            }
         };
         st.dispatch(&mut deliveries);
         drop(st);
@@ -278,7 +310,8 @@ impl Shared {
         outcome
     }
 
-    fn spawn_worker(&self, index: usize) -> Result<(Child<()>, Queue<Task>, Progress)> {
+    /// A worker's start argument, its task queue and its progress words.
+    fn worker_args(&self, index: usize) -> Result<(WorkerArgs, Queue<Task>, Progress)> {
         let tasks = mproc_queue::Builder::new()
             .max_bytes(TASK_RING_BYTES)
             .build::<Task>()?;
@@ -302,18 +335,18 @@ impl Shared {
             initializer,
             max_tasks: self.config.max_tasks,
         };
-        let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut builder = mproc_process::Builder::new()
-            .name(format!("{}-{number}", self.config.prefix))
-            .daemon(true);
+        Ok((args, tasks, progress))
+    }
+
+    /// How workers start: daemonic, by the pool's method (or its fork server).
+    fn worker_builder(&self) -> mproc_process::Builder {
+        let builder = mproc_process::Builder::new().daemon(true);
         let server = self.config.server.lock().ok().and_then(|s| s.clone());
-        if let Some(server) = server {
-            builder = builder.fork_server(server);
-        } else if let Some(m) = self.config.method {
-            builder = builder.start_method(m);
+        match (server, self.config.method) {
+            (Some(server), _) => builder.fork_server(server),
+            (None, Some(m)) => builder.start_method(m),
+            (None, None) => builder,
         }
-        let child = builder.spawn(worker_main, args)?;
-        Ok((child, tasks, progress))
     }
 
     /// The manager thread: takes events, hands results to their jobs, sends out chunks,
@@ -328,7 +361,7 @@ impl Shared {
     ) {
         MANAGER.set(self.id());
         let first = if start_first {
-            (0..self.config.processes).try_for_each(|i| self.start_worker(i))
+            self.start_first_workers()
         } else {
             Ok(())
         };

@@ -212,7 +212,7 @@ impl Builder {
         let first = if pool.shared.starts_first_workers() {
             Ok(())
         } else {
-            (0..processes).try_for_each(|i| pool.shared.start_worker(i))
+            pool.shared.start_first_workers()
         };
         if let Err(e) = first.and_then(|()| pool.spawn_threads()) {
             drop(pool); // terminates and reaps the workers that did start

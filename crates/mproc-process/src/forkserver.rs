@@ -235,6 +235,131 @@ pub(crate) fn fork_child(
     )
 }
 
+/// One child of a batch: its data socket and its request.
+pub(crate) struct ForkJob {
+    pub data: OwnedFd,
+    pub request: Message,
+}
+
+/// Asks the fork server (or `server`, a private one) for several children at once: every
+/// request is sent before the first answer is read, so the server forks the next child
+/// while this process handles the previous one. Returns one outcome per job, in order.
+pub(crate) fn fork_children(
+    server: Option<&ForkServer>,
+    jobs: Vec<ForkJob>,
+    daemon: bool,
+    env: &[(OsString, Option<OsString>)],
+) -> Vec<Result<(u32, OwnedFd, OwnedFd)>> {
+    match server {
+        Some(s) => fork_batch(&mut s.lock(), None, jobs, daemon, env),
+        None => fork_batch(&mut lock_server(), Some(start_server), jobs, daemon, env),
+    }
+}
+
+fn fork_batch(
+    slot: &mut Option<Server>,
+    restart: Option<fn() -> Result<Server>>,
+    jobs: Vec<ForkJob>,
+    daemon: bool,
+    env: &[(OsString, Option<OsString>)],
+) -> Vec<Result<(u32, OwnedFd, OwnedFd)>> {
+    let not_started = || {
+        Error::new(
+            ErrorKind::ForkServer,
+            "fork server: not started, an earlier request of the batch failed",
+        )
+    };
+    let mut jobs: Vec<(OwnedFd, Vec<u8>, Vec<Fd>)> = jobs
+        .into_iter()
+        .map(|j| {
+            let (request, fds) = j.request.into_parts();
+            (j.data, request, fds.into_iter().map(Fd::from).collect())
+        })
+        .collect();
+    let n = jobs.len();
+    let alive = slot.as_ref().is_some_and(|s| s.child.is_alive());
+    let Some(server) = slot.as_mut().filter(|_| alive) else {
+        // No server yet, or a dead one: the careful way, one by one (it starts one).
+        return jobs
+            .into_iter()
+            .map(|(data, request, fds)| {
+                let fds = fds.into_iter().map(Fd::into_owned).collect();
+                fork_via(
+                    slot,
+                    restart,
+                    data,
+                    daemon,
+                    env,
+                    Message::from_parts(request, fds),
+                )
+            })
+            .collect();
+    };
+    // Send every request, then read the answers in order.
+    let mut sent = Vec::with_capacity(n);
+    let mut failure = None;
+    for (data, request, fds) in &jobs {
+        match send_fork(server, data, daemon, env, request, fds) {
+            Ok(status) => sent.push(status),
+            Err(f) => {
+                failure = Some(f);
+                break;
+            }
+        }
+    }
+    if sent.is_empty() && matches!(failure, Some(ForkFailure::NotSent(_))) && restart.is_some() {
+        // The server died just now, before taking anything: replace it and go the careful
+        // way.
+        retire(slot.take());
+        return jobs
+            .into_iter()
+            .map(|(data, request, fds)| {
+                let fds = fds.into_iter().map(Fd::into_owned).collect();
+                fork_via(
+                    slot,
+                    restart,
+                    data,
+                    daemon,
+                    env,
+                    Message::from_parts(request, fds),
+                )
+            })
+            .collect();
+    }
+    // What was sent is the server's now: close ours while it forks.
+    let unsent = jobs.split_off(sent.len());
+    drop(jobs);
+    let mut broken = false;
+    let mut out: Vec<_> = sent
+        .into_iter()
+        .map(|status| {
+            read_fork_reply(server, status).map_err(|f| {
+                broken |= !matches!(f, ForkFailure::Refused(_));
+                f.into_error()
+            })
+        })
+        .collect();
+    if let Some(f) = failure {
+        broken |= !matches!(f, ForkFailure::Refused(_));
+        out.push(Err(f.into_error()));
+    }
+    if broken {
+        // The stream may be out of step with the server: replace it (it is restarted on
+        // the next request, or, for a private server, reported dead from then on).
+        retire(slot.take());
+    }
+    out.extend(unsent.into_iter().skip(1).map(|_| Err(not_started())));
+    out
+}
+
+impl ForkFailure {
+    fn into_error(self) -> Error {
+        match self {
+            ForkFailure::NotSent(e) | ForkFailure::Refused(e) | ForkFailure::Broken(e) => e,
+        }
+    }
+}
+
 /// Asks the server in `slot` for a child; `restart` starts a new server when there is none
 /// or it died (without it, a dead server is an error).
 fn fork_via(

@@ -257,22 +257,106 @@ impl Builder {
         self.spawn_inner(f, arg, true)
     }
 
+    /// Starts one child per item of `args`, each running `f(arg)`, and returns them in
+    /// order: a list of Python's `Process(target=f, args=(a,)).start()`, faster. Through a
+    /// fork server every request is sent before the first answer is read, so the server
+    /// forks the next child while this process takes the previous one's answer. With a
+    /// [`name`](Self::name), the children are named `{name}-1`, `{name}-2`, ... in order.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    /// # mproc_process::init();
+    /// let children = mproc_process::Builder::new().spawn_batch(square, [2, 3, 4])?;
+    /// let squares: Vec<u64> = children.into_iter().map(|mut c| c.join()).collect::<Result<_, _>>()?;
+    /// assert_eq!(squares, [4, 9, 16]);
+    /// # Ok::<(), mproc_process::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn), for the first child that could not be started; the
+    /// children already started are then killed and reaped.
+    pub fn spawn_batch<A, R>(
+        self,
+        f: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<Child<R>>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        check_initialized()?;
+        if self.server.is_none() && self.method() != StartMethod::ForkServer {
+            // Spawn and fork have nothing to overlap: one after the other.
+            let mut out = Vec::new();
+            for (i, a) in args.into_iter().enumerate() {
+                let mut one = self.clone();
+                one.name = self.name.as_ref().map(|n| format!("{n}-{}", i + 1));
+                match one.spawn(f, a) {
+                    Ok(c) => out.push(c),
+                    Err(e) => return Err(kill_all(out, e)),
+                }
+            }
+            return Ok(out);
+        }
+        let mut prepared = Vec::new();
+        let mut jobs = Vec::new();
+        for (i, a) in args.into_iter().enumerate() {
+            let name = self.name.as_ref().map(|n| format!("{n}-{}", i + 1));
+            let me = info::next_child(name, self.daemon);
+            let request = request_message(
+                FnToken::<Message, Outcome>::new(boot::thunk::<A, R>, f),
+                me.clone(),
+                encode_arg(&a)?,
+            )?;
+            let (ours, theirs) = child_socketpair()?;
+            prepared.push((me, ours));
+            jobs.push(forkserver::ForkJob {
+                data: theirs,
+                request,
+            });
+        }
+        let outcomes =
+            forkserver::fork_children(self.server.as_deref(), jobs, self.daemon, &self.env);
+        let mut out = Vec::with_capacity(prepared.len());
+        let mut first_error = None;
+        for ((me, ours), outcome) in prepared.into_iter().zip(outcomes) {
+            match outcome {
+                Ok((pid, pidfd, status)) => {
+                    let proc = Proc::new(
+                        ProcessInfo { pid, ..me },
+                        self.method(),
+                        pidfd,
+                        Reaper::Server(status),
+                    );
+                    out.push(Child::new(Arc::new(proc), ours, true));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(kill_all(out, e)),
+            None => Ok(out),
+        }
+    }
+
+    /// The method a child of this builder starts by.
+    fn method(&self) -> StartMethod {
+        match &self.server {
+            Some(_) => StartMethod::Fork,
+            None => self.method.unwrap_or_else(get_start_method),
+        }
+    }
+
     fn spawn_inner<A, R>(self, f: fn(A) -> R, arg: A, hidden: bool) -> Result<Child<R>>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        if !boot::initialized() {
-            return Err(Error::new(
-                ErrorKind::NotInitialized,
-                "mproc::init() was not called; make it the first line of main \
-                 (or add mproc::init_before_main!() to a test binary)",
-            ));
-        }
-        let method = match &self.server {
-            Some(_) => StartMethod::Fork,
-            None => self.method.unwrap_or_else(get_start_method),
-        };
+        check_initialized()?;
+        let method = self.method();
         let me = if hidden {
             ProcessInfo::new(0, self.name.clone().unwrap_or_default(), self.daemon)
         } else {
@@ -282,11 +366,7 @@ impl Builder {
             StartMethod::Fork if self.server.is_none() => self.fork(me, f, arg, hidden),
             StartMethod::Spawn | StartMethod::ForkServer | StartMethod::Fork => {
                 let token = FnToken::<Message, Outcome>::new(boot::thunk::<A, R>, f);
-                let args = mproc_wire::encode(&arg).map_err(|e| {
-                    Error::new(ErrorKind::Encode, "the argument could not be serialized")
-                        .with_source(e)
-                })?;
-                let request = request_message(token, me.clone(), args)?;
+                let request = request_message(token, me.clone(), encode_arg(&arg)?)?;
                 let (ours, theirs) = child_socketpair()?;
                 if method == StartMethod::Spawn {
                     let (pid, pidfd) = self.exec_self(&theirs)?;
@@ -389,6 +469,34 @@ impl Builder {
             }
         }
     }
+}
+
+/// Fails unless `init()` ran in this process.
+fn check_initialized() -> Result<()> {
+    if boot::initialized() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::NotInitialized,
+        "mproc::init() was not called; make it the first line of main \
+         (or add mproc::init_before_main!() to a test binary)",
+    ))
+}
+
+/// Serializes a child's argument.
+fn encode_arg<A: Serialize>(arg: &A) -> Result<Message> {
+    mproc_wire::encode(arg).map_err(|e| {
+        Error::new(ErrorKind::Encode, "the argument could not be serialized").with_source(e)
+    })
+}
+
+/// Kills and reaps the children of a batch that could not be started whole; returns `e`.
+fn kill_all<R: DeserializeOwned>(children: Vec<Child<R>>, e: Error) -> Error {
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait_timeout(std::time::Duration::from_secs(5));
+    }
+    e
 }
 
 /// Opens the pidfd of our new, unreaped child; if that fails, kills and reaps the child
