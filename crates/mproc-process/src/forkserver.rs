@@ -269,7 +269,7 @@ fn fork_batch(
             "fork server: not started, an earlier request of the batch failed",
         )
     };
-    let mut jobs: Vec<(OwnedFd, Vec<u8>, Vec<Fd>)> = jobs
+    let mut jobs: Vec<BatchJob> = jobs
         .into_iter()
         .map(|j| {
             let (request, fds) = j.request.into_parts();
@@ -280,20 +280,7 @@ fn fork_batch(
     let alive = slot.as_ref().is_some_and(|s| s.child.is_alive());
     let Some(server) = slot.as_mut().filter(|_| alive) else {
         // No server yet, or a dead one: the careful way, one by one (it starts one).
-        return jobs
-            .into_iter()
-            .map(|(data, request, fds)| {
-                let fds = fds.into_iter().map(Fd::into_owned).collect();
-                fork_via(
-                    slot,
-                    restart,
-                    data,
-                    daemon,
-                    env,
-                    Message::from_parts(request, fds),
-                )
-            })
-            .collect();
+        return one_by_one(slot, restart, jobs, daemon, env);
     };
     // Send every request, then read the answers in order.
     let mut sent = Vec::with_capacity(n);
@@ -311,20 +298,7 @@ fn fork_batch(
         // The server died just now, before taking anything: replace it and go the careful
         // way.
         retire(slot.take());
-        return jobs
-            .into_iter()
-            .map(|(data, request, fds)| {
-                let fds = fds.into_iter().map(Fd::into_owned).collect();
-                fork_via(
-                    slot,
-                    restart,
-                    data,
-                    daemon,
-                    env,
-                    Message::from_parts(request, fds),
-                )
-            })
-            .collect();
+        return one_by_one(slot, restart, jobs, daemon, env);
     }
     // What was sent is the server's now: close ours while it forks.
     let unsent = jobs.split_off(sent.len());
@@ -350,6 +324,33 @@ fn fork_batch(
     }
     out.extend(unsent.into_iter().skip(1).map(|_| Err(not_started())));
     out
+}
+
+/// A job of a batch, taken apart: its data socket, its request's bytes and fds.
+type BatchJob = (OwnedFd, Vec<u8>, Vec<Fd>);
+
+/// Sends a batch's requests the careful way, one after the other (each may start or
+/// replace the server).
+fn one_by_one(
+    slot: &mut Option<Server>,
+    restart: Option<fn() -> Result<Server>>,
+    jobs: Vec<BatchJob>,
+    daemon: bool,
+    env: &[(OsString, Option<OsString>)],
+) -> Vec<Result<(u32, OwnedFd, OwnedFd)>> {
+    jobs.into_iter()
+        .map(|(data, request, fds)| {
+            let fds = fds.into_iter().map(Fd::into_owned).collect();
+            fork_via(
+                slot,
+                restart,
+                data,
+                daemon,
+                env,
+                Message::from_parts(request, fds),
+            )
+        })
+        .collect()
 }
 
 impl ForkFailure {
