@@ -499,12 +499,16 @@ impl Shared {
         if st.phase == Phase::Running {
             st.phase = Phase::Closed;
             // An idle pool's workers can be told at once; otherwise the manager tells
-            // them when the last chunk is done.
+            // them when the last chunk is done. Either way their results and ends wake
+            // the manager; only a pool without a worker needs a wake-up to end.
             st.wind_down();
+            let nobody = st.all_gone();
             drop(st);
-            // A full event queue wakes the manager anyway: never wait for room here (the
-            // manager itself may be the caller, from a callback).
-            let _ = self.events.try_put(Event::Wake);
+            if nobody {
+                // Never wait for room here: the manager itself may be the caller (from a
+                // callback), and a full event queue wakes it anyway.
+                let _ = self.events.try_put(Event::Wake);
+            }
         }
     }
 
