@@ -387,6 +387,9 @@ fn a_failing_initializer_fails_the_calls_instead_of_looping() {
             pool.apply(square, 1).unwrap_err().kind(),
             ErrorKind::Initializer
         );
+        // A pool whose workers all ended still closes and joins.
+        pool.close();
+        pool.join_timeout(Duration::from_secs(60)).unwrap();
     });
 }
 
