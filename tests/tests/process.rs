@@ -736,3 +736,40 @@ fn a_batch_starts_every_child_in_order_with_numbered_names() {
         );
     });
 }
+
+#[test]
+fn a_batch_of_large_and_small_requests_and_many_children_works() {
+    deadline(LIMIT, || {
+        // A request of some 5 KiB followed by small ones: the server's read of the first
+        // runs into the next, which must still be served.
+        let args = vec![
+            vec![7u8; 5000],
+            vec![1],
+            vec![2, 3],
+            vec![9u8; 5000],
+            vec![],
+        ];
+        let got: Vec<Vec<u8>> = builder()
+            .spawn_batch(reverse, args.clone())
+            .unwrap()
+            .into_iter()
+            .map(|mut c| c.join().unwrap())
+            .collect();
+        let want: Vec<Vec<u8>> = args
+            .into_iter()
+            .map(|mut v| {
+                v.reverse();
+                v
+            })
+            .collect();
+        assert_eq!(got, want);
+        // More children than a batch keeps unanswered at once.
+        let squares: Vec<u64> = builder()
+            .spawn_batch(square, 0..40)
+            .unwrap()
+            .into_iter()
+            .map(|mut c| c.join().unwrap())
+            .collect();
+        assert_eq!(squares, (0..40).map(|x| x * x).collect::<Vec<u64>>());
+    });
+}

@@ -282,48 +282,82 @@ fn fork_batch(
         // No server yet, or a dead one: the careful way, one by one (it starts one).
         return one_by_one(slot, restart, jobs, daemon, env);
     };
-    // Send every request, then read the answers in order.
-    let mut sent = Vec::with_capacity(n);
+    // Send the requests, reading the answers in order, with at most `BATCH_IN_FLIGHT`
+    // requests unanswered: neither side's socket buffer can fill up.
+    let mut pending = std::collections::VecDeque::new();
+    let mut out = Vec::with_capacity(n);
     let mut failure = None;
+    let mut broken = false;
+    let mut sent = 0;
     for (data, request, fds) in &jobs {
+        if pending.len() >= BATCH_IN_FLIGHT {
+            let status = pending.pop_front().expect("not empty");
+            out.push(read_reply_of_batch(server, status, &mut broken));
+            if broken {
+                break;
+            }
+        }
         match send_fork(server, data, daemon, env, request, fds) {
-            Ok(status) => sent.push(status),
+            Ok(status) => {
+                pending.push_back(status);
+                sent += 1;
+            }
             Err(f) => {
                 failure = Some(f);
                 break;
             }
         }
     }
-    if sent.is_empty() && matches!(failure, Some(ForkFailure::NotSent(_))) && restart.is_some() {
+    if sent == 0 && matches!(failure, Some(ForkFailure::NotSent(_))) && restart.is_some() {
         // The server died just now, before taking anything: replace it and go the careful
         // way.
         retire(slot.take());
         return one_by_one(slot, restart, jobs, daemon, env);
     }
     // What was sent is the server's now: close ours while it forks.
-    let unsent = jobs.split_off(sent.len());
+    let unsent = jobs.split_off(sent);
     drop(jobs);
-    let mut broken = false;
-    let mut out: Vec<_> = sent
-        .into_iter()
-        .map(|status| {
-            read_fork_reply(server, status).map_err(|f| {
-                broken |= !matches!(f, ForkFailure::Refused(_));
-                f.into_error()
-            })
-        })
-        .collect();
+    for status in pending {
+        if broken {
+            // After an answer that went wrong the stream is out of step: no more reading.
+            drop(status);
+            out.push(Err(Error::new(
+                ErrorKind::ForkServer,
+                "fork server: no answer read, an earlier answer of the batch went wrong",
+            )));
+        } else {
+            out.push(read_reply_of_batch(server, status, &mut broken));
+        }
+    }
+    let mut unsent = unsent.into_iter();
     if let Some(f) = failure {
         broken |= !matches!(f, ForkFailure::Refused(_));
+        unsent.next(); // the job whose request failed
         out.push(Err(f.into_error()));
     }
+    out.extend(unsent.map(|_| Err(not_started())));
     if broken {
         // The stream may be out of step with the server: replace it (it is restarted on
         // the next request, or, for a private server, reported dead from then on).
         retire(slot.take());
     }
-    out.extend(unsent.into_iter().skip(1).map(|_| Err(not_started())));
     out
+}
+
+/// At most this many requests of a batch wait for their answers at once.
+const BATCH_IN_FLIGHT: usize = 16;
+
+/// Reads the answer to a request of a batch; a failure other than the server's refusal
+/// marks the stream `broken`.
+fn read_reply_of_batch(
+    server: &mut Server,
+    status: OwnedFd,
+    broken: &mut bool,
+) -> Result<(u32, OwnedFd, OwnedFd)> {
+    read_fork_reply(server, status).map_err(|f| {
+        *broken |= !matches!(f, ForkFailure::Refused(_));
+        f.into_error()
+    })
 }
 
 /// A job of a batch, taken apart: its data socket, its request's bytes and fds.
@@ -522,7 +556,10 @@ fn serve(control: Fd) {
     loop {
         let mut fds = vec![control.as_fd(), parent.as_fd()];
         fds.extend(children.iter().map(|c| c.pidfd.as_fd()));
-        let Ok(ready) = mproc_sys::poll_readable(&fds, None) else {
+        // A read can run into the next request (a batch sends several at once): one
+        // already in the buffer is served without waiting for the socket.
+        let buffered = reader.has_buffered_message();
+        let Ok(ready) = mproc_sys::poll_readable(&fds, buffered.then_some(Duration::ZERO)) else {
             break;
         };
         if ready[1] {
@@ -540,7 +577,7 @@ fn serve(control: Fd) {
             }
             false
         });
-        if !ready[0] {
+        if !ready[0] && !buffered {
             continue;
         }
         let msg = match reader.read(control.as_fd(), &limits(), Some(Instant::now())) {
@@ -560,6 +597,8 @@ fn serve(control: Fd) {
                     drop(control);
                     drop(parent);
                     drop(req.status);
+                    // It may hold the next requests, with their fds: not this child's.
+                    drop(reader);
                     crate::boot::set_reply_socket(req.data.into_owned());
                     crate::spawn::apply_env(&req.env);
                     let fds = req.request_fds.into_iter().map(Fd::into_owned).collect();
