@@ -176,6 +176,8 @@ pub(crate) struct State {
     /// Set when the pool cannot run tasks (the initializer failed, no worker starts):
     /// every chunk fails with it.
     broken: Option<Error>,
+    /// Whether the pool ended by `terminate` (rather than `close`): what a late call is told.
+    terminated: bool,
     /// Smoothed time a chunk takes, in ns, for the queue depth.
     chunk_ns: f64,
 }
@@ -215,6 +217,7 @@ impl Shared {
                 next_seq: 1,
                 phase: Phase::Running,
                 broken: None,
+                terminated: false,
                 chunk_ns: 0.0,
             }),
             ended: Condvar::new(),
@@ -520,6 +523,7 @@ impl Shared {
             return;
         }
         st.phase = Phase::Terminating;
+        st.terminated = true;
         let failed = Error::terminated();
         for chunk in st.pending.drain(..) {
             deliveries.push((chunk.sink, chunk.span, Delivery::Failed(failed.clone())));
@@ -552,6 +556,7 @@ impl State {
         match self.phase {
             Phase::Running => Ok(()),
             Phase::Closed => Err(Error::closed()),
+            Phase::Ended if !self.terminated => Err(Error::closed()),
             Phase::Terminating | Phase::Ended => Err(Error::terminated()),
         }
     }
