@@ -754,3 +754,29 @@ fn an_initializer_past_the_task_timeout_breaks_the_pool_instead_of_hanging() {
         assert!(err.to_string().contains("task timeout"), "{err}");
     });
 }
+
+#[test]
+fn a_pool_without_init_fails_with_a_clear_error_instead_of_hanging() {
+    deadline(LIMIT, || {
+        let mut child = Command::new(HELPER)
+            .arg("pool-no-init")
+            .env("MPROC_START_METHOD", method().as_str())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("building a pool without init did not return");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = child.wait_with_output().unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.contains("pool error: a worker process could not be started"),
+            "{out}"
+        );
+    });
+}

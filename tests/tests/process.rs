@@ -740,8 +740,8 @@ fn a_batch_starts_every_child_in_order_with_numbered_names() {
 #[test]
 fn a_batch_of_large_and_small_requests_and_many_children_works() {
     deadline(LIMIT, || {
-        // A request of some 5 KiB followed by small ones: the server's read of the first
-        // runs into the next, which must still be served.
+        // A request of some 5 KiB followed by small ones, sent together: the server's read
+        // of the first may run into the next (timing decides), which must still be served.
         let args = vec![
             vec![7u8; 5000],
             vec![1],

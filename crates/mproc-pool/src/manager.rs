@@ -70,7 +70,7 @@ impl Retry {
         if !self.slots.contains(&index) {
             self.slots.push(index);
         }
-        let delay = Duration::from_millis(50) * 2u32.pow(self.failures.min(6));
+        let delay = Duration::from_millis(50) * 2u32.pow((self.failures - 1).min(6));
         self.at = Some(Instant::now() + delay.min(Duration::from_secs(2)));
     }
 
@@ -110,7 +110,7 @@ pub(crate) struct Config {
     pub processes: usize,
     pub initializer: Option<(Call, Payload)>,
     pub max_tasks: Option<u64>,
-    pub method: Option<StartMethod>,
+    pub method: StartMethod,
     /// For the fork method: the pool's own fork server, forked when the pool was built,
     /// which forks every worker (the manager thread cannot fork a threaded parent).
     /// Taken (and so ended) when the pool ends.
@@ -345,10 +345,9 @@ impl Shared {
     fn worker_builder(&self) -> mproc_process::Builder {
         let builder = mproc_process::Builder::new().daemon(true);
         let server = self.config.server.lock().ok().and_then(|s| s.clone());
-        match (server, self.config.method) {
-            (Some(server), _) => builder.fork_server(server),
-            (None, Some(m)) => builder.start_method(m),
-            (None, None) => builder,
+        match server {
+            Some(server) => builder.fork_server(server),
+            None => builder.start_method(self.config.method),
         }
     }
 
@@ -449,7 +448,7 @@ impl Shared {
     /// *thread* that started them (a pool built on a short-lived thread would lose them).
     /// The other methods start them on the caller's thread, one thread hop sooner.
     pub(crate) fn starts_first_workers(&self) -> bool {
-        self.config.method == Some(StartMethod::Spawn)
+        self.config.method == StartMethod::Spawn
     }
 
     /// Identifies this pool (for telling its manager thread from others).
@@ -763,8 +762,8 @@ impl State {
         (1.0 + per).clamp(2.0, MAX_DEPTH as f64) as usize
     }
 
-    /// Sends pending chunks to the workers with the least work, as far as their queues
-    /// have room.
+    /// Moves work along: fails everything when the pool is broken, otherwise sends what
+    /// is pending and, once nothing is, lets idle workers take back queued chunks.
     fn dispatch(&mut self, deliveries: &mut Deliveries) {
         if let Some(e) = &self.broken {
             for c in self.pending.drain(..) {
@@ -891,11 +890,7 @@ impl State {
                         sent: now,
                     });
                 }
-                Err(PutError::Full(_)) => {
-                    full[i] = true;
-                    self.pending.push_front(chunk);
-                }
-                Err(PutError::Closed(_)) => {
+                Err(PutError::Full(_) | PutError::Closed(_)) => {
                     full[i] = true;
                     self.pending.push_front(chunk);
                 }

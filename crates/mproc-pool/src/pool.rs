@@ -200,7 +200,7 @@ impl Builder {
             processes,
             initializer,
             max_tasks: self.max_tasks,
-            method: Some(method),
+            method,
             server: Mutex::new(server),
             prefix,
             task_timeout: self.task_timeout,
@@ -209,12 +209,15 @@ impl Builder {
             shared,
             threads: Mutex::new(Vec::new()),
         };
-        let first = if pool.shared.starts_first_workers() {
-            Ok(())
-        } else {
-            pool.shared.start_first_workers()
-        };
-        if let Err(e) = first.and_then(|()| pool.spawn_threads()) {
+        if !pool.shared.starts_first_workers()
+            && let Err(e) = pool.shared.start_first_workers()
+        {
+            // No thread of the pool runs yet to end it: end it here.
+            pool.shared.terminate();
+            pool.shared.reap_all();
+            return Err(e);
+        }
+        if let Err(e) = pool.spawn_threads() {
             drop(pool); // terminates and reaps the workers that did start
             return Err(e);
         }

@@ -35,6 +35,15 @@ fn read_stdin(_: ()) -> usize {
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode == "pool-no-init" {
+        // Deliberately no mproc::init(): building a pool must fail with a clear error,
+        // and return.
+        match mproc::Pool::new(2) {
+            Ok(_) => println!("unexpected: a pool without init"),
+            Err(e) => println!("pool error: {e}"),
+        }
+        return;
+    }
     if mode == "no-init" {
         // Deliberately no mproc::init(): spawning must fail with a clear error.
         match mproc::spawn(square, 3) {
