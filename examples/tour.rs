@@ -1,5 +1,5 @@
-//! The tour: every capability of mproc that exists so far, level by level, as in the
-//! project's design (eight levels; the ones not built yet say so).
+//! The tour: every capability of mproc, level by level: the eight levels of the project's
+//! design.
 //!
 //! `cargo run --release --example tour`
 
@@ -18,6 +18,9 @@ mod level4;
 #[path = "level5_queue.rs"]
 #[allow(dead_code)]
 mod level5;
+#[path = "level6_manager.rs"]
+#[allow(dead_code)]
+mod level6;
 #[path = "level7_shared_memory.rs"]
 #[allow(dead_code)]
 mod level7;
@@ -36,8 +39,7 @@ fn main() -> mproc::Result<()> {
     level3::run()?;
     level4::run()?;
     level5::run()?;
-    mproc_examples::heading(6, "a manager list used as a shared stack");
-    println!("  not built yet: arrives with mproc-manager");
+    level6::run()?;
     level7::run()?;
     level8::run()?;
     println!("\ntour complete");

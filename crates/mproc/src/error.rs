@@ -37,6 +37,9 @@ pub enum Error {
     /// could not do what was asked).
     #[cfg(feature = "pool")]
     Pool(mproc_pool::Error),
+    /// From managers and their proxies ([`mproc_manager::Error`]).
+    #[cfg(feature = "manager")]
+    Manager(mproc_manager::Error),
     /// From the operating system.
     Io(std::io::Error),
 }
@@ -61,6 +64,8 @@ impl fmt::Display for Error {
             Error::Queue(e) => e.fmt(f),
             #[cfg(feature = "pool")]
             Error::Pool(e) => e.fmt(f),
+            #[cfg(feature = "manager")]
+            Error::Manager(e) => e.fmt(f),
             Error::Io(e) => e.fmt(f),
         }
     }
@@ -83,6 +88,8 @@ impl std::error::Error for Error {
             Error::Queue(e) => Some(e),
             #[cfg(feature = "pool")]
             Error::Pool(e) => Some(e),
+            #[cfg(feature = "manager")]
+            Error::Manager(e) => Some(e),
             Error::Io(e) => Some(e),
         }
     }
@@ -99,6 +106,13 @@ impl From<mproc_process::Error> for Error {
 impl From<mproc_pool::Error> for Error {
     fn from(e: mproc_pool::Error) -> Self {
         Error::Pool(e)
+    }
+}
+
+#[cfg(feature = "manager")]
+impl From<mproc_manager::Error> for Error {
+    fn from(e: mproc_manager::Error) -> Self {
+        Error::Manager(e)
     }
 }
 
@@ -192,6 +206,8 @@ impl From<Error> for std::io::Error {
             Error::Queue(e) => e.into(),
             #[cfg(feature = "pool")]
             Error::Pool(e) => e.into(),
+            #[cfg(feature = "manager")]
+            Error::Manager(e) => e.into(),
             Error::Io(e) => e,
         }
     }

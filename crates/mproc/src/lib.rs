@@ -78,10 +78,24 @@
 //! | `res.get(timeout)`, `res.wait()`, `res.ready()`, `res.successful()` | `res.get_timeout(t)`, `res.wait()`, `res.ready()`, `res.successful()` (`None` while running) |
 //! | `p.close()`, `p.join()`, `p.terminate()` | the same names; `p.join_timeout(t)` too |
 //! | a worker killed mid-task: `map` hangs for ever | that task fails with `pool::ErrorKind::WorkerDied`, a new worker replaces it, the rest completes |
-//!
-//! Managers join this table as their crate lands.
+//! | `Manager()`, `with Manager() as m:` | `let m = Manager::start()?;` (dropping it stops the server, as leaving the `with` block does) |
+//! | `m.list()`, `m.dict()`, `m.Namespace()` | `m.list::<T>()?`, `m.dict::<K, V>()?`, `m.namespace()?` (`ns.x = 1` is `ns.set("x", &1)?`) |
+//! | `m.Value('i', 0)`, `m.Array('d', xs)` | `m.value(0i32)?`, `m.array(xs)?` |
+//! | `m.Queue()`, `m.JoinableQueue()` | `m.queue::<T>()?` (`bounded_queue(n)`), `m.joinable_queue::<T>()?` |
+//! | `m.Lock()`, `m.RLock()`, `m.Semaphore(n)`, `m.Condition()`, `m.Event()`, `m.Barrier(n)` | the same names in snake case: `m.lock()?`, `m.rlock()?`, `m.semaphore(n)?`, ... |
+//! | `l.append(x)`, `l.pop()`, `l[i]`, `len(l)` | `l.push(&x)?` (or `append`), `l.pop()?` (`Option`), `l.get(i)?`, `l.len()?` |
+//! | `d[k] = d.get(k, 0) + 1` (racy between processes) | `d.update(&k, \|v\| v.unwrap_or(0) + 1)?` (atomic) |
+//! | `d.update(other)` | `d.extend(other)?` |
+//! | `BaseManager.register('T', T)` | `manager::Builder::new().register::<(T,)>()` with `T: manager::SharedObject`; requests are data, never code |
+//! | `BaseManager(address, authkey).start()` / `.connect()` | `Manager::serve(address, key)?` / `Manager::connect(address, key)?` |
+//! | `register('get_queue', callable=lambda: q)` | `m.publish("queue", &q)?`, then `m.lookup::<manager::Queue<T>>("queue")?` |
+//! | a process dies holding a manager lock: it stays locked | the server releases it when the process's connections close |
+//! | the server dies: proxies hang or raise `EOFError` mid-call | every call returns `manager::ErrorKind::Disconnected` at once |
 #![warn(missing_docs)]
 
+#[cfg(feature = "manager")]
+#[doc(inline)]
+pub use mproc_manager as manager;
 #[cfg(feature = "pipe")]
 #[doc(inline)]
 pub use mproc_pipe as pipe;
@@ -120,6 +134,8 @@ pub use mproc_pipe::{
     Address, Client, Connection, Listener, Receiver, Sender, channel, duplex, pipe, wait,
 };
 
+#[cfg(feature = "manager")]
+pub use mproc_manager::Manager;
 #[cfg(feature = "pool")]
 pub use mproc_pool::{AsyncResult, Callbacks, Imap, Pool};
 #[cfg(feature = "queue")]

@@ -1,0 +1,225 @@
+//! The client side: each process's connections to a manager, opened on first use and reused.
+//!
+//! A process keeps one [`Endpoint`] per manager, shared by every proxy to it. A call takes an
+//! idle connection (or opens one: authenticate, then `Hello` with the process's session), does
+//! one request and reply on it, and puts it back, so threads call side by side, each on its
+//! own connection, and a blocking call (a lock's `acquire`) holds up no one else. A child made
+//! by fork does not use its parent's connections: it opens its own.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use mproc_pipe::{Address, Client, Connection};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::protocol::{Fault, Out, Owner, Reply, Request};
+
+type Conn = Connection<Request, Reply>;
+
+/// How long connecting and authenticating may take when the call itself has no deadline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a process's calls to one manager go.
+pub(crate) struct Endpoint {
+    address: Address,
+    authkey: Vec<u8>,
+    idle: Mutex<Idle>,
+}
+
+/// The connections not in use, and the process they belong to.
+struct Idle {
+    pid: u32,
+    conns: Vec<Conn>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The endpoint for `address` in this process, shared by every proxy to that manager.
+pub(crate) fn endpoint(address: &Address, authkey: &[u8]) -> Arc<Endpoint> {
+    static ENDPOINTS: Mutex<Vec<Weak<Endpoint>>> = Mutex::new(Vec::new());
+    let mut all = lock(&ENDPOINTS);
+    all.retain(|w| w.strong_count() > 0);
+    if let Some(e) = all
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|e| e.address == *address && e.authkey == authkey)
+    {
+        return e;
+    }
+    let e = Arc::new(Endpoint {
+        address: address.clone(),
+        authkey: authkey.to_vec(),
+        idle: Mutex::new(Idle {
+            pid: std::process::id(),
+            conns: Vec::new(),
+        }),
+    });
+    all.push(Arc::downgrade(&e));
+    e
+}
+
+/// This process's session: a random number the server uses to tell processes apart (a lock
+/// held by a process that dies is released when its last connection closes). A forked child
+/// draws its own.
+pub(crate) fn session() -> u64 {
+    static SESSION: Mutex<(u32, u64)> = Mutex::new((0, 0));
+    let mut s = lock(&SESSION);
+    let pid = std::process::id();
+    if s.0 != pid {
+        let mut bytes = [0u8; 8];
+        // Without the kernel's randomness, the pid and the clock still tell processes apart.
+        if mproc_sys::random_bytes(&mut bytes).is_err() {
+            bytes = (u64::from(pid) << 32 ^ mproc_sys::monotonic_ns()).to_le_bytes();
+        }
+        *s = (pid, u64::from_le_bytes(bytes));
+    }
+    s.1
+}
+
+/// The calling thread, as a lock's owner.
+pub(crate) fn owner() -> Owner {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static THREAD: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    Owner {
+        session: session(),
+        thread: THREAD.with(|t| *t),
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn address(&self) -> &Address {
+        &self.address
+    }
+
+    pub(crate) fn authkey(&self) -> &[u8] {
+        &self.authkey
+    }
+
+    /// Sends `request` and waits for its reply, until `deadline` at the latest.
+    pub(crate) fn call(&self, request: &Request, deadline: Option<Instant>) -> Result<Out> {
+        let mut conn = self.checkout(deadline)?;
+        match exchange(&mut conn, request, deadline) {
+            Ok(Ok(out)) => {
+                self.checkin(conn);
+                Ok(out)
+            }
+            Ok(Err((fault, message))) => {
+                self.checkin(conn);
+                Err(Error::from_fault(fault, message))
+            }
+            // Refused before anything was sent: the connection is as good as before.
+            Err(e) if matches!(e.kind(), ErrorKind::TooLarge | ErrorKind::Encode) => {
+                self.checkin(conn);
+                Err(e)
+            }
+            Err(e) => {
+                if e.kind() == ErrorKind::Timeout {
+                    // The reply may still come on this connection: it cannot be used again.
+                    // Open its replacement first, so that the server never sees this process
+                    // without a connection (it would release the locks the process holds).
+                    if let Ok(fresh) = self.open(deadline_after(CONNECT_TIMEOUT)) {
+                        self.checkin(fresh);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// An idle connection of this process, or a new one.
+    fn checkout(&self, deadline: Option<Instant>) -> Result<Conn> {
+        {
+            let mut idle = lock(&self.idle);
+            let pid = std::process::id();
+            if idle.pid != pid {
+                // Forked: those are the parent's connections (closing our copies leaves
+                // the parent's open).
+                idle.conns.clear();
+                idle.pid = pid;
+            }
+            if let Some(conn) = idle.conns.pop() {
+                return Ok(conn);
+            }
+        }
+        self.open(deadline)
+    }
+
+    fn checkin(&self, conn: Conn) {
+        let mut idle = lock(&self.idle);
+        if idle.pid == std::process::id() {
+            idle.conns.push(conn);
+        }
+    }
+
+    /// Connects, authenticates, and introduces this process.
+    fn open(&self, deadline: Option<Instant>) -> Result<Conn> {
+        let timeout = deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(CONNECT_TIMEOUT)
+            .min(CONNECT_TIMEOUT)
+            .max(Duration::from_millis(1));
+        let mut conn =
+            Client::connect_timeout::<Request, Reply>(&self.address, &self.authkey, timeout)
+                .map_err(|e| {
+                    let doing = format!("connecting to the manager at {}", self.address);
+                    let err = Error::pipe(&doing, e);
+                    match err.kind() {
+                        ErrorKind::Authentication | ErrorKind::Timeout => err,
+                        // Nobody listens there any more.
+                        _ => Error::new(ErrorKind::Disconnected, format!("{doing}: it is gone"))
+                            .with_source(err),
+                    }
+                })?;
+        let hello = Request::Hello { session: session() };
+        let deadline = Some(deadline.unwrap_or_else(|| Instant::now() + CONNECT_TIMEOUT));
+        match exchange(&mut conn, &hello, deadline)? {
+            Ok(Out::Num(max_message)) => {
+                conn.set_max_message(max_message);
+                Ok(conn)
+            }
+            Ok(_) => Err(Error::unexpected()),
+            Err((Fault::Busy, message)) => Err(Error::new(ErrorKind::Busy, message)),
+            Err((fault, message)) => Err(Error::from_fault(fault, message)),
+        }
+    }
+}
+
+/// One request and its reply on `conn`.
+fn exchange(conn: &mut Conn, request: &Request, deadline: Option<Instant>) -> Result<Reply> {
+    let left = |d: Instant| d.saturating_duration_since(Instant::now());
+    let sent = match deadline {
+        None => conn.send(request),
+        Some(d) => conn.send_timeout(request, left(d)).and_then(|()| {
+            while conn.has_pending_send() {
+                conn.flush_timeout(left(d))?;
+            }
+            Ok(())
+        }),
+    };
+    sent.map_err(|e| Error::pipe("sending a request to the manager", e))?;
+    let reply = match deadline {
+        None => conn.recv(),
+        Some(d) => conn.recv_timeout(left(d)),
+    };
+    reply.map_err(|e| match e.kind() {
+        mproc_pipe::ErrorKind::Timeout => Error::new(
+            ErrorKind::Timeout,
+            "the manager did not answer in time; the call may or may not have taken effect",
+        ),
+        mproc_pipe::ErrorKind::Disconnected => Error::new(
+            ErrorKind::Disconnected,
+            "the manager's server is gone (shut down or killed)",
+        ),
+        _ => Error::pipe("receiving the manager's reply", e),
+    })
+}
+
+/// `Instant::now() + d`, or `None` when that is too far away to represent.
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
+    mproc_sys::deadline_after(d)
+}

@@ -1,0 +1,260 @@
+//! What every proxy holds: the manager's endpoint and the object's id, how a proxy travels
+//! to another process, and the encoding of the values it carries.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_bytes::ByteBuf;
+
+use crate::client::{self, Endpoint, deadline_after};
+use crate::error::{Error, Result};
+use crate::protocol::{Bytes, Kind, Op, Out, Request, Wait};
+
+/// How much longer than a blocking operation's own timeout a caller waits for the server's
+/// answer before it gives up on the server.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// A reference to one object in one manager.
+#[derive(Clone)]
+pub struct Handle {
+    endpoint: Arc<Endpoint>,
+    id: u64,
+    /// The longest a call may wait for the server (beyond a blocking operation's own wait).
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.endpoint.address(), self.id)
+    }
+}
+
+impl Handle {
+    pub(crate) fn new(endpoint: Arc<Endpoint>, id: u64) -> Self {
+        Self {
+            endpoint,
+            id,
+            timeout: None,
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    pub(crate) fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// Runs an operation that does not wait in the server.
+    pub(crate) fn op(&self, op: Op) -> Result<Out> {
+        self.call(op, self.timeout.and_then(deadline_after))
+    }
+
+    /// Runs an operation that waits in the server as `wait` says.
+    pub(crate) fn op_waiting(&self, op: Op, wait: Wait) -> Result<Out> {
+        let deadline = match wait {
+            Wait::No => self.timeout.and_then(deadline_after),
+            Wait::For(d) => deadline_after(d.saturating_add(self.timeout.unwrap_or(GRACE))),
+            Wait::Forever => self.timeout.and_then(deadline_after),
+        };
+        self.call(op, deadline)
+    }
+
+    fn call(&self, op: Op, deadline: Option<Instant>) -> Result<Out> {
+        self.endpoint
+            .call(&Request::Op { id: self.id, op }, deadline)
+    }
+}
+
+/// How a proxy travels: where its manager is, the key, and the object.
+#[derive(Serialize, Deserialize)]
+struct WireHandle {
+    address: String,
+    authkey: ByteBuf,
+    id: u64,
+    timeout: Option<Duration>,
+}
+
+impl Serialize for Handle {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        WireHandle {
+            address: self.endpoint.address().to_string(),
+            authkey: ByteBuf::from(self.endpoint.authkey().to_vec()),
+            id: self.id,
+            timeout: self.timeout,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Handle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = WireHandle::deserialize(d)?;
+        let address = w
+            .address
+            .parse()
+            .map_err(|_| serde::de::Error::custom("a manager proxy with an unreadable address"))?;
+        Ok(Handle {
+            endpoint: client::endpoint(&address, &w.authkey),
+            id: w.id,
+            timeout: w.timeout,
+        })
+    }
+}
+
+/// The crate-private side of [`Proxy`](crate::Proxy).
+pub trait Sealed: Sized {
+    /// The object kind the proxy works on.
+    fn kind() -> Kind;
+    /// The proxy's item types, checked when a published object is looked up.
+    fn type_name() -> String;
+    fn from_handle(handle: Handle) -> Self;
+    fn handle(&self) -> &Handle;
+}
+
+/// Encodes a value as the server stores it.
+pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
+    postcard::to_allocvec(value)
+        .map(ByteBuf::from)
+        .map_err(Error::encode)
+}
+
+/// Decodes a stored value.
+pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(Error::decode)
+}
+
+pub(crate) fn dec_all<T: DeserializeOwned>(items: Vec<Bytes>) -> Result<Vec<T>> {
+    items.iter().map(|b| dec(b)).collect()
+}
+
+pub(crate) fn enc_all<'a, T: Serialize + 'a>(
+    items: impl IntoIterator<Item = &'a T>,
+) -> Result<Vec<Bytes>> {
+    items.into_iter().map(enc).collect()
+}
+
+/// The reply shapes, each with the error a proxy reports for anything else.
+pub(crate) trait OutExt {
+    fn unit(self) -> Result<()>;
+    fn boolean(self) -> Result<bool>;
+    fn num(self) -> Result<u64>;
+    fn bytes(self) -> Result<Bytes>;
+    fn maybe(self) -> Result<Option<Bytes>>;
+    fn many(self) -> Result<Vec<Bytes>>;
+}
+
+impl OutExt for Result<Out> {
+    fn unit(self) -> Result<()> {
+        match self? {
+            Out::Unit => Ok(()),
+            _ => Err(Error::unexpected()),
+        }
+    }
+    fn boolean(self) -> Result<bool> {
+        match self? {
+            Out::Bool(b) => Ok(b),
+            _ => Err(Error::unexpected()),
+        }
+    }
+    fn num(self) -> Result<u64> {
+        match self? {
+            Out::Num(n) => Ok(n),
+            _ => Err(Error::unexpected()),
+        }
+    }
+    fn bytes(self) -> Result<Bytes> {
+        match self? {
+            Out::Bytes(b) => Ok(b),
+            _ => Err(Error::unexpected()),
+        }
+    }
+    fn maybe(self) -> Result<Option<Bytes>> {
+        match self? {
+            Out::Maybe(b) => Ok(b),
+            _ => Err(Error::unexpected()),
+        }
+    }
+    fn many(self) -> Result<Vec<Bytes>> {
+        match self? {
+            Out::Many(v) => Ok(v),
+            _ => Err(Error::unexpected()),
+        }
+    }
+}
+
+/// The parts every proxy type shares: `Clone`, `Debug`, travel through serde, the per-proxy
+/// deadline, and its `Proxy` identity.
+macro_rules! proxy_common {
+    ($name:ident $(< $($t:ident),* >)?, $kind:expr) => {
+        impl<$($($t),*)?> Clone for $name<$($($t),*)?> {
+            fn clone(&self) -> Self {
+                Self { handle: self.handle.clone(), _types: std::marker::PhantomData }
+            }
+        }
+        impl<$($($t),*)?> std::fmt::Debug for $name<$($($t),*)?> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({:?})"), self.handle)
+            }
+        }
+        impl<$($($t),*)?> serde::Serialize for $name<$($($t),*)?> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.handle.serialize(s)
+            }
+        }
+        impl<'de, $($($t),*)?> serde::Deserialize<'de> for $name<$($($t),*)?> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                Ok(Self { handle: crate::handle::Handle::deserialize(d)?, _types: std::marker::PhantomData })
+            }
+        }
+        impl<$($($t),*)?> crate::handle::Sealed for $name<$($($t),*)?> {
+            fn kind() -> crate::protocol::Kind {
+                $kind
+            }
+            fn type_name() -> String {
+                std::any::type_name::<Self>().to_string()
+            }
+            fn from_handle(handle: crate::handle::Handle) -> Self {
+                Self { handle, _types: std::marker::PhantomData }
+            }
+            fn handle(&self) -> &crate::handle::Handle {
+                &self.handle
+            }
+        }
+        impl<$($($t),*)?> crate::Proxy for $name<$($($t),*)?> {}
+        impl<$($($t),*)?> $name<$($($t),*)?> {
+            /// Sets the longest this proxy waits for the server to answer a call (beyond
+            /// the wait a blocking operation asks for); `None`, the default, waits as long
+            /// as the server is alive. A call past it fails with
+            /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout). Copies made after this
+            /// (clones, or this proxy sent to another process) keep the setting.
+            pub fn set_timeout(&mut self, timeout: Option<std::time::Duration>) {
+                self.handle.set_timeout(timeout);
+            }
+
+            /// This proxy with [`set_timeout`](Self::set_timeout) applied.
+            pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.handle.set_timeout(Some(timeout));
+                self
+            }
+
+            /// The deadline set with [`set_timeout`](Self::set_timeout).
+            pub fn timeout(&self) -> Option<std::time::Duration> {
+                self.handle.timeout()
+            }
+        }
+    };
+}
+pub(crate) use proxy_common;

@@ -1,0 +1,13 @@
+//! The proxies of the built-in shared types.
+
+mod dict;
+mod list;
+mod queue;
+mod sync;
+mod value;
+
+pub use dict::Dict;
+pub use list::List;
+pub use queue::{JoinableQueue, Queue};
+pub use sync::{Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore};
+pub use value::{Array, Namespace, Value};

@@ -1,0 +1,205 @@
+//! `Value<T>`, `Array<T>` and `Namespace`: single values, fixed-length arrays and named fields
+//! held by the manager.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::handle::{Handle, OutExt, dec, dec_all, enc, enc_all, proxy_common};
+use crate::protocol::{Kind, Op, Out};
+
+/// One value held by the manager: Python's `manager.Value(typecode, value)`, for any serde
+/// type.
+///
+/// ```
+/// # mproc_process::init();
+/// let manager = mproc_manager::Manager::start()?;
+/// let total = manager.value(0u64)?;
+/// total.set(&5)?;
+/// total.update(|n| n + 1)?;
+/// assert_eq!(total.get()?, 6);
+/// # Ok::<(), mproc_manager::Error>(())
+/// ```
+pub struct Value<T> {
+    handle: Handle,
+    _types: PhantomData<fn() -> T>,
+}
+
+proxy_common!(Value<T>, Kind::Value);
+
+impl<T: Serialize + DeserializeOwned> Value<T> {
+    /// The value (Python's `.value` or `get()`).
+    pub fn get(&self) -> Result<T> {
+        dec(&self.handle.op(Op::Load).bytes()?)
+    }
+
+    /// Replaces the value (Python's `.value = x` or `set(x)`).
+    pub fn set(&self, value: &T) -> Result<()> {
+        self.handle.op(Op::Store(enc(value)?)).unit()
+    }
+
+    /// Sets the value to `f` of it, atomically: `f` runs here and runs again when another
+    /// caller wrote the value meanwhile. Returns the value kept.
+    pub fn update(&self, mut f: impl FnMut(&T) -> T) -> Result<T> {
+        loop {
+            let (version, old) = match self.handle.op(Op::LoadVersioned)? {
+                Out::Versioned(Some(v), Some(b)) => (v, dec(&b)?),
+                _ => return Err(Error::unexpected()),
+            };
+            let new = f(&old);
+            if self.handle.op(Op::StoreIf(version, enc(&new)?)).boolean()? {
+                return Ok(new);
+            }
+        }
+    }
+}
+
+/// A fixed-length array held by the manager: Python's `manager.Array(typecode, sequence)`,
+/// for any serde type. Indices are Python's: negative ones count from the end.
+///
+/// ```
+/// # mproc_process::init();
+/// let manager = mproc_manager::Manager::start()?;
+/// let a = manager.array(vec![1.5f64, 2.5, 3.5])?;
+/// a.set(-1, &0.0)?;
+/// assert_eq!(a.to_vec()?, [1.5, 2.5, 0.0]);
+/// assert_eq!(a.len()?, 3);
+/// # Ok::<(), mproc_manager::Error>(())
+/// ```
+pub struct Array<T> {
+    handle: Handle,
+    _types: PhantomData<fn() -> T>,
+}
+
+proxy_common!(Array<T>, Kind::Array);
+
+impl<T: Serialize + DeserializeOwned> Array<T> {
+    /// The item at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::IndexOutOfRange`](crate::ErrorKind::IndexOutOfRange).
+    pub fn get(&self, index: isize) -> Result<T> {
+        dec(&self.handle.op(Op::Get(index as i64)).bytes()?)
+    }
+
+    /// Replaces the item at `index`.
+    pub fn set(&self, index: isize, item: &T) -> Result<()> {
+        self.handle.op(Op::Set(index as i64, enc(item)?)).unit()
+    }
+
+    /// The length, fixed when the array was made.
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.handle.op(Op::Len).num()? as usize)
+    }
+
+    /// Whether the array has no items.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// A copy of every item (Python's `a[:]`).
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        dec_all(self.handle.op(Op::ToVec).many()?)
+    }
+
+    /// A copy of the items from `start` to `end` (Python's `a[start:end]`, clamped).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Result<Vec<T>> {
+        let op = Op::Slice(range.start as i64, range.end as i64);
+        dec_all(self.handle.op(op).many()?)
+    }
+
+    /// Replaces every item at once; `items` must have the array's length.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for another length.
+    pub fn set_all(&self, items: &[T]) -> Result<()> {
+        let len = self.len()?;
+        if items.len() != len {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidInput,
+                format!("{} items for an array of {len}", items.len()),
+            ));
+        }
+        let new = enc_all(items)?;
+        loop {
+            let version = match self.handle.op(Op::Snapshot)? {
+                Out::Snapshot(v, _) => v,
+                _ => return Err(Error::unexpected()),
+            };
+            if self
+                .handle
+                .op(Op::ReplaceIf(version, new.clone()))
+                .boolean()?
+            {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Named fields held by the manager: Python's `manager.Namespace()`, where `ns.x = 1` becomes
+/// `ns.set("x", &1)` and each field has its own type.
+///
+/// ```
+/// # mproc_process::init();
+/// let manager = mproc_manager::Manager::start()?;
+/// let ns = manager.namespace()?;
+/// ns.set("name", &"run-7".to_string())?;
+/// ns.set("epochs", &12u32)?;
+/// assert_eq!(ns.get::<u32>("epochs")?, 12);
+/// assert_eq!(ns.fields()?, ["epochs", "name"]);
+/// assert_eq!(ns.get::<u32>("missing").unwrap_err().kind(), mproc_manager::ErrorKind::KeyNotFound);
+/// # Ok::<(), mproc_manager::Error>(())
+/// ```
+pub struct Namespace {
+    handle: Handle,
+    _types: PhantomData<()>,
+}
+
+proxy_common!(Namespace, Kind::Namespace);
+
+impl Namespace {
+    /// The field `name`, read as a `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::KeyNotFound`](crate::ErrorKind::KeyNotFound) (Python's
+    /// `AttributeError`); [`ErrorKind::Decode`](crate::ErrorKind::Decode) when it was set as
+    /// another type.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        dec(&self.handle.op(Op::Field(name.into())).bytes()?)
+    }
+
+    /// Sets the field `name` (any serde type; a field may change type).
+    pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
+        self.handle
+            .op(Op::SetField(name.into(), enc(value)?))
+            .unit()
+    }
+
+    /// Removes the field `name` (Python's `del ns.name`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::KeyNotFound`](crate::ErrorKind::KeyNotFound) when it is not there.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.handle.op(Op::DelField(name.into())).unit()
+    }
+
+    /// The names of the fields, sorted.
+    pub fn fields(&self) -> Result<Vec<String>> {
+        match self.handle.op(Op::Fields)? {
+            Out::Names(names) => Ok(names),
+            _ => Err(Error::unexpected()),
+        }
+    }
+
+    /// Whether the field `name` is set (Python's `hasattr`).
+    pub fn contains(&self, name: &str) -> Result<bool> {
+        Ok(self.fields()?.iter().any(|f| f == name))
+    }
+}
