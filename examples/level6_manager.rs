@@ -19,7 +19,7 @@ const UPDATES: u32 = 500;
 /// Runs in each child: pushes `PUSHES` numbers tagged with the child's index.
 fn push_all((stack, child): (List<u32>, u32)) -> u32 {
     for k in 0..PUSHES {
-        stack.push(&(child * 1000 + k)).expect("push");
+        stack.push(child * 1000 + k).expect("push");
     }
     PUSHES
 }
@@ -28,7 +28,7 @@ fn push_all((stack, child): (List<u32>, u32)) -> u32 {
 fn count((counts, child): (Dict<String, u32>, u32)) {
     for _ in 0..UPDATES {
         counts
-            .update(&"total".into(), |n| n.unwrap_or(0) + 1)
+            .update("total", |n| n.unwrap_or(0) + 1)
             .expect("update");
         counts
             .update(&format!("child {child}"), |n| n.unwrap_or(0) + 1)
@@ -80,7 +80,7 @@ pub fn run() -> mproc::Result<()> {
     for mut c in children {
         c.join()?;
     }
-    let total = counts.get(&"total".into())?.unwrap_or_default();
+    let total = counts.get("total")?.unwrap_or_default();
     println!("  {CHILDREN} processes x {UPDATES} atomic updates of one key: total = {total}");
     println!("  the dict, in insertion order: {} keys", counts.len()?);
     assert_eq!(total, CHILDREN * UPDATES);

@@ -23,7 +23,7 @@ fn serve() -> mproc::Result<()> {
     server.publish("jobs", &jobs)?;
     server.publish("results", &results)?;
     for n in 1..=10 {
-        jobs.put(&n)?;
+        jobs.put(n)?;
     }
 
     let wrong = Manager::connect(&address, b"a guess").unwrap_err();
@@ -51,7 +51,7 @@ fn client(address: &str) -> mproc::Result<()> {
     let results = manager.lookup::<Dict<u64, u64>>("results")?;
     let mut done = 0;
     while let Some(n) = jobs.try_get()? {
-        results.insert(&n, &(n * n))?;
+        results.insert(n, n * n)?;
         done += 1;
     }
     println!(

@@ -59,7 +59,7 @@ const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// let mut child = mproc_process::spawn(
 ///     |d: mproc_manager::Dict<u64, u64>| {
 ///         for i in 0..4 {
-///             d.insert(&i, &(i * i)).unwrap();
+///             d.insert(i, i * i).unwrap();
 ///         }
 ///     },
 ///     squares.clone(),

@@ -1,6 +1,7 @@
 //! Custom shared objects: a user's type, served by the manager and called through a typed
 //! proxy (Python's `BaseManager.register`), with requests that are data, not code.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -45,8 +46,8 @@ use crate::protocol::{Kind, Op};
 /// # mproc_process::init();
 /// let manager = Manager::builder().register::<(Tickets,)>().start()?;
 /// let tickets = manager.shared::<Tickets>(100)?;
-/// assert_eq!(tickets.call(&Call::Next)?, 100);
-/// assert_eq!(tickets.call(&Call::Peek)?, 101);
+/// assert_eq!(tickets.call(Call::Next)?, 100);
+/// assert_eq!(tickets.call(Call::Peek)?, 101);
 /// # Ok::<(), mproc_manager::Error>(())
 /// ```
 pub trait SharedObject: Send + 'static {
@@ -144,13 +145,19 @@ impl<T: SharedObject> Shared<T> {
     ///
     /// [`ErrorKind::Handler`](crate::ErrorKind::Handler) when the handler panicked,
     /// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) when the server is gone.
-    pub fn call(&self, request: &T::Request) -> Result<T::Response> {
+    pub fn call(&self, request: impl Borrow<T::Request>) -> Result<T::Response> {
+        let request = request.borrow();
         let reply = self.handle.op(Op::Custom(enc(request)?)).bytes()?;
         dec(&reply)
     }
 
     /// Like [`call`](Self::call), waiting at most `timeout` for the answer.
-    pub fn call_timeout(&self, request: &T::Request, timeout: Duration) -> Result<T::Response> {
+    pub fn call_timeout(
+        &self,
+        request: impl Borrow<T::Request>,
+        timeout: Duration,
+    ) -> Result<T::Response> {
+        let request = request.borrow();
         let mut handle = self.handle.clone();
         handle.set_timeout(Some(timeout));
         let reply = handle.op(Op::Custom(enc(request)?)).bytes()?;

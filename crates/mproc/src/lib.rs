@@ -83,8 +83,8 @@
 //! | `m.Value('i', 0)`, `m.Array('d', xs)` | `m.value(0i32)?`, `m.array(xs)?` |
 //! | `m.Queue()`, `m.JoinableQueue()` | `m.queue::<T>()?` (`bounded_queue(n)`), `m.joinable_queue::<T>()?` |
 //! | `m.Lock()`, `m.RLock()`, `m.Semaphore(n)`, `m.Condition()`, `m.Event()`, `m.Barrier(n)` | the same names in snake case: `m.lock()?`, `m.rlock()?`, `m.semaphore(n)?`, ... |
-//! | `l.append(x)`, `l.pop()`, `l[i]`, `len(l)` | `l.push(&x)?` (or `append`), `l.pop()?` (`Option`), `l.get(i)?`, `l.len()?` |
-//! | `d[k] = d.get(k, 0) + 1` (racy between processes) | `d.update(&k, \|v\| v.unwrap_or(0) + 1)?` (atomic) |
+//! | `l.append(x)`, `l.pop()`, `l[i]`, `len(l)` | `l.push(x)?` (or `append`; by value or by reference), `l.pop()?` (`Option`), `l.get(i)?`, `l.len()?` |
+//! | `d[k] = d.get(k, 0) + 1` (racy between processes) | `d.update(&k, \|v\| v.unwrap_or(0) + 1)?` (atomic; lookups take `&str` for `String` keys, as `HashMap::get` does) |
 //! | `d.update(other)` | `d.extend(other)?` |
 //! | `BaseManager.register('T', T)` | `manager::Builder::new().register::<(T,)>()` with `T: manager::SharedObject`; requests are data, never code |
 //! | `BaseManager(address, authkey).start()` / `.connect()` | `Manager::serve(address, key)?` / `Manager::connect(address, key)?` |

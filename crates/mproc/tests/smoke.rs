@@ -160,3 +160,23 @@ fn feature_pool_reexports_work() {
         .unwrap_err();
     assert_eq!(b.kind(), mproc::pool::ErrorKind::InvalidInput);
 }
+
+fn push_twice(list: mproc::manager::List<u32>) -> usize {
+    list.push(1).unwrap();
+    list.push(&2).unwrap();
+    list.len().unwrap()
+}
+
+#[test]
+fn feature_manager_reexports_work() -> mproc::Result<()> {
+    let _one_at_a_time = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+    let manager = mproc::Manager::start()?;
+    let list = manager.list::<u32>()?;
+    let mut child = mproc::spawn(push_twice, list.clone())?;
+    assert_eq!(child.join()?, 2);
+    assert_eq!(list.to_vec()?, [1, 2]);
+    let err: mproc::Error = list.get(5).unwrap_err().into();
+    assert!(matches!(err, mproc::Error::Manager(_)));
+    manager.shutdown()?;
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! `Dict<K, V>`: Python's `DictProxy`, typed.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 
 use serde::Serialize;
@@ -21,10 +22,10 @@ use crate::protocol::{Kind, Op, Out};
 /// # mproc_process::init();
 /// let manager = mproc_manager::Manager::start()?;
 /// let hits = manager.dict::<String, u64>()?;
-/// hits.insert(&"home".into(), &1)?;
-/// hits.update(&"home".into(), |n| n.unwrap_or(0) + 1)?;
-/// hits.update(&"about".into(), |n| n.unwrap_or(0) + 1)?;
-/// assert_eq!(hits.get(&"home".into())?, Some(2));
+/// hits.insert("home".to_string(), 1)?;
+/// hits.update("home", |n| n.unwrap_or(0) + 1)?;
+/// hits.update("about", |n| n.unwrap_or(0) + 1)?;
+/// assert_eq!(hits.get("home")?, Some(2));
 /// assert_eq!(hits.keys()?, ["home", "about"]);
 /// # Ok::<(), mproc_manager::Error>(())
 /// ```
@@ -41,7 +42,10 @@ where
     V: Serialize + DeserializeOwned,
 {
     /// The value of `key`, if it is there (Python's `get`).
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
+    pub fn get<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+    {
         self.handle
             .op(Op::DictGet(enc(key)?))
             .maybe()?
@@ -50,16 +54,19 @@ where
     }
 
     /// Sets `key` to `value` (Python's `d[k] = v`); returns the value it replaced.
-    pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
+    pub fn insert(&self, key: impl Borrow<K>, value: impl Borrow<V>) -> Result<Option<V>> {
         self.handle
-            .op(Op::DictInsert(enc(key)?, enc(value)?))
+            .op(Op::DictInsert(enc(key.borrow())?, enc(value.borrow())?))
             .maybe()?
             .map(|b| dec(&b))
             .transpose()
     }
 
     /// Removes `key`; returns its value if it was there.
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+    pub fn remove<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+    {
         self.handle
             .op(Op::DictRemove(enc(key)?))
             .maybe()?
@@ -72,7 +79,10 @@ where
     /// # Errors
     ///
     /// [`ErrorKind::KeyNotFound`] when it is not there.
-    pub fn pop(&self, key: &K) -> Result<V> {
+    pub fn pop<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<V>
+    where
+        K: Borrow<Q>,
+    {
         self.remove(key)?
             .ok_or_else(|| Error::new(ErrorKind::KeyNotFound, "the key is not in the dict"))
     }
@@ -89,7 +99,10 @@ where
     }
 
     /// Whether `key` is there (Python's `k in d`).
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
+    pub fn contains_key<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+    {
         self.handle.op(Op::DictContains(enc(key)?)).boolean()
     }
 
@@ -141,7 +154,8 @@ where
 
     /// The value of `key`, set to `default` first if it is not there (Python's
     /// `setdefault`).
-    pub fn setdefault(&self, key: &K, default: &V) -> Result<V> {
+    pub fn setdefault(&self, key: impl Borrow<K>, default: impl Borrow<V>) -> Result<V> {
+        let (key, default) = (key.borrow(), default.borrow());
         dec(&self
             .handle
             .op(Op::SetDefault(enc(key)?, enc(default)?))
@@ -150,7 +164,14 @@ where
 
     /// Sets `key` to `f` of its value (`None` when absent), atomically: `f` runs here and
     /// runs again when another caller wrote the key meanwhile. Returns the value kept.
-    pub fn update(&self, key: &K, mut f: impl FnMut(Option<V>) -> V) -> Result<V> {
+    pub fn update<Q: Serialize + ?Sized>(
+        &self,
+        key: &Q,
+        mut f: impl FnMut(Option<V>) -> V,
+    ) -> Result<V>
+    where
+        K: Borrow<Q>,
+    {
         let k = enc(key)?;
         loop {
             let (version, old) = match self.handle.op(Op::DictGetVersioned(k.clone()))? {

@@ -1,5 +1,6 @@
 //! `List<T>`: Python's `ListProxy`, typed.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ops::Range;
 
@@ -24,8 +25,9 @@ use crate::protocol::{Kind, Op, Out};
 /// # mproc_process::init();
 /// let manager = mproc_manager::Manager::start()?;
 /// let stack = manager.list::<String>()?;
-/// stack.push(&"a".to_string())?;
+/// stack.push("a".to_string())?;
 /// stack.extend(&["b".to_string(), "c".to_string()])?;
+/// assert!(stack.contains("b")?);
 /// assert_eq!(stack.pop()?, Some("c".to_string()));
 /// assert_eq!(stack.get(-1)?, "b");
 /// assert_eq!(stack.to_vec()?, ["a", "b"]);
@@ -40,12 +42,12 @@ proxy_common!(List<T>, Kind::List);
 
 impl<T: Serialize + DeserializeOwned> List<T> {
     /// Appends an item (Python's `append`).
-    pub fn push(&self, item: &T) -> Result<()> {
-        self.handle.op(Op::Push(enc(item)?)).unit()
+    pub fn push(&self, item: impl Borrow<T>) -> Result<()> {
+        self.handle.op(Op::Push(enc(item.borrow())?)).unit()
     }
 
     /// Python's name for [`push`](Self::push).
-    pub fn append(&self, item: &T) -> Result<()> {
+    pub fn append(&self, item: impl Borrow<T>) -> Result<()> {
         self.push(item)
     }
 
@@ -77,8 +79,10 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// Inserts `item` before `index`; an index past either end inserts at that end, as in
     /// Python.
-    pub fn insert(&self, index: isize, item: &T) -> Result<()> {
-        self.handle.op(Op::Insert(index as i64, enc(item)?)).unit()
+    pub fn insert(&self, index: isize, item: impl Borrow<T>) -> Result<()> {
+        self.handle
+            .op(Op::Insert(index as i64, enc(item.borrow())?))
+            .unit()
     }
 
     /// The item at `index` (Python's `list[i]`).
@@ -91,8 +95,10 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     }
 
     /// Replaces the item at `index` (Python's `list[i] = x`).
-    pub fn set(&self, index: isize, item: &T) -> Result<()> {
-        self.handle.op(Op::Set(index as i64, enc(item)?)).unit()
+    pub fn set(&self, index: isize, item: impl Borrow<T>) -> Result<()> {
+        self.handle
+            .op(Op::Set(index as i64, enc(item.borrow())?))
+            .unit()
     }
 
     /// The number of items.
@@ -110,7 +116,10 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     ///
     /// [`ErrorKind::ValueNotFound`](crate::ErrorKind::ValueNotFound) when there is none.
-    pub fn remove(&self, item: &T) -> Result<()> {
+    pub fn remove<Q: Serialize + ?Sized>(&self, item: &Q) -> Result<()>
+    where
+        T: Borrow<Q>,
+    {
         self.handle.op(Op::Remove(enc(item)?)).unit()
     }
 
@@ -119,17 +128,26 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     ///
     /// [`ErrorKind::ValueNotFound`](crate::ErrorKind::ValueNotFound) when there is none.
-    pub fn index(&self, item: &T) -> Result<usize> {
+    pub fn index<Q: Serialize + ?Sized>(&self, item: &Q) -> Result<usize>
+    where
+        T: Borrow<Q>,
+    {
         Ok(self.handle.op(Op::Index(enc(item)?)).num()? as usize)
     }
 
     /// How many items equal `item`.
-    pub fn count(&self, item: &T) -> Result<usize> {
+    pub fn count<Q: Serialize + ?Sized>(&self, item: &Q) -> Result<usize>
+    where
+        T: Borrow<Q>,
+    {
         Ok(self.handle.op(Op::Count(enc(item)?)).num()? as usize)
     }
 
     /// Whether an item equals `item` (Python's `x in list`).
-    pub fn contains(&self, item: &T) -> Result<bool> {
+    pub fn contains<Q: Serialize + ?Sized>(&self, item: &Q) -> Result<bool>
+    where
+        T: Borrow<Q>,
+    {
         self.handle.op(Op::Contains(enc(item)?)).boolean()
     }
 

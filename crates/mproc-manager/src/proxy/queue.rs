@@ -1,5 +1,6 @@
 //! `Queue<T>` and `JoinableQueue<T>`: Python's `manager.Queue()` and `manager.JoinableQueue()`.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use crate::protocol::{Kind, Op, Wait};
 macro_rules! queue_calls {
     () => {
         /// Puts an item, waiting for room in a bounded queue.
-        pub fn put(&self, item: &T) -> Result<()> {
+        pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
+            let item = item.borrow();
             self.handle
                 .op_waiting(Op::Put(enc(item)?, Wait::Forever), Wait::Forever)
                 .unit()
@@ -25,7 +27,8 @@ macro_rules! queue_calls {
         /// # Errors
         ///
         /// [`ErrorKind::Full`](crate::ErrorKind::Full) when there was no room in time.
-        pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
+        pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<()> {
+            let item = item.borrow();
             let wait = Wait::For(timeout);
             self.handle
                 .op_waiting(Op::Put(enc(item)?, wait), wait)
@@ -37,7 +40,8 @@ macro_rules! queue_calls {
         /// # Errors
         ///
         /// [`ErrorKind::Full`](crate::ErrorKind::Full).
-        pub fn try_put(&self, item: &T) -> Result<()> {
+        pub fn try_put(&self, item: impl Borrow<T>) -> Result<()> {
+            let item = item.borrow();
             self.handle
                 .op_waiting(Op::Put(enc(item)?, Wait::No), Wait::No)
                 .unit()
@@ -101,8 +105,8 @@ macro_rules! queue_calls {
 /// # mproc_process::init();
 /// let manager = mproc_manager::Manager::start()?;
 /// let q = manager.bounded_queue::<u32>(1)?;
-/// q.put(&1)?;
-/// assert_eq!(q.try_put(&2).unwrap_err().kind(), mproc_manager::ErrorKind::Full);
+/// q.put(1)?;
+/// assert_eq!(q.try_put(2).unwrap_err().kind(), mproc_manager::ErrorKind::Full);
 /// assert_eq!(q.get()?, 1);
 /// assert_eq!(q.try_get()?, None);
 /// # Ok::<(), mproc_manager::Error>(())
@@ -125,7 +129,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 /// # mproc_process::init();
 /// let manager = mproc_manager::Manager::start()?;
 /// let q = manager.joinable_queue::<u32>()?;
-/// q.put(&7)?;
+/// q.put(7)?;
 /// assert_eq!(q.get()?, 7);
 /// q.task_done()?;
 /// q.join()?; // every item put was marked done

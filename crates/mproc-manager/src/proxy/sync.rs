@@ -18,6 +18,17 @@ use crate::protocol::{Kind, Op, Wait};
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     handle: &'a Handle,
+    /// A lock belongs to the thread that acquired it: the guard stays on that thread.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> LockGuard<'a> {
+    fn new(handle: &'a Handle) -> Self {
+        Self {
+            handle,
+            _not_send: PhantomData,
+        }
+    }
 }
 
 impl fmt::Debug for LockGuard<'_> {
@@ -65,23 +76,19 @@ macro_rules! lock_calls {
         /// Acquires and returns a guard that releases on drop.
         pub fn lock(&self) -> Result<LockGuard<'_>> {
             self.acquire()?;
-            Ok(LockGuard {
-                handle: &self.handle,
-            })
+            Ok(LockGuard::new(&self.handle))
         }
 
         /// Like [`lock`](Self::lock) if free now; `None` otherwise.
         pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>> {
-            Ok(self.try_acquire()?.then_some(LockGuard {
-                handle: &self.handle,
-            }))
+            Ok(self.try_acquire()?.then_some(LockGuard::new(&self.handle)))
         }
 
         /// Like [`lock`](Self::lock), waiting at most `timeout`; `None` when that passed.
         pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
-            Ok(self.acquire_timeout(timeout)?.then_some(LockGuard {
-                handle: &self.handle,
-            }))
+            Ok(self
+                .acquire_timeout(timeout)?
+                .then_some(LockGuard::new(&self.handle)))
         }
 
         /// Whether anyone holds it.
@@ -221,7 +228,7 @@ impl Condition {
 
     fn wait_with(&self, wait: Wait) -> Result<bool> {
         self.handle
-            .op_waiting(Op::CondWait(owner(), wait), Wait::Forever)
+            .op_waiting(Op::CondWait(owner(), wait), wait)
             .boolean()
     }
 }

@@ -1,6 +1,7 @@
 //! `Value<T>`, `Array<T>` and `Namespace`: single values, fixed-length arrays and named fields
 //! held by the manager.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 
 use serde::Serialize;
@@ -17,7 +18,7 @@ use crate::protocol::{Kind, Op, Out};
 /// # mproc_process::init();
 /// let manager = mproc_manager::Manager::start()?;
 /// let total = manager.value(0u64)?;
-/// total.set(&5)?;
+/// total.set(5)?;
 /// total.update(|n| n + 1)?;
 /// assert_eq!(total.get()?, 6);
 /// # Ok::<(), mproc_manager::Error>(())
@@ -36,8 +37,8 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     }
 
     /// Replaces the value (Python's `.value = x` or `set(x)`).
-    pub fn set(&self, value: &T) -> Result<()> {
-        self.handle.op(Op::Store(enc(value)?)).unit()
+    pub fn set(&self, value: impl Borrow<T>) -> Result<()> {
+        self.handle.op(Op::Store(enc(value.borrow())?)).unit()
     }
 
     /// Sets the value to `f` of it, atomically: `f` runs here and runs again when another
@@ -63,7 +64,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
 /// # mproc_process::init();
 /// let manager = mproc_manager::Manager::start()?;
 /// let a = manager.array(vec![1.5f64, 2.5, 3.5])?;
-/// a.set(-1, &0.0)?;
+/// a.set(-1, 0.0)?;
 /// assert_eq!(a.to_vec()?, [1.5, 2.5, 0.0]);
 /// assert_eq!(a.len()?, 3);
 /// # Ok::<(), mproc_manager::Error>(())
@@ -86,8 +87,10 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
     }
 
     /// Replaces the item at `index`.
-    pub fn set(&self, index: isize, item: &T) -> Result<()> {
-        self.handle.op(Op::Set(index as i64, enc(item)?)).unit()
+    pub fn set(&self, index: isize, item: impl Borrow<T>) -> Result<()> {
+        self.handle
+            .op(Op::Set(index as i64, enc(item.borrow())?))
+            .unit()
     }
 
     /// The length, fixed when the array was made.
@@ -148,8 +151,8 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
 /// # mproc_process::init();
 /// let manager = mproc_manager::Manager::start()?;
 /// let ns = manager.namespace()?;
-/// ns.set("name", &"run-7".to_string())?;
-/// ns.set("epochs", &12u32)?;
+/// ns.set("name", "run-7")?;
+/// ns.set("epochs", 12u32)?;
 /// assert_eq!(ns.get::<u32>("epochs")?, 12);
 /// assert_eq!(ns.fields()?, ["epochs", "name"]);
 /// assert_eq!(ns.get::<u32>("missing").unwrap_err().kind(), mproc_manager::ErrorKind::KeyNotFound);
@@ -174,10 +177,11 @@ impl Namespace {
         dec(&self.handle.op(Op::Field(name.into())).bytes()?)
     }
 
-    /// Sets the field `name` (any serde type; a field may change type).
-    pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
+    /// Sets the field `name` to a value of any serde type (or a reference to one); a field
+    /// may change type. A `&str` is read back as a `String`.
+    pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<()> {
         self.handle
-            .op(Op::SetField(name.into(), enc(value)?))
+            .op(Op::SetField(name.into(), enc(&value)?))
             .unit()
     }
 
