@@ -163,7 +163,7 @@ fn feature_pool_reexports_work() {
 
 fn push_twice(list: mproc::manager::List<u32>) -> usize {
     list.push(1).unwrap();
-    list.push(&2).unwrap();
+    list.push(2).unwrap();
     list.len().unwrap()
 }
 
