@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mproc_pipe::Address;
-use mproc_process::{Child, StartMethod};
+use mproc_process::{Child, ForkPermit, StartMethod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
@@ -105,6 +105,7 @@ pub struct Builder<R = ()> {
     authkey: Option<Vec<u8>>,
     limits: Limits,
     start_method: Option<StartMethod>,
+    fork_permit: Option<ForkPermit>,
     _registry: PhantomData<fn() -> R>,
 }
 
@@ -137,6 +138,7 @@ impl Builder<()> {
                 max_connections: DEFAULT_MAX_CONNECTIONS,
             },
             start_method: None,
+            fork_permit: None,
             _registry: PhantomData,
         }
     }
@@ -151,6 +153,7 @@ impl<R: Registry> Builder<R> {
             authkey: self.authkey,
             limits: self.limits,
             start_method: self.start_method,
+            fork_permit: self.fork_permit,
             _registry: PhantomData,
         }
     }
@@ -187,6 +190,13 @@ impl<R: Registry> Builder<R> {
     /// The start method of the server process (default: the process-wide one).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = Some(method);
+        self
+    }
+
+    /// Allows the fork start method while other threads exist, on the permit's promise
+    /// (see [`mproc_process::Builder::fork_permit`]).
+    pub fn fork_permit(mut self, permit: ForkPermit) -> Self {
+        self.fork_permit = Some(permit);
         self
     }
 
@@ -233,6 +243,9 @@ impl<R: Registry> Builder<R> {
             .daemon(true);
         if let Some(m) = self.start_method {
             builder = builder.start_method(m);
+        }
+        if let Some(permit) = self.fork_permit {
+            builder = builder.fork_permit(permit);
         }
         let mut child = builder.spawn(server::serve::<R>, args).map_err(|e| {
             Error::new(ErrorKind::Start, "starting the manager's server").with_source(e)
