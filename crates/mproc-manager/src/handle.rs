@@ -1,6 +1,7 @@
 //! What every proxy holds: the manager's endpoint and the object's id, how a proxy travels
 //! to another process, and the encoding of the values it carries.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,10 +141,23 @@ pub(crate) fn dec_all<T: DeserializeOwned>(items: Vec<Bytes>) -> Result<Vec<T>> 
     items.iter().map(|b| dec(b)).collect()
 }
 
-pub(crate) fn enc_all<'a, T: Serialize + 'a>(
-    items: impl IntoIterator<Item = &'a T>,
+pub(crate) fn enc_all<T: Serialize>(
+    items: impl IntoIterator<Item: Borrow<T>>,
 ) -> Result<Vec<Bytes>> {
-    items.into_iter().map(enc).collect()
+    items.into_iter().map(|i| enc(i.borrow())).collect()
+}
+
+/// Encodes key-value pairs as the server stores them.
+pub(crate) fn enc_pairs<K: Serialize, V: Serialize>(
+    pairs: impl IntoIterator<Item: Borrow<(K, V)>>,
+) -> Result<Vec<(Bytes, Bytes)>> {
+    pairs
+        .into_iter()
+        .map(|p| {
+            let (k, v) = p.borrow();
+            Ok((enc(k)?, enc(v)?))
+        })
+        .collect()
 }
 
 /// The reply shapes, each with the error a proxy reports for anything else.

@@ -1,5 +1,6 @@
 //! `Manager`: starts, reaches and stops a manager's server, and makes its shared objects.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use serde_bytes::ByteBuf;
 use crate::Proxy;
 use crate::client::{self, Endpoint, deadline_after};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handle::{Handle, Sealed, enc, enc_all};
+use crate::handle::{Handle, Sealed, enc, enc_all, enc_pairs};
 use crate::protocol::{Init, Kind, Out, Request};
 use crate::proxy::{
     Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Lock, Namespace, Queue, RLock,
@@ -402,9 +403,12 @@ impl Manager {
         self.create(Kind::List, Init::Empty)
     }
 
-    /// A new list holding `items` (Python's `manager.list(sequence)`).
-    pub fn list_from<T: Serialize + DeserializeOwned>(&self, items: &[T]) -> Result<List<T>> {
-        self.create(Kind::List, Init::Items(enc_all(items)?))
+    /// A new list holding `items`, values or references (Python's `manager.list(sequence)`).
+    pub fn list_from<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item: Borrow<T>>,
+    ) -> Result<List<T>> {
+        self.create(Kind::List, Init::Items(enc_all::<T>(items)?))
     }
 
     /// A new, empty dict (Python's `manager.dict()`).
@@ -416,17 +420,17 @@ impl Manager {
         self.create(Kind::Dict, Init::Empty)
     }
 
-    /// A new dict holding `pairs` (Python's `manager.dict(mapping)`).
-    pub fn dict_from<K, V>(&self, pairs: &[(K, V)]) -> Result<Dict<K, V>>
+    /// A new dict holding `pairs`: a `Vec<(K, V)>`, a slice of pairs, a `HashMap<K, V>`...
+    /// (Python's `manager.dict(mapping)`).
+    pub fn dict_from<K, V>(
+        &self,
+        pairs: impl IntoIterator<Item: Borrow<(K, V)>>,
+    ) -> Result<Dict<K, V>>
     where
         K: Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     {
-        let pairs = pairs
-            .iter()
-            .map(|(k, v)| Ok((enc(k)?, enc(v)?)))
-            .collect::<Result<Vec<_>>>()?;
-        self.create(Kind::Dict, Init::Pairs(pairs))
+        self.create(Kind::Dict, Init::Pairs(enc_pairs::<K, V>(pairs)?))
     }
 
     /// A new value (Python's `manager.Value(typecode, value)`).
@@ -436,7 +440,7 @@ impl Manager {
 
     /// A new fixed-length array holding `items` (Python's `manager.Array(typecode, seq)`).
     pub fn array<T: Serialize + DeserializeOwned>(&self, items: Vec<T>) -> Result<Array<T>> {
-        self.create(Kind::Array, Init::Items(enc_all(&items)?))
+        self.create(Kind::Array, Init::Items(enc_all::<T>(&items)?))
     }
 
     /// A new namespace with no fields (Python's `manager.Namespace()`).

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::handle::{Handle, OutExt, dec, dec_all, enc, proxy_common};
+use crate::handle::{Handle, OutExt, dec, dec_all, enc, enc_pairs, proxy_common};
 use crate::protocol::{Kind, Op, Out};
 
 /// A dict held by the manager: Python's `manager.dict()`.
@@ -139,17 +139,12 @@ where
         self.handle.op(Op::Clear).unit()
     }
 
-    /// Sets every pair, in one atomic operation (Python's `d.update(other)`).
-    pub fn extend<'a>(&self, pairs: impl IntoIterator<Item = (&'a K, &'a V)>) -> Result<()>
-    where
-        K: 'a,
-        V: 'a,
-    {
-        let pairs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((enc(k)?, enc(v)?)))
-            .collect::<Result<Vec<_>>>()?;
-        self.handle.op(Op::DictExtend(pairs)).unit()
+    /// Sets every pair (a `Vec<(K, V)>`, a slice of pairs, a `HashMap<K, V>`...), in one
+    /// atomic operation (Python's `d.update(other)`).
+    pub fn extend(&self, pairs: impl IntoIterator<Item: Borrow<(K, V)>>) -> Result<()> {
+        self.handle
+            .op(Op::DictExtend(enc_pairs::<K, V>(pairs)?))
+            .unit()
     }
 
     /// The value of `key`, set to `default` first if it is not there (Python's

@@ -26,7 +26,7 @@ use crate::protocol::{Kind, Op, Out};
 /// let manager = mproc_manager::Manager::start()?;
 /// let stack = manager.list::<String>()?;
 /// stack.push("a".to_string())?;
-/// stack.extend(&["b".to_string(), "c".to_string()])?;
+/// stack.extend(["b".to_string(), "c".to_string()])?;
 /// assert!(stack.contains("b")?);
 /// assert_eq!(stack.pop()?, Some("c".to_string()));
 /// assert_eq!(stack.get(-1)?, "b");
@@ -51,12 +51,9 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         self.push(item)
     }
 
-    /// Appends every item, in one atomic operation.
-    pub fn extend<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<()>
-    where
-        T: 'a,
-    {
-        self.handle.op(Op::Extend(enc_all(items)?)).unit()
+    /// Appends every item (values or references), in one atomic operation.
+    pub fn extend(&self, items: impl IntoIterator<Item: Borrow<T>>) -> Result<()> {
+        self.handle.op(Op::Extend(enc_all::<T>(items)?)).unit()
     }
 
     /// Removes and returns the last item; `None` when the list is empty.
@@ -185,7 +182,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
             let r = f(&mut items);
             if self
                 .handle
-                .op(Op::ReplaceIf(version, enc_all(&items)?))
+                .op(Op::ReplaceIf(version, enc_all::<T>(&items)?))
                 .boolean()?
             {
                 return Ok(r);

@@ -127,7 +127,7 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
                 format!("{} items for an array of {len}", items.len()),
             ));
         }
-        let new = enc_all(items)?;
+        let new = enc_all::<T>(items)?;
         loop {
             let version = match self.handle.op(Op::Snapshot)? {
                 Out::Snapshot(v, _) => v,

@@ -738,7 +738,7 @@ impl Object {
                 let State::Semaphore { value, bound } = &mut *g else {
                     return Err(self.wrong(&op));
                 };
-                if bound.is_some_and(|b| *value >= b) {
+                if bound.is_some_and(|b| *value >= b) || *value == u64::MAX {
                     return Err(fault(
                         Fault::NotOwner,
                         "a bounded semaphore released too many times",
