@@ -118,6 +118,11 @@ impl Endpoint {
                 Err(e)
             }
             Err(e) => {
+                if e.kind() == ErrorKind::Disconnected {
+                    // The server is gone, or went and came back: the other idle connections
+                    // are as dead as this one. The next call connects afresh.
+                    lock(&self.idle).conns.clear();
+                }
                 if e.kind() == ErrorKind::Timeout {
                     // The reply may still come on this connection: it cannot be used again.
                     // Open its replacement first, so that the server never sees this process

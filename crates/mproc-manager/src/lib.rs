@@ -35,7 +35,7 @@
 //! | Python | mproc |
 //! | --- | --- |
 //! | `Manager()` / `with Manager() as m:` | [`Manager::start`]; dropping it stops the server |
-//! | `m.list()`, `m.dict()` | [`Manager::list`], [`Manager::dict`] (typed: `list::<T>()`) |
+//! | `m.list()`, `m.dict()`, `m.set()` | [`Manager::list`], [`Manager::dict`], [`Manager::set`] (typed: `list::<T>()`) |
 //! | `m.Value('i', 0)`, `m.Array('d', xs)` | [`Manager::value`], [`Manager::array`] |
 //! | `m.Namespace()`; `ns.x = 1` | [`Manager::namespace`]; `ns.set("x", &1)` |
 //! | `m.Queue()`, `m.JoinableQueue()` | [`Manager::queue`], [`Manager::joinable_queue`] |
@@ -91,7 +91,7 @@ pub use manager::{Builder, Manager};
 pub use mproc_pipe::Address;
 pub use proxy::{
     Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Lock, LockGuard, Namespace, Queue,
-    RLock, Semaphore, Value,
+    RLock, Semaphore, Set, Value,
 };
 pub use registry::{Registry, Shared, SharedObject};
 

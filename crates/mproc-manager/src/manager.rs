@@ -20,7 +20,7 @@ use crate::handle::{Handle, Sealed, enc, enc_all, enc_pairs};
 use crate::protocol::{Init, Kind, Out, Request};
 use crate::proxy::{
     Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Lock, Namespace, Queue, RLock,
-    Semaphore, Value,
+    Semaphore, Set, Value,
 };
 use crate::registry::{Registry, Shared, SharedObject};
 use crate::server::{self, Limits, ServerArgs};
@@ -431,6 +431,11 @@ impl Manager {
         V: Serialize + DeserializeOwned,
     {
         self.create(Kind::Dict, Init::Pairs(enc_pairs::<K, V>(pairs)?))
+    }
+
+    /// A new, empty set (Python's `manager.set()`).
+    pub fn set<T: Serialize + DeserializeOwned>(&self) -> Result<Set<T>> {
+        self.create(Kind::Set, Init::Empty)
     }
 
     /// A new value (Python's `manager.Value(typecode, value)`).

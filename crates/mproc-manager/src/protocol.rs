@@ -35,6 +35,7 @@ pub(crate) enum Wait {
 pub enum Kind {
     List,
     Dict,
+    Set,
     Value,
     Array,
     Namespace,

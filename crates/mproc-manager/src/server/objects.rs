@@ -107,8 +107,8 @@ impl State {
                 version: 0,
             },
             (Kind::List | Kind::Array, Init::Items(items)) => State::Seq { items, version: 0 },
-            (Kind::Dict, Init::Empty) => State::Dict(Dict::default()),
-            (Kind::Dict, Init::Pairs(pairs)) => {
+            (Kind::Dict | Kind::Set, Init::Empty) => State::Dict(Dict::default()),
+            (Kind::Dict | Kind::Set, Init::Pairs(pairs)) => {
                 let mut d = Dict::default();
                 d.extend(pairs);
                 State::Dict(d)
@@ -296,7 +296,7 @@ impl Object {
         let g = lock(&self.state);
         match &self.kind {
             Kind::List | Kind::Array => self.seq(g, op, self.kind == Kind::List),
-            Kind::Dict => self.dict(g, op),
+            Kind::Dict | Kind::Set => self.dict(g, op),
             Kind::Value => self.value(g, op),
             Kind::Namespace => self.namespace(g, op),
             Kind::Queue | Kind::JoinableQueue => self.queue(g, op, caller),
