@@ -79,7 +79,7 @@
 //! | `p.close()`, `p.join()`, `p.terminate()` | the same names; `p.join_timeout(t)` too |
 //! | a worker killed mid-task: `map` hangs for ever | that task fails with `pool::ErrorKind::WorkerDied`, a new worker replaces it, the rest completes |
 //! | `Manager()`, `with Manager() as m:` | `let m = Manager::start()?;` (dropping it stops the server, as leaving the `with` block does) |
-//! | `m.list()`, `m.dict()`, `m.Namespace()` | `m.list::<T>()?`, `m.dict::<K, V>()?`, `m.namespace()?` (`ns.x = 1` is `ns.set("x", &1)?`) |
+//! | `m.list()`, `m.dict()`, `m.set()`, `m.Namespace()` | `m.list::<T>()?`, `m.dict::<K, V>()?`, `m.set::<T>()?`, `m.namespace()?` (`ns.x = 1` is `ns.set("x", &1)?`) |
 //! | `m.Value('i', 0)`, `m.Array('d', xs)` | `m.value(0i32)?`, `m.array(xs)?` |
 //! | `m.Queue()`, `m.JoinableQueue()` | `m.queue::<T>()?` (`bounded_queue(n)`), `m.joinable_queue::<T>()?` |
 //! | `m.Lock()`, `m.RLock()`, `m.Semaphore(n)`, `m.Condition()`, `m.Event()`, `m.Barrier(n)` | the same names in snake case: `m.lock()?`, `m.rlock()?`, `m.semaphore(n)?`, ... |
