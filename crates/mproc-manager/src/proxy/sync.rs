@@ -81,14 +81,14 @@ macro_rules! lock_calls {
 
         /// Like [`lock`](Self::lock) if free now; `None` otherwise.
         pub fn try_lock(&self) -> Result<Option<LockGuard<'_>>> {
-            Ok(self.try_acquire()?.then_some(LockGuard::new(&self.handle)))
+            Ok(self.try_acquire()?.then(|| LockGuard::new(&self.handle)))
         }
 
         /// Like [`lock`](Self::lock), waiting at most `timeout`; `None` when that passed.
         pub fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
             Ok(self
                 .acquire_timeout(timeout)?
-                .then_some(LockGuard::new(&self.handle)))
+                .then(|| LockGuard::new(&self.handle)))
         }
 
         /// Whether anyone holds it.
