@@ -31,6 +31,11 @@ pub(crate) struct Endpoint {
 struct Idle {
     pid: u32,
     conns: Vec<Conn>,
+    /// Connections whose call timed out: each still owes the reply of that call, and is
+    /// usable again once the reply came (and was dropped). They stay open meanwhile: the
+    /// server counts a process as alive while it has a connection, and releases the locks
+    /// of a process it thinks gone.
+    late: Vec<Conn>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -55,6 +60,7 @@ pub(crate) fn endpoint(address: &Address, authkey: &[u8]) -> Arc<Endpoint> {
         idle: Mutex::new(Idle {
             pid: std::process::id(),
             conns: Vec::new(),
+            late: Vec::new(),
         }),
     });
     all.push(Arc::downgrade(&e));
@@ -118,18 +124,17 @@ impl Endpoint {
                 Err(e)
             }
             Err(e) => {
-                if e.kind() == ErrorKind::Disconnected {
+                let mut idle = lock(&self.idle);
+                match e.kind() {
                     // The server is gone, or went and came back: the other idle connections
                     // are as dead as this one. The next call connects afresh.
-                    lock(&self.idle).conns.clear();
-                }
-                if e.kind() == ErrorKind::Timeout {
-                    // The reply may still come on this connection: it cannot be used again.
-                    // Open its replacement first, so that the server never sees this process
-                    // without a connection (it would release the locks the process holds).
-                    if let Ok(fresh) = self.open(deadline_after(CONNECT_TIMEOUT)) {
-                        self.checkin(fresh);
+                    ErrorKind::Disconnected => {
+                        idle.conns.clear();
+                        idle.late.clear();
                     }
+                    // The reply may still come on this connection: set it aside until it has.
+                    ErrorKind::Timeout if idle.pid == std::process::id() => idle.late.push(conn),
+                    _ => {}
                 }
                 Err(e)
             }
@@ -145,7 +150,11 @@ impl Endpoint {
                 // Forked: those are the parent's connections (closing our copies leaves
                 // the parent's open).
                 idle.conns.clear();
+                idle.late.clear();
                 idle.pid = pid;
+            }
+            if !idle.late.is_empty() {
+                idle.collect_late();
             }
             if let Some(conn) = idle.conns.pop() {
                 return Ok(conn);
@@ -190,6 +199,19 @@ impl Endpoint {
             Ok(_) => Err(Error::unexpected()),
             Err((Fault::Busy, message)) => Err(Error::new(ErrorKind::Busy, message)),
             Err((fault, message)) => Err(Error::from_fault(fault, message)),
+        }
+    }
+}
+
+impl Idle {
+    /// Returns to use the late connections whose reply has come; drops broken ones.
+    fn collect_late(&mut self) {
+        for mut conn in std::mem::take(&mut self.late) {
+            match conn.try_recv() {
+                Ok(Some(_late_reply)) => self.conns.push(conn),
+                Ok(None) => self.late.push(conn),
+                Err(_) => {}
+            }
         }
     }
 }

@@ -119,10 +119,33 @@ impl<'de> Deserialize<'de> for Handle {
 pub trait Sealed: Sized {
     /// The object kind the proxy works on.
     fn kind() -> Kind;
-    /// The proxy's item types, checked when a published object is looked up.
+    /// The proxy's type without module paths, checked when a published object is looked
+    /// up.
     fn type_name() -> String;
     fn from_handle(handle: Handle) -> Self;
     fn handle(&self) -> &Handle;
+}
+
+/// A type's name without module paths (`List<Job>` for `mproc_manager::List<app::Job>`):
+/// what `lookup` compares, so that two programs that each define the item type agree.
+pub(crate) fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut word = String::new();
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            word.clear(); // a module path segment
+        } else {
+            out.push_str(&word);
+            word.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&word);
+    out
 }
 
 /// Encodes a value as the server stores it.
@@ -212,33 +235,33 @@ impl OutExt for Result<Out> {
 /// The parts every proxy type shares: `Clone`, `Debug`, travel through serde, the per-proxy
 /// deadline, and its `Proxy` identity.
 macro_rules! proxy_common {
-    ($name:ident $(< $($t:ident),* >)?, $kind:expr) => {
-        impl<$($($t),*)?> Clone for $name<$($($t),*)?> {
+    ($name:ident $(< $($t:ident $(: $bound:path)?),* >)?, $kind:expr) => {
+        impl<$($($t $(: $bound)?),*)?> Clone for $name<$($($t),*)?> {
             fn clone(&self) -> Self {
                 Self { handle: self.handle.clone(), _types: std::marker::PhantomData }
             }
         }
-        impl<$($($t),*)?> std::fmt::Debug for $name<$($($t),*)?> {
+        impl<$($($t $(: $bound)?),*)?> std::fmt::Debug for $name<$($($t),*)?> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, concat!(stringify!($name), "({:?})"), self.handle)
             }
         }
-        impl<$($($t),*)?> serde::Serialize for $name<$($($t),*)?> {
+        impl<$($($t $(: $bound)?),*)?> serde::Serialize for $name<$($($t),*)?> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
                 self.handle.serialize(s)
             }
         }
-        impl<'de, $($($t),*)?> serde::Deserialize<'de> for $name<$($($t),*)?> {
+        impl<'de, $($($t $(: $bound)?),*)?> serde::Deserialize<'de> for $name<$($($t),*)?> {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
                 Ok(Self { handle: crate::handle::Handle::deserialize(d)?, _types: std::marker::PhantomData })
             }
         }
-        impl<$($($t),*)?> crate::handle::Sealed for $name<$($($t),*)?> {
+        impl<$($($t $(: $bound)?),*)?> crate::handle::Sealed for $name<$($($t),*)?> {
             fn kind() -> crate::protocol::Kind {
                 $kind
             }
             fn type_name() -> String {
-                std::any::type_name::<Self>().to_string()
+                crate::handle::short_type_name(std::any::type_name::<Self>())
             }
             fn from_handle(handle: crate::handle::Handle) -> Self {
                 Self { handle, _types: std::marker::PhantomData }
@@ -247,8 +270,8 @@ macro_rules! proxy_common {
                 &self.handle
             }
         }
-        impl<$($($t),*)?> crate::Proxy for $name<$($($t),*)?> {}
-        impl<$($($t),*)?> $name<$($($t),*)?> {
+        impl<$($($t $(: $bound)?),*)?> crate::Proxy for $name<$($($t),*)?> {}
+        impl<$($($t $(: $bound)?),*)?> $name<$($($t),*)?> {
             /// Sets the longest this proxy waits for the server to answer a call (beyond
             /// the wait a blocking operation asks for); `None`, the default, waits as long
             /// as the server is alive. A call past it fails with
@@ -272,3 +295,21 @@ macro_rules! proxy_common {
     };
 }
 pub(crate) use proxy_common;
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn type_names_lose_their_module_paths() {
+        assert_eq!(
+            short_type_name("mproc_manager::proxy::dict::Dict<alloc::string::String, app::Job>"),
+            "Dict<String, Job>"
+        );
+        assert_eq!(
+            short_type_name("List<(u32, [u8; 4])>"),
+            "List<(u32, [u8; 4])>"
+        );
+        assert_eq!(short_type_name("Lock"), "Lock");
+    }
+}

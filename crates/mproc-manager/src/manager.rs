@@ -379,6 +379,10 @@ impl Manager {
             let _ = child.kill();
             let _ = child.wait_timeout(STOP_TIMEOUT);
         }
+        // The server ends without unbinding: its socket file is ours to remove.
+        if let Address::Path(path) = self.endpoint.address() {
+            let _ = std::fs::remove_file(path);
+        }
         Ok(())
     }
 

@@ -136,7 +136,7 @@ pub struct Shared<T> {
     _types: PhantomData<fn() -> T>,
 }
 
-proxy_common!(Shared<T>, Kind::Custom(String::new()));
+proxy_common!(Shared<T: SharedObject>, Kind::Custom(T::NAME.to_string()));
 
 impl<T: SharedObject> Shared<T> {
     /// Sends `request` to the object and returns its response.

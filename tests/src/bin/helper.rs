@@ -33,6 +33,80 @@ fn read_stdin(_: ()) -> usize {
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut s).unwrap_or(0)
 }
 
+/// `manager-remote ADDRESS KEY`: a separately started program that reaches a manager
+/// served on TCP, prints what each call gave (one line each), and exits holding the
+/// published lock (the server must release it).
+fn manager_remote() {
+    use mproc::manager::{Dict, List, Lock, Manager, Queue};
+    let args: Vec<String> = std::env::args().collect();
+    let (address, key) = (&args[2], args[3].as_bytes());
+    let kind = |e: mproc::manager::Error| e.kind();
+    let wrong = Manager::connect(address, b"not the key")
+        .map(drop)
+        .map_err(kind);
+    println!("wrong-key {wrong:?}");
+    let manager = Manager::connect(address, key).expect("connect");
+    let numbers = manager.lookup::<List<u32>>("numbers").expect("numbers");
+    for i in 0..100 {
+        numbers.push(i).expect("push");
+    }
+    let hits = manager.lookup::<Dict<String, u64>>("hits").expect("hits");
+    let n = hits
+        .update(&"remote".to_string(), |n| n.unwrap_or(0) + 1)
+        .expect("update");
+    println!("hits {n}");
+    let jobs = manager.lookup::<Queue<u64>>("jobs").expect("jobs");
+    let squares = manager
+        .lookup::<Dict<u64, u64>>("squares")
+        .expect("squares");
+    let mut done = 0;
+    while let Some(job) = jobs.try_get().expect("try_get") {
+        squares.insert(job, job * job).expect("insert");
+        done += 1;
+    }
+    println!("jobs {done}");
+    let wrong_type = manager
+        .lookup::<List<String>>("numbers")
+        .map(drop)
+        .map_err(kind);
+    println!("wrong-type {wrong_type:?}");
+    let unknown = manager
+        .lookup::<List<u32>>("nothing here")
+        .map(drop)
+        .map_err(kind);
+    println!("unknown {unknown:?}");
+    println!("shutdown {:?}", manager.shutdown().map_err(kind));
+    let lock = manager.lookup::<Lock>("lock").expect("lock");
+    lock.acquire().expect("acquire");
+    println!("holding the lock");
+    std::io::stdout().flush().unwrap();
+    // Exit without releasing it.
+}
+
+/// `manager-fork-then-die ADDRESS KEY`: holds the published lock, waits in a `get` of the
+/// published queue in a thread, forks a child that never uses the manager, reports the
+/// child's pid, and waits to be SIGKILLed (the child lives on: it is not daemonic).
+fn manager_fork_then_die() {
+    use mproc::manager::{Lock, Manager, Queue};
+    let args: Vec<String> = std::env::args().collect();
+    let manager = Manager::connect(&args[2], args[3].as_bytes()).expect("connect");
+    let lock = manager.lookup::<Lock>("lock").expect("lock");
+    let q = manager.lookup::<Queue<u32>>("queue").expect("queue");
+    lock.acquire().expect("acquire");
+    std::thread::spawn(move || q.get());
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: the other thread waits in a manager call, holding none of mproc's locks.
+    let permit = unsafe { mproc::ForkPermit::other_threads_are_idle() };
+    let child = mproc::Builder::new()
+        .start_method(mproc::StartMethod::Fork)
+        .fork_permit(permit)
+        .spawn(sleep_secs, 60)
+        .expect("spawn");
+    println!("child {}", child.pid());
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     if mode == "pool-no-init" {
@@ -112,6 +186,18 @@ fn main() {
             let r = mproc::spawn(square, 12).and_then(|mut c| c.join());
             println!("result {r:?}");
         }
+        "manager-owner" => {
+            // Start a manager (its server is our daemonic child), report the server's pid,
+            // and wait to be SIGKILLed by the test.
+            let manager = mproc::Manager::start().expect("manager");
+            let list = manager.list::<u32>().expect("list");
+            list.push(1).expect("push");
+            println!("server {}", manager.pid().expect("the owner knows the pid"));
+            std::io::stdout().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "manager-remote" => manager_remote(),
+        "manager-fork-then-die" => manager_fork_then_die(),
         other => {
             eprintln!("unknown mode {other:?}");
             std::process::exit(2);

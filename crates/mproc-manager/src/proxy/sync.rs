@@ -228,7 +228,9 @@ impl Condition {
 
     fn wait_with(&self, wait: Wait) -> Result<bool> {
         self.handle
-            .op_waiting(Op::CondWait(owner(), wait), wait)
+            // However long the wait, taking the lock back may take longer: only the proxy's
+            // own deadline bounds the call.
+            .op_waiting(Op::CondWait(owner(), wait), Wait::Forever)
             .boolean()
     }
 }

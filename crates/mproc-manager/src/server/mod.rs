@@ -9,6 +9,7 @@
 //! dies while waiting takes nothing (no item, no lock) with it.
 
 mod objects;
+mod reaper;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -78,7 +79,9 @@ pub(crate) fn serve<R: Registry>(args: ServerArgs) {
         names: Mutex::new(HashMap::new()),
         sessions: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
+        next_connection: AtomicU64::new(1),
         connections: AtomicUsize::new(0),
+        reaper: reaper::Reaper::start(),
         limits,
         create_custom: R::create,
     });
@@ -96,7 +99,11 @@ pub(crate) fn serve<R: Registry>(args: ServerArgs) {
         conn.set_max_message(limits.max_message);
         if server.connections.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
             server.connections.fetch_sub(1, Ordering::AcqRel);
-            refuse_busy(conn, limits.max_connections);
+            // In a thread of its own: the refusal waits for the peer's hello.
+            let max = limits.max_connections;
+            let _ = std::thread::Builder::new()
+                .stack_size(THREAD_STACK)
+                .spawn(move || refuse_busy(conn, max));
             continue;
         }
         let s = Arc::clone(&server);
@@ -135,7 +142,9 @@ pub(crate) struct Server {
     /// Open connections per client session.
     sessions: Mutex<HashMap<u64, usize>>,
     next_id: AtomicU64,
+    next_connection: AtomicU64,
     connections: AtomicUsize,
+    reaper: Arc<reaper::Reaper>,
     limits: Limits,
     create_custom: CreateCustom,
 }
@@ -144,15 +153,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A request being served: its connection (to notice that the caller went away) and the
-/// caller's session.
+/// The caller of a request being served, to notice that it went away.
 pub(crate) struct Caller<'a> {
     fd: BorrowedFd<'a>,
 }
 
 impl Caller<'_> {
     /// Whether the caller is still there. It never sends while it waits for a reply, so a
-    /// readable connection means it closed (or broke the protocol): either way it is gone.
+    /// readable connection means it closed, broke the protocol, or its process ended (the
+    /// reaper shut the connection down): it is gone.
     pub(crate) fn alive(&self) -> bool {
         !matches!(
             mproc_sys::poll_readable(&[self.fd], Some(Duration::ZERO)).as_deref(),
@@ -170,9 +179,12 @@ impl Server {
         if conn.send(&Ok(Out::Num(self.limits.max_message))).is_err() {
             return;
         }
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        self.reaper.watch(id, conn.as_fd());
         *lock(&self.sessions).entry(session).or_default() += 1;
         loop {
-            // Garbage, an oversized frame, or a closed connection: this client is done.
+            // Garbage, an oversized frame, a closed connection, or one the reaper shut down:
+            // this client is done.
             let Ok(request) = conn.recv() else { break };
             let shutdown = matches!(request, Request::Shutdown);
             let reply = self.handle(request, &Caller { fd: conn.as_fd() });
@@ -197,6 +209,7 @@ impl Server {
                 mproc_sys::exit_now(0);
             }
         }
+        self.reaper.forget(id);
         self.leave(session);
     }
 
@@ -273,9 +286,9 @@ impl Server {
                     ));
                 };
                 let object = self.object(id)?;
-                // The proxy's type names the kind and the item types.
-                let _ = kind;
-                if object.type_name != type_name {
+                // Names without module paths: another program defines the same item type
+                // in a crate of its own.
+                if object.kind != kind || object.type_name != type_name {
                     return Err((
                         Fault::WrongType,
                         format!("{name:?} is a {}, not a {type_name}", object.type_name),

@@ -694,9 +694,12 @@ impl Object {
             return Err(fault(Fault::WrongType, "not a condition"));
         };
         l.waiters.retain(|t| *t != ticket);
+        let notified = l.notified.contains(&ticket);
         l.notified.retain(|t| *t != ticket);
-        let notified = matches!(ended, Ended::Ready);
         if matches!(ended, Ended::Gone) {
+            if notified {
+                self.pass_on(l);
+            }
             return Err(gone());
         }
         // Take the lock back, however long it takes (Python does too).
@@ -707,6 +710,9 @@ impl Object {
             |s| matches!(s, State::Lock(l) if l.holder.is_none()),
         );
         if matches!(ended, Ended::Gone) {
+            if let (true, State::Lock(l)) = (notified, &mut *g) {
+                self.pass_on(l);
+            }
             return Err(gone());
         }
         if let State::Lock(l) = &mut *g {
@@ -714,6 +720,15 @@ impl Object {
             l.count = saved;
         }
         Ok(Out::Bool(notified))
+    }
+
+    /// Hands a notification that reached a waiter who went away to the next one in line, so
+    /// that no live waiter sleeps through it.
+    fn pass_on(&self, l: &mut LockState) {
+        if let Some(next) = l.waiters.pop_front() {
+            l.notified.push(next);
+            self.changed.notify_all();
+        }
     }
 
     fn semaphore(&self, g: MutexGuard<'_, State>, op: Op, caller: &Caller<'_>) -> Reply {
