@@ -313,8 +313,88 @@ def pool_figures(quick):
     }
 
 
+MGR_N = 20_000
+
+
+def _mgr_value(i):
+    return (i * 0x9E3779B97F4A7C15 % (1 << 64)) >> 7
+
+
+def _mgr_append(lst, n, res):
+    """A child appends n items, one call each, timing its own loop (after one untimed call
+    that opens its connection): calls per second in res[0]."""
+    _pin(1)
+    assert len(lst) == 0
+    append = lst.append
+    t0 = pc()
+    for i in range(n):
+        append(i)
+    res[0] = n / ((pc() - t0) / 1e9)
+
+
+def _mgr_set_get(d, n, res):
+    """A child sets keys 0..n, then gets each: 2n calls (one op = one `d[k] = v` or one
+    `d.get(k)`, each a round trip to the server); calls per second in res[0], and in res[1]
+    whether every get returned the value set."""
+    _pin(1)
+    assert len(d) == 0
+    setitem, get = d.__setitem__, d.get
+    ok = True
+    t0 = pc()
+    for i in range(n):
+        setitem(i, _mgr_value(i))
+    for i in range(n):
+        ok &= get(i) == _mgr_value(i)
+    res[0] = 2 * n / ((pc() - t0) / 1e9)
+    res[1] = float(ok)
+
+
+def manager_figures(rounds, n=MGR_N):
+    """Manager() (fork, Python's default on Linux) with its server on CPU 0 and each calling
+    child on CPU 1, as mproc's bench places them; one manager for every round, a fresh list
+    and dict per round."""
+    ctx = mp.get_context("fork")
+    old = os.sched_getaffinity(0)
+    _pin(0)  # the server, forked from here, inherits CPU 0
+    lists, dicts, ok = [], [], True
+    try:
+        with ctx.Manager() as m:
+            os.sched_setaffinity(0, old)
+            for r in range(rounds + 1):  # round 0 warms up
+                res = ctx.RawArray("d", 2)
+                lst = m.list()
+                p = ctx.Process(target=_mgr_append, args=(lst, n, res))
+                p.start()
+                p.join()
+                assert p.exitcode == 0, p.exitcode
+                list_rate = res[0]
+                ok &= lst[:] == list(range(n))
+                d = m.dict()
+                p = ctx.Process(target=_mgr_set_get, args=(d, n, res))
+                p.start()
+                p.join()
+                assert p.exitcode == 0, p.exitcode
+                ok &= res[1] == 1.0 and len(d) == n
+                if r > 0:
+                    lists.append(list_rate)
+                    dicts.append(res[0])
+    finally:
+        os.sched_setaffinity(0, old)
+    return {
+        "manager_list_ops_per_s": round(med(lists)),
+        "manager_dict_ops_per_s": round(med(dicts)),
+        "manager_check_ok": ok,
+    }
+
+
 def main():
     quick = "--quick" in sys.argv
+    if "--only-manager" in sys.argv:
+        # As mproc's --only-manager: the manager figures and the pipe round trip.
+        out = {"pipe_rtt_us": round(pipe_rtt_us(5000 if quick else 20000), 2)}
+        out.update(manager_figures(3 if quick else 5))
+        print(json.dumps(out))
+        return
     counts = {"fork": 50 if quick else 150, "forkserver": 30 if quick else 80, "spawn": 10 if quick else 30}
     out = {"spawn_join_us": {m: round(spawn_join_us(m, n), 1) for m, n in counts.items()}}
     out["pipe_rtt_us"] = round(pipe_rtt_us(5000 if quick else 20000), 2)
@@ -335,6 +415,7 @@ def main():
     out["queue_rtt_us"] = round(queue_rtt_us(3, 2000 if quick else 5000), 2)
     out["queue_1mib_gbps"] = round(med([queue_1mib_gbps(128 if quick else 256) for _ in range(3)]), 2)
     out.update(pool_figures(quick))
+    out.update(manager_figures(3 if quick else 5))
     print(json.dumps(out))
 
 

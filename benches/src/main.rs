@@ -13,6 +13,7 @@ use mproc::sys::{ForkOutcome, SpawnSelf};
 use mproc::{Builder, StartMethod};
 use serde_json::{Value, json};
 
+mod manager;
 mod pool;
 mod queue;
 mod sync;
@@ -41,6 +42,16 @@ impl Samples {
             v[n / 2]
         } else {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+    /// The `[min, max]` of a figure's rounds (`null` when it was not measured).
+    fn spread(&self, key: &str) -> Value {
+        let v = self.0.get(key).map(Vec::as_slice).unwrap_or_default();
+        let min = v.iter().copied().reduce(f64::min);
+        let max = v.iter().copied().reduce(f64::max);
+        match (min, max) {
+            (Some(a), Some(b)) => json!([a.round(), b.round()]),
+            _ => Value::Null,
         }
     }
 }
@@ -73,9 +84,10 @@ fn fork_wait_floor() {
 
 /// Pins the calling process to CPU `cpu` when the machine has more than one (round trips
 /// cost very different times on one CPU and across two, so both sides of a comparison must
-/// be placed alike).
+/// be placed alike). The machine's count, not the process's: a child forked from a parent
+/// pinned to CPU 0 may run on one CPU only, and must still move to its own.
 fn pin(cpu: usize) {
-    if mproc::process_cpu_count() > 1 {
+    if mproc::cpu_count() > 1 {
         mproc::sys::set_cpu_affinity(&[cpu]).expect("sched_setaffinity");
     }
 }
@@ -234,7 +246,9 @@ fn main() {
     let only_queue = args.iter().any(|a| a == "--only-queue");
     // `--only-pool`: just the pool figures (and the fork server's spawn they compare with).
     let only_pool = args.iter().any(|a| a == "--only-pool");
-    let only_sync = only_sync || only_queue || only_pool;
+    // `--only-manager`: just the manager figures (and the pipe round trip they compare with).
+    let only_manager = args.iter().any(|a| a == "--only-manager");
+    let only_sync = only_sync || only_queue || only_pool || only_manager;
     let arg_after = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -282,7 +296,7 @@ fn main() {
     }
 
     eprintln!("measuring pipes ...");
-    let pipe_rounds = if only_sync {
+    let pipe_rounds = if only_sync && !only_manager {
         0
     } else if quick {
         3
@@ -309,14 +323,18 @@ fn main() {
     check_ok &= rtt_ok && bw_ok;
 
     eprintln!("measuring locks and shared memory ...");
-    let lock_rounds = if only_queue || only_pool { 0 } else { rounds };
+    let lock_rounds = if only_queue || only_pool || only_manager {
+        0
+    } else {
+        rounds
+    };
     let (unc, unc_floor) =
         sync::lock_uncontended(lock_rounds, if quick { 200_000 } else { 1_000_000 });
     for (t, f) in unc.iter().zip(&unc_floor) {
         s.add("lock_uncontended_ns", *t);
         s.add("floor.futex_lock_ns", *f);
     }
-    for _ in 0..(if only_queue || only_pool {
+    for _ in 0..(if only_queue || only_pool || only_manager {
         0
     } else if quick {
         5
@@ -329,7 +347,7 @@ fn main() {
         check_ok &= ok;
     }
     let mut shm_check_ok = true;
-    for _ in 0..(if only_pool {
+    for _ in 0..(if only_pool || only_manager {
         0
     } else if quick {
         2
@@ -346,7 +364,7 @@ fn main() {
     }
 
     eprintln!("measuring queues ...");
-    let q_rounds = if only_pool {
+    let q_rounds = if only_pool || only_manager {
         0
     } else if quick {
         2
@@ -366,12 +384,13 @@ fn main() {
         s.add("queue_1mib_gbps", g);
         check_ok &= ok;
     }
-    let (rtt, ok) = queue::rtt_us(if only_pool { 0 } else { rounds }, 20_000);
+    let queue_rtt_rounds = if only_pool || only_manager { 0 } else { rounds };
+    let (rtt, ok) = queue::rtt_us(queue_rtt_rounds, 20_000);
     for t in rtt {
         s.add("queue_rtt_us", t);
     }
     check_ok &= ok;
-    for t in queue::spin_rtt_floor(if only_pool { 0 } else { rounds }, 20_000) {
+    for t in queue::spin_rtt_floor(queue_rtt_rounds, 20_000) {
         s.add("floor.spin_rtt_us", t);
     }
 
@@ -411,20 +430,52 @@ fn main() {
         }
     }
 
+    let mut manager_check_ok = true;
+    if !only_sync || only_manager {
+        eprintln!("measuring managers ...");
+        let m = manager::start_pinned();
+        manager::round(&m); // warm-up: the server's first objects and connections
+        for _ in 0..if quick { 3 } else { 7 } {
+            let (list, dict, ok) = manager::round(&m);
+            s.add("manager_list_ops_per_s", list);
+            s.add("manager_dict_ops_per_s", dict);
+            manager_check_ok &= ok;
+            // The goal is a ratio to `pipe_rtt_us`; the round trip is measured here too,
+            // beside each round, to show how far the machine drifted since.
+            let (rtt, _, ok) = pipe_rtt(1, 2000);
+            for t in rtt {
+                s.add("extra.pipe_rtt_beside_manager_us", t);
+            }
+            check_ok &= ok;
+        }
+        m.shutdown().expect("manager shutdown");
+    }
+
     let python = match (arg_after("--python"), arg_after("--python-script")) {
-        (Some(py), Some(script)) => run_python(&py, &script, quick),
+        (Some(py), Some(script)) => run_python(&py, &script, quick, only_manager),
         _ => None,
     };
 
-    report(&s, check_ok, shm_check_ok, python.as_ref());
+    report(
+        &s,
+        Flags {
+            check_ok,
+            shm_check_ok,
+            manager_check_ok,
+        },
+        python.as_ref(),
+    );
 }
 
-fn run_python(python: &str, script: &str, quick: bool) -> Option<Value> {
+fn run_python(python: &str, script: &str, quick: bool, only_manager: bool) -> Option<Value> {
     eprintln!("running Python's multiprocessing for comparison ({python} {script}) ...");
     let mut cmd = Command::new(python);
     cmd.arg(script);
     if quick {
         cmd.arg("--quick");
+    }
+    if only_manager {
+        cmd.arg("--only-manager");
     }
     let out = cmd.output().ok()?;
     if !out.status.success() {
@@ -457,8 +508,21 @@ struct Row {
     goal: &'static str,
 }
 
-fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value>) {
+/// The correctness flags that ride along with the figures.
+struct Flags {
+    check_ok: bool,
+    shm_check_ok: bool,
+    manager_check_ok: bool,
+}
+
+fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
+    let Flags {
+        check_ok,
+        shm_check_ok,
+        manager_check_ok,
+    } = flags;
     let m = |k: &str| s.median(k);
+    let py = |k: &str| python.and_then(|p| lookup(p, k));
     let exec_floor = m("floor.exec_self_us");
     let fork_floor = m("floor.fork_wait_us");
     let rtt_floor = m("floor.socketpair_rtt_us");
@@ -470,6 +534,14 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
     let spin_floor = m("floor.spin_rtt_us");
     let copy_floor = m("floor.copy_gbps");
     let forkserver = m("extra.spawn_join_forkserver_beside_pool_us");
+    // A manager call is one round trip to the server: its floor is one pipe round trip
+    // per call, and its goal a call of at most 1.3 of them (and 5 × Python's rate).
+    let rtt = m("pipe_rtt_us");
+    let call_floor = 1e6 / rtt;
+    let manager_goal = |key: &'static str| {
+        let python = py(key);
+        move |v: f64| 1e6 / v <= 1.3 * rtt && python.is_none_or(|p| v >= 5.0 * p)
+    };
     let row = |key, floor, higher_is_better, met: &dyn Fn(f64) -> bool, goal| {
         let ours = m(key);
         Row {
@@ -595,6 +667,20 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
             &|v| v <= 50.0,
             "≤ 50 ms",
         ),
+        row(
+            "manager_list_ops_per_s",
+            call_floor,
+            true,
+            &manager_goal("manager_list_ops_per_s"),
+            "call ≤ 1.3 × pipe_rtt_us, ≥ 5 × Python",
+        ),
+        row(
+            "manager_dict_ops_per_s",
+            call_floor,
+            true,
+            &manager_goal("manager_dict_ops_per_s"),
+            "call ≤ 1.3 × pipe_rtt_us, ≥ 5 × Python",
+        ),
     ];
     println!("\nmproc benchmarks (medians; floors measured in the same run)\n");
     println!(
@@ -605,7 +691,7 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
     let mut vs_floor = serde_json::Map::new();
     let unit = |r: &Row| match r.key {
         "lock_uncontended_ns" => "ns",
-        "lock_value_ops_per_s" => "op/s",
+        k if k == "lock_value_ops_per_s" || k.starts_with("manager_") => "op/s",
         k if k.starts_with("queue_msgs") || k.starts_with("pool_map") => "/s",
         "pool_cpu_speedup" => "×",
         "pool_recover_ms" => "ms",
@@ -613,7 +699,7 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
         _ => "µs",
     };
     for r in &rows {
-        let py = python.and_then(|p| lookup(p, r.key));
+        let py = py(r.key);
         let ratio_floor = r.ours / r.floor;
         if r.floor.is_finite() {
             vs_floor.insert(r.key.into(), json!((ratio_floor * 100.0).round() / 100.0));
@@ -667,10 +753,31 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
         "extra.shm_fresh_gbps",
         "extra.shm_copy_gbps",
         "extra.spawn_join_forkserver_beside_pool_us",
+        "extra.pipe_rtt_beside_manager_us",
     ] {
         println!("{k:<28} {:>14.2}", m(k));
     }
-    println!("check_ok: {check_ok}, shm_check_ok: {shm_check_ok}");
+    // A manager call in pipe round trips (goal ≤ 1.3), against this run's `pipe_rtt_us` and
+    // against the one measured beside the manager's rounds.
+    let beside = m("extra.pipe_rtt_beside_manager_us");
+    let mut call_over_rtt = serde_json::Map::new();
+    for (key, name) in [
+        ("manager_list_ops_per_s", "list"),
+        ("manager_dict_ops_per_s", "dict"),
+    ] {
+        let call_us = 1e6 / m(key);
+        if call_us.is_finite() {
+            println!(
+                "manager {name} call: {call_us:.2} µs = {:.2} × pipe_rtt_us ({:.2} × the round trip beside it)",
+                call_us / rtt,
+                call_us / beside
+            );
+            call_over_rtt.insert(name.into(), json!((call_us / rtt * 100.0).round() / 100.0));
+        }
+    }
+    println!(
+        "check_ok: {check_ok}, shm_check_ok: {shm_check_ok}, manager_check_ok: {manager_check_ok}"
+    );
     let mut out = json!({
         "spawn_join_us": {
             "spawn": round1(m("spawn_join_us.spawn")),
@@ -696,7 +803,12 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
         "pool_cpu_speedup": (m("pool_cpu_speedup") * 100.0).round() / 100.0,
         "pool_start_us": round1(m("pool_start_us")),
         "pool_recover_ms": (m("pool_recover_ms") * 100.0).round() / 100.0,
+        "manager_list_ops_per_s": m("manager_list_ops_per_s").round(),
+        "manager_dict_ops_per_s": m("manager_dict_ops_per_s").round(),
+        "manager_check_ok": manager_check_ok,
         "extra": {
+            "manager_call_over_pipe_rtt": call_over_rtt,
+            "pipe_rtt_beside_manager_us": (beside * 100.0).round() / 100.0,
             "spawn_join_forkserver_beside_pool_us": round1(forkserver),
             "shm_fresh_gbps": (m("extra.shm_fresh_gbps") * 100.0).round() / 100.0,
             "shm_copy_gbps": (m("extra.shm_copy_gbps") * 100.0).round() / 100.0,
@@ -714,6 +826,10 @@ fn report(s: &Samples, check_ok: bool, shm_check_ok: bool, python: Option<&Value
             "spin_rtt_us": (spin_floor * 1000.0).round() / 1000.0,
         },
         "ratio_to_floor": vs_floor,
+        "spread": {
+            "manager_list_ops_per_s": s.spread("manager_list_ops_per_s"),
+            "manager_dict_ops_per_s": s.spread("manager_dict_ops_per_s"),
+        },
         "check_ok": check_ok,
     });
     if let Some(p) = python {

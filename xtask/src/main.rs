@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's automation in plain Rust (std only).
 //!
 //! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
-//! - `cargo xtask bench [--vs-python] [--quick]` — the benchmark table and its JSON line.
+//! - `cargo xtask bench [--vs-python] [--quick] [--only-<part>]` — the benchmark table and
+//!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part).
 //! - `cargo xtask deny`  — `cargo deny check bans licenses sources` (installs cargo-deny).
 //! - `cargo xtask ci`    — the same as `test`.
 //!
@@ -31,7 +32,10 @@ fn main() -> ExitCode {
         Some("test") | Some("ci") => test(),
         Some("bench") => bench(&args[1..]),
         Some("deny") => deny(),
-        _ => Err("usage: cargo xtask <test|bench [--vs-python] [--quick]|deny|ci>".to_string()),
+        _ => Err(
+            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]|deny|ci>"
+                .to_string(),
+        ),
     };
     match result {
         Ok(()) => {
@@ -377,6 +381,8 @@ fn bench(args: &[String]) -> Result {
     if quick {
         c.arg("--quick");
     }
+    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part's figures.
+    c.args(args.iter().filter(|a| a.starts_with("--only-")));
     if vs_python {
         let python = ["python3", "python"].into_iter().find(|p| {
             Command::new(p)
