@@ -6,6 +6,7 @@
 //! own connection, and a blocking call (a lock's `acquire`) holds up no one else. A child made
 //! by fork does not use its parent's connections: it opens its own.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use mproc_pipe::{Address, Client, Connection};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{Fault, Out, Owner, Reply, Request};
+use crate::spin::Spin;
 
 type Conn = Connection<Request, Reply>;
 
@@ -25,6 +27,8 @@ pub(crate) struct Endpoint {
     address: Address,
     authkey: Vec<u8>,
     idle: Mutex<Idle>,
+    /// How long a call spins for its reply before it sleeps.
+    spin: Spin,
 }
 
 /// The connections not in use, and the process they belong to.
@@ -62,6 +66,7 @@ pub(crate) fn endpoint(address: &Address, authkey: &[u8]) -> Arc<Endpoint> {
             conns: Vec::new(),
             late: Vec::new(),
         }),
+        spin: Spin::default(),
     });
     all.push(Arc::downgrade(&e));
     e
@@ -108,8 +113,20 @@ impl Endpoint {
 
     /// Sends `request` and waits for its reply, until `deadline` at the latest.
     pub(crate) fn call(&self, request: &Request, deadline: Option<Instant>) -> Result<Out> {
+        self.call_with(request, deadline, true)
+    }
+
+    /// Like [`call`](Self::call); `quick` says the reply should come at once (the request
+    /// does not wait in the server), so the caller spins for it before it sleeps.
+    pub(crate) fn call_with(
+        &self,
+        request: &Request,
+        deadline: Option<Instant>,
+        quick: bool,
+    ) -> Result<Out> {
         let mut conn = self.checkout(deadline)?;
-        match exchange(&mut conn, request, deadline) {
+        let spin = quick.then_some(&self.spin);
+        match exchange(&mut conn, request, deadline, spin) {
             Ok(Ok(out)) => {
                 self.checkin(conn);
                 Ok(out)
@@ -191,7 +208,7 @@ impl Endpoint {
                 })?;
         let hello = Request::Hello { session: session() };
         let deadline = Some(deadline.unwrap_or_else(|| Instant::now() + CONNECT_TIMEOUT));
-        match exchange(&mut conn, &hello, deadline)? {
+        match exchange(&mut conn, &hello, deadline, None)? {
             Ok(Out::Num(max_message)) => {
                 conn.set_max_message(max_message);
                 Ok(conn)
@@ -217,7 +234,12 @@ impl Idle {
 }
 
 /// One request and its reply on `conn`.
-fn exchange(conn: &mut Conn, request: &Request, deadline: Option<Instant>) -> Result<Reply> {
+fn exchange(
+    conn: &mut Conn,
+    request: &Request,
+    deadline: Option<Instant>,
+    spin: Option<&Spin>,
+) -> Result<Reply> {
     let left = |d: Instant| d.saturating_duration_since(Instant::now());
     let sent = match deadline {
         None => conn.send(request),
@@ -229,6 +251,9 @@ fn exchange(conn: &mut Conn, request: &Request, deadline: Option<Instant>) -> Re
         }),
     };
     sent.map_err(|e| Error::pipe("sending a request to the manager", e))?;
+    if let Some(spin) = spin {
+        spin.wait_readable(conn.as_fd(), deadline);
+    }
     let reply = match deadline {
         None => conn.recv(),
         Some(d) => conn.recv_timeout(left(d)),

@@ -60,7 +60,7 @@ impl Handle {
 
     /// Runs an operation that does not wait in the server.
     pub(crate) fn op(&self, op: Op) -> Result<Out> {
-        self.call(op, self.timeout.and_then(deadline_after))
+        self.call(op, self.timeout.and_then(deadline_after), true)
     }
 
     /// Runs an operation that waits in the server as `wait` says.
@@ -70,12 +70,12 @@ impl Handle {
             Wait::For(d) => deadline_after(d.saturating_add(self.timeout.unwrap_or(GRACE))),
             Wait::Forever => self.timeout.and_then(deadline_after),
         };
-        self.call(op, deadline)
+        self.call(op, deadline, matches!(wait, Wait::No))
     }
 
-    fn call(&self, op: Op, deadline: Option<Instant>) -> Result<Out> {
-        self.endpoint
-            .call(&Request::Op { id: self.id, op }, deadline)
+    fn call(&self, op: Op, deadline: Option<Instant>, quick: bool) -> Result<Out> {
+        let request = Request::Op { id: self.id, op };
+        self.endpoint.call_with(&request, deadline, quick)
     }
 }
 

@@ -85,6 +85,7 @@ mod protocol;
 mod proxy;
 mod registry;
 mod server;
+mod spin;
 
 pub use error::{Error, ErrorKind, Result};
 pub use manager::{Builder, Manager};

@@ -23,6 +23,7 @@ use serde_bytes::ByteBuf;
 
 use crate::protocol::{Fault, Kind, Out, Owner, Reply, Request};
 use crate::registry::Registry;
+use crate::spin::Spin;
 use objects::{Object, State};
 
 type Conn = Connection<Reply, Request>;
@@ -182,7 +183,11 @@ impl Server {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         self.reaper.watch(id, conn.as_fd());
         *lock(&self.sessions).entry(session).or_default() += 1;
+        let spin = Spin::default();
         loop {
+            if !conn.has_buffered_message() {
+                spin.wait_readable(conn.as_fd(), None);
+            }
             // Garbage, an oversized frame, a closed connection, or one the reaper shut down:
             // this client is done.
             let Ok(request) = conn.recv() else { break };
