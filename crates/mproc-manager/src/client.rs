@@ -6,9 +6,8 @@
 //! own connection, and a blocking call (a lock's `acquire`) holds up no one else. A child made
 //! by fork does not use its parent's connections: it opens its own.
 
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use mproc_pipe::{Address, Client, Connection};
@@ -33,7 +32,8 @@ pub(crate) struct Endpoint {
 
 /// The connections not in use, and the process they belong to.
 struct Idle {
-    pid: u32,
+    /// The [`process_tag`] of the process that opened them.
+    pid: u64,
     conns: Vec<Conn>,
     /// Connections whose call timed out: each still owes the reply of that call, and is
     /// usable again once the reply came (and was dropped). They stay open meanwhile: the
@@ -62,7 +62,7 @@ pub(crate) fn endpoint(address: &Address, authkey: &[u8]) -> Arc<Endpoint> {
         address: address.clone(),
         authkey: authkey.to_vec(),
         idle: Mutex::new(Idle {
-            pid: std::process::id(),
+            pid: process_tag(),
             conns: Vec::new(),
             late: Vec::new(),
         }),
@@ -70,6 +70,23 @@ pub(crate) fn endpoint(address: &Address, authkey: &[u8]) -> Arc<Endpoint> {
     });
     all.push(Arc::downgrade(&e));
     e
+}
+
+/// Tells this process from a child forked from it, without a system call on every call: a
+/// count of forks that the child side of a fork handler bumps (with the pid in the top bits
+/// when the handler could not be registered).
+fn process_tag() -> u64 {
+    static FORKS: AtomicU64 = AtomicU64::new(0);
+    static HANDLER: OnceLock<bool> = OnceLock::new();
+    extern "C" fn nothing() {}
+    extern "C" fn forked() {
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+    if *HANDLER.get_or_init(|| mproc_sys::at_fork(nothing, nothing, forked).is_ok()) {
+        FORKS.load(Ordering::Relaxed)
+    } else {
+        1 << 63 | u64::from(std::process::id())
+    }
 }
 
 /// This process's session: a random number the server uses to tell processes apart (a lock
@@ -150,7 +167,7 @@ impl Endpoint {
                         idle.late.clear();
                     }
                     // The reply may still come on this connection: set it aside until it has.
-                    ErrorKind::Timeout if idle.pid == std::process::id() => idle.late.push(conn),
+                    ErrorKind::Timeout if idle.pid == process_tag() => idle.late.push(conn),
                     _ => {}
                 }
                 Err(e)
@@ -162,7 +179,7 @@ impl Endpoint {
     fn checkout(&self, deadline: Option<Instant>) -> Result<Conn> {
         {
             let mut idle = lock(&self.idle);
-            let pid = std::process::id();
+            let pid = process_tag();
             if idle.pid != pid {
                 // Forked: those are the parent's connections (closing our copies leaves
                 // the parent's open).
@@ -182,7 +199,7 @@ impl Endpoint {
 
     fn checkin(&self, conn: Conn) {
         let mut idle = lock(&self.idle);
-        if idle.pid == std::process::id() {
+        if idle.pid == process_tag() {
             idle.conns.push(conn);
         }
     }
@@ -251,12 +268,15 @@ fn exchange(
         }),
     };
     sent.map_err(|e| Error::pipe("sending a request to the manager", e))?;
-    if let Some(spin) = spin {
-        spin.wait_readable(conn.as_fd(), deadline);
-    }
-    let reply = match deadline {
-        None => conn.recv(),
-        Some(d) => conn.recv_timeout(left(d)),
+    let spun = match spin {
+        Some(spin) => spin.recv(conn, deadline),
+        None => Ok(None),
+    };
+    let reply = match (spun, deadline) {
+        (Ok(Some(reply)), _) => Ok(reply),
+        (Err(e), _) => Err(e),
+        (Ok(None), None) => conn.recv(),
+        (Ok(None), Some(d)) => conn.recv_timeout(left(d)),
     };
     reply.map_err(|e| match e.kind() {
         mproc_pipe::ErrorKind::Timeout => Error::new(

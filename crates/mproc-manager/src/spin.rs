@@ -8,7 +8,8 @@
 //! when it had to sleep, so a caller that calls now and then costs the server almost no
 //! spinning, and one that calls in a loop gets answers at the speed of the exchange itself.
 
-use std::os::fd::BorrowedFd;
+use mproc_pipe::Connection;
+use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,9 +33,14 @@ impl Default for Spin {
 }
 
 impl Spin {
-    /// Looks at `fd` until it is readable or the budget (or `deadline`) runs out; returns
-    /// whether it became readable. The caller then reads, which sleeps only if it did not.
-    pub(crate) fn wait_readable(&self, fd: BorrowedFd<'_>, deadline: Option<Instant>) -> bool {
+    /// Tries to receive on `conn` until a message comes or the budget (or `deadline`) runs
+    /// out: `Ok(None)` then, and the caller's blocking receive sleeps. Each look is one
+    /// non-blocking read, which takes the message when it is there.
+    pub(crate) fn recv<S, R: DeserializeOwned>(
+        &self,
+        conn: &mut Connection<S, R>,
+        deadline: Option<Instant>,
+    ) -> mproc_pipe::Result<Option<R>> {
         let budget = self.budget_us.load(Ordering::Relaxed);
         let start = Instant::now();
         let mut until = start + Duration::from_micros(u64::from(budget));
@@ -42,21 +48,17 @@ impl Spin {
             until = until.min(d);
         }
         loop {
-            match mproc_sys::poll_readable(&[fd], Some(Duration::ZERO)).as_deref() {
-                Ok([true]) => {
-                    // Found while spinning: spin a little longer next time, when it took
-                    // more than half the budget.
-                    if start.elapsed() > Duration::from_micros(u64::from(budget / 2)) {
-                        self.set((budget * 2).min(MAX_US));
-                    }
-                    return true;
+            if let Some(message) = conn.try_recv()? {
+                // Found while spinning: spin longer next time if it took more than half
+                // the budget.
+                if start.elapsed() > Duration::from_micros(u64::from(budget / 2)) {
+                    self.set((budget * 2).min(MAX_US));
                 }
-                Ok(_) => {}
-                Err(_) => return false,
+                return Ok(Some(message));
             }
             if Instant::now() >= until {
                 self.set((budget / 2).max(MIN_US));
-                return false;
+                return Ok(None);
             }
             std::hint::spin_loop();
         }

@@ -185,12 +185,16 @@ impl Server {
         *lock(&self.sessions).entry(session).or_default() += 1;
         let spin = Spin::default();
         loop {
-            if !conn.has_buffered_message() {
-                spin.wait_readable(conn.as_fd(), None);
-            }
             // Garbage, an oversized frame, a closed connection, or one the reaper shut down:
             // this client is done.
-            let Ok(request) = conn.recv() else { break };
+            let request = match spin.recv(&mut conn, None) {
+                Ok(Some(request)) => request,
+                Ok(None) => match conn.recv() {
+                    Ok(request) => request,
+                    Err(_) => break,
+                },
+                Err(_) => break,
+            };
             let shutdown = matches!(request, Request::Shutdown);
             let reply = self.handle(request, &Caller { fd: conn.as_fd() });
             match conn.send(&reply) {
