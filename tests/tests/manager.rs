@@ -1986,3 +1986,115 @@ fn a_forked_server_needs_a_permit_in_a_threaded_process() {
         assert_eq!(l.to_vec().unwrap(), [1]);
     });
 }
+
+/// A registered type whose `new` panics on 0.
+struct Fragile(u32);
+
+impl SharedObject for Fragile {
+    const NAME: &'static str = "fragile";
+    type Init = u32;
+    type Request = ();
+    type Response = u32;
+
+    fn new(n: u32) -> Self {
+        assert!(n != 0, "a fragile object cannot start at 0");
+        Fragile(n)
+    }
+
+    fn handle(&mut self, (): ()) -> u32 {
+        self.0
+    }
+}
+
+#[test]
+fn a_proxy_deadline_ends_a_blocking_call_in_the_server_too() {
+    deadline(LIMIT, || {
+        let m = start();
+        let q = m.queue::<u32>().unwrap();
+        let impatient = q.clone().with_timeout(Duration::from_millis(200));
+        // Three gets that give up: the server gives up with them and takes nothing later.
+        for _ in 0..3 {
+            assert_eq!(kind_of(impatient.get()), ErrorKind::Empty);
+        }
+        for n in 1..=3 {
+            q.put(n).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(q.len().unwrap(), 3, "a get that gave up took an item");
+        assert_eq!(
+            (q.get().unwrap(), q.get().unwrap(), q.get().unwrap()),
+            (1, 2, 3)
+        );
+
+        // An acquire that gives up does not take the lock later behind its caller's back.
+        let lock = m.lock().unwrap();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                lock.acquire().unwrap();
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                lock.release().unwrap();
+            })
+        };
+        held_rx.recv().unwrap();
+        let impatient = lock.clone().with_timeout(Duration::from_millis(200));
+        assert_eq!(kind_of(impatient.acquire()), ErrorKind::Timeout);
+        assert_eq!(kind_of(impatient.lock().map(drop)), ErrorKind::Timeout);
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !lock.is_locked().unwrap(),
+            "an acquire that gave up took the lock"
+        );
+
+        // The same for an event's wait: a Timeout, not a spurious success.
+        let e = m.event().unwrap().with_timeout(Duration::from_millis(100));
+        assert_eq!(kind_of(e.wait()), ErrorKind::Timeout);
+    });
+}
+
+#[test]
+fn an_event_set_then_cleared_at_once_wakes_its_waiters() {
+    deadline(LIMIT, || {
+        let m = start();
+        let e = m.event().unwrap();
+        let arrived = m.list::<u32>().unwrap();
+        let waiter = {
+            let (e, arrived) = (e.clone(), arrived.clone());
+            std::thread::spawn(move || {
+                arrived.push(1).unwrap();
+                e.wait_timeout(LIVE).unwrap()
+            })
+        };
+        until("the waiter to arrive", || arrived.len().unwrap() == 1);
+        std::thread::sleep(Duration::from_millis(200)); // it waits in the server by now
+        e.set().unwrap();
+        e.clear().unwrap();
+        assert!(
+            waiter.join().unwrap(),
+            "a waiter present at set() slept through it"
+        );
+        assert!(!e.is_set().unwrap());
+    });
+}
+
+#[test]
+fn a_panicking_new_is_reported_and_the_server_goes_on() {
+    deadline(LIMIT, || {
+        let m = manager_builder().register::<(Fragile,)>().start().unwrap();
+        let lock = m.lock().unwrap();
+        lock.acquire().unwrap();
+        let err = m.shared::<Fragile>(0).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Handler);
+        assert!(err.to_string().contains("cannot start at 0"), "{err}");
+        let fine = m.shared::<Fragile>(7).unwrap();
+        assert_eq!(fine.call(()).unwrap(), 7);
+        // This process's session is intact: it still holds its lock.
+        assert!(lock.is_locked().unwrap());
+        lock.release().unwrap();
+    });
+}

@@ -6,6 +6,7 @@
 //! own connection, and a blocking call (a lock's `acquire`) holds up no one else. A child made
 //! by fork does not use its parent's connections: it opens its own.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -143,36 +144,46 @@ impl Endpoint {
     ) -> Result<Out> {
         let mut conn = self.checkout(deadline)?;
         let spin = quick.then_some(&self.spin);
-        match exchange(&mut conn, request, deadline, spin) {
+        let (e, phase) = match exchange(&mut conn, request, deadline, spin) {
             Ok(Ok(out)) => {
                 self.checkin(conn);
-                Ok(out)
+                return Ok(out);
             }
             Ok(Err((fault, message))) => {
                 self.checkin(conn);
-                Err(Error::from_fault(fault, message))
+                return Err(Error::from_fault(fault, message));
             }
-            // Refused before anything was sent: the connection is as good as before.
-            Err(e) if matches!(e.kind(), ErrorKind::TooLarge | ErrorKind::Encode) => {
-                self.checkin(conn);
-                Err(e)
-            }
-            Err(e) => {
-                let mut idle = lock(&self.idle);
-                match e.kind() {
-                    // The server is gone, or went and came back: the other idle connections
-                    // are as dead as this one. The next call connects afresh.
-                    ErrorKind::Disconnected => {
-                        idle.conns.clear();
-                        idle.late.clear();
-                    }
-                    // The reply may still come on this connection: set it aside until it has.
-                    ErrorKind::Timeout if idle.pid == process_tag() => idle.late.push(conn),
-                    _ => {}
+            Err(failure) => failure,
+        };
+        match (e.kind(), phase) {
+            // Nothing went out: the connection is as good as before.
+            (ErrorKind::TooLarge | ErrorKind::Encode, _) => self.checkin(conn),
+            (ErrorKind::Timeout, Phase::Send) if !conn.has_pending_send() => self.checkin(conn),
+            // Half a request went out: the connection cannot be used again. Its replacement
+            // comes first, so that the server never sees this process without a connection
+            // (it would release the locks the process holds).
+            (ErrorKind::Timeout, Phase::Send) => {
+                if let Ok(fresh) = self.open(deadline_after(Duration::from_secs(1))) {
+                    self.checkin(fresh);
                 }
-                Err(e)
             }
+            // The reply may still come: set the connection aside until it has.
+            (ErrorKind::Timeout, Phase::Receive) => {
+                let mut idle = lock(&self.idle);
+                if idle.pid == process_tag() {
+                    idle.late.push(conn);
+                }
+            }
+            // The server is gone, or closed the idle connections it had: drop those that
+            // are closed (readable while idle), so that the next call connects afresh.
+            (ErrorKind::Disconnected, _) => {
+                let mut idle = lock(&self.idle);
+                idle.conns.retain(|c| !readable(c));
+                idle.late.retain(|c| !readable(c));
+            }
+            _ => {}
         }
+        Err(e)
     }
 
     /// An idle connection of this process, or a new one.
@@ -225,7 +236,7 @@ impl Endpoint {
                 })?;
         let hello = Request::Hello { session: session() };
         let deadline = Some(deadline.unwrap_or_else(|| Instant::now() + CONNECT_TIMEOUT));
-        match exchange(&mut conn, &hello, deadline, None)? {
+        match exchange(&mut conn, &hello, deadline, None).map_err(|(e, _)| e)? {
             Ok(Out::Num(max_message)) => {
                 conn.set_max_message(max_message);
                 Ok(conn)
@@ -250,13 +261,29 @@ impl Idle {
     }
 }
 
+/// Whether an idle connection has something to read: an end of stream (its server closed
+/// it) or bytes nobody asked for; either way it cannot be used.
+fn readable(conn: &Conn) -> bool {
+    !matches!(
+        mproc_sys::poll_readable(&[conn.as_fd()], Some(Duration::ZERO)).as_deref(),
+        Ok([false])
+    )
+}
+
+/// Where an exchange failed.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    Send,
+    Receive,
+}
+
 /// One request and its reply on `conn`.
 fn exchange(
     conn: &mut Conn,
     request: &Request,
     deadline: Option<Instant>,
     spin: Option<&Spin>,
-) -> Result<Reply> {
+) -> std::result::Result<Reply, (Error, Phase)> {
     let left = |d: Instant| d.saturating_duration_since(Instant::now());
     let sent = match deadline {
         None => conn.send(request),
@@ -267,7 +294,12 @@ fn exchange(
             Ok(())
         }),
     };
-    sent.map_err(|e| Error::pipe("sending a request to the manager", e))?;
+    sent.map_err(|e| {
+        (
+            Error::pipe("sending a request to the manager", e),
+            Phase::Send,
+        )
+    })?;
     let spun = match spin {
         Some(spin) => spin.recv(conn, deadline),
         None => Ok(None),
@@ -278,16 +310,19 @@ fn exchange(
         (Ok(None), None) => conn.recv(),
         (Ok(None), Some(d)) => conn.recv_timeout(left(d)),
     };
-    reply.map_err(|e| match e.kind() {
-        mproc_pipe::ErrorKind::Timeout => Error::new(
-            ErrorKind::Timeout,
-            "the manager did not answer in time; the call may or may not have taken effect",
-        ),
-        mproc_pipe::ErrorKind::Disconnected => Error::new(
-            ErrorKind::Disconnected,
-            "the manager's server is gone (shut down or killed)",
-        ),
-        _ => Error::pipe("receiving the manager's reply", e),
+    reply.map_err(|e| {
+        let error = match e.kind() {
+            mproc_pipe::ErrorKind::Timeout => Error::new(
+                ErrorKind::Timeout,
+                "the manager did not answer in time; the call may or may not have taken effect",
+            ),
+            mproc_pipe::ErrorKind::Disconnected => Error::new(
+                ErrorKind::Disconnected,
+                "the manager's server is gone (shut down or killed)",
+            ),
+            _ => Error::pipe("receiving the manager's reply", e),
+        };
+        (error, Phase::Receive)
     })
 }
 

@@ -24,8 +24,8 @@ pub enum ErrorKind {
     /// Stored bytes could not be deserialized into the proxy's type (a namespace field read
     /// as another type, say), or the server's reply was not understood.
     Decode,
-    /// The object is gone from the server (every proxy to it was dropped) or no object is
-    /// published under that name.
+    /// The server has no such object (a proxy from another run of the server), or no object
+    /// is published under that name.
     NoSuchObject,
     /// The object exists but is of another kind or type than the proxy asked for.
     WrongType,

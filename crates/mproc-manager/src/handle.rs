@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 
 use crate::client::{self, Endpoint, deadline_after};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{Bytes, Kind, Op, Out, Request, Wait};
 
 /// How much longer than a blocking operation's own timeout a caller waits for the server's
@@ -63,14 +63,46 @@ impl Handle {
         self.call(op, self.timeout.and_then(deadline_after), true)
     }
 
-    /// Runs an operation that waits in the server as `wait` says.
-    pub(crate) fn op_waiting(&self, op: Op, wait: Wait) -> Result<Out> {
-        let deadline = match wait {
-            Wait::No => self.timeout.and_then(deadline_after),
-            Wait::For(d) => deadline_after(d.saturating_add(self.timeout.unwrap_or(GRACE))),
-            Wait::Forever => self.timeout.and_then(deadline_after),
+    /// Runs the operation `make` builds for a wait in the server, as `wait` says.
+    ///
+    /// The proxy's deadline bounds a wait that has none of its own: the server is told to give
+    /// up by then, so that it takes nothing (no item, no lock) for a caller that stopped
+    /// waiting. The caller waits for the answer that long plus the proxy's deadline (or 5 s
+    /// without one); `unbounded_after` (a condition, which must take its lock back however
+    /// long that takes) waits for it without a bound unless the proxy has a deadline.
+    pub(crate) fn op_waiting(
+        &self,
+        wait: Wait,
+        unbounded_after: bool,
+        make: impl FnOnce(Wait) -> Op,
+    ) -> Result<Out> {
+        let wait = match (wait, self.timeout) {
+            (Wait::Forever, Some(t)) => Wait::For(t),
+            (w, _) => w,
         };
-        self.call(op, deadline, matches!(wait, Wait::No))
+        let waited = match wait {
+            Wait::No => Duration::ZERO,
+            Wait::For(d) => d,
+            Wait::Forever => return self.call(make(wait), None, false),
+        };
+        let after = match (self.timeout, unbounded_after) {
+            (Some(t), _) => Some(t),
+            (None, false) => Some(GRACE),
+            (None, true) => None,
+        };
+        let deadline = after.and_then(|a| deadline_after(waited.saturating_add(a)));
+        self.call(make(wait), deadline, matches!(wait, Wait::No))
+    }
+
+    /// The error of a wait without a timeout of its own that the proxy's deadline ended.
+    pub(crate) fn timed_out(&self) -> Error {
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "the proxy's deadline of {:?} passed while waiting",
+                self.timeout.unwrap_or_default()
+            ),
+        )
     }
 
     fn call(&self, op: Op, deadline: Option<Instant>, quick: bool) -> Result<Out> {
@@ -275,8 +307,12 @@ macro_rules! proxy_common {
             /// Sets the longest this proxy waits for the server to answer a call (beyond
             /// the wait a blocking operation asks for); `None`, the default, waits as long
             /// as the server is alive. A call past it fails with
-            /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout). Copies made after this
-            /// (clones, or this proxy sent to another process) keep the setting.
+            /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout). A blocking call without
+            /// a timeout of its own (`get`, `acquire`, `wait`) waits at most this long, and
+            /// fails as its `*_timeout` form would (`Empty`, `Full`, `BrokenBarrier`, or
+            /// `Timeout`); the server gives up at the same time and takes nothing for it.
+            /// Copies made after this (clones, or this proxy sent to another process) keep
+            /// the setting.
             pub fn set_timeout(&mut self, timeout: Option<std::time::Duration>) {
                 self.handle.set_timeout(timeout);
             }

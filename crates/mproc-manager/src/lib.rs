@@ -72,8 +72,13 @@
 //!
 //! Each process opens its own connections on first use, one per thread calling at the same
 //! time, and reuses them: a blocking call (a lock's `acquire`) holds up no other thread. A
-//! child made by fork opens its own. The key travels with a proxy to the processes it is
-//! sent to, as Python's does.
+//! child made by fork opens its own.
+//!
+//! A proxy travels with its manager's address and key, so that the process that receives
+//! it can connect (Python sends the key only to the children it spawns and otherwise uses
+//! the receiving process's own key). Send proxies of a manager served on TCP only to
+//! processes you would give its key: a proxy stored in another manager's object, or sent
+//! over an unencrypted TCP connection, shows the key to whoever reads it there.
 
 #![warn(missing_docs)]
 

@@ -75,6 +75,8 @@ pub struct Manager {
     /// The server process, for the manager that started it.
     server: Option<Mutex<Option<Child<()>>>>,
     pid: Option<u32>,
+    /// What `Shutdown` carries (the owner's only).
+    owner_token: u64,
 }
 
 impl fmt::Debug for Manager {
@@ -166,9 +168,9 @@ impl<R: Registry> Builder<R> {
         self
     }
 
-    /// The key a client must know (both sides prove it with HMAC; it never crosses the
-    /// wire). Default: 32 random bytes, which travel with the proxies to the processes they
-    /// are sent to.
+    /// The key a client must know: both sides prove it with HMAC, and the handshake never
+    /// sends it. Default: 32 random bytes. A serialized proxy carries its manager's key (see
+    /// the crate's docs, "Connections").
     pub fn authkey(mut self, authkey: &[u8]) -> Self {
         self.authkey = Some(authkey.to_vec());
         self
@@ -176,8 +178,9 @@ impl<R: Registry> Builder<R> {
 
     /// The largest request or reply, in bytes; a larger one is refused with
     /// [`ErrorKind::TooLarge`] (a client that sends one anyway is dropped).
+    /// At least 4 KiB: smaller would refuse the server's own error replies.
     pub fn max_message(mut self, bytes: u64) -> Self {
-        self.limits.max_message = bytes;
+        self.limits.max_message = bytes.max(4 << 10);
         self
     }
 
@@ -231,12 +234,17 @@ impl<R: Registry> Builder<R> {
                 )
             }
         };
+        let mut token = [0u8; 8];
+        mproc_sys::random_bytes(&mut token)
+            .map_err(|e| Error::new(ErrorKind::Io, "drawing a token").with_source(e))?;
+        let owner_token = u64::from_le_bytes(token);
         let (mut ready, theirs) = mproc_pipe::pipe::<Result<String, String>>()
             .map_err(|e| Error::pipe("making the server's start pipe", e))?;
         let args = ServerArgs {
             address,
             authkey: ByteBuf::from(authkey.clone()),
             limits: self.limits,
+            owner_token,
             ready: theirs,
         };
         let mut builder = mproc_process::Builder::new()
@@ -272,6 +280,7 @@ impl<R: Registry> Builder<R> {
         Ok(Manager {
             endpoint: client::endpoint(&address, &authkey),
             pid: Some(child.pid()),
+            owner_token,
             server: Some(Mutex::new(Some(child))),
         })
     }
@@ -330,6 +339,7 @@ impl Manager {
             endpoint: client::endpoint(&address, authkey),
             server: None,
             pid: None,
+            owner_token: 0,
         };
         manager.object_count()?;
         Ok(manager)
@@ -372,9 +382,12 @@ impl Manager {
         let Some(mut child) = server.take() else {
             return Ok(());
         };
-        let _ = self
-            .endpoint
-            .call(&Request::Shutdown, deadline_after(STOP_TIMEOUT));
+        let _ = self.endpoint.call(
+            &Request::Shutdown {
+                token: self.owner_token,
+            },
+            deadline_after(STOP_TIMEOUT),
+        );
         if child.wait_timeout(STOP_TIMEOUT).is_err() {
             let _ = child.kill();
             let _ = child.wait_timeout(STOP_TIMEOUT);

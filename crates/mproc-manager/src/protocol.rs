@@ -92,7 +92,10 @@ pub(crate) enum Request {
         op: Op,
     },
     Stats,
-    Shutdown,
+    /// Stops the server; only the owner knows the token.
+    Shutdown {
+        token: u64,
+    },
 }
 
 /// An operation on one object. Indices are Python's: negative counts from the end.

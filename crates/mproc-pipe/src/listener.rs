@@ -22,8 +22,9 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
-/// The most handshakes in progress at once; connections beyond it are closed at once, so a
-/// crowd of silent peers cannot exhaust our fds.
+/// The most handshakes in progress at once; a connection beyond it takes the place of the
+/// oldest, so a crowd of silent peers can neither exhaust our fds nor lock everyone out (a
+/// real peer answers its challenge in one round trip).
 const MAX_PENDING: usize = 128;
 
 /// How long a connecting peer may take to authenticate before it is dropped.
@@ -31,13 +32,15 @@ const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
 ///
-/// Parsed from a string: `tcp://HOST:PORT` or a plain `IP:PORT` is TCP; a string with a
-/// `/` is a local socket at that path in the filesystem; any other string is a local socket
-/// name in the abstract namespace (Linux: no file, nothing to clean up).
+/// Parsed from a string: `tcp://IP:PORT`, `IP:PORT` or `HOST:PORT` (resolved when parsed)
+/// is TCP; a string with a `/` is a local socket at that path in the filesystem; any other
+/// string is a local socket name in the abstract namespace (Linux: no file, nothing to
+/// clean up).
 ///
 /// ```
 /// use mproc_pipe::Address;
 /// assert!(matches!("127.0.0.1:0".parse::<Address>()?, Address::Tcp(_)));
+/// assert!(matches!("localhost:5000".parse::<Address>()?, Address::Tcp(_)));
 /// assert!(matches!("/tmp/my.sock".parse::<Address>()?, Address::Path(_)));
 /// assert!(matches!("my-service".parse::<Address>()?, Address::Name(_)));
 /// # Ok::<(), mproc_pipe::Error>(())
@@ -61,6 +64,21 @@ impl FromStr for Address {
         }
         if let Ok(addr) = s.parse::<SocketAddr>() {
             return Ok(Address::Tcp(addr));
+        }
+        // `host:port` with a name: TCP too, resolved now (not a local socket named so).
+        if let Some((host, port)) = s.rsplit_once(':')
+            && !host.is_empty()
+            && !s.contains('/')
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+        {
+            use std::net::ToSocketAddrs;
+            return s
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .map(Address::Tcp)
+                .ok_or_else(bad);
         }
         if s.is_empty() {
             return Err(bad());
@@ -294,7 +312,10 @@ impl Listener {
                 Err(e) => return Err(Error::io("accepting a connection", e)),
             };
             if self.pending.len() >= MAX_PENDING {
-                continue; // dropped: too many peers are authenticating already
+                let oldest = (0..self.pending.len()).min_by_key(|&i| self.pending[i].deadline);
+                if let Some(i) = oldest {
+                    self.pending.swap_remove(i);
+                }
             }
             let nonce = auth::nonce()?;
             // A peer that is gone before its challenge is simply forgotten.

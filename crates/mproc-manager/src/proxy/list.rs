@@ -160,7 +160,8 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// A copy of the items in `range` (Python's `list[a:b]`, clamped to the list).
     pub fn slice(&self, range: Range<usize>) -> Result<Vec<T>> {
-        let op = Op::Slice(range.start as i64, range.end as i64);
+        let end = |i: usize| i64::try_from(i).unwrap_or(i64::MAX);
+        let op = Op::Slice(end(range.start), end(range.end));
         dec_all(self.handle.op(op).many()?)
     }
 

@@ -16,9 +16,9 @@ macro_rules! queue_calls {
     () => {
         /// Puts an item, waiting for room in a bounded queue.
         pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
-            let item = item.borrow();
+            let item = enc(item.borrow())?;
             self.handle
-                .op_waiting(Op::Put(enc(item)?, Wait::Forever), Wait::Forever)
+                .op_waiting(Wait::Forever, false, move |w| Op::Put(item, w))
                 .unit()
         }
 
@@ -28,10 +28,10 @@ macro_rules! queue_calls {
         ///
         /// [`ErrorKind::Full`](crate::ErrorKind::Full) when there was no room in time.
         pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<()> {
-            let item = item.borrow();
+            let item = enc(item.borrow())?;
             let wait = Wait::For(timeout);
             self.handle
-                .op_waiting(Op::Put(enc(item)?, wait), wait)
+                .op_waiting(wait, false, move |w| Op::Put(item, w))
                 .unit()
         }
 
@@ -41,9 +41,9 @@ macro_rules! queue_calls {
         ///
         /// [`ErrorKind::Full`](crate::ErrorKind::Full).
         pub fn try_put(&self, item: impl Borrow<T>) -> Result<()> {
-            let item = item.borrow();
+            let item = enc(item.borrow())?;
             self.handle
-                .op_waiting(Op::Put(enc(item)?, Wait::No), Wait::No)
+                .op_waiting(Wait::No, false, move |w| Op::Put(item, w))
                 .unit()
         }
 
@@ -52,7 +52,7 @@ macro_rules! queue_calls {
         pub fn get(&self) -> Result<T> {
             dec(&self
                 .handle
-                .op_waiting(Op::Take(Wait::Forever), Wait::Forever)
+                .op_waiting(Wait::Forever, false, Op::Take)
                 .bytes()?)
         }
 
@@ -63,12 +63,12 @@ macro_rules! queue_calls {
         /// [`ErrorKind::Empty`](crate::ErrorKind::Empty) when none came in time.
         pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
             let wait = Wait::For(timeout);
-            dec(&self.handle.op_waiting(Op::Take(wait), wait).bytes()?)
+            dec(&self.handle.op_waiting(wait, false, Op::Take).bytes()?)
         }
 
         /// Takes the oldest item if there is one (Python's `get_nowait`).
         pub fn try_get(&self) -> Result<Option<T>> {
-            match self.handle.op_waiting(Op::Take(Wait::No), Wait::No).bytes() {
+            match self.handle.op_waiting(Wait::No, false, Op::Take).bytes() {
                 Ok(b) => dec(&b).map(Some),
                 Err(e) if e.kind() == ErrorKind::Empty => Ok(None),
                 Err(e) => Err(e),
@@ -158,7 +158,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// Waits until every item put has been marked done.
     pub fn join(&self) -> Result<()> {
         self.handle
-            .op_waiting(Op::Join(Wait::Forever), Wait::Forever)
+            .op_waiting(Wait::Forever, false, Op::Join)
             .unit()
     }
 
@@ -169,6 +169,6 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when items are still unfinished.
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         let wait = Wait::For(timeout);
-        self.handle.op_waiting(Op::Join(wait), wait).unit()
+        self.handle.op_waiting(wait, false, Op::Join).unit()
     }
 }

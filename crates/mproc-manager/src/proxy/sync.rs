@@ -49,7 +49,10 @@ macro_rules! lock_calls {
     () => {
         /// Acquires, waiting as long as it takes (Python's `acquire()`).
         pub fn acquire(&self) -> Result<()> {
-            self.acquire_with(Wait::Forever).map(drop)
+            match self.acquire_with(Wait::Forever)? {
+                true => Ok(()),
+                false => Err(self.handle.timed_out()),
+            }
         }
 
         /// Acquires if free now (Python's `acquire(False)`).
@@ -98,7 +101,7 @@ macro_rules! lock_calls {
 
         fn acquire_with(&self, wait: Wait) -> Result<bool> {
             self.handle
-                .op_waiting(Op::Acquire(owner(), wait), wait)
+                .op_waiting(wait, false, |w| Op::Acquire(owner(), w))
                 .boolean()
         }
     };
@@ -183,7 +186,10 @@ impl Condition {
     ///
     /// [`ErrorKind::NotOwner`](crate::ErrorKind::NotOwner) when it does not.
     pub fn wait(&self) -> Result<()> {
-        self.wait_with(Wait::Forever).map(drop)
+        match self.wait_with(Wait::Forever)? {
+            true => Ok(()),
+            false => Err(self.handle.timed_out()),
+        }
     }
 
     /// Like [`wait`](Self::wait), waiting at most `timeout` to be notified; `false` when that
@@ -230,7 +236,7 @@ impl Condition {
         self.handle
             // However long the wait, taking the lock back may take longer: only the proxy's
             // own deadline bounds the call.
-            .op_waiting(Op::CondWait(owner(), wait), Wait::Forever)
+            .op_waiting(wait, true, |w| Op::CondWait(owner(), w))
             .boolean()
     }
 }
@@ -260,7 +266,10 @@ proxy_common!(Semaphore, Kind::Semaphore);
 impl Semaphore {
     /// Takes a unit, waiting as long as it takes.
     pub fn acquire(&self) -> Result<()> {
-        self.acquire_with(Wait::Forever).map(drop)
+        match self.acquire_with(Wait::Forever)? {
+            true => Ok(()),
+            false => Err(self.handle.timed_out()),
+        }
     }
 
     /// Takes a unit if one is free now.
@@ -290,7 +299,7 @@ impl Semaphore {
 
     fn acquire_with(&self, wait: Wait) -> Result<bool> {
         self.handle
-            .op_waiting(Op::Acquire(owner(), wait), wait)
+            .op_waiting(wait, false, |w| Op::Acquire(owner(), w))
             .boolean()
     }
 }
@@ -333,16 +342,20 @@ impl Event {
 
     /// Waits until the flag is set.
     pub fn wait(&self) -> Result<()> {
-        self.handle
-            .op_waiting(Op::EventWait(Wait::Forever), Wait::Forever)
-            .boolean()
-            .map(drop)
+        match self
+            .handle
+            .op_waiting(Wait::Forever, false, Op::EventWait)
+            .boolean()?
+        {
+            true => Ok(()),
+            false => Err(self.handle.timed_out()),
+        }
     }
 
     /// Waits at most `timeout` for the flag; returns whether it is set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         let wait = Wait::For(timeout);
-        self.handle.op_waiting(Op::EventWait(wait), wait).boolean()
+        self.handle.op_waiting(wait, false, Op::EventWait).boolean()
     }
 }
 
@@ -409,7 +422,7 @@ impl Barrier {
 
     fn wait_with(&self, wait: Wait) -> Result<u64> {
         self.handle
-            .op_waiting(Op::BarrierWait(owner(), wait), wait)
+            .op_waiting(wait, false, |w| Op::BarrierWait(owner(), w))
             .num()
     }
 }

@@ -110,7 +110,8 @@ impl<T: Serialize + DeserializeOwned> Array<T> {
 
     /// A copy of the items from `start` to `end` (Python's `a[start:end]`, clamped).
     pub fn slice(&self, range: std::ops::Range<usize>) -> Result<Vec<T>> {
-        let op = Op::Slice(range.start as i64, range.end as i64);
+        let end = |i: usize| i64::try_from(i).unwrap_or(i64::MAX);
+        let op = Op::Slice(end(range.start), end(range.end));
         dec_all(self.handle.op(op).many()?)
     }
 

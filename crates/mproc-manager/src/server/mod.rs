@@ -31,8 +31,9 @@ type Conn = Connection<Reply, Request>;
 /// How long a new connection may take to introduce itself.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Each connection's thread needs little stack: requests are decoded on the heap.
-const THREAD_STACK: usize = 256 << 10;
+/// Each connection's thread: requests of the built-in types decode on the heap, but a
+/// registered type's `new`, `handle` and request decoding run here too.
+const THREAD_STACK: usize = 1 << 20;
 
 /// The limits one server enforces, so that no client can exhaust it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug)]
@@ -49,6 +50,8 @@ pub(crate) struct ServerArgs {
     pub(crate) address: String,
     pub(crate) authkey: ByteBuf,
     pub(crate) limits: Limits,
+    /// What the owner's `Shutdown` carries: other clients cannot stop the server.
+    pub(crate) owner_token: u64,
     /// Where the server says it listens (the bound address), or why it cannot.
     pub(crate) ready: Connection<Result<String, String>>,
 }
@@ -59,6 +62,7 @@ pub(crate) fn serve<R: Registry>(args: ServerArgs) {
         address,
         authkey,
         limits,
+        owner_token,
         mut ready,
     } = args;
     let bound = address
@@ -84,6 +88,7 @@ pub(crate) fn serve<R: Registry>(args: ServerArgs) {
         connections: AtomicUsize::new(0),
         reaper: reaper::Reaper::start(),
         limits,
+        owner_token,
         create_custom: R::create,
     });
     loop {
@@ -107,17 +112,35 @@ pub(crate) fn serve<R: Registry>(args: ServerArgs) {
                 .spawn(move || refuse_busy(conn, max));
             continue;
         }
-        let s = Arc::clone(&server);
-        let started = std::thread::Builder::new()
+        let slot = Slot(Arc::clone(&server));
+        // A thread that cannot start drops its slot, and the connection with it.
+        let _ = std::thread::Builder::new()
             .name("mproc-manager-conn".into())
             .stack_size(THREAD_STACK)
-            .spawn(move || {
-                s.serve_connection(conn);
-                s.connections.fetch_sub(1, Ordering::AcqRel);
-            });
-        if started.is_err() {
-            server.connections.fetch_sub(1, Ordering::AcqRel);
-        }
+            .spawn(move || slot.0.serve_connection(conn));
+    }
+}
+
+/// A connection's place under the cap, given back however its thread ends.
+struct Slot(Arc<Server>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's session and reaper entry, ended however its thread ends.
+struct Registered<'a> {
+    server: &'a Server,
+    id: u64,
+    session: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.server.reaper.forget(self.id);
+        self.server.leave(self.session);
     }
 }
 
@@ -147,6 +170,7 @@ pub(crate) struct Server {
     connections: AtomicUsize,
     reaper: Arc<reaper::Reaper>,
     limits: Limits,
+    owner_token: u64,
     create_custom: CreateCustom,
 }
 
@@ -183,6 +207,11 @@ impl Server {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         self.reaper.watch(id, conn.as_fd());
         *lock(&self.sessions).entry(session).or_default() += 1;
+        let _registered = Registered {
+            server: self,
+            id,
+            session,
+        };
         let spin = Spin::default();
         loop {
             // Garbage, an oversized frame, a closed connection, or one the reaper shut down:
@@ -195,7 +224,8 @@ impl Server {
                 },
                 Err(_) => break,
             };
-            let shutdown = matches!(request, Request::Shutdown);
+            let shutdown =
+                matches!(&request, Request::Shutdown { token } if *token == self.owner_token);
             let reply = self.handle(request, &Caller { fd: conn.as_fd() });
             match conn.send(&reply) {
                 Ok(()) => {}
@@ -218,24 +248,23 @@ impl Server {
                 mproc_sys::exit_now(0);
             }
         }
-        self.reaper.forget(id);
-        self.leave(session);
     }
 
     /// A connection of `session` closed; when it was its last, the process is gone, and the
     /// locks it held are released (Python's would stay locked for ever).
     fn leave(&self, session: u64) {
-        {
-            let mut sessions = lock(&self.sessions);
-            let Some(n) = sessions.get_mut(&session) else {
-                return;
-            };
-            *n -= 1;
-            if *n > 0 {
-                return;
-            }
-            sessions.remove(&session);
+        // Held until the locks are released: a new connection of the same process (one that
+        // dropped every proxy, then made a new one) waits to register, so a lock it takes
+        // next is not released by this walk.
+        let mut sessions = lock(&self.sessions);
+        let Some(n) = sessions.get_mut(&session) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
         }
+        sessions.remove(&session);
         let objects: Vec<Arc<Object>> = lock(&self.objects).values().cloned().collect();
         for object in objects {
             object.release_session(session);
@@ -256,10 +285,17 @@ impl Server {
                             crate::protocol::Init::Custom(b) => b,
                             _ => return Err((Fault::InvalidInput, "no initial value".into())),
                         };
-                        match (self.create_custom)(name, &init) {
-                            Some(Ok(object)) => State::Custom(object),
-                            Some(Err(message)) => return Err((Fault::Handler, message)),
-                            None => {
+                        let create = self.create_custom;
+                        match mproc_process::catch_panic(|| create(name, &init)) {
+                            Err(panic) => {
+                                return Err((
+                                    Fault::Handler,
+                                    format!("the shared type's `new` panicked: {panic}"),
+                                ));
+                            }
+                            Ok(Some(Ok(object))) => State::Custom(object),
+                            Ok(Some(Err(message))) => return Err((Fault::Handler, message)),
+                            Ok(None) => {
                                 return Err((
                                     Fault::NotRegistered,
                                     format!(
@@ -311,7 +347,11 @@ impl Server {
                 objects: lock(&self.objects).len() as u64,
                 connections: self.connections.load(Ordering::Relaxed) as u64,
             }),
-            Request::Shutdown => Ok(Out::Unit),
+            Request::Shutdown { token } if token == self.owner_token => Ok(Out::Unit),
+            Request::Shutdown { .. } => Err((
+                Fault::NotOwner,
+                "only the manager that started the server can shut it down".into(),
+            )),
         }
     }
 

@@ -47,7 +47,12 @@ pub(crate) enum State {
         value: u64,
         bound: Option<u64>,
     },
-    Event(bool),
+    /// An event's flag, and how many times it was set (a waiter present at a `set` wakes
+    /// even if the flag is cleared before it runs, as in Python).
+    Event {
+        set: bool,
+        sets: u64,
+    },
     Barrier(BarrierState),
     Custom(Box<dyn Erased>),
 }
@@ -128,7 +133,10 @@ impl State {
                 value,
                 bound: Some(value),
             },
-            (Kind::Event, Init::Empty) => State::Event(false),
+            (Kind::Event, Init::Empty) => State::Event {
+                set: false,
+                sets: 0,
+            },
             (Kind::Barrier, Init::Count(0)) => {
                 return Err(fault(
                     Fault::InvalidInput,
@@ -261,6 +269,7 @@ impl Object {
             _ => None,
         };
         let mut waited = false;
+        let mut checked = Instant::now();
         loop {
             if ready(&mut g) {
                 // A caller that died while it waited must not take the item or the lock.
@@ -286,8 +295,13 @@ impl Object {
                 .unwrap_or_else(PoisonError::into_inner);
             g = next;
             waited = true;
-            if outcome.timed_out() && !caller.alive() {
-                return (g, Ended::Gone);
+            // Every slice, whatever woke us: on a busy object, wake-ups that find nothing
+            // ready could otherwise come faster than the slices end.
+            if outcome.timed_out() || checked.elapsed() >= CHECK_EVERY {
+                if !caller.alive() {
+                    return (g, Ended::Gone);
+                }
+                checked = Instant::now();
             }
         }
     }
@@ -756,7 +770,7 @@ impl Object {
                 if bound.is_some_and(|b| *value >= b) || *value == u64::MAX {
                     return Err(fault(
                         Fault::NotOwner,
-                        "a bounded semaphore released too many times",
+                        "a semaphore released above its bound",
                     ));
                 }
                 *value += 1;
@@ -777,16 +791,27 @@ impl Object {
     fn event(&self, mut g: MutexGuard<'_, State>, op: Op, caller: &Caller<'_>) -> Reply {
         match op {
             Op::EventWait(wait) => {
-                let (g, _) = self.wait_until(g, wait, caller, |s| matches!(s, State::Event(true)));
-                Ok(Out::Bool(matches!(*g, State::Event(true))))
+                let State::Event { sets: before, .. } = *g else {
+                    return Err(self.wrong(&op));
+                };
+                let (g, _) = self.wait_until(
+                    g,
+                    wait,
+                    caller,
+                    |s| matches!(s, State::Event { set, sets } if *set || *sets != before),
+                );
+                Ok(Out::Bool(
+                    matches!(*g, State::Event { set, sets } if set || sets != before),
+                ))
             }
             op => {
-                let State::Event(flag) = &mut *g else {
+                let State::Event { set: flag, sets } = &mut *g else {
                     return Err(self.wrong(&op));
                 };
                 match op {
                     Op::EventSet => {
                         *flag = true;
+                        *sets += 1;
                         self.changed.notify_all();
                         Ok(Out::Unit)
                     }
