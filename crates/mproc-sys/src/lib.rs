@@ -58,6 +58,6 @@ pub use shm::{
 pub use socket::{
     MAX_FDS_PER_MSG, peek, peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds,
     recv_with_fds, send_buffer_size, send_vectored_with_fds, send_with_fds, seqpacket_pair,
-    set_send_buffer, socketpair,
+    set_send_buffer, set_tcp_keepalive, socketpair,
 };
 pub use tracker::Tracker;

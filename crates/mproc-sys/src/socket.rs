@@ -298,6 +298,37 @@ pub fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<u32> {
     Ok(cred.pid() as u32)
 }
 
+/// Makes a TCP connection notice a peer that vanished (its machine lost power, its network
+/// went): keepalive probes after `idle` of silence, every `interval`, `count` of them
+/// unanswered end the connection; and data unacknowledged for `idle + interval * count`
+/// ends it too (`TCP_USER_TIMEOUT`). A blocked read or write then fails instead of waiting
+/// for ever.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use std::time::Duration;
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let s = std::net::TcpStream::connect(listener.local_addr()?)?;
+/// mproc_sys::set_tcp_keepalive(s.as_fd(), Duration::from_secs(10), Duration::from_secs(5), 3)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn set_tcp_keepalive(
+    fd: BorrowedFd<'_>,
+    idle: std::time::Duration,
+    interval: std::time::Duration,
+    count: u32,
+) -> io::Result<()> {
+    let secs = |d: std::time::Duration| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX);
+    socket::setsockopt(&fd, sockopt::KeepAlive, &true)?;
+    socket::setsockopt(&fd, sockopt::TcpKeepIdle, &secs(idle))?;
+    socket::setsockopt(&fd, sockopt::TcpKeepInterval, &secs(interval))?;
+    socket::setsockopt(&fd, sockopt::TcpKeepCount, &count)?;
+    let total = idle.saturating_add(interval.saturating_mul(count));
+    let ms = u32::try_from(total.as_millis()).unwrap_or(u32::MAX);
+    socket::setsockopt(&fd, sockopt::TcpUserTimeout, &ms)?;
+    Ok(())
+}
+
 /// Asks for a send buffer of `bytes` on a socket (the kernel caps it at
 /// `net.core.wmem_max`).
 ///
