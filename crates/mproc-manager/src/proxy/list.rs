@@ -2,7 +2,6 @@
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;
-use std::ops::Range;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -10,6 +9,50 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::handle::{Handle, OutExt, dec, dec_all, enc, enc_all, proxy_common};
 use crate::protocol::{Kind, Op, Out};
+
+/// The calls a list and an array share: reading, replacing, and their length.
+macro_rules! sequence_calls {
+    () => {
+        /// The item at `index` (Python's `seq[i]`; negative counts from the end).
+        ///
+        /// # Errors
+        ///
+        /// [`ErrorKind::IndexOutOfRange`](crate::ErrorKind::IndexOutOfRange).
+        pub fn get(&self, index: isize) -> Result<T> {
+            dec(&self.handle.op(Op::Get(index as i64)).bytes()?)
+        }
+
+        /// Replaces the item at `index` (Python's `seq[i] = x`).
+        pub fn set(&self, index: isize, item: impl Borrow<T>) -> Result<()> {
+            self.handle
+                .op(Op::Set(index as i64, enc(item.borrow())?))
+                .unit()
+        }
+
+        /// The number of items.
+        pub fn len(&self) -> Result<usize> {
+            Ok(self.handle.op(Op::Len).num()? as usize)
+        }
+
+        /// Whether there are no items.
+        pub fn is_empty(&self) -> Result<bool> {
+            Ok(self.len()? == 0)
+        }
+
+        /// A copy of every item (Python's `seq[:]`).
+        pub fn to_vec(&self) -> Result<Vec<T>> {
+            dec_all(self.handle.op(Op::ToVec).many()?)
+        }
+
+        /// A copy of the items in `range` (Python's `seq[a:b]`, clamped to the sequence).
+        pub fn slice(&self, range: std::ops::Range<usize>) -> Result<Vec<T>> {
+            let end = |i: usize| i64::try_from(i).unwrap_or(i64::MAX);
+            let op = Op::Slice(end(range.start), end(range.end));
+            dec_all(self.handle.op(op).many()?)
+        }
+    };
+}
+pub(crate) use sequence_calls;
 
 /// A list held by the manager: Python's `manager.list()`.
 ///
@@ -82,31 +125,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
             .unit()
     }
 
-    /// The item at `index` (Python's `list[i]`).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::IndexOutOfRange`](crate::ErrorKind::IndexOutOfRange).
-    pub fn get(&self, index: isize) -> Result<T> {
-        dec(&self.handle.op(Op::Get(index as i64)).bytes()?)
-    }
-
-    /// Replaces the item at `index` (Python's `list[i] = x`).
-    pub fn set(&self, index: isize, item: impl Borrow<T>) -> Result<()> {
-        self.handle
-            .op(Op::Set(index as i64, enc(item.borrow())?))
-            .unit()
-    }
-
-    /// The number of items.
-    pub fn len(&self) -> Result<usize> {
-        Ok(self.handle.op(Op::Len).num()? as usize)
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
+    sequence_calls!();
 
     /// Removes the first item equal to `item`.
     ///
@@ -151,18 +170,6 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// Removes every item.
     pub fn clear(&self) -> Result<()> {
         self.handle.op(Op::Clear).unit()
-    }
-
-    /// A copy of every item (Python's `list[:]`).
-    pub fn to_vec(&self) -> Result<Vec<T>> {
-        dec_all(self.handle.op(Op::ToVec).many()?)
-    }
-
-    /// A copy of the items in `range` (Python's `list[a:b]`, clamped to the list).
-    pub fn slice(&self, range: Range<usize>) -> Result<Vec<T>> {
-        let end = |i: usize| i64::try_from(i).unwrap_or(i64::MAX);
-        let op = Op::Slice(end(range.start), end(range.end));
-        dec_all(self.handle.op(op).many()?)
     }
 
     /// Reverses the list in place.

@@ -44,10 +44,11 @@ impl Drop for LockGuard<'_> {
     }
 }
 
-/// The calls a lock, an `RLock` and a condition share.
-macro_rules! lock_calls {
+/// The calls a lock, an `RLock`, a condition and a semaphore share: taking and giving
+/// back (a unit, for a semaphore).
+macro_rules! acquire_calls {
     () => {
-        /// Acquires, waiting as long as it takes (Python's `acquire()`).
+        /// Acquires (takes a unit), waiting as long as it takes (Python's `acquire()`).
         pub fn acquire(&self) -> Result<()> {
             match self.acquire_with(Wait::Forever)? {
                 true => Ok(()),
@@ -66,15 +67,30 @@ macro_rules! lock_calls {
             self.acquire_with(Wait::For(timeout))
         }
 
-        /// Releases.
+        /// Releases (gives a unit back).
         ///
         /// # Errors
         ///
         /// [`ErrorKind::NotOwner`](crate::ErrorKind::NotOwner) when it is not held (by the
-        /// caller, for an `RLock` or a condition).
+        /// caller, for an `RLock` or a condition), or for a bounded semaphore at its bound
+        /// (Python's `ValueError`).
         pub fn release(&self) -> Result<()> {
             self.handle.op(Op::Release(owner())).unit()
         }
+
+        fn acquire_with(&self, wait: Wait) -> Result<bool> {
+            self.handle
+                .op_waiting(wait, false, |w| Op::Acquire(owner(), w))
+                .boolean()
+        }
+    };
+}
+
+/// The calls a lock, an `RLock` and a condition share: [`acquire_calls`], guards, and
+/// whether it is held.
+macro_rules! lock_calls {
+    () => {
+        acquire_calls!();
 
         /// Acquires and returns a guard that releases on drop.
         pub fn lock(&self) -> Result<LockGuard<'_>> {
@@ -97,12 +113,6 @@ macro_rules! lock_calls {
         /// Whether anyone holds it.
         pub fn is_locked(&self) -> Result<bool> {
             self.handle.op(Op::Locked).boolean()
-        }
-
-        fn acquire_with(&self, wait: Wait) -> Result<bool> {
-            self.handle
-                .op_waiting(wait, false, |w| Op::Acquire(owner(), w))
-                .boolean()
         }
     };
 }
@@ -264,43 +274,11 @@ pub struct Semaphore {
 proxy_common!(Semaphore, Kind::Semaphore);
 
 impl Semaphore {
-    /// Takes a unit, waiting as long as it takes.
-    pub fn acquire(&self) -> Result<()> {
-        match self.acquire_with(Wait::Forever)? {
-            true => Ok(()),
-            false => Err(self.handle.timed_out()),
-        }
-    }
-
-    /// Takes a unit if one is free now.
-    pub fn try_acquire(&self) -> Result<bool> {
-        self.acquire_with(Wait::No)
-    }
-
-    /// Takes a unit, waiting at most `timeout`; `false` when that passed.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.acquire_with(Wait::For(timeout))
-    }
-
-    /// Gives a unit back.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::NotOwner`](crate::ErrorKind::NotOwner) for a bounded semaphore at its
-    /// bound (Python's `ValueError`).
-    pub fn release(&self) -> Result<()> {
-        self.handle.op(Op::Release(owner())).unit()
-    }
+    acquire_calls!();
 
     /// The units free now.
     pub fn value(&self) -> Result<u64> {
         self.handle.op(Op::SemValue).num()
-    }
-
-    fn acquire_with(&self, wait: Wait) -> Result<bool> {
-        self.handle
-            .op_waiting(wait, false, |w| Op::Acquire(owner(), w))
-            .boolean()
     }
 }
 

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::handle::{Handle, OutExt, dec, dec_all, enc, enc_all, proxy_common};
 use crate::protocol::{Kind, Op, Out};
+use crate::proxy::list::sequence_calls;
 
 /// One value held by the manager: Python's `manager.Value(typecode, value)`, for any serde
 /// type.
@@ -77,43 +78,7 @@ pub struct Array<T> {
 proxy_common!(Array<T>, Kind::Array);
 
 impl<T: Serialize + DeserializeOwned> Array<T> {
-    /// The item at `index`.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::IndexOutOfRange`](crate::ErrorKind::IndexOutOfRange).
-    pub fn get(&self, index: isize) -> Result<T> {
-        dec(&self.handle.op(Op::Get(index as i64)).bytes()?)
-    }
-
-    /// Replaces the item at `index`.
-    pub fn set(&self, index: isize, item: impl Borrow<T>) -> Result<()> {
-        self.handle
-            .op(Op::Set(index as i64, enc(item.borrow())?))
-            .unit()
-    }
-
-    /// The length, fixed when the array was made.
-    pub fn len(&self) -> Result<usize> {
-        Ok(self.handle.op(Op::Len).num()? as usize)
-    }
-
-    /// Whether the array has no items.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// A copy of every item (Python's `a[:]`).
-    pub fn to_vec(&self) -> Result<Vec<T>> {
-        dec_all(self.handle.op(Op::ToVec).many()?)
-    }
-
-    /// A copy of the items from `start` to `end` (Python's `a[start:end]`, clamped).
-    pub fn slice(&self, range: std::ops::Range<usize>) -> Result<Vec<T>> {
-        let end = |i: usize| i64::try_from(i).unwrap_or(i64::MAX);
-        let op = Op::Slice(end(range.start), end(range.end));
-        dec_all(self.handle.op(op).many()?)
-    }
+    sequence_calls!();
 
     /// Replaces every item at once; `items` must have the array's length.
     ///
