@@ -101,6 +101,38 @@ pub fn zombies_of(parent: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// Waits up to `limit` for a helper process to end, killing it and failing with `why` if it
+/// does not, and returns what it printed.
+pub fn finish_helper(
+    mut child: std::process::Child,
+    limit: Duration,
+    why: &str,
+) -> std::process::Output {
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{why}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Reads a helper's first line of output, which must start with `tag` (`"child 1234"`
+/// with the tag `"child "`), and returns the rest of it.
+pub fn read_tagged_line(child: &mut std::process::Child, tag: &str) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    let out = child.stdout.as_mut().expect("the helper's stdout is piped");
+    std::io::BufReader::new(out).read_line(&mut line).unwrap();
+    line.trim()
+        .strip_prefix(tag.trim_end())
+        .unwrap_or_else(|| panic!("no {tag:?} line: {line:?}"))
+        .trim()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     // Unit tests of a library crate need the same one line as an integration test file.

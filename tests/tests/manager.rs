@@ -8,7 +8,7 @@
 //! deadline's watchdog).
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
@@ -19,7 +19,7 @@ use mproc::manager::{
     RLock, Set, Shared, SharedObject, Value,
 };
 use mproc::{Child, ForkPermit, StartMethod};
-use mproc_tests::{builder, deadline, method, wait_gone};
+use mproc_tests::{builder, deadline, finish_helper, method, read_tagged_line, wait_gone};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -95,21 +95,14 @@ fn now_ns() -> u64 {
 
 /// Runs the helper binary with `args` to its end (killing it after 60 s).
 fn run_helper(args: &[&str]) -> (bool, String) {
-    let mut child = Command::new(HELPER)
+    let child = Command::new(HELPER)
         .args(args)
         .env("MPROC_START_METHOD", method().as_str())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the helper {args:?} overstayed");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    let why = format!("the helper {args:?} overstayed");
+    let out = finish_helper(child, Duration::from_secs(60), &why);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -1744,16 +1737,7 @@ fn the_server_dies_with_its_sigkilled_owner() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(owner.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid: u32 = line
-            .trim()
-            .strip_prefix("server ")
-            .unwrap_or_else(|| panic!("no server line: {line:?}"))
-            .parse()
-            .unwrap();
+        let pid: u32 = read_tagged_line(&mut owner, "server ").parse().unwrap();
         let server = pid_fd(pid);
         assert!(
             !wait_gone(server.as_fd(), Duration::ZERO),
@@ -1819,16 +1803,7 @@ fn a_dead_parent_is_dead_to_the_server_even_with_a_forked_child_alive() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(parent.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid: u32 = line
-            .trim()
-            .strip_prefix("child ")
-            .unwrap_or_else(|| panic!("no child line: {line:?}"))
-            .parse()
-            .unwrap();
+        let pid: u32 = read_tagged_line(&mut parent, "child ").parse().unwrap();
         let child = pid_fd(pid);
         assert!(lock.is_locked().unwrap());
         parent.kill().unwrap();

@@ -3,7 +3,6 @@
 //! deadline that kills its children.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use mproc::pool::{Callbacks, ErrorKind};
 use mproc::{ExitStatus, SharedAtomic};
-use mproc_tests::{deadline, method, pool_builder, wait_gone, zombies_of};
+use mproc_tests::{
+    deadline, finish_helper, method, pool_builder, read_tagged_line, wait_gone, zombies_of,
+};
 
 mproc::init_before_main!();
 
@@ -583,17 +584,8 @@ fn workers_die_with_a_sigkilled_parent() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(parent.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pids: Vec<u32> = line
-            .trim()
-            .strip_prefix("workers ")
-            .expect("a workers line")
-            .split(' ')
-            .map(|p| p.parse().unwrap())
-            .collect();
+        let line = read_tagged_line(&mut parent, "workers ");
+        let pids: Vec<u32> = line.split(' ').map(|p| p.parse().unwrap()).collect();
         assert_eq!(pids.len(), 2, "{line}");
         let pidfds: Vec<_> = pids
             .iter()
@@ -758,21 +750,17 @@ fn an_initializer_past_the_task_timeout_breaks_the_pool_instead_of_hanging() {
 #[test]
 fn a_pool_without_init_fails_with_a_clear_error_instead_of_hanging() {
     deadline(LIMIT, || {
-        let mut child = Command::new(HELPER)
+        let child = Command::new(HELPER)
             .arg("pool-no-init")
             .env("MPROC_START_METHOD", method().as_str())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let t0 = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if t0.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!("building a pool without init did not return");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let out = child.wait_with_output().unwrap();
+        let out = finish_helper(
+            child,
+            Duration::from_secs(30),
+            "building a pool without init did not return",
+        );
         let out = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.contains("pool error: a worker process could not be started"),

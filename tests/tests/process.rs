@@ -2,14 +2,16 @@
 //! large payloads, under the start method named by `MPROC_START_METHOD` (the suite runs once
 //! per method). Every test runs inside a deadline that kills its children.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mproc::process::ErrorKind;
 use mproc::{ExitStatus, StartMethod};
-use mproc_tests::{builder, deadline, method, wait_gone, zombies_of};
+use mproc_tests::{
+    builder, deadline, finish_helper, method, read_tagged_line, wait_gone, zombies_of,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mproc::init_before_main!();
@@ -585,22 +587,12 @@ fn run_helper(mut cmd: Command) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = finish_helper(child, "helper overstayed its deadline");
+    let out = finish_helper(
+        child,
+        Duration::from_secs(30),
+        "helper overstayed its deadline",
+    );
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-/// Waits up to 30 s for a helper process to end, killing it and failing with `why` if it
-/// does not, and returns what it printed.
-fn finish_helper(mut child: std::process::Child, why: &str) -> std::process::Output {
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("{why}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -636,7 +628,11 @@ fn children_read_stdin_from_dev_null() {
             .spawn()
             .unwrap();
         let _keep_open = child.stdin.take();
-        let out = finish_helper(child, "the child waited on the parent's stdin");
+        let out = finish_helper(
+            child,
+            Duration::from_secs(30),
+            "the child waited on the parent's stdin",
+        );
         let out = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.contains("child read Ok(0)"), "{out}");
     });
@@ -649,16 +645,7 @@ fn a_daemon_child_dies_when_its_parent_is_sigkilled() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(parent.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid: u32 = line
-            .trim()
-            .strip_prefix("child ")
-            .expect("child pid line")
-            .parse()
-            .unwrap();
+        let pid: u32 = read_tagged_line(&mut parent, "child ").parse().unwrap();
         let pidfd = mproc::sys::pidfd_open(pid).unwrap();
         assert!(
             !wait_gone(pidfd.as_fd(), Duration::ZERO),
@@ -696,7 +683,11 @@ fn replacing_the_executable_on_disk_does_not_break_spawn() {
         std::fs::write(&other, b"#!/bin/sh\nexit 7\n").unwrap();
         std::fs::rename(&other, &exe).unwrap();
         child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-        let out = finish_helper(child, "helper overstayed its deadline");
+        let out = finish_helper(
+            child,
+            Duration::from_secs(30),
+            "helper overstayed its deadline",
+        );
         let out = String::from_utf8_lossy(&out.stdout).into_owned();
         let _ = std::fs::remove_dir_all(&dir);
         assert!(out.contains("result Ok(144)"), "{out}");
