@@ -104,3 +104,20 @@ pub use registry::{Registry, Shared, SharedObject};
 /// A proxy to a manager object: what [`Manager::publish`] and [`Manager::lookup`] take.
 /// Implemented by every proxy type of this crate.
 pub trait Proxy: handle::Sealed {}
+
+#[cfg(test)]
+mod tests {
+    /// A manager and its proxies are shared between threads (the doc examples start
+    /// servers; this only checks the types).
+    #[test]
+    fn managers_and_proxies_are_send_and_sync() {
+        fn both<T: Send + Sync>() {}
+        both::<crate::Manager>();
+        both::<crate::List<String>>();
+        both::<crate::Dict<String, Vec<u8>>>();
+        both::<crate::Queue<u64>>();
+        both::<crate::Lock>();
+        both::<crate::Condition>();
+        both::<crate::Error>();
+    }
+}
