@@ -764,3 +764,57 @@ fn a_batch_of_large_and_small_requests_and_many_children_works() {
         assert_eq!(squares, (0..40).map(|x| x * x).collect::<Vec<u64>>());
     });
 }
+
+#[test]
+fn a_child_starts_with_the_parents_environment_and_directory_of_the_moment() {
+    deadline(LIMIT, || {
+        let mut cmd = helper("env-cwd");
+        cmd.env("MPROC_HELPER_GONE", "here")
+            .env_remove("MPROC_HELPER_K")
+            .current_dir("/");
+        let out = run_helper(cmd);
+        let line = |tag: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(tag))
+                .unwrap_or_else(|| panic!("no {tag:?} line in:\n{out}"))
+                .to_string()
+        };
+        let dir = line("dir ");
+        assert_eq!(line("first "), "K=unset GONE=here cwd=/");
+        assert_eq!(line("second "), format!("K=v GONE=unset cwd={dir}"));
+        assert_eq!(line("third "), format!("K=override GONE=unset cwd={dir}"));
+    });
+}
+
+#[test]
+fn a_spawn_right_after_the_fork_server_is_killed_still_starts_its_child() {
+    if method() != StartMethod::ForkServer {
+        return; // only the fork server method has a server
+    }
+    deadline(LIMIT, || {
+        // The kill races the next request: sometimes the server is gone before it is sent,
+        // sometimes it dies with the request unread in its socket (ECONNRESET). Either way
+        // the request goes to a fresh server. The delays vary from none to 300 µs.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for round in 0..40u64 {
+            assert_eq!(
+                builder().spawn(square, round).unwrap().join().unwrap(),
+                round * round
+            );
+            let server = mproc::process::fork_server_pid().expect("a fork server runs");
+            mproc::sys::kill_pid(server, mproc::sys::SIGKILL).unwrap();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let delay = seed % 300;
+            if delay > 0 {
+                std::thread::sleep(Duration::from_micros(delay));
+            }
+            let mut child = builder()
+                .spawn(square, round + 1)
+                .unwrap_or_else(|e| panic!("round {round}, {delay} µs after the kill: {e}"));
+            assert_eq!(child.join().unwrap(), (round + 1) * (round + 1));
+            assert_ne!(mproc::process::fork_server_pid(), Some(server));
+        }
+    });
+}

@@ -11,6 +11,7 @@
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,11 @@ use crate::{Builder, Child, StartMethod};
 #[derive(Serialize, Deserialize)]
 struct ForkRequest {
     daemon: bool,
+    /// The parent's whole environment and working directory at the spawn: the child starts
+    /// with them, not with the server's (which are the parent's of when the server started).
+    environ: Vec<(OsString, OsString)>,
+    cwd: Option<OsString>,
+    /// The `Builder`'s overrides, applied after.
     env: Vec<(OsString, Option<OsString>)>,
     data: Fd,
     status: Fd,
@@ -39,6 +45,8 @@ struct ForkRequest {
 #[derive(Serialize)]
 struct ForkRequestRef<'a> {
     daemon: bool,
+    environ: Vec<(OsString, OsString)>,
+    cwd: Option<OsString>,
     env: &'a [(OsString, Option<OsString>)],
     data: u32,
     status: u32,
@@ -115,6 +123,9 @@ enum ForkFailure {
     /// The server took the request but gave no usable answer: it may have forked, so the
     /// request must not be sent again; the server is replaced.
     Broken(Error),
+    /// The server died with the request unread (its socket was closed with our bytes in
+    /// it: `ECONNRESET`): no child exists; replace it, try again.
+    NotTaken(Error),
 }
 
 /// Stops a server that is broken or gone, and reaps it.
@@ -390,7 +401,10 @@ fn one_by_one(
 impl ForkFailure {
     fn into_error(self) -> Error {
         match self {
-            ForkFailure::NotSent(e) | ForkFailure::Refused(e) | ForkFailure::Broken(e) => e,
+            ForkFailure::NotSent(e)
+            | ForkFailure::Refused(e)
+            | ForkFailure::Broken(e)
+            | ForkFailure::NotTaken(e) => e,
         }
     }
 }
@@ -422,24 +436,26 @@ fn fork_via(
         }
         let server = guard.as_mut().expect("started above");
         match send_fork(server, &data, daemon, env, &request, &request_fds) {
-            Ok(status) => {
-                // Sent: the server has its own copies now, and no retry will need ours.
-                // Closing them overlaps with the server's fork.
-                drop(request_fds);
-                return match read_fork_reply(server, status) {
-                    Ok(r) => Ok(r),
-                    Err(ForkFailure::Refused(e)) => Err(e),
-                    Err(ForkFailure::NotSent(e) | ForkFailure::Broken(e)) => {
-                        retire(guard.take());
-                        Err(e)
-                    }
-                };
-            }
+            Ok(status) => match read_fork_reply(server, status) {
+                Ok(r) => return Ok(r),
+                Err(ForkFailure::Refused(e)) => return Err(e),
+                // A server SIGKILLed just before our request: it never read it, so the
+                // request goes to a fresh server, as Python's `ensure_running()` does.
+                Err(ForkFailure::NotTaken(_)) if attempt == 0 && restart.is_some() => {
+                    retire(guard.take());
+                }
+                Err(
+                    ForkFailure::NotSent(e) | ForkFailure::Broken(e) | ForkFailure::NotTaken(e),
+                ) => {
+                    retire(guard.take());
+                    return Err(e);
+                }
+            },
             Err(ForkFailure::Refused(e)) => return Err(e),
             Err(ForkFailure::NotSent(_)) if attempt == 0 && restart.is_some() => {
                 retire(guard.take())
             }
-            Err(ForkFailure::NotSent(e) | ForkFailure::Broken(e)) => {
+            Err(ForkFailure::NotSent(e) | ForkFailure::Broken(e) | ForkFailure::NotTaken(e)) => {
                 retire(guard.take());
                 return Err(e);
             }
@@ -462,6 +478,8 @@ fn send_fork(
     let indices: Vec<u32> = (2..2 + request_fds.len() as u32).collect();
     let req = ForkRequestRef {
         daemon,
+        environ: std::env::vars_os().collect(),
+        cwd: std::env::current_dir().ok().map(PathBuf::into_os_string),
         env,
         data: 0,
         status: 1,
@@ -495,7 +513,13 @@ fn read_fork_reply(
     let reply = server
         .reader
         .read(server.control.as_fd(), &limits(), Some(deadline))
-        .map_err(|e| ForkFailure::Broken(fail("reading a reply", e)))?;
+        .map_err(|e| {
+            if e.is_reset() {
+                ForkFailure::NotTaken(fail("reading a reply", e))
+            } else {
+                ForkFailure::Broken(fail("reading a reply", e))
+            }
+        })?;
     match mproc_wire::decode::<ForkReply>(reply)
         .map_err(|e| ForkFailure::Broken(fail("decoding a reply", e)))?
     {
@@ -528,6 +552,22 @@ fn send_forked(
 #[derive(Serialize)]
 enum ForkedRef {
     Forked { pid: u32, pidfd: u32 },
+}
+
+/// Makes this process's environment `wanted` (a fork server's child, single-threaded).
+fn replace_environment(wanted: &[(OsString, OsString)]) {
+    // Usually nothing changed since the server started: no variable is touched then.
+    let keep: std::collections::HashSet<&OsString> = wanted.iter().map(|(k, _)| k).collect();
+    for (k, _) in std::env::vars_os() {
+        if !keep.contains(&k) {
+            let _ = mproc_sys::set_env_var(&k, None);
+        }
+    }
+    for (k, v) in wanted {
+        if std::env::var_os(k).as_ref() != Some(v) {
+            let _ = mproc_sys::set_env_var(k, Some(v));
+        }
+    }
 }
 
 struct Running {
@@ -600,7 +640,13 @@ fn serve(control: Fd) {
                     // It may hold the next requests, with their fds: not this child's.
                     drop(reader);
                     crate::boot::set_reply_socket(req.data.into_owned());
+                    replace_environment(&req.environ);
                     crate::spawn::apply_env(&req.env);
+                    if let Some(cwd) = &req.cwd
+                        && let Err(e) = std::env::set_current_dir(cwd)
+                    {
+                        eprintln!("mproc: cannot enter the parent's directory {cwd:?}: {e}");
+                    }
                     let fds = req.request_fds.into_iter().map(Fd::into_owned).collect();
                     let msg = Message::from_parts(req.request, fds);
                     crate::boot::serve_message(msg, req.daemon.then_some(server_pid))

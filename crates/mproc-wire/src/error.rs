@@ -66,6 +66,26 @@ impl Error {
         self.kind
     }
 
+    /// Returns whether the peer closed its end with bytes of ours still unread
+    /// (`ECONNRESET`). On a Unix stream socket this says that it did not read the last thing
+    /// we sent to its end, so that a request can safely go to another peer.
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// let (a, b) = mproc_sys::socketpair()?;
+    /// let limits = mproc_wire::Limits::default();
+    /// mproc_wire::write_message(a.as_fd(), mproc_wire::encode(&1u8)?, &limits)?;
+    /// drop(b); // closed unread
+    /// let err = mproc_wire::FrameReader::new().read(a.as_fd(), &limits, None).unwrap_err();
+    /// assert!(err.is_reset());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_reset(&self) -> bool {
+        self.source
+            .as_ref()
+            .is_some_and(|e| e.kind() == io::ErrorKind::ConnectionReset)
+    }
+
     /// Returns whether the peer is gone (disconnected, or gone in the middle of a frame).
     pub fn is_disconnect(&self) -> bool {
         matches!(self.kind, ErrorKind::Disconnected | ErrorKind::Truncated)

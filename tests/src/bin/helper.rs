@@ -27,6 +27,18 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// What a child sees of its environment and working directory.
+fn env_and_cwd(_: ()) -> String {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "unset".into());
+    let cwd = std::env::current_dir().map(|d| d.display().to_string());
+    format!(
+        "K={} GONE={} cwd={}",
+        var("MPROC_HELPER_K"),
+        var("MPROC_HELPER_GONE"),
+        cwd.unwrap_or_else(|e| e.to_string())
+    )
+}
+
 /// Reads standard input to its end: returns at once when it is /dev/null.
 fn read_stdin(_: ()) -> usize {
     let mut s = Vec::new();
@@ -195,6 +207,25 @@ fn main() {
             println!("server {}", manager.pid().expect("the owner knows the pid"));
             std::io::stdout().flush().unwrap();
             std::thread::sleep(Duration::from_secs(60));
+        }
+        "env-cwd" => {
+            // A first child (under forkserver, it starts the fork server); then this process
+            // changes its environment and working directory; a second child must see the
+            // change, under every start method, and a third the Builder's override on top.
+            let see = |b: mproc::Builder| b.spawn(env_and_cwd, ()).and_then(|mut c| c.join());
+            println!("first {}", see(mproc::Builder::new()).expect("first"));
+            let set = |k: &str, v: Option<&str>| {
+                let v = v.map(std::ffi::OsStr::new);
+                mproc::sys::set_env_var(std::ffi::OsStr::new(k), v).expect("set_env_var")
+            };
+            set("MPROC_HELPER_K", Some("v"));
+            set("MPROC_HELPER_GONE", None);
+            let dir = std::env::temp_dir().canonicalize().expect("temp dir");
+            std::env::set_current_dir(&dir).expect("chdir");
+            println!("dir {}", dir.display());
+            println!("second {}", see(mproc::Builder::new()).expect("second"));
+            let over = mproc::Builder::new().env("MPROC_HELPER_K", "override");
+            println!("third {}", see(over).expect("third"));
         }
         "manager-remote" => manager_remote(),
         "manager-fork-then-die" => manager_fork_then_die(),
