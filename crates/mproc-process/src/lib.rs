@@ -10,6 +10,14 @@
 //! Call [`init()`] as the first line of `main` (a spawned child runs its function there), or
 //! write [`init_before_main!()`](init_before_main) once in a test binary.
 //!
+//! Whatever the start method, a child starts with its parent's environment and working
+//! directory as they are when it is spawned, plus the [`Builder`]'s `env` overrides. (A fork
+//! server's children would otherwise see the server's, the parent's of when the server
+//! started: Python's forkserver children do.) A fork server that died, even one SIGKILLed
+//! just before a spawn, is replaced, and the spawn goes to the new one; only a server that
+//! dies in the middle of forking a child fails that spawn (the child may exist), with
+//! [`ErrorKind::ForkServer`], never a hang.
+//!
 //! ```
 //! fn square(x: u64) -> u64 { x * x }
 //!

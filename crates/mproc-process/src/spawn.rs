@@ -194,7 +194,8 @@ impl Builder {
         self
     }
 
-    /// Sets an environment variable in the child.
+    /// Sets an environment variable in the child, on top of the parent's environment as it
+    /// is at the spawn (under every start method).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), Some(value.into())));
         self

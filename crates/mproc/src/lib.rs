@@ -31,6 +31,8 @@
 //! | `p.sentinel` + `connection.wait([...])` | `child.sentinel()` + `mproc::wait_any(&[...], timeout)?` |
 //! | an exception in the child (exitcode 1) | `Err(e)` with `e.kind() == ErrorKind::Panicked` and `e.panic_message()` |
 //! | `set_start_method("spawn")`, `get_context("fork")` | `mproc::set_start_method(StartMethod::Spawn)`, `Builder::start_method(..)` |
+//! | a forkserver child sees the server's environment and directory | every child sees the parent's as they are at the spawn, whatever the start method |
+//! | the fork server killed: the next spawn may fail | it is replaced, and the spawn goes to the new one |
 //! | `set_executable(path)` | `Builder::executable(path)` (same build only) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | the same names |
 //! | `os.process_cpu_count()` | `mproc::process_cpu_count()` |
