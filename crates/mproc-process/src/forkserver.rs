@@ -25,9 +25,10 @@ use crate::{Builder, Child, StartMethod};
 #[derive(Serialize, Deserialize)]
 struct ForkRequest {
     daemon: bool,
-    /// The parent's whole environment and working directory at the spawn: the child starts
-    /// with them, not with the server's (which are the parent's of when the server started).
-    environ: Vec<(OsString, OsString)>,
+    /// What changed in the parent's environment since the server started, and its working
+    /// directory if that changed too: the child starts with the parent's present, not with
+    /// the server's (the parent's of when the server started).
+    changes: Vec<(OsString, Option<OsString>)>,
     cwd: Option<OsString>,
     /// The `Builder`'s overrides, applied after.
     env: Vec<(OsString, Option<OsString>)>,
@@ -45,7 +46,7 @@ struct ForkRequest {
 #[derive(Serialize)]
 struct ForkRequestRef<'a> {
     daemon: bool,
-    environ: Vec<(OsString, OsString)>,
+    changes: Vec<(OsString, Option<OsString>)>,
     cwd: Option<OsString>,
     env: &'a [(OsString, Option<OsString>)],
     data: u32,
@@ -64,6 +65,53 @@ pub(crate) struct Server {
     child: Child<()>,
     control: OwnedFd,
     reader: FrameReader,
+    /// The environment and directory the server started with.
+    born: Snapshot,
+}
+
+/// A process's environment and working directory at one moment: what a fork server has,
+/// since it started from them.
+struct Snapshot {
+    env: std::collections::HashMap<OsString, OsString>,
+    cwd: Option<PathBuf>,
+}
+
+impl Snapshot {
+    fn now() -> Self {
+        Snapshot {
+            env: std::env::vars_os().collect(),
+            cwd: std::env::current_dir().ok(),
+        }
+    }
+
+    /// The variables set, changed or removed since: usually none, and then the child has
+    /// nothing to do.
+    fn env_changes(&self) -> Vec<(OsString, Option<OsString>)> {
+        let mut changes = Vec::new();
+        let mut seen = 0;
+        for (k, v) in std::env::vars_os() {
+            match self.env.get(&k) {
+                Some(was) => {
+                    seen += 1;
+                    if *was != v {
+                        changes.push((k, Some(v)));
+                    }
+                }
+                None => changes.push((k, Some(v))),
+            }
+        }
+        if seen < self.env.len() {
+            let gone = self.env.keys().filter(|k| std::env::var_os(k).is_none());
+            changes.extend(gone.map(|k| (k.clone(), None)));
+        }
+        changes
+    }
+
+    /// The working directory, if it is not the one of the snapshot.
+    fn cwd_change(&self) -> Option<OsString> {
+        let now = std::env::current_dir().ok()?;
+        (self.cwd.as_ref() != Some(&now)).then(|| now.into_os_string())
+    }
 }
 
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
@@ -98,6 +146,7 @@ fn limits() -> Limits {
 fn start_server() -> Result<Server> {
     let (ours, theirs) =
         mproc_sys::socketpair().map_err(|e| Error::io("creating the fork server's socket", e))?;
+    let born = Snapshot::now();
     let child = Builder::new()
         .name("ForkServer")
         .start_method(StartMethod::Spawn)
@@ -106,6 +155,7 @@ fn start_server() -> Result<Server> {
         child,
         control: ours,
         reader: FrameReader::new(),
+        born,
     })
 }
 
@@ -189,12 +239,14 @@ impl ForkServer {
         if let Some(p) = permit {
             builder = builder.fork_permit(p);
         }
+        let born = Snapshot::now();
         let child = builder.spawn_hidden(serve, Fd::from(theirs))?;
         Ok(ForkServer {
             server: Mutex::new(Some(Server {
                 child,
                 control: ours,
                 reader: FrameReader::new(),
+                born,
             })),
         })
     }
@@ -478,8 +530,8 @@ fn send_fork(
     let indices: Vec<u32> = (2..2 + request_fds.len() as u32).collect();
     let req = ForkRequestRef {
         daemon,
-        environ: std::env::vars_os().collect(),
-        cwd: std::env::current_dir().ok().map(PathBuf::into_os_string),
+        changes: server.born.env_changes(),
+        cwd: server.born.cwd_change(),
         env,
         data: 0,
         status: 1,
@@ -554,22 +606,6 @@ enum ForkedRef {
     Forked { pid: u32, pidfd: u32 },
 }
 
-/// Makes this process's environment `wanted` (a fork server's child, single-threaded).
-fn replace_environment(wanted: &[(OsString, OsString)]) {
-    // Usually nothing changed since the server started: no variable is touched then.
-    let keep: std::collections::HashSet<&OsString> = wanted.iter().map(|(k, _)| k).collect();
-    for (k, _) in std::env::vars_os() {
-        if !keep.contains(&k) {
-            let _ = mproc_sys::set_env_var(&k, None);
-        }
-    }
-    for (k, v) in wanted {
-        if std::env::var_os(k).as_ref() != Some(v) {
-            let _ = mproc_sys::set_env_var(k, Some(v));
-        }
-    }
-}
-
 struct Running {
     pidfd: OwnedFd,
     status: OwnedFd,
@@ -640,7 +676,7 @@ fn serve(control: Fd) {
                     // It may hold the next requests, with their fds: not this child's.
                     drop(reader);
                     crate::boot::set_reply_socket(req.data.into_owned());
-                    replace_environment(&req.environ);
+                    crate::spawn::apply_env(&req.changes);
                     crate::spawn::apply_env(&req.env);
                     if let Some(cwd) = &req.cwd
                         && let Err(e) = std::env::set_current_dir(cwd)
