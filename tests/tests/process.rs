@@ -818,3 +818,49 @@ fn a_spawn_right_after_the_fork_server_is_killed_still_starts_its_child() {
         }
     });
 }
+
+#[test]
+fn the_exit_joins_children_terminates_daemonic_ones_and_lets_others_outlive_it() {
+    deadline(LIMIT, || {
+        let marker = std::env::temp_dir().join(format!(
+            "mproc-exit-{}-{}",
+            std::process::id(),
+            method().as_str()
+        ));
+        let marker = marker.to_str().unwrap().to_string();
+        let path = |what: &str| std::path::PathBuf::from(format!("{marker}.{what}"));
+        for what in ["joined", "daemon", "outlived"] {
+            let _ = std::fs::remove_file(path(what));
+        }
+        // Not through a pipe: the children would hold it open, and reading it to its end
+        // would wait for them whatever the helper's exit does.
+        let helper = helper("exit-joins")
+            .arg(&marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let status = finish_helper(helper, Duration::from_secs(30), "the helper never ended");
+        assert!(status.status.success());
+        // The helper has ended: its exit waited for the plain child.
+        assert!(
+            path("joined").exists(),
+            "the exit did not wait for the child"
+        );
+        // The child that may outlive it waited for its parent's end (`parent_process().join()`).
+        let t0 = Instant::now();
+        while !path("outlived").exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the child meant to outlive its parent never saw it end"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The daemonic child was terminated before its nap ended.
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(!path("daemon").exists(), "the daemonic child ran on");
+        for what in ["joined", "outlived"] {
+            let _ = std::fs::remove_file(path(what));
+        }
+    });
+}

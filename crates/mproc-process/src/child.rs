@@ -34,6 +34,8 @@ pub(crate) struct Proc {
     status: Mutex<Option<Status>>,
     /// The fork server closed the status socket without reporting.
     server_gone: AtomicBool,
+    /// Not joined when this process exits (`Builder::join_at_exit(false)`).
+    outlives: AtomicBool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -57,7 +59,13 @@ impl Proc {
             reaper,
             status: Mutex::new(None),
             server_gone: AtomicBool::new(false),
+            outlives: AtomicBool::new(false),
         }
+    }
+
+    /// Lets the child outlive this process: it is not joined at exit.
+    pub(crate) fn outlive(&self) {
+        self.outlives.store(true, Ordering::Relaxed);
     }
 
     fn has_exited(&self) -> bool {
@@ -144,6 +152,7 @@ pub(crate) type Registry = Vec<(Arc<Proc>, bool)>;
 
 pub(crate) fn register(proc: &Arc<Proc>) {
     reap_detached();
+    join_at_exit();
     REGISTRY
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -167,6 +176,45 @@ fn detach(proc: &Arc<Proc>) {
             true
         }
     });
+}
+
+/// Makes this process, when it exits, terminate its daemonic children and wait for the
+/// others, as Python does at interpreter exit (installed with the first child).
+fn join_at_exit() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        if let Err(e) = mproc_sys::at_exit(join_children) {
+            eprintln!("mproc: children will not be joined at exit: {e}");
+        }
+    });
+}
+
+/// The exit handler: Python's `_exit_function`. Daemonic children get SIGTERM (they die with
+/// this process anyway); every other child is waited for, unless it was started with
+/// `Builder::join_at_exit(false)`.
+extern "C" fn join_children() {
+    // Another thread may hold the registry as `exit` runs: give it a moment, never hang.
+    let give_up = Instant::now() + Duration::from_secs(1);
+    let procs: Vec<Arc<Proc>> = loop {
+        match REGISTRY.try_lock() {
+            Ok(reg) => break reg.iter().map(|(p, _)| p.clone()).collect(),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                break p.into_inner().iter().map(|(p, _)| p.clone()).collect();
+            }
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        }
+    };
+    for p in procs.iter().filter(|p| p.info.daemon) {
+        let _ = p.signal(mproc_sys::SIGTERM);
+    }
+    for p in procs.iter().filter(|p| !p.info.daemon) {
+        if !p.outlives.load(Ordering::Relaxed) {
+            let _ = p.status_until(None);
+        }
+    }
 }
 
 /// Returns the children of this process that are still running, reaping finished ones:
@@ -255,6 +303,11 @@ impl<R> Child<R> {
             outcome: Outcome::Pending,
             _r: PhantomData,
         }
+    }
+
+    /// Lets the child outlive this process (not joined at exit).
+    pub(crate) fn outlive(&self) {
+        self.proc.outlive();
     }
 
     pub(crate) fn socket(&self) -> BorrowedFd<'_> {

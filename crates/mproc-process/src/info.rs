@@ -1,6 +1,6 @@
 //! Who this process is: `current_process()`, `parent_process()`, `cpu_count()`.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -123,11 +123,44 @@ impl ParentProcess {
 
     /// Returns whether the parent is still running.
     pub fn is_alive(&self) -> bool {
-        match &self.pidfd {
-            Some(fd) => !mproc_sys::wait_readable(fd.as_fd(), Some(std::time::Instant::now()))
-                .unwrap_or(true),
-            None => false,
+        !self.join_timeout(std::time::Duration::ZERO)
+    }
+
+    /// Waits until the parent ends (Python's `parent_process().join()`).
+    pub fn join(&self) {
+        if let Some(fd) = &self.pidfd {
+            let _ = mproc_sys::wait_readable(fd.as_fd(), None);
         }
+    }
+
+    /// Waits at most `timeout` for the parent to end; returns whether it has.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn parent_outlives_me(_: ()) -> bool {
+    ///     let parent = mproc_process::parent_process().expect("a child has a parent");
+    ///     !parent.join_timeout(Duration::from_millis(10))
+    /// }
+    /// # mproc_process::init();
+    /// let mut child = mproc_process::spawn(parent_outlives_me, ())?;
+    /// assert!(child.join()?);
+    /// # Ok::<(), mproc_process::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: std::time::Duration) -> bool {
+        match &self.pidfd {
+            Some(fd) => {
+                let deadline = mproc_sys::deadline_after(timeout);
+                mproc_sys::wait_readable(fd.as_fd(), deadline).unwrap_or(true)
+            }
+            None => true, // gone before we could watch it
+        }
+    }
+
+    /// The parent's sentinel (Python's `sentinel`): a descriptor that becomes readable when
+    /// the parent ends, for [`wait_any`](crate::wait_any) beside children's. `None` when
+    /// the parent had already ended when this was made.
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
     }
 }
 

@@ -18,6 +18,12 @@
 //! dies in the middle of forking a child fails that spawn (the child may exist), with
 //! [`ErrorKind::ForkServer`], never a hang.
 //!
+//! When this process exits (`main` returns, or `std::process::exit`), it waits for its
+//! non-daemonic children and sends SIGTERM to its daemonic ones, as Python does at
+//! interpreter exit. A child started with [`Builder::join_at_exit(false)`](Builder::join_at_exit)
+//! may outlive it; [`parent_process()`]'s [`join`](ParentProcess::join) lets a child wait
+//! for its parent's end.
+//!
 //! ```
 //! fn square(x: u64) -> u64 { x * x }
 //!

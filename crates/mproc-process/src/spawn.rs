@@ -163,6 +163,8 @@ pub struct Builder {
     executable: Option<PathBuf>,
     permit: Option<ForkPermit>,
     server: Option<Arc<ForkServer>>,
+    /// Not joined when this process exits (`join_at_exit(false)`).
+    outlive: bool,
 }
 
 impl Builder {
@@ -185,6 +187,26 @@ impl Builder {
     /// children from a long-lived thread (the fork server, the default, has no such caveat).
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
+        self
+    }
+
+    /// Whether this process, when it exits (`main` returns or `std::process::exit`), waits
+    /// for the child: yes by default for a non-daemonic child, as Python joins its children
+    /// at interpreter exit (daemonic children get SIGTERM then, and die with their parent
+    /// anyway). `false` lets a child outlive this process: a server left running, say.
+    /// Nothing is waited for when the process is killed, aborts, or ends with
+    /// [`exit_now`](mproc_sys::exit_now).
+    ///
+    /// ```
+    /// use mproc_process::Builder;
+    /// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    /// # mproc_process::init();
+    /// // This process may end while the child still naps.
+    /// Builder::new().join_at_exit(false).spawn(nap, 10)?;
+    /// # Ok::<(), mproc_process::Error>(())
+    /// ```
+    pub fn join_at_exit(mut self, join: bool) -> Self {
+        self.outlive = !join;
         self
     }
 
@@ -245,7 +267,12 @@ impl Builder {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.spawn_inner(f, arg, false)
+        let outlive = self.outlive;
+        let child = self.spawn_inner(f, arg, false)?;
+        if outlive {
+            child.outlive();
+        }
+        Ok(child)
     }
 
     /// Spawns a child that is not one of the user's: not numbered, not in
@@ -339,7 +366,12 @@ impl Builder {
         }
         match first_error {
             Some(e) => Err(kill_all(out, e)),
-            None => Ok(out),
+            None => {
+                if self.outlive {
+                    out.iter().for_each(Child::outlive);
+                }
+                Ok(out)
+            }
         }
     }
 

@@ -45,10 +45,10 @@ pub use futex::{
     thread_id,
 };
 pub use process::{
-    ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, at_fork,
-    exit_now, fork, getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_cpu_affinity,
-    set_env_var, set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid,
-    wait_pidfd,
+    ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, at_exit,
+    at_fork, exit_now, fork, getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal,
+    set_cpu_affinity, set_env_var, set_parent_death_signal, stdin_from_null, take_env_var,
+    thread_count, wait_pid, wait_pidfd,
 };
 pub use sealed::{SealedBytes, SealedWriter};
 pub use shm::{

@@ -177,6 +177,27 @@ pub fn at_fork(
     Ok(())
 }
 
+/// Registers `handler` to run when this process calls `exit` (which `main` returning and
+/// `std::process::exit` do), after the handlers registered later: C's `atexit`. It does not
+/// run on `_exit` ([`exit_now`]), on a signal's default action, or on `abort`.
+///
+/// ```
+/// extern "C" fn goodbye() {}
+/// mproc_sys::at_exit(goodbye)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// When the C library has no room for another handler.
+pub fn at_exit(handler: extern "C" fn()) -> std::io::Result<()> {
+    // SAFETY: the handler is a plain function that lives for the whole program.
+    if unsafe { libc::atexit(handler) } != 0 {
+        return Err(std::io::Error::other("atexit: no room for another handler"));
+    }
+    Ok(())
+}
+
 /// A caller's promise that forking while other threads run is acceptable here.
 ///
 /// After `fork` only the calling thread exists in the child. Any lock another thread held at

@@ -200,11 +200,13 @@ pub fn recv_with_at_most_fds(
         static CMSG: std::cell::RefCell<Vec<u8>> =
             std::cell::RefCell::new(nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]));
     }
-    CMSG.with(|cell| {
+    let reused = CMSG.try_with(|cell| {
         // nix takes the slice's length as the space.
-        let mut cmsg = cell.borrow_mut();
-        recv_into(fd, buf, fds, nonblocking, &mut cmsg[..space])
-    })
+        recv_into(fd, buf, fds, nonblocking, &mut cell.borrow_mut()[..space])
+    });
+    // This thread's locals are gone (an exit handler runs after them): a buffer of our
+    // own, this once.
+    reused.unwrap_or_else(|_| recv_into(fd, buf, fds, nonblocking, &mut vec![0; space]))
 }
 
 /// The control-buffer space for `n` fds (`CMSG_SPACE`), 0 for none.

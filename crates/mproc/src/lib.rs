@@ -33,6 +33,8 @@
 //! | `set_start_method("spawn")`, `get_context("fork")` | `mproc::set_start_method(StartMethod::Spawn)`, `Builder::start_method(..)` |
 //! | a forkserver child sees the server's environment and directory | every child sees the parent's as they are at the spawn, whatever the start method |
 //! | the fork server killed: the next spawn may fail | it is replaced, and the spawn goes to the new one |
+//! | at exit, non-daemonic children are joined, daemonic ones terminated | the same when `main` returns or `std::process::exit` runs; `Builder::join_at_exit(false)` lets a child outlive its parent |
+//! | `parent_process().join(timeout)`, `.sentinel` | `parent_process()?.join_timeout(t)`, `.join()`, `.sentinel()` |
 //! | `set_executable(path)` | `Builder::executable(path)` (same build only) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | the same names |
 //! | `os.process_cpu_count()` | `mproc::process_cpu_count()` |

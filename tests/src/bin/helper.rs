@@ -27,6 +27,20 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+/// Naps `ms`, then leaves a file at `path`.
+fn nap_then_touch((ms, path): (u64, String)) {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::fs::write(path, b"done").expect("marker");
+}
+
+/// Waits for the parent to end, then leaves a file at `path`.
+fn touch_after_parent(path: String) {
+    let parent = mproc::parent_process().expect("a parent");
+    parent.join();
+    assert!(!parent.is_alive());
+    std::fs::write(path, b"done").expect("marker");
+}
+
 /// What a child sees of its environment and working directory.
 fn env_and_cwd(_: ()) -> String {
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "unset".into());
@@ -226,6 +240,23 @@ fn main() {
             println!("second {}", see(mproc::Builder::new()).expect("second"));
             let over = mproc::Builder::new().env("MPROC_HELPER_K", "override");
             println!("third {}", see(over).expect("third"));
+        }
+        "exit-joins" => {
+            // Three children, then `main` returns at once: the exit waits for the plain
+            // one, terminates the daemonic one, and leaves the one that may outlive us.
+            let marker = std::env::args().nth(2).expect("a marker prefix");
+            let joined = (500, format!("{marker}.joined"));
+            let _ = mproc::spawn(nap_then_touch, joined).expect("spawn");
+            let daemonic = (500, format!("{marker}.daemon"));
+            let _ = mproc::Builder::new()
+                .daemon(true)
+                .spawn(nap_then_touch, daemonic)
+                .expect("spawn");
+            let _ = mproc::Builder::new()
+                .join_at_exit(false)
+                .spawn(touch_after_parent, format!("{marker}.outlived"))
+                .expect("spawn");
+            println!("started");
         }
         "manager-remote" => manager_remote(),
         "manager-fork-then-die" => manager_fork_then_die(),
