@@ -622,3 +622,35 @@ fn counters_need_no_lock_when_atomic() {
         assert_eq!(hits.load(Ordering::Relaxed), 30_000);
     });
 }
+
+#[test]
+fn named_segments_stay_tracked_while_their_tracker_is_killed_again_and_again() {
+    use std::io::BufRead;
+    deadline(LIMIT, || {
+        let tag = unique("tracker-kills");
+        let mut helper = std::process::Command::new(env!("CARGO_BIN_EXE_mproc-helper"))
+            .args(["tracker-kills", &tag])
+            .env("MPROC_START_METHOD", mproc::get_start_method().as_str())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut names = Vec::new();
+        let out = std::io::BufReader::new(helper.stdout.take().unwrap());
+        for line in out.lines() {
+            let line = line.unwrap();
+            if line == "done" {
+                break;
+            }
+            names.push(line);
+        }
+        assert_eq!(names.len(), 24);
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        for name in &names {
+            assert!(
+                gone(name),
+                "{name} still in /dev/shm: its registration was lost"
+            );
+        }
+    });
+}

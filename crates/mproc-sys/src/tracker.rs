@@ -96,14 +96,47 @@ impl Tracker {
         self.pid
     }
 
-    /// Asks the tracker to unlink `name` when the last holder ends.
+    /// Asks the tracker to unlink `name` when the last holder ends, and waits until the
+    /// tracker has read the request: a tracker killed just before (its socket not yet
+    /// closed) would otherwise take it down with it unread, and the segment would never be
+    /// unlinked.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for a name that is not a valid segment name (see
-    /// [`shm_create`](crate::shm_create)); `BrokenPipe` if the tracker died.
+    /// [`shm_create`](crate::shm_create)); `BrokenPipe` if the tracker died (before or
+    /// after reading: register the name with a new one).
     pub fn register(&self, name: &str) -> io::Result<()> {
-        self.send(b'+', name)
+        self.send(b'+', name)?;
+        self.until_read()
+    }
+
+    /// Waits until nothing sent on the socket is left unread (`SIOCOUTQ` is 0), then checks
+    /// that the tracker is still there: a dying tracker's unread requests are dropped, which
+    /// empties the queue too.
+    fn until_read(&self) -> io::Result<()> {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mut unread: libc::c_int = 0;
+            // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer, which points
+            // to `unread` on our stack.
+            let r = unsafe { libc::ioctl(self.sock.as_raw_fd(), libc::TIOCOUTQ, &mut unread) };
+            if r != 0 || unread == 0 || std::time::Instant::now() > give_up {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one pollfd on our stack; a zero timeout.
+        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if r > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0 {
+            return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+        }
+        Ok(())
     }
 
     /// Asks the tracker to forget `name` (it was unlinked, or should outlive us).

@@ -41,6 +41,16 @@ fn touch_after_parent(path: String) {
     std::fs::write(path, b"done").expect("marker");
 }
 
+/// The pids of this (single-threaded) process's children.
+fn our_children() -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// What a child sees of its environment and working directory.
 fn env_and_cwd(_: ()) -> String {
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "unset".into());
@@ -257,6 +267,30 @@ fn main() {
                 .spawn(touch_after_parent, format!("{marker}.outlived"))
                 .expect("spawn");
             println!("started");
+        }
+        "tracker-kills" => {
+            // Named segments, created while their tracker (our only child) is SIGKILLed
+            // again and again at varying moments: each must still be tracked, which the
+            // test checks by SIGKILLing us and waiting for every name to be unlinked.
+            let tag = std::env::args().nth(2).expect("a name tag");
+            let mut segments = Vec::new();
+            for i in 0..24u64 {
+                // From the first segment on, a tracker runs: kill it, then wait 0 to 60 µs
+                // (the last time not at all) and register the next name.
+                for pid in our_children() {
+                    let _ = mproc::sys::kill_pid(pid, mproc::sys::SIGKILL);
+                }
+                let delay = if i == 23 { 0 } else { (i % 4) * 20 };
+                if delay > 0 {
+                    std::thread::sleep(Duration::from_micros(delay));
+                }
+                let name = format!("{tag}-{i}");
+                segments.push(mproc::SharedMemory::create_named(&name, 4096).expect("create"));
+                println!("{name}");
+            }
+            println!("done");
+            std::io::stdout().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(60));
         }
         "manager-remote" => manager_remote(),
         "manager-fork-then-die" => manager_fork_then_die(),
