@@ -513,9 +513,9 @@ fn spawned_children_inherit_no_stray_fds() {
             assert!(has_probe, "fork copies every fd: that is what fork is");
         } else {
             assert!(!has_probe, "fd {raw} leaked into the child");
-            // stdin, stdout, stderr and the child's own socket: nothing of the parent's or
-            // of the fork server's.
-            assert_eq!(count, 4, "the child has {count} open fds");
+            // stdin, stdout, stderr, the child's own socket and its pidfd of its parent
+            // (for `parent_process()`): nothing of the parent's or of the fork server's.
+            assert_eq!(count, 5, "the child has {count} open fds");
         }
     });
 }
@@ -856,11 +856,43 @@ fn the_exit_joins_children_terminates_daemonic_ones_and_lets_others_outlive_it()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        // The daemonic child was terminated before its nap ended.
-        std::thread::sleep(Duration::from_millis(800));
+        // The daemonic child (a 200 ms nap, against the plain child's 1500 ms the exit
+        // waited for) was terminated at the exit, before its nap ended.
         assert!(!path("daemon").exists(), "the daemonic child ran on");
         for what in ["joined", "outlived"] {
             let _ = std::fs::remove_file(path(what));
         }
+    });
+}
+
+/// Naps `ms`, then leaves a file at `path`.
+fn nap_then_mark((ms, path): (u64, String)) {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::fs::write(path, b"done").unwrap();
+}
+
+/// Starts a grandchild that naps and leaves a file, and returns at once.
+fn start_grandchild(path: String) {
+    let _ = builder().spawn(nap_then_mark, (300, path)).unwrap();
+}
+
+#[test]
+fn a_child_waits_for_its_own_children_before_it_ends() {
+    deadline(LIMIT, || {
+        let path = std::env::temp_dir().join(format!(
+            "mproc-grandchild-{}-{}",
+            std::process::id(),
+            method().as_str()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let p = path.to_str().unwrap().to_string();
+        builder()
+            .spawn(start_grandchild, p)
+            .unwrap()
+            .join()
+            .unwrap();
+        // The child's end waited for the grandchild's, as Python's children do.
+        assert!(path.exists(), "the child ended before its child");
+        let _ = std::fs::remove_file(&path);
     });
 }

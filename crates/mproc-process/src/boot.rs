@@ -78,7 +78,7 @@ macro_rules! init_before_main {
     () => {
         const _: () = {
             extern "C" fn __mproc_init_before_main() {
-                $crate::init();
+                $crate::__init_before_main();
             }
             // SAFETY: `.init_array` holds `extern "C" fn()` pointers that the C runtime calls
             // once before `main`; this static is exactly one such pointer.
@@ -87,6 +87,21 @@ macro_rules! init_before_main {
             static __MPROC_INIT_BEFORE_MAIN: extern "C" fn() = __mproc_init_before_main;
         };
     };
+}
+
+static BEFORE_MAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// What [`init_before_main!`] runs: [`init`], remembering that this program is a test
+/// binary (its exit does not wait for its children).
+#[doc(hidden)]
+pub fn __init_before_main() {
+    BEFORE_MAIN.store(true, std::sync::atomic::Ordering::Relaxed);
+    init();
+}
+
+/// Whether this program was initialized by [`init_before_main!`].
+pub(crate) fn initialized_before_main() -> bool {
+    BEFORE_MAIN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What a parent sends its child on the child's socket.
@@ -259,6 +274,7 @@ fn finish_bytes(reply: &[u8], fds: Vec<OwnedFd>) -> ! {
     {
         eprintln!("mproc: could not send the result to the parent: {e}");
     }
+    crate::child::join_children_now();
     mproc_sys::exit_now(0)
 }
 
@@ -407,5 +423,6 @@ pub(crate) fn finish(reply: Reply, fds: Vec<OwnedFd>) -> ! {
     {
         eprintln!("mproc: could not send the result to the parent: {e}");
     }
+    crate::child::join_children_now();
     mproc_sys::exit_now(code)
 }

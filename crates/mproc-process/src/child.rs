@@ -34,8 +34,12 @@ pub(crate) struct Proc {
     status: Mutex<Option<Status>>,
     /// The fork server closed the status socket without reporting.
     server_gone: AtomicBool,
-    /// Not joined when this process exits (`Builder::join_at_exit(false)`).
+    /// Not joined when this process exits (`Builder::join_at_exit(false)`, or its `Child`
+    /// dropped while a panic unwound).
     outlives: AtomicBool,
+    /// The process that started it: only that one waits for it at exit (a copy of this
+    /// registry in a process forked by other means is not its own).
+    by: u32,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +64,7 @@ impl Proc {
             status: Mutex::new(None),
             server_gone: AtomicBool::new(false),
             outlives: AtomicBool::new(false),
+            by: std::process::id(),
         }
     }
 
@@ -191,8 +196,19 @@ fn join_at_exit() {
 
 /// The exit handler: Python's `_exit_function`. Daemonic children get SIGTERM (they die with
 /// this process anyway); every other child is waited for, unless it was started with
-/// `Builder::join_at_exit(false)`.
+/// `Builder::join_at_exit(false)` or its `Child` was dropped by a panic. A test binary
+/// (initialized by `init_before_main!`) waits for none: a failed test must end its run, not
+/// hang it on a child that waits for what the test would have given it.
 extern "C" fn join_children() {
+    if crate::boot::initialized_before_main() {
+        return;
+    }
+    join_children_now();
+}
+
+/// What the exit handler does; also run by a child when its function has returned, before
+/// it exits (as Python's children run `_exit_function` too).
+pub(crate) fn join_children_now() {
     // Another thread may hold the registry as `exit` runs: give it a moment, never hang.
     let give_up = Instant::now() + Duration::from_secs(1);
     let procs: Vec<Arc<Proc>> = loop {
@@ -207,6 +223,8 @@ extern "C" fn join_children() {
             Err(std::sync::TryLockError::WouldBlock) => return,
         }
     };
+    let me = std::process::id();
+    let procs: Vec<Arc<Proc>> = procs.into_iter().filter(|p| p.by == me).collect();
     for p in procs.iter().filter(|p| p.info.daemon) {
         let _ = p.signal(mproc_sys::SIGTERM);
     }
@@ -550,6 +568,11 @@ fn decode_reply<R: DeserializeOwned>(msg: Message) -> Result<R> {
 
 impl<R> Drop for Child<R> {
     fn drop(&mut self) {
+        // Dropped by a panic: whatever the child waits for will not come; the exit must
+        // not wait for it.
+        if std::thread::panicking() {
+            self.proc.outlive();
+        }
         detach(&self.proc);
     }
 }

@@ -189,7 +189,8 @@ fn retire(server: Option<Server>) {
 /// A fork server of your own, forked from this process: the children it starts are
 /// forks of this process *as it was when the server started*, so they see the memory of
 /// that moment (statics, anything set up before), as fork children do, while this
-/// process may have started threads since.
+/// process may have started threads since. Their environment and working directory are
+/// this process's at each spawn, as for every child.
 ///
 /// This is how a pool with the fork start method replaces its workers: its manager thread
 /// cannot fork the (by then multi-threaded) parent, so it asks the server. Children start

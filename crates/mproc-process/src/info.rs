@@ -51,6 +51,9 @@ impl ProcessInfo {
 pub(crate) struct Current {
     me: ProcessInfo,
     parent: Option<ProcessInfo>,
+    /// The parent, watched from this process's start: a pidfd opened later could name
+    /// another process that reused the pid of a parent long gone.
+    parent_pidfd: Option<OwnedFd>,
 }
 
 static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
@@ -80,12 +83,16 @@ pub(crate) fn lock_current() -> CurrentGuard {
 /// Who a child is, with its own pid; starts its numbering of children afresh.
 pub(crate) fn child_current(me: ProcessInfo, parent: Option<ProcessInfo>) -> Current {
     CHILD_COUNTER.store(0, Ordering::Relaxed);
+    let parent_pidfd = parent
+        .as_ref()
+        .and_then(|p| mproc_sys::pidfd_open(p.pid).ok());
     Current {
         me: ProcessInfo {
             pid: std::process::id(),
             ..me
         },
         parent,
+        parent_pidfd,
     }
 }
 
@@ -127,6 +134,11 @@ impl ParentProcess {
     }
 
     /// Waits until the parent ends (Python's `parent_process().join()`).
+    ///
+    /// A child that does this must be started with
+    /// [`Builder::join_at_exit(false)`](crate::Builder::join_at_exit) (or be daemonic):
+    /// otherwise the parent's exit waits for the child while the child waits for the
+    /// parent's exit.
     pub fn join(&self) {
         if let Some(fd) = &self.pidfd {
             let _ = mproc_sys::wait_readable(fd.as_fd(), None);
@@ -171,15 +183,14 @@ impl ParentProcess {
 /// assert!(mproc_process::parent_process().is_none());
 /// ```
 pub fn parent_process() -> Option<ParentProcess> {
-    let info = {
-        let guard = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
-        match &*guard {
-            Some(c) if c.me.pid == std::process::id() => c.parent.clone()?,
-            _ => return None,
-        }
-    };
-    let pidfd = mproc_sys::pidfd_open(info.pid).ok();
-    Some(ParentProcess { info, pidfd })
+    let guard = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+    match &*guard {
+        Some(c) if c.me.pid == std::process::id() => Some(ParentProcess {
+            info: c.parent.clone()?,
+            pidfd: c.parent_pidfd.as_ref().and_then(|fd| fd.try_clone().ok()),
+        }),
+        _ => None,
+    }
 }
 
 /// Describes the next child of this process: its name and identity.

@@ -13,14 +13,17 @@
 //! Whatever the start method, a child starts with its parent's environment and working
 //! directory as they are when it is spawned, plus the [`Builder`]'s `env` overrides. (A fork
 //! server's children would otherwise see the server's, the parent's of when the server
-//! started: Python's forkserver children do.) A fork server that died, even one SIGKILLed
-//! just before a spawn, is replaced, and the spawn goes to the new one; only a server that
-//! dies in the middle of forking a child fails that spawn (the child may exist), with
-//! [`ErrorKind::ForkServer`], never a hang.
+//! started: Python's forkserver children do.) The shared fork server that died, even one
+//! SIGKILLed just before a spawn, is replaced, and the spawn goes to the new one; a server
+//! that dies in the middle of forking a child fails that spawn (the child may exist), and
+//! one that dies under a [`Builder::spawn_batch`] fails the batch, with
+//! [`ErrorKind::ForkServer`], never a hang. (A [`ForkServer`] of your own is not replaced:
+//! its snapshot of this process is gone.)
 //!
 //! When this process exits (`main` returns, or `std::process::exit`), it waits for its
 //! non-daemonic children and sends SIGTERM to its daemonic ones, as Python does at
-//! interpreter exit. A child started with [`Builder::join_at_exit(false)`](Builder::join_at_exit)
+//! interpreter exit (see [`Builder::join_at_exit`] for the exceptions: test binaries,
+//! children dropped by a panic). A child started with [`Builder::join_at_exit(false)`](Builder::join_at_exit)
 //! may outlive it; [`parent_process()`]'s [`join`](ParentProcess::join) lets a child wait
 //! for its parent's end.
 //!
@@ -44,6 +47,8 @@ mod forkserver;
 mod info;
 mod spawn;
 
+#[doc(hidden)]
+pub use boot::__init_before_main;
 pub use boot::{catch_panic, init};
 pub use child::{Child, active_children, kill_all_children, wait_any};
 pub use error::{Error, ErrorKind, Result};

@@ -193,9 +193,13 @@ impl Builder {
     /// Whether this process, when it exits (`main` returns or `std::process::exit`), waits
     /// for the child: yes by default for a non-daemonic child, as Python joins its children
     /// at interpreter exit (daemonic children get SIGTERM then, and die with their parent
-    /// anyway). `false` lets a child outlive this process: a server left running, say.
+    /// anyway). `false` lets a child outlive this process: a server left running, say, or a
+    /// child that waits for its parent's end ([`ParentProcess::join`](crate::ParentProcess::join)).
     /// Nothing is waited for when the process is killed, aborts, or ends with
-    /// [`exit_now`](mproc_sys::exit_now).
+    /// [`exit_now`](mproc_sys::exit_now); nor for a child whose `Child` a panic dropped; nor
+    /// in a test binary ([`init_before_main!`](crate::init_before_main)), where a failed
+    /// test must end the run rather than hang it. A child's own children are joined when its
+    /// function returns, as in Python.
     ///
     /// ```
     /// use mproc_process::Builder;

@@ -255,9 +255,9 @@ fn main() {
             // Three children, then `main` returns at once: the exit waits for the plain
             // one, terminates the daemonic one, and leaves the one that may outlive us.
             let marker = std::env::args().nth(2).expect("a marker prefix");
-            let joined = (500, format!("{marker}.joined"));
+            let joined = (1500, format!("{marker}.joined"));
             let _ = mproc::spawn(nap_then_touch, joined).expect("spawn");
-            let daemonic = (500, format!("{marker}.daemon"));
+            let daemonic = (200, format!("{marker}.daemon"));
             let _ = mproc::Builder::new()
                 .daemon(true)
                 .spawn(nap_then_touch, daemonic)
@@ -277,7 +277,9 @@ fn main() {
             for i in 0..24u64 {
                 // From the first segment on, a tracker runs: kill it, then wait 0 to 60 µs
                 // (the last time not at all) and register the next name.
-                for pid in our_children() {
+                let tracker = our_children();
+                assert!(i == 0 || !tracker.is_empty(), "no tracker found to kill");
+                for pid in tracker {
                     let _ = mproc::sys::kill_pid(pid, mproc::sys::SIGKILL);
                 }
                 let delay = if i == 23 { 0 } else { (i % 4) * 20 };
