@@ -6,9 +6,12 @@
 //! so it can be forked from a process with threads.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 const MAX_NAME: usize = 255;
+
+/// How long `register` waits for the tracker's answer.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const ENTRY: usize = MAX_NAME + 1;
 
 /// A connection to a segment tracker process.
@@ -97,9 +100,11 @@ impl Tracker {
     }
 
     /// Asks the tracker to unlink `name` when the last holder ends, and waits until the
-    /// tracker has read the request: a tracker killed just before (its socket not yet
-    /// closed) would otherwise take it down with it unread, and the segment would never be
-    /// unlinked.
+    /// tracker says it has the name in its table: a request sent to a tracker that is being
+    /// killed would otherwise go down with it, and the segment would never be unlinked.
+    /// The request carries the write end of a pipe; the tracker writes a byte on it once
+    /// the name is in its table, and a tracker that dies first closes it unwritten (the
+    /// socket is shared with fork children, so the answer cannot come on it).
     ///
     /// # Errors
     ///
@@ -107,36 +112,28 @@ impl Tracker {
     /// [`shm_create`](crate::shm_create)); `BrokenPipe` if the tracker died (before or
     /// after reading: register the name with a new one).
     pub fn register(&self, name: &str) -> io::Result<()> {
-        self.send(b'+', name)?;
-        self.until_read()
-    }
-
-    /// Waits until nothing sent on the socket is left unread (`SIOCOUTQ` is 0), then checks
-    /// that the tracker is still there: a dying tracker's unread requests are dropped, which
-    /// empties the queue too.
-    fn until_read(&self) -> io::Result<()> {
-        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        crate::shm::check_name(name)?;
+        let (answer, reply_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let mut msg = [0u8; ENTRY];
+        msg[0] = b'+';
+        msg[1..=name.len()].copy_from_slice(name.as_bytes());
+        crate::send_with_fds(self.sock.as_fd(), &msg[..=name.len()], &[reply_end.as_fd()])?;
+        drop(reply_end);
+        // A live tracker answers in microseconds; one that is stuck for this long is left
+        // to its fate (the name may still be registered).
+        let answered = crate::wait_readable(answer.as_fd(), crate::deadline_after(ANSWER_WAIT))?;
+        if !answered {
+            return Ok(());
+        }
+        let mut byte = [0u8; 1];
         loop {
-            let mut unread: libc::c_int = 0;
-            // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int through the pointer, which points
-            // to `unread` on our stack.
-            let r = unsafe { libc::ioctl(self.sock.as_raw_fd(), libc::TIOCOUTQ, &mut unread) };
-            if r != 0 || unread == 0 || std::time::Instant::now() > give_up {
-                break;
+            match nix::unistd::read(&answer, &mut byte) {
+                Ok(1) => return Ok(()),
+                Ok(_) => return Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
             }
-            std::thread::sleep(std::time::Duration::from_micros(20));
         }
-        let mut pfd = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one pollfd on our stack; a zero timeout.
-        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
-        if r > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0 {
-            return Err(io::Error::from(io::ErrorKind::BrokenPipe));
-        }
-        Ok(())
     }
 
     /// Asks the tracker to forget `name` (it was unlinked, or should outlive us).
@@ -300,8 +297,38 @@ fn serve(sock: i32, parents: i32) -> ! {
         }
         let mut count: usize = 0;
         let mut msg = [0u8; ENTRY + 1];
+        // Room for the ancillary data of one fd (aligned as `cmsghdr` needs).
+        let mut control = [0u64; 8];
         loop {
-            let n = libc::recv(3, msg.as_mut_ptr().cast(), msg.len(), 0);
+            let mut iov = libc::iovec {
+                iov_base: msg.as_mut_ptr().cast(),
+                iov_len: msg.len(),
+            };
+            let mut header: libc::msghdr = std::mem::zeroed();
+            header.msg_iov = &mut iov;
+            header.msg_iovlen = 1;
+            header.msg_control = control.as_mut_ptr().cast();
+            header.msg_controllen = std::mem::size_of_val(&control) as _;
+            let n = libc::recvmsg(3, &mut header, libc::MSG_CMSG_CLOEXEC);
+            // The write end of the requester's answer pipe, if the request carried one.
+            let mut answer = -1;
+            let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg).cast::<i32>();
+                    let fds =
+                        ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize) / 4;
+                    for k in 0..fds {
+                        let fd = std::ptr::read_unaligned(data.add(k));
+                        if answer < 0 {
+                            answer = fd;
+                        } else {
+                            libc::close(fd);
+                        }
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&header, cmsg);
+            }
             if n == 0 {
                 break;
             }
@@ -311,51 +338,63 @@ fn serve(sock: i32, parents: i32) -> ! {
                     _ => break,
                 }
             }
-            let n = n as usize;
-            if !(2..=ENTRY).contains(&n) {
-                continue;
-            }
-            let name_len = n - 1;
-            let name = &msg[1..n];
-            if name.contains(&b'/') || name.contains(&0) || name == b"." || name == b".." {
-                continue; // never a segment name: never unlinked
-            }
-            let found = (0..count).find(|&i| {
-                let e = table.add(i * ENTRY);
-                *e as usize == name_len
-                    && libc::memcmp(e.add(1).cast(), msg.as_ptr().add(1).cast(), name_len) == 0
-            });
-            match (msg[0], found) {
-                (b'+', None) => {
-                    if count == cap {
-                        let grown = libc::mremap(
-                            table.cast(),
-                            cap * ENTRY,
-                            2 * cap * ENTRY,
-                            libc::MREMAP_MAYMOVE,
-                        );
-                        if grown == libc::MAP_FAILED {
-                            continue;
+            // Whether the request was taken (the name is in the table, or needs no place).
+            let taken = 'request: {
+                let n = n as usize;
+                if !(2..=ENTRY).contains(&n) {
+                    break 'request true;
+                }
+                let name_len = n - 1;
+                let name = &msg[1..n];
+                if name.contains(&b'/') || name.contains(&0) || name == b"." || name == b".." {
+                    break 'request true; // never a segment name: never unlinked
+                }
+                let found = (0..count).find(|&i| {
+                    let e = table.add(i * ENTRY);
+                    *e as usize == name_len
+                        && libc::memcmp(e.add(1).cast(), msg.as_ptr().add(1).cast(), name_len) == 0
+                });
+                match (msg[0], found) {
+                    (b'+', None) => {
+                        if count == cap {
+                            let grown = libc::mremap(
+                                table.cast(),
+                                cap * ENTRY,
+                                2 * cap * ENTRY,
+                                libc::MREMAP_MAYMOVE,
+                            );
+                            if grown == libc::MAP_FAILED {
+                                break 'request false;
+                            }
+                            table = grown.cast();
+                            cap *= 2;
                         }
-                        table = grown.cast();
-                        cap *= 2;
+                        let e = table.add(count * ENTRY);
+                        *e = name_len as u8;
+                        std::ptr::copy_nonoverlapping(msg.as_ptr().add(1), e.add(1), name_len);
+                        count += 1;
                     }
-                    let e = table.add(count * ENTRY);
-                    *e = name_len as u8;
-                    std::ptr::copy_nonoverlapping(msg.as_ptr().add(1), e.add(1), name_len);
-                    count += 1;
-                }
-                (b'-', Some(i)) => {
-                    count -= 1;
-                    if i != count {
-                        std::ptr::copy_nonoverlapping(
-                            table.add(count * ENTRY),
-                            table.add(i * ENTRY),
-                            ENTRY,
-                        );
+                    (b'-', Some(i)) => {
+                        count -= 1;
+                        if i != count {
+                            std::ptr::copy_nonoverlapping(
+                                table.add(count * ENTRY),
+                                table.add(i * ENTRY),
+                                ENTRY,
+                            );
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
+                true
+            };
+            if answer >= 0 {
+                // Taken: the requester may go on. Not taken: closed unwritten, as by a
+                // tracker that died, and the requester registers with a new one.
+                if taken {
+                    libc::write(answer, b"k".as_ptr().cast(), 1);
+                }
+                libc::close(answer);
             }
         }
         const PREFIX: &[u8] = b"/dev/shm/";
