@@ -299,6 +299,18 @@ impl Manager {
         Builder::new().start()
     }
 
+    /// Python's `Manager()`: the same as [`start`](Self::start) (the server starts now).
+    ///
+    /// ```
+    /// # mproc_process::init();
+    /// let manager = mproc_manager::Manager::new()?;
+    /// assert!(manager.pid().is_some());
+    /// # Ok::<(), mproc_manager::Error>(())
+    /// ```
+    pub fn new() -> Result<Manager> {
+        Self::start()
+    }
+
     /// Options for a server.
     pub fn builder() -> Builder<()> {
         Builder::new()
