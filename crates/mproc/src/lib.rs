@@ -47,7 +47,6 @@
 //! | `connection.wait([conns, sentinels], timeout)` | `mproc::wait(&[&conn, &child.sentinel()], Some(t))?` |
 //! | `Listener(address, authkey=k)`, `l.accept()` | `Listener::bind(address, k)?`, `l.accept::<S, R>()?` / `accept_timeout` |
 //! | `Client(address, authkey=k)` | `Client::connect::<S, R>(&address, k)?` (mutual HMAC-SHA256) |
-//!
 //! | `shared_memory.SharedMemory(create=True, size=n)` | `SharedMemory::create(n)?` (anonymous: a memfd, nothing in `/dev/shm`) or `create_named(name, n)?` |
 //! | `SharedMemory(name)`, `shm.buf[a:b] = data`, `shm.unlink()` | `SharedMemory::open(name)?`, `shm.write_at(a, data)?` / `read_at`, `shm.unlink()?` |
 //! | resource tracker, `track=False` | named segments are unlinked when their creating tree ends (even by SIGKILL); `shm.untrack()` |
@@ -61,8 +60,6 @@
 //! | `RLock()`, `Semaphore(n)`, `BoundedSemaphore(n)` | `RLock::new()?`, `Semaphore::new(n)?`, `BoundedSemaphore::new(n)?` |
 //! | `Condition()`, `cond.wait(t)`, `cond.notify(n)` | `Condition::new(state)?`, `guard.wait_timeout(t)?`, `guard.notify(n)` |
 //! | `Event()`, `Barrier(n, action, timeout)` | `Event::new()?`, `Barrier::with_timeout(n, t)?` and `barrier.wait_with(action)` |
-//!
-//!
 //! | `Queue()`, `Queue(maxsize=n)` | `Queue::<T>::new()?`, `Queue::<T>::bounded(n)?` (bytes bounded too: `queue::Builder`) |
 //! | `q.put(x)`, `q.put(x, timeout=t)`, `q.put_nowait(x)` | `q.put(x)?`, `q.put_timeout(x, t)`, `q.try_put(x)` (`PutError::Full` hands `x` back) |
 //! | `q.get()`, `q.get(timeout=t)`, `q.get_nowait()` | `q.get()?`, `q.get_timeout(t)`, `q.try_get()` (`GetError::Empty`) |
