@@ -94,18 +94,25 @@ fn process_tag() -> u64 {
 /// held by a process that dies is released when its last connection closes). A forked child
 /// draws its own.
 pub(crate) fn session() -> u64 {
-    static SESSION: Mutex<(u32, u64)> = Mutex::new((0, 0));
+    // Keyed by the same fork tag as the idle connections: a new process, a new session.
+    static SESSION: Mutex<Option<(u64, u64)>> = Mutex::new(None);
     let mut s = lock(&SESSION);
-    let pid = std::process::id();
-    if s.0 != pid {
-        let mut bytes = [0u8; 8];
-        // Without the kernel's randomness, the pid and the clock still tell processes apart.
-        if mproc_sys::random_bytes(&mut bytes).is_err() {
-            bytes = (u64::from(pid) << 32 ^ mproc_sys::monotonic_ns()).to_le_bytes();
+    let tag = process_tag();
+    match *s {
+        Some((t, session)) if t == tag => session,
+        _ => {
+            let mut bytes = [0u8; 8];
+            // Without the kernel's randomness, the pid and the clock still tell processes
+            // apart.
+            if mproc_sys::random_bytes(&mut bytes).is_err() {
+                let pid = u64::from(std::process::id());
+                bytes = (pid << 32 ^ mproc_sys::monotonic_ns()).to_le_bytes();
+            }
+            let session = u64::from_le_bytes(bytes);
+            *s = Some((tag, session));
+            session
         }
-        *s = (pid, u64::from_le_bytes(bytes));
     }
-    s.1
 }
 
 /// The calling thread, as a lock's owner.

@@ -211,20 +211,23 @@ extern "C" fn join_children() {
 pub(crate) fn join_children_now() {
     // Another thread may hold the registry as `exit` runs: give it a moment, never hang.
     let give_up = Instant::now() + Duration::from_secs(1);
-    let procs: Vec<Arc<Proc>> = loop {
+    let me = std::process::id();
+    let ours = |reg: &Registry| -> Vec<Arc<Proc>> {
+        reg.iter()
+            .filter(|(p, _)| p.by == me)
+            .map(|(p, _)| p.clone())
+            .collect()
+    };
+    let procs = loop {
         match REGISTRY.try_lock() {
-            Ok(reg) => break reg.iter().map(|(p, _)| p.clone()).collect(),
-            Err(std::sync::TryLockError::Poisoned(p)) => {
-                break p.into_inner().iter().map(|(p, _)| p.clone()).collect();
-            }
+            Ok(reg) => break ours(&reg),
+            Err(std::sync::TryLockError::Poisoned(p)) => break ours(&p.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) if Instant::now() < give_up => {
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err(std::sync::TryLockError::WouldBlock) => return,
         }
     };
-    let me = std::process::id();
-    let procs: Vec<Arc<Proc>> = procs.into_iter().filter(|p| p.by == me).collect();
     for p in procs.iter().filter(|p| p.info.daemon) {
         let _ = p.signal(mproc_sys::SIGTERM);
     }
