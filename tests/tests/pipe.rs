@@ -13,9 +13,9 @@ mproc::init_before_main!();
 const LIMIT: Duration = Duration::from_secs(60);
 const KEY: &[u8] = b"the right key";
 
-// The conversations below end with an explicit "stop" rather than end of stream: a child
-// started by fork holds a copy of the parent's end too (fork copies every fd), so it would
-// never see the end of the stream. The end-of-stream tests are further down.
+// Most conversations below end with an explicit "stop"; the end-of-stream ones (the
+// pattern every pipe tutorial shows) work under fork too, because a forked child closes
+// its copies of the parent's mproc handles that are not in its argument.
 
 /// Echoes strings back in upper case until "stop"; returns how many.
 fn echo_upper(mut conn: Connection<String>) -> usize {
@@ -651,5 +651,49 @@ fn an_impostor_listener_is_refused_by_the_client() {
         });
         let _ = impostor.accept_timeout::<String, String>(Duration::from_secs(10));
         assert_eq!(client.join().unwrap(), Err(ErrorKind::Authentication));
+    });
+}
+
+// ---- the end of the stream, under every method ---------------------------------------
+
+/// Echoes until the stream ends; returns how many it echoed.
+fn echo_to_the_end(mut conn: Connection<String>) -> usize {
+    let mut n = 0;
+    while let Ok(s) = conn.recv() {
+        conn.send(&s).unwrap();
+        n += 1;
+    }
+    n
+}
+
+/// Sums what arrives until the sender is gone.
+fn sum_to_the_end(mut rx: Receiver<u64>) -> u64 {
+    let mut sum = 0;
+    while let Ok(v) = rx.recv() {
+        sum += v;
+    }
+    sum
+}
+
+#[test]
+fn a_child_reading_until_the_parent_drops_its_end_sees_the_end() {
+    deadline(LIMIT, || {
+        // Other pipes open in this process at the fork, which the child must not keep.
+        let (bystander, _other) = mproc::pipe::<u8>().unwrap();
+        let (mut ours, theirs) = mproc::pipe::<String>().unwrap();
+        let mut child = builder().spawn(echo_to_the_end, theirs).unwrap();
+        ours.send(&"hello".to_string()).unwrap();
+        assert_eq!(ours.recv().unwrap(), "hello");
+        drop(ours);
+        assert_eq!(child.join_timeout(Duration::from_secs(60)).unwrap(), 1);
+        // One-way: the sender's end dropped after the fork.
+        let (mut tx, rx) = mproc::channel::<u64>().unwrap();
+        let mut child = builder().spawn(sum_to_the_end, rx).unwrap();
+        for v in 1..=10 {
+            tx.send(&v).unwrap();
+        }
+        drop(tx);
+        assert_eq!(child.join_timeout(Duration::from_secs(60)).unwrap(), 55);
+        drop(bystander);
     });
 }

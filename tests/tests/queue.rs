@@ -140,7 +140,9 @@ fn timeouts_return_empty_and_full_after_about_the_timeout() {
         assert!(empty);
         assert!(ms >= 200, "gave up after {ms} ms");
         assert!(q.try_get().unwrap_err().is_empty());
-        // Full: the value comes back.
+        // Full: the value comes back. (A queue never shared: `q`'s other holder has ended,
+        // so a wait on `q` longer than a nap would end in `Disconnected`.)
+        let q = Queue::<u8>::bounded(2).unwrap();
         q.put(1).unwrap();
         q.put(2).unwrap();
         assert!(q.is_full());
@@ -383,5 +385,159 @@ fn a_simple_queue_travels_and_works() {
             q.get_timeout(Duration::from_millis(10)),
             Err(GetError::Empty)
         ));
+    });
+}
+
+// ---- a queue whose other side is gone -------------------------------------------------
+
+/// Puts `first`, then holds the queue until killed.
+fn put_then_hold((q, first): (Queue<u8>, u8)) {
+    q.put(first).unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Takes one item and marks it done, then ends with the other one unfinished.
+fn do_one_of_two(q: JoinableQueue<u8>) {
+    q.get().unwrap();
+    q.task_done().unwrap();
+    q.get().unwrap();
+}
+
+/// Receives a queue through a pipe after `ms`, then puts 7 on it.
+fn receive_queue_late((mut rx, ms): (mproc::Receiver<Queue<u8>>, u64)) {
+    std::thread::sleep(Duration::from_millis(ms));
+    let q = rx.recv().unwrap();
+    q.put(7).unwrap();
+}
+
+/// Ends after `ms`, leaving what was sent to it unread.
+fn read_nothing((_rx, ms): (mproc::Receiver<Queue<u8>>, u64)) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Takes until the queue says nobody is left; returns what it took and how it ended.
+fn drain_until_disconnected(q: Queue<u32>) -> (Vec<u32>, bool) {
+    let mut got = Vec::new();
+    loop {
+        match q.get() {
+            Ok(v) => got.push(v),
+            Err(e) => return (got, e.is_disconnected()),
+        }
+    }
+}
+
+#[test]
+fn a_get_whose_only_producer_was_killed_says_disconnected_after_the_messages() {
+    deadline(LIMIT, || {
+        let q = Queue::<u8>::new().unwrap();
+        let mut child = builder().spawn(put_then_hold, (q.clone(), 1)).unwrap();
+        // What it put before dying is delivered; then, nobody is left.
+        assert_eq!(q.get().unwrap(), 1);
+        child.kill().unwrap();
+        let t0 = Instant::now();
+        let err = q.get_timeout(Duration::from_secs(60)).unwrap_err();
+        assert!(err.is_disconnected(), "{err:?}");
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        // The untimed get says so too, and so does a put waiting for room.
+        assert!(q.get().unwrap_err().is_disconnected());
+        let _ = child.join();
+    });
+}
+
+#[test]
+fn a_put_waiting_for_room_whose_consumers_are_gone_gets_its_value_back() {
+    deadline(LIMIT, || {
+        let q = Queue::<u8>::bounded(1).unwrap();
+        let mut child = builder().spawn(put_then_hold, (q.clone(), 1)).unwrap();
+        while q.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        let err = q.put(2).unwrap_err();
+        assert!(err.is_disconnected(), "{err:?}");
+        assert_eq!(err.into_inner(), 2);
+        let _ = child.join();
+    });
+}
+
+#[test]
+fn a_join_with_work_left_and_no_worker_says_disconnected() {
+    deadline(LIMIT, || {
+        let q = JoinableQueue::<u8>::new().unwrap();
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        let mut child = builder().spawn(do_one_of_two, q.clone()).unwrap();
+        child.join().unwrap();
+        let err = q.join().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected);
+        assert_eq!(q.unfinished(), 1);
+        let err = q.join_timeout(Duration::from_secs(60)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Disconnected);
+    });
+}
+
+#[test]
+fn a_handle_in_flight_counts_as_held_until_received_or_destroyed() {
+    deadline(LIMIT, || {
+        // Received late: the wait goes on while the handle sits in the pipe.
+        let q = Queue::<u8>::new().unwrap();
+        let (mut tx, rx) = mproc::channel::<Queue<u8>>().unwrap();
+        let mut child = builder().spawn(receive_queue_late, (rx, 400)).unwrap();
+        tx.send(&q).unwrap();
+        assert_eq!(q.get_timeout(Duration::from_secs(60)).unwrap(), 7);
+        child.join().unwrap();
+        // Never received: the message dies with the reader's end, and so does the wait.
+        let q = Queue::<u8>::new().unwrap();
+        let (mut tx, rx) = mproc::channel::<Queue<u8>>().unwrap();
+        let mut child = builder().spawn(read_nothing, (rx, 300)).unwrap();
+        tx.send(&q).unwrap();
+        drop(tx);
+        let err = q.get_timeout(Duration::from_secs(60)).unwrap_err();
+        assert!(err.is_disconnected(), "{err:?}");
+        child.join().unwrap();
+    });
+}
+
+#[test]
+fn a_queue_never_shared_or_unwatched_waits_out_its_timeout() {
+    deadline(LIMIT, || {
+        let q = Queue::<u8>::new().unwrap();
+        let t0 = Instant::now();
+        assert!(
+            q.get_timeout(Duration::from_millis(300))
+                .unwrap_err()
+                .is_empty()
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        let q = mproc::queue::Builder::new()
+            .watch_peers(false)
+            .build::<u8>()
+            .unwrap();
+        let mut child = builder().spawn(put_then_hold, (q.clone(), 1)).unwrap();
+        assert_eq!(q.get().unwrap(), 1);
+        child.kill().unwrap();
+        let _ = child.join();
+        let t0 = Instant::now();
+        assert!(
+            q.get_timeout(Duration::from_millis(300))
+                .unwrap_err()
+                .is_empty()
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+    });
+}
+
+#[test]
+fn a_child_drains_a_queue_its_parent_dropped_and_hears_nobody_is_left() {
+    deadline(LIMIT, || {
+        let q = Queue::<u32>::new().unwrap();
+        let mut child = builder()
+            .spawn(drain_until_disconnected, q.clone())
+            .unwrap();
+        for i in 0..3 {
+            q.put(i).unwrap();
+        }
+        drop(q);
+        assert_eq!(child.join().unwrap(), (vec![0, 1, 2], true));
     });
 }

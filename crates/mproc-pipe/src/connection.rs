@@ -108,6 +108,9 @@ impl<S, R> Connection<S, R> {
 
     /// Wraps a socket whose reader already received bytes (a handshake's), keeping them.
     pub(crate) fn with_reader(sock: OwnedFd, transport: Transport, reader: FrameReader) -> Self {
+        // A child made by fork closes its copy unless this connection is in its argument:
+        // held there, it would keep the peer from ever seeing this end go.
+        mproc_sys::track_owned_fd(sock.as_fd());
         let limits = limits_for(transport, DEFAULT_MAX_MESSAGE);
         Self {
             sock,

@@ -221,7 +221,9 @@ impl Shared {
                 chunk_ns: 0.0,
             }),
             ended: Condvar::new(),
-            events: Queue::new()?,
+            // The watcher thread of this process puts on it too, after every worker is
+            // gone: a wait on it must not end for want of other processes.
+            events: mproc_queue::Builder::new().watch_peers(false).build()?,
             config,
             watcher,
             started: AtomicUsize::new(0),
@@ -890,7 +892,8 @@ impl State {
                         sent: now,
                     });
                 }
-                Err(PutError::Full(_) | PutError::Closed(_)) => {
+                // A try_put never waits, so never finds the worker gone: its pidfd says so.
+                Err(PutError::Full(_) | PutError::Closed(_) | PutError::Disconnected(_)) => {
                     full[i] = true;
                     self.pending.push_front(chunk);
                 }

@@ -130,6 +130,8 @@ pub(crate) fn worker_main(args: WorkerArgs) {
             Ok(task) => task,
             // A closed queue is the pool's way of saying there is no more work.
             Err(GetError::Closed) => break,
+            // The pool's process is gone: nobody will send more work.
+            Err(GetError::Disconnected) => break,
             Err(GetError::Empty) => continue,
             Err(GetError::Failed(e)) => {
                 // A task that cannot be read is lost; the pool fails it (the one after

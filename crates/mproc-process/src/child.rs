@@ -56,6 +56,11 @@ impl Proc {
         pidfd: OwnedFd,
         reaper: Reaper,
     ) -> Self {
+        // A child made by fork closes its copy unless this handle is in its argument.
+        mproc_sys::track_owned_fd(pidfd.as_fd());
+        if let Reaper::Server(status) = &reaper {
+            mproc_sys::track_owned_fd(status.as_fd());
+        }
         Self {
             info,
             method,
@@ -314,6 +319,9 @@ impl<R> std::fmt::Debug for Child<R> {
 
 impl<R> Child<R> {
     pub(crate) fn new(proc: Arc<Proc>, sock: OwnedFd, listed: bool) -> Self {
+        // A child made by fork closes its copy: held there, it would keep this child from
+        // seeing its parent end.
+        mproc_sys::track_owned_fd(sock.as_fd());
         if listed {
             register(&proc);
         }

@@ -464,6 +464,7 @@ impl Builder {
     /// The fork method: the child gets `arg` in its copy of memory, no serialization.
     fn fork<A, R>(self, me: ProcessInfo, f: fn(A) -> R, arg: A, hidden: bool) -> Result<Child<R>>
     where
+        A: Serialize,
         R: Serialize + DeserializeOwned,
     {
         let (ours, theirs) = child_socketpair()?;
@@ -480,6 +481,14 @@ impl Builder {
             Ok(ForkOutcome::Child) => {
                 let _exit = boot::ExitOnUnwind;
                 let parent_pid = parent.pid;
+                // The copies of the parent's pipe ends, queue sockets and child handles
+                // that are not in the argument go first: held here, they would keep the
+                // parent's streams from ever ending (a reader waiting for `Disconnected`
+                // would wait for ever). Objects in the argument take this process as a
+                // holder as they are walked.
+                let mut keep = mproc_wire::handover(&arg, mproc_wire::Handover::Child);
+                keep.push(theirs.as_raw_fd());
+                mproc_sys::retire_owned_fds_except(&keep);
                 guards.into_child(me, parent, theirs);
                 drop(ours);
                 if self.daemon {
@@ -495,6 +504,9 @@ impl Builder {
             Ok(ForkOutcome::Parent(pid)) => {
                 drop(guards);
                 drop(theirs);
+                // The child holds a copy of what the argument holds: shared objects that
+                // count their holders (queues) count it from now on.
+                mproc_wire::handover(&arg, mproc_wire::Handover::Parent { child: pid });
                 let pidfd = pidfd_or_kill(pid)?;
                 let proc = Arc::new(Proc::new(
                     ProcessInfo { pid, ..me },

@@ -32,6 +32,10 @@ pub enum ErrorKind {
     Empty,
     /// A [`PutError::Closed`] or [`GetError::Closed`] turned into an `Error` by `?`.
     Closed,
+    /// Nobody else is left: a [`PutError::Disconnected`] or [`GetError::Disconnected`]
+    /// turned into an `Error` by `?`, or a [`join`](crate::JoinableQueue::join) with items
+    /// unfinished and no other process holding the queue.
+    Disconnected,
 }
 
 /// An error from a queue, with its [`ErrorKind`] and what was being done.
@@ -138,6 +142,10 @@ pub enum PutError<T> {
     Full(T),
     /// The queue was [closed](crate::Queue::close). Python: `ValueError` on a closed queue.
     Closed(T),
+    /// The queue stayed full, and no other live process holds it any more (nor a message
+    /// in flight carries it): nobody is left to make room. See [`Queue`](crate::Queue)'s
+    /// "When a process dies".
+    Disconnected(T),
     /// Something else failed: the value could not be serialized, or the OS refused.
     Failed(T, Error),
 }
@@ -146,7 +154,10 @@ impl<T> PutError<T> {
     /// Returns the value that was not put.
     pub fn into_inner(self) -> T {
         match self {
-            PutError::Full(v) | PutError::Closed(v) | PutError::Failed(v, _) => v,
+            PutError::Full(v)
+            | PutError::Closed(v)
+            | PutError::Disconnected(v)
+            | PutError::Failed(v, _) => v,
         }
     }
 
@@ -159,6 +170,11 @@ impl<T> PutError<T> {
     pub fn is_closed(&self) -> bool {
         matches!(self, PutError::Closed(_))
     }
+
+    /// Returns whether nobody else was left to make room.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, PutError::Disconnected(_))
+    }
 }
 
 impl<T> fmt::Debug for PutError<T> {
@@ -166,6 +182,7 @@ impl<T> fmt::Debug for PutError<T> {
         match self {
             PutError::Full(_) => f.write_str("Full(..)"),
             PutError::Closed(_) => f.write_str("Closed(..)"),
+            PutError::Disconnected(_) => f.write_str("Disconnected(..)"),
             PutError::Failed(_, e) => f.debug_tuple("Failed").field(&"..").field(e).finish(),
         }
     }
@@ -176,6 +193,9 @@ impl<T> fmt::Display for PutError<T> {
         match self {
             PutError::Full(_) => f.write_str("the queue is full"),
             PutError::Closed(_) => f.write_str("the queue is closed"),
+            PutError::Disconnected(_) => {
+                f.write_str("the queue is full and no other process holds it any more")
+            }
             PutError::Failed(_, e) => write!(f, "cannot put: {e}"),
         }
     }
@@ -198,6 +218,10 @@ pub enum GetError {
     Empty,
     /// The queue is [closed](crate::Queue::close) and every message has been taken.
     Closed,
+    /// The queue is empty, and no other live process holds it any more (nor a message in
+    /// flight carries it): nobody is left to put. Python waits for ever there. See
+    /// [`Queue`](crate::Queue)'s "When a process dies".
+    Disconnected,
     /// A message could not be read: it did not deserialize as the queue's type (it is
     /// consumed; the next `get` goes on), or the queue's memory was corrupted.
     Failed(Error),
@@ -213,6 +237,11 @@ impl GetError {
     pub fn is_closed(&self) -> bool {
         matches!(self, GetError::Closed)
     }
+
+    /// Returns whether nobody else was left to put.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, GetError::Disconnected)
+    }
 }
 
 impl fmt::Display for GetError {
@@ -220,6 +249,9 @@ impl fmt::Display for GetError {
         match self {
             GetError::Empty => f.write_str("the queue is empty"),
             GetError::Closed => f.write_str("the queue is closed and drained"),
+            GetError::Disconnected => {
+                f.write_str("the queue is empty and no other process holds it any more")
+            }
             GetError::Failed(e) => write!(f, "cannot get: {e}"),
         }
     }
@@ -257,6 +289,10 @@ impl<T> From<PutError<T>> for Error {
         match e {
             PutError::Full(_) => Error::new(ErrorKind::Full, "the queue is full"),
             PutError::Closed(_) => Error::new(ErrorKind::Closed, "the queue is closed"),
+            PutError::Disconnected(_) => Error::new(
+                ErrorKind::Disconnected,
+                "the queue is full and no other process holds it any more",
+            ),
             PutError::Failed(_, e) => e,
         }
     }
@@ -277,6 +313,10 @@ impl From<GetError> for Error {
         match e {
             GetError::Empty => Error::new(ErrorKind::Empty, "the queue is empty"),
             GetError::Closed => Error::new(ErrorKind::Closed, "the queue is closed and drained"),
+            GetError::Disconnected => Error::new(
+                ErrorKind::Disconnected,
+                "the queue is empty and no other process holds it any more",
+            ),
             GetError::Failed(e) => e,
         }
     }
@@ -287,7 +327,7 @@ impl From<Error> for std::io::Error {
         let kind = match e.kind() {
             ErrorKind::Full | ErrorKind::Empty => std::io::ErrorKind::WouldBlock,
             ErrorKind::Timeout => std::io::ErrorKind::TimedOut,
-            ErrorKind::Closed => std::io::ErrorKind::BrokenPipe,
+            ErrorKind::Closed | ErrorKind::Disconnected => std::io::ErrorKind::BrokenPipe,
             ErrorKind::Encode | ErrorKind::Decode | ErrorKind::Corrupt => {
                 std::io::ErrorKind::InvalidData
             }

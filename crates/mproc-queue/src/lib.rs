@@ -36,6 +36,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod holders;
 mod queue;
 mod ring;
 

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, GetError, PutError, Result};
-use crate::ring::{self, Payload, Refused, Ring};
+use crate::ring::{self, Payload, Refused, Ring, Waited};
 
 thread_local! {
     /// Each thread's buffer for encoding and for copying messages out, reused.
@@ -51,6 +51,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 pub struct Builder {
     max_messages: usize,
     max_bytes: usize,
+    watch_peers: bool,
 }
 
 impl Default for Builder {
@@ -65,6 +66,7 @@ impl Builder {
         Builder {
             max_messages: usize::MAX,
             max_bytes: ring::DEFAULT_BYTES,
+            watch_peers: true,
         }
     }
 
@@ -83,6 +85,24 @@ impl Builder {
         self
     }
 
+    /// Whether a wait that nobody is left to end reports it (the default) or goes on until
+    /// its deadline. When on, a `get` waiting on an empty queue, a `put` waiting for room
+    /// and a [`join`](JoinableQueue::join) return [`Disconnected`](GetError::Disconnected)
+    /// once the queue has been shared with another process and no *other* live process
+    /// holds a handle to it (nor a message in flight carries one). Turn it off for a queue
+    /// that threads of the waiting process also feed after every other process has gone:
+    /// the waiting process's own threads do not count as holders.
+    ///
+    /// ```
+    /// let q = mproc_queue::Builder::new().watch_peers(false).build::<u8>()?;
+    /// # drop(q);
+    /// # Ok::<(), mproc_queue::Error>(())
+    /// ```
+    pub fn watch_peers(mut self, on: bool) -> Builder {
+        self.watch_peers = on;
+        self
+    }
+
     /// Makes a [`Queue`].
     ///
     /// # Errors
@@ -94,6 +114,7 @@ impl Builder {
             self.max_bytes,
             self.max_messages,
             false,
+            self.watch_peers,
         )?))
     }
 
@@ -104,7 +125,12 @@ impl Builder {
     /// As [`build`](Builder::build).
     pub fn build_joinable<T>(&self) -> Result<JoinableQueue<T>> {
         Ok(JoinableQueue {
-            queue: Queue::from_ring(Ring::new(self.max_bytes, self.max_messages, true)?),
+            queue: Queue::from_ring(Ring::new(
+                self.max_bytes,
+                self.max_messages,
+                true,
+                self.watch_peers,
+            )?),
         })
     }
 }
@@ -328,6 +354,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(()) => Ok(()),
             Err(Refused::Timeout) => Err(PutError::Full(value)),
             Err(Refused::Closed) => Err(PutError::Closed(value)),
+            Err(Refused::Disconnected) => Err(PutError::Disconnected(value)),
             Err(Refused::Failed(e)) => Err(PutError::Failed(value, e)),
         }
     }
@@ -347,6 +374,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(Payload::Bad(e)) | Err(Refused::Failed(e)) => Err(GetError::Failed(e)),
             Err(Refused::Timeout) => Err(GetError::Empty),
             Err(Refused::Closed) => Err(GetError::Closed),
+            Err(Refused::Disconnected) => Err(GetError::Disconnected),
         })
     }
 
@@ -583,20 +611,44 @@ impl<T> JoinableQueue<T> {
 
     /// Waits until every item put has been marked done. Python: `join()`.
     ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Disconnected`] when items are unfinished and nobody is left to mark
+    /// them done: the queue was shared, and no other live process holds it (see
+    /// [`Queue`]'s "When a process dies"). Python waits for ever there.
+    ///
     /// ```
     /// let q = mproc_queue::JoinableQueue::<u8>::new()?;
-    /// q.join(); // nothing was put
+    /// q.join()?; // nothing was put
     /// # Ok::<(), mproc_queue::Error>(())
     /// ```
-    pub fn join(&self) {
-        self.queue.ring.join(None);
+    pub fn join(&self) -> Result<()> {
+        self.join_until(None)
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
+        match self.queue.ring.join(deadline) {
+            Waited::Ready => Ok(()),
+            Waited::TimedOut => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{} items still unfinished", self.unfinished()),
+            )),
+            Waited::Alone => Err(Error::new(
+                ErrorKind::Disconnected,
+                format!(
+                    "{} items unfinished, and no other process holds the queue to mark \
+                     them done",
+                    self.unfinished()
+                ),
+            )),
+        }
     }
 
     /// Like [`join`](JoinableQueue::join), waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Timeout`] when items were still unfinished.
+    /// [`ErrorKind::Timeout`] when items were still unfinished; otherwise as `join`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -607,14 +659,7 @@ impl<T> JoinableQueue<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        if self.queue.ring.join(mproc_sys::deadline_after(timeout)) {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::Timeout,
-                format!("{} items still unfinished", self.unfinished()),
-            ))
-        }
+        self.join_until(mproc_sys::deadline_after(timeout))
     }
 }
 

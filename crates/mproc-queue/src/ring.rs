@@ -43,6 +43,7 @@ use mproc_sys::{FutexWait, LockStatus, Pinned, RawMutex, SealedBytes, SealedWrit
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::holders;
 
 /// The smallest ring, in bytes.
 pub(crate) const MIN_BYTES: usize = 4096;
@@ -51,7 +52,7 @@ pub(crate) const MAX_BYTES: usize = 1 << 30;
 /// The ring size when none is asked for.
 pub(crate) const DEFAULT_BYTES: usize = 8 << 20;
 
-const HEADER_LEN: usize = 384;
+const HEADER_LEN: usize = holders::HEADER_END;
 // Producers' line.
 const TAILPUTS: usize = 0;
 const FLAGS: usize = 8;
@@ -106,11 +107,41 @@ pub(crate) enum Payload {
     Bad(Error),
 }
 
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waited {
+    Ready,
+    TimedOut,
+    /// No progress, and nobody else is left to make any (see `holders`).
+    Alone,
+}
+
+impl Waited {
+    fn from_ready(n: u32) -> Waited {
+        if n > 0 {
+            Waited::Ready
+        } else {
+            Waited::TimedOut
+        }
+    }
+
+    /// `Ok` when ready, else why not.
+    fn or_refuse(self) -> std::result::Result<(), Refused> {
+        match self {
+            Waited::Ready => Ok(()),
+            Waited::TimedOut => Err(Refused::Timeout),
+            Waited::Alone => Err(Refused::Disconnected),
+        }
+    }
+}
+
 /// Why a put or get could not complete now.
 pub(crate) enum Refused {
     /// Full (put) or empty (get) until the deadline.
     Timeout,
     Closed,
+    /// Nobody else is left to make progress (see `holders`).
+    Disconnected,
     Failed(Error),
 }
 
@@ -128,6 +159,11 @@ pub(crate) struct Ring {
     ring: SharedMemory,
     side_tx: OwnedFd,
     side_rx: OwnedFd,
+    /// The read end of the presence pipe (see `holders`).
+    presence: OwnedFd,
+    /// The process this handle is registered under in the holders' table (0: none; a
+    /// copy inherited by fork keeps its parent's, which it must not unregister).
+    registered: AtomicU64,
     cap: u32,
     max_messages: u32,
     joinable: bool,
@@ -249,7 +285,12 @@ const SPIN_START: u32 = 2048;
 impl Ring {
     /// Makes a ring of at least `bytes` bytes (rounded up to a power of two) holding at
     /// most `max_messages` records.
-    pub(crate) fn new(bytes: usize, max_messages: usize, joinable: bool) -> Result<Ring> {
+    pub(crate) fn new(
+        bytes: usize,
+        max_messages: usize,
+        joinable: bool,
+        watch_peers: bool,
+    ) -> Result<Ring> {
         if bytes > MAX_BYTES {
             return Err(Error::new(
                 ErrorKind::Shm,
@@ -266,26 +307,42 @@ impl Ring {
         let max_messages = u32::try_from(max_messages).unwrap_or(u32::MAX).min(COUNT);
         let (tx, rx) = mproc_sys::seqpacket_pair()
             .map_err(|e| Error::io("creating a queue's side socket", e))?;
-        Self::assemble(
+        let (presence, _writer) =
+            mproc_sys::pipe().map_err(|e| Error::io("creating a queue's presence pipe", e))?;
+        let ring = Self::assemble(
             LockBlock::alloc()?,
             LockBlock::alloc()?,
             Block::alloc(HEADER_LEN)?,
             SharedMemory::create(cap)?,
-            tx,
-            rx,
+            [tx, rx, presence],
             max_messages,
             joinable,
-        )
+        )?;
+        if !watch_peers {
+            holders::unwatch(&ring.header);
+        }
+        ring.register_here();
+        Ok(ring)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Registers this process as holding this handle.
+    fn register_here(&self) {
+        let me = mproc_sys::current_identity();
+        holders::register(&self.header, me);
+        self.registered.store(me, Ordering::SeqCst);
+    }
+
+    /// Whether nobody but this process is left to make progress (see `holders`).
+    fn others_gone(&self) -> bool {
+        holders::others_gone(&self.header, self.presence.as_fd())
+    }
+
     fn assemble(
         producers: LockBlock,
         consumers: LockBlock,
         header: Block,
         ring: SharedMemory,
-        side_tx: OwnedFd,
-        side_rx: OwnedFd,
+        [side_tx, side_rx, presence]: [OwnedFd; 3],
         max_messages: u32,
         joinable: bool,
     ) -> Result<Ring> {
@@ -295,6 +352,10 @@ impl Ring {
         }
         if header.len() < HEADER_LEN || max_messages == 0 || max_messages > COUNT {
             return Err(corrupt("the queue's header is too short or its bound is 0"));
+        }
+        // A child made by fork closes these unless the queue is in its argument.
+        for fd in [&side_tx, &side_rx, &presence] {
+            mproc_sys::track_owned_fd(fd.as_fd());
         }
         Ok(Ring {
             tailputs: header.pin(TAILPUTS)?,
@@ -323,6 +384,8 @@ impl Ring {
             ring,
             side_tx,
             side_rx,
+            presence,
+            registered: AtomicU64::new(0),
             cap: cap as u32,
             max_messages,
             joinable,
@@ -387,7 +450,8 @@ impl Ring {
     /// Waits until `ready()` reports progress (a count above 0: messages waiting, for a
     /// consumer; records freed, for a producer): spins a while, then sleeps on `ev` after
     /// announcing itself in `flag_word`. `first` is this side's adaptive first gap (see
-    /// below). Returns `false` when the deadline passed.
+    /// below). Ends when the deadline passes, or when a nap ends with no progress and
+    /// nobody else is left to make any (see `holders`).
     ///
     /// Every look at the other side's line takes that line away from the side writing it,
     /// and that side pays for it at its next locked instruction (the store has to reach
@@ -407,10 +471,10 @@ impl Ring {
         flag: u32,
         deadline: Option<Instant>,
         ready: impl Fn() -> u32,
-    ) -> bool {
+    ) -> Waited {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             // `try_*`, or out of time already: one look, no spinning.
-            return ready() > 0;
+            return Waited::from_ready(ready());
         }
         let budget = self.spin.load(Ordering::Relaxed);
         let gap0 = first.load(Ordering::Relaxed).clamp(1, GAP_MAX);
@@ -437,7 +501,7 @@ impl Ring {
                     gap0
                 };
                 first.store(next.clamp(1, GAP_MAX), Ordering::Relaxed);
-                return true;
+                return Waited::Ready;
             }
             gap = if looks == 1 {
                 1
@@ -446,7 +510,7 @@ impl Ring {
             };
             if looks.is_multiple_of(64) {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return false;
+                    return Waited::TimedOut;
                 }
                 // On a machine with fewer cores than busy processes, let the one we are
                 // waiting for run.
@@ -460,14 +524,20 @@ impl Ring {
             let seen = ev.load(Ordering::SeqCst);
             flag_word.fetch_or(flag, Ordering::SeqCst);
             if ready() > 0 {
-                return true;
+                return Waited::Ready;
             }
             let (until, last) = nap_until(deadline);
-            if mproc_sys::futex_wait(ev, seen, until) == FutexWait::TimedOut && last {
-                return ready() > 0;
-            }
+            let napped = mproc_sys::futex_wait(ev, seen, until) == FutexWait::TimedOut;
             if ready() > 0 {
-                return true;
+                return Waited::Ready;
+            }
+            if napped {
+                if last {
+                    return Waited::TimedOut;
+                }
+                if self.others_gone() {
+                    return Waited::Alone;
+                }
             }
         }
     }
@@ -596,16 +666,15 @@ impl Ring {
                             0
                         }
                     };
-                    if !self.wait(
+                    self.wait(
                         &self.first_p,
                         &self.ev_p,
                         &self.pflags,
                         PRODUCERS_ASLEEP,
                         deadline,
                         ready,
-                    ) {
-                        return Err(Refused::Timeout);
-                    }
+                    )
+                    .or_refuse()?;
                     continue;
                 }
             }
@@ -756,16 +825,15 @@ impl Ring {
                         u32::from(self.is_closed())
                     }
                 };
-                if !self.wait(
+                self.wait(
                     &self.first_c,
                     &self.ev_c,
                     &self.flags,
                     CONSUMERS_ASLEEP,
                     deadline,
                     ready,
-                ) {
-                    return Err(Refused::Timeout);
-                }
+                )
+                .or_refuse()?;
                 continue;
             }
             match self.take(head, tail, buf) {
@@ -935,12 +1003,13 @@ impl Ring {
         Self::wake(&self.join_ev, &self.join_sleep, 1);
     }
 
-    /// Waits until every item put has been marked done; `false` when `deadline` passed.
-    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
+    /// Waits until every item put has been marked done, until `deadline`, or until
+    /// nobody else is left to mark any (see `holders`).
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> Waited {
         loop {
             let u = self.unfinished.load(Ordering::SeqCst);
             if u & COUNT == 0 {
-                return true;
+                return Waited::Ready;
             }
             if u & PENDING != 0 {
                 self.repair_if_a_producer_died();
@@ -948,11 +1017,19 @@ impl Ring {
             let seen = self.join_ev.load(Ordering::SeqCst);
             self.join_sleep.fetch_or(1, Ordering::SeqCst);
             if self.unfinished.load(Ordering::SeqCst) & COUNT == 0 {
-                return true;
+                return Waited::Ready;
             }
             let (until, last) = nap_until(deadline);
-            if mproc_sys::futex_wait(&self.join_ev, seen, until) == FutexWait::TimedOut && last {
-                return self.unfinished() == 0;
+            if mproc_sys::futex_wait(&self.join_ev, seen, until) == FutexWait::TimedOut {
+                if self.unfinished() == 0 {
+                    return Waited::Ready;
+                }
+                if last {
+                    return Waited::TimedOut;
+                }
+                if self.others_gone() {
+                    return Waited::Alone;
+                }
             }
         }
     }
@@ -974,16 +1051,48 @@ impl Ring {
     }
 }
 
-/// Sent as its locks, header, ring and side socket (all by fd), and its bounds.
+/// Sent as its locks, header, ring, side socket and presence pipe (all by fd), its bounds,
+/// and a write end of the presence pipe of its own that says "a handle is in flight" until
+/// the receiver has registered (see `holders`).
 impl Serialize for Ring {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let in_flight = match mproc_wire::handing_over() {
+            None => {
+                holders::mark_shared(&self.header);
+                let w = mproc_sys::open_pipe_writer(self.presence.as_fd());
+                if w.is_err() {
+                    holders::mark_untracked(&self.header);
+                }
+                w.ok()
+            }
+            // The parent of a fork child registers the child, which holds a copy of this
+            // handle from now on; the child takes the copy as its own.
+            Some(mproc_wire::Handover::Parent { child }) => {
+                holders::mark_shared(&self.header);
+                match mproc_sys::process_identity(child) {
+                    Ok(Some(id)) => holders::register(&self.header, id),
+                    Ok(None) => {} // it has ended already
+                    Err(_) => holders::mark_untracked(&self.header),
+                }
+                None
+            }
+            Some(mproc_wire::Handover::Child) => {
+                self.registered
+                    .store(mproc_sys::current_identity(), Ordering::SeqCst);
+                None
+            }
+        };
         (
             &self.producers,
             &self.consumers,
             &self.header,
             &self.ring,
-            mproc_wire::FdRef(self.side_tx.as_fd()),
-            mproc_wire::FdRef(self.side_rx.as_fd()),
+            [
+                mproc_wire::FdRef(self.side_tx.as_fd()),
+                mproc_wire::FdRef(self.side_rx.as_fd()),
+                mproc_wire::FdRef(self.presence.as_fd()),
+            ],
+            in_flight.as_ref().map(|w| mproc_wire::FdRef(w.as_fd())),
             self.max_messages,
             self.joinable,
         )
@@ -991,31 +1100,55 @@ impl Serialize for Ring {
     }
 }
 
+/// Unregisters this process, unless the handle is a copy inherited by fork that its
+/// process never took as its own.
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let id = *self.registered.get_mut();
+        if id != 0 && id == mproc_sys::current_identity() {
+            holders::unregister(&self.header, id);
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Ring {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
         #[allow(clippy::type_complexity)]
-        let (producers, consumers, header, ring, tx, rx, max_messages, joinable): (
-            LockBlock,
-            LockBlock,
-            Block,
-            SharedMemory,
-            mproc_wire::Fd,
-            mproc_wire::Fd,
-            u32,
-            bool,
-        ) = Deserialize::deserialize(d)?;
-        Ring::assemble(
+        let (
             producers,
             consumers,
             header,
             ring,
-            tx.into_owned(),
-            rx.into_owned(),
+            [tx, rx, presence],
+            in_flight,
+            max_messages,
+            joinable,
+        ): (
+            LockBlock,
+            LockBlock,
+            Block,
+            SharedMemory,
+            [mproc_wire::Fd; 3],
+            Option<mproc_wire::Fd>,
+            u32,
+            bool,
+        ) = Deserialize::deserialize(d)?;
+        let ring = Ring::assemble(
+            producers,
+            consumers,
+            header,
+            ring,
+            [tx.into_owned(), rx.into_owned(), presence.into_owned()],
             max_messages,
             joinable,
         )
-        .map_err(|e| D::Error::custom(format!("received a bad queue: {e}")))
+        .map_err(|e| D::Error::custom(format!("received a bad queue: {e}")))?;
+        // Registered first, then no longer in flight: a waiter sees it in one place or the
+        // other (it looks at the pipe before the table).
+        ring.register_here();
+        drop(in_flight);
+        Ok(ring)
     }
 }
 
@@ -1041,7 +1174,7 @@ mod tests {
 
     #[test]
     fn records_wrap_around_the_ring_intact() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
         for round in 0..50u8 {
             let payload: Vec<u8> = (0..(round as usize * 37 % 700))
                 .map(|i| i as u8 ^ round)
@@ -1056,7 +1189,7 @@ mod tests {
 
     #[test]
     fn a_scribbled_header_is_reported_and_the_queue_goes_on() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
         for garbage in [
             [0xffu8; 8],
             [8, 0, 0, 0, 0, 0, 0, 0],
@@ -1078,7 +1211,7 @@ mod tests {
 
     #[test]
     fn a_record_whose_side_datagram_is_gone_is_skipped() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
         let (fd, _other) = mproc_sys::socketpair().unwrap();
         let mut buf = vec![0u8; REC_HEADER + 3];
         assert!(ring.put(&mut buf, vec![fd], None).is_ok());
@@ -1091,7 +1224,7 @@ mod tests {
 
     #[test]
     fn a_large_message_travels_in_a_sealed_memfd() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
         let payload: Vec<u8> = (0..3 * MIN_BYTES).map(|i| (i % 13) as u8).collect();
         put_bytes(&ring, &payload);
         let mut buf = Vec::new();
@@ -1124,7 +1257,7 @@ mod tests {
 
     #[test]
     fn a_consumer_cache_a_whole_wrap_old_is_not_trusted() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
         put_bytes(&ring, b"old");
         put_bytes(&ring, b"old");
         assert!(get_bytes(&ring).ok().as_deref() == Some(&b"old"[..]));
@@ -1137,7 +1270,7 @@ mod tests {
 
     #[test]
     fn a_producer_cache_a_whole_wrap_old_is_not_trusted() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
         put_bytes(&ring, b"x");
         assert!(get_bytes(&ring).is_ok());
         put_bytes(&ring, b"y"); // caches head 16
@@ -1160,7 +1293,7 @@ mod tests {
     #[test]
     fn a_sleeper_nobody_wakes_looks_again_by_itself() {
         // A producer that died between publishing and waking, played by hand.
-        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, false).unwrap());
+        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         let r = Arc::clone(&ring);
         std::thread::spawn(move || {
@@ -1190,7 +1323,7 @@ mod tests {
 
     #[test]
     fn join_repairs_a_put_whose_producer_died_counted_but_unpublished() {
-        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, true).unwrap());
+        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, true, true).unwrap());
         let r = Arc::clone(&ring);
         // A producer thread counts its put and dies holding the lock, before publishing.
         std::thread::spawn(move || {
@@ -1203,13 +1336,16 @@ mod tests {
         .unwrap();
         assert_eq!(ring.unfinished(), 1);
         // No producer comes again; join repairs by itself.
-        assert!(ring.join(Some(Instant::now() + std::time::Duration::from_secs(30))));
+        assert_eq!(
+            ring.join(Some(Instant::now() + std::time::Duration::from_secs(30))),
+            Waited::Ready
+        );
         assert_eq!(ring.unfinished(), 0);
     }
 
     #[test]
     fn a_joinable_count_at_its_limit_refuses_puts_until_task_done() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, true).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, true, true).unwrap();
         ring.unfinished.store(COUNT, Ordering::SeqCst);
         let mut buf = vec![0u8; REC_HEADER + 1];
         match ring.put(&mut buf, Vec::new(), None) {

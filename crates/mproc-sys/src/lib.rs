@@ -25,7 +25,9 @@ mod alloc;
 mod code;
 mod fd;
 mod futex;
+mod peers;
 mod process;
+mod retire;
 mod sealed;
 mod shm;
 mod socket;
@@ -44,12 +46,17 @@ pub use futex::{
     FutexWait, LockStatus, NotOwner, RawMutex, futex_wait, futex_wake, robust_locks_supported,
     thread_id,
 };
+pub use peers::{
+    current_identity, is_hung_up, is_running, open_pipe_writer, pid_namespace, pipe,
+    process_identity,
+};
 pub use process::{
     ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, at_exit,
     at_fork, exit_now, fork, getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal,
     set_cpu_affinity, set_env_var, set_parent_death_signal, stdin_from_null, take_env_var,
     thread_count, wait_pid, wait_pidfd,
 };
+pub use retire::{retire_owned_fds_except, track_owned_fd};
 pub use sealed::{SealedBytes, SealedWriter};
 pub use shm::{
     LOCK_SLOT, LockSlot, MappingsGuard, Pinned, Region, ShmAtomic, ShmSafe, file_identity,

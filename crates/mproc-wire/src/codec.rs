@@ -2,7 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
@@ -97,6 +97,72 @@ thread_local! {
     /// The fds of the message being decoded, when it carries any (or when decodes nest).
     static DEC_FDS: Cell<Option<Vec<Option<OwnedFd>>>> = const { Cell::new(None) };
     static DEC_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The walk [`handover`] is making on this thread, and the fds it found.
+    static HANDOVER: Cell<Option<Handover>> = const { Cell::new(None) };
+    static HANDOVER_FDS: RefCell<Vec<RawFd>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A value handed to a child made by `fork`, which gets it as a copy of memory rather than
+/// as a message: what [`handover`] is walking it for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// In the parent, right after the fork: the value now also lives in the child `pid`.
+    Parent {
+        /// The child's pid.
+        child: u32,
+    },
+    /// In the child, before it runs anything else.
+    Child,
+}
+
+/// Walks `value` as [`encode`] would, without writing or duplicating anything, and returns
+/// the raw fds its [`Fd`]s and [`FdRef`]s refer to. While it runs, [`handing_over`] tells
+/// the value's `Serialize` impls why, so that an object shared between processes can note
+/// that one more process now holds it (mproc's queues do). A `Serialize` that fails ends
+/// the walk early: the fds found so far are returned.
+///
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd};
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// let fds = mproc_wire::handover(&(1u8, mproc_wire::FdRef(a.as_fd())), mproc_wire::Handover::Child);
+/// assert_eq!(fds, [a.as_raw_fd()]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn handover<T: Serialize + ?Sized>(value: &T, how: Handover) -> Vec<RawFd> {
+    struct Discard;
+    impl postcard::ser_flavors::Flavor for Discard {
+        type Output = ();
+        fn try_push(&mut self, _: u8) -> postcard::Result<()> {
+            Ok(())
+        }
+        fn try_extend(&mut self, _: &[u8]) -> postcard::Result<()> {
+            Ok(())
+        }
+        fn finalize(self) -> postcard::Result<()> {
+            Ok(())
+        }
+    }
+    struct Restore(Option<Handover>, Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HANDOVER.set(self.0);
+            ENC_BASE.set(self.1);
+        }
+    }
+    let _restore = Restore(HANDOVER.replace(Some(how)), ENC_BASE.replace(None));
+    let start = HANDOVER_FDS.with(|v| v.borrow().len());
+    let _ = postcard::serialize_with_flavor(value, Discard);
+    HANDOVER_FDS.with(|v| v.borrow_mut().split_off(start))
+}
+
+/// Why the value being serialized on this thread is walked, when [`handover`] walks it;
+/// `None` during an [`encode`] or any other serialization.
+///
+/// ```
+/// assert_eq!(mproc_wire::handing_over(), None);
+/// ```
+pub fn handing_over() -> Option<Handover> {
+    HANDOVER.get()
 }
 
 /// Runs the encode `f` with a frame of the fd stack of its own, and puts the fds the
@@ -173,6 +239,10 @@ pub struct FdRef<'a>(pub BorrowedFd<'a>);
 impl Serialize for FdRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let Some(base) = ENC_BASE.get() else {
+            if HANDOVER.get().is_some() {
+                HANDOVER_FDS.with(|v| v.borrow_mut().push(self.0.as_raw_fd()));
+                return 0u32.serialize(s);
+            }
             return Err(S::Error::custom(
                 "an fd can only be serialized by mproc_wire::encode",
             ));

@@ -29,7 +29,10 @@ mod codec;
 mod error;
 mod frame;
 
-pub use codec::{Fd, FdRef, Message, decode, decode_from, encode, encode_into, encode_to_slice};
+pub use codec::{
+    Fd, FdRef, Handover, Message, decode, decode_from, encode, encode_into, encode_to_slice,
+    handing_over, handover,
+};
 pub use error::{Error, ErrorKind};
 pub use frame::{FrameReader, FrameWriter, HEADER_LEN, Limits, write_frame, write_message};
 

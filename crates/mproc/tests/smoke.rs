@@ -116,7 +116,7 @@ fn feature_queue_reexports_work() -> mproc::Result<()> {
     j.put(1)?;
     j.get()?;
     j.task_done()?;
-    j.join();
+    j.join().unwrap();
     let s = mproc::SimpleQueue::<u8>::new()?;
     s.put(2)?;
     assert_eq!(s.get()?, 2);
