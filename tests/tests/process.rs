@@ -671,13 +671,22 @@ fn replacing_the_executable_on_disk_does_not_break_spawn() {
         std::fs::create_dir_all(&dir).unwrap();
         let exe = dir.join("helper");
         std::fs::copy(HELPER, &exe).unwrap();
-        let mut child = Command::new(&exe)
-            .arg("spawn-on-line")
-            .env("MPROC_START_METHOD", method().as_str())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        // A child forked meanwhile by another test's thread may still hold the copy's
+        // write end for an instant (ETXTBSY): try again, as cargo does.
+        let mut child = loop {
+            match Command::new(&exe)
+                .arg("spawn-on-line")
+                .env("MPROC_START_METHOD", method().as_str())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+            {
+                Err(e) if e.raw_os_error() == Some(26) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r.unwrap(),
+            }
+        };
         // Replace the file the running helper was started from, then let it spawn.
         let other = dir.join("other");
         std::fs::write(&other, b"#!/bin/sh\nexit 7\n").unwrap();

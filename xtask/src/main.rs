@@ -150,9 +150,11 @@ fn test() -> Result {
         c.args(["test", "--locked", "-p", "mproc-tests"])
             .env("MPROC_START_METHOD", m);
         if m == "fork" {
-            // A forked child copies every fd of the test process, including the pipe ends
-            // of tests running in other threads, which then see the end of their streams
-            // only when that child exits. One test at a time keeps each test's fds its own.
+            // A forked child no longer keeps the mproc handles of other tests (it closes
+            // those not in its argument), but it still copies everything else other
+            // tests' threads hold at the fork: a file being written (ETXTBSY for the
+            // test that runs it), std's locks, a pool's threads mid-operation (one
+            // parallel run of six hung in a pool test). One test at a time under fork.
             c.args(["--", "--test-threads=1"]);
         }
         run(c)?;
