@@ -393,6 +393,18 @@ fn main() {
     for t in queue::spin_rtt_floor(queue_rtt_rounds, 20_000) {
         s.add("floor.spin_rtt_us", t);
     }
+    let notice_rounds = if only_pool || only_manager {
+        0
+    } else if quick {
+        3
+    } else {
+        9
+    };
+    let (notice, ok) = queue::dead_peer_notice_ms(notice_rounds);
+    for t in notice {
+        s.add("dead_peer_notice_ms", t);
+    }
+    check_ok &= ok;
 
     eprintln!("measuring pools ...");
     let pool_rounds = if quick { 3 } else { 7 };
@@ -626,6 +638,13 @@ fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
         ),
         row("queue_rtt_us", spin_floor, false, &|v| v <= 2.0, "≤ 2 µs"),
         row(
+            "dead_peer_notice_ms",
+            f64::NAN,
+            false,
+            &|v| v <= 150.0,
+            "≤ 150 ms",
+        ),
+        row(
             "queue_1mib_gbps",
             copy_floor,
             true,
@@ -796,6 +815,7 @@ fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
         },
         "queue_rtt_us": (m("queue_rtt_us") * 100.0).round() / 100.0,
         "queue_1mib_gbps": (m("queue_1mib_gbps") * 100.0).round() / 100.0,
+        "dead_peer_notice_ms": round1(m("dead_peer_notice_ms")),
         "pool_map_tasks_per_s": {
             "trivial": m("pool_map_tasks_per_s.trivial").round(),
             "chunksize1": m("pool_map_tasks_per_s.chunksize1").round(),
@@ -829,6 +849,9 @@ fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
         "spread": {
             "manager_list_ops_per_s": s.spread("manager_list_ops_per_s"),
             "manager_dict_ops_per_s": s.spread("manager_dict_ops_per_s"),
+            "dead_peer_notice_ms": s.spread("dead_peer_notice_ms"),
+            "queue_msgs_per_s.1p1c": s.spread("queue_msgs_per_s.1p1c"),
+            "spawn_join_us.forkserver": s.spread("spawn_join_us.forkserver"),
         },
         "check_ok": check_ok,
     });

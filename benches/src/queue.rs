@@ -261,3 +261,39 @@ pub fn gbps_1mib(n: u64) -> (f64, bool) {
     // Bytes per second over the span, in GB/s.
     (rate(n * MIB as u64, &spans) / 1e9, ok)
 }
+
+/// Says it is ready (one item), then holds the queue until killed.
+fn hold_until_killed(q: Queue<u8>) {
+    q.put(0).expect("put");
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+/// Milliseconds from the SIGKILL of a queue's last other holder to a `get` waiting on the
+/// empty queue (in a thread of this process, asleep by then) returning `Disconnected`, over
+/// `rounds` kills at spread-out moments of the waiter's 100 ms naps; and whether every wait
+/// ended in `Disconnected`.
+pub fn dead_peer_notice_ms(rounds: usize) -> (Vec<f64>, bool) {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for round in 0..rounds {
+        let q = Queue::<u8>::new().expect("queue");
+        let mut child = fork().spawn(hold_until_killed, q.clone()).expect("spawn");
+        ok &= q.get().expect("ready") == 0;
+        let waiter = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let r = q.get();
+                (Instant::now(), r.is_err_and(|e| e.is_disconnected()))
+            })
+        };
+        // Asleep for a while, killed at a different point of a nap each round.
+        std::thread::sleep(Duration::from_millis(250 + (round as u64 * 37) % 100));
+        let t0 = Instant::now();
+        child.kill().expect("kill");
+        let (t1, disconnected) = waiter.join().expect("waiter");
+        ok &= disconnected;
+        out.push(t1.saturating_duration_since(t0).as_secs_f64() * 1e3);
+        let _ = child.join();
+    }
+    (out, ok)
+}

@@ -320,13 +320,45 @@ pub(crate) fn fork_children(
     }
 }
 
+/// A batch's first request goes alone, the careful way: a server killed just before it
+/// (whose socket then resets with the request unread) is replaced and the request sent
+/// again, as for a single spawn. Only a request alone can be retried so: once several are
+/// in the socket, a reset does not tell which of them the server took. The rest follow
+/// pipelined, to the server that answered.
 fn fork_batch(
+    slot: &mut Option<Server>,
+    restart: Option<fn() -> Result<Server>>,
+    mut jobs: Vec<ForkJob>,
+    daemon: bool,
+    env: &[(OsString, Option<OsString>)],
+) -> Vec<Result<(u32, OwnedFd, OwnedFd)>> {
+    if restart.is_none() || jobs.is_empty() {
+        return pipeline(slot, restart, jobs, daemon, env);
+    }
+    let first = jobs.remove(0);
+    let mut out = vec![fork_via(
+        slot,
+        restart,
+        first.data,
+        daemon,
+        env,
+        first.request,
+    )];
+    out.extend(pipeline(slot, restart, jobs, daemon, env));
+    out
+}
+
+/// Sends every request of a batch before reading the first answer (see `fork_batch`).
+fn pipeline(
     slot: &mut Option<Server>,
     restart: Option<fn() -> Result<Server>>,
     jobs: Vec<ForkJob>,
     daemon: bool,
     env: &[(OsString, Option<OsString>)],
 ) -> Vec<Result<(u32, OwnedFd, OwnedFd)>> {
+    if jobs.is_empty() {
+        return Vec::new();
+    }
     let not_started = || {
         Error::new(
             ErrorKind::ForkServer,

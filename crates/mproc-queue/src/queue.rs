@@ -159,9 +159,28 @@ impl Builder {
 /// Producers and consumers take robust locks for the instant they touch the ring. One
 /// killed in the middle of a `put` or `get` (even by SIGKILL) neither corrupts the queue
 /// nor blocks the others: at most the message it was moving is lost, every other one is
-/// delivered exactly once. A consumer blocked in `get` on an empty queue waits for *some*
-/// producer: the queue cannot know whether one will come, so give it a timeout or
-/// [`close`](Queue::close) the queue when producers are done.
+/// delivered exactly once.
+///
+/// A wait nobody is left to end says so, where Python's waits for ever: a `get` on an
+/// empty queue returns [`GetError::Disconnected`] (a `put` waiting for room,
+/// [`PutError::Disconnected`]; a [`JoinableQueue::join`], `ErrorKind::Disconnected`) once
+///
+/// - the queue has been shared with another process (a queue used by one process only
+///   waits as before),
+/// - no *other* live process holds a handle to it: each process that creates or receives
+///   one is registered in the queue's shared header under its pid and start time, so a
+///   SIGKILLed holder is seen as dead (zombies included) and a reused pid is not mistaken
+///   for it, and
+/// - no handle to it is in flight inside a message (sent through a pipe, another queue or
+///   a spawn, and not yet received; a message destroyed unread no longer counts).
+///
+/// Messages already in the queue are delivered first. The waiting process's own threads do
+/// not count: a queue that a thread of this process still feeds after every other process
+/// has gone should be built with [`Builder::watch_peers(false)`](Builder::watch_peers).
+/// The check runs only while a waiter sleeps, once per 100 ms nap without progress (so a
+/// death is noticed within about 100 ms; a timeout shorter than that ends as `Empty`), and
+/// costs nothing per message. More than 128 handle-holding instances at once, or no
+/// `/proc`, turn it off for that queue (it then waits as Python's does).
 ///
 /// # Handles inside messages
 ///

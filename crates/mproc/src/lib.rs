@@ -40,6 +40,7 @@
 //! | `os.process_cpu_count()` | `mproc::process_cpu_count()` |
 //! | `a, b = Pipe()` | `let (a, b) = mproc::pipe::<T>()?` (typed; `duplex::<A, B>()` for a type each way) |
 //! | `r, w = Pipe(duplex=False)` | `let (w, r) = mproc::channel::<T>()?` (sender first, as in std) |
+//! | under fork, close the ends a child does not use, or its reader never sees the end | a forked child closes the mproc handles (pipe ends, queue sockets, child handles) not in its argument: the parent drops its end and the child's `recv` says `Disconnected`, under every start method |
 //! | `conn.send(obj)`, `conn.recv()` | `conn.send(&value)?`, `conn.recv()?` (`Disconnected` at once when the peer is gone) |
 //! | `conn.poll(t)`, `conn.recv()` with a deadline | `conn.poll(Some(t))?`, `conn.recv_timeout(t)?`, `conn.try_recv()?` |
 //! | (no send deadline in Python) | `conn.send_timeout(&v, t)?`: `Timeout` means not sent; `Ok` means committed |
@@ -63,9 +64,10 @@
 //! | `Queue()`, `Queue(maxsize=n)` | `Queue::<T>::new()?`, `Queue::<T>::bounded(n)?` (bytes bounded too: `queue::Builder`) |
 //! | `q.put(x)`, `q.put(x, timeout=t)`, `q.put_nowait(x)` | `q.put(x)?`, `q.put_timeout(x, t)`, `q.try_put(x)` (`PutError::Full` hands `x` back) |
 //! | `q.get()`, `q.get(timeout=t)`, `q.get_nowait()` | `q.get()?`, `q.get_timeout(t)`, `q.try_get()` (`GetError::Empty`) |
+//! | `q.get()` after every producer died: waits for ever | `GetError::Disconnected` once no other live process holds the queue (nor a message carries it), within ~100 ms of the last one's death; the same for a `put` waiting for room (`PutError::Disconnected`) and `join` |
 //! | `q.qsize()`, `q.empty()`, `q.full()` | `q.len()` (or `qsize()`), `q.is_empty()`, `q.is_full()` (approximate, as in Python) |
 //! | `q.close()` (this process puts no more), `join_thread()` | `q.close()` closes for everyone: consumers drain, then get `Closed`; no feeder thread to join |
-//! | `JoinableQueue()`, `task_done()`, `join()` | `JoinableQueue::new()?`, `q.task_done()?`, `q.join()` / `q.join_timeout(t)?` |
+//! | `JoinableQueue()`, `task_done()`, `join()` | `JoinableQueue::new()?`, `q.task_done()?`, `q.join()?` / `q.join_timeout(t)?` |
 //! | `SimpleQueue()` | `SimpleQueue::new()?` |
 //! | `Pool(processes=n)`, `with Pool(n) as p:` | `let p = Pool::new(n)?;` (dropping it terminates, as leaving the `with` block does) |
 //! | `Pool(n, initializer, initargs, maxtasksperchild)` | `pool::Builder::new().processes(n).initializer(f, arg).max_tasks_per_child(k).build()?` |
