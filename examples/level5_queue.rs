@@ -1,7 +1,9 @@
 //! Level 5: a queue with a producer process and a consumer process. The producer puts
 //! jobs and then closes the queue; the consumer works until the queue is closed and
 //! drained, and sends its results back on a second queue. A bounded queue makes a fast
-//! producer wait for the consumer (backpressure) instead of piling up memory.
+//! producer wait for the consumer (backpressure) instead of piling up memory. Last, a
+//! producer is killed: the `get` waiting for it says nobody is left, where Python's waits
+//! for ever.
 //!
 //! `cargo run --release --example level5_queue`
 
@@ -44,6 +46,16 @@ fn consume((jobs, results): (Queue<Job>, Queue<(u32, usize)>)) -> u32 {
     }
 }
 
+/// Runs in a producer that is killed: puts one job, then holds the queue.
+fn put_one_then_hang(jobs: Queue<Job>) {
+    jobs.put(Job {
+        id: 0,
+        text: "the last job".into(),
+    })
+    .expect("put");
+    std::thread::sleep(std::time::Duration::from_secs(600));
+}
+
 /// Runs level 5 and checks what it shows.
 pub fn run() -> mproc::Result<()> {
     mproc_examples::heading(5, "a queue with producer and consumer");
@@ -74,6 +86,24 @@ pub fn run() -> mproc::Result<()> {
         jobs.is_closed()
     );
     assert_eq!((put, done), (n, n));
+
+    let jobs = Queue::<Job>::new()?;
+    let mut doomed = mproc::spawn(put_one_then_hang, jobs.clone())?;
+    let last = jobs.get()?;
+    doomed.kill()?;
+    let t0 = std::time::Instant::now();
+    let after = jobs.get();
+    let said = match &after {
+        Ok(job) => format!("job {}", job.id),
+        Err(e) => e.to_string(),
+    };
+    println!(
+        "  a producer that got \"{}\" out was killed: the next get says \"{said}\" after {} ms",
+        last.text,
+        t0.elapsed().as_millis()
+    );
+    assert!(matches!(after, Err(GetError::Disconnected)));
+    let _ = doomed.join();
     assert_eq!(
         total,
         (0..n)

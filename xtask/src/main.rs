@@ -228,6 +228,7 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "producer put 1000 jobs and closed the queue; consumer did 1000 and saw it closed",
             "results: 1000 answers, total text length 13890",
             "the queue now: 0 waiting, closed = true",
+            "the next get says \"the queue is empty and no other process holds it any more\"",
         ],
         "level6_manager" => &[
             "== level 6:",

@@ -36,6 +36,13 @@ pub enum StartMethod {
     ForkServer,
     /// Fork this process. The fastest; refused when other threads exist unless
     /// [`Builder::fork_permit`] is given.
+    ///
+    /// The child gets a copy of the parent's memory and of every fd, but before the
+    /// function runs it closes its copies of the mproc handles that are not in its
+    /// argument (pipe ends, queue sockets, other children's handles; each is pointed at
+    /// `/dev/null`), so the parent dropping its end of a pipe ends the child's stream as
+    /// under the other methods. Python's forked child keeps them all, and a reader waiting
+    /// for the end of the stream waits for ever. Other fds are left as fork leaves them.
     Fork,
 }
 
