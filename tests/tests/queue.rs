@@ -487,7 +487,14 @@ fn a_handle_in_flight_counts_as_held_until_received_or_destroyed() {
         assert_eq!(q.get_timeout(Duration::from_secs(60)).unwrap(), 7);
         child.join().unwrap();
         // Never received: the message dies with the reader's end, and so does the wait.
+        // (The queue was shared once, with a child that has ended: a queue never held by
+        // another process waits as before, whatever was sent.)
         let q = Queue::<u8>::new().unwrap();
+        builder()
+            .spawn(drop::<Queue<u8>>, q.clone())
+            .unwrap()
+            .join()
+            .unwrap();
         let (mut tx, rx) = mproc::channel::<Queue<u8>>().unwrap();
         let mut child = builder().spawn(read_nothing, (rx, 300)).unwrap();
         tx.send(&q).unwrap();

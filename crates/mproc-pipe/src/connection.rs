@@ -444,6 +444,7 @@ impl<S, R> Drop for Connection<S, R> {
             // Without waiting: a peer that does not read must not hang a drop.
             let _ = self.writer.flush(self.sock.as_fd(), Some(Instant::now()));
         }
+        mproc_sys::untrack_owned_fd(self.sock.as_fd());
     }
 }
 
@@ -470,7 +471,9 @@ struct WireOwned {
 
 impl<S, R> Serialize for Connection<S, R> {
     fn serialize<Z: Serializer>(&self, s: Z) -> std::result::Result<Z::Ok, Z::Error> {
-        if self.reader.in_frame() || self.writer.has_pending() {
+        // Handed over by fork, the buffers go along in the child's copy of memory.
+        let by_fork = mproc_wire::handing_over().is_some();
+        if !by_fork && (self.reader.in_frame() || self.writer.has_pending()) {
             return Err(Z::Error::custom(
                 "cannot transfer a connection in the middle of receiving or sending a message",
             ));

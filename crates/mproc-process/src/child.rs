@@ -585,6 +585,16 @@ impl<R> Drop for Child<R> {
             self.proc.outlive();
         }
         detach(&self.proc);
+        mproc_sys::untrack_owned_fd(self.sock.as_fd());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        mproc_sys::untrack_owned_fd(self.pidfd.as_fd());
+        if let Reaper::Server(status) = &self.reaper {
+            mproc_sys::untrack_owned_fd(status.as_fd());
+        }
     }
 }
 

@@ -195,8 +195,10 @@ fn retire(server: Option<Server>) {
 /// This is how a pool with the fork start method replaces its workers: its manager thread
 /// cannot fork the (by then multi-threaded) parent, so it asks the server. Children start
 /// with [`Builder::fork_server`]; their [`start_method`](Child::start_method) is `Fork`.
-/// The server copies every fd this process had when it started (as any fork does) and
-/// keeps them open while it runs; dropping the last handle kills it. A server that died is
+/// The server copies every fd this process had when it started (as any fork does), except
+/// mproc's own handles (pipe ends, queue sockets, children), which a fork child closes
+/// (see [`StartMethod::Fork`]), and keeps them open while it runs; dropping the last
+/// handle kills it. A server that died is
 /// not replaced (its snapshot is gone): starting a child through it fails with
 /// [`ErrorKind::ForkServer`].
 ///

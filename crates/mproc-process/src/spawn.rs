@@ -474,7 +474,16 @@ impl Builder {
         A: Serialize,
         R: Serialize + DeserializeOwned,
     {
-        let (ours, theirs) = child_socketpair()?;
+        // The argument walked as a message would be (nothing is written): the fds it
+        // holds, which the child keeps, and a mark "in flight" held across the fork by each
+        // queue in it until the child has registered as its holder. A value that will not
+        // serialize fails here, as it does under the other methods.
+        let mut keep =
+            mproc_wire::handover(&arg, mproc_wire::Handover::BeforeFork).map_err(|e| {
+                mproc_wire::release_held();
+                Error::new(ErrorKind::Encode, "the argument could not be serialized").with_source(e)
+            })?;
+        let (ours, theirs) = child_socketpair().inspect_err(|_| mproc_wire::release_held())?;
         let parent = info::current_process();
         // What the parent buffered must not be printed twice (Python flushes here too).
         let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -482,22 +491,27 @@ impl Builder {
         let guards = ForkGuards::acquire();
         match mproc_sys::fork(self.permit) {
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                mproc_wire::release_held();
                 Err(Error::new(ErrorKind::ForkRefused, e.to_string()))
             }
-            Err(e) => Err(Error::io("fork failed", e)),
+            Err(e) => {
+                mproc_wire::release_held();
+                Err(Error::io("fork failed", e))
+            }
             Ok(ForkOutcome::Child) => {
                 let _exit = boot::ExitOnUnwind;
                 let parent_pid = parent.pid;
-                // The copies of the parent's pipe ends, queue sockets and child handles
-                // that are not in the argument go first: held here, they would keep the
-                // parent's streams from ever ending (a reader waiting for `Disconnected`
-                // would wait for ever). Objects in the argument take this process as a
-                // holder as they are walked.
-                let mut keep = mproc_wire::handover(&arg, mproc_wire::Handover::Child);
                 keep.push(theirs.as_raw_fd());
-                mproc_sys::retire_owned_fds_except(&keep);
                 guards.into_child(me, parent, theirs);
                 drop(ours);
+                // The queues in the argument take this process as a holder, then their
+                // marks "in flight" go. The copies of the parent's pipe ends, queue
+                // sockets and child handles that are not in the argument go too: held
+                // here, they would keep the parent's streams from ever ending (a reader
+                // waiting for `Disconnected` would wait for ever).
+                let _ = mproc_wire::handover(&arg, mproc_wire::Handover::Child);
+                mproc_wire::release_held();
+                mproc_sys::retire_owned_fds_except(&keep);
                 if self.daemon {
                     let _ = mproc_sys::set_parent_death_signal(mproc_sys::SIGKILL);
                     if mproc_sys::getppid() != parent_pid {
@@ -511,9 +525,7 @@ impl Builder {
             Ok(ForkOutcome::Parent(pid)) => {
                 drop(guards);
                 drop(theirs);
-                // The child holds a copy of what the argument holds: shared objects that
-                // count their holders (queues) count it from now on.
-                mproc_wire::handover(&arg, mproc_wire::Handover::Parent { child: pid });
+                mproc_wire::release_held();
                 let pidfd = pidfd_or_kill(pid)?;
                 let proc = Arc::new(Proc::new(
                     ProcessInfo { pid, ..me },
@@ -601,7 +613,8 @@ impl ForkGuards {
         drop(inherited_reply);
         // The rest is forgotten, not dropped: this child ends soon, and dropping would run
         // the parent's bookkeeping (locks, waits, frees) on freshly copied pages, the main
-        // cost of a fork. Their fds stay open here, as everything else a fork copies.
+        // cost of a fork. Their fds (pidfds, result sockets) are pointed at /dev/null
+        // once the argument has been walked (see `fork`).
         std::mem::forget((server, children, old));
     }
 }

@@ -32,13 +32,18 @@ use mproc_shm::{Block, Result};
 
 /// Offset of the flags word in the queue's header.
 pub(crate) const FLAGS: usize = 384;
+/// Offset of the epoch: bumped by every registration, unregistration and handle sent, so
+/// that a waiter whose look at the pipe and the table straddled one of them looks again.
+const EPOCH: usize = 388;
+/// A slot being claimed: its namespace is written before its identity.
+const CLAIMING: u64 = u64::MAX;
 /// Offset of the table: `SLOTS` pairs of u64 (identity, pid namespace).
 const TABLE: usize = 512;
 const SLOTS: usize = 128;
 /// The header's length with the table.
 pub(crate) const HEADER_END: usize = TABLE + SLOTS * 16;
 
-/// Another process has held the queue, or a handle to it was sent.
+/// A process other than its creator has held the queue.
 const SHARED: u32 = 1;
 /// Holders could not all be tracked (the table was full, or `/proc` could not be used):
 /// `Disconnected` is never reported.
@@ -54,6 +59,17 @@ fn table(header: &Block) -> Result<&[AtomicU64]> {
     header.get_slice::<AtomicU64>(TABLE, SLOTS * 2)
 }
 
+fn epoch(header: &Block) -> Option<&AtomicU32> {
+    header.get::<AtomicU32>(EPOCH).ok()
+}
+
+/// Notes a change a waiter must not miss (see `EPOCH`).
+pub(crate) fn bump(header: &Block) {
+    if let Some(e) = epoch(header) {
+        e.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// Turns `Disconnected` off for good, for every holder.
 pub(crate) fn unwatch(header: &Block) {
     if let Ok(f) = flags(header) {
@@ -61,8 +77,8 @@ pub(crate) fn unwatch(header: &Block) {
     }
 }
 
-/// Notes that the queue is shared with another process.
-pub(crate) fn mark_shared(header: &Block) {
+/// Notes that a process other than the creator holds the queue.
+fn mark_shared(header: &Block) {
     if let Ok(f) = flags(header) {
         f.fetch_or(SHARED, Ordering::SeqCst);
     }
@@ -75,17 +91,23 @@ pub(crate) fn mark_untracked(header: &Block) {
     }
 }
 
-/// Registers the process `id` (a [`mproc_sys::process_identity`]) as holding one handle.
-/// A full table turns the checks off rather than miscount.
-pub(crate) fn register(header: &Block, id: u64) {
+/// Registers the process `id` (a [`mproc_sys::process_identity`]) as holding one handle;
+/// `shared` when it received the handle (rather than created it). A full table turns the
+/// checks off rather than miscount.
+pub(crate) fn register(header: &Block, id: u64, shared: bool) {
+    bump(header);
+    if shared {
+        mark_shared(header);
+    }
     let Ok(table) = table(header) else { return };
     let ns = u64::from(mproc_sys::pid_namespace());
     for pair in table.chunks_exact(2) {
         if pair[0]
-            .compare_exchange(0, id, Ordering::SeqCst, Ordering::Relaxed)
+            .compare_exchange(0, CLAIMING, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
             pair[1].store(ns, Ordering::SeqCst);
+            pair[0].store(id, Ordering::SeqCst);
             return;
         }
     }
@@ -94,6 +116,7 @@ pub(crate) fn register(header: &Block, id: u64) {
 
 /// Frees one slot registered under `id`.
 pub(crate) fn unregister(header: &Block, id: u64) {
+    bump(header);
     let Ok(table) = table(header) else { return };
     for pair in table.chunks_exact(2) {
         if pair[0]
@@ -113,6 +136,10 @@ pub(crate) fn others_gone(header: &Block, presence: BorrowedFd<'_>) -> bool {
     if f & SHARED == 0 || f & (UNTRACKED | UNWATCHED) != 0 {
         return false;
     }
+    let Some(epoch) = epoch(header) else {
+        return false;
+    };
+    let before = epoch.load(Ordering::SeqCst);
     // In flight first: a handle that arrives registers before it lets go of the pipe.
     if !mproc_sys::is_hung_up(presence).unwrap_or(false) {
         return false;
@@ -127,6 +154,9 @@ pub(crate) fn others_gone(header: &Block, presence: BorrowedFd<'_>) -> bool {
         if id == 0 || id == me {
             continue;
         }
+        if id == CLAIMING {
+            return false; // someone is registering right now
+        }
         let ns = pair[1].load(Ordering::SeqCst) as u32;
         if ns != 0 && my_ns != 0 && ns != my_ns {
             // Its pid means nothing here: assume it lives.
@@ -137,7 +167,8 @@ pub(crate) fn others_gone(header: &Block, presence: BorrowedFd<'_>) -> bool {
         }
         let _ = pair[0].compare_exchange(id, 0, Ordering::SeqCst, Ordering::Relaxed);
     }
-    true
+    // A handle sent, received or dropped while we looked: look again at the next nap.
+    epoch.load(Ordering::SeqCst) == before
 }
 
 #[cfg(test)]
@@ -157,6 +188,11 @@ mod tests {
         assert!(!others_gone(&h, r.as_fd()));
         mark_shared(&h);
         assert!(others_gone(&h, r.as_fd()));
+        // A holder that came and went between two looks is no holder.
+        let id = mproc_sys::current_identity() ^ (1 << 40);
+        register(&h, id, true);
+        unregister(&h, id);
+        assert!(others_gone(&h, r.as_fd()));
     }
 
     #[test]
@@ -170,7 +206,7 @@ mod tests {
             .spawn()
             .unwrap();
         let id = mproc_sys::process_identity(child.id()).unwrap().unwrap();
-        register(&h, id);
+        register(&h, id, true);
         assert!(
             !others_gone(&h, r.as_fd()),
             "a write end is open: in flight"
@@ -190,7 +226,7 @@ mod tests {
         let (r, _) = mproc_sys::pipe().unwrap();
         mark_shared(&h);
         for _ in 0..=SLOTS {
-            register(&h, 1 << 40 | 1);
+            register(&h, 1 << 40 | 1, true);
         }
         assert!(!others_gone(&h, r.as_fd()));
     }

@@ -165,8 +165,8 @@ impl Builder {
 /// empty queue returns [`GetError::Disconnected`] (a `put` waiting for room,
 /// [`PutError::Disconnected`]; a [`JoinableQueue::join`], `ErrorKind::Disconnected`) once
 ///
-/// - the queue has been shared with another process (a queue used by one process only
-///   waits as before),
+/// - the queue has been held by a process other than its creator (a queue used by one
+///   process only waits as before, even if a handle to it was serialized),
 /// - no *other* live process holds a handle to it: each process that creates or receives
 ///   one is registered in the queue's shared header under its pid and start time, so a
 ///   SIGKILLed holder is seen as dead (zombies included) and a reused pid is not mistaken
@@ -174,8 +174,9 @@ impl Builder {
 /// - no handle to it is in flight inside a message (sent through a pipe, another queue or
 ///   a spawn, and not yet received; a message destroyed unread no longer counts).
 ///
-/// Messages already in the queue are delivered first. The waiting process's own threads do
-/// not count: a queue that a thread of this process still feeds after every other process
+/// Messages already in the queue are delivered first. Any other holder keeps a wait going,
+/// even one that only consumes: two consumers waiting on a queue whose producers died
+/// both wait. The waiting process's own threads do not count: a queue that a thread of this process still feeds after every other process
 /// has gone should be built with [`Builder::watch_peers(false)`](Builder::watch_peers).
 /// The check runs only while a waiter sleeps, once per 100 ms nap without progress (so a
 /// death is noticed within about 100 ms; a timeout shorter than that ends as `Empty`), and

@@ -321,15 +321,28 @@ impl Ring {
         if !watch_peers {
             holders::unwatch(&ring.header);
         }
-        ring.register_here();
+        ring.register_here(false);
         Ok(ring)
     }
 
-    /// Registers this process as holding this handle.
-    fn register_here(&self) {
+    /// Registers this process as holding this handle; `received` when it did not create
+    /// it (the queue is then shared).
+    fn register_here(&self, received: bool) {
         let me = mproc_sys::current_identity();
-        holders::register(&self.header, me);
+        holders::register(&self.header, me, received);
         self.registered.store(me, Ordering::SeqCst);
+    }
+
+    /// A write end of the presence pipe for a copy of this handle on its way to another
+    /// process (see `holders`); `None` (and no more `Disconnected` for this queue) when it
+    /// cannot be opened.
+    fn open_in_flight(&self) -> Option<OwnedFd> {
+        holders::bump(&self.header);
+        let w = mproc_sys::open_pipe_writer(self.presence.as_fd());
+        if w.is_err() {
+            holders::mark_untracked(&self.header);
+        }
+        w.ok()
     }
 
     /// Whether nobody but this process is left to make progress (see `holders`).
@@ -1057,28 +1070,17 @@ impl Ring {
 impl Serialize for Ring {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let in_flight = match mproc_wire::handing_over() {
-            None => {
-                holders::mark_shared(&self.header);
-                let w = mproc_sys::open_pipe_writer(self.presence.as_fd());
-                if w.is_err() {
-                    holders::mark_untracked(&self.header);
-                }
-                w.ok()
-            }
-            // The parent of a fork child registers the child, which holds a copy of this
-            // handle from now on; the child takes the copy as its own.
-            Some(mproc_wire::Handover::Parent { child }) => {
-                holders::mark_shared(&self.header);
-                match mproc_sys::process_identity(child) {
-                    Ok(Some(id)) => holders::register(&self.header, id),
-                    Ok(None) => {} // it has ended already
-                    Err(_) => holders::mark_untracked(&self.header),
+            None => self.open_in_flight(),
+            // A fork is about to copy this handle: the copy is in flight, as in a message,
+            // until the child has registered.
+            Some(mproc_wire::Handover::BeforeFork) => {
+                if let Some(w) = self.open_in_flight() {
+                    mproc_wire::hold_across_fork(w);
                 }
                 None
             }
             Some(mproc_wire::Handover::Child) => {
-                self.registered
-                    .store(mproc_sys::current_identity(), Ordering::SeqCst);
+                self.register_here(true);
                 None
             }
         };
@@ -1107,6 +1109,9 @@ impl Drop for Ring {
         let id = *self.registered.get_mut();
         if id != 0 && id == mproc_sys::current_identity() {
             holders::unregister(&self.header, id);
+        }
+        for fd in [&self.side_tx, &self.side_rx, &self.presence] {
+            mproc_sys::untrack_owned_fd(fd.as_fd());
         }
     }
 }
@@ -1146,7 +1151,7 @@ impl<'de> Deserialize<'de> for Ring {
         .map_err(|e| D::Error::custom(format!("received a bad queue: {e}")))?;
         // Registered first, then no longer in flight: a waiter sees it in one place or the
         // other (it looks at the pipe before the table).
-        ring.register_here();
+        ring.register_here(true);
         drop(in_flight);
         Ok(ring)
     }

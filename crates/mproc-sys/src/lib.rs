@@ -56,7 +56,7 @@ pub use process::{
     set_cpu_affinity, set_env_var, set_parent_death_signal, stdin_from_null, take_env_var,
     thread_count, wait_pid, wait_pidfd,
 };
-pub use retire::{retire_owned_fds_except, track_owned_fd};
+pub use retire::{retire_owned_fds_except, track_owned_fd, untrack_owned_fd};
 pub use sealed::{SealedBytes, SealedWriter};
 pub use shm::{
     LOCK_SLOT, LockSlot, MappingsGuard, Pinned, Region, ShmAtomic, ShmSafe, file_identity,

@@ -41,16 +41,20 @@ pub fn process_identity(pid: Pid) -> io::Result<Option<u64>> {
         ));
     };
     let rest = String::from_utf8_lossy(&stat[close + 1..]);
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next().unwrap_or("?");
-    if state == "Z" || state == "X" || state == "x" {
+    // Fields from `state` (field 3 of the man page): `num_threads` is field 20, `starttime`
+    // field 22.
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).copied();
+    let unreadable = || io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc stat");
+    let state = field(3).ok_or_else(unreadable)?;
+    let threads: u64 = field(20).and_then(|f| f.parse().ok()).unwrap_or(0);
+    // A zombie has ended; a main thread that ended while others run reads as one too.
+    if state == "X" || state == "x" || (state == "Z" && threads <= 1) {
         return Ok(None);
     }
-    // `starttime` is field 22; `state` was field 3.
-    let start: u64 = fields
-        .nth(18)
+    let start: u64 = field(22)
         .and_then(|f| f.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc stat"))?;
+        .ok_or_else(unreadable)?;
     Ok(Some(u64::from(pid) | (start & 0xffff_ffff) << 32))
 }
 

@@ -23,7 +23,9 @@ fn inode(fd: RawFd) -> Option<u64> {
 
 /// Records `fd` as owned by an mproc object: a child started by the fork method closes it
 /// (see [`retire_owned_fds_except`]) unless the object was in the child's argument. The
-/// record goes stale by itself when the fd is closed (it is checked by inode before use).
+/// owner calls [`untrack_owned_fd`] before closing it (a record left behind is checked by
+/// inode before use, but anonymous inodes, such as pidfds' before Linux 6.9, are shared
+/// with other kinds of fd).
 ///
 /// ```
 /// use std::os::fd::AsFd;
@@ -37,11 +39,37 @@ pub fn track_owned_fd(fd: BorrowedFd<'_>) {
     match usize::try_from(raw) {
         Ok(i) if i < SMALL => SMALL_FDS[i].store(ino, Ordering::Relaxed),
         _ => {
-            if let Ok(mut map) = LARGE_FDS.lock() {
+            if let Some(mut map) = large_fds() {
                 map.get_or_insert_with(HashMap::new).insert(raw, ino);
             }
         }
     }
+}
+
+/// Forgets `fd`, about to be closed by its owner (see [`track_owned_fd`]).
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// mproc_sys::track_owned_fd(a.as_fd());
+/// mproc_sys::untrack_owned_fd(a.as_fd());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn untrack_owned_fd(fd: BorrowedFd<'_>) {
+    forget(fd.as_raw_fd());
+}
+
+/// The table of fds from `SMALL` up, unless another thread holds it for long (in a fork
+/// child, the thread that held it at the fork is gone: never block on it there).
+fn large_fds() -> Option<std::sync::MutexGuard<'static, Option<HashMap<RawFd, u64>>>> {
+    for _ in 0..100 {
+        match LARGE_FDS.try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
 }
 
 /// In a child just made by `fork`, before it runs anything else: points every descriptor
@@ -62,7 +90,7 @@ pub fn retire_owned_fds_except(keep: &[RawFd]) -> usize {
         }
     }
     // Another thread of the parent may have held the lock at the fork: skip, then.
-    if let Ok(map) = LARGE_FDS.try_lock() {
+    if let Some(map) = large_fds() {
         targets.extend(map.iter().flatten().map(|(&fd, &ino)| (fd, ino)));
     }
     let mut null = None;
@@ -104,7 +132,7 @@ fn forget(fd: RawFd) {
     match usize::try_from(fd) {
         Ok(i) if i < SMALL => SMALL_FDS[i].store(0, Ordering::Relaxed),
         _ => {
-            if let Ok(mut map) = LARGE_FDS.try_lock()
+            if let Some(mut map) = large_fds()
                 && let Some(map) = map.as_mut()
             {
                 map.remove(&fd);

@@ -100,35 +100,57 @@ thread_local! {
     /// The walk [`handover`] is making on this thread, and the fds it found.
     static HANDOVER: Cell<Option<Handover>> = const { Cell::new(None) };
     static HANDOVER_FDS: RefCell<Vec<RawFd>> = const { RefCell::new(Vec::new()) };
+    /// Fds held across a fork (see [`hold_across_fork`]).
+    static HELD: RefCell<Vec<OwnedFd>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A value handed to a child made by `fork`, which gets it as a copy of memory rather than
 /// as a message: what [`handover`] is walking it for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handover {
-    /// In the parent, right after the fork: the value now also lives in the child `pid`.
-    Parent {
-        /// The child's pid.
-        child: u32,
-    },
-    /// In the child, before it runs anything else.
+    /// In the parent, just before the fork: a shared object may
+    /// [`hold_across_fork`] what says "a copy of me is on its way" until the child has
+    /// taken it as its own.
+    BeforeFork,
+    /// In the child, before it runs anything else: the copy becomes the child's.
     Child,
+}
+
+/// During a [`Handover::BeforeFork`] walk: keeps `fd` open across the fork, in the parent
+/// until [`release_held`] right after the fork, and in the child until its own walk is
+/// done (its `release_held`). What a message in flight holds, a fork holds this way.
+pub fn hold_across_fork(fd: OwnedFd) {
+    HELD.with(|h| h.borrow_mut().push(fd));
+}
+
+/// Closes the fds this thread holds across a fork (see [`hold_across_fork`]).
+///
+/// ```
+/// mproc_wire::release_held();
+/// ```
+pub fn release_held() {
+    let held = HELD.with(|h| std::mem::take(&mut *h.borrow_mut()));
+    drop(held);
 }
 
 /// Walks `value` as [`encode`] would, without writing or duplicating anything, and returns
 /// the raw fds its [`Fd`]s and [`FdRef`]s refer to. While it runs, [`handing_over`] tells
 /// the value's `Serialize` impls why, so that an object shared between processes can note
-/// that one more process now holds it (mproc's queues do). A `Serialize` that fails ends
-/// the walk early: the fds found so far are returned.
+/// that one more process now holds it (mproc's queues do).
+///
+/// # Errors
+///
+/// [`ErrorKind::Encode`] when the value's `Serialize` fails (as it would for the other
+/// start methods).
 ///
 /// ```
 /// use std::os::fd::{AsFd, AsRawFd};
 /// let (a, _b) = mproc_sys::socketpair()?;
-/// let fds = mproc_wire::handover(&(1u8, mproc_wire::FdRef(a.as_fd())), mproc_wire::Handover::Child);
+/// let fds = mproc_wire::handover(&(1u8, mproc_wire::FdRef(a.as_fd())), mproc_wire::Handover::Child)?;
 /// assert_eq!(fds, [a.as_raw_fd()]);
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn handover<T: Serialize + ?Sized>(value: &T, how: Handover) -> Vec<RawFd> {
+pub fn handover<T: Serialize + ?Sized>(value: &T, how: Handover) -> Result<Vec<RawFd>, Error> {
     struct Discard;
     impl postcard::ser_flavors::Flavor for Discard {
         type Output = ();
@@ -151,8 +173,10 @@ pub fn handover<T: Serialize + ?Sized>(value: &T, how: Handover) -> Vec<RawFd> {
     }
     let _restore = Restore(HANDOVER.replace(Some(how)), ENC_BASE.replace(None));
     let start = HANDOVER_FDS.with(|v| v.borrow().len());
-    let _ = postcard::serialize_with_flavor(value, Discard);
-    HANDOVER_FDS.with(|v| v.borrow_mut().split_off(start))
+    let walked = postcard::serialize_with_flavor(value, Discard);
+    let fds = HANDOVER_FDS.with(|v| v.borrow_mut().split_off(start));
+    walked.map_err(encode_error)?;
+    Ok(fds)
 }
 
 /// Why the value being serialized on this thread is walked, when [`handover`] walks it;

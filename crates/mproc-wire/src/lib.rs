@@ -31,7 +31,7 @@ mod frame;
 
 pub use codec::{
     Fd, FdRef, Handover, Message, decode, decode_from, encode, encode_into, encode_to_slice,
-    handing_over, handover,
+    handing_over, handover, hold_across_fork, release_held,
 };
 pub use error::{Error, ErrorKind};
 pub use frame::{FrameReader, FrameWriter, HEADER_LEN, Limits, write_frame, write_message};
