@@ -313,6 +313,33 @@ def pool_figures(quick):
     }
 
 
+def executor_figures(quick):
+    """ProcessPoolExecutor(2) on the fork context, as the Pool figures use, warm (both
+    workers started): n trivial tasks submitted one by one, then every result taken in
+    order (executor_submit_per_s), or taken as as_completed yields them
+    (executor_as_completed_per_s). mproc's bench times the same two loops."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    n = 10_000 if quick else 20_000
+    submitted, gathered = [], []
+    with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
+        [f.result() for f in [ex.submit(ident, i) for i in range(1000)]]
+        for _ in range(3):
+            t0 = pc()
+            futs = [ex.submit(ident, i) for i in range(n)]
+            r = [f.result() for f in futs]
+            submitted.append(n / ((pc() - t0) / 1e9))
+            assert r == list(range(n))
+            t0 = pc()
+            futs = [ex.submit(ident, i) for i in range(n)]
+            total = sum(f.result() for f in as_completed(futs))
+            gathered.append(n / ((pc() - t0) / 1e9))
+            assert total == n * (n - 1) // 2
+    return {
+        "executor_submit_per_s": round(med(submitted)),
+        "executor_as_completed_per_s": round(med(gathered)),
+    }
+
+
 MGR_N = 20_000
 
 
@@ -395,6 +422,12 @@ def main():
         out.update(manager_figures(3 if quick else 5))
         print(json.dumps(out))
         return
+    if "--only-pool" in sys.argv:
+        # As mproc's --only-pool: the pool and executor figures.
+        out = pool_figures(quick)
+        out.update(executor_figures(quick))
+        print(json.dumps(out))
+        return
     counts = {"fork": 50 if quick else 150, "forkserver": 30 if quick else 80, "spawn": 10 if quick else 30}
     out = {"spawn_join_us": {m: round(spawn_join_us(m, n), 1) for m, n in counts.items()}}
     out["pipe_rtt_us"] = round(pipe_rtt_us(5000 if quick else 20000), 2)
@@ -415,6 +448,7 @@ def main():
     out["queue_rtt_us"] = round(queue_rtt_us(3, 2000 if quick else 5000), 2)
     out["queue_1mib_gbps"] = round(med([queue_1mib_gbps(128 if quick else 256) for _ in range(3)]), 2)
     out.update(pool_figures(quick))
+    out.update(executor_figures(quick))
     out.update(manager_figures(3 if quick else 5))
     print(json.dumps(out))
 

@@ -1,6 +1,8 @@
 //! Level 3: a pool of worker processes maps a function over a range, faster than a serial
 //! loop; and a worker that dies mid-task costs that task only (Python's `Pool.map` would
-//! hang for ever).
+//! hang for ever). Then Python's `concurrent.futures` on the same pool: `submit` returns a
+//! handle, `as_completed` yields the handles as their tasks finish, and one task's dead
+//! worker does not break the executor (Python's `BrokenProcessPool`).
 //!
 //! `cargo run --release --example level3_pool`
 
@@ -20,6 +22,12 @@ fn nap_or_die(ms: u64) -> u32 {
     }
     std::thread::sleep(Duration::from_millis(ms));
     std::process::id()
+}
+
+/// Sleeps `ms` and returns it.
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
 }
 
 /// Runs level 3 and checks what it shows.
@@ -64,6 +72,31 @@ pub fn run() -> mproc::Result<()> {
     pool.close();
     pool.join()?;
     println!("  pool closed and joined: every worker ended");
+
+    let executor = mproc::pool::Executor::new(2)?;
+    let tasks = [
+        executor.submit(nap, 600)?,
+        executor.submit(nap, 20)?,
+        executor.submit(nap, 150)?,
+    ];
+    let mut finished = Vec::new();
+    for task in mproc::pool::as_completed(&tasks, Some(Duration::from_secs(60))) {
+        finished.push(task?.result()?);
+    }
+    println!("  Executor(2): submit naps of 600, 20, 150 ms; as_completed yields {finished:?}");
+    assert_eq!(finished, [20, 150, 600]);
+    let dead = executor.submit(nap_or_die, 0)?.result().unwrap_err();
+    let after = executor.submit(nap, 1)?.result()?;
+    println!(
+        "  a task whose worker aborts fails alone ({:?}); the next submit returns {after}",
+        dead.kind()
+    );
+    let in_order: Vec<u64> = executor
+        .map(nap, [30, 10, 20], None, 1)
+        .collect::<Result<_, _>>()?;
+    println!("  executor.map keeps the order: {in_order:?}");
+    assert_eq!(in_order, [30, 10, 20]);
+    executor.shutdown(true, false)?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use mproc::sys::{ForkOutcome, SpawnSelf};
 use mproc::{Builder, StartMethod};
 use serde_json::{Value, json};
 
+mod executor;
 mod manager;
 mod pool;
 mod queue;
@@ -411,6 +412,8 @@ fn main() {
     let skip_pool = only_sync && !only_pool;
     if !skip_pool {
         let warm = pool::warm_pool();
+        let n_executor = if quick { 10_000 } else { 20_000 };
+        let warm_executor = executor::warm_executor(n_executor);
         for _ in 0..pool_rounds {
             let (r, ok) = pool::map_rate(&warm, 1_000_000, None);
             s.add("pool_map_tasks_per_s.trivial", r);
@@ -421,7 +424,15 @@ fn main() {
             let (x, ok) = pool::cpu_speedup(&warm, if quick { 5_000_000 } else { 10_000_000 });
             s.add("pool_cpu_speedup", x);
             check_ok &= ok;
+            // Beside the chunksize1 map, whose rate is the submit figure's goal.
+            let (r, ok) = executor::submit_rate(&warm_executor, n_executor);
+            s.add("executor_submit_per_s", r);
+            check_ok &= ok;
+            let (r, ok) = executor::as_completed_rate(&warm_executor, n_executor);
+            s.add("executor_as_completed_per_s", r);
+            check_ok &= ok;
         }
+        drop(warm_executor);
         drop(warm);
         for _ in 0..pool_rounds * 4 {
             // The goal is a ratio to the fork server's spawn; the spawn is measured here
@@ -464,7 +475,7 @@ fn main() {
     }
 
     let python = match (arg_after("--python"), arg_after("--python-script")) {
-        (Some(py), Some(script)) => run_python(&py, &script, quick, only_manager),
+        (Some(py), Some(script)) => run_python(&py, &script, quick, only_manager, only_pool),
         _ => None,
     };
 
@@ -479,7 +490,13 @@ fn main() {
     );
 }
 
-fn run_python(python: &str, script: &str, quick: bool, only_manager: bool) -> Option<Value> {
+fn run_python(
+    python: &str,
+    script: &str,
+    quick: bool,
+    only_manager: bool,
+    only_pool: bool,
+) -> Option<Value> {
     eprintln!("running Python's multiprocessing for comparison ({python} {script}) ...");
     let mut cmd = Command::new(python);
     cmd.arg(script);
@@ -488,6 +505,9 @@ fn run_python(python: &str, script: &str, quick: bool, only_manager: bool) -> Op
     }
     if only_manager {
         cmd.arg("--only-manager");
+    }
+    if only_pool {
+        cmd.arg("--only-pool");
     }
     let out = cmd.output().ok()?;
     if !out.status.success() {
@@ -546,6 +566,10 @@ fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
     let spin_floor = m("floor.spin_rtt_us");
     let copy_floor = m("floor.copy_gbps");
     let forkserver = m("extra.spawn_join_forkserver_beside_pool_us");
+    // An executor's task is a pool task with a handle: its rate is held to the chunksize1
+    // map's of the same run, and its `as_completed` to Python's.
+    let chunksize1 = m("pool_map_tasks_per_s.chunksize1");
+    let py_as_completed = py("executor_as_completed_per_s");
     // A manager call is one round trip to the server: its floor is one pipe round trip
     // per call, and its goal a call of at most 1.3 of them (and 5 × Python's rate).
     let rtt = m("pipe_rtt_us");
@@ -687,6 +711,20 @@ fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
             "≤ 50 ms",
         ),
         row(
+            "executor_submit_per_s",
+            chunksize1,
+            true,
+            &|v| v >= 0.8 * chunksize1,
+            "≥ 0.8 × pool_map_tasks_per_s.chunksize1",
+        ),
+        row(
+            "executor_as_completed_per_s",
+            f64::NAN,
+            true,
+            &|v| py_as_completed.is_none_or(|p| v >= 20.0 * p),
+            "≥ 20 × Python",
+        ),
+        row(
             "manager_list_ops_per_s",
             call_floor,
             true,
@@ -711,7 +749,12 @@ fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
     let unit = |r: &Row| match r.key {
         "lock_uncontended_ns" => "ns",
         k if k == "lock_value_ops_per_s" || k.starts_with("manager_") => "op/s",
-        k if k.starts_with("queue_msgs") || k.starts_with("pool_map") => "/s",
+        k if k.starts_with("queue_msgs")
+            || k.starts_with("pool_map")
+            || k.starts_with("executor_") =>
+        {
+            "/s"
+        }
         "pool_cpu_speedup" => "×",
         "pool_recover_ms" => "ms",
         _ if r.higher_is_better => "GB/s",
@@ -823,6 +866,8 @@ fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
         "pool_cpu_speedup": (m("pool_cpu_speedup") * 100.0).round() / 100.0,
         "pool_start_us": round1(m("pool_start_us")),
         "pool_recover_ms": (m("pool_recover_ms") * 100.0).round() / 100.0,
+        "executor_submit_per_s": m("executor_submit_per_s").round(),
+        "executor_as_completed_per_s": m("executor_as_completed_per_s").round(),
         "manager_list_ops_per_s": m("manager_list_ops_per_s").round(),
         "manager_dict_ops_per_s": m("manager_dict_ops_per_s").round(),
         "manager_check_ok": manager_check_ok,
@@ -852,6 +897,9 @@ fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
             "dead_peer_notice_ms": s.spread("dead_peer_notice_ms"),
             "queue_msgs_per_s.1p1c": s.spread("queue_msgs_per_s.1p1c"),
             "spawn_join_us.forkserver": s.spread("spawn_join_us.forkserver"),
+            "pool_map_tasks_per_s.chunksize1": s.spread("pool_map_tasks_per_s.chunksize1"),
+            "executor_submit_per_s": s.spread("executor_submit_per_s"),
+            "executor_as_completed_per_s": s.spread("executor_as_completed_per_s"),
         },
         "check_ok": check_ok,
     });

@@ -43,6 +43,20 @@ pub fn pool_builder(n: usize) -> mproc::pool::Builder {
     }
 }
 
+/// Returns an executor builder of up to `n` workers for the method under test (with a fork
+/// permit for fork, as [`pool_builder`] has).
+pub fn executor_builder(n: usize) -> mproc::pool::executor::Builder {
+    let b = mproc::pool::executor::Builder::new()
+        .max_workers(n)
+        .start_method(method());
+    if method() == StartMethod::Fork {
+        // SAFETY: as in `pool_builder`: the executor's fork server runs only the pool's code.
+        b.fork_permit(unsafe { ForkPermit::other_threads_are_idle() })
+    } else {
+        b
+    }
+}
+
 /// Runs `body`, and if it has not finished after `limit`, kills every child of this process
 /// (which unblocks any join) and, if that does not help within five seconds, aborts the
 /// process with a message. A test never hangs.

@@ -211,6 +211,9 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "the second task aborts its worker: [ok, WorkerDied, ok, ok]",
             "the pool goes on: [4, 8, 10]",
             "pool closed and joined: every worker ended",
+            "as_completed yields [20, 150, 600]",
+            "a task whose worker aborts fails alone (WorkerDied); the next submit returns 1",
+            "executor.map keeps the order: [30, 10, 20]",
         ],
         "pool_progress" => &[
             "400 items in",

@@ -39,6 +39,10 @@ pub enum ErrorKind {
     InvalidInput,
     /// Shared memory, a queue or the OS failed underneath.
     Io,
+    /// The task was cancelled before it started ([`TaskHandle::cancel`](crate::TaskHandle::cancel),
+    /// or [`Executor::shutdown`](crate::Executor::shutdown) with `cancel_futures`). Python:
+    /// `CancelledError`.
+    Cancelled,
 }
 
 /// An error from a pool: a task that failed (with the index of its item and, for a panic,
@@ -125,11 +129,24 @@ impl Error {
         )
     }
 
+    pub(crate) fn cancelled() -> Self {
+        Self::new(
+            ErrorKind::Cancelled,
+            "the task was cancelled before it started",
+        )
+    }
+
     pub(crate) fn closed() -> Self {
         Self::new(
             ErrorKind::Closed,
             "the pool is closed and takes no new work",
         )
+    }
+
+    /// Returns this error with no item index (an executor's task is not an item of a call).
+    pub(crate) fn without_index(mut self) -> Self {
+        self.inner.index = None;
+        self
     }
 
     /// Returns this error for the item at `index` of a call.

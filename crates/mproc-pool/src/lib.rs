@@ -36,6 +36,8 @@
 
 mod chunk;
 mod error;
+pub mod executor;
+mod handle;
 mod imap;
 mod manager;
 mod pool;
@@ -45,6 +47,8 @@ mod watcher;
 mod worker;
 
 pub use error::{Error, ErrorKind, Result};
+pub use executor::{Executor, ExecutorMap};
+pub use handle::{AsCompleted, DoneAndNotDone, ReturnWhen, TaskHandle, as_completed, wait};
 pub use imap::Imap;
 pub use pool::{Builder, Pool};
 pub use result::{AsyncResult, Callbacks};

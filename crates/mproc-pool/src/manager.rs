@@ -117,6 +117,9 @@ pub(crate) struct Config {
     pub server: Mutex<Option<Arc<ForkServer>>>,
     pub prefix: String,
     pub task_timeout: Option<Duration>,
+    /// Workers start when work needs them (none at first), up to `processes`, rather
+    /// than all when the pool is built: an executor's way.
+    pub on_demand: bool,
 }
 
 /// Everything the pool's handles, its manager and its watcher share.
@@ -409,6 +412,13 @@ impl Shared {
                 retry.clear();
             }
             st.dispatch(&mut deliveries);
+            if self.config.on_demand {
+                for index in st.starts_wanted(retry.failures) {
+                    if !restart.contains(&index) && !retry.slots.contains(&index) {
+                        restart.push(index);
+                    }
+                }
+            }
             st.wind_down();
             let finished = restart.is_empty() && st.all_gone() && st.phase != Phase::Running;
             if finished {
@@ -450,7 +460,7 @@ impl Shared {
     /// *thread* that started them (a pool built on a short-lived thread would lose them).
     /// The other methods start them on the caller's thread, one thread hop sooner.
     pub(crate) fn starts_first_workers(&self) -> bool {
-        self.config.method == StartMethod::Spawn
+        self.config.method == StartMethod::Spawn && !self.config.on_demand
     }
 
     /// Identifies this pool (for telling its manager thread from others).
@@ -471,9 +481,47 @@ impl Shared {
         }
         st.pending.extend(chunks);
         st.dispatch(&mut deliveries);
+        // Workers on demand are started by the manager thread: wake it when this work
+        // needs one.
+        let wake = self.config.on_demand && !st.starts_wanted(0).is_empty();
         drop(st);
         deliver(deliveries);
+        if wake {
+            let _ = self.events.try_put(Event::Wake);
+        }
         Ok(())
+    }
+
+    /// Cancels the jobs none of whose chunks was sent yet, and drops their chunks: Python's
+    /// `shutdown(cancel_futures=True)`.
+    pub(crate) fn cancel_pending(&self) {
+        let mut st = self.lock();
+        let pending: Vec<Chunk> = st.pending.drain(..).collect();
+        drop(st);
+        for chunk in &pending {
+            chunk.sink.cancel_pending();
+        }
+        // The chunks of jobs that could not be cancelled (a map partly sent) go back.
+        let mut st = self.lock();
+        for chunk in pending.into_iter().rev() {
+            if !chunk.sink.is_cancelled() {
+                st.pending.push_front(chunk);
+            }
+        }
+        drop(st);
+        // While they were out (the cancelled tasks' callbacks ran meanwhile), a worker may
+        // have gone idle with nothing pending to take: the manager sends them out now (and
+        // ends a closed pool that has nothing left).
+        let _ = self.events.try_put(Event::Wake);
+    }
+
+    /// How many workers are running now.
+    pub(crate) fn live_workers(&self) -> usize {
+        self.lock()
+            .slots
+            .iter()
+            .filter(|s| s.child.is_some())
+            .count()
     }
 
     /// Returns an error unless the pool takes work.
@@ -518,6 +566,12 @@ impl Shared {
 
     /// Fails all outstanding work with `Terminated` and kills every worker.
     pub(crate) fn terminate(&self) {
+        self.terminate_with(true);
+    }
+
+    /// Fails all outstanding work with `Terminated` and sends every worker SIGKILL
+    /// (`kill`) or SIGTERM.
+    pub(crate) fn terminate_with(&self, kill: bool) {
         let mut deliveries = Deliveries::new();
         let mut st = self.lock();
         if matches!(st.phase, Phase::Terminating | Phase::Ended) {
@@ -537,7 +591,7 @@ impl Shared {
                 q.close();
             }
             if let Some(c) = &slot.child {
-                let _ = c.kill();
+                let _ = if kill { c.kill() } else { c.terminate() };
             }
         }
         drop(st);
@@ -603,7 +657,7 @@ impl State {
                     .is_some_and(|s| s.generation == generation)
                 {
                     self.exited(index, timed_out, config, deliveries);
-                    if self.wants_worker() {
+                    if self.wants_worker() && !config.on_demand {
                         restart.push(index);
                     }
                 }
@@ -633,7 +687,7 @@ impl State {
                     let slot = &self.slots[index];
                     if slot.child.as_ref().is_some_and(|c| !c.is_alive()) {
                         self.exited(index, None, config, deliveries);
-                        if self.wants_worker() {
+                        if self.wants_worker() && !config.on_demand {
                             restart.push(index);
                         }
                     }
@@ -741,6 +795,50 @@ impl State {
         for chunk in back.into_iter().rev() {
             self.pending.push_front(chunk);
         }
+    }
+
+    /// For a pool whose workers start on demand: the empty slots to start a worker in now,
+    /// one per unit of work that no idle worker can take (a pending chunk, or a chunk
+    /// queued behind another in a busy worker's queue, which the new worker will steal).
+    /// None after `failures` failed starts in a row while a worker lives (the live ones
+    /// carry on; the retry schedule handles the rest).
+    fn starts_wanted(&self, failures: u32) -> Vec<usize> {
+        if !self.wants_worker() || (failures > 0 && !self.all_gone()) {
+            return Vec::new();
+        }
+        let empty = self.slots.iter().filter(|s| s.child.is_none()).count();
+        if empty == 0 {
+            return Vec::new();
+        }
+        let live = |s: &&Slot| s.child.is_some() && s.quota != Some(0);
+        let idle = self
+            .slots
+            .iter()
+            .filter(live)
+            .filter(|s| s.in_flight.is_empty())
+            .count();
+        // Counting stops where it no longer matters (every empty slot wanted): called on
+        // every submit, it must not walk a long backlog each time.
+        let waiting = self
+            .pending
+            .iter()
+            .filter(|c| !c.sink.is_cancelled())
+            .take(idle + empty)
+            .count()
+            + self
+                .slots
+                .iter()
+                .filter(live)
+                .map(|s| s.in_flight.len().saturating_sub(1))
+                .sum::<usize>();
+        let want = waiting.saturating_sub(idle);
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.child.is_none())
+            .map(|(i, _)| i)
+            .take(want)
+            .collect()
     }
 
     /// Whether a slot whose worker ended should get a new one.
@@ -867,13 +965,14 @@ impl State {
             let Some(chunk) = self.pending.pop_front() else {
                 break;
             };
-            if chunk.sink.is_cancelled() {
+            if !chunk.sink.begin() {
                 continue;
             }
             let seq = self.next_seq;
             let slot = &mut self.slots[i];
             let Some(q) = &slot.tasks else {
                 full[i] = true;
+                chunk.sink.unbegin();
                 self.pending.push_front(chunk);
                 continue;
             };
@@ -895,6 +994,7 @@ impl State {
                 // A try_put never waits, so never finds the worker gone: its pidfd says so.
                 Err(PutError::Full(_) | PutError::Closed(_) | PutError::Disconnected(_)) => {
                     full[i] = true;
+                    chunk.sink.unbegin();
                     self.pending.push_front(chunk);
                 }
                 Err(PutError::Failed(_, e)) => {

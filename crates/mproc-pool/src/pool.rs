@@ -48,6 +48,8 @@ pub struct Builder {
     permit: Option<ForkPermit>,
     prefix: Option<String>,
     task_timeout: Option<Duration>,
+    /// Workers start when work needs them (the executor's way).
+    pub(crate) on_demand: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -81,6 +83,7 @@ impl Builder {
             permit: None,
             prefix: None,
             task_timeout: None,
+            on_demand: false,
         }
     }
 
@@ -204,12 +207,14 @@ impl Builder {
             server: Mutex::new(server),
             prefix,
             task_timeout: self.task_timeout,
+            on_demand: self.on_demand,
         })?;
         let pool = Pool {
             shared,
             threads: Mutex::new(Vec::new()),
         };
         if !pool.shared.starts_first_workers()
+            && !pool.shared.config.on_demand
             && let Err(e) = pool.shared.start_first_workers()
         {
             // No thread of the pool runs yet to end it: end it here.
@@ -789,6 +794,31 @@ impl Pool {
         // outcome, and nobody waits for chunks that were never sent.
         submitted?;
         Ok(AsyncResult::new(job))
+    }
+
+    /// Submits one task whose outcome goes to `sink` (an executor's task). An argument
+    /// that does not serialize fails the task, not the call.
+    pub(crate) fn submit_task<F: TaskFn>(
+        &self,
+        f: F,
+        arg: F::Args,
+        sink: Arc<dyn Sink>,
+    ) -> Result<()> {
+        self.shared.check_running()?;
+        let items = [arg];
+        let mut failed = Deliveries::new();
+        let submitted =
+            chunk::encode_streaming(&items, 0, 1, Call::new(f), &sink, &mut failed, |chunks| {
+                self.shared.submit(chunks)
+            });
+        drop(items);
+        deliver(failed);
+        submitted
+    }
+
+    /// The bookkeeping shared with the manager thread.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     fn stream<'a, F: TaskFn>(

@@ -35,6 +35,16 @@ pub(crate) trait Sink: Send + Sync {
     /// Returns whether the job needs no more results (it failed, or its reader is gone);
     /// its chunks not yet sent to a worker are then dropped.
     fn is_cancelled(&self) -> bool;
+    /// Called under the pool's lock just before a chunk is sent to a worker: `false` when
+    /// the job was cancelled (the chunk is dropped), and from then on a cancel fails.
+    fn begin(&self) -> bool {
+        !self.is_cancelled()
+    }
+    /// Undoes [`begin`](Sink::begin) for a chunk that could not be sent after all (it goes
+    /// back to the pending list).
+    fn unbegin(&self) {}
+    /// Cancels the job if none of its chunks has been sent (`shutdown(cancel_futures)`).
+    fn cancel_pending(&self) {}
 }
 
 /// A chunk's results in the parent: the values of the items that succeeded, in order,

@@ -139,8 +139,12 @@ pub use mproc_pipe::{
 
 #[cfg(feature = "manager")]
 pub use mproc_manager::Manager;
+// `wait` stays `mproc::pool::wait`: `mproc::wait` is the pipe's (Python's
+// `connection.wait`).
 #[cfg(feature = "pool")]
-pub use mproc_pool::{AsyncResult, Callbacks, Imap, Pool};
+pub use mproc_pool::{
+    AsyncResult, Callbacks, Executor, Imap, Pool, ReturnWhen, TaskHandle, as_completed,
+};
 #[cfg(feature = "queue")]
 pub use mproc_queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
 #[cfg(feature = "shm")]

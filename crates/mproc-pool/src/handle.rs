@@ -1,0 +1,635 @@
+//! One submitted task of an [`Executor`](crate::Executor): its [`TaskHandle`] (Python's
+//! `concurrent.futures.Future`), and the ways to wait on several at once:
+//! [`as_completed`] and [`wait`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::manager::{on_manager_of, reentrant_wait};
+use crate::result::{Delivery, Sink, Span, chunk_results, wait_until};
+
+/// Where a task is: Python's future states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Submitted, not yet handed to a worker: it can be cancelled.
+    Pending,
+    /// Handed to a worker (in its queue or running).
+    Running,
+    Finished,
+    Cancelled,
+}
+
+type Callback<R> = Box<dyn FnOnce(&Result<R>) + Send>;
+
+/// Told when a task is done: [`as_completed`] and [`wait`] register one on each task.
+struct Watch {
+    done: Mutex<Vec<usize>>,
+    changed: Condvar,
+}
+
+impl Watch {
+    fn new() -> Arc<Watch> {
+        Arc::new(Watch {
+            done: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn notify(&self, index: usize) {
+        lock(&self.done).push(index);
+        self.changed.notify_all();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct JobState<R> {
+    stage: Stage,
+    /// The outcome once finished or cancelled; out of it while callbacks borrow it.
+    outcome: Option<Result<R>>,
+    taken: bool,
+    /// The thread running the callbacks (which must not wait for the outcome it holds).
+    in_callbacks: Option<ThreadId>,
+    callbacks: Vec<Callback<R>>,
+    watches: Vec<(Arc<Watch>, usize)>,
+}
+
+/// A task's side of the pool: the pool's manager delivers its outcome here.
+pub(crate) struct TaskJob<R> {
+    pool: usize,
+    state: Mutex<JobState<R>>,
+    changed: Condvar,
+    cancelled: AtomicBool,
+}
+
+impl<R: Send + 'static> TaskJob<R> {
+    pub(crate) fn new(pool: usize) -> Arc<Self> {
+        Arc::new(TaskJob {
+            pool,
+            state: Mutex::new(JobState {
+                stage: Stage::Pending,
+                outcome: None,
+                taken: false,
+                in_callbacks: None,
+                callbacks: Vec::new(),
+                watches: Vec::new(),
+            }),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+        })
+    }
+
+    /// Settles the task as `stage` with `outcome` (unless it is settled already), then
+    /// runs the callbacks with the outcome, then publishes it. Returns whether it settled.
+    fn settle(&self, stage: Stage, outcome: Result<R>) -> bool {
+        self.settle_locked(lock(&self.state), stage, outcome)
+    }
+
+    fn settle_locked<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, JobState<R>>,
+        stage: Stage,
+        outcome: Result<R>,
+    ) -> bool {
+        if matches!(st.stage, Stage::Finished | Stage::Cancelled) {
+            return false;
+        }
+        st.stage = stage;
+        if stage == Stage::Cancelled {
+            self.cancelled.store(true, Ordering::Relaxed);
+        }
+        let callbacks = std::mem::take(&mut st.callbacks);
+        let watches = std::mem::take(&mut st.watches);
+        let st = self.run_callbacks(st, callbacks, outcome);
+        drop(st);
+        self.changed.notify_all();
+        for (w, i) in watches {
+            w.notify(i);
+        }
+        true
+    }
+
+    /// Runs `callbacks` with `outcome`, then those added while they ran (a task whose
+    /// outcome is out with its callbacks queues new ones for them), then puts the outcome
+    /// back for `result`.
+    fn run_callbacks<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, JobState<R>>,
+        mut callbacks: Vec<Callback<R>>,
+        outcome: Result<R>,
+    ) -> MutexGuard<'a, JobState<R>> {
+        if !callbacks.is_empty() {
+            st.in_callbacks = Some(std::thread::current().id());
+            while !callbacks.is_empty() {
+                drop(st);
+                for cb in callbacks {
+                    call_back(cb, &outcome);
+                }
+                st = lock(&self.state);
+                callbacks = std::mem::take(&mut st.callbacks);
+            }
+            st.in_callbacks = None;
+        }
+        st.outcome = Some(outcome);
+        st
+    }
+
+    /// Pending → cancelled, decided under the same lock as the pool's `begin`.
+    fn cancel(&self) -> bool {
+        let st = lock(&self.state);
+        match st.stage {
+            Stage::Cancelled => true,
+            Stage::Running | Stage::Finished => false,
+            Stage::Pending => self.settle_locked(st, Stage::Cancelled, Err(Error::cancelled())),
+        }
+    }
+
+    fn stage(&self) -> Stage {
+        lock(&self.state).stage
+    }
+
+    /// Waits until the outcome is there (or was taken) or `deadline` passes.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        let st = lock(&self.state);
+        let me = std::thread::current().id();
+        // On the pool's manager thread, or inside this task's own callbacks, only look:
+        // waiting there would wait for the very thread that publishes the outcome.
+        let deadline = if on_manager_of(self.pool) || st.in_callbacks == Some(me) {
+            Some(Instant::now())
+        } else {
+            deadline
+        };
+        wait_until(&self.changed, st, deadline, |st| {
+            st.taken || st.outcome.is_some()
+        })
+        .1
+    }
+
+    fn take(&self) -> Result<R> {
+        let mut st = lock(&self.state);
+        if st.taken {
+            return Err(Error::new(
+                ErrorKind::AlreadyTaken,
+                "the result was already taken by an earlier result()",
+            ));
+        }
+        match st.outcome.take() {
+            Some(Ok(v)) => {
+                st.taken = true;
+                Ok(v)
+            }
+            Some(Err(e)) => {
+                st.outcome = Some(Err(e.clone()));
+                Err(e)
+            }
+            None if st.in_callbacks == Some(std::thread::current().id()) => Err(Error::new(
+                ErrorKind::InvalidState,
+                "a done callback is given the outcome; it cannot take it with result()",
+            )),
+            None if on_manager_of(self.pool) => Err(reentrant_wait()),
+            None => Err(Error::wait_timeout()),
+        }
+    }
+
+    /// The error it finished with, if any (a cancelled task's is `Cancelled`).
+    fn error(&self) -> Option<Error> {
+        match &lock(&self.state).outcome {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// Registers `watch` to hear (as `index`) when the task is done; `true` when it is
+    /// done already (and nothing is registered).
+    fn watch(&self, watch: &Arc<Watch>, index: usize) -> bool {
+        let mut st = lock(&self.state);
+        // Done, even while its callbacks still run (the watches were told, or are about to
+        // be, before this one came).
+        if matches!(st.stage, Stage::Finished | Stage::Cancelled) {
+            return true;
+        }
+        st.watches.push((watch.clone(), index));
+        false
+    }
+
+    fn add_callback(&self, f: Callback<R>) {
+        let mut st = lock(&self.state);
+        if st.taken {
+            // Done, and the value taken: run it here with the error saying so.
+            drop(st);
+            let taken = Err(Error::new(
+                ErrorKind::AlreadyTaken,
+                "the callback was added after result() took the value",
+            ));
+            call_back(f, &taken);
+            return;
+        }
+        let Some(outcome) = st.outcome.take() else {
+            // Not done, or done with the outcome out with its callbacks: whoever runs
+            // them runs this one too.
+            st.callbacks.push(f);
+            return;
+        };
+        // Done already: run it here, with the outcome.
+        let st = self.run_callbacks(st, vec![f], outcome);
+        drop(st);
+        self.changed.notify_all();
+    }
+}
+
+/// Runs a done callback; as Python logs and ignores an exception in one, a panic is
+/// reported on stderr.
+fn call_back<R>(cb: Callback<R>, outcome: &Result<R>) {
+    if let Err(m) = mproc_process::catch_panic(|| cb(outcome)) {
+        eprintln!("mproc-pool: a done callback panicked: {m}");
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for TaskJob<R> {
+    fn deliver(&self, span: Span, delivery: Delivery) {
+        let outcome = chunk_results::<R>(span, delivery)
+            .into_items(span)
+            .next()
+            .map(|(_, r)| r.map_err(|e| e.without_index()))
+            .unwrap_or_else(|| {
+                Err(Error::new(
+                    ErrorKind::Decode,
+                    "a worker sent no result for the task",
+                ))
+            });
+        self.settle(Stage::Finished, outcome);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    fn begin(&self) -> bool {
+        let mut st = lock(&self.state);
+        match st.stage {
+            Stage::Pending | Stage::Running => {
+                st.stage = Stage::Running;
+                true
+            }
+            Stage::Finished | Stage::Cancelled => false,
+        }
+    }
+
+    fn unbegin(&self) {
+        let mut st = lock(&self.state);
+        if st.stage == Stage::Running {
+            st.stage = Stage::Pending;
+        }
+    }
+
+    fn cancel_pending(&self) {
+        self.cancel();
+    }
+}
+
+/// What an untyped waiter needs of a task.
+trait Job<R>: Send + Sync {
+    fn stage(&self) -> Stage;
+    fn cancel(&self) -> bool;
+    fn wait_until(&self, deadline: Option<Instant>) -> bool;
+    fn take(&self) -> Result<R>;
+    fn error(&self) -> Option<Error>;
+    fn watch(&self, watch: &Arc<Watch>, index: usize) -> bool;
+    fn add_callback(&self, f: Callback<R>);
+    fn id(&self) -> usize;
+}
+
+impl<R: Send + 'static> Job<R> for TaskJob<R> {
+    fn stage(&self) -> Stage {
+        TaskJob::stage(self)
+    }
+    fn cancel(&self) -> bool {
+        TaskJob::cancel(self)
+    }
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        TaskJob::wait_until(self, deadline)
+    }
+    fn take(&self) -> Result<R> {
+        TaskJob::take(self)
+    }
+    fn error(&self) -> Option<Error> {
+        TaskJob::error(self)
+    }
+    fn watch(&self, watch: &Arc<Watch>, index: usize) -> bool {
+        TaskJob::watch(self, watch, index)
+    }
+    fn add_callback(&self, f: Callback<R>) {
+        TaskJob::add_callback(self, f)
+    }
+    fn id(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+}
+
+/// A task submitted to an [`Executor`](crate::Executor): Python's
+/// `concurrent.futures.Future` (named so beside `std::future::Future`).
+///
+/// [`result`](Self::result) waits and hands the value out once (later calls return
+/// [`ErrorKind::AlreadyTaken`]); an error can be read any number of times. A task is
+/// *pending* until the executor hands it to a worker, then *running*, then *done*;
+/// [`cancel`](Self::cancel) succeeds only while it is pending. Dropping the handle does
+/// not cancel the task.
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// # mproc_process::init();
+/// let executor = mproc_pool::Executor::new(2)?;
+/// let task = executor.submit(square, 7)?;
+/// assert_eq!(task.result()?, 49);
+/// assert!(task.done() && !task.cancelled());
+/// # Ok::<(), mproc_pool::Error>(())
+/// ```
+#[doc(alias = "Future")]
+pub struct TaskHandle<R> {
+    job: Arc<dyn Job<R>>,
+}
+
+impl<R> fmt::Debug for TaskHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("state", &self.job.stage())
+            .finish()
+    }
+}
+
+impl<R: Send + 'static> TaskHandle<R> {
+    pub(crate) fn new(job: Arc<TaskJob<R>>) -> Self {
+        TaskHandle { job }
+    }
+}
+
+impl<R> TaskHandle<R> {
+    /// Waits for the task and returns its value (once) or its error. Python: `result()`.
+    ///
+    /// # Errors
+    ///
+    /// The task's error: [`ErrorKind::Panicked`] with the panic's message,
+    /// [`ErrorKind::WorkerDied`] with the worker's exit status or signal,
+    /// [`ErrorKind::Encode`] / [`ErrorKind::Decode`] for an argument or result that would
+    /// not travel, [`ErrorKind::Timeout`] for the executor's task timeout,
+    /// [`ErrorKind::Cancelled`]; [`ErrorKind::AlreadyTaken`] after the value was taken;
+    /// [`ErrorKind::InvalidState`] from one of its own done callbacks.
+    pub fn result(&self) -> Result<R> {
+        self.job.wait_until(None);
+        self.job.take()
+    }
+
+    /// Like [`result`](Self::result), but gives up after `timeout` with
+    /// [`ErrorKind::Timeout`] (the task goes on, and can be waited for again). Python:
+    /// `result(timeout)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// # mproc_process::init();
+    /// let executor = mproc_pool::Executor::new(1)?;
+    /// let task = executor.submit(nap, 300)?;
+    /// let early = task.result_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert_eq!(early.kind(), mproc_pool::ErrorKind::Timeout);
+    /// assert_eq!(task.result_timeout(Duration::from_secs(30))?, 300);
+    /// # Ok::<(), mproc_pool::Error>(())
+    /// ```
+    pub fn result_timeout(&self, timeout: Duration) -> Result<R> {
+        self.job.wait_until(mproc_sys::deadline_after(timeout));
+        self.job.take()
+    }
+
+    /// Returns whether the task is done: finished (with a value or an error) or
+    /// cancelled. Python: `done()`.
+    pub fn done(&self) -> bool {
+        matches!(self.job.stage(), Stage::Finished | Stage::Cancelled)
+    }
+
+    /// Returns whether a worker has the task (in its queue or running it) and it is not
+    /// done. Python: `running()`.
+    pub fn running(&self) -> bool {
+        self.job.stage() == Stage::Running
+    }
+
+    /// Cancels the task if no worker has it yet; returns whether it is cancelled (also
+    /// `true` when it was already). A cancelled task never runs; its
+    /// [`result`](Self::result) is [`ErrorKind::Cancelled`] and its callbacks run now.
+    /// Python: `cancel()`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    /// # mproc_process::init();
+    /// let executor = mproc_pool::Executor::new(1)?;
+    /// let first = executor.submit(nap, 300)?; // takes the only worker
+    /// let second = executor.submit(nap, 300)?;
+    /// while !first.running() { std::thread::sleep(Duration::from_millis(1)); }
+    /// assert!(second.cancel());
+    /// assert!(!first.cancel(), "a worker has it");
+    /// assert_eq!(second.result().unwrap_err().kind(), mproc_pool::ErrorKind::Cancelled);
+    /// assert_eq!(first.result()?, 300);
+    /// # Ok::<(), mproc_pool::Error>(())
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.job.cancel()
+    }
+
+    /// Returns whether the task was cancelled. Python: `cancelled()`.
+    pub fn cancelled(&self) -> bool {
+        self.job.stage() == Stage::Cancelled
+    }
+
+    /// Runs `f` with the task's outcome when it is done, in this process: on the
+    /// executor's result thread, or at once on the caller's when the task is done already
+    /// (after [`result`](Self::result) took the value, `f` gets
+    /// [`ErrorKind::AlreadyTaken`]; while the task's callbacks are still running, `f` runs
+    /// after them, on their thread). Callbacks run in the order added, before the outcome
+    /// is published to `result`; one that panics is reported on stderr and the others
+    /// still run. Python: `add_done_callback(fn)`, whose `fn` gets the future.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// fn square(x: u64) -> u64 { x * x }
+    /// # mproc_process::init();
+    /// let executor = mproc_pool::Executor::new(1)?;
+    /// let task = executor.submit(square, 9)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// task.add_done_callback(move |r| tx.send(*r.as_ref().unwrap()).unwrap());
+    /// assert_eq!(rx.recv().unwrap(), 81);
+    /// # Ok::<(), mproc_pool::Error>(())
+    /// ```
+    pub fn add_done_callback(&self, f: impl FnOnce(&Result<R>) + Send + 'static) {
+        self.job.add_callback(Box::new(f));
+    }
+}
+
+/// Yields the tasks of `tasks` as they complete (done or cancelled), each once (a task
+/// given twice is yielded once), those done already first: Python's `as_completed`. When
+/// `timeout` passes with tasks still running, it yields one `Err` of kind
+/// [`ErrorKind::Timeout`] and ends (the tasks go on).
+///
+/// ```
+/// use std::time::Duration;
+/// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+/// # mproc_process::init();
+/// let executor = mproc_pool::Executor::new(2)?;
+/// let tasks = [executor.submit(nap, 400)?, executor.submit(nap, 10)?];
+/// let order: Vec<u64> = mproc_pool::as_completed(&tasks, Some(Duration::from_secs(30)))
+///     .map(|t| t?.result())
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(order, [10, 400]);
+/// # Ok::<(), mproc_pool::Error>(())
+/// ```
+pub fn as_completed<R>(tasks: &[TaskHandle<R>], timeout: Option<Duration>) -> AsCompleted<'_, R> {
+    let watch = Watch::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut left = 0;
+    for (i, t) in tasks.iter().enumerate() {
+        if !seen.insert(t.job.id()) {
+            continue;
+        }
+        left += 1;
+        if t.job.watch(&watch, i) {
+            lock(&watch.done).push(i);
+        }
+    }
+    AsCompleted {
+        tasks,
+        watch,
+        left,
+        deadline: timeout.and_then(mproc_sys::deadline_after),
+    }
+}
+
+/// The iterator of [`as_completed`].
+pub struct AsCompleted<'a, R> {
+    tasks: &'a [TaskHandle<R>],
+    watch: Arc<Watch>,
+    left: usize,
+    deadline: Option<Instant>,
+}
+
+impl<R> fmt::Debug for AsCompleted<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("left", &self.left)
+            .finish()
+    }
+}
+
+impl<'a, R> Iterator for AsCompleted<'a, R> {
+    type Item = Result<&'a TaskHandle<R>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let done = lock(&self.watch.done);
+        let (mut done, ready) =
+            wait_until(&self.watch.changed, done, self.deadline, |d| !d.is_empty());
+        if !ready {
+            self.left = 0;
+            return Some(Err(Error::new(
+                ErrorKind::Timeout,
+                "as_completed timed out with tasks still running",
+            )));
+        }
+        let i = done.remove(0);
+        self.left -= 1;
+        Some(Ok(&self.tasks[i]))
+    }
+}
+
+/// When [`wait`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReturnWhen {
+    /// When any task is done (or cancelled). Python: `FIRST_COMPLETED`.
+    FirstCompleted,
+    /// When any task finishes with an error (not counting cancelled ones), or else when
+    /// all are done. Python: `FIRST_EXCEPTION`.
+    FirstException,
+    /// When all tasks are done. Python: `ALL_COMPLETED`.
+    AllCompleted,
+}
+
+/// The two sets [`wait`] returns: Python's `DoneAndNotDoneFutures`.
+#[derive(Debug)]
+pub struct DoneAndNotDone<'a, R> {
+    /// The tasks done (finished or cancelled), in the order given.
+    pub done: Vec<&'a TaskHandle<R>>,
+    /// The others, in the order given.
+    pub not_done: Vec<&'a TaskHandle<R>>,
+}
+
+/// Waits until `return_when` holds for `tasks`, or `timeout` passes, and returns which
+/// tasks are done and which not: Python's `concurrent.futures.wait`. A task given twice
+/// appears once.
+///
+/// ```
+/// use std::time::Duration;
+/// use mproc_pool::ReturnWhen;
+/// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+/// # mproc_process::init();
+/// let executor = mproc_pool::Executor::new(2)?;
+/// let tasks = [executor.submit(nap, 10)?, executor.submit(nap, 2000)?];
+/// let r = mproc_pool::wait(&tasks, Some(Duration::from_secs(30)), ReturnWhen::FirstCompleted);
+/// assert_eq!((r.done.len(), r.not_done.len()), (1, 1));
+/// # Ok::<(), mproc_pool::Error>(())
+/// ```
+pub fn wait<R>(
+    tasks: &[TaskHandle<R>],
+    timeout: Option<Duration>,
+    return_when: ReturnWhen,
+) -> DoneAndNotDone<'_, R> {
+    let deadline = timeout.and_then(mproc_sys::deadline_after);
+    let watch = Watch::new();
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<usize> = (0..tasks.len())
+        .filter(|&i| seen.insert(tasks[i].job.id()))
+        .collect();
+    for &i in &unique {
+        tasks[i].job.watch(&watch, i);
+    }
+    let satisfied = || {
+        let done: Vec<usize> = unique
+            .iter()
+            .copied()
+            .filter(|&i| tasks[i].done())
+            .collect();
+        let all = done.len() == unique.len();
+        match return_when {
+            ReturnWhen::AllCompleted => all,
+            ReturnWhen::FirstCompleted => !done.is_empty() || unique.is_empty(),
+            ReturnWhen::FirstException => {
+                all || done
+                    .iter()
+                    .any(|&i| !tasks[i].cancelled() && tasks[i].job.error().is_some())
+            }
+        }
+    };
+    let mut guard = lock(&watch.done);
+    loop {
+        guard.clear();
+        drop(guard);
+        if satisfied() {
+            break;
+        }
+        guard = lock(&watch.done);
+        let (g, changed) = wait_until(&watch.changed, guard, deadline, |d| !d.is_empty());
+        guard = g;
+        if !changed {
+            drop(guard);
+            break;
+        }
+    }
+    let (done, not_done) = unique.iter().map(|&i| &tasks[i]).partition(|t| t.done());
+    DoneAndNotDone { done, not_done }
+}
