@@ -359,14 +359,18 @@ impl Drop for Executor {
         // background there too, rather than being terminated by the pool's drop.
         let on_own_thread = on_manager_of(pool.shared().id());
         if self.detached.load(Ordering::Relaxed) || on_own_thread {
+            let pool = Arc::new(pool);
+            let drained = pool.clone();
             let background = std::thread::Builder::new()
                 .name("mproc-executor-drain".into())
                 .spawn(move || {
-                    let _ = pool.join();
+                    let _ = drained.join();
                 });
-            // Without a thread, waiting here is the only way that still finishes the work.
             if let Err(e) = background {
+                // Without a thread, waiting here is the only way that still finishes the
+                // work (the closure, and its handle on the pool, went with the error).
                 eprintln!("mproc-pool: no thread to finish the executor's work in: {e}");
+                let _ = pool.join();
             }
             return;
         }
