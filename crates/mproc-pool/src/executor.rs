@@ -74,7 +74,7 @@ impl Builder {
 
     /// Runs `f(arg)` once in each worker before its first task (Python's `initializer`
     /// and `initargs`). If it panics, every task fails with
-    /// [`ErrorKind::Initializer`](crate::ErrorKind::Initializer) (Python breaks the
+    /// [`ErrorKind::Initializer`] (Python breaks the
     /// executor).
     pub fn initializer<I>(mut self, f: fn(I), arg: I) -> Self
     where

@@ -60,6 +60,8 @@ struct JobState<R> {
     in_callbacks: Option<ThreadId>,
     callbacks: Vec<Callback<R>>,
     watches: Vec<(Arc<Watch>, usize)>,
+    /// Threads waiting on `changed` (a notify is skipped when there are none).
+    waiters: u32,
 }
 
 /// A task's side of the pool: the pool's manager delivers its outcome here.
@@ -81,6 +83,7 @@ impl<R: Send + 'static> TaskJob<R> {
                 in_callbacks: None,
                 callbacks: Vec::new(),
                 watches: Vec::new(),
+                waiters: 0,
             }),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -109,8 +112,13 @@ impl<R: Send + 'static> TaskJob<R> {
         let callbacks = std::mem::take(&mut st.callbacks);
         let watches = std::mem::take(&mut st.watches);
         let st = self.run_callbacks(st, callbacks, outcome);
+        let waiting = st.waiters > 0;
         drop(st);
-        self.changed.notify_all();
+        // A condvar's notify is a system call even with nobody waiting: most results are
+        // taken after they arrive, so skip it then.
+        if waiting {
+            self.changed.notify_all();
+        }
         for (w, i) in watches {
             w.notify(i);
         }
@@ -167,10 +175,15 @@ impl<R: Send + 'static> TaskJob<R> {
         } else {
             deadline
         };
-        wait_until(&self.changed, st, deadline, |st| {
-            st.taken || st.outcome.is_some()
-        })
-        .1
+        let ready = |st: &JobState<R>| st.taken || st.outcome.is_some();
+        if ready(&st) {
+            return true;
+        }
+        let mut st = st;
+        st.waiters += 1;
+        let (mut st, done) = wait_until(&self.changed, st, deadline, ready);
+        st.waiters -= 1;
+        done
     }
 
     fn take(&self) -> Result<R> {
@@ -240,8 +253,11 @@ impl<R: Send + 'static> TaskJob<R> {
         };
         // Done already: run it here, with the outcome.
         let st = self.run_callbacks(st, vec![f], outcome);
+        let waiting = st.waiters > 0;
         drop(st);
-        self.changed.notify_all();
+        if waiting {
+            self.changed.notify_all();
+        }
     }
 }
 
