@@ -81,6 +81,13 @@
 //! | `res.get(timeout)`, `res.wait()`, `res.ready()`, `res.successful()` | `res.get_timeout(t)`, `res.wait()`, `res.ready()`, `res.successful()` (`None` while running) |
 //! | `p.close()`, `p.join()`, `p.terminate()` | the same names; `p.join_timeout(t)` too |
 //! | a worker killed mid-task: `map` hangs for ever | that task fails with `pool::ErrorKind::WorkerDied`, a new worker replaces it, the rest completes |
+//! | `concurrent.futures.ProcessPoolExecutor(max_workers)` | `Executor::new(n)?` (workers start on demand); `pool::executor::Builder` for `initializer`, `max_tasks_per_child`, `mp_context`, a task timeout |
+//! | `fut = ex.submit(f, x)`, `fut.result(timeout)` | `let task = ex.submit(f, x)?`, `task.result()?` / `task.result_timeout(t)` (a `TaskHandle`; the value is taken once) |
+//! | `fut.done()`, `running()`, `cancel()`, `cancelled()`, `add_done_callback(fn)` | the same names; the callback gets `&Result<R>` and runs in the parent |
+//! | `as_completed(fs, timeout)`, `wait(fs, timeout, FIRST_COMPLETED)` | `as_completed(&tasks, Some(t))`, `pool::wait(&tasks, Some(t), ReturnWhen::FirstCompleted)` (`.done`, `.not_done`) |
+//! | `ex.map(f, it, timeout=t, chunksize=n)` | `ex.map(f, it, Some(t), n)`: an iterator of `Result`, in order, lazy over endless inputs |
+//! | `ex.shutdown(wait, cancel_futures=True)`, `terminate_workers()`, `kill_workers()` | the same names; dropping the executor is `shutdown(true, false)` |
+//! | one dead worker: `BrokenProcessPool` for every task and every later `submit` | that task fails with `WorkerDied` (exit status or signal); the executor serves on |
 //! | `Manager()`, `with Manager() as m:` | `let m = Manager::start()?;` (dropping it stops the server, as leaving the `with` block does) |
 //! | `m.list()`, `m.dict()`, `m.set()`, `m.Namespace()` | `m.list::<T>()?`, `m.dict::<K, V>()?`, `m.set::<T>()?`, `m.namespace()?` (`ns.x = 1` is `ns.set("x", &1)?`) |
 //! | `m.Value('i', 0)`, `m.Array('d', xs)` | `m.value(0i32)?`, `m.array(xs)?` |
