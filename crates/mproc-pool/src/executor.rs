@@ -283,7 +283,9 @@ impl Executor {
     /// with `cancel_futures`, cancels every task no worker has yet
     /// ([`ErrorKind::Cancelled`]); with `wait`, waits until every other task is done and
     /// every worker has ended. Python: `shutdown(wait, cancel_futures=...)`. Calling it
-    /// again is harmless.
+    /// again is harmless. A [`map`](Self::map) in progress is not a set of tasks here:
+    /// its items keep going out and running after `cancel_futures` (Python cancels the
+    /// futures its `map` made); drop its iterator to stop it.
     ///
     /// # Errors
     ///
