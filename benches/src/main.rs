@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Instant;
 
-use mproc::sys::{ForkOutcome, SpawnSelf};
 use mproc::{Builder, StartMethod};
+use mproc_sys::{ForkOutcome, SpawnSelf};
 use serde_json::{Value, json};
 
 mod executor;
@@ -69,16 +69,16 @@ fn exec_self_floor() {
         .env(FLOOR_ENV, "1")
         .spawn()
         .expect("posix_spawn");
-    let st = mproc::sys::wait_pid(pid, true).expect("waitpid");
+    let st = mproc_sys::wait_pid(pid, true).expect("waitpid");
     assert_eq!(st, Some(mproc::ExitStatus::Code(0)));
 }
 
 /// The floor of fork: fork, `_exit(0)` in the child, waitpid in the parent.
 fn fork_wait_floor() {
-    match mproc::sys::fork(None).expect("fork") {
-        ForkOutcome::Child => mproc::sys::exit_now(0),
+    match mproc_sys::fork(None).expect("fork") {
+        ForkOutcome::Child => mproc_sys::exit_now(0),
         ForkOutcome::Parent(pid) => {
-            mproc::sys::wait_pid(pid, true).expect("waitpid");
+            mproc_sys::wait_pid(pid, true).expect("waitpid");
         }
     }
 }
@@ -89,7 +89,7 @@ fn fork_wait_floor() {
 /// pinned to CPU 0 may run on one CPU only, and must still move to its own.
 fn pin(cpu: usize) {
     if mproc::cpu_count() > 1 {
-        mproc::sys::set_cpu_affinity(&[cpu]).expect("sched_setaffinity");
+        mproc_sys::set_cpu_affinity(&[cpu]).expect("sched_setaffinity");
     }
 }
 
@@ -113,11 +113,11 @@ fn stream_bytes((mut tx, n, size): (mproc::Sender<()>, usize, usize)) {
 /// Forks a child that runs `f` on one end of a raw socketpair; returns the other end.
 fn fork_raw(f: fn(std::os::unix::net::UnixStream)) -> (std::os::unix::net::UnixStream, u32) {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-    match mproc::sys::fork(None).expect("fork") {
+    match mproc_sys::fork(None).expect("fork") {
         ForkOutcome::Child => {
             drop(ours);
             f(theirs);
-            mproc::sys::exit_now(0)
+            mproc_sys::exit_now(0)
         }
         ForkOutcome::Parent(pid) => (ours, pid),
     }
@@ -180,8 +180,8 @@ fn pipe_rtt(rounds: usize, per_round: usize) -> (Vec<f64>, Vec<f64>, bool) {
     conn.send(&None).expect("stop");
     child.join().expect("join");
     drop(raw);
-    mproc::sys::wait_pid(raw_pid, true).expect("wait");
-    mproc::sys::set_cpu_affinity(&[]).expect("unpin");
+    mproc_sys::wait_pid(raw_pid, true).expect("wait");
+    mproc_sys::set_cpu_affinity(&[]).expect("unpin");
     (ours, floor, ok)
 }
 
@@ -219,9 +219,9 @@ fn pipe_bandwidth(rounds: usize, messages: usize) -> (Vec<f64>, Vec<f64>, bool) 
         });
         floor.push(gbps(messages * BW_SIZE, us));
         drop(raw);
-        mproc::sys::wait_pid(pid, true).expect("wait");
+        mproc_sys::wait_pid(pid, true).expect("wait");
     }
-    mproc::sys::set_cpu_affinity(&[]).expect("unpin");
+    mproc_sys::set_cpu_affinity(&[]).expect("unpin");
     (ours, floor, ok)
 }
 

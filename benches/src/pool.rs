@@ -103,9 +103,9 @@ pub fn recover_ms() -> (f64, bool) {
         .apply_async(report_then_sleep, (started.clone(), 60_000))
         .expect("blocker");
     let blocker_pid = wait_start(&started);
-    let pidfd = mproc::sys::pidfd_open(victim_pid).expect("pidfd");
+    let pidfd = mproc_sys::pidfd_open(victim_pid).expect("pidfd");
     let t0 = Instant::now();
-    mproc::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), mproc::sys::SIGKILL)
+    mproc_sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), mproc_sys::SIGKILL)
         .expect("kill");
     let died = victim
         .get()

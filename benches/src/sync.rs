@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mproc::sys::{futex_wait, futex_wake};
 use mproc::{Barrier, Builder, Lock, RawValue, SharedAtomic, SharedMemory, StartMethod, Value};
+use mproc_sys::{futex_wait, futex_wake};
 
 /// Drepper's futex mutex (0 free, 1 held, 2 held with waiters), with the same short spin
 /// as mproc's lock: the floor every lock figure is compared with.

@@ -91,7 +91,7 @@ pub fn deadline<T>(limit: Duration, body: impl FnOnce() -> T) -> T {
 
 /// Waits until process `pid` has ended (or `limit` passes); returns whether it ended.
 pub fn wait_gone(pidfd: std::os::fd::BorrowedFd<'_>, limit: Duration) -> bool {
-    mproc::sys::wait_readable(pidfd, Some(Instant::now() + limit)).unwrap_or(false)
+    mproc_sys::wait_readable(pidfd, Some(Instant::now() + limit)).unwrap_or(false)
 }
 
 /// Returns the state letter of `/proc/<pid>/stat` (`Z` for a zombie) and the parent pid.

@@ -171,14 +171,14 @@ fn abort(_: ()) -> u32 {
 /// thread that has its stack-overflow handler: it restores the default and returns).
 fn segfault(_: ()) -> u32 {
     loop {
-        let _ = mproc::sys::kill_pid(std::process::id(), SIGSEGV);
+        let _ = mproc_sys::kill_pid(std::process::id(), SIGSEGV);
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 /// The initializer: a worker is single-threaded, where mproc's checked setter works.
 fn set_var(value: String) {
-    mproc::sys::set_env_var("MPROC_EXECUTOR_TEST_INIT".as_ref(), Some(value.as_ref())).unwrap();
+    mproc_sys::set_env_var("MPROC_EXECUTOR_TEST_INIT".as_ref(), Some(value.as_ref())).unwrap();
 }
 
 fn bad_init(_: ()) {
@@ -953,8 +953,8 @@ fn deadlock_an_idle_worker_sigkilled() {
     deadline(LIMIT, || {
         let executor = executor_builder(1).build().unwrap();
         let worker = executor.submit(pid, ()).unwrap().result().unwrap();
-        let pidfd = mproc::sys::pidfd_open(worker).unwrap();
-        mproc::sys::pidfd_send_signal(pidfd.as_fd(), mproc::sys::SIGKILL).unwrap();
+        let pidfd = mproc_sys::pidfd_open(worker).unwrap();
+        mproc_sys::pidfd_send_signal(pidfd.as_fd(), mproc_sys::SIGKILL).unwrap();
         assert!(wait_gone(pidfd.as_fd(), LIVENESS));
         let next = executor.submit(pid, ()).unwrap().result().unwrap();
         assert_ne!(next, worker);
@@ -971,8 +971,8 @@ fn deadlock_a_worker_sigkilled_mid_task() {
         let victim = executor.submit(hold, gate.path()).unwrap();
         let queued = executor.submit(square, 5).unwrap();
         let worker = gate.started();
-        let pidfd = mproc::sys::pidfd_open(worker).unwrap();
-        mproc::sys::pidfd_send_signal(pidfd.as_fd(), mproc::sys::SIGKILL).unwrap();
+        let pidfd = mproc_sys::pidfd_open(worker).unwrap();
+        mproc_sys::pidfd_send_signal(pidfd.as_fd(), mproc_sys::SIGKILL).unwrap();
         let err = victim.result().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::WorkerDied, "{err}");
         assert_eq!(err.exit_status(), Some(ExitStatus::Signal(9)), "{err}");
@@ -1105,7 +1105,7 @@ fn shutdown_without_wait_then_drop_returns_and_the_work_still_finishes() {
         let held = executor.submit(hold, gate.path()).unwrap();
         let queued = executor.submit(square, 7).unwrap();
         let worker = gate.started();
-        let pidfd = mproc::sys::pidfd_open(worker).unwrap();
+        let pidfd = mproc_sys::pidfd_open(worker).unwrap();
         executor.shutdown(false, false).unwrap();
         assert!(!held.done());
         drop(executor);
@@ -1135,7 +1135,7 @@ fn terminate_and_kill_workers_fail_the_running_and_cancel_the_pending() {
                 .map(|m| executor.submit(touch, m.clone()).unwrap())
                 .collect();
             let worker = gate.started();
-            let pidfd = mproc::sys::pidfd_open(worker).unwrap();
+            let pidfd = mproc_sys::pidfd_open(worker).unwrap();
             if kill {
                 executor.kill_workers();
             } else {

@@ -72,11 +72,11 @@ fn until(what: &str, mut ready: impl FnMut() -> bool) {
 }
 
 fn pid_fd(pid: u32) -> std::os::fd::OwnedFd {
-    mproc::sys::pidfd_open(pid).expect("a pidfd")
+    mproc_sys::pidfd_open(pid).expect("a pidfd")
 }
 
 fn signal(pidfd: &std::os::fd::OwnedFd, sig: i32) {
-    mproc::sys::pidfd_send_signal(pidfd.as_fd(), sig).expect("signalling");
+    mproc_sys::pidfd_send_signal(pidfd.as_fd(), sig).expect("signalling");
 }
 
 /// SIGKILLs a child and waits for it to end.
@@ -84,13 +84,13 @@ fn kill_and_reap<R: serde::de::DeserializeOwned>(child: &mut Child<R>) {
     child.kill().unwrap();
     assert_eq!(
         child.wait_timeout(LIVE).unwrap(),
-        mproc::ExitStatus::Signal(mproc::sys::SIGKILL)
+        mproc::ExitStatus::Signal(mproc_sys::SIGKILL)
     );
 }
 
 /// CLOCK_MONOTONIC in ns: one clock for every process of the machine.
 fn now_ns() -> u64 {
-    mproc::sys::monotonic_ns()
+    mproc_sys::monotonic_ns()
 }
 
 /// Runs the helper binary with `args` to its end (killing it after 60 s).
@@ -1522,7 +1522,7 @@ fn garbage_and_stalling_peers_are_dropped_while_the_others_go_on() {
         // Random bytes.
         let mut noise = TcpStream::connect(sa).unwrap();
         let mut bytes = vec![0u8; 64 << 10];
-        mproc::sys::random_bytes(&mut bytes).unwrap();
+        mproc_sys::random_bytes(&mut bytes).unwrap();
         let _ = noise.write_all(&bytes); // the server may hang up before it is all sent
         // A frame header announcing 2^64 - 1 bytes, then a little of them.
         let mut huge = TcpStream::connect(sa).unwrap();
@@ -1665,7 +1665,7 @@ fn a_sigkilled_server_disconnects_every_waiting_client() {
             std::thread::sleep(Duration::from_millis(300));
             assert!(!t_get.is_finished() && !t_acquire.is_finished());
             let killed = now_ns();
-            signal(&server, mproc::sys::SIGKILL);
+            signal(&server, mproc_sys::SIGKILL);
             assert!(
                 wait_gone(server.as_fd(), LIVE),
                 "the server survived SIGKILL"
@@ -1812,7 +1812,7 @@ fn a_dead_parent_is_dead_to_the_server_even_with_a_forked_child_alive() {
         q.put(7).unwrap();
         std::thread::sleep(Duration::from_millis(300));
         let item = q.try_get().unwrap();
-        signal(&child, mproc::sys::SIGKILL);
+        signal(&child, mproc_sys::SIGKILL);
         assert!(wait_gone(child.as_fd(), LIVE));
         drop(server);
         let _ = std::fs::remove_file(&path);

@@ -212,18 +212,18 @@ fn bytes_api_and_buffer_too_short() {
 #[test]
 fn a_byte_receive_that_times_out_mid_body_resumes_intact() {
     deadline(LIMIT, || {
-        let (raw, theirs) = mproc::sys::socketpair().unwrap();
+        let (raw, theirs) = mproc_sys::socketpair().unwrap();
         let mut conn: Connection<(), ()> = Connection::from(theirs);
         let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let mut frame = frame_header(body.len() as u64);
         frame.extend_from_slice(&body[..6000]);
-        mproc::sys::send_with_fds(raw.as_fd(), &frame, &[]).unwrap();
+        mproc_sys::send_with_fds(raw.as_fd(), &frame, &[]).unwrap();
         let mut buf = vec![0u8; 16_384];
         let err = conn
             .recv_bytes_into_timeout(&mut buf, Duration::from_millis(50))
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
-        mproc::sys::send_with_fds(raw.as_fd(), &body[6000..], &[]).unwrap();
+        mproc_sys::send_with_fds(raw.as_fd(), &body[6000..], &[]).unwrap();
         let n = conn
             .recv_bytes_into_timeout(&mut buf, Duration::from_secs(10))
             .unwrap();
@@ -323,25 +323,25 @@ fn size_limits_refuse_on_sending_and_skip_on_receiving() {
 #[test]
 fn a_malicious_length_prefix_is_an_error_without_allocation_or_desync() {
     deadline(LIMIT, || {
-        let (raw, theirs) = mproc::sys::socketpair().unwrap();
+        let (raw, theirs) = mproc_sys::socketpair().unwrap();
         let mut conn: Connection<(), ()> = Connection::from(theirs);
         // 2^62 bytes announced: refused at once, nothing allocated.
-        mproc::sys::send_with_fds(raw.as_fd(), &frame_header(1 << 62), &[]).unwrap();
+        mproc_sys::send_with_fds(raw.as_fd(), &frame_header(1 << 62), &[]).unwrap();
         assert_eq!(conn.recv_bytes().unwrap_err().kind(), ErrorKind::TooLarge);
         // A smaller oversized frame with its body, then a good frame: skipped, then read.
         conn.set_max_message(64);
-        let (raw, theirs) = mproc::sys::socketpair().unwrap();
+        let (raw, theirs) = mproc_sys::socketpair().unwrap();
         let mut conn: Connection<(), ()> = Connection::from(theirs);
         conn.set_max_message(64);
         let mut bytes = frame_header(1000);
         bytes.extend(vec![0xEE; 1000]);
         bytes.extend(frame_header(2));
         bytes.extend(b"ok");
-        mproc::sys::send_with_fds(raw.as_fd(), &bytes, &[]).unwrap();
+        mproc_sys::send_with_fds(raw.as_fd(), &bytes, &[]).unwrap();
         assert_eq!(conn.recv_bytes().unwrap_err().kind(), ErrorKind::TooLarge);
         assert_eq!(conn.recv_bytes().unwrap(), b"ok");
         // Garbage: corrupt, and it stays so.
-        mproc::sys::send_with_fds(raw.as_fd(), b"not a frame at all", &[]).unwrap();
+        mproc_sys::send_with_fds(raw.as_fd(), b"not a frame at all", &[]).unwrap();
         assert_eq!(conn.recv_bytes().unwrap_err().kind(), ErrorKind::Corrupt);
     });
 }
@@ -371,7 +371,7 @@ fn no_fd_leaks_over_10000_pipes_and_1000_transferred_ends() {
 }
 
 fn count_leaks(_: ()) -> (usize, usize) {
-    let before = mproc::sys::open_fd_count().unwrap();
+    let before = mproc_sys::open_fd_count().unwrap();
     for _ in 0..10_000 {
         let (a, b) = mproc::pipe::<u8>().unwrap();
         drop((a, b));
@@ -386,7 +386,7 @@ fn count_leaks(_: ()) -> (usize, usize) {
         assert_eq!(b.recv().unwrap(), i as u8);
     }
     drop((tx, rx));
-    (before, mproc::sys::open_fd_count().unwrap())
+    (before, mproc_sys::open_fd_count().unwrap())
 }
 
 #[test]

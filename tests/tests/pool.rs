@@ -68,7 +68,7 @@ fn report_then_wait((started, x): (SharedAtomic<AtomicU64>, u64)) -> u64 {
 
 /// The initializer: a worker is single-threaded, where mproc's checked setter works.
 fn set_var(value: String) {
-    mproc::sys::set_env_var("MPROC_POOL_TEST_INIT".as_ref(), Some(value.as_ref())).unwrap();
+    mproc_sys::set_env_var("MPROC_POOL_TEST_INIT".as_ref(), Some(value.as_ref())).unwrap();
 }
 
 fn read_var(_: u64) -> Option<String> {
@@ -430,8 +430,8 @@ fn a_worker_killed_mid_task_fails_that_task_and_the_rest_completes() {
             );
             std::thread::sleep(Duration::from_millis(1));
         };
-        let pidfd = mproc::sys::pidfd_open(pid).unwrap();
-        mproc::sys::pidfd_send_signal(pidfd.as_fd(), mproc::sys::SIGKILL).unwrap();
+        let pidfd = mproc_sys::pidfd_open(pid).unwrap();
+        mproc_sys::pidfd_send_signal(pidfd.as_fd(), mproc_sys::SIGKILL).unwrap();
         let err = victim.get().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::WorkerDied, "{err}");
         assert_eq!(err.exit_status(), Some(ExitStatus::Signal(9)));
@@ -530,7 +530,7 @@ fn dropping_a_pool_with_work_in_flight_leaves_nothing_behind() {
             std::thread::sleep(Duration::from_millis(1));
         }
         let worker = started.load(Ordering::SeqCst) as u32;
-        let pidfd = mproc::sys::pidfd_open(worker).unwrap();
+        let pidfd = mproc_sys::pidfd_open(worker).unwrap();
         drop(pool);
         assert_eq!(r.get().unwrap_err().kind(), ErrorKind::Terminated);
         assert!(
@@ -554,7 +554,7 @@ fn two_hundred_pool_lifetimes_leave_no_zombie_or_worker() {
                 pool.join().unwrap();
             } else {
                 let p = pool.apply(pid, 0).unwrap();
-                workers.push(mproc::sys::pidfd_open(p).unwrap());
+                workers.push(mproc_sys::pidfd_open(p).unwrap());
             }
         }
         assert_eq!(zombies_of(me), 0);
@@ -589,7 +589,7 @@ fn workers_die_with_a_sigkilled_parent() {
         assert_eq!(pids.len(), 2, "{line}");
         let pidfds: Vec<_> = pids
             .iter()
-            .map(|&p| mproc::sys::pidfd_open(p).unwrap())
+            .map(|&p| mproc_sys::pidfd_open(p).unwrap())
             .collect();
         parent.kill().unwrap();
         parent.wait().unwrap();

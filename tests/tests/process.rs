@@ -315,7 +315,7 @@ fn a_child_reaped_behind_our_back_is_not_a_hang() {
         let mut c = builder().spawn(square, 9).unwrap();
         // Reap it ourselves, as a `waitpid(-1)` elsewhere in the program would.
         assert_eq!(
-            mproc::sys::wait_pid(c.pid(), true).unwrap(),
+            mproc_sys::wait_pid(c.pid(), true).unwrap(),
             Some(ExitStatus::Code(0))
         );
         assert_eq!(c.wait().unwrap_err().kind(), ErrorKind::StatusLost);
@@ -490,8 +490,8 @@ fn panics_in_user_serde_code_come_back_as_panics() {
 /// Returns the fds open in the child, and whether fd `probe` is one of them.
 fn open_fds(probe: i32) -> (usize, bool) {
     (
-        mproc::sys::open_fd_count().unwrap(),
-        mproc::sys::fd_kind(probe) != mproc::sys::FdKind::Closed,
+        mproc_sys::open_fd_count().unwrap(),
+        mproc_sys::fd_kind(probe) != mproc_sys::FdKind::Closed,
     )
 }
 
@@ -500,10 +500,10 @@ fn spawned_children_inherit_no_stray_fds() {
     deadline(LIMIT, || {
         // An fd of ours without close-on-exec, as a careless library might leave one. Its
         // number must not be one the child uses itself (3 or 4), hence the padding.
-        let _padding: Vec<_> = (0..3).map(|_| mproc::sys::socketpair().unwrap()).collect();
-        let (a, _b) = mproc::sys::socketpair().unwrap();
+        let _padding: Vec<_> = (0..3).map(|_| mproc_sys::socketpair().unwrap()).collect();
+        let (a, _b) = mproc_sys::socketpair().unwrap();
         assert!(std::os::fd::AsRawFd::as_raw_fd(&a) > 4);
-        mproc::sys::set_cloexec(a.as_fd(), false).unwrap();
+        mproc_sys::set_cloexec(a.as_fd(), false).unwrap();
         let raw = std::os::fd::AsRawFd::as_raw_fd(&a);
         let (count, has_probe) = builder().spawn(open_fds, raw).unwrap().join().unwrap();
         if method() == StartMethod::Fork {
@@ -563,8 +563,8 @@ fn a_killed_fork_server_is_restarted() {
     deadline(LIMIT, || {
         assert_eq!(builder().spawn(square, 3).unwrap().join().unwrap(), 9);
         let server = mproc::process::fork_server_pid().expect("a fork server runs");
-        let pidfd = mproc::sys::pidfd_open(server).unwrap();
-        mproc::sys::pidfd_send_signal(pidfd.as_fd(), mproc::sys::SIGKILL).unwrap();
+        let pidfd = mproc_sys::pidfd_open(server).unwrap();
+        mproc_sys::pidfd_send_signal(pidfd.as_fd(), mproc_sys::SIGKILL).unwrap();
         assert!(wait_gone(pidfd.as_fd(), Duration::from_secs(10)));
         assert_eq!(builder().spawn(square, 4).unwrap().join().unwrap(), 16);
         assert_ne!(mproc::process::fork_server_pid(), Some(server));
@@ -643,7 +643,7 @@ fn a_daemon_child_dies_when_its_parent_is_sigkilled() {
             .spawn()
             .unwrap();
         let pid: u32 = read_tagged_line(&mut parent, "child ").parse().unwrap();
-        let pidfd = mproc::sys::pidfd_open(pid).unwrap();
+        let pidfd = mproc_sys::pidfd_open(pid).unwrap();
         assert!(
             !wait_gone(pidfd.as_fd(), Duration::ZERO),
             "daemon child alive before the kill"
@@ -808,7 +808,7 @@ fn a_spawn_right_after_the_fork_server_is_killed_still_starts_its_child() {
                 round * round
             );
             let server = mproc::process::fork_server_pid().expect("a fork server runs");
-            mproc::sys::kill_pid(server, mproc::sys::SIGKILL).unwrap();
+            mproc_sys::kill_pid(server, mproc_sys::SIGKILL).unwrap();
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;

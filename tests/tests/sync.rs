@@ -137,7 +137,7 @@ fn churn(n: u32) -> (usize, usize, usize, usize) {
         Value::new(0u32).unwrap(),
         SharedMemory::create(4096).unwrap(),
     ));
-    let (fds, mappings) = (mproc::sys::open_fd_count().unwrap(), maps());
+    let (fds, mappings) = (mproc_sys::open_fd_count().unwrap(), maps());
     for i in 0..n {
         let shm = SharedMemory::create(4096).unwrap();
         shm.write::<u32>(0, i).unwrap();
@@ -148,7 +148,7 @@ fn churn(n: u32) -> (usize, usize, usize, usize) {
         let e = Event::new().unwrap();
         e.set();
     }
-    (fds, mproc::sys::open_fd_count().unwrap(), mappings, maps())
+    (fds, mproc_sys::open_fd_count().unwrap(), mappings, maps())
 }
 
 /// Receives shared objects through a pipe and uses them: the lock, the value, the list.

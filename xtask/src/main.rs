@@ -178,10 +178,23 @@ fn test() -> Result {
     // 4. Every example, under every start method, with its output checked.
     examples()?;
 
-    // 5. Documentation without warnings.
+    // 5. Documentation without warnings, and the facade's Python table as one table.
     let mut c = cargo();
     c.args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings");
+    run(c)?;
+    python_table_is_whole()?;
+
+    // 5b. The facade with each feature alone (and none): its tests, doctests and lints.
+    features_alone()?;
+
+    // 5c. Every publishable crate packaged and built from its package, as the registry
+    // would: a crate that would not publish fails here.
+    let mut c = cargo();
+    c.args(["package", "--workspace", "--locked", "--allow-dirty"]);
+    for unpublished in ["mproc-benches", "mproc-examples", "mproc-tests", "xtask"] {
+        c.args(["--exclude", unpublished]);
+    }
     run(c)?;
 
     // 6. Licenses, bans and sources.
@@ -189,6 +202,58 @@ fn test() -> Result {
 
     // 7. Other platforms' targets, where installed.
     other_targets()
+}
+
+/// The facade's features, each of which must build, test and lint alone.
+const FEATURES: [&str; 9] = [
+    "process",
+    "pipe",
+    "wire",
+    "shm",
+    "sync",
+    "queue",
+    "pool",
+    "manager",
+    "unstable-sys",
+];
+
+fn features_alone() -> Result {
+    for feature in std::iter::once(None).chain(FEATURES.map(Some)) {
+        for what in ["test", "clippy"] {
+            let mut c = cargo();
+            c.args([what, "-p", "mproc", "--locked", "--no-default-features"]);
+            if let Some(f) = feature {
+                c.args(["--features", f]);
+            }
+            if what == "clippy" {
+                c.args(["--all-targets", "--", "-D", "warnings"]);
+            }
+            run(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the generated front page of the facade: the Python-to-Rust table is one table
+/// (a blank `//!` line inside it once ended it and turned the rest into a paragraph of `|`).
+fn python_table_is_whole() -> Result {
+    let page = target_dir().join("doc").join("mproc").join("index.html");
+    let html = std::fs::read_to_string(&page)
+        .map_err(|e| format!("cannot read {}: {e}", page.display()))?;
+    let tables = html.matches("<table>").count();
+    let rows = html.matches("<tr>").count();
+    eprintln!("\n  the facade's front page: {tables} table, {rows} rows");
+    if tables != 1 || rows < 80 {
+        return Err(format!(
+            "the facade's Python-to-Rust table is broken: {tables} tables and {rows} rows in {} \
+             (one table of at least 80 rows expected)",
+            page.display()
+        ));
+    }
+    if html.contains("<p>| ") {
+        return Err("a table row renders as a paragraph on the facade's front page".into());
+    }
+    Ok(())
 }
 
 fn has_nextest() -> bool {

@@ -1,21 +1,4 @@
-//! The OS layer of mproc: every `unsafe` call the workspace makes, behind a safe API.
-//!
-//! Other mproc crates never call the OS directly. They use the wrappers here, each of which
-//! states in a `// SAFETY:` comment why its `unsafe` block is sound. Users of mproc rarely
-//! need this crate; it is public so that the higher crates can share one audited layer.
-//!
-//! Linux is the supported platform today (see the workspace README).
-//!
-//! ```
-//! let (a, b) = mproc_sys::socketpair()?;
-//! mproc_sys::send_with_fds(a.as_fd(), b"hi", &[])?;
-//! let mut buf = [0u8; 2];
-//! let mut fds = Vec::new();
-//! let n = mproc_sys::recv_with_fds(b.as_fd(), &mut buf, &mut fds, false)?;
-//! assert_eq!(&buf[..n], b"hi");
-//! # use std::os::fd::AsFd;
-//! # Ok::<(), std::io::Error>(())
-//! ```
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 #[cfg(not(target_os = "linux"))]

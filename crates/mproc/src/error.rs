@@ -4,7 +4,8 @@ use std::fmt;
 
 /// An error from any part of mproc; `?` converts each crate's error into it.
 ///
-/// ```
+#[cfg_attr(feature = "wire", doc = "```")]
+#[cfg_attr(not(feature = "wire"), doc = "```ignore")]
 /// fn f() -> mproc::Result<()> {
 ///     Err(mproc::wire::decode::<u8>(mproc::wire::Message::from_bytes(vec![]))
 ///         .unwrap_err())?

@@ -5,7 +5,8 @@
 //! behind a cargo feature (all on by default), with the names Python users reach for most
 //! also at the top level.
 //!
-//! ```
+#![cfg_attr(feature = "process", doc = "```")]
+#![cfg_attr(not(feature = "process"), doc = "```ignore")]
 //! fn square(x: u64) -> u64 { x * x }
 //!
 //! fn main() -> mproc::Result<()> {
@@ -21,11 +22,14 @@
 //! | Python `multiprocessing` | mproc |
 //! | --- | --- |
 //! | `if __name__ == "__main__":` guard | `mproc::init()` as the first line of `main` |
+//! | (tests: no `main` to put `init()` in) | `mproc::init_before_main!();` at the top of a test file |
 //! | `Process(target=f, args=(x,)).start()` | `mproc::spawn(f, x)?` (one argument: use a tuple for several) |
 //! | `Process(name=..., daemon=True)` | `mproc::Builder::new().name(..).daemon(true).spawn(f, x)?` |
 //! | `p.join()` then read a result from a queue | `child.join()?` returns `f`'s result |
 //! | `p.join(timeout)` | `child.join_timeout(d)` (`ErrorKind::Timeout`; joinable again) or `child.wait_timeout(d)` |
 //! | `p.exitcode` | `child.exit_status()`: `Some(ExitStatus::Code(n))` / `Some(ExitStatus::Signal(n))` / `None` |
+//! | `p.exitcode` as a number (`-9` for SIGKILL) | `status.python_exitcode()` |
+//! | `p.join(0)` to poll | `child.try_join()?`: `Some(result)` once it ended, `None` while it runs |
 //! | `p.is_alive()`, `p.pid`, `p.name`, `p.daemon` | `child.is_alive()`, `child.pid()`, `child.name()`, `child.is_daemon()` |
 //! | `p.terminate()`, `p.kill()` | `child.terminate()?`, `child.kill()?` (through a pidfd: never the wrong process) |
 //! | `p.sentinel` + `connection.wait([...])` | `child.sentinel()` + `mproc::wait_any(&[...], timeout)?` |
@@ -42,6 +46,8 @@
 //! | `r, w = Pipe(duplex=False)` | `let (w, r) = mproc::channel::<T>()?` (sender first, as in std) |
 //! | under fork, close the ends a child does not use, or its reader never sees the end | a forked child closes the mproc handles (pipe ends, queue sockets, child handles) not in its argument: the parent drops its end and the child's `recv` says `Disconnected`, under every start method |
 //! | `conn.send(obj)`, `conn.recv()` | `conn.send(&value)?`, `conn.recv()?` (`Disconnected` at once when the peer is gone) |
+//! | (no size limit in Python; a huge length prefix allocates) | `conn.set_max_message(bytes)`: larger messages are refused on sending and skipped on receiving |
+//! | `multiprocessing.reduction.send_handle`, passing sockets | an `mproc::wire::Fd` (or any mproc handle: pipe end, segment, queue) inside a message travels as the fd itself |
 //! | `conn.poll(t)`, `conn.recv()` with a deadline | `conn.poll(Some(t))?`, `conn.recv_timeout(t)?`, `conn.try_recv()?` |
 //! | (no send deadline in Python) | `conn.send_timeout(&v, t)?`: `Timeout` means not sent; `Ok` means committed |
 //! | `send_bytes`, `recv_bytes`, `recv_bytes_into(buf)` | the same names; `BufferTooShort` carries the message |
@@ -60,7 +66,11 @@
 //! | a lock whose holder died: held forever | `Err(OwnerDied)` carrying the guard: repair, then `guard.mark_consistent()` |
 //! | `RLock()`, `Semaphore(n)`, `BoundedSemaphore(n)` | `RLock::new()?`, `Semaphore::new(n)?`, `BoundedSemaphore::new(n)?` |
 //! | `Condition()`, `cond.wait(t)`, `cond.notify(n)` | `Condition::new(state)?`, `guard.wait_timeout(t)?`, `guard.notify(n)` |
+//! | `cond.wait_for(pred, t)`, `cond.notify_all()` | `guard.wait_for(pred, t)`, `guard.notify_all()` |
 //! | `Event()`, `Barrier(n, action, timeout)` | `Event::new()?`, `Barrier::with_timeout(n, t)?` and `barrier.wait_with(action)` |
+//! | `barrier.abort()`, `reset()`, `n_waiting`, `broken` | `barrier.abort()`, `reset()`, `n_waiting()`, `is_broken()` |
+//! | `Value('i', 0, lock=False)`, `Array(..., lock=False)` | `RawValue`, `RawArray` (no lock), or `SharedAtomic` for lock-free counters; `Value`/`Array` always carry their lock |
+//! | `multiprocessing.sharedctypes.synchronized(obj)` | not offered: put the data in a `Value`/`Array`, or beside a `Lock` in a `RawValue` of your own struct |
 //! | `Queue()`, `Queue(maxsize=n)` | `Queue::<T>::new()?`, `Queue::<T>::bounded(n)?` (bytes bounded too: `queue::Builder`) |
 //! | `q.put(x)`, `q.put(x, timeout=t)`, `q.put_nowait(x)` | `q.put(x)?`, `q.put_timeout(x, t)`, `q.try_put(x)` (`PutError::Full` hands `x` back) |
 //! | `q.get()`, `q.get(timeout=t)`, `q.get_nowait()` | `q.get()?`, `q.get_timeout(t)`, `q.try_get()` (`GetError::Empty`) |
@@ -89,6 +99,8 @@
 //! | `ex.shutdown(wait, cancel_futures=True)`, `terminate_workers()`, `kill_workers()` | the same names; dropping the executor is `shutdown(true, false)` |
 //! | one dead worker: `BrokenProcessPool` for every task and every later `submit` | that task fails with `WorkerDied` (exit status or signal); the executor serves on |
 //! | `Manager()`, `with Manager() as m:` | `let m = Manager::start()?;` (dropping it stops the server, as leaving the `with` block does) |
+//! | `current_process().authkey`, a per-process key | not offered: a manager or listener has the key it was given; pass it to the processes that need it |
+//! | `set_forkserver_preload([...])` | not offered: the fork server is a fork of this program made at its first use; whatever `main` set up before that is in it |
 //! | `m.list()`, `m.dict()`, `m.set()`, `m.Namespace()` | `m.list::<T>()?`, `m.dict::<K, V>()?`, `m.set::<T>()?`, `m.namespace()?` (`ns.x = 1` is `ns.set("x", &1)?`) |
 //! | `m.Value('i', 0)`, `m.Array('d', xs)` | `m.value(0i32)?`, `m.array(xs)?` |
 //! | `m.Queue()`, `m.JoinableQueue()` | `m.queue::<T>()?` (`bounded_queue(n)`), `m.joinable_queue::<T>()?` |
@@ -101,6 +113,7 @@
 //! | `register('get_queue', callable=lambda: q)` | `m.publish("queue", &q)?`, then `m.lookup::<manager::Queue<T>>("queue")?` |
 //! | a process dies holding a manager lock: it stays locked | the server releases it when the process's connections close |
 //! | the server dies: proxies hang or raise `EOFError` mid-call | every call returns `manager::ErrorKind::Disconnected` at once |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 #[cfg(feature = "manager")]
@@ -124,7 +137,10 @@ pub use mproc_shm as shm;
 #[cfg(feature = "sync")]
 #[doc(inline)]
 pub use mproc_sync as sync;
-#[doc(inline)]
+/// The OS layer (fork, futexes, raw regions, fd passing): opt-in with the `unstable-sys`
+/// feature, outside mproc's semver promise. Depend on `mproc-sys` directly instead where
+/// you can.
+#[cfg(feature = "unstable-sys")]
 pub use mproc_sys as sys;
 #[cfg(feature = "wire")]
 #[doc(inline)]
@@ -164,7 +180,17 @@ pub use mproc_sync::{
 mod error;
 pub use error::{Error, Result};
 
-/// The README's quick start, compiled and run as a doctest so that it stays true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+/// The README's quick start, compiled and run as a doctest so that it stays true (it uses
+/// the default features).
+#[cfg(all(
+    doctest,
+    feature = "process",
+    feature = "pipe",
+    feature = "shm",
+    feature = "sync",
+    feature = "queue",
+    feature = "pool",
+    feature = "manager"
+))]
+#[doc = include_str!("../README.md")]
 mod readme {}

@@ -240,7 +240,7 @@ fn main() {
             println!("first {}", see(mproc::Builder::new()).expect("first"));
             let set = |k: &str, v: Option<&str>| {
                 let v = v.map(std::ffi::OsStr::new);
-                mproc::sys::set_env_var(std::ffi::OsStr::new(k), v).expect("set_env_var")
+                mproc_sys::set_env_var(std::ffi::OsStr::new(k), v).expect("set_env_var")
             };
             set("MPROC_HELPER_K", Some("v"));
             set("MPROC_HELPER_GONE", None);
@@ -280,7 +280,7 @@ fn main() {
                 let tracker = our_children();
                 assert!(i == 0 || !tracker.is_empty(), "no tracker found to kill");
                 for pid in tracker {
-                    let _ = mproc::sys::kill_pid(pid, mproc::sys::SIGKILL);
+                    let _ = mproc_sys::kill_pid(pid, mproc_sys::SIGKILL);
                 }
                 let delay = if i == 23 { 0 } else { (i % 4) * 20 };
                 if delay > 0 {
