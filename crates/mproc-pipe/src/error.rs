@@ -101,10 +101,8 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(s) => write!(f, "{}: {s}", self.message),
-            None => f.write_str(&self.message),
-        }
+        // The cause is `source()`'s to tell: a reporter walking the chain prints it once.
+        f.write_str(&self.message)
     }
 }
 

@@ -101,11 +101,8 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.inner.message)?;
-        if let Some(s) = &self.inner.source {
-            write!(f, ": {s}")?;
-        }
-        Ok(())
+        // The cause is `source()`'s to tell: a reporter walking the chain prints it once.
+        f.write_str(&self.inner.message)
     }
 }
 
@@ -196,7 +193,7 @@ impl<T> fmt::Display for PutError<T> {
             PutError::Disconnected(_) => {
                 f.write_str("the queue is full and no other process holds it any more")
             }
-            PutError::Failed(_, e) => write!(f, "cannot put: {e}"),
+            PutError::Failed(..) => f.write_str("cannot put the value"),
         }
     }
 }
@@ -252,7 +249,7 @@ impl fmt::Display for GetError {
             GetError::Disconnected => {
                 f.write_str("the queue is empty and no other process holds it any more")
             }
-            GetError::Failed(e) => write!(f, "cannot get: {e}"),
+            GetError::Failed(_) => f.write_str("cannot get a message"),
         }
     }
 }

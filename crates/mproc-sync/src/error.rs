@@ -162,11 +162,8 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(e) = &self.source {
-            write!(f, ": {e}")?;
-        }
-        Ok(())
+        // The cause is `source()`'s to tell: a reporter walking the chain prints it once.
+        f.write_str(&self.message)
     }
 }
 

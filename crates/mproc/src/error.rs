@@ -12,7 +12,6 @@ use std::fmt;
 /// }
 /// assert!(matches!(f(), Err(mproc::Error::Wire(_))));
 /// ```
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// From child processes ([`mproc_process::Error`]).
@@ -48,50 +47,300 @@ pub enum Error {
 /// The facade's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The inner error's message: the facade adds no words of its own.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            #[cfg(feature = "process")]
-            Error::Process(e) => e.fmt(f),
-            #[cfg(feature = "pipe")]
-            Error::Pipe(e) => e.fmt(f),
-            #[cfg(feature = "wire")]
-            Error::Wire(e) => e.fmt(f),
-            #[cfg(feature = "shm")]
-            Error::Shm(e) => e.fmt(f),
-            #[cfg(feature = "sync")]
-            Error::Sync(e) => e.fmt(f),
-            #[cfg(feature = "queue")]
-            Error::Queue(e) => e.fmt(f),
-            #[cfg(feature = "pool")]
-            Error::Pool(e) => e.fmt(f),
-            #[cfg(feature = "manager")]
-            Error::Manager(e) => e.fmt(f),
-            Error::Io(e) => e.fmt(f),
-        }
+        fmt::Display::fmt(self.inner(), f)
     }
 }
 
+/// The message and its causes, one per line, as `main` returning an error prints them.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return f
+                .debug_struct("Error")
+                .field("kind", &self.kind())
+                .field("message", &self.to_string())
+                .finish();
+        }
+        write!(f, "{self}")?;
+        let mut cause = std::error::Error::source(self);
+        if cause.is_some() {
+            f.write_str("\n\nCaused by:")?;
+        }
+        while let Some(c) = cause {
+            write!(f, "\n    {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+/// Transparent: the inner error's causes (not the inner error itself, which `Display`
+/// already shows).
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner().source()
+    }
+}
+
+/// What went wrong, whichever part of mproc it came from: every crate's kinds in one enum
+/// (see [`Error::kind`]). New kinds may come, so match with a `_` arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// `mproc::init()` was not called (or `init_before_main!` in a test binary).
+    NotInitialized,
+    /// The fork start method was refused (other threads, no permit).
+    ForkRefused,
+    /// A child's function, or a pool task, panicked.
+    Panicked,
+    /// A child process, or a pool worker running a task, died (signal or exit).
+    Died,
+    /// A deadline passed.
+    Timeout,
+    /// The child was already joined, or the result already taken.
+    AlreadyTaken,
+    /// A child runs a different build of the program.
+    BuildMismatch,
+    /// A value could not be serialized.
+    Encode,
+    /// Bytes could not be deserialized as the expected type.
+    Decode,
+    /// The fork server failed.
+    ForkServer,
+    /// A child's exit status was lost.
+    StatusLost,
+    /// The other side is gone (a pipe's peer, a queue's last other holder, a manager).
+    Disconnected,
+    /// A message over the size limit.
+    TooLarge,
+    /// Bytes from another process that no mproc process wrote, or a message cut short.
+    Corrupt,
+    /// A receive buffer too short for the message (which is kept).
+    BufferTooShort,
+    /// A wrong authentication key, on either side.
+    Authentication,
+    /// A named segment (or a manager's object, key or value) that does not exist.
+    NotFound,
+    /// A named segment that exists already.
+    AlreadyExists,
+    /// No room: shared memory exhausted, or a value too large for its slot.
+    NoSpace,
+    /// An argument out of range.
+    InvalidInput,
+    /// A call that needs another first, or that the object's state refuses.
+    InvalidState,
+    /// Unlocking a lock this thread or process does not hold.
+    NotOwner,
+    /// A semaphore released more often than acquired, or `task_done` called too often.
+    TooManyReleases,
+    /// A barrier broken by an abort, a reset, a timeout or a dead party.
+    BrokenBarrier,
+    /// A lock whose holder died holding it.
+    OwnerDied,
+    /// A queue was full, or empty (from `?` on a `try_*`).
+    Full,
+    /// See [`Full`](ErrorKind::Full).
+    Empty,
+    /// A closed queue or pool.
+    Closed,
+    /// A pool terminated before the task finished.
+    Terminated,
+    /// A pool's initializer failed.
+    Initializer,
+    /// A worker or a server could not be started.
+    Start,
+    /// A task cancelled before it started.
+    Cancelled,
+    /// A manager's object of another type, or an unregistered type.
+    WrongType,
+    /// An index out of range in a manager's list or array.
+    IndexOutOfRange,
+    /// A manager's server is busy (its connection limit).
+    Busy,
+    /// A registered type's handler failed in the manager's server.
+    Handler,
+    /// The operating system refused.
+    Io,
+    /// A kind this version of the facade does not name.
+    Other,
+}
+
+impl Error {
+    /// Returns what went wrong, whichever part of mproc it came from.
+    ///
+    /// ```
+    /// let err = mproc::Error::from(std::io::Error::other("no"));
+    /// assert_eq!(err.kind(), mproc::ErrorKind::Io);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
         match self {
             #[cfg(feature = "process")]
-            Error::Process(e) => Some(e),
+            Error::Process(e) => {
+                use mproc_process::ErrorKind as P;
+                match e.kind() {
+                    P::NotInitialized => K::NotInitialized,
+                    P::ForkRefused => K::ForkRefused,
+                    P::Panicked => K::Panicked,
+                    P::Died => K::Died,
+                    P::Timeout => K::Timeout,
+                    P::AlreadyJoined => K::AlreadyTaken,
+                    P::BuildMismatch => K::BuildMismatch,
+                    P::Encode => K::Encode,
+                    P::Decode => K::Decode,
+                    P::ForkServer => K::ForkServer,
+                    P::StatusLost => K::StatusLost,
+                    P::Io => K::Io,
+                    _ => K::Other,
+                }
+            }
             #[cfg(feature = "pipe")]
-            Error::Pipe(e) => Some(e),
+            Error::Pipe(e) => {
+                use mproc_pipe::ErrorKind as P;
+                match e.kind() {
+                    P::Disconnected => K::Disconnected,
+                    P::Timeout => K::Timeout,
+                    P::TooLarge => K::TooLarge,
+                    P::Corrupt => K::Corrupt,
+                    P::Encode => K::Encode,
+                    P::Decode => K::Decode,
+                    P::BufferTooShort => K::BufferTooShort,
+                    P::Authentication => K::Authentication,
+                    P::Io => K::Io,
+                    _ => K::Other,
+                }
+            }
             #[cfg(feature = "wire")]
-            Error::Wire(e) => Some(e),
+            Error::Wire(e) => {
+                use mproc_wire::ErrorKind as W;
+                match e.kind() {
+                    W::Disconnected => K::Disconnected,
+                    W::Truncated | W::Corrupt => K::Corrupt,
+                    W::Timeout => K::Timeout,
+                    W::TooLarge => K::TooLarge,
+                    W::Encode => K::Encode,
+                    W::Decode => K::Decode,
+                    W::Io => K::Io,
+                    _ => K::Other,
+                }
+            }
             #[cfg(feature = "shm")]
-            Error::Shm(e) => Some(e),
+            Error::Shm(e) => {
+                use mproc_shm::ErrorKind as S;
+                match e.kind() {
+                    S::NotFound => K::NotFound,
+                    S::AlreadyExists => K::AlreadyExists,
+                    S::NoSpace | S::ExceedsStorage => K::NoSpace,
+                    S::InvalidInput => K::InvalidInput,
+                    S::Corrupt => K::Corrupt,
+                    S::Io => K::Io,
+                    _ => K::Other,
+                }
+            }
             #[cfg(feature = "sync")]
-            Error::Sync(e) => Some(e),
+            Error::Sync(e) => {
+                use mproc_sync::ErrorKind as S;
+                match e.kind() {
+                    S::NotOwner => K::NotOwner,
+                    S::TooManyReleases => K::TooManyReleases,
+                    S::BrokenBarrier => K::BrokenBarrier,
+                    S::Timeout => K::Timeout,
+                    S::OwnerDied => K::OwnerDied,
+                    S::Shm => K::Io,
+                    _ => K::Other,
+                }
+            }
             #[cfg(feature = "queue")]
-            Error::Queue(e) => Some(e),
+            Error::Queue(e) => {
+                use mproc_queue::ErrorKind as Q;
+                match e.kind() {
+                    Q::Encode => K::Encode,
+                    Q::Decode => K::Decode,
+                    Q::Corrupt => K::Corrupt,
+                    Q::TooManyTaskDone => K::TooManyReleases,
+                    Q::Timeout => K::Timeout,
+                    Q::Shm | Q::Io => K::Io,
+                    Q::Full => K::Full,
+                    Q::Empty => K::Empty,
+                    Q::Closed => K::Closed,
+                    Q::Disconnected => K::Disconnected,
+                    _ => K::Other,
+                }
+            }
             #[cfg(feature = "pool")]
-            Error::Pool(e) => Some(e),
+            Error::Pool(e) => {
+                use mproc_pool::ErrorKind as P;
+                match e.kind() {
+                    P::Panicked => K::Panicked,
+                    P::WorkerDied => K::Died,
+                    P::Timeout => K::Timeout,
+                    P::Encode => K::Encode,
+                    P::Decode => K::Decode,
+                    P::Closed => K::Closed,
+                    P::Terminated => K::Terminated,
+                    P::Initializer => K::Initializer,
+                    P::Start => K::Start,
+                    P::AlreadyTaken => K::AlreadyTaken,
+                    P::InvalidState => K::InvalidState,
+                    P::InvalidInput => K::InvalidInput,
+                    P::Cancelled => K::Cancelled,
+                    P::Io => K::Io,
+                    _ => K::Other,
+                }
+            }
             #[cfg(feature = "manager")]
-            Error::Manager(e) => Some(e),
-            Error::Io(e) => Some(e),
+            Error::Manager(e) => {
+                use mproc_manager::ErrorKind as M;
+                match e.kind() {
+                    M::Disconnected => K::Disconnected,
+                    M::Timeout => K::Timeout,
+                    M::Authentication => K::Authentication,
+                    M::TooLarge => K::TooLarge,
+                    M::Encode => K::Encode,
+                    M::Decode => K::Decode,
+                    M::NoSuchObject | M::KeyNotFound | M::ValueNotFound => K::NotFound,
+                    M::WrongType | M::NotRegistered => K::WrongType,
+                    M::IndexOutOfRange => K::IndexOutOfRange,
+                    M::Empty => K::Empty,
+                    M::Full => K::Full,
+                    M::NotOwner => K::NotOwner,
+                    M::BrokenBarrier => K::BrokenBarrier,
+                    M::InvalidInput => K::InvalidInput,
+                    M::InvalidState => K::InvalidState,
+                    M::Busy => K::Busy,
+                    M::Handler => K::Handler,
+                    M::Start => K::Start,
+                    M::Io => K::Io,
+                    _ => K::Other,
+                }
+            }
+            Error::Io(_) => K::Io,
+        }
+    }
+
+    /// The error this one wraps, as a trait object (the same error [`Display`] shows).
+    fn inner(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            #[cfg(feature = "process")]
+            Error::Process(e) => e,
+            #[cfg(feature = "pipe")]
+            Error::Pipe(e) => e,
+            #[cfg(feature = "wire")]
+            Error::Wire(e) => e,
+            #[cfg(feature = "shm")]
+            Error::Shm(e) => e,
+            #[cfg(feature = "sync")]
+            Error::Sync(e) => e,
+            #[cfg(feature = "queue")]
+            Error::Queue(e) => e,
+            #[cfg(feature = "pool")]
+            Error::Pool(e) => e,
+            #[cfg(feature = "manager")]
+            Error::Manager(e) => e,
+            Error::Io(e) => e,
         }
     }
 }

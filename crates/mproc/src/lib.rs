@@ -178,7 +178,7 @@ pub use mproc_sync::{
 };
 
 mod error;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 
 /// The README's quick start, compiled and run as a doctest so that it stays true (it uses
 /// the default features).

@@ -194,3 +194,34 @@ fn feature_manager_reexports_work() -> mproc::Result<()> {
     manager.shutdown()?;
     Ok(())
 }
+
+/// An error's chain, as a reporter walks it: each message at its own level, each cause once.
+#[cfg(feature = "shm")]
+#[test]
+fn an_error_chain_names_each_cause_once() {
+    let err: mproc::Error = mproc::SharedMemory::open("mproc-smoke-no-such-segment")
+        .unwrap_err()
+        .into();
+    assert_eq!(err.kind(), mproc::ErrorKind::NotFound);
+    let mut chain = vec![err.to_string()];
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain.push(c.to_string());
+        cause = c.source();
+    }
+    assert!(chain.len() >= 2, "the OS's error is a cause: {chain:?}");
+    for (i, outer) in chain.iter().enumerate() {
+        for inner in &chain[i + 1..] {
+            assert!(
+                !outer.contains(inner.as_str()),
+                "{inner:?} repeated in {outer:?}"
+            );
+        }
+    }
+    // `main` returning it prints the message, then each cause once.
+    let printed = format!("{err:?}");
+    assert!(printed.starts_with(&chain[0]), "{printed}");
+    for c in &chain[1..] {
+        assert_eq!(printed.matches(c.as_str()).count(), 1, "{printed}");
+    }
+}
