@@ -1,6 +1,8 @@
 //! Level 4: a duplex pipe between two processes. The parent sends questions, the child
 //! answers on the same pipe, with a type each way; when the child is gone, the parent's
-//! receive says so at once instead of hanging.
+//! receive says so at once instead of hanging. Then a child that shares no pipe with the
+//! parent connects to its `Listener` by name and authenticates with a key, and
+//! `mproc::wait` sleeps on several pipes and a child's sentinel at once.
 //!
 //! `cargo run --release --example level4_pipe`
 
@@ -36,9 +38,28 @@ fn answer_questions(mut conn: mproc::Connection<Answer, Question>) -> usize {
     }
 }
 
+/// The key the parent's listener and its clients prove they know (it never crosses the
+/// socket).
+const KEY: &[u8] = b"a key the parent and its children share";
+
+/// Runs in a child: connects to the parent's listener by name with the key, sends its pid
+/// and returns the parent's reply.
+fn call_parent(address: String) -> String {
+    let address = address.parse().expect("an address");
+    let mut conn = mproc::Client::connect::<u32, String>(&address, KEY).expect("connect");
+    conn.send(&std::process::id()).expect("send the pid");
+    conn.recv().expect("the parent's reply")
+}
+
+/// Runs in a child: says hello, then waits for the parent's goodbye and ends.
+fn hello_then_wait(mut conn: mproc::Connection<String, String>) {
+    conn.send(&"hello".to_string()).expect("send hello");
+    let _ = conn.recv();
+}
+
 /// Runs level 4 and checks what it shows.
 pub fn run() -> mproc::Result<()> {
-    mproc_examples::heading(4, "a duplex pipe between two processes");
+    mproc_examples::heading(4, "pipes: a duplex pipe, a listener, and wait");
     let (mut parent_end, child_end) = mproc::duplex::<Question, Answer>()?;
     let mut child = mproc::spawn(answer_questions, child_end)?;
     for q in [Question::Square(12), Question::Shout("hello pipe".into())] {
@@ -53,6 +74,40 @@ pub fn run() -> mproc::Result<()> {
     println!("  parent: receiving now says {:?}: {gone}", gone.kind());
     assert_eq!(answered, 2);
     assert_eq!(gone.kind(), mproc::pipe::ErrorKind::Disconnected);
+
+    // Listener and Client: a connection by name, authenticated both ways with the key.
+    let name = format!("mproc-tour-{}", std::process::id());
+    let mut listener = mproc::Listener::bind(name.parse()?, KEY)?;
+    let address = listener.address().clone();
+    let guess = std::thread::spawn(move || mproc::Client::connect::<u8, u8>(&address, b"guess"));
+    let refused = listener.accept::<u8, u8>().expect_err("a wrong key");
+    assert_eq!(refused.kind(), mproc::pipe::ErrorKind::Authentication);
+    assert!(guess.join().expect("the guessing thread").is_err());
+    let mut caller = mproc::spawn(call_parent, listener.address().to_string())?;
+    let mut conn = listener.accept::<String, u32>()?;
+    let pid = conn.recv()?;
+    conn.send(&format!("welcome, {pid}"))?;
+    let reply = caller.join()?;
+    println!(
+        "  Listener/Client: a wrong key is refused ({:?}); a child with the key connects by name and gets {reply:?}",
+        refused.kind()
+    );
+    assert_eq!((pid, reply), (caller.pid(), format!("welcome, {pid}")));
+
+    // mproc::wait: sleep until any of several pipes or child sentinels is ready.
+    let (mut conn, child_end) = mproc::duplex::<String, String>()?;
+    let (_idle_sender, idle) = mproc::channel::<u8>()?;
+    let mut child = mproc::spawn(hello_then_wait, child_end)?;
+    let first = mproc::wait(&[&conn, &idle, &child.sentinel()], None)?;
+    let hello = conn.recv()?;
+    println!(
+        "  mproc::wait([pipe, idle pipe, child's sentinel]) = {first:?}: the child said {hello:?}"
+    );
+    conn.send(&"goodbye".to_string())?;
+    let then = mproc::wait(&[&idle, &child.sentinel()], None)?;
+    child.join()?;
+    println!("  mproc::wait([idle pipe, child's sentinel]) = {then:?}: the child ended");
+    assert_eq!((first, then), (vec![0], vec![1]));
     Ok(())
 }
 

@@ -3,11 +3,12 @@
 //! drained, and sends its results back on a second queue. A bounded queue makes a fast
 //! producer wait for the consumer (backpressure) instead of piling up memory. Last, a
 //! producer is killed: the `get` waiting for it says nobody is left, where Python's waits
-//! for ever.
+//! for ever. Then the two other kinds: a `SimpleQueue`, and a `JoinableQueue` whose
+//! `join` waits until a worker has marked every job done.
 //!
 //! `cargo run --release --example level5_queue`
 
-use mproc::{GetError, Queue};
+use mproc::{GetError, JoinableQueue, Queue, SimpleQueue};
 use serde::{Deserialize, Serialize};
 
 /// A job for the consumer.
@@ -56,9 +57,27 @@ fn put_one_then_hang(jobs: Queue<Job>) {
     std::thread::sleep(std::time::Duration::from_secs(600));
 }
 
+/// Runs in a child: puts three words on a simple queue.
+fn put_words(words: SimpleQueue<String>) {
+    for word in ["one", "two", "three"] {
+        words.put(word.to_string()).expect("put");
+    }
+}
+
+/// Runs in a worker: takes jobs and marks each done, until the queue is closed; returns
+/// their sum.
+fn work_through(jobs: JoinableQueue<u32>) -> u32 {
+    let mut sum = 0;
+    while let Ok(n) = jobs.get() {
+        sum += n;
+        jobs.task_done().expect("task_done");
+    }
+    sum
+}
+
 /// Runs level 5 and checks what it shows.
 pub fn run() -> mproc::Result<()> {
-    mproc_examples::heading(5, "a queue with producer and consumer");
+    mproc_examples::heading(5, "queues: Queue, SimpleQueue, JoinableQueue");
     let jobs = Queue::<Job>::bounded(8)?;
     let results = Queue::<(u32, usize)>::new()?;
     let n = 1000;
@@ -110,6 +129,29 @@ pub fn run() -> mproc::Result<()> {
             .map(|i| format!("job number {i}").len())
             .sum::<usize>()
     );
+
+    let words = SimpleQueue::<String>::new()?;
+    mproc::spawn(put_words, words.clone())?.join()?;
+    let got = (0..3).map(|_| words.get()).collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "  SimpleQueue: a child put {got:?}; empty now = {}",
+        words.is_empty()
+    );
+    assert_eq!(got, ["one", "two", "three"]);
+
+    let jobs = JoinableQueue::<u32>::new()?;
+    let mut worker = mproc::spawn(work_through, jobs.clone())?;
+    for n in 1..=10 {
+        jobs.put(n)?;
+    }
+    jobs.join()?; // returns once the worker has called task_done() for each job
+    let unfinished = jobs.unfinished();
+    jobs.close();
+    let sum = worker.join()?;
+    println!(
+        "  JoinableQueue: join() returned once a worker marked all 10 jobs done ({unfinished} unfinished, sum {sum})"
+    );
+    assert_eq!((unfinished, sum), (0, 55));
     Ok(())
 }
 

@@ -1,10 +1,11 @@
 //! Level 7: shared memory. A child writes into a `SharedMemory` segment that the parent
 //! then reads; four processes increment a shared `Value` counter (correctly, under its
-//! lock, and then the racy way, to show what the lock is for); a child fills an `Array`.
+//! lock, and then the racy way, to show what the lock is for); a child fills an `Array`;
+//! a child updates a `ShareableList` in place.
 //!
 //! `cargo run --release --example level7_shared_memory`
 
-use mproc::{Array, SharedMemory, Value};
+use mproc::{Array, Item, ShareableList, SharedMemory, Value};
 
 const N: u64 = 50_000;
 
@@ -41,6 +42,15 @@ fn fill_squares(a: Array<u32>) {
     }
 }
 
+/// Runs in a child: updates the list in place; returns whether a string too long for its
+/// slot was refused.
+fn update_list(list: ShareableList) -> bool {
+    list.set(0, "HOWDY").expect("5 bytes fit the 8 of the slot");
+    list.set(1, 42i64).expect("an int");
+    list.set(2, 2.5).expect("a slot may change type");
+    list.set(0, "much too long for the slot").is_err()
+}
+
 fn four_children(f: fn(Value<u64>), v: &Value<u64>) -> mproc::Result<()> {
     let mut kids = Vec::new();
     for _ in 0..4 {
@@ -54,7 +64,10 @@ fn four_children(f: fn(Value<u64>), v: &Value<u64>) -> mproc::Result<()> {
 
 /// Runs level 7 and checks what it shows.
 pub fn run() -> mproc::Result<()> {
-    mproc_examples::heading(7, "shared memory: SharedMemory, Value, Array");
+    mproc_examples::heading(
+        7,
+        "shared memory: SharedMemory, Value, Array, ShareableList",
+    );
 
     let shm = SharedMemory::create(1 << 20)?;
     let n = mproc::spawn(write_greeting, shm.clone())?.join()?;
@@ -90,6 +103,19 @@ pub fn run() -> mproc::Result<()> {
     let v = squares.to_vec()?;
     println!("  an Array filled by a child: {v:?}");
     assert_eq!(v, vec![0, 1, 4, 9, 16, 25, 36, 49]);
+
+    let list = ShareableList::new([Item::from("howdy"), Item::Int(21), Item::None])?;
+    let refused = mproc::spawn(update_list, list.clone())?.join()?;
+    let items = list.to_vec()?;
+    println!(
+        "  a ShareableList updated by a child: {items:?}, layout {:?}; a string too long for its slot refused: {refused}",
+        list.format()?
+    );
+    assert_eq!(
+        items,
+        [Item::from("HOWDY"), Item::Int(42), Item::Float(2.5)]
+    );
+    assert!(refused);
     Ok(())
 }
 

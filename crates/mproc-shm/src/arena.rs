@@ -128,6 +128,14 @@ fn oob(what: &str) -> Error {
 impl Block {
     /// Allocates `len` zeroed bytes (at least one).
     ///
+    /// ```
+    /// let block = mproc_shm::Block::alloc(100)?;
+    /// assert_eq!(block.len(), 100);
+    /// assert_eq!(block.read::<u64>(0)?, 0); // zeroed
+    /// assert_eq!(block.as_ptr() as usize % mproc_shm::BLOCK_ALIGN, 0);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `NoSpace` or `Io` when a new chunk cannot be made.
@@ -152,6 +160,14 @@ impl Block {
 
     /// Checks that values of `T` can live in blocks (aligned to at most 64 bytes).
     ///
+    /// ```
+    /// use mproc_shm::Block;
+    /// #[repr(align(128))]
+    /// struct Wide(u8);
+    /// assert!(Block::check_align::<u64>().is_ok());
+    /// assert!(Block::check_align::<Wide>().is_err());
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` for an over-aligned type.
@@ -166,11 +182,22 @@ impl Block {
     }
 
     /// Returns the block's length in bytes.
+    ///
+    /// ```
+    /// assert_eq!(mproc_shm::Block::alloc(10)?.len(), 10);
+    /// assert_eq!(mproc_shm::Block::alloc(0)?.len(), 1); // at least one byte
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Returns whether the block is empty (never: blocks are at least one byte).
+    ///
+    /// ```
+    /// assert!(!mproc_shm::Block::alloc(0)?.is_empty());
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -183,6 +210,15 @@ impl Block {
     }
 
     /// Lends the atomic value at `offset`.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// let block = mproc_shm::Block::alloc(8)?;
+    /// block.get::<AtomicU32>(4)?.fetch_add(3, Ordering::Relaxed);
+    /// assert_eq!(block.read::<u32>(4)?, 3);
+    /// assert!(block.get::<AtomicU32>(8).is_err()); // outside the block
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -198,6 +234,16 @@ impl Block {
     /// Lends the atomic value at `offset` through a handle that keeps the memory mapped,
     /// so that each later access is a plain dereference.
     ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let block = mproc_shm::Block::alloc(8)?;
+    /// let counter = block.pin::<AtomicU64>(0)?;
+    /// drop(block); // the pinned handle keeps the memory mapped
+    /// counter.fetch_add(1, Ordering::Relaxed);
+    /// assert_eq!(counter.load(Ordering::Relaxed), 1);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
@@ -207,6 +253,16 @@ impl Block {
     }
 
     /// Lends `count` atomics starting at `offset`.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// let block = mproc_shm::Block::alloc(16)?;
+    /// let words = block.get_slice::<AtomicU32>(0, 4)?;
+    /// words[3].store(9, Ordering::Relaxed);
+    /// assert_eq!(block.read::<u32>(12)?, 9);
+    /// assert!(block.get_slice::<AtomicU32>(0, 5).is_err()); // does not fit
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -224,6 +280,14 @@ impl Block {
 
     /// Copies the value at `offset` out.
     ///
+    /// ```
+    /// let block = mproc_shm::Block::alloc(16)?;
+    /// block.write::<i16>(2, -7)?;
+    /// assert_eq!(block.read::<i16>(2)?, -7);
+    /// assert!(block.read::<u64>(12).is_err()); // past the end
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
@@ -236,6 +300,14 @@ impl Block {
     }
 
     /// Copies `value` in at `offset`.
+    ///
+    /// ```
+    /// let block = mproc_shm::Block::alloc(16)?;
+    /// block.write::<[u32; 2]>(8, [1, 2])?;
+    /// assert_eq!(block.read::<u32>(12)?, 2);
+    /// assert!(block.write::<u32>(3, 1).is_err()); // misaligned
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -250,6 +322,15 @@ impl Block {
 
     /// Copies values starting at `offset` into `dst`.
     ///
+    /// ```
+    /// let block = mproc_shm::Block::alloc(16)?;
+    /// block.copy_from(0, &[1u16, 2, 3])?;
+    /// let mut out = [0u16; 2];
+    /// block.copy_to(2, &mut out)?; // elements 1 and 2
+    /// assert_eq!(out, [2, 3]);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` when they do not fit or are misaligned.
@@ -262,6 +343,14 @@ impl Block {
     }
 
     /// Copies `src` in, starting at `offset`.
+    ///
+    /// ```
+    /// let block = mproc_shm::Block::alloc(8)?;
+    /// block.copy_from(4, &[9u8, 8, 7, 6])?;
+    /// assert_eq!(block.read::<[u8; 4]>(4)?, [9, 8, 7, 6]);
+    /// assert!(block.copy_from(6, &[0u8; 4]).is_err()); // past the end
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -276,6 +365,15 @@ impl Block {
 
     /// Returns a pointer to the block's first byte (valid for [`len`](Block::len) bytes
     /// while the block lives; other processes may write there at any time).
+    ///
+    /// ```
+    /// let block = mproc_shm::Block::alloc(8)?;
+    /// block.write::<u8>(5, 42)?;
+    /// let p = block.as_ptr();
+    /// // SAFETY: byte 5 is inside the block, which `block` keeps mapped; nobody else writes to it.
+    /// assert_eq!(unsafe { p.add(5).read_volatile() }, 42);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut u8 {
         self.chunk.region.as_ptr().wrapping_add(self.offset)
     }
@@ -413,6 +511,12 @@ impl fmt::Debug for LockBlock {
 impl LockBlock {
     /// Allocates a zeroed lock slot.
     ///
+    /// ```
+    /// let block = mproc_shm::LockBlock::alloc()?;
+    /// assert!(!block.slot().mutex().is_locked()); // zeroed: unlocked
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `NoSpace` or `Io` when a new chunk cannot be made.
@@ -431,6 +535,15 @@ impl LockBlock {
     }
 
     /// Returns the slot: a pinned pointer, so each access is a plain dereference.
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// let block = mproc_shm::LockBlock::alloc()?;
+    /// block.slot().words()[0].store(3, Ordering::Relaxed); // six words beside the mutex
+    /// let same = block.clone();
+    /// assert_eq!(same.slot().words()[0].load(Ordering::Relaxed), 3);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     #[inline]
     pub fn slot(&self) -> &Pinned<LockSlot> {
         &self.slot

@@ -14,6 +14,16 @@ const HEADER: usize = 8;
 const SLOT: usize = 16;
 
 /// One item of a [`ShareableList`].
+///
+/// Plain values convert into items with `From`, so a list can be made from them directly.
+///
+/// ```
+/// use mproc_shm::Item;
+/// assert_eq!(Item::from(7i64), Item::Int(7));
+/// assert_eq!(Item::from("hi"), Item::Str("hi".into()));
+/// assert_eq!(Item::from(b"hi".as_slice()), Item::Bytes(b"hi".to_vec()));
+/// assert_eq!(Item::from(()), Item::None);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
     /// Python's `None`.
@@ -129,6 +139,15 @@ impl fmt::Debug for ShareableList {
 impl ShareableList {
     /// Makes an anonymous list holding `items`.
     ///
+    /// ```
+    /// use mproc_shm::{Item, ShareableList};
+    /// let list = ShareableList::new([Item::Int(1), Item::from("two"), Item::None])?;
+    /// assert_eq!(list.get(1)?, Item::Str("two".into()));
+    /// let numbers = ShareableList::new([1.5, 2.5])?; // anything that converts into an Item
+    /// assert_eq!(numbers.get(0)?, Item::Float(1.5));
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `NoSpace`/`Io` from the OS.
@@ -144,6 +163,17 @@ impl ShareableList {
     /// Makes a list holding `items` in the named segment `name` (tracked as
     /// [`SharedMemory::create_named`] describes).
     ///
+    /// ```
+    /// use mproc_shm::{Item, ShareableList};
+    /// let name = format!("mproc-doc-list-{}", std::process::id());
+    /// let list = ShareableList::create_named(&name, ["a", "b"])?;
+    /// let other = ShareableList::open(&name)?; // as another program would
+    /// other.set(1, "c")?;
+    /// assert_eq!(list.get(1)?, Item::from("c"));
+    /// list.shm().unlink()?;
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`SharedMemory::create_named`].
@@ -157,6 +187,16 @@ impl ShareableList {
     }
 
     /// Attaches to the list in the named segment `name`.
+    ///
+    /// ```
+    /// use mproc_shm::{ErrorKind, ShareableList};
+    /// let name = format!("mproc-doc-list-open-{}", std::process::id());
+    /// let list = ShareableList::create_named(&name, [1i64, 2])?;
+    /// assert_eq!(ShareableList::open(&name)?.to_vec()?, list.to_vec()?);
+    /// list.shm().unlink()?;
+    /// assert_eq!(ShareableList::open(&name).unwrap_err().kind(), ErrorKind::NotFound);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -232,21 +272,50 @@ impl ShareableList {
     }
 
     /// Returns the number of items.
+    ///
+    /// ```
+    /// let list = mproc_shm::ShareableList::new([1i64, 2, 3])?;
+    /// assert_eq!(list.len(), 3);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
     /// Returns whether the list is empty.
+    ///
+    /// ```
+    /// use mproc_shm::{Item, ShareableList};
+    /// assert!(ShareableList::new(Vec::<Item>::new())?.is_empty());
+    /// assert!(!ShareableList::new([Item::None])?.is_empty());
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// Returns the segment holding the list (Python: `shm`).
+    ///
+    /// ```
+    /// let list = mproc_shm::ShareableList::new(["abc"])?;
+    /// assert_eq!(list.shm().name(), None); // an anonymous segment
+    /// assert!(list.shm().len() > 8); // a header, the item's slot, and its 8 bytes
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn shm(&self) -> &SharedMemory {
         &self.shm
     }
 
     /// Copies item `i` out.
+    ///
+    /// ```
+    /// use mproc_shm::{Item, ShareableList};
+    /// let list = ShareableList::new([Item::Bool(true), Item::Bytes(vec![1, 2])])?;
+    /// assert_eq!(list.get(0)?, Item::Bool(true));
+    /// assert_eq!(list.get(1)?, Item::Bytes(vec![1, 2]));
+    /// assert!(list.get(2).is_err()); // Python: IndexError
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -288,6 +357,17 @@ impl ShareableList {
 
     /// Stores `item` at `i`.
     ///
+    /// ```
+    /// use mproc_shm::{ErrorKind, Item, ShareableList};
+    /// let list = ShareableList::new([Item::Int(0), Item::from("abc")])?;
+    /// list.set(0, 2.5)?; // a slot may change type
+    /// list.set(1, b"bytes".as_slice())?; // 5 bytes fit the 8 that "abc" got
+    /// assert_eq!(list.to_vec()?, [Item::Float(2.5), Item::Bytes(b"bytes".to_vec())]);
+    /// let err = list.set(1, "more than 8 bytes").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::ExceedsStorage);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` past the end; `ExceedsStorage` when it does not fit the slot.
@@ -316,6 +396,13 @@ impl ShareableList {
 
     /// Copies every item out.
     ///
+    /// ```
+    /// use mproc_shm::{Item, ShareableList};
+    /// let list = ShareableList::new([Item::Int(1), Item::None])?;
+    /// assert_eq!(list.to_vec()?, [Item::Int(1), Item::None]);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Corrupt` as for [`get`](ShareableList::get).
@@ -324,6 +411,14 @@ impl ShareableList {
     }
 
     /// Counts the items equal to `item` (Python: `count`).
+    ///
+    /// ```
+    /// use mproc_shm::{Item, ShareableList};
+    /// let list = ShareableList::new([1i64, 2, 1])?;
+    /// assert_eq!(list.count(&Item::Int(1))?, 2);
+    /// assert_eq!(list.count(&Item::Int(3))?, 0);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -335,6 +430,14 @@ impl ShareableList {
     /// Returns the index of the first item equal to `item` (Python: `index`, which raises
     /// `ValueError` where this returns `None`).
     ///
+    /// ```
+    /// use mproc_shm::{Item, ShareableList};
+    /// let list = ShareableList::new(["a", "b"])?;
+    /// assert_eq!(list.index(&Item::from("b"))?, Some(1));
+    /// assert_eq!(list.index(&Item::from("z"))?, None); // Python: ValueError
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Corrupt` as for [`get`](ShareableList::get).
@@ -345,6 +448,15 @@ impl ShareableList {
     /// Returns the layout in Python's `struct` notation (Python: `format`): `Ns` for a
     /// string or bytes slot of N bytes, `q` an int, `d` a float, `xxxxxxx?` a bool,
     /// `xxxxxxxx` None.
+    ///
+    /// ```
+    /// use mproc_shm::{Item, ShareableList};
+    /// let list = ShareableList::new([Item::from("howdy"), Item::Int(1), Item::Float(2.0)])?;
+    /// assert_eq!(list.format()?, "8sqd");
+    /// let flags = ShareableList::new([Item::Bool(true), Item::None])?;
+    /// assert_eq!(flags.format()?, "xxxxxxx?xxxxxxxx");
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -31,6 +31,12 @@ pub struct RawValue<T: ShmSafe> {
 impl<T: ShmSafe> RawValue<T> {
     /// Puts `value` in shared memory.
     ///
+    /// ```
+    /// let v = mproc_shm::RawValue::new(7u32)?;
+    /// assert_eq!(v.get(), 7);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` for a type aligned to more than 64 bytes; `NoSpace`/`Io` from the OS.
@@ -45,6 +51,14 @@ impl<T: ShmSafe> RawValue<T> {
     }
 
     /// Copies the value out.
+    ///
+    /// ```
+    /// let v = mproc_shm::RawValue::new(-1i64)?;
+    /// let same = v.clone(); // clones (and copies sent to children) share the value
+    /// same.set(5);
+    /// assert_eq!(v.get(), 5);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn get(&self) -> T {
         self.block
             .read(0)
@@ -52,6 +66,13 @@ impl<T: ShmSafe> RawValue<T> {
     }
 
     /// Copies `value` in.
+    ///
+    /// ```
+    /// let v = mproc_shm::RawValue::new([0u8; 4])?;
+    /// v.set([1, 2, 3, 4]);
+    /// assert_eq!(v.get(), [1, 2, 3, 4]);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn set(&self, value: T) {
         self.block
             .write(0, value)
@@ -116,6 +137,12 @@ pub struct RawArray<T: ShmSafe> {
 impl<T: ShmSafe> RawArray<T> {
     /// Makes an array of `len` zeroed elements.
     ///
+    /// ```
+    /// let a = mproc_shm::RawArray::<f32>::zeroed(3)?;
+    /// assert_eq!(a.to_vec(), [0.0; 3]);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` for a size overflow or an over-aligned type; `NoSpace`/`Io`.
@@ -133,6 +160,12 @@ impl<T: ShmSafe> RawArray<T> {
 
     /// Makes an array holding a copy of `values`.
     ///
+    /// ```
+    /// let a = mproc_shm::RawArray::from_slice(&[5u16, 6])?;
+    /// assert_eq!(a.to_vec(), [5, 6]);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`zeroed`](RawArray::zeroed).
@@ -143,16 +176,34 @@ impl<T: ShmSafe> RawArray<T> {
     }
 
     /// Returns the number of elements.
+    ///
+    /// ```
+    /// assert_eq!(mproc_shm::RawArray::<u8>::zeroed(5)?.len(), 5);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Returns whether the array has no elements.
+    ///
+    /// ```
+    /// assert!(mproc_shm::RawArray::<u8>::zeroed(0)?.is_empty());
+    /// assert!(!mproc_shm::RawArray::from_slice(&[1u8])?.is_empty());
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Copies element `i` out, or `None` past the end.
+    ///
+    /// ```
+    /// let a = mproc_shm::RawArray::from_slice(&[10u8, 20])?;
+    /// assert_eq!(a.get(1), Some(20));
+    /// assert_eq!(a.get(2), None); // past the end
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn get(&self, i: usize) -> Option<T> {
         (i < self.len).then(|| {
             self.block
@@ -162,6 +213,14 @@ impl<T: ShmSafe> RawArray<T> {
     }
 
     /// Copies `value` into element `i`.
+    ///
+    /// ```
+    /// let a = mproc_shm::RawArray::<u8>::zeroed(2)?;
+    /// a.set(0, 7)?;
+    /// assert!(a.set(2, 7).is_err()); // Python: IndexError
+    /// assert_eq!(a.to_vec(), [7, 0]);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -175,6 +234,15 @@ impl<T: ShmSafe> RawArray<T> {
 
     /// Copies elements `start..start + dst.len()` into `dst`.
     ///
+    /// ```
+    /// let a = mproc_shm::RawArray::from_slice(&[1u8, 2, 3, 4])?;
+    /// let mut middle = [0u8; 2];
+    /// a.read_into(1, &mut middle)?;
+    /// assert_eq!(middle, [2, 3]);
+    /// assert!(a.read_into(3, &mut middle).is_err()); // past the end
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` when the range passes the end.
@@ -185,6 +253,14 @@ impl<T: ShmSafe> RawArray<T> {
 
     /// Copies `src` into elements `start..start + src.len()` (Python: slice assignment).
     ///
+    /// ```
+    /// let a = mproc_shm::RawArray::<u8>::zeroed(4)?;
+    /// a.write_from(2, &[7, 8])?;
+    /// assert_eq!(a.to_vec(), [0, 0, 7, 8]);
+    /// assert!(a.write_from(3, &[7, 8]).is_err()); // past the end
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` when the range passes the end.
@@ -194,6 +270,12 @@ impl<T: ShmSafe> RawArray<T> {
     }
 
     /// Copies the whole array out.
+    ///
+    /// ```
+    /// let a = mproc_shm::RawArray::from_slice(&[1.5f64, 2.5])?;
+    /// assert_eq!(a.to_vec(), vec![1.5, 2.5]);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn to_vec(&self) -> Vec<T> {
         let mut v = Vec::with_capacity(self.len);
         for i in 0..self.len {
@@ -278,6 +360,15 @@ pub struct SharedAtomic<A: ShmAtomic> {
 
 impl<A: ShmAtomic> SharedAtomic<A> {
     /// Makes a zeroed atomic in shared memory.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicI32, Ordering};
+    /// let level = mproc_shm::SharedAtomic::<AtomicI32>::new()?;
+    /// assert_eq!(level.load(Ordering::Relaxed), 0); // zeroed
+    /// level.clone().fetch_sub(3, Ordering::Relaxed); // clones share the atomic
+    /// assert_eq!(level.load(Ordering::Relaxed), -3);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -15,13 +15,13 @@ use crate::error::{Error, ErrorKind, Result};
 ///
 /// [`create`](SharedMemory::create) makes an anonymous segment: a memfd that travels by fd
 /// (as a spawn argument, through a pipe, or inherited by fork), so there is no name to
-/// leak and nothing is left in `/dev/shm` whatever happens. [`create_named`](SharedMemory::create_named)
-/// makes a segment other programs can [`open`](SharedMemory::open)
-/// by name.
+/// leak and nothing is left in `/dev/shm` whatever happens.
+/// [`create_named`](SharedMemory::create_named) makes a segment other programs can
+/// [`open`](SharedMemory::open) by name.
 ///
-/// Access is by copies ([`read_at`](SharedMemory::read_at), [`write_at`](SharedMemory::write_at)
-///, [`read`](SharedMemory::read), [`write`](SharedMemory::write))
-/// and by atomics ([`atomics`](SharedMemory::atomics)): another process can write at any
+/// Access is by copies ([`read_at`](SharedMemory::read_at),
+/// [`write_at`](SharedMemory::write_at), [`read`](SharedMemory::read),
+/// [`write`](SharedMemory::write)) and by atomics ([`atomics`](SharedMemory::atomics)): another process can write at any
 /// moment, so no plain reference into the memory is ever handed out. Use a lock from
 /// `mproc-sync` (or atomics) to agree on who writes when; [`as_ptr`](SharedMemory::as_ptr)
 /// is there for code that manages its own access.
@@ -77,6 +77,14 @@ fn range_error(e: std::io::Error) -> Error {
 impl SharedMemory {
     /// Creates an anonymous segment of `size` zeroed bytes.
     ///
+    /// ```
+    /// let shm = mproc_shm::SharedMemory::create(100)?;
+    /// assert_eq!((shm.len(), shm.name()), (100, None)); // anonymous
+    /// assert_eq!(shm.read::<u64>(0)?, 0); // zeroed
+    /// assert!(mproc_shm::SharedMemory::create(0).is_err());
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` for a zero size; `NoSpace` or `Io` from the OS.
@@ -96,9 +104,9 @@ impl SharedMemory {
     /// Its pages are reserved now, so a full `/dev/shm` fails here (`NoSpace`) instead of
     /// killing a process with SIGBUS later. The name is tracked: when this process and
     /// its fork children have all ended, however they ended (SIGKILL included), a tracker
-    /// process unlinks it, unless [`unlink`](SharedMemory::unlink) or [`untrack`](SharedMemory::untrack)
-    /// came first. Processes that [`open`](SharedMemory::open)
-    /// the name never take ownership.
+    /// process unlinks it, unless [`unlink`](SharedMemory::unlink) or
+    /// [`untrack`](SharedMemory::untrack) came first. Processes that
+    /// [`open`](SharedMemory::open) the name never take ownership.
     ///
     /// ```
     /// use mproc_shm::{ErrorKind, SharedMemory};
@@ -142,6 +150,17 @@ impl SharedMemory {
     /// Opens the named segment `/dev/shm/<name>`, whatever its size. Opening never takes
     /// ownership: only the creator's tree unlinks it.
     ///
+    /// ```
+    /// use mproc_shm::SharedMemory;
+    /// let name = format!("mproc-doc-open-{}", std::process::id());
+    /// let shm = SharedMemory::create_named(&name, 64)?;
+    /// shm.write_at(0, b"hi")?;
+    /// let other = SharedMemory::open(&name)?; // as another program would
+    /// assert_eq!(other.read::<u8>(1)?, b'i');
+    /// shm.unlink()?;
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `NotFound`; `InvalidInput` for a bad name; `Io`.
@@ -159,6 +178,17 @@ impl SharedMemory {
 
     /// Removes the segment's name (Python: `unlink()`). Mappings stay valid; the memory is
     /// freed when the last one goes. The tracker forgets the name.
+    ///
+    /// ```
+    /// use mproc_shm::{ErrorKind, SharedMemory};
+    /// let name = format!("mproc-doc-unlink-{}", std::process::id());
+    /// let shm = SharedMemory::create_named(&name, 64)?;
+    /// shm.unlink()?;
+    /// shm.write::<u8>(0, 1)?; // the mapping stays valid
+    /// assert_eq!(SharedMemory::open(&name).unwrap_err().kind(), ErrorKind::NotFound);
+    /// assert_eq!(SharedMemory::create(64)?.unlink().unwrap_err().kind(), ErrorKind::InvalidInput);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -178,6 +208,16 @@ impl SharedMemory {
 
     /// Stops tracking this named segment: it outlives the process tree that created it
     /// (until someone calls [`unlink`](SharedMemory::unlink)). Python: `track=False`.
+    ///
+    /// ```
+    /// use mproc_shm::SharedMemory;
+    /// let name = format!("mproc-doc-untrack-{}", std::process::id());
+    /// let shm = SharedMemory::create_named(&name, 64)?;
+    /// shm.untrack(); // it outlives this process tree now...
+    /// drop(shm);
+    /// SharedMemory::open(&name)?.unlink()?; // ...until someone unlinks it
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn untrack(&self) {
         if let Some(name) = &self.name {
             untrack_name(name);
@@ -185,27 +225,66 @@ impl SharedMemory {
     }
 
     /// Returns the size in bytes (Python: `size`).
+    ///
+    /// ```
+    /// assert_eq!(mproc_shm::SharedMemory::create(4096)?.len(), 4096);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.mapped.region.len()
     }
 
     /// Returns whether the segment is empty (never, for a created one).
+    ///
+    /// ```
+    /// assert!(!mproc_shm::SharedMemory::create(1)?.is_empty());
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.mapped.region.is_empty()
     }
 
     /// Returns the name, or `None` for an anonymous segment.
+    ///
+    /// ```
+    /// use mproc_shm::SharedMemory;
+    /// assert_eq!(SharedMemory::create(64)?.name(), None);
+    /// let name = format!("mproc-doc-name-{}", std::process::id());
+    /// let shm = SharedMemory::create_named(&name, 64)?;
+    /// assert_eq!(shm.name(), Some(name.as_str()));
+    /// shm.unlink()?;
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 
     /// Returns the start of the mapping, valid for [`len`](SharedMemory::len) bytes while
     /// this handle lives. Other processes may write to the memory at any time.
+    ///
+    /// ```
+    /// let shm = mproc_shm::SharedMemory::create(8)?;
+    /// shm.write::<u8>(3, 42)?;
+    /// let p = shm.as_ptr();
+    /// // SAFETY: byte 3 is inside the mapping, which `shm` keeps; nobody else writes to it.
+    /// assert_eq!(unsafe { p.add(3).read_volatile() }, 42);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut u8 {
         self.mapped.region.as_ptr()
     }
 
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    ///
+    /// ```
+    /// let shm = mproc_shm::SharedMemory::create(16)?;
+    /// shm.write_at(4, b"abc")?;
+    /// let mut buf = [0u8; 3];
+    /// shm.read_at(4, &mut buf)?;
+    /// assert_eq!(&buf, b"abc");
+    /// assert!(shm.read_at(15, &mut buf).is_err()); // past the end
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -216,6 +295,14 @@ impl SharedMemory {
     }
 
     /// Copies `data` in, starting at `offset`.
+    ///
+    /// ```
+    /// let shm = mproc_shm::SharedMemory::create(16)?;
+    /// shm.write_at(0, b"hello")?;
+    /// assert_eq!(shm.read::<u8>(4)?, b'o');
+    /// assert!(shm.write_at(12, b"hello").is_err()); // does not fit
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -230,6 +317,14 @@ impl SharedMemory {
 
     /// Sets `len` bytes starting at `offset` to `byte`.
     ///
+    /// ```
+    /// let shm = mproc_shm::SharedMemory::create(16)?;
+    /// shm.fill(8, 8, 0xff)?;
+    /// assert_eq!(shm.read::<u64>(0)?, 0);
+    /// assert_eq!(shm.read::<u64>(8)?, u64::MAX);
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` when the range does not fit.
@@ -242,6 +337,14 @@ impl SharedMemory {
 
     /// Copies the value at `offset` out (aligned for `T`).
     ///
+    /// ```
+    /// let shm = mproc_shm::SharedMemory::create(16)?;
+    /// shm.write::<f64>(8, 2.5)?;
+    /// assert_eq!(shm.read::<f64>(8)?, 2.5);
+    /// assert!(shm.read::<f64>(4).is_err()); // misaligned
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `InvalidInput` when it does not fit or is misaligned.
@@ -251,6 +354,14 @@ impl SharedMemory {
     }
 
     /// Copies `value` in at `offset` (aligned for `T`).
+    ///
+    /// ```
+    /// let shm = mproc_shm::SharedMemory::create(16)?;
+    /// shm.write::<[u16; 2]>(4, [1, 2])?;
+    /// assert_eq!(shm.read::<u32>(4)?, 0x0002_0001); // little-endian
+    /// assert!(shm.write::<u64>(16, 7).is_err()); // past the end
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

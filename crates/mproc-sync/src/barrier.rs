@@ -56,6 +56,12 @@ fn broken(message: &str) -> Error {
 impl Barrier {
     /// Makes a barrier for `parties` parties (at least 1).
     ///
+    /// ```
+    /// let barrier = mproc_sync::Barrier::new(3)?;
+    /// assert_eq!((barrier.parties(), barrier.n_waiting()), (3, 0));
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Shm` when shared memory cannot be had.
@@ -65,6 +71,15 @@ impl Barrier {
 
     /// Makes a barrier whose waits break it after `timeout` by default (kept to the
     /// millisecond, at least 1 ms).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let barrier = mproc_sync::Barrier::with_timeout(2, Duration::from_millis(10))?;
+    /// let err = barrier.wait().unwrap_err(); // the other party never comes
+    /// assert_eq!(err.kind(), mproc_sync::ErrorKind::BrokenBarrier);
+    /// assert!(barrier.is_broken());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -83,22 +98,63 @@ impl Barrier {
     }
 
     /// Returns the number of parties.
+    ///
+    /// ```
+    /// assert_eq!(mproc_sync::Barrier::new(4)?.parties(), 4);
+    /// assert_eq!(mproc_sync::Barrier::new(0)?.parties(), 1); // at least one
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn parties(&self) -> u32 {
         self.core.word(PARTIES).load(Ordering::Relaxed).max(1)
     }
 
     /// Returns how many parties are waiting now.
+    ///
+    /// ```
+    /// let barrier = mproc_sync::Barrier::new(2)?;
+    /// std::thread::scope(|s| {
+    ///     let first = s.spawn(|| barrier.wait().unwrap());
+    ///     while barrier.n_waiting() == 0 {
+    ///         std::thread::yield_now(); // until the other thread waits
+    ///     }
+    ///     barrier.wait().unwrap(); // the second party releases both
+    ///     first.join().unwrap();
+    /// });
+    /// assert_eq!(barrier.n_waiting(), 0);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn n_waiting(&self) -> u32 {
         self.core.word(COUNT).load(Ordering::Relaxed)
     }
 
     /// Returns whether the barrier is broken.
+    ///
+    /// ```
+    /// let barrier = mproc_sync::Barrier::new(2)?;
+    /// assert!(!barrier.is_broken());
+    /// barrier.abort();
+    /// assert!(barrier.is_broken());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn is_broken(&self) -> bool {
         self.core.word(BROKEN).load(Ordering::Relaxed) & 1 != 0
     }
 
     /// Waits for the other parties (with the default timeout, if any); returns this
     /// party's index. Python: `barrier.wait()`.
+    ///
+    /// ```
+    /// let barrier = mproc_sync::Barrier::new(3)?;
+    /// let mut indices = std::thread::scope(|s| {
+    ///     let others: Vec<_> = (0..2).map(|_| s.spawn(|| barrier.wait().unwrap())).collect();
+    ///     let mut all = vec![barrier.wait().unwrap()];
+    ///     all.extend(others.into_iter().map(|t| t.join().unwrap()));
+    ///     all
+    /// });
+    /// indices.sort();
+    /// assert_eq!(indices, [0, 1, 2]); // one index each
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -110,6 +166,15 @@ impl Barrier {
 
     /// Waits at most `timeout`; a timeout breaks the barrier. Python:
     /// `barrier.wait(timeout)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let barrier = mproc_sync::Barrier::new(2)?;
+    /// let err = barrier.wait_timeout(Duration::from_millis(10)).unwrap_err(); // alone
+    /// assert_eq!(err.kind(), mproc_sync::ErrorKind::BrokenBarrier);
+    /// assert!(barrier.is_broken()); // until reset()
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -123,6 +188,19 @@ impl Barrier {
     /// because a closure cannot travel between processes). If `action` panics the barrier
     /// breaks and the panic goes on. The action runs under the barrier's internal lock, so
     /// it must not call this barrier's methods (as in Python, that would deadlock).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// let barrier = mproc_sync::Barrier::new(2)?;
+    /// let runs = AtomicU32::new(0);
+    /// std::thread::scope(|s| {
+    ///     for _ in 0..2 {
+    ///         s.spawn(|| barrier.wait_with(|| { runs.fetch_add(1, Ordering::Relaxed); }).unwrap());
+    ///     }
+    /// });
+    /// assert_eq!(runs.load(Ordering::Relaxed), 1); // by the party that came last
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -265,6 +343,14 @@ impl Barrier {
 
     /// Breaks the barrier: waiters and later callers get `BrokenBarrier` until
     /// [`reset`](Barrier::reset). Python: `abort()`.
+    ///
+    /// ```
+    /// let barrier = mproc_sync::Barrier::new(2)?;
+    /// barrier.abort();
+    /// let err = barrier.wait().unwrap_err();
+    /// assert_eq!(err.kind(), mproc_sync::ErrorKind::BrokenBarrier);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn abort(&self) {
         self.lock();
         self.break_locked();
@@ -273,6 +359,15 @@ impl Barrier {
 
     /// Returns the barrier to its empty, unbroken state; parties waiting now get
     /// `BrokenBarrier`. Python: `reset()`.
+    ///
+    /// ```
+    /// let barrier = mproc_sync::Barrier::new(1)?;
+    /// barrier.abort();
+    /// barrier.reset();
+    /// assert!(!barrier.is_broken());
+    /// assert_eq!(barrier.wait()?, 0); // usable again
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn reset(&self) {
         self.lock();
         let f = |o| self.core.word(o);

@@ -61,6 +61,12 @@ pub struct Condition<T: ShmSafe = ()> {
 impl<T: ShmSafe> Condition<T> {
     /// Makes a condition guarding `value`.
     ///
+    /// ```
+    /// let cond = mproc_sync::Condition::new(5u32)?;
+    /// assert_eq!(*cond.lock()?, 5);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Shm` when shared memory cannot be had.
@@ -88,11 +94,31 @@ impl<T: ShmSafe> Condition<T> {
 
     /// Returns how many processes or threads are waiting now (approximate: it can change
     /// as soon as it is read).
+    ///
+    /// ```
+    /// let cond = mproc_sync::Condition::new(())?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| drop(cond.lock().unwrap().wait().unwrap()));
+    ///     while cond.waiting() == 0 {
+    ///         std::thread::yield_now(); // until the other thread waits
+    ///     }
+    ///     cond.lock().unwrap().notify_all();
+    /// });
+    /// assert_eq!(cond.waiting(), 0);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn waiting(&self) -> u32 {
         self.word(WAITING).load(Ordering::Relaxed)
     }
 
     /// Waits for the lock.
+    ///
+    /// ```
+    /// let total = mproc_sync::Condition::new(0u64)?;
+    /// *total.lock()? += 2; // written back when the guard drops
+    /// assert_eq!(*total.lock()?, 2);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -120,6 +146,15 @@ impl<T: ShmSafe> Condition<T> {
 
     /// Takes the lock if it is free.
     ///
+    /// ```
+    /// let cond = mproc_sync::Condition::new(0u32)?;
+    /// let guard = cond.try_lock()?;
+    /// assert!(cond.try_lock().is_err()); // held
+    /// drop(guard);
+    /// assert!(cond.try_lock().is_ok());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `WouldBlock` when it is held; `OwnerDied` as for [`lock`](Condition::lock).
@@ -128,6 +163,16 @@ impl<T: ShmSafe> Condition<T> {
     }
 
     /// Waits for the lock at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cond = mproc_sync::Condition::new(0u32)?;
+    /// let _held = cond.lock()?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(cond.lock_timeout(Duration::from_millis(10)).is_err()));
+    /// });
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -186,6 +231,23 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
     /// Releases the lock and sleeps until notified, then takes the lock back. Python:
     /// `cond.wait()`.
     ///
+    /// ```
+    /// let cond = mproc_sync::Condition::new(0u32)?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let mut g = cond.lock().unwrap();
+    ///         *g = 1;
+    ///         g.notify_all();
+    ///     });
+    ///     let mut g = cond.lock().unwrap();
+    ///     while *g == 0 {
+    ///         g = g.wait().unwrap(); // the lock is free while this thread sleeps
+    ///     }
+    ///     assert_eq!(*g, 1);
+    /// });
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`OwnerDied`] (holding the guard) when a holder of the lock died meanwhile.
@@ -199,6 +261,15 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
     /// Like [`wait`](ConditionGuard::wait), for at most `timeout`; the `bool` is `true`
     /// when notified and `false` when the time ran out. Python: `cond.wait(timeout)`.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cond = mproc_sync::Condition::new(0u32)?;
+    /// let (guard, notified) = cond.lock()?.wait_timeout(Duration::from_millis(10))?;
+    /// assert!(!notified); // nobody notified: the time ran out
+    /// assert_eq!(*guard, 0); // and the lock is held again
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`wait`](ConditionGuard::wait).
@@ -208,6 +279,17 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
 
     /// Waits until `condition` holds for the value, or `timeout` passes; returns the last
     /// answer of `condition`. Python: `cond.wait_for(predicate, timeout)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let count = mproc_sync::Condition::new(3u32)?;
+    /// let (guard, ok) = count.lock()?.wait_for(|n| *n >= 3, None)?; // true already: no wait
+    /// assert!(ok);
+    /// drop(guard);
+    /// let (_, ok) = count.lock()?.wait_for(|n| *n >= 10, Some(Duration::from_millis(10)))?;
+    /// assert!(!ok); // still 3 when the time ran out
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -272,6 +354,22 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
     }
 
     /// Wakes up to `n` of the processes or threads waiting now. Python: `notify(n)`.
+    ///
+    /// ```
+    /// let cond = mproc_sync::Condition::new(0u32)?;
+    /// std::thread::scope(|s| {
+    ///     let waiter = s.spawn(|| *cond.lock().unwrap().wait().unwrap());
+    ///     while cond.waiting() == 0 {
+    ///         std::thread::yield_now();
+    ///     }
+    ///     let mut g = cond.lock().unwrap();
+    ///     *g = 7;
+    ///     g.notify(1);
+    ///     drop(g); // the woken waiter takes the lock and sees 7
+    ///     assert_eq!(waiter.join().unwrap(), 7);
+    /// });
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn notify(&self, n: u32) {
         let cond = self.cond;
         let waiting = cond.word(WAITING).load(Ordering::Relaxed);
@@ -290,11 +388,39 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
     }
 
     /// Wakes every process or thread waiting now. Python: `notify_all()`.
+    ///
+    /// ```
+    /// let go = mproc_sync::Condition::new(0u32)?;
+    /// std::thread::scope(|s| {
+    ///     for _ in 0..3 {
+    ///         s.spawn(|| assert!(go.lock().unwrap().wait_for(|g| *g == 1, None).unwrap().1));
+    ///     }
+    ///     while go.waiting() < 3 {
+    ///         std::thread::yield_now();
+    ///     }
+    ///     let mut g = go.lock().unwrap();
+    ///     *g = 1;
+    ///     g.notify_all(); // all three wake, in turn take the lock, and see 1
+    /// });
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn notify_all(&self) {
         self.notify(u32::MAX);
     }
 
     /// Declares the value repaired after an [`OwnerDied`].
+    ///
+    /// ```
+    /// let cond = mproc_sync::Condition::new(0u32)?;
+    /// let dying = cond.clone();
+    /// std::thread::spawn(move || std::mem::forget(dying.lock())).join().unwrap();
+    /// let mut guard = cond.lock().unwrap_err().into_inner(); // its holder ended holding it
+    /// *guard = 0; // repair the value
+    /// guard.mark_consistent();
+    /// drop(guard);
+    /// assert!(cond.lock().is_ok());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn mark_consistent(&mut self) {
         self.cond.word(DEATH_SEEN).store(0, Ordering::Relaxed);
         self.cond.core.mark_consistent();

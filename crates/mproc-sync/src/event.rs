@@ -39,6 +39,12 @@ pub struct Event {
 impl Event {
     /// Makes a cleared event.
     ///
+    /// ```
+    /// let event = mproc_sync::Event::new()?;
+    /// assert!(!event.is_set());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Shm` when shared memory cannot be had.
@@ -53,11 +59,30 @@ impl Event {
     }
 
     /// Returns whether the flag is set.
+    ///
+    /// ```
+    /// let event = mproc_sync::Event::new()?;
+    /// assert!(!event.is_set());
+    /// event.set();
+    /// assert!(event.is_set());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn is_set(&self) -> bool {
         self.word(STATE).load(Ordering::Acquire) & 1 != 0
     }
 
     /// Sets the flag and wakes every waiter.
+    ///
+    /// ```
+    /// let event = mproc_sync::Event::new()?;
+    /// std::thread::scope(|s| {
+    ///     let waiter = s.spawn(|| event.wait());
+    ///     event.set(); // the waiter wakes
+    ///     waiter.join().unwrap();
+    /// });
+    /// assert!(event.is_set());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn set(&self) {
         let state = self.word(STATE);
         let mut s = state.load(Ordering::Relaxed);
@@ -78,17 +103,43 @@ impl Event {
     }
 
     /// Clears the flag.
+    ///
+    /// ```
+    /// let event = mproc_sync::Event::new()?;
+    /// event.set();
+    /// event.clear();
+    /// assert!(!event.is_set());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn clear(&self) {
         self.word(STATE).fetch_and(!1, Ordering::SeqCst);
     }
 
     /// Waits until the flag is set. Python: `event.wait()`.
+    ///
+    /// ```
+    /// let ready = mproc_sync::Event::new()?;
+    /// let setter = ready.clone();
+    /// std::thread::spawn(move || setter.set());
+    /// ready.wait(); // returns once the other thread has set it
+    /// assert!(ready.is_set());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn wait(&self) {
         self.wait_until(None);
     }
 
     /// Waits until the flag is set or `timeout` passes; returns whether it is set.
     /// Python: `event.wait(timeout)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let event = mproc_sync::Event::new()?;
+    /// assert!(!event.wait_timeout(Duration::from_millis(1))); // nobody sets it
+    /// event.set();
+    /// assert!(event.wait_timeout(Duration::ZERO));
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         match deadline(timeout) {
             Some(d) => self.wait_until(Some(d)),

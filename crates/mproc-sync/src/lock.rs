@@ -193,6 +193,12 @@ impl fmt::Debug for Lock {
 impl Lock {
     /// Makes an unlocked lock in shared memory.
     ///
+    /// ```
+    /// let lock = mproc_sync::Lock::new()?;
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Shm` when shared memory cannot be had.
@@ -204,6 +210,15 @@ impl Lock {
 
     /// Waits for the lock. Python: `with lock:` / `lock.acquire()`.
     ///
+    /// ```
+    /// let lock = mproc_sync::Lock::new()?;
+    /// let guard = lock.lock()?;
+    /// assert!(lock.is_locked());
+    /// drop(guard); // releases
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding it.
@@ -214,6 +229,16 @@ impl Lock {
 
     /// Takes the lock if it is free. Python: `lock.acquire(False)`.
     ///
+    /// ```
+    /// use mproc_sync::{Lock, TryLockError};
+    /// let lock = Lock::new()?;
+    /// let guard = lock.try_lock()?;
+    /// assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
+    /// drop(guard);
+    /// assert!(lock.try_lock().is_ok());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `WouldBlock` when it is held; `OwnerDied` as for [`lock`](Lock::lock).
@@ -222,6 +247,16 @@ impl Lock {
     }
 
     /// Waits for the lock at most `timeout`. Python: `lock.acquire(timeout=t)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lock = mproc_sync::Lock::new()?;
+    /// let _held = lock.lock()?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(lock.lock_timeout(Duration::from_millis(10)).is_err()));
+    /// });
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -236,6 +271,14 @@ impl Lock {
     /// Acquires without a guard (Python: `acquire()`); pair with [`release`](Lock::release)
     /// on the same thread. Returns `false` if the previous holder died (the lock is taken
     /// all the same, still marked for repair; see [`OwnerDied`]).
+    ///
+    /// ```
+    /// let lock = mproc_sync::Lock::new()?;
+    /// assert!(lock.acquire()); // taken, from a live holder (or none)
+    /// assert!(lock.is_locked());
+    /// lock.release()?;
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn acquire(&self) -> bool {
         self.core.acquire(None) == Got::Clean
     }
@@ -259,6 +302,14 @@ impl Lock {
     }
 
     /// Returns whether the lock is held, by anyone (Python 3.14: `locked()`).
+    ///
+    /// ```
+    /// let lock = mproc_sync::Lock::new()?;
+    /// assert!(!lock.is_locked());
+    /// let _guard = lock.lock()?;
+    /// assert!(lock.is_locked());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn is_locked(&self) -> bool {
         self.core.raw().is_locked()
     }
@@ -283,11 +334,33 @@ impl<'a> LockGuard<'a> {
 
     /// Declares the protected data repaired after an [`OwnerDied`]: the lock is released
     /// normally from now on.
+    ///
+    /// ```
+    /// let lock = mproc_sync::Lock::new()?;
+    /// let dying = lock.clone();
+    /// std::thread::spawn(move || std::mem::forget(dying.lock())).join().unwrap();
+    /// let mut guard = lock.lock().unwrap_err().into_inner(); // its holder ended holding it
+    /// guard.mark_consistent(); // repaired
+    /// drop(guard);
+    /// assert!(lock.lock().is_ok());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn mark_consistent(&mut self) {
         self.core.mark_consistent();
     }
 
     /// Returns whether the lock is consistent (no holder died, or the data was repaired).
+    ///
+    /// ```
+    /// let lock = mproc_sync::Lock::new()?;
+    /// let dying = lock.clone();
+    /// std::thread::spawn(move || std::mem::forget(dying.lock())).join().unwrap();
+    /// let mut guard = lock.lock().unwrap_err().into_inner();
+    /// assert!(!guard.is_consistent());
+    /// guard.mark_consistent();
+    /// assert!(guard.is_consistent());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn is_consistent(&self) -> bool {
         self.core.is_consistent()
     }
@@ -345,6 +418,13 @@ impl fmt::Debug for RLock {
 impl RLock {
     /// Makes an unlocked reentrant lock in shared memory.
     ///
+    /// ```
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// assert!(!rlock.is_locked());
+    /// assert_eq!(rlock.count(), 0);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Shm` when shared memory cannot be had.
@@ -380,6 +460,16 @@ impl RLock {
 
     /// Waits for the lock (at once if this thread owns it).
     ///
+    /// ```
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// let outer = rlock.lock()?;
+    /// let inner = rlock.lock()?; // at once: this thread owns it
+    /// assert_eq!(rlock.count(), 2);
+    /// drop((inner, outer));
+    /// assert!(!rlock.is_locked());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`OwnerDied`] when the previous holder died holding it.
@@ -389,6 +479,16 @@ impl RLock {
 
     /// Takes the lock if this thread owns it or it is free.
     ///
+    /// ```
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// let _outer = rlock.lock()?;
+    /// assert!(rlock.try_lock().is_ok()); // the owner re-enters
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(rlock.try_lock().is_err())); // another thread does not
+    /// });
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `WouldBlock` when another thread holds it; `OwnerDied` as for [`lock`](RLock::lock).
@@ -397,6 +497,16 @@ impl RLock {
     }
 
     /// Waits for the lock at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// let _held = rlock.lock_timeout(Duration::from_secs(1))?;
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(rlock.lock_timeout(Duration::from_millis(10)).is_err()));
+    /// });
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -408,14 +518,32 @@ impl RLock {
         })
     }
 
-    /// Acquires without a guard (Python: `acquire()`); pair with [`release`](RLock::release)
-    ///. Returns `false` if the previous holder died (the lock is still
-    /// taken; see [`OwnerDied`]).
+    /// Acquires without a guard (Python: `acquire()`); pair with
+    /// [`release`](RLock::release). Returns `false` if the previous holder died (the lock
+    /// is still taken; see [`OwnerDied`]).
+    ///
+    /// ```
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// assert!(rlock.acquire() && rlock.acquire());
+    /// assert_eq!(rlock.count(), 2);
+    /// rlock.release()?;
+    /// rlock.release()?;
+    /// assert!(!rlock.is_locked());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn acquire(&self) -> bool {
         self.enter(None, true) == Got::Clean
     }
 
     /// Releases one level taken by [`acquire`](RLock::acquire).
+    ///
+    /// ```
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// rlock.acquire();
+    /// rlock.release()?;
+    /// assert_eq!(rlock.release().unwrap_err().kind(), mproc_sync::ErrorKind::NotOwner);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -432,6 +560,16 @@ impl RLock {
     }
 
     /// Returns how many times the owner holds the lock (0 when free or held elsewhere).
+    ///
+    /// ```
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// let (_a, _b) = (rlock.lock()?, rlock.lock()?);
+    /// assert_eq!(rlock.count(), 2);
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert_eq!(rlock.count(), 0)); // held, but not by this thread
+    /// });
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn count(&self) -> u32 {
         if self.core.raw().is_owned_by_current_thread() {
             self.depth().load(Ordering::Relaxed)
@@ -441,11 +579,29 @@ impl RLock {
     }
 
     /// Returns whether the lock is held, by anyone.
+    ///
+    /// ```
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// assert!(!rlock.is_locked());
+    /// let _guard = rlock.lock()?;
+    /// assert!(rlock.is_locked());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn is_locked(&self) -> bool {
         self.core.raw().is_locked()
     }
 
     /// Returns whether the calling thread owns the lock.
+    ///
+    /// ```
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// let _guard = rlock.lock()?;
+    /// assert!(rlock.is_owned());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(rlock.is_locked() && !rlock.is_owned()));
+    /// });
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn is_owned(&self) -> bool {
         self.core.raw().is_owned_by_current_thread()
     }
@@ -467,6 +623,17 @@ impl<'a> RLockGuard<'a> {
     }
 
     /// Declares the protected data repaired after an [`OwnerDied`].
+    ///
+    /// ```
+    /// let rlock = mproc_sync::RLock::new()?;
+    /// let dying = rlock.clone();
+    /// std::thread::spawn(move || std::mem::forget(dying.lock())).join().unwrap();
+    /// let mut guard = rlock.lock().unwrap_err().into_inner(); // its owner ended holding it
+    /// guard.mark_consistent();
+    /// drop(guard);
+    /// assert!(rlock.lock().is_ok());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn mark_consistent(&mut self) {
         self.lock.core.mark_consistent();
     }

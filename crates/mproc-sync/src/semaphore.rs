@@ -125,6 +125,13 @@ macro_rules! semaphore {
         impl $name {
             /// Makes a semaphore with `value` permits.
             ///
+            /// ```
+            /// use mproc_sync::{BoundedSemaphore, Semaphore};
+            /// assert_eq!(Semaphore::new(3)?.value(), 3);
+            /// assert_eq!(BoundedSemaphore::new(3)?.value(), 3);
+            /// # Ok::<(), mproc_sync::Error>(())
+            /// ```
+            ///
             /// # Errors
             ///
             /// `Shm` when shared memory cannot be had.
@@ -133,18 +140,45 @@ macro_rules! semaphore {
             }
 
             /// Takes a permit, waiting for one. Python: `acquire()`.
+            ///
+            /// ```
+            /// use mproc_sync::{BoundedSemaphore, Semaphore};
+            /// let (sem, bounded) = (Semaphore::new(1)?, BoundedSemaphore::new(1)?);
+            /// sem.acquire();
+            /// bounded.acquire();
+            /// assert_eq!((sem.value(), bounded.value()), (0, 0));
+            /// # Ok::<(), mproc_sync::Error>(())
+            /// ```
             pub fn acquire(&self) {
                 self.counter.take(None);
             }
 
             /// Takes a permit if one is free; returns whether it did. Python:
             /// `acquire(False)`.
+            ///
+            /// ```
+            /// use mproc_sync::{BoundedSemaphore, Semaphore};
+            /// let (sem, bounded) = (Semaphore::new(1)?, BoundedSemaphore::new(1)?);
+            /// assert!(sem.try_acquire() && bounded.try_acquire());
+            /// assert!(!sem.try_acquire() && !bounded.try_acquire()); // none left
+            /// # Ok::<(), mproc_sync::Error>(())
+            /// ```
             pub fn try_acquire(&self) -> bool {
                 self.counter.try_take()
             }
 
             /// Takes a permit, waiting at most `timeout`; returns whether it did. Python:
             /// `acquire(timeout=t)`.
+            ///
+            /// ```
+            /// use std::time::Duration;
+            /// use mproc_sync::{BoundedSemaphore, Semaphore};
+            /// let (sem, bounded) = (Semaphore::new(1)?, BoundedSemaphore::new(1)?);
+            /// let wait = Duration::from_millis(1);
+            /// assert!(sem.acquire_timeout(wait) && bounded.acquire_timeout(wait));
+            /// assert!(!sem.acquire_timeout(wait) && !bounded.acquire_timeout(wait)); // none left
+            /// # Ok::<(), mproc_sync::Error>(())
+            /// ```
             pub fn acquire_timeout(&self, timeout: Duration) -> bool {
                 match deadline(timeout) {
                     Some(d) => self.counter.take(Some(d)),
@@ -154,6 +188,17 @@ macro_rules! semaphore {
 
             /// Takes a permit, waiting for one, and gives it back when the guard drops.
             /// Python: `with sem:`.
+            ///
+            /// ```
+            /// use mproc_sync::{BoundedSemaphore, Semaphore};
+            /// let (sem, bounded) = (Semaphore::new(2)?, BoundedSemaphore::new(2)?);
+            /// {
+            ///     let _permits = (sem.access(), bounded.access());
+            ///     assert_eq!((sem.value(), bounded.value()), (1, 1));
+            /// }
+            /// assert_eq!((sem.value(), bounded.value()), (2, 2)); // given back
+            /// # Ok::<(), mproc_sync::Error>(())
+            /// ```
             pub fn access(&self) -> Permit<'_> {
                 self.acquire();
                 Permit { counter: &self.counter }
@@ -161,6 +206,14 @@ macro_rules! semaphore {
 
             /// Returns the number of free permits. Python: `get_value()` (which macOS
             /// cannot give; this works everywhere).
+            ///
+            /// ```
+            /// use mproc_sync::{BoundedSemaphore, Semaphore};
+            /// let (sem, bounded) = (Semaphore::new(2)?, BoundedSemaphore::new(2)?);
+            /// sem.acquire();
+            /// assert_eq!((sem.value(), bounded.value()), (1, 2));
+            /// # Ok::<(), mproc_sync::Error>(())
+            /// ```
             pub fn value(&self) -> u32 {
                 self.counter.value()
             }
@@ -215,6 +268,14 @@ semaphore!(
 impl Semaphore {
     /// Gives a permit back, waking a waiter. Python: `release()`.
     ///
+    /// ```
+    /// let sem = mproc_sync::Semaphore::new(0)?;
+    /// sem.release()?;
+    /// sem.release()?; // above the initial value: no bound
+    /// assert_eq!(sem.value(), 2);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `TooManyReleases` only when the count would overflow `u32`.
@@ -225,6 +286,14 @@ impl Semaphore {
 
 impl BoundedSemaphore {
     /// Gives a permit back, waking a waiter. Python: `release()`.
+    ///
+    /// ```
+    /// let sem = mproc_sync::BoundedSemaphore::new(1)?;
+    /// sem.acquire();
+    /// sem.release()?;
+    /// assert_eq!(sem.release().unwrap_err().kind(), mproc_sync::ErrorKind::TooManyReleases);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -46,6 +46,12 @@ pub struct Value<T: ShmSafe> {
 impl<T: ShmSafe> Value<T> {
     /// Puts `value` in shared memory with a new lock.
     ///
+    /// ```
+    /// let point = mproc_sync::Value::new([1.0f64, 2.0])?;
+    /// assert_eq!(point.get()?, [1.0, 2.0]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Shm` when shared memory cannot be had or `T` is aligned to more than 64 bytes.
@@ -61,6 +67,16 @@ impl<T: ShmSafe> Value<T> {
 
     /// Waits for the lock and returns a guard that dereferences to the value.
     ///
+    /// ```
+    /// let v = mproc_sync::Value::new(10i32)?;
+    /// {
+    ///     let mut g = v.lock()?;
+    ///     *g = *g * 2 + 1; // one step for every process: nobody writes in between
+    /// }
+    /// assert_eq!(v.get()?, 21);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding the lock.
@@ -70,6 +86,15 @@ impl<T: ShmSafe> Value<T> {
 
     /// Takes the lock if it is free.
     ///
+    /// ```
+    /// let v = mproc_sync::Value::new(0u32)?;
+    /// let guard = v.try_lock()?;
+    /// assert!(v.try_lock().is_err()); // held
+    /// drop(guard);
+    /// assert!(v.try_lock().is_ok());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `WouldBlock` when it is held; `OwnerDied` as for [`lock`](Value::lock).
@@ -78,6 +103,14 @@ impl<T: ShmSafe> Value<T> {
     }
 
     /// Waits for the lock at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let v = mproc_sync::Value::new(0u32)?;
+    /// *v.lock_timeout(Duration::from_secs(1))? += 5;
+    /// assert_eq!(v.get()?, 5);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -90,6 +123,12 @@ impl<T: ShmSafe> Value<T> {
 
     /// Returns a copy of the value, taken under the lock. Python: `v.value`.
     ///
+    /// ```
+    /// let v = mproc_sync::Value::new(2.5f64)?;
+    /// assert_eq!(v.get()?, 2.5);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`OwnerDied`] carrying the value (possibly half-updated) when a holder died.
@@ -101,6 +140,13 @@ impl<T: ShmSafe> Value<T> {
     }
 
     /// Replaces the value under the lock. Python: `v.value = x`.
+    ///
+    /// ```
+    /// let v = mproc_sync::Value::new(0u64)?;
+    /// v.set(42)?;
+    /// assert_eq!(v.get()?, 42);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -174,6 +220,18 @@ impl<'a, T: ShmSafe> ValueGuard<'a, T> {
     }
 
     /// Declares the value repaired after an [`OwnerDied`].
+    ///
+    /// ```
+    /// let v = mproc_sync::Value::new(0u64)?;
+    /// let dying = v.clone();
+    /// std::thread::spawn(move || std::mem::forget(dying.lock())).join().unwrap();
+    /// let mut guard = v.lock().unwrap_err().into_inner(); // its holder ended holding it
+    /// *guard = 0; // repair
+    /// guard.mark_consistent();
+    /// drop(guard);
+    /// assert_eq!(v.get()?, 0);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn mark_consistent(&mut self) {
         self.core.mark_consistent();
     }
@@ -208,8 +266,9 @@ impl<T: ShmSafe> Drop for ValueGuard<'_, T> {
 /// A fixed-length array in shared memory with its own lock. Python:
 /// `multiprocessing.Array`.
 ///
-/// [`lock`](Array::lock) holds the lock for a series of reads and writes; [`get`](Array::get)
-///, [`set`](Array::set) and [`to_vec`](Array::to_vec) take it once each.
+/// [`lock`](Array::lock) holds the lock for a series of reads and writes;
+/// [`get`](Array::get), [`set`](Array::set) and [`to_vec`](Array::to_vec) take it once
+/// each.
 ///
 /// ```
 /// let a = mproc_sync::Array::from_slice(&[1.0f64, 2.0, 3.0])?;
@@ -230,6 +289,12 @@ pub struct Array<T: ShmSafe> {
 impl<T: ShmSafe> Array<T> {
     /// Makes an array of `len` zeroed elements with a new lock.
     ///
+    /// ```
+    /// let a = mproc_sync::Array::<u16>::zeroed(4)?;
+    /// assert_eq!(a.to_vec()?, [0, 0, 0, 0]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Shm` when shared memory cannot be had.
@@ -247,6 +312,13 @@ impl<T: ShmSafe> Array<T> {
 
     /// Makes an array holding a copy of `values`.
     ///
+    /// ```
+    /// let a = mproc_sync::Array::from_slice(&[3i64, 1, 2])?;
+    /// assert_eq!(a.len(), 3);
+    /// assert_eq!(a.to_vec()?, [3, 1, 2]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`zeroed`](Array::zeroed).
@@ -257,11 +329,22 @@ impl<T: ShmSafe> Array<T> {
     }
 
     /// Returns the number of elements.
+    ///
+    /// ```
+    /// assert_eq!(mproc_sync::Array::<u8>::zeroed(5)?.len(), 5);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Returns whether the array has no elements.
+    ///
+    /// ```
+    /// assert!(mproc_sync::Array::<u8>::zeroed(0)?.is_empty());
+    /// assert!(!mproc_sync::Array::from_slice(&[1u8])?.is_empty());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -275,6 +358,17 @@ impl<T: ShmSafe> Array<T> {
 
     /// Waits for the lock.
     ///
+    /// ```
+    /// let a = mproc_sync::Array::from_slice(&[1u32, 2, 3])?;
+    /// {
+    ///     let mut g = a.lock()?; // one lock for the whole update
+    ///     let sum = g.to_vec().iter().sum();
+    ///     g.set(0, sum)?;
+    /// }
+    /// assert_eq!(a.to_vec()?, [6, 2, 3]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding it.
@@ -283,6 +377,15 @@ impl<T: ShmSafe> Array<T> {
     }
 
     /// Takes the lock if it is free.
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::<u8>::zeroed(2)?;
+    /// let guard = a.try_lock()?;
+    /// assert!(a.try_lock().is_err()); // held
+    /// drop(guard);
+    /// assert!(a.try_lock().is_ok());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -293,6 +396,14 @@ impl<T: ShmSafe> Array<T> {
 
     /// Waits for the lock at most `timeout`.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let a = mproc_sync::Array::<u8>::zeroed(2)?;
+    /// a.lock_timeout(Duration::from_secs(1))?.set(1, 9)?;
+    /// assert_eq!(a.to_vec()?, [0, 9]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `WouldBlock` after `timeout`; `OwnerDied` as for [`lock`](Array::lock).
@@ -301,6 +412,13 @@ impl<T: ShmSafe> Array<T> {
     }
 
     /// Copies element `i` out under the lock (`Ok(None)` past the end).
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::from_slice(&[10u8, 20])?;
+    /// assert_eq!(a.get(1)?, Some(20));
+    /// assert_eq!(a.get(2)?, None); // past the end
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -311,6 +429,14 @@ impl<T: ShmSafe> Array<T> {
 
     /// Stores `value` at `i` under the lock.
     ///
+    /// ```
+    /// let a = mproc_sync::Array::<u8>::zeroed(2)?;
+    /// a.set(0, 7)?;
+    /// assert!(a.set(2, 7).is_err()); // past the end
+    /// assert_eq!(a.to_vec()?, [7, 0]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Shm` past the end; `OwnerDied` when a holder died.
@@ -319,6 +445,12 @@ impl<T: ShmSafe> Array<T> {
     }
 
     /// Copies the whole array out under the lock.
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::from_slice(&[1.5f32, 2.5])?;
+    /// assert_eq!(a.to_vec()?, vec![1.5, 2.5]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -377,16 +509,35 @@ pub struct ArrayGuard<'a, T: ShmSafe> {
 
 impl<T: ShmSafe> ArrayGuard<'_, T> {
     /// Returns the number of elements.
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::<u8>::zeroed(3)?;
+    /// assert_eq!(a.lock()?.len(), 3);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.array.len
     }
 
     /// Returns whether the array has no elements.
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::<u8>::zeroed(0)?;
+    /// assert!(a.lock()?.is_empty());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.array.len == 0
     }
 
     /// Copies element `i` out, or `None` past the end.
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::from_slice(&[4u8, 5])?;
+    /// let g = a.lock()?;
+    /// assert_eq!((g.get(0), g.get(2)), (Some(4), None));
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn get(&self, i: usize) -> Option<T> {
         (i < self.array.len).then(|| {
             self.array
@@ -398,6 +549,15 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
     }
 
     /// Stores `value` at `i`.
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::<u8>::zeroed(2)?;
+    /// let mut g = a.lock()?;
+    /// g.set(1, 8)?;
+    /// assert!(g.set(2, 8).is_err()); // Python: IndexError
+    /// assert_eq!(g.to_vec(), [0, 8]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -418,6 +578,14 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
 
     /// Copies elements `start..start + dst.len()` into `dst`.
     ///
+    /// ```
+    /// let a = mproc_sync::Array::from_slice(&[1u8, 2, 3, 4])?;
+    /// let mut middle = [0u8; 2];
+    /// a.lock()?.read_into(1, &mut middle)?;
+    /// assert_eq!(middle, [2, 3]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// `Shm` when the range passes the end.
@@ -431,6 +599,14 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
     }
 
     /// Copies `src` into elements `start..start + src.len()` (Python: slice assignment).
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::<u8>::zeroed(4)?;
+    /// a.lock()?.write_from(2, &[7, 8])?;
+    /// assert_eq!(a.to_vec()?, [0, 0, 7, 8]);
+    /// assert!(a.lock()?.write_from(3, &[7, 8]).is_err()); // past the end
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -458,6 +634,13 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
     }
 
     /// Copies the whole array out.
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::from_slice(&[1u8, 2])?;
+    /// let g = a.lock()?;
+    /// assert_eq!(g.to_vec(), [1, 2]);
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn to_vec(&self) -> Vec<T> {
         (0..self.array.len)
             .map(|i| self.get(i).expect("in bounds"))
@@ -465,6 +648,18 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
     }
 
     /// Declares the data repaired after an [`OwnerDied`].
+    ///
+    /// ```
+    /// let a = mproc_sync::Array::from_slice(&[1u8, 2])?;
+    /// let dying = a.clone();
+    /// std::thread::spawn(move || std::mem::forget(dying.lock())).join().unwrap();
+    /// let mut guard = a.lock().unwrap_err().into_inner(); // its holder ended holding it
+    /// guard.write_from(0, &[1, 2])?; // repair
+    /// guard.mark_consistent();
+    /// drop(guard);
+    /// assert!(a.lock().is_ok());
+    /// # Ok::<(), mproc_sync::Error>(())
+    /// ```
     pub fn mark_consistent(&mut self) {
         self.array.core.mark_consistent();
     }
