@@ -654,3 +654,56 @@ fn named_segments_stay_tracked_while_their_tracker_is_killed_again_and_again() {
         }
     });
 }
+
+// ---- plain data of the user's own, with no unsafe --------------------------------------
+
+/// A user's own plain-data struct: derives bytemuck's traits, no `unsafe` anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::AnyBitPattern, bytemuck::NoUninit)]
+#[repr(C)]
+struct Particle {
+    x: f64,
+    y: f64,
+    hits: u64,
+    id: [u32; 2],
+}
+
+/// Moves the particle and counts a hit, under the value's lock; writes the raw array too.
+fn nudge((v, raw): (mproc::Value<Particle>, mproc::RawArray<Particle>)) {
+    let mut p = v.lock().unwrap();
+    p.x += 1.0;
+    p.hits += 1;
+    raw.set(1, *p).unwrap();
+}
+
+#[test]
+fn a_users_own_struct_lives_in_shared_memory_without_unsafe() {
+    deadline(LIMIT, || {
+        let start = Particle {
+            x: 0.5,
+            y: -2.0,
+            hits: 0,
+            id: [7, 9],
+        };
+        let v = mproc::Value::new(start).unwrap();
+        let raw = mproc::RawArray::from_slice(&[start, start]).unwrap();
+        for _ in 0..3 {
+            builder()
+                .spawn(nudge, (v.clone(), raw.clone()))
+                .unwrap()
+                .join()
+                .unwrap();
+        }
+        let end = v.get().unwrap();
+        assert_eq!(
+            end,
+            Particle {
+                x: 3.5,
+                y: -2.0,
+                hits: 3,
+                id: [7, 9]
+            }
+        );
+        assert_eq!(raw.get(1).unwrap(), end);
+        assert_eq!(raw.get(0).unwrap(), start);
+    });
+}

@@ -18,43 +18,35 @@ use std::sync::atomic::{
 };
 
 /// Plain data that may live in memory shared between processes and be copied in and out
-/// of it.
+/// of it: any type that is [`bytemuck::AnyBitPattern`] (every bit pattern is a valid value:
+/// another process, or a crash in the middle of a write, can leave any bytes there) and
+/// [`bytemuck::NoUninit`] (no padding, so copying it out as bytes reads no uninitialised
+/// memory), and `Send + 'static` (no references or pointers, whose meaning would not
+/// survive the trip to another process).
+///
+/// Integers, floats, arrays of them and `()` qualify. A `#[repr(C)]` struct of your own
+/// qualifies by deriving bytemuck's traits, with no `unsafe` in your code (add `bytemuck`
+/// with its `derive` feature to your dependencies):
+///
+/// ```ignore
+/// #[derive(Clone, Copy, bytemuck::AnyBitPattern, bytemuck::NoUninit)]
+/// #[repr(C)]
+/// struct Point { x: f64, y: f64, hits: u64 }
+/// let shared = mproc::RawValue::new(Point { x: 1.0, y: 2.0, hits: 0 })?;
+/// ```
+///
+/// `bool`, `char`, enums and references do not qualify: not every bit pattern is one.
 ///
 /// # Safety
 ///
-/// Implement only for types that are `#[repr(C)]` (or primitive), `Copy`, hold no pointers,
-/// references or handles (their meaning would not survive the trip to another process),
-/// and for which **every bit pattern is a valid value**: another process, or a crash in
-/// the middle of a write, can leave any bytes there. So `bool`, `char`, enums and
-/// references are not `ShmSafe`; integers, floats, arrays and `#[repr(C)]` structs of them
-/// are.
+/// The blanket implementation is the only one: the bounds are what make it sound.
 pub unsafe trait ShmSafe: Copy + Send + 'static {}
 
-macro_rules! shm_safe {
-    ($($t:ty),*) => { $(
-        // SAFETY: a primitive number: no pointers, every bit pattern valid.
-        unsafe impl ShmSafe for $t {}
-    )* };
-}
-shm_safe!(
-    u8,
-    u16,
-    u32,
-    u64,
-    u128,
-    usize,
-    i8,
-    i16,
-    i32,
-    i64,
-    i128,
-    isize,
-    f32,
-    f64,
-    ()
-);
-// SAFETY: an array of `ShmSafe` values is `ShmSafe`: same layout rules, element by element.
-unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+// SAFETY: `AnyBitPattern` promises every bit pattern is a valid `T` (so bytes another
+// process wrote, or a torn write, are still a `T`), `NoUninit` that `T` has no padding (so
+// its bytes can be copied out), and `Send + 'static` rules out references and raw
+// pointers (which are not `Send`).
+unsafe impl<T: bytemuck::AnyBitPattern + bytemuck::NoUninit + Send> ShmSafe for T {}
 
 /// Types made only of atomics (or of [`RawMutex`](crate::RawMutex)-like words): shared
 /// memory may be lent to them by reference, because every access they make is atomic.

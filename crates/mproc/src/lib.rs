@@ -62,6 +62,7 @@
 //! | `v.value`, `v.value = x` | `v.get()?`, `v.set(x)?` |
 //! | `Array('d', 10)`, `a[i]`, `a[i] = x` | `Array::<f64>::zeroed(10)?`, `a.get(i)?`, `a.set(i, x)?`, or `a.lock()?` for several |
 //! | `RawValue`, `RawArray` | `RawValue`, `RawArray` (no lock); `SharedAtomic<AtomicU64>` for lock-free counters |
+//! | a `ctypes.Structure` in shared memory | a `#[repr(C)]` struct deriving `bytemuck::AnyBitPattern` and `bytemuck::NoUninit`, in `RawValue`/`Value`/`RawArray`/`Array`: no `unsafe` |
 //! | `Lock()`, `with lock:`, `lock.acquire(timeout=t)` | `Lock::new()?`, `let _g = lock.lock()?;`, `lock.lock_timeout(t)` |
 //! | a lock whose holder died: held forever | `Err(OwnerDied)` carrying the guard: repair, then `guard.mark_consistent()` |
 //! | `RLock()`, `Semaphore(n)`, `BoundedSemaphore(n)` | `RLock::new()?`, `Semaphore::new(n)?`, `BoundedSemaphore::new(n)?` |
