@@ -571,6 +571,28 @@ fn a_killed_fork_server_is_restarted() {
     });
 }
 
+#[test]
+fn with_the_log_feature_env_logger_shows_a_childs_start_and_end() {
+    deadline(LIMIT, || {
+        let child = helper("log-child")
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = finish_helper(child, Duration::from_secs(30), "log helper overstayed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stdout.contains("result 42"), "{stdout}");
+        let started = format!("by {}", method().as_str());
+        assert!(
+            stderr.contains("started Process-") && stderr.contains(&started),
+            "{stderr}"
+        );
+        assert!(stderr.contains(") ended: "), "{stderr}");
+    });
+}
+
 fn helper(mode: &str) -> Command {
     let mut cmd = Command::new(HELPER);
     cmd.arg(mode).env("MPROC_START_METHOD", method().as_str());

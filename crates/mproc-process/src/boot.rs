@@ -272,7 +272,7 @@ fn finish_bytes(reply: &[u8], fds: Vec<OwnedFd>) -> ! {
     if let Err(e) = mproc_wire::write_frame(sock.as_fd(), reply, &borrowed, &limits())
         && !e.is_disconnect()
     {
-        eprintln!("mproc: could not send the result to the parent: {e}");
+        crate::diag::warning!("could not send the result to the parent: {e}");
     }
     crate::child::join_children_now();
     mproc_sys::exit_now(0)
@@ -340,12 +340,14 @@ fn run_spawned_child(marker: Result<(OwnedFd, String), std::io::Error>) -> ! {
     let (sock, rest) = match marker {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("mproc: not serving a request: {e}; was this process started by mproc?");
+            crate::diag::warning!("not serving a request: {e}; was this process started by mproc?");
             mproc_sys::exit_now(1)
         }
     };
     let Ok(ppid) = rest.parse::<u32>() else {
-        eprintln!("mproc: not serving a request: malformed parent pid {rest:?} in {CHILD_ENV}");
+        crate::diag::warning!(
+            "not serving a request: malformed parent pid {rest:?} in {CHILD_ENV}"
+        );
         mproc_sys::exit_now(1)
     };
     if mproc_sys::getppid() != ppid {
@@ -371,7 +373,7 @@ pub(crate) fn serve_message(msg: Message, expect_parent: Option<u32>) -> ! {
     let (req, fds): (Request, _) = match open_envelope(msg) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("mproc: unreadable request from the parent: {e}");
+            crate::diag::warning!("unreadable request from the parent: {e}");
             mproc_sys::exit_now(1)
         }
     };
@@ -421,7 +423,7 @@ pub(crate) fn finish(reply: Reply, fds: Vec<OwnedFd>) -> ! {
     if let Err(e) = sent
         && !e.is_disconnect()
     {
-        eprintln!("mproc: could not send the result to the parent: {e}");
+        crate::diag::warning!("could not send the result to the parent: {e}");
     }
     crate::child::join_children_now();
     mproc_sys::exit_now(code)

@@ -86,7 +86,7 @@ impl Proc {
     fn try_status(&self) -> Option<Status> {
         let mut cached = self.status.lock().unwrap_or_else(|p| p.into_inner());
         if cached.is_none() {
-            *cached = match &self.reaper {
+            let status = match &self.reaper {
                 // Reaped under the status lock, through the pidfd: no other thread can see
                 // ECHILD in between, and a reused pid can never be reaped by mistake.
                 Reaper::Direct => match mproc_sys::wait_pidfd(self.pidfd.as_fd(), false) {
@@ -98,6 +98,19 @@ impl Proc {
                 },
                 Reaper::Server(sock) => self.read_server_status(sock),
             };
+            #[cfg(feature = "log")]
+            if let Some(st) = &status {
+                crate::diag::debug!(
+                    "{} (pid {}) ended: {}",
+                    self.info.name,
+                    self.info.pid,
+                    match st {
+                        Status::Exited(e) => e.to_string(),
+                        Status::Lost => "status lost (reaped elsewhere)".to_string(),
+                    }
+                );
+            }
+            *cached = status;
         }
         *cached
     }
@@ -194,7 +207,7 @@ fn join_at_exit() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         if let Err(e) = mproc_sys::at_exit(join_children) {
-            eprintln!("mproc: children will not be joined at exit: {e}");
+            crate::diag::warning!("children will not be joined at exit: {e}");
         }
     });
 }
@@ -322,6 +335,12 @@ impl<R> Child<R> {
         // A child made by fork closes its copy: held there, it would keep this child from
         // seeing its parent end.
         mproc_sys::track_owned_fd(sock.as_fd());
+        crate::diag::debug!(
+            "started {} (pid {}) by {}",
+            proc.info.name,
+            proc.info.pid,
+            proc.method.as_str()
+        );
         if listed {
             register(&proc);
         }

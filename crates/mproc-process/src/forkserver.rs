@@ -511,6 +511,7 @@ fn fork_via(
     let guard = slot;
     for attempt in 0..2 {
         if guard.as_ref().is_none_or(|s| !s.child.is_alive()) {
+            let replacing = guard.is_some() || attempt > 0;
             retire(guard.take());
             let Some(restart) = restart else {
                 return Err(Error::new(
@@ -520,6 +521,12 @@ fn fork_via(
                 ));
             };
             *guard = Some(restart()?);
+            if replacing {
+                crate::diag::debug!(
+                    "the fork server was gone; a new one runs (pid {:?})",
+                    guard.as_ref().map(|s| s.child.pid())
+                );
+            }
         }
         let server = guard.as_mut().expect("started above");
         match send_fork(server, &data, daemon, env, &request, &request_fds) {
@@ -716,7 +723,7 @@ fn serve(control: Fd) {
                     if let Some(cwd) = &req.cwd
                         && let Err(e) = std::env::set_current_dir(cwd)
                     {
-                        eprintln!("mproc: cannot enter the parent's directory {cwd:?}: {e}");
+                        crate::diag::warning!("cannot enter the parent's directory {cwd:?}: {e}");
                     }
                     let fds = req.request_fds.into_iter().map(Fd::into_owned).collect();
                     let msg = Message::from_parts(req.request, fds);

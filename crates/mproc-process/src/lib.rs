@@ -4,6 +4,7 @@
 
 mod boot;
 mod child;
+mod diag;
 mod error;
 mod forkserver;
 mod info;

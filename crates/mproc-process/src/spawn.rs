@@ -623,7 +623,7 @@ impl ForkGuards {
 pub(crate) fn apply_env(env: &[(OsString, Option<OsString>)]) {
     for (k, v) in env {
         if let Err(e) = mproc_sys::set_env_var(k, v.as_deref()) {
-            eprintln!("mproc: cannot set {k:?} in the child: {e}");
+            crate::diag::warning!("cannot set {k:?} in the child: {e}");
         }
     }
 }

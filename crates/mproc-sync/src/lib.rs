@@ -4,6 +4,7 @@
 
 mod barrier;
 mod condition;
+mod diag;
 mod error;
 mod event;
 mod lock;

@@ -85,7 +85,10 @@ impl Core {
     fn note(&self, status: LockStatus) -> Got {
         match status {
             LockStatus::Acquired => Got::Clean,
-            LockStatus::OwnerDied => Got::OwnerDied,
+            LockStatus::OwnerDied => {
+                crate::diag::warning!("a lock's holder died holding it; its new holder repairs");
+                Got::OwnerDied
+            }
             LockStatus::WouldBlock => Got::No,
         }
     }

@@ -41,6 +41,7 @@
 //! | `parent_process().join(timeout)`, `.sentinel` | `parent_process()?.join_timeout(t)`, `.join()`, `.sentinel()` |
 //! | `set_executable(path)` | `Builder::executable(path)` (same build only) |
 //! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | the same names |
+//! | `log_to_stderr(logging.DEBUG)`, `get_logger()` | the `log` feature and any logger: `env_logger::init()` with `RUST_LOG=mproc=debug` (see Logging below) |
 //! | `os.process_cpu_count()` | `mproc::process_cpu_count()` |
 //! | `a, b = Pipe()` | `let (a, b) = mproc::pipe::<T>()?` (typed; `duplex::<A, B>()` for a type each way) |
 //! | `r, w = Pipe(duplex=False)` | `let (w, r) = mproc::channel::<T>()?` (sender first, as in std) |
@@ -114,6 +115,28 @@
 //! | `register('get_queue', callable=lambda: q)` | `m.publish("queue", &q)?`, then `m.lookup::<manager::Queue<T>>("queue")?` |
 //! | a process dies holding a manager lock: it stays locked | the server releases it when the process's connections close |
 //! | the server dies: proxies hang or raise `EOFError` mid-call | every call returns `manager::ErrorKind::Disconnected` at once |
+//!
+//! # Logging
+//!
+//! With the `log` feature, mproc reports through the [`log`](https://docs.rs/log) crate,
+//! under the target `mproc`: each child started and ended (debug), a fork server replaced
+//! (debug), a lock taken from a holder that died (warn), and the warnings it otherwise
+//! prints on stderr (a child that cannot enter its parent's directory, say). Without the
+//! feature none of it costs anything. Python's `log_to_stderr(logging.DEBUG)` is, with
+//! `env_logger`:
+//!
+//! ```ignore
+//! fn main() {
+//!     mproc::init();
+//!     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("mproc=debug"))
+//!         .init();
+//!     // [DEBUG mproc] started Process-1 (pid 4242) by forkserver
+//!     // [DEBUG mproc] Process-1 (pid 4242) ended: exit code 0
+//! }
+//! ```
+//!
+//! A child started by spawn runs `init()` before `main` sets up its logger, so what it
+//! would log itself goes nowhere; fork children share their parent's logger.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 

@@ -143,6 +143,10 @@ fn manager_fork_then_die() {
     std::thread::sleep(Duration::from_secs(60));
 }
 
+fn double_it(x: u64) -> u64 {
+    x * 2
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     if mode == "pool-no-init" {
@@ -250,6 +254,12 @@ fn main() {
             println!("second {}", see(mproc::Builder::new()).expect("second"));
             let over = mproc::Builder::new().env("MPROC_HELPER_K", "override");
             println!("third {}", see(over).expect("third"));
+        }
+        "log-child" => {
+            // Python's `log_to_stderr(logging.DEBUG)`: env_logger, then a child.
+            env_logger::Builder::from_env(env_logger::Env::default()).init();
+            let mut child = mproc::spawn(double_it, 21).expect("spawn");
+            println!("result {}", child.join().expect("join"));
         }
         "exit-joins" => {
             // Three children, then `main` returns at once: the exit waits for the plain

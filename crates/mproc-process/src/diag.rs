@@ -1,0 +1,22 @@
+//! Diagnostics: through the `log` crate with the `log` feature (target `mproc`), and
+//! without it, warnings on stderr as before and nothing else (no cost).
+
+/// An event worth a line at debug level (a child started or ended, a server replaced).
+macro_rules! debug {
+    ($($arg:tt)*) => {{
+        #[cfg(feature = "log")]
+        log::debug!(target: "mproc", $($arg)*);
+    }};
+}
+
+/// Something the user should hear of: `log::warn!` with the feature, stderr without.
+macro_rules! warning {
+    ($($arg:tt)*) => {{
+        #[cfg(feature = "log")]
+        log::warn!(target: "mproc", $($arg)*);
+        #[cfg(not(feature = "log"))]
+        eprintln!("mproc: {}", format_args!($($arg)*));
+    }};
+}
+
+pub(crate) use {debug, warning};
