@@ -1,21 +1,32 @@
-//! Python's `multiprocessing` for Rust: child processes that run a function, typed with
-//! serde, fast, and free of the hangs Python users suffer when a process dies.
-//!
-//! This is the facade: each part of mproc is its own crate, re-exported here as a module
-//! behind a cargo feature (all on by default), with the names Python users reach for most
-//! also at the top level.
-//!
-#![cfg_attr(feature = "process", doc = "```")]
-#![cfg_attr(not(feature = "process"), doc = "```ignore")]
-//! fn square(x: u64) -> u64 { x * x }
-//!
-//! fn main() -> mproc::Result<()> {
-//!     mproc::init(); // first line of main: a spawned child runs its function here
-//!     let mut child = mproc::spawn(square, 7)?;
-//!     assert_eq!(child.join()?, 49);
-//!     Ok(())
-//! }
-//! ```
+// The front page is the README (whose quick start runs as a doctest) when the default
+// features are on; with fewer, a short introduction (the README's example needs them all).
+#![cfg_attr(
+    all(
+    feature = "process",
+    feature = "pipe",
+    feature = "shm",
+    feature = "sync",
+    feature = "queue",
+    feature = "pool",
+    feature = "manager"
+    ),
+    doc = include_str!("../README.md")
+)]
+#![cfg_attr(
+    not(all(
+        feature = "process",
+        feature = "pipe",
+        feature = "shm",
+        feature = "sync",
+        feature = "queue",
+        feature = "pool",
+        feature = "manager"
+    )),
+    doc = "Python's `multiprocessing` for Rust: child processes that run a function, typed \
+           with serde, fast, and free of the hangs Python users suffer when a process dies. \
+           This is the facade: each part of mproc is its own crate, re-exported here as a \
+           module behind a cargo feature."
+)]
 //!
 //! # From Python to Rust
 //!
@@ -203,18 +214,3 @@ pub use mproc_sync::{
 
 mod error;
 pub use error::{Error, ErrorKind, Result};
-
-/// The README's quick start, compiled and run as a doctest so that it stays true (it uses
-/// the default features).
-#[cfg(all(
-    doctest,
-    feature = "process",
-    feature = "pipe",
-    feature = "shm",
-    feature = "sync",
-    feature = "queue",
-    feature = "pool",
-    feature = "manager"
-))]
-#[doc = include_str!("../README.md")]
-mod readme {}
