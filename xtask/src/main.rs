@@ -29,6 +29,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let started = Instant::now();
     let result = match args.first().map(String::as_str) {
+        Some("test") | Some("ci") | Some("deny") if args.len() > 1 => {
+            Err(format!("{} takes no flags; got {:?}", args[0], &args[1..]))
+        }
         Some("test") | Some("ci") => test(),
         Some("bench") => bench(&args[1..]),
         Some("deny") => deny(),
@@ -160,7 +163,7 @@ fn test() -> Result {
         run(c)?;
     }
     // ... and once under cargo-nextest (one process per test), where it is installed.
-    if has_nextest() {
+    if has_cargo_tool("nextest") {
         let mut c = cargo();
         c.args([
             "nextest",
@@ -263,21 +266,30 @@ fn python_table_is_whole() -> Result {
     Ok(())
 }
 
-fn has_nextest() -> bool {
+/// Whether the cargo subcommand `tool` (`nextest`, `deny`) is installed.
+fn has_cargo_tool(tool: &str) -> bool {
     cargo()
-        .args(["nextest", "--version"])
+        .args([tool, "--version"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
 }
 
-/// What each example must print (every line must appear).
-fn expected_output(example: &str) -> &'static [&'static str] {
-    match example {
-        "level1_process" => &["== level 1:", "parent: joined; the child returned its pid"],
-        "level2_parallel" => &["== level 2:", "squares [1, 4, 9, 16] in"],
-        "level3_pool" => &[
+/// Every example, in the order they run, with what each must print (every line must
+/// appear): one list, so that an example cannot run unchecked.
+const EXAMPLES: &[(&str, &[&str])] = &[
+    (
+        "level1_process",
+        &["== level 1:", "parent: joined; the child returned its pid"],
+    ),
+    (
+        "level2_parallel",
+        &["== level 2:", "squares [1, 4, 9, 16] in"],
+    ),
+    (
+        "level3_pool",
+        &[
             "== level 3:",
             "primes below 100000: 9592",
             "the second task aborts its worker: [ok, WorkerDied, ok, ok]",
@@ -287,12 +299,18 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "a task whose worker aborts fails alone (WorkerDied); the next submit returns 1",
             "executor.map keeps the order: [30, 10, 20]",
         ],
-        "pool_progress" => &[
+    ),
+    (
+        "pool_progress",
+        &[
             "400 items in",
             "sum of squares 21247471, 1 failed",
             "failed: the task panicked (item 77): item 77 is malformed",
         ],
-        "level4_pipe" => &[
+    ),
+    (
+        "level4_pipe",
+        &[
             "== level 4:",
             "parent: got Number(144)",
             "parent: got Text(\"HELLO PIPE!\")",
@@ -302,7 +320,10 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "mproc::wait([pipe, idle pipe, child's sentinel]) = [0]: the child said \"hello\"",
             "mproc::wait([idle pipe, child's sentinel]) = [1]: the child ended",
         ],
-        "level5_queue" => &[
+    ),
+    (
+        "level5_queue",
+        &[
             "== level 5:",
             "producer put 1000 jobs and closed the queue; consumer did 1000 and saw it closed",
             "results: 1000 answers, total text length 13890",
@@ -312,18 +333,27 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "JoinableQueue: join() returned once a worker marked all 10 jobs done",
             "(0 unfinished, sum 55)",
         ],
-        "level6_manager" => &[
+    ),
+    (
+        "level6_manager",
+        &[
             "== level 6:",
             "4 children pushed 250 each while the parent popped: 1000 popped, 1000 distinct, 0 left",
             "4 processes x 500 atomic updates of one key: total = 2000",
             "after shutdown, a call says Disconnected at once",
         ],
-        "manager_remote" => &[
+    ),
+    (
+        "manager_remote",
+        &[
             "server: a client with a wrong key is refused: Authentication",
             "connected with the key, squared 10 jobs",
             "server: 10 jobs done by another program over TCP",
         ],
-        "level7_shared_memory" => &[
+    ),
+    (
+        "level7_shared_memory",
+        &[
             "== level 7:",
             "bytes the child wrote: \"hello from child",
             "under the lock: counter = 200000 (4 x N = 200000)",
@@ -332,7 +362,10 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "a ShareableList updated by a child: [Str(\"HOWDY\"), Int(42), Float(2.5)]",
             "layout \"8sqd\"; a string too long for its slot refused: true",
         ],
-        "level8_lock" => &[
+    ),
+    (
+        "level8_lock",
+        &[
             "== level 8:",
             "4 processes x 25000 locked increments: counter = 100000",
             "the next lock() got OwnerDied instead of hanging",
@@ -342,7 +375,10 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "Condition: a child waited until the parent set the value and notified; it saw 42",
             "Barrier: 3 children and the parent met; one index each: [0, 1, 2, 3]",
         ],
-        "tour" => &[
+    ),
+    (
+        "tour",
+        &[
             "== level 1:",
             "== level 2:",
             "squares [1, 4, 9, 16]",
@@ -371,10 +407,8 @@ fn expected_output(example: &str) -> &'static [&'static str] {
             "Barrier: 3 children and the parent met; one index each: [0, 1, 2, 3]",
             "tour complete",
         ],
-        // An example without expectations would pass unchecked: refuse it.
-        _ => &["<no expected output declared for this example in xtask>"],
-    }
-}
+    ),
+];
 
 fn examples() -> Result {
     let mut c = cargo();
@@ -387,25 +421,29 @@ fn examples() -> Result {
         "--examples",
     ]);
     run(c)?;
+    // Every example the package declares is in the list (and so run and checked).
+    let manifest = std::fs::read_to_string(root().join("examples").join("Cargo.toml"))
+        .map_err(|e| format!("reading examples/Cargo.toml: {e}"))?;
+    for line in manifest.lines() {
+        if let Some(name) = line
+            .trim()
+            .strip_prefix("name = \"")
+            .and_then(|r| r.strip_suffix('"'))
+            && name != "mproc-examples"
+            && !EXAMPLES.iter().any(|(e, _)| *e == name)
+        {
+            return Err(format!(
+                "example {name} is not in xtask's EXAMPLES: add it with what it must print"
+            ));
+        }
+    }
     let dir = target_dir().join("release").join("examples");
-    for example in [
-        "level1_process",
-        "level2_parallel",
-        "level3_pool",
-        "pool_progress",
-        "level4_pipe",
-        "level5_queue",
-        "level6_manager",
-        "manager_remote",
-        "level7_shared_memory",
-        "level8_lock",
-        "tour",
-    ] {
+    for (example, wants) in EXAMPLES {
         for m in METHODS {
             let mut c = Command::new(dir.join(example));
             c.env("MPROC_START_METHOD", m);
             let out = output(c)?;
-            for want in expected_output(example) {
+            for want in wants.iter() {
                 if !out.contains(want) {
                     return Err(format!(
                         "example {example} ({m}) did not print {want:?}; it printed:\n{out}"
@@ -425,13 +463,7 @@ fn target_dir() -> PathBuf {
 }
 
 fn deny() -> Result {
-    let installed = cargo()
-        .args(["deny", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
+    if !has_cargo_tool("deny") {
         eprintln!("\ncargo-deny is missing: installing it (once per machine)");
         let mut c = cargo();
         c.args(["install", "--locked", "cargo-deny"]);
@@ -465,7 +497,24 @@ fn other_targets() -> Result {
     Ok(())
 }
 
+/// The flags `cargo xtask bench` knows: anything else is refused, so that a typo
+/// (`--quik`) does not silently run the full bench.
+const BENCH_FLAGS: [&str; 6] = [
+    "--vs-python",
+    "--quick",
+    "--only-sync",
+    "--only-queue",
+    "--only-pool",
+    "--only-manager",
+];
+
 fn bench(args: &[String]) -> Result {
+    if let Some(bad) = args.iter().find(|a| !BENCH_FLAGS.contains(&a.as_str())) {
+        return Err(format!(
+            "unknown flag {bad:?} for bench; known: {}",
+            BENCH_FLAGS.join(" ")
+        ));
+    }
     let vs_python = args.iter().any(|a| a == "--vs-python");
     let quick = args.iter().any(|a| a == "--quick");
     let mut c = cargo();

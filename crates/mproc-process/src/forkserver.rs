@@ -734,7 +734,7 @@ fn serve(control: Fd) {
                     // child took (its socket, its request's fds) afterwards.
                     let handed_over = (req.data, req.request_fds);
                     // A child we cannot track must not run: kill and reap it, and say so.
-                    let sent = match mproc_sys::pidfd_open(pid) {
+                    let sent = match crate::spawn::pidfd_or_kill(pid) {
                         Ok(pidfd) => {
                             let sent = send_forked(&control, pid, &pidfd);
                             children.push(Running {
@@ -744,14 +744,10 @@ fn serve(control: Fd) {
                             });
                             sent
                         }
-                        Err(e) => {
-                            let _ = mproc_sys::kill_pid(pid, mproc_sys::SIGKILL);
-                            let _ = mproc_sys::wait_pid(pid, true);
-                            send_reply(
-                                &control,
-                                &ForkReply::Failed(format!("cannot track the child: {e}")),
-                            )
-                        }
+                        Err(e) => send_reply(
+                            &control,
+                            &ForkReply::Failed(format!("cannot track the child: {e}")),
+                        ),
                     };
                     drop(handed_over);
                     if sent.is_err() {

@@ -526,7 +526,8 @@ impl Builder {
                 drop(guards);
                 drop(theirs);
                 mproc_wire::release_held();
-                let pidfd = pidfd_or_kill(pid)?;
+                let pidfd = pidfd_or_kill(pid)
+                    .map_err(|e| Error::io("opening a pidfd for the child", e))?;
                 let proc = Arc::new(Proc::new(
                     ProcessInfo { pid, ..me },
                     StartMethod::Fork,
@@ -569,11 +570,10 @@ fn kill_all<R: DeserializeOwned>(children: Vec<Child<R>>, e: Error) -> Error {
 
 /// Opens the pidfd of our new, unreaped child; if that fails, kills and reaps the child
 /// (its pid cannot have been reused yet) so that nothing runs, or lingers, untracked.
-fn pidfd_or_kill(pid: u32) -> Result<OwnedFd> {
-    mproc_sys::pidfd_open(pid).map_err(|e| {
+pub(crate) fn pidfd_or_kill(pid: u32) -> std::io::Result<OwnedFd> {
+    mproc_sys::pidfd_open(pid).inspect_err(|_| {
         let _ = mproc_sys::kill_pid(pid, mproc_sys::SIGKILL);
         let _ = mproc_sys::wait_pid(pid, true);
-        Error::io("opening a pidfd for the child", e)
     })
 }
 

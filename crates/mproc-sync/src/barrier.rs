@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mproc_sys::{futex_wait, futex_wake};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lock::{Core, Got, core_handle, deadline};
+use crate::lock::{Core, Got, core_handle};
 
 // The six words beside the barrier's mutex.
 const PARTIES: usize = 0;
@@ -269,7 +269,7 @@ impl Barrier {
     }
 
     fn wait_inner(&self, timeout: Option<Duration>, action: Option<impl FnOnce()>) -> Result<u32> {
-        let end = timeout.and_then(deadline);
+        let end = timeout.and_then(mproc_sys::deadline_after);
         let f = |o| self.core.word(o);
         if !self.lock_until(end) {
             // Stuck behind the lock's holder (the last party's action, say): a timeout all

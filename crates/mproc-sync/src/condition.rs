@@ -11,7 +11,7 @@ use mproc_sys::{futex_wait, futex_wake};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{LockResult, OwnerDied, Result, TryLockResult};
-use crate::lock::{Core, Got, deadline, lock_result, try_lock_result};
+use crate::lock::{Core, Got, lock_result, try_lock_result};
 
 const SEQ: usize = 0;
 const WAITING: usize = 1;
@@ -178,7 +178,9 @@ impl<T: ShmSafe> Condition<T> {
     ///
     /// `WouldBlock` after `timeout`; `OwnerDied` as for [`lock`](Condition::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ConditionGuard<'_, T>> {
-        try_lock_result(self.acquire(deadline(timeout)), || self.guard())
+        try_lock_result(self.acquire(mproc_sys::deadline_after(timeout)), || {
+            self.guard()
+        })
     }
 }
 
@@ -274,7 +276,7 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
     ///
     /// As [`wait`](ConditionGuard::wait).
     pub fn wait_timeout(self, timeout: Duration) -> LockResult<(Self, bool)> {
-        self.wait_until(Some(deadline(timeout)))
+        self.wait_until(Some(mproc_sys::deadline_after(timeout)))
     }
 
     /// Waits until `condition` holds for the value, or `timeout` passes; returns the last
@@ -299,7 +301,7 @@ impl<'a, T: ShmSafe> ConditionGuard<'a, T> {
         mut condition: impl FnMut(&T) -> bool,
         timeout: Option<Duration>,
     ) -> LockResult<(Self, bool)> {
-        let end = timeout.map(deadline);
+        let end = timeout.map(mproc_sys::deadline_after);
         let mut guard = self;
         let mut died = false;
         loop {

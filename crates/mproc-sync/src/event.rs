@@ -9,7 +9,6 @@ use mproc_sys::{FutexWait, futex_wait, futex_wake};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
-use crate::lock::deadline;
 
 /// The flag (bit 0) and the number of times it was set (the other bits), in one futex word:
 /// a waiter returns once the count moves, even if the flag was cleared again at once.
@@ -141,7 +140,7 @@ impl Event {
     /// # Ok::<(), mproc_sync::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        match deadline(timeout) {
+        match mproc_sys::deadline_after(timeout) {
             Some(d) => self.wait_until(Some(d)),
             None => {
                 self.wait_until(None);

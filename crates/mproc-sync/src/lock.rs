@@ -10,11 +10,6 @@ use mproc_sys::{LockStatus, RawMutex};
 
 use crate::error::{Error, ErrorKind, LockResult, OwnerDied, Result, TryLockError, TryLockResult};
 
-/// Turns a timeout into a deadline; `None` (wait forever) when it is too far to represent.
-pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
-
 /// A robust mutex at the start of a block (its word also carries the "needs repair" mark).
 #[derive(Clone)]
 pub(crate) struct Core {
@@ -266,9 +261,10 @@ impl Lock {
     /// `WouldBlock` when still held after `timeout`; `OwnerDied` as for
     /// [`lock`](Lock::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<LockGuard<'_>> {
-        try_lock_result(self.core.acquire(deadline(timeout)), || {
-            LockGuard::new(&self.core)
-        })
+        try_lock_result(
+            self.core.acquire(mproc_sys::deadline_after(timeout)),
+            || LockGuard::new(&self.core),
+        )
     }
 
     /// Acquires without a guard (Python: `acquire()`); pair with [`release`](Lock::release)
@@ -516,7 +512,7 @@ impl RLock {
     /// `WouldBlock` when still held after `timeout`; `OwnerDied` as for
     /// [`lock`](RLock::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<RLockGuard<'_>> {
-        try_lock_result(self.enter(deadline(timeout), true), || {
+        try_lock_result(self.enter(mproc_sys::deadline_after(timeout), true), || {
             RLockGuard::new(self)
         })
     }

@@ -9,7 +9,6 @@ use mproc_sys::{FutexWait, futex_wait, futex_wake};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::lock::deadline;
 
 const COUNT: usize = 0;
 const SLEEPERS: usize = 4;
@@ -180,7 +179,7 @@ macro_rules! semaphore {
             /// # Ok::<(), mproc_sync::Error>(())
             /// ```
             pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-                match deadline(timeout) {
+                match mproc_sys::deadline_after(timeout) {
                     Some(d) => self.counter.take(Some(d)),
                     None => self.counter.take(None),
                 }

@@ -9,7 +9,7 @@ use mproc_shm::{Block, LockBlock, ShmSafe};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, LockResult, OwnerDied, Result, TryLockResult};
-use crate::lock::{Core, deadline, lock_result, try_lock_result};
+use crate::lock::{Core, lock_result, try_lock_result};
 
 /// Where the data starts in the block: after the lock, on its own cache line.
 const DATA: usize = 0;
@@ -116,9 +116,10 @@ impl<T: ShmSafe> Value<T> {
     ///
     /// `WouldBlock` after `timeout`; `OwnerDied` as for [`lock`](Value::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ValueGuard<'_, T>> {
-        try_lock_result(self.core.acquire(deadline(timeout)), || {
-            ValueGuard::new(&self.core)
-        })
+        try_lock_result(
+            self.core.acquire(mproc_sys::deadline_after(timeout)),
+            || ValueGuard::new(&self.core),
+        )
     }
 
     /// Returns a copy of the value, taken under the lock. Python: `v.value`.
@@ -408,7 +409,10 @@ impl<T: ShmSafe> Array<T> {
     ///
     /// `WouldBlock` after `timeout`; `OwnerDied` as for [`lock`](Array::lock).
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ArrayGuard<'_, T>> {
-        try_lock_result(self.core.acquire(deadline(timeout)), || self.guard())
+        try_lock_result(
+            self.core.acquire(mproc_sys::deadline_after(timeout)),
+            || self.guard(),
+        )
     }
 
     /// Copies element `i` out under the lock (`Ok(None)` past the end).
