@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mproc_shm::{Block, LockBlock, ShmSafe};
+use mproc_shm::ShmSafe;
 use mproc_sys::{futex_wait, futex_wake};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -203,18 +203,14 @@ impl<T: ShmSafe> fmt::Debug for Condition<T> {
 
 impl<T: ShmSafe> Serialize for Condition<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.core.lock, self.core.data()).serialize(s)
+        crate::value::serialize_one(&self.core, s)
     }
 }
 
 impl<'de, T: ShmSafe> Deserialize<'de> for Condition<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (lock, block): (LockBlock, Block) = Deserialize::deserialize(d)?;
-        crate::value::check_align::<T>().map_err(serde::de::Error::custom)?;
-        let core = Core::received(lock, Some(block), size_of::<T>().max(1))
-            .map_err(serde::de::Error::custom)?;
         Ok(Condition {
-            core,
+            core: crate::value::deserialize_one::<T, D>(d)?,
             _t: PhantomData,
         })
     }

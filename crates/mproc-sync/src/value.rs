@@ -185,21 +185,34 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for Value<T> {
 
 impl<T: ShmSafe> Serialize for Value<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.core.lock, self.core.data()).serialize(s)
+        serialize_one(&self.core, s)
     }
 }
 
 impl<'de, T: ShmSafe> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (lock, block): (LockBlock, Block) = Deserialize::deserialize(d)?;
-        check_align::<T>().map_err(serde::de::Error::custom)?;
-        let core = Core::received(lock, Some(block), size_of::<T>().max(1))
-            .map_err(serde::de::Error::custom)?;
         Ok(Value {
-            core,
+            core: deserialize_one::<T, D>(d)?,
             _t: PhantomData,
         })
     }
+}
+
+/// Sends a lock holding one `T` (a `Value`, a `Condition`): its lock and its data block.
+pub(crate) fn serialize_one<S: Serializer>(
+    core: &Core,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    (&core.lock, core.data()).serialize(s)
+}
+
+/// Receives what [`serialize_one`] sent, checking that the block holds a `T`.
+pub(crate) fn deserialize_one<'de, T: ShmSafe, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Core, D::Error> {
+    let (lock, block): (LockBlock, Block) = Deserialize::deserialize(d)?;
+    check_align::<T>().map_err(serde::de::Error::custom)?;
+    Core::received(lock, Some(block), size_of::<T>().max(1)).map_err(serde::de::Error::custom)
 }
 
 /// The lock of a [`Value`], held; dereferences to (a copy of) the value, written back
