@@ -32,6 +32,8 @@ pub enum ErrorKind {
     Empty,
     /// A [`PutError::Closed`] or [`GetError::Closed`] turned into an `Error` by `?`.
     Closed,
+    /// An argument out of range: a ring larger than 1 GiB, or a bound of 0 messages.
+    InvalidInput,
     /// Nobody else is left: a [`PutError::Disconnected`] or [`GetError::Disconnected`]
     /// turned into an `Error` by `?`, or a [`join`](crate::JoinableQueue::join) with items
     /// unfinished and no other process holding the queue.
@@ -328,7 +330,9 @@ impl From<Error> for std::io::Error {
             ErrorKind::Encode | ErrorKind::Decode | ErrorKind::Corrupt => {
                 std::io::ErrorKind::InvalidData
             }
-            ErrorKind::TooManyTaskDone => std::io::ErrorKind::InvalidInput,
+            ErrorKind::TooManyTaskDone | ErrorKind::InvalidInput => {
+                std::io::ErrorKind::InvalidInput
+            }
             ErrorKind::Shm | ErrorKind::Io => std::io::ErrorKind::Other,
         };
         std::io::Error::new(kind, e)

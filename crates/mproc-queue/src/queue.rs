@@ -107,8 +107,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// `Shm` or `Io` when the shared memory or the side socket cannot be made, or when a
-    /// bound is out of range (0 messages, more than 1 GiB).
+    /// `Shm` or `Io` when the shared memory or the side socket cannot be made;
+    /// `InvalidInput` when a bound is out of range (0 messages, more than 1 GiB).
     pub fn build<T>(&self) -> Result<Queue<T>> {
         Ok(Queue::from_ring(Ring::new(
             self.max_bytes,

@@ -293,13 +293,13 @@ impl Ring {
     ) -> Result<Ring> {
         if bytes > MAX_BYTES {
             return Err(Error::new(
-                ErrorKind::Shm,
+                ErrorKind::InvalidInput,
                 format!("a queue holds at most {MAX_BYTES} bytes; {bytes} were asked for"),
             ));
         }
         if max_messages == 0 {
             return Err(Error::new(
-                ErrorKind::Shm,
+                ErrorKind::InvalidInput,
                 "a bounded queue must hold at least one message",
             ));
         }

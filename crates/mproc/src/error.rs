@@ -267,6 +267,7 @@ impl Error {
                     Q::Empty => K::Empty,
                     Q::Closed => K::Closed,
                     Q::Disconnected => K::Disconnected,
+                    Q::InvalidInput => K::InvalidInput,
                     _ => K::Other,
                 }
             }
