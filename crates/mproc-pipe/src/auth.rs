@@ -87,7 +87,10 @@ pub(crate) fn client_handshake(
             if e.kind() == mproc_wire::ErrorKind::Timeout {
                 Error::new(crate::ErrorKind::Timeout, format!("the server did not complete the handshake in time ({what}); is it accepting?"))
             } else {
-                Error::auth(format!("the server broke off the handshake ({what}): {e}"))
+                Error::auth(format!(
+                    "the server broke off the handshake ({what}): {}",
+                    mproc_sys::with_causes(&e)
+                ))
             }
         })
     };

@@ -390,7 +390,10 @@ impl Shared {
                 Err(e) => {
                     // What was lost is found out: lost results by the next result of the
                     // same worker, ended workers by their pidfds.
-                    eprintln!("mproc-pool: an event was lost: {e}");
+                    eprintln!(
+                        "mproc-pool: an event was lost: {}",
+                        mproc_sys::with_causes(&e)
+                    );
                     batch.push(Event::Resync);
                 }
             }
@@ -437,7 +440,10 @@ impl Shared {
                 match self.start_worker(index) {
                     Ok(()) => retry.succeeded(),
                     Err(e) => {
-                        eprintln!("mproc-pool: could not start a worker (will retry): {e}");
+                        eprintln!(
+                            "mproc-pool: could not start a worker (will retry): {}",
+                            mproc_sys::with_causes(&e)
+                        );
                         retry.failed(index);
                         let mut st = self.lock();
                         if st.all_gone() && retry.failures >= GIVE_UP_AFTER {

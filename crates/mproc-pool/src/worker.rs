@@ -139,7 +139,7 @@ pub(crate) fn worker_main(args: WorkerArgs) {
                 let lost = Event::Unreadable {
                     worker: index,
                     after: last,
-                    message: e.to_string(),
+                    message: mproc_sys::with_causes(&e),
                 };
                 if events.put(lost).is_err() {
                     break;
@@ -178,7 +178,8 @@ fn report(events: &Queue<Event>, worker: u32, seq: u64, outcome: ChunkOutcome) -
         Ok(()) => true,
         Err(PutError::Failed(_, e)) => {
             let failure = ChunkFailure::Unsendable(format!(
-                "the task's results could not be sent back from the worker: {e}"
+                "the task's results could not be sent back from the worker: {}",
+                mproc_sys::with_causes(&e)
             ));
             events
                 .put(Event::Done {

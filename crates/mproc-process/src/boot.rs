@@ -272,7 +272,10 @@ fn finish_bytes(reply: &[u8], fds: Vec<OwnedFd>) -> ! {
     if let Err(e) = mproc_wire::write_frame(sock.as_fd(), reply, &borrowed, &limits())
         && !e.is_disconnect()
     {
-        crate::diag::warning!("could not send the result to the parent: {e}");
+        crate::diag::warning!(
+            "could not send the result to the parent: {}",
+            mproc_sys::with_causes(&e)
+        );
     }
     crate::child::join_children_now();
     mproc_sys::exit_now(0)
@@ -423,7 +426,10 @@ pub(crate) fn finish(reply: Reply, fds: Vec<OwnedFd>) -> ! {
     if let Err(e) = sent
         && !e.is_disconnect()
     {
-        crate::diag::warning!("could not send the result to the parent: {e}");
+        crate::diag::warning!(
+            "could not send the result to the parent: {}",
+            mproc_sys::with_causes(&e)
+        );
     }
     crate::child::join_children_now();
     mproc_sys::exit_now(code)

@@ -85,34 +85,37 @@ impl Proc {
     /// Returns the status if the child has ended, collecting (and reaping) it once.
     fn try_status(&self) -> Option<Status> {
         let mut cached = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.is_none() {
-            let status = match &self.reaper {
-                // Reaped under the status lock, through the pidfd: no other thread can see
-                // ECHILD in between, and a reused pid can never be reaped by mistake.
-                Reaper::Direct => match mproc_sys::wait_pidfd(self.pidfd.as_fd(), false) {
-                    Ok(st) => st.map(Status::Exited),
-                    // Someone else reaped it (a `waitpid(-1)` elsewhere, or SIGCHLD set
-                    // to SIG_IGN): it has ended, but its status is gone.
-                    Err(e) if e.raw_os_error() == Some(mproc_sys::ECHILD) => Some(Status::Lost),
-                    Err(_) => None,
-                },
-                Reaper::Server(sock) => self.read_server_status(sock),
-            };
-            #[cfg(feature = "log")]
-            if let Some(st) = &status {
-                crate::diag::debug!(
-                    "{} (pid {}) ended: {}",
-                    self.info.name,
-                    self.info.pid,
-                    match st {
-                        Status::Exited(e) => e.to_string(),
-                        Status::Lost => "status lost (reaped elsewhere)".to_string(),
-                    }
-                );
-            }
-            *cached = status;
+        if cached.is_some() {
+            return *cached;
         }
-        *cached
+        *cached = match &self.reaper {
+            // Reaped under the status lock, through the pidfd: no other thread can see
+            // ECHILD in between, and a reused pid can never be reaped by mistake.
+            Reaper::Direct => match mproc_sys::wait_pidfd(self.pidfd.as_fd(), false) {
+                Ok(st) => st.map(Status::Exited),
+                // Someone else reaped it (a `waitpid(-1)` elsewhere, or SIGCHLD set
+                // to SIG_IGN): it has ended, but its status is gone.
+                Err(e) if e.raw_os_error() == Some(mproc_sys::ECHILD) => Some(Status::Lost),
+                Err(_) => None,
+            },
+            Reaper::Server(sock) => self.read_server_status(sock),
+        };
+        let status = *cached;
+        // Logged without the lock: a logger that asks about children must not deadlock.
+        drop(cached);
+        #[cfg(feature = "log")]
+        if let Some(st) = &status {
+            crate::diag::debug!(
+                "{} (pid {}) ended: {}",
+                self.info.name,
+                self.info.pid,
+                match st {
+                    Status::Exited(e) => e.to_string(),
+                    Status::Lost => "status lost (reaped elsewhere)".to_string(),
+                }
+            );
+        }
+        status
     }
 
     /// Reads the 8-byte status the fork server sends when it reaps the child. A closed,

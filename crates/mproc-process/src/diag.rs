@@ -9,11 +9,19 @@ macro_rules! debug {
     }};
 }
 
-/// Something the user should hear of: `log::warn!` with the feature, stderr without.
+/// Something the user should hear of: `log::warn!` with the feature, stderr without. With
+/// the feature but no logger (a spawned child runs `init()` before `main` sets one up), it
+/// still goes to stderr: a warning must not vanish because logging was turned on.
 macro_rules! warning {
     ($($arg:tt)*) => {{
         #[cfg(feature = "log")]
-        log::warn!(target: "mproc", $($arg)*);
+        {
+            if log::max_level() == log::LevelFilter::Off {
+                eprintln!("mproc: {}", format_args!($($arg)*));
+            } else {
+                log::warn!(target: "mproc", $($arg)*);
+            }
+        }
         #[cfg(not(feature = "log"))]
         eprintln!("mproc: {}", format_args!($($arg)*));
     }};

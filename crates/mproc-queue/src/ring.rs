@@ -1148,7 +1148,12 @@ impl<'de> Deserialize<'de> for Ring {
             max_messages,
             joinable,
         )
-        .map_err(|e| D::Error::custom(format!("received a bad queue: {e}")))?;
+        .map_err(|e| {
+            D::Error::custom(format!(
+                "received a bad queue: {}",
+                mproc_sys::with_causes(&e)
+            ))
+        })?;
         // Registered first, then no longer in flight: a waiter sees it in one place or the
         // other (it looks at the pipe before the table).
         ring.register_here(true);

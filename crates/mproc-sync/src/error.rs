@@ -128,6 +128,10 @@ pub enum ErrorKind {
     OwnerDied,
     /// Creating or receiving the shared memory failed.
     Shm,
+    /// An index past the end of an [`Array`](crate::Array). Python: `IndexError`.
+    IndexOutOfRange,
+    /// An argument out of range (an array too large to allocate).
+    InvalidInput,
 }
 
 /// An error of a synchronisation primitive.

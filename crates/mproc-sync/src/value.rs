@@ -316,7 +316,7 @@ impl<T: ShmSafe> Array<T> {
         check_align::<T>()?;
         let bytes = size_of::<T>()
             .checked_mul(len)
-            .ok_or_else(|| Error::new(ErrorKind::Shm, "array too large"))?;
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "array too large"))?;
         Ok(Array {
             core: Core::new(bytes.max(1))?,
             len,
@@ -456,7 +456,7 @@ impl<T: ShmSafe> Array<T> {
     ///
     /// # Errors
     ///
-    /// `Shm` past the end; `OwnerDied` when a holder died.
+    /// `IndexOutOfRange` past the end; `OwnerDied` when a holder died.
     pub fn set(&self, i: usize, value: T) -> Result<()> {
         self.lock()?.set(i, value)
     }
@@ -578,11 +578,11 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
     ///
     /// # Errors
     ///
-    /// `Shm` past the end (Python: `IndexError`).
+    /// `IndexOutOfRange` past the end (Python: `IndexError`).
     pub fn set(&mut self, i: usize, value: T) -> Result<()> {
         if i >= self.array.len {
             return Err(Error::new(
-                ErrorKind::Shm,
+                ErrorKind::IndexOutOfRange,
                 format!("index {i} is out of range for length {}", self.array.len),
             ));
         }
@@ -605,7 +605,7 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
     ///
     /// # Errors
     ///
-    /// `Shm` when the range passes the end.
+    /// `IndexOutOfRange` when the range passes the end.
     pub fn read_into(&self, start: usize, dst: &mut [T]) -> Result<()> {
         self.check(start, dst.len())?;
         Ok(self
@@ -640,7 +640,7 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
     fn check(&self, start: usize, count: usize) -> Result<()> {
         if start.checked_add(count).is_none_or(|e| e > self.array.len) {
             return Err(Error::new(
-                ErrorKind::Shm,
+                ErrorKind::IndexOutOfRange,
                 format!(
                     "range {start}..{start}+{count} is out of range for length {}",
                     self.array.len

@@ -23,7 +23,7 @@ pub use code::{FnAt, FnPtr, FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
     FdKind, deadline_after, fd_kind, is_memfd, is_size_sealed, memfd_create, monotonic_ns,
     open_fd_count, poll_readable, random_bytes, seal_size, set_cloexec, take_inherited_socket,
-    wait_readable, wait_writable,
+    wait_readable, wait_writable, with_causes,
 };
 pub use futex::{
     FutexWait, LockStatus, NotOwner, RawMutex, futex_wait, futex_wake, robust_locks_supported,

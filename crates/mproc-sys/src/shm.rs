@@ -39,13 +39,17 @@ use std::sync::atomic::{
 ///
 /// # Safety
 ///
-/// The blanket implementation is the only one: the bounds are what make it sound.
+/// Do not implement it by hand: derive bytemuck's traits instead. A type that is
+/// `ShmSafe` must be `Copy`, hold no pointers, references or handles (their meaning would
+/// not survive the trip to another process), have no padding, and accept **every bit
+/// pattern** as a valid value: another process, or a crash in the middle of a write, can
+/// leave any bytes there.
 pub unsafe trait ShmSafe: Copy + Send + 'static {}
 
 // SAFETY: `AnyBitPattern` promises every bit pattern is a valid `T` (so bytes another
-// process wrote, or a torn write, are still a `T`), `NoUninit` that `T` has no padding (so
-// its bytes can be copied out), and `Send + 'static` rules out references and raw
-// pointers (which are not `Send`).
+// process wrote, or a torn write, are still a `T`) and is never implemented for references
+// or function pointers; `NoUninit` promises no padding (so its bytes can be copied out);
+// raw pointers, `Pod` only under bytemuck's opt-in `unsound_ptr_pod_impl`, are not `Send`.
 unsafe impl<T: bytemuck::AnyBitPattern + bytemuck::NoUninit + Send> ShmSafe for T {}
 
 /// Types made only of atomics (or of [`RawMutex`](crate::RawMutex)-like words): shared

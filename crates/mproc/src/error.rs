@@ -228,18 +228,7 @@ impl Error {
                 }
             }
             #[cfg(feature = "shm")]
-            Error::Shm(e) => {
-                use mproc_shm::ErrorKind as S;
-                match e.kind() {
-                    S::NotFound => K::NotFound,
-                    S::AlreadyExists => K::AlreadyExists,
-                    S::NoSpace | S::ExceedsStorage => K::NoSpace,
-                    S::InvalidInput => K::InvalidInput,
-                    S::Corrupt => K::Corrupt,
-                    S::Io => K::Io,
-                    _ => K::Other,
-                }
-            }
+            Error::Shm(e) => shm_kind(e),
             #[cfg(feature = "sync")]
             Error::Sync(e) => {
                 use mproc_sync::ErrorKind as S;
@@ -249,7 +238,9 @@ impl Error {
                     S::BrokenBarrier => K::BrokenBarrier,
                     S::Timeout => K::Timeout,
                     S::OwnerDied => K::OwnerDied,
-                    S::Shm => K::Io,
+                    S::IndexOutOfRange => K::IndexOutOfRange,
+                    S::InvalidInput => K::InvalidInput,
+                    S::Shm => shm_cause(e).unwrap_or(K::Io),
                     _ => K::Other,
                 }
             }
@@ -262,7 +253,8 @@ impl Error {
                     Q::Corrupt => K::Corrupt,
                     Q::TooManyTaskDone => K::TooManyReleases,
                     Q::Timeout => K::Timeout,
-                    Q::Shm | Q::Io => K::Io,
+                    Q::Shm => shm_cause(e).unwrap_or(K::Io),
+                    Q::Io => K::Io,
                     Q::Full => K::Full,
                     Q::Empty => K::Empty,
                     Q::Closed => K::Closed,
@@ -462,4 +454,27 @@ impl From<Error> for std::io::Error {
             Error::Io(e) => e,
         }
     }
+}
+
+/// The kind of a shared-memory error.
+#[cfg(feature = "shm")]
+fn shm_kind(e: &mproc_shm::Error) -> ErrorKind {
+    use ErrorKind as K;
+    use mproc_shm::ErrorKind as S;
+    match e.kind() {
+        S::NotFound => K::NotFound,
+        S::AlreadyExists => K::AlreadyExists,
+        S::NoSpace | S::ExceedsStorage => K::NoSpace,
+        S::InvalidInput => K::InvalidInput,
+        S::Corrupt => K::Corrupt,
+        S::Io => K::Io,
+        _ => K::Other,
+    }
+}
+
+/// The kind of the shared-memory error behind a lock's or a queue's error, if that is
+/// what caused it.
+#[cfg(any(feature = "sync", feature = "queue"))]
+fn shm_cause(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    e.source()?.downcast_ref::<mproc_shm::Error>().map(shm_kind)
 }

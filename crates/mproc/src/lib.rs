@@ -113,7 +113,7 @@
 //! | one dead worker: `BrokenProcessPool` for every task and every later `submit` | that task fails with `WorkerDied` (exit status or signal); the executor serves on |
 //! | `Manager()`, `with Manager() as m:` | `let m = Manager::start()?;` (dropping it stops the server, as leaving the `with` block does) |
 //! | `current_process().authkey`, a per-process key | not offered: a manager or listener has the key it was given; pass it to the processes that need it |
-//! | `set_forkserver_preload([...])` | not offered: the fork server is a fork of this program made at its first use; whatever `main` set up before that is in it |
+//! | `set_forkserver_preload([...])` | not offered: the default fork server is a fresh start of this program (by spawn), so nothing is preloaded; a pool's `initializer` runs once per worker, and `process::ForkServer::start()` forks a server from this process as it is then, for children that should share its warm state |
 //! | `m.list()`, `m.dict()`, `m.set()`, `m.Namespace()` | `m.list::<T>()?`, `m.dict::<K, V>()?`, `m.set::<T>()?`, `m.namespace()?` (`ns.x = 1` is `ns.set("x", &1)?`) |
 //! | `m.Value('i', 0)`, `m.Array('d', xs)` | `m.value(0i32)?`, `m.array(xs)?` |
 //! | `m.Queue()`, `m.JoinableQueue()` | `m.queue::<T>()?` (`bounded_queue(n)`), `m.joinable_queue::<T>()?` |
@@ -146,8 +146,9 @@
 //! }
 //! ```
 //!
-//! A child started by spawn runs `init()` before `main` sets up its logger, so what it
-//! would log itself goes nowhere; fork children share their parent's logger.
+//! A child started by spawn or by the fork server runs `init()` before any `main` sets up
+//! a logger, so its own warnings still go to stderr; children started by the fork method
+//! share their parent's logger.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 

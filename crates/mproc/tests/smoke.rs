@@ -110,6 +110,9 @@ fn feature_sync_reexports_work() -> mproc::Result<()> {
         matches!(err, mproc::Error::Sync(ref e) if e.kind() == mproc::sync::ErrorKind::Timeout)
     );
     drop(held);
+    let arr = mproc::Array::<u8>::zeroed(2)?;
+    let err: mproc::Error = arr.set(9, 1).unwrap_err().into();
+    assert_eq!(err.kind(), mproc::ErrorKind::IndexOutOfRange);
     let sem = mproc::BoundedSemaphore::new(0)?;
     let err: mproc::Error = sem.release().unwrap_err().into();
     assert!(matches!(err, mproc::Error::Sync(_)));

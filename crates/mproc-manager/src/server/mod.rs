@@ -71,7 +71,10 @@ pub(crate) fn serve<R: Registry>(args: ServerArgs) {
     let mut listener = match bound {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send(&Err(format!("listening on {address}: {e}")));
+            let _ = ready.send(&Err(format!(
+                "listening on {address}: {}",
+                mproc_sys::with_causes(&e)
+            )));
             return;
         }
     };
