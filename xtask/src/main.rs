@@ -193,8 +193,17 @@ fn test() -> Result {
 
     // 5c. Every publishable crate packaged and built from its package, as the registry
     // would: a crate that would not publish fails here.
+    // Cargo treats a registry dependency as immutable: built once for a version, never
+    // rebuilt. The packages it verifies come from a temporary registry under the same
+    // version every run, so both their unpacked sources and what was built from them must
+    // go first, or this run's packages would be checked against last run's.
+    forget_packaged_sources();
+    let verify_dir = target_dir().join("package-verify");
+    let _ = std::fs::remove_dir_all(&verify_dir);
     let mut c = cargo();
-    c.args(["package", "--workspace", "--locked", "--allow-dirty"]);
+    c.args(["package", "--workspace", "--locked", "--allow-dirty"])
+        .arg("--target-dir")
+        .arg(&verify_dir);
     for unpublished in ["mproc-benches", "mproc-examples", "mproc-tests", "xtask"] {
         c.args(["--exclude", unpublished]);
     }
@@ -205,6 +214,37 @@ fn test() -> Result {
 
     // 7. Other platforms' targets, where installed.
     other_targets()
+}
+
+/// Removes cargo's unpacked copies of our packages from an earlier `cargo package`: cargo
+/// unpacks the packages it verifies into a registry cache keyed by the path of its
+/// temporary registry (the same for every run in one target directory) and would build the
+/// next run's dependents against the old copies of the same version.
+fn forget_packaged_sources() {
+    let home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(src) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        // Local registries are named by a bare hash, "-<hash>"; crates.io's by its host.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for unpacked in std::fs::read_dir(registry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if unpacked.file_name().to_string_lossy().starts_with("mproc") {
+                let _ = std::fs::remove_dir_all(unpacked.path());
+            }
+        }
+    }
 }
 
 /// The facade's features, each of which must build, test and lint alone.
