@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::manager::{on_manager_of, reentrant_wait};
-use crate::result::{Delivery, Sink, Span, chunk_results, wait_until};
+use crate::result::{Delivery, Sink, Span, chunk_results, take_once, wait_until};
 
 /// Where a task is: Python's future states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,27 +188,19 @@ impl<R: Send + 'static> TaskJob<R> {
 
     fn take(&self) -> Result<R> {
         let mut st = lock(&self.state);
-        if st.taken {
-            return Err(Error::new(
-                ErrorKind::AlreadyTaken,
-                "the result was already taken by an earlier result()",
-            ));
+        let st = &mut *st;
+        if let Some(r) = take_once(&mut st.outcome, &mut st.taken, "result()") {
+            return r;
         }
-        match st.outcome.take() {
-            Some(Ok(v)) => {
-                st.taken = true;
-                Ok(v)
-            }
-            Some(Err(e)) => {
-                st.outcome = Some(Err(e.clone()));
-                Err(e)
-            }
-            None if st.in_callbacks == Some(std::thread::current().id()) => Err(Error::new(
+        if st.in_callbacks == Some(std::thread::current().id()) {
+            Err(Error::new(
                 ErrorKind::InvalidState,
                 "a done callback is given the outcome; it cannot take it with result()",
-            )),
-            None if on_manager_of(self.pool) => Err(reentrant_wait()),
-            None => Err(Error::wait_timeout()),
+            ))
+        } else if on_manager_of(self.pool) {
+            Err(reentrant_wait())
+        } else {
+            Err(Error::wait_timeout())
         }
     }
 

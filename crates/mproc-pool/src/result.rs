@@ -357,6 +357,31 @@ impl<R: DeserializeOwned + Send, T: Send> Sink for Collect<R, T> {
     }
 }
 
+/// Hands out an outcome the way `get` and `result()` do: the value once (then
+/// `AlreadyTaken`, naming `call`), an error as often as asked; `None` while there is none.
+pub(crate) fn take_once<T>(
+    outcome: &mut Option<Result<T>>,
+    taken: &mut bool,
+    call: &str,
+) -> Option<Result<T>> {
+    if *taken {
+        return Some(Err(Error::new(
+            ErrorKind::AlreadyTaken,
+            format!("the result was already taken by an earlier {call}"),
+        )));
+    }
+    match outcome.take()? {
+        Ok(v) => {
+            *taken = true;
+            Some(Ok(v))
+        }
+        Err(e) => {
+            *outcome = Some(Err(e.clone()));
+            Some(Err(e))
+        }
+    }
+}
+
 /// What an [`AsyncResult`] needs of its job, whatever the item type.
 trait Outcome<T>: Send + Sync {
     fn wait_until(&self, deadline: Option<Instant>) -> bool;
@@ -388,23 +413,9 @@ impl<R: Send, T: Send> Outcome<T> for Collect<R, T> {
 
     fn take(&self) -> Result<T> {
         let mut st = lock(&self.state);
-        if st.taken {
-            return Err(Error::new(
-                ErrorKind::AlreadyTaken,
-                "the result was already taken by an earlier get",
-            ));
-        }
-        match st.outcome.take() {
-            Some(Ok(v)) => {
-                st.taken = true;
-                Ok(v)
-            }
-            Some(Err(e)) => {
-                st.outcome = Some(Err(e.clone()));
-                Err(e)
-            }
-            None => Err(Error::wait_timeout()),
-        }
+        let st = &mut *st;
+        take_once(&mut st.outcome, &mut st.taken, "get")
+            .unwrap_or_else(|| Err(Error::wait_timeout()))
     }
 
     fn successful(&self) -> Option<bool> {
