@@ -2,10 +2,16 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+mod builder;
 mod error;
 mod holders;
+mod joinable;
 mod queue;
 mod ring;
+mod simple;
 
+pub use builder::Builder;
 pub use error::{Error, ErrorKind, GetError, PutError, Result};
-pub use queue::{Builder, JoinableQueue, Queue, SimpleQueue};
+pub use joinable::JoinableQueue;
+pub use queue::Queue;
+pub use simple::SimpleQueue;

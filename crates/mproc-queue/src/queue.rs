@@ -1,17 +1,17 @@
-//! The typed handles: `Queue`, `JoinableQueue`, `SimpleQueue`, and their `Builder`.
+//! [`Queue`]: the multi-producer, multi-consumer queue of typed messages.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Error, ErrorKind, GetError, PutError, Result};
-use crate::ring::{self, Payload, Refused, Ring, Waited};
+use crate::Builder;
+use crate::error::{Error, GetError, PutError, Result};
+use crate::ring::{self, Payload, Refused, Ring};
 
 thread_local! {
     /// Each thread's buffer for encoding and for copying messages out, reused.
@@ -34,105 +34,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         }
         Err(_) => f(&mut Vec::new()),
     })
-}
-
-/// How to make a queue: its bounds, in messages and in bytes.
-///
-/// ```
-/// let q = mproc_queue::Builder::new()
-///     .max_messages(100)
-///     .max_bytes(64 * 1024)
-///     .build::<String>()?;
-/// assert_eq!(q.max_messages(), 100);
-/// assert_eq!(q.max_bytes(), 64 * 1024);
-/// # Ok::<(), mproc_queue::Error>(())
-/// ```
-#[derive(Clone, Debug)]
-pub struct Builder {
-    max_messages: usize,
-    max_bytes: usize,
-    watch_peers: bool,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder::new()
-    }
-}
-
-impl Builder {
-    /// Starts from the defaults: no bound on the number of messages, an 8 MiB ring.
-    pub fn new() -> Builder {
-        Builder {
-            max_messages: usize::MAX,
-            max_bytes: ring::DEFAULT_BYTES,
-            watch_peers: true,
-        }
-    }
-
-    /// Bounds the number of messages waiting (at least 1): a `put` beyond it waits.
-    pub fn max_messages(mut self, n: usize) -> Builder {
-        self.max_messages = n;
-        self
-    }
-
-    /// Sizes the ring the messages are copied into: rounded up to a power of two, at
-    /// least 4 KiB, at most 1 GiB. A message larger than a quarter of it travels in a
-    /// shared buffer of its own instead, so this bounds the bytes waiting *in the ring*,
-    /// not the size of a message.
-    pub fn max_bytes(mut self, bytes: usize) -> Builder {
-        self.max_bytes = bytes;
-        self
-    }
-
-    /// Whether a wait that nobody is left to end reports it (the default) or goes on until
-    /// its deadline. When on, a `get` waiting on an empty queue, a `put` waiting for room
-    /// and a [`join`](JoinableQueue::join) return [`Disconnected`](GetError::Disconnected)
-    /// once the queue has been shared with another process and no *other* live process
-    /// holds a handle to it (nor a message in flight carries one). Turn it off for a queue
-    /// that threads of the waiting process also feed after every other process has gone:
-    /// the waiting process's own threads do not count as holders.
-    ///
-    /// ```
-    /// let q = mproc_queue::Builder::new().watch_peers(false).build::<u8>()?;
-    /// # drop(q);
-    /// # Ok::<(), mproc_queue::Error>(())
-    /// ```
-    pub fn watch_peers(mut self, on: bool) -> Builder {
-        self.watch_peers = on;
-        self
-    }
-
-    /// Makes a [`Queue`].
-    ///
-    /// # Errors
-    ///
-    /// `Shm` or `Io` when the shared memory or the side socket cannot be made;
-    /// `InvalidInput` when a bound is out of range (0 messages, more than 1 GiB).
-    pub fn build<T>(&self) -> Result<Queue<T>> {
-        Ok(Queue::from_ring(Ring::new(
-            self.max_bytes,
-            self.max_messages,
-            false,
-            self.watch_peers,
-        )?))
-    }
-
-    /// Makes a [`JoinableQueue`].
-    ///
-    /// # Errors
-    ///
-    /// As [`build`](Builder::build).
-    pub fn build_joinable<T>(&self) -> Result<JoinableQueue<T>> {
-        Ok(JoinableQueue {
-            queue: Queue::from_ring(Ring::new(
-                self.max_bytes,
-                self.max_messages,
-                true,
-                self.watch_peers,
-            )?),
-        })
-    }
 }
 
 /// A multi-producer, multi-consumer queue of `T` shared between processes (and threads).
@@ -200,7 +101,7 @@ impl Builder {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T> {
-    ring: Arc<Ring>,
+    pub(crate) ring: Arc<Ring>,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -224,7 +125,7 @@ impl<T> fmt::Debug for Queue<T> {
 }
 
 impl<T> Queue<T> {
-    fn from_ring(ring: Ring) -> Self {
+    pub(crate) fn from_ring(ring: Ring) -> Self {
         Queue {
             ring: Arc::new(ring),
             _type: PhantomData,
@@ -515,316 +416,5 @@ impl<T> Serialize for Queue<T> {
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Ok(Queue::from_ring(Ring::deserialize(d)?))
-    }
-}
-
-/// A [`Queue`] that counts unfinished work: each `put` adds one, each
-/// [`task_done`](JoinableQueue::task_done) takes one away, and
-/// [`join`](JoinableQueue::join) waits for zero. Python: `multiprocessing.JoinableQueue`.
-///
-/// Every `Queue` method is available through `Deref`.
-///
-/// A consumer that dies between `get` and `task_done` leaves its item counted forever:
-/// use [`join_timeout`](JoinableQueue::join_timeout) when that can happen. A producer that
-/// dies in the middle of a `put` does not leave its item counted. At most 2^31 − 1 items
-/// are counted at once: a `put` beyond that fails with [`PutError::Failed`] (kind
-/// [`ErrorKind::Full`](crate::ErrorKind::Full)) until `task_done` is called.
-///
-/// ```
-/// let q = mproc_queue::JoinableQueue::new()?;
-/// q.put("job".to_string())?;
-/// assert_eq!(q.unfinished(), 1);
-/// let job = q.get()?;
-/// q.task_done()?;
-/// q.join();
-/// assert!(q.task_done().is_err(), "more task_done() than puts");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct JoinableQueue<T> {
-    queue: Queue<T>,
-}
-
-impl<T> Clone for JoinableQueue<T> {
-    fn clone(&self) -> Self {
-        JoinableQueue {
-            queue: self.queue.clone(),
-        }
-    }
-}
-
-impl<T> fmt::Debug for JoinableQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinableQueue")
-            .field("queue", &self.queue)
-            .field("unfinished", &self.unfinished())
-            .finish()
-    }
-}
-
-impl<T> Deref for JoinableQueue<T> {
-    type Target = Queue<T>;
-    fn deref(&self) -> &Queue<T> {
-        &self.queue
-    }
-}
-
-impl<T> JoinableQueue<T> {
-    /// Makes a joinable queue with the defaults of [`Queue::new`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::new`].
-    ///
-    /// ```
-    /// let q = mproc_queue::JoinableQueue::<u8>::new()?;
-    /// assert_eq!(q.unfinished(), 0);
-    /// # Ok::<(), mproc_queue::Error>(())
-    /// ```
-    pub fn new() -> Result<Self> {
-        Builder::new().build_joinable()
-    }
-
-    /// Makes a joinable queue holding at most `n` messages.
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::bounded`].
-    ///
-    /// ```
-    /// let q = mproc_queue::JoinableQueue::<u8>::bounded(4)?;
-    /// assert_eq!(q.max_messages(), 4);
-    /// # Ok::<(), mproc_queue::Error>(())
-    /// ```
-    pub fn bounded(n: usize) -> Result<Self> {
-        Builder::new().max_messages(n).build_joinable()
-    }
-
-    /// Marks one item as processed.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::TooManyTaskDone`] when every item put is already marked (Python raises
-    /// `ValueError`).
-    ///
-    /// ```
-    /// let q = mproc_queue::JoinableQueue::new()?;
-    /// q.put(1)?;
-    /// q.get()?;
-    /// q.task_done()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn task_done(&self) -> Result<()> {
-        self.queue.ring.task_done()
-    }
-
-    /// Returns how many items were put and not yet marked done.
-    ///
-    /// ```
-    /// let q = mproc_queue::JoinableQueue::new()?;
-    /// q.put(1)?;
-    /// assert_eq!(q.unfinished(), 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn unfinished(&self) -> usize {
-        self.queue.ring.unfinished()
-    }
-
-    /// Waits until every item put has been marked done. Python: `join()`.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Disconnected`] when items are unfinished and nobody is left to mark
-    /// them done: the queue was shared, and no other live process holds it (see
-    /// [`Queue`]'s "When a process dies"). Python waits for ever there.
-    ///
-    /// ```
-    /// let q = mproc_queue::JoinableQueue::<u8>::new()?;
-    /// q.join()?; // nothing was put
-    /// # Ok::<(), mproc_queue::Error>(())
-    /// ```
-    pub fn join(&self) -> Result<()> {
-        self.join_until(None)
-    }
-
-    fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
-        match self.queue.ring.join(deadline) {
-            Waited::Ready => Ok(()),
-            Waited::TimedOut => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("{} items still unfinished", self.unfinished()),
-            )),
-            Waited::Alone => Err(Error::new(
-                ErrorKind::Disconnected,
-                format!(
-                    "{} items unfinished, and no other process holds the queue to mark \
-                     them done",
-                    self.unfinished()
-                ),
-            )),
-        }
-    }
-
-    /// Like [`join`](JoinableQueue::join), waiting at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Timeout`] when items were still unfinished; otherwise as `join`.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let q = mproc_queue::JoinableQueue::new()?;
-    /// q.put(1)?;
-    /// let err = q.join_timeout(Duration::from_millis(10)).unwrap_err();
-    /// assert_eq!(err.kind(), mproc_queue::ErrorKind::Timeout);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.join_until(mproc_sys::deadline_after(timeout))
-    }
-}
-
-impl<T> Serialize for JoinableQueue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.queue.serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(JoinableQueue {
-            queue: Queue::deserialize(d)?,
-        })
-    }
-}
-
-/// The minimal queue: `put`, `get` and `is_empty`, unbounded in messages (the ring still
-/// bounds the bytes waiting: `put` waits for room). Python:
-/// `multiprocessing.SimpleQueue`.
-///
-/// ```
-/// let q = mproc_queue::SimpleQueue::new()?;
-/// q.put("hello".to_string())?;
-/// assert!(!q.is_empty());
-/// assert_eq!(q.get()?, "hello");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct SimpleQueue<T> {
-    queue: Queue<T>,
-}
-
-impl<T> Clone for SimpleQueue<T> {
-    fn clone(&self) -> Self {
-        SimpleQueue {
-            queue: self.queue.clone(),
-        }
-    }
-}
-
-impl<T> fmt::Debug for SimpleQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimpleQueue").finish_non_exhaustive()
-    }
-}
-
-impl<T> SimpleQueue<T> {
-    /// Makes a simple queue (an 8 MiB ring).
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::new`].
-    ///
-    /// ```
-    /// let q = mproc_queue::SimpleQueue::<u8>::new()?;
-    /// assert!(q.is_empty());
-    /// # Ok::<(), mproc_queue::Error>(())
-    /// ```
-    pub fn new() -> Result<Self> {
-        Ok(SimpleQueue {
-            queue: Queue::new()?,
-        })
-    }
-
-    /// Returns whether no message is waiting (approximate).
-    ///
-    /// ```
-    /// assert!(mproc_queue::SimpleQueue::<u8>::new()?.is_empty());
-    /// # Ok::<(), mproc_queue::Error>(())
-    /// ```
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    /// Closes the queue for everyone, as [`Queue::close`].
-    ///
-    /// ```
-    /// let q = mproc_queue::SimpleQueue::<u8>::new()?;
-    /// q.close();
-    /// assert!(q.get().unwrap_err().is_closed());
-    /// # Ok::<(), mproc_queue::Error>(())
-    /// ```
-    pub fn close(&self) {
-        self.queue.close();
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
-    /// Puts `value` at the back, waiting for room in the ring.
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::put`].
-    ///
-    /// ```
-    /// let q = mproc_queue::SimpleQueue::new()?;
-    /// q.put(1u8)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
-        self.queue.put(value)
-    }
-
-    /// Takes the message at the front, waiting for one.
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::get`].
-    ///
-    /// ```
-    /// let q = mproc_queue::SimpleQueue::new()?;
-    /// q.put(1u8)?;
-    /// assert_eq!(q.get()?, 1);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn get(&self) -> Result<T, GetError> {
-        self.queue.get()
-    }
-
-    /// Like [`get`](SimpleQueue::get), waiting at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Queue::get_timeout`].
-    ///
-    /// ```
-    /// let q = mproc_queue::SimpleQueue::<u8>::new()?;
-    /// assert!(q.get_timeout(std::time::Duration::ZERO).unwrap_err().is_empty());
-    /// # Ok::<(), mproc_queue::Error>(())
-    /// ```
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.queue.get_timeout(timeout)
-    }
-}
-
-impl<T> Serialize for SimpleQueue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.queue.serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(SimpleQueue {
-            queue: Queue::deserialize(d)?,
-        })
     }
 }
