@@ -55,7 +55,7 @@ impl Builder {
 
     /// Whether a wait that nobody is left to end reports it (the default) or goes on until
     /// its deadline. When on, a `get` waiting on an empty queue, a `put` waiting for room
-    /// and a [`join`](JoinableQueue::join) return [`Disconnected`](GetError::Disconnected)
+    /// and a [`join`](JoinableQueue::join) return [`Disconnected`](crate::GetError::Disconnected)
     /// once the queue has been shared with another process and no *other* live process
     /// holds a handle to it (nor a message in flight carries one). Turn it off for a queue
     /// that threads of the waiting process also feed after every other process has gone:

@@ -19,7 +19,7 @@ use crate::{Builder, Queue};
 /// A consumer that dies between `get` and `task_done` leaves its item counted forever:
 /// use [`join_timeout`](JoinableQueue::join_timeout) when that can happen. A producer that
 /// dies in the middle of a `put` does not leave its item counted. At most 2^31 − 1 items
-/// are counted at once: a `put` beyond that fails with [`PutError::Failed`] (kind
+/// are counted at once: a `put` beyond that fails with [`PutError::Failed`](crate::PutError::Failed) (kind
 /// [`ErrorKind::Full`](crate::ErrorKind::Full)) until `task_done` is called.
 ///
 /// ```

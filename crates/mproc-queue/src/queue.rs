@@ -64,7 +64,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 ///
 /// A wait nobody is left to end says so, where Python's waits for ever: a `get` on an
 /// empty queue returns [`GetError::Disconnected`] (a `put` waiting for room,
-/// [`PutError::Disconnected`]; a [`JoinableQueue::join`], `ErrorKind::Disconnected`) once
+/// [`PutError::Disconnected`]; a [`JoinableQueue::join`](crate::JoinableQueue::join), `ErrorKind::Disconnected`) once
 ///
 /// - the queue has been held by a process other than its creator (a queue used by one
 ///   process only waits as before, even if a handle to it was serialized),
