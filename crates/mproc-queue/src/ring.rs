@@ -11,6 +11,8 @@
 //! - this file: a queue handle as each process holds it, a message's way in (spilled to
 //!   its own memfd when large) and out, and how a handle travels to another process.
 
+#[cfg(test)]
+mod heap;
 mod joinable;
 mod layout;
 mod protocol;

@@ -34,26 +34,27 @@ pub(crate) trait Word<T> {
     ) -> std::result::Result<T, T>;
 }
 
-macro_rules! word_through_deref {
-    ($word:ty, $t:ty) => {
+/// Implements [`Word`] for `$word`, which is (or derefs to) the atomic `$atomic`.
+macro_rules! impl_word {
+    ($word:ty, $atomic:ty, $t:ty) => {
         impl Word<$t> for $word {
             fn load(&self, order: Ordering) -> $t {
-                (**self).load(order)
+                <$atomic>::load(self, order)
             }
             fn store(&self, value: $t, order: Ordering) {
-                (**self).store(value, order)
+                <$atomic>::store(self, value, order)
             }
             fn fetch_add(&self, value: $t, order: Ordering) -> $t {
-                (**self).fetch_add(value, order)
+                <$atomic>::fetch_add(self, value, order)
             }
             fn fetch_sub(&self, value: $t, order: Ordering) -> $t {
-                (**self).fetch_sub(value, order)
+                <$atomic>::fetch_sub(self, value, order)
             }
             fn fetch_or(&self, value: $t, order: Ordering) -> $t {
-                (**self).fetch_or(value, order)
+                <$atomic>::fetch_or(self, value, order)
             }
             fn fetch_and(&self, value: $t, order: Ordering) -> $t {
-                (**self).fetch_and(value, order)
+                <$atomic>::fetch_and(self, value, order)
             }
             fn fetch_update(
                 &self,
@@ -61,14 +62,18 @@ macro_rules! word_through_deref {
                 fetch: Ordering,
                 f: impl FnMut($t) -> Option<$t>,
             ) -> std::result::Result<$t, $t> {
-                (**self).fetch_update(set, fetch, f)
+                <$atomic>::fetch_update(self, set, fetch, f)
             }
         }
     };
 }
 
-word_through_deref!(Pinned<AtomicU32>, u32);
-word_through_deref!(Pinned<AtomicU64>, u64);
+impl_word!(Pinned<AtomicU32>, AtomicU32, u32);
+impl_word!(Pinned<AtomicU64>, AtomicU64, u64);
+#[cfg(test)]
+impl_word!(AtomicU32, AtomicU32, u32);
+#[cfg(test)]
+impl_word!(AtomicU64, AtomicU64, u64);
 
 /// A robust lock: its holder's death hands it over with `LockStatus::OwnerDied`.
 pub(crate) trait RobustLock {
