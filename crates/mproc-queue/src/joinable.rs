@@ -20,7 +20,7 @@ use crate::{Builder, Queue};
 /// use [`join_timeout`](JoinableQueue::join_timeout) when that can happen. A producer that
 /// dies in the middle of a `put` does not leave its item counted. At most 2^31 − 1 items
 /// are counted at once: a `put` beyond that fails with [`PutError::Failed`](crate::PutError::Failed) (kind
-/// [`ErrorKind::Full`](crate::ErrorKind::Full)) until `task_done` is called.
+/// [`ErrorKind::Full`]) until `task_done` is called.
 ///
 /// ```
 /// let q = mproc_queue::JoinableQueue::new()?;

@@ -1,5 +1,5 @@
-//! A `JoinableQueue`'s count of unfinished items: counting a put, `task_done`, `join`, and
-//! the repair after a producer died between counting and publishing.
+//! A `JoinableQueue`'s count of unfinished items, kept right when a producer dies between
+//! counting its item and publishing it.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;

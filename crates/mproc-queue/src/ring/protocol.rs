@@ -1,5 +1,6 @@
-//! The ring's protocol: reserving room and publishing a record under the producers' lock,
-//! taking and freeing one under the consumers' lock, over any [`Shared`] memory.
+//! The ring's protocol over any [`Shared`] memory: a put reserves room, then publishes its
+//! record under the producers' lock; a get takes a record, then frees it, under the
+//! consumers' lock.
 //!
 //! # Robustness
 //!

@@ -1,5 +1,5 @@
-//! The interface between the ring's protocol and the memory it runs on: atomic words,
-//! futex waits, record bytes, robust locks.
+//! The interface the ring's protocol runs on: atomic words, futex waits, record bytes,
+//! robust locks.
 //!
 //! The queue runs the protocol on shared memory ([`Shm`]); a model checker can run the
 //! same code on ordinary memory with instrumented atomics, by implementing these traits

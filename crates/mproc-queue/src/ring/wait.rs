@@ -1,5 +1,5 @@
-//! How a producer waits for room and a consumer for a message: spin adaptively, then
-//! sleep on a wake word after raising a flag that the other side checks after every move.
+//! How each side of the ring waits for the other: adaptive spinning, then a futex sleep
+//! announced by a flag that the other side checks after every move.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
