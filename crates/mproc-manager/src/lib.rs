@@ -12,7 +12,8 @@ mod server;
 mod spin;
 
 pub use error::{Error, ErrorKind, Result};
-pub use manager::{Builder, Manager};
+pub use manager::Manager;
+pub use manager::builder::Builder;
 pub use mproc_pipe::Address;
 pub use proxy::{
     Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Lock, LockGuard, Namespace, Queue,
