@@ -9,8 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
-use crate::handle::{Handle, OutExt, dec, enc, proxy_common};
+use crate::handle::Handle;
 use crate::protocol::{Kind, Op};
+use crate::proxy::common::proxy_common;
+use crate::values::{OutExt, dec, enc};
 
 /// A type the manager can serve: it is built in the server from an `Init`, and answers each
 /// `Request` with a `Response`, one request at a time (each call is atomic).

@@ -9,13 +9,15 @@ use serde::de::DeserializeOwned;
 use super::Manager;
 use crate::Proxy;
 use crate::error::{Error, ErrorKind, Result};
-use crate::handle::{Handle, Sealed, enc, enc_all, enc_pairs};
+use crate::handle::Handle;
 use crate::protocol::{Init, Kind, Out, Request};
+use crate::proxy::common::Sealed;
 use crate::proxy::{
     Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Lock, Namespace, Queue, RLock,
     Semaphore, Set, Value,
 };
 use crate::registry::{Shared, SharedObject};
+use crate::values::{enc, enc_all, enc_pairs};
 
 impl Manager {
     fn create<P: Sealed>(&self, kind: Kind, init: Init) -> Result<P> {

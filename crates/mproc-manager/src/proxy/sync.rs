@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::client::owner;
 use crate::error::Result;
-use crate::handle::{Handle, OutExt, proxy_common};
+use crate::handle::Handle;
 use crate::protocol::{Kind, Op, Wait};
+use crate::proxy::common::proxy_common;
+use crate::values::OutExt;
 
 /// Holds a manager lock (or `RLock`, or condition) until dropped.
 #[must_use = "the lock is released when the guard is dropped"]
