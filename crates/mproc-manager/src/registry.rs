@@ -1,5 +1,5 @@
-//! Custom shared objects: a user's type, served by the manager and called through a typed
-//! proxy (Python's `BaseManager.register`), with requests that are data, not code.
+//! Custom shared objects: a user's type served by the manager, called through a typed proxy
+//! (Python's `BaseManager.register`) with requests that are data, not code.
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;

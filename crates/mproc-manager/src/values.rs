@@ -1,5 +1,5 @@
-//! Values between a proxy and the server: arguments encoded as the server stores them, replies
-//! read back in the shape each operation gives.
+//! A proxy's values on the wire: arguments encoded as the server stores them, replies read back
+//! in the shape each operation gives.
 
 use std::borrow::Borrow;
 

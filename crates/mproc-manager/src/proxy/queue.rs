@@ -1,4 +1,5 @@
-//! `Queue<T>` and `JoinableQueue<T>`: Python's `manager.Queue()` and `manager.JoinableQueue()`.
+//! The queue proxies, `Queue<T>` or `JoinableQueue<T>`: Python's `manager.Queue()`,
+//! `manager.JoinableQueue()`.
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;

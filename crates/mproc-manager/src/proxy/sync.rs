@@ -1,5 +1,6 @@
-//! Locks, semaphores, conditions, events and barriers held by the manager: Python's
-//! `manager.Lock()` and friends.
+//! Synchronisation proxies (locks, semaphores, conditions, events, barriers): Python's
+//! `manager.Lock()`, `manager.Semaphore()`, `manager.Condition()`, `manager.Event()`,
+//! `manager.Barrier()`.
 //!
 //! A lock is owned by a thread of a process. When a process dies holding a manager lock,
 //! `RLock` or condition, the server releases it once the process's last connection closes

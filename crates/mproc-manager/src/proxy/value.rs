@@ -1,5 +1,5 @@
-//! `Value<T>`, `Array<T>` and `Namespace`: single values, fixed-length arrays and named fields
-//! held by the manager.
+//! `Value<T>`, `Array<T>`, `Namespace`: a single value, a fixed-length array, named fields,
+//! each held by the manager.
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;

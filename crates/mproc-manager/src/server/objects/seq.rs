@@ -1,4 +1,4 @@
-//! Lists and arrays: Python's list operations on a sequence of stored values.
+//! Lists (arrays too): Python's list operations on a sequence of stored values.
 
 use std::sync::MutexGuard;
 
