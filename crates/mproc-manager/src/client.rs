@@ -1,4 +1,4 @@
-//! The client side: each process's connections to a manager, opened on first use and reused.
+//! The client side: each process's connections to a manager, opened on first use, then reused.
 //!
 //! A process keeps one [`Endpoint`] per manager, shared by every proxy to it. A call takes an
 //! idle connection (or opens one: authenticate, then `Hello` with the process's session), does

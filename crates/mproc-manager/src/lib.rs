@@ -10,9 +10,11 @@ mod proxy;
 mod registry;
 mod server;
 mod spin;
+mod values;
 
 pub use error::{Error, ErrorKind, Result};
-pub use manager::{Builder, Manager};
+pub use manager::Manager;
+pub use manager::builder::Builder;
 pub use mproc_pipe::Address;
 pub use proxy::{
     Array, Barrier, Condition, Dict, Event, JoinableQueue, List, Lock, LockGuard, Namespace, Queue,
@@ -22,7 +24,7 @@ pub use registry::{Registry, Shared, SharedObject};
 
 /// A proxy to a manager object: what [`Manager::publish`] and [`Manager::lookup`] take.
 /// Implemented by every proxy type of this crate.
-pub trait Proxy: handle::Sealed {}
+pub trait Proxy: proxy::common::Sealed {}
 
 #[cfg(test)]
 mod tests {

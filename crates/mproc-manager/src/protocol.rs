@@ -1,4 +1,4 @@
-//! The manager's wire protocol: the requests a proxy sends and the replies the server gives.
+//! The manager's wire protocol: the requests a proxy sends, the replies the server gives.
 //!
 //! Everything here is data. Values travel as the postcard bytes of the proxy's type, which
 //! the server stores and compares without decoding; a request names an operation, never

@@ -1,5 +1,5 @@
-//! Custom shared objects: a user's type, served by the manager and called through a typed
-//! proxy (Python's `BaseManager.register`), with requests that are data, not code.
+//! Custom shared objects: a user's type served by the manager, called through a typed proxy
+//! (Python's `BaseManager.register`) with requests that are data, not code.
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;
@@ -9,8 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
-use crate::handle::{Handle, OutExt, dec, enc, proxy_common};
+use crate::handle::Handle;
 use crate::protocol::{Kind, Op};
+use crate::proxy::common::proxy_common;
+use crate::values::{OutExt, dec, enc};
 
 /// A type the manager can serve: it is built in the server from an `Init`, and answers each
 /// `Request` with a `Response`, one request at a time (each call is atomic).

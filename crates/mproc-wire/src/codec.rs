@@ -1,4 +1,5 @@
-//! Values to messages and back: postcard bytes plus the side table of fds found inside.
+//! The codec: a value as a message (postcard bytes plus the side table of fds found inside),
+//! both ways.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;

@@ -10,7 +10,9 @@ pub use codec::{
     handing_over, handover, hold_across_fork, release_held,
 };
 pub use error::{Error, ErrorKind};
-pub use frame::{FrameReader, FrameWriter, HEADER_LEN, Limits, write_frame, write_message};
+pub use frame::read::FrameReader;
+pub use frame::write::{FrameWriter, write_frame, write_message};
+pub use frame::{HEADER_LEN, Limits};
 
 #[cfg(test)]
 mod tests;

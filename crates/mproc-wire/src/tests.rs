@@ -1,5 +1,5 @@
-//! Tests of the wire: round trips, fds, limits, and fuzz-style loops over random, truncated
-//! and malicious input (each at least 100k cases in the normal test run).
+//! Tests of the wire: round trips, fds, limits, fuzz-style loops over random, truncated or
+//! malicious input (each at least 100k cases in the normal test run).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};

@@ -7,8 +7,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::handle::{Handle, OutExt, dec, dec_all, enc, enc_pairs, proxy_common};
+use crate::handle::Handle;
 use crate::protocol::{Kind, Op, Out};
+use crate::proxy::common::proxy_common;
+use crate::values::{OutExt, dec, dec_all, enc, enc_pairs};
 
 /// A dict held by the manager: Python's `manager.dict()`.
 ///

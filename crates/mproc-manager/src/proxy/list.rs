@@ -7,8 +7,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::handle::{Handle, OutExt, dec, dec_all, enc, enc_all, proxy_common};
+use crate::handle::Handle;
 use crate::protocol::{Kind, Op, Out};
+use crate::proxy::common::proxy_common;
+use crate::values::{OutExt, dec, dec_all, enc, enc_all};
 
 /// The calls a list and an array share: reading, replacing, and their length.
 macro_rules! sequence_calls {

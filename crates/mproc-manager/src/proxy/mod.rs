@@ -1,5 +1,6 @@
 //! The proxies of the built-in shared types.
 
+pub(crate) mod common;
 mod dict;
 mod list;
 mod queue;

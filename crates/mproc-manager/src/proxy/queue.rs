@@ -1,4 +1,5 @@
-//! `Queue<T>` and `JoinableQueue<T>`: Python's `manager.Queue()` and `manager.JoinableQueue()`.
+//! The queue proxies, `Queue<T>` or `JoinableQueue<T>`: Python's `manager.Queue()`,
+//! `manager.JoinableQueue()`.
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;
@@ -8,8 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ErrorKind, Result};
-use crate::handle::{Handle, OutExt, dec, enc, proxy_common};
+use crate::handle::Handle;
 use crate::protocol::{Kind, Op, Wait};
+use crate::proxy::common::proxy_common;
+use crate::values::{OutExt, dec, enc};
 
 /// The calls both queue proxies have.
 macro_rules! queue_calls {

@@ -1,5 +1,6 @@
-//! Locks, semaphores, conditions, events and barriers held by the manager: Python's
-//! `manager.Lock()` and friends.
+//! Synchronisation proxies (locks, semaphores, conditions, events, barriers): Python's
+//! `manager.Lock()`, `manager.Semaphore()`, `manager.Condition()`, `manager.Event()`,
+//! `manager.Barrier()`.
 //!
 //! A lock is owned by a thread of a process. When a process dies holding a manager lock,
 //! `RLock` or condition, the server releases it once the process's last connection closes
@@ -11,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use crate::client::owner;
 use crate::error::Result;
-use crate::handle::{Handle, OutExt, proxy_common};
+use crate::handle::Handle;
 use crate::protocol::{Kind, Op, Wait};
+use crate::proxy::common::proxy_common;
+use crate::values::OutExt;
 
 /// Holds a manager lock (or `RLock`, or condition) until dropped.
 #[must_use = "the lock is released when the guard is dropped"]

@@ -1,5 +1,5 @@
-//! `Value<T>`, `Array<T>` and `Namespace`: single values, fixed-length arrays and named fields
-//! held by the manager.
+//! `Value<T>`, `Array<T>`, `Namespace`: a single value, a fixed-length array, named fields,
+//! each held by the manager.
 
 use std::borrow::Borrow;
 use std::marker::PhantomData;
@@ -8,9 +8,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::handle::{Handle, OutExt, dec, dec_all, enc, enc_all, proxy_common};
+use crate::handle::Handle;
 use crate::protocol::{Kind, Op, Out};
+use crate::proxy::common::proxy_common;
 use crate::proxy::list::sequence_calls;
+use crate::values::{OutExt, dec, dec_all, enc, enc_all};
 
 /// One value held by the manager: Python's `manager.Value(typecode, value)`, for any serde
 /// type.

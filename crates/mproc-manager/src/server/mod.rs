@@ -1,5 +1,5 @@
-//! The server process: it accepts authenticated connections, gives each its own thread, and
-//! runs every request against the object table.
+//! The server process: every authenticated connection served in a thread of its own, each
+//! request run against the object table.
 //!
 //! A request is data (see `protocol`): the server stores values as their encoded bytes and
 //! never runs code that a peer chose. Each object has its own mutex, held for the whole of

@@ -1,5 +1,5 @@
-//! The reaper: a thread that watches the processes of local callers through pidfds, and
-//! shuts down the server's end of their connections when they end.
+//! The reaper: a thread that shuts down the server's end of a local caller's connections once
+//! the caller's process ends (watched through a pidfd).
 //!
 //! A connection alone does not tell when its process is gone: a child forked by that
 //! process holds a copy of the socket open. Shutting the server's end down wakes the

@@ -1,0 +1,515 @@
+//! The report: a table for people, then one JSON line with the keys of
+//! `shared/bench/METRICS.md`.
+
+use serde_json::{Value, json};
+
+use crate::{Flags, Samples};
+
+/// Prints the table (each figure beside its floor, Python's figure and its goal), the floors
+/// on their own, a manager call in pipe round trips, the correctness flags, then the JSON
+/// line.
+pub fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
+    let figures = Figures { s, python };
+    let rows = rows(&figures);
+    print_table(&rows);
+    print_floors(s);
+    print_manager_calls(s);
+    print_flags(&flags);
+    println!("{}", json_line(s, &flags, &rows, python));
+}
+
+/// What a row reads: this run's medians, Python's figures when it ran.
+struct Figures<'a> {
+    s: &'a Samples,
+    python: Option<&'a Value>,
+}
+
+impl Figures<'_> {
+    fn median(&self, key: &str) -> f64 {
+        self.s.median(key)
+    }
+
+    fn python(&self, key: &str) -> Option<f64> {
+        self.python.and_then(|p| lookup(p, key))
+    }
+
+    /// The row of `key`: its median, compared with `floor`, `met` when `goal_met` holds.
+    fn row(
+        &self,
+        key: &'static str,
+        floor: f64,
+        higher_is_better: bool,
+        goal_met: impl Fn(f64) -> bool,
+        goal: &'static str,
+    ) -> Row {
+        let ours = self.median(key);
+        Row {
+            key,
+            ours,
+            floor,
+            python: self.python(key),
+            higher_is_better,
+            met: goal_met(ours),
+            goal,
+        }
+    }
+}
+
+/// One line of the report: a figure, the floor it is compared with, and its goal.
+struct Row {
+    key: &'static str,
+    ours: f64,
+    floor: f64,
+    /// Python's figure, when it ran.
+    python: Option<f64>,
+    /// Higher is better (bandwidth) rather than lower (latency).
+    higher_is_better: bool,
+    met: bool,
+    goal: &'static str,
+}
+
+impl Row {
+    /// The unit the figure is printed in.
+    fn unit(&self) -> &'static str {
+        match self.key {
+            "lock_uncontended_ns" => "ns",
+            k if k == "lock_value_ops_per_s" || k.starts_with("manager_") => "op/s",
+            k if k.starts_with("queue_msgs")
+                || k.starts_with("pool_map")
+                || k.starts_with("executor_") =>
+            {
+                "/s"
+            }
+            "pool_cpu_speedup" => "×",
+            "pool_recover_ms" => "ms",
+            _ if self.higher_is_better => "GB/s",
+            _ => "µs",
+        }
+    }
+
+    /// The figure over its floor, when it has one.
+    fn ratio_to_floor(&self) -> Option<f64> {
+        self.floor.is_finite().then(|| self.ours / self.floor)
+    }
+
+    /// How many times better than Python: a speed-up for latency, a multiple for bandwidth.
+    fn times_better_than_python(&self) -> Option<f64> {
+        self.python.map(|p| {
+            if self.higher_is_better {
+                self.ours / p
+            } else {
+                p / self.ours
+            }
+        })
+    }
+}
+
+/// The table's rows, section by section.
+fn rows(f: &Figures<'_>) -> Vec<Row> {
+    [
+        spawn_rows(f),
+        pipe_rows(f),
+        sync_rows(f),
+        queue_rows(f),
+        pool_rows(f),
+        executor_rows(f),
+        manager_rows(f),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn spawn_rows(f: &Figures<'_>) -> Vec<Row> {
+    let exec_floor = f.median("floor.exec_self_us");
+    let fork_floor = f.median("floor.fork_wait_us");
+    vec![
+        f.row(
+            "spawn_join_us.spawn",
+            exec_floor,
+            false,
+            |v| v <= 1.15 * exec_floor,
+            "≤ 1.15 × floor.exec_self_us",
+        ),
+        f.row(
+            "spawn_join_us.forkserver",
+            fork_floor,
+            false,
+            |v| v <= 300.0,
+            "≤ 300 µs",
+        ),
+        f.row(
+            "spawn_join_us.fork",
+            fork_floor,
+            false,
+            |v| v <= 1.5 * fork_floor,
+            "≤ 1.5 × floor.fork_wait_us",
+        ),
+    ]
+}
+
+fn pipe_rows(f: &Figures<'_>) -> Vec<Row> {
+    let rtt_floor = f.median("floor.socketpair_rtt_us");
+    let bw_floor = f.median("floor.socketpair_bw_gbps");
+    vec![
+        f.row(
+            "pipe_rtt_us",
+            rtt_floor,
+            false,
+            |v| v <= 1.1 * rtt_floor,
+            "≤ 1.1 × floor.socketpair_rtt_us",
+        ),
+        f.row(
+            "pipe_bytes_gbps",
+            bw_floor,
+            true,
+            |v| v >= 0.9 * bw_floor && v >= 6.4,
+            "≥ 0.9 × floor.socketpair_bw_gbps, ≥ 6.4",
+        ),
+    ]
+}
+
+fn sync_rows(f: &Figures<'_>) -> Vec<Row> {
+    let fill_floor = f.median("floor.fill_gbps");
+    vec![
+        f.row(
+            "lock_uncontended_ns",
+            f.median("floor.futex_lock_ns"),
+            false,
+            |v| v <= 12.0,
+            "≤ 12 ns",
+        ),
+        f.row(
+            "lock_value_ops_per_s",
+            f.median("floor.futex_mutex_ops_per_s"),
+            true,
+            |v| v >= 10e6,
+            "≥ 10M op/s",
+        ),
+        f.row(
+            "shm_gbps",
+            fill_floor,
+            true,
+            |v| v >= 0.9 * fill_floor,
+            "≥ 0.9 × floor.fill_gbps",
+        ),
+    ]
+}
+
+fn queue_rows(f: &Figures<'_>) -> Vec<Row> {
+    let ring_floor = f.median("floor.shm_ring_msgs_per_s");
+    vec![
+        f.row(
+            "queue_msgs_per_s.1p1c",
+            ring_floor,
+            true,
+            |v| v >= 20e6,
+            "≥ 20M msg/s",
+        ),
+        f.row(
+            "queue_msgs_per_s.2p2c",
+            ring_floor,
+            true,
+            |v| v >= 10e6,
+            "≥ 10M msg/s",
+        ),
+        f.row(
+            "queue_rtt_us",
+            f.median("floor.spin_rtt_us"),
+            false,
+            |v| v <= 2.0,
+            "≤ 2 µs",
+        ),
+        f.row(
+            "dead_peer_notice_ms",
+            f64::NAN,
+            false,
+            |v| v <= 150.0,
+            "≤ 150 ms",
+        ),
+        f.row(
+            "queue_1mib_gbps",
+            f.median("floor.copy_gbps"),
+            true,
+            |v| v >= 10.0,
+            "≥ 10 GB/s",
+        ),
+    ]
+}
+
+fn pool_rows(f: &Figures<'_>) -> Vec<Row> {
+    let forkserver = f.median("extra.spawn_join_forkserver_beside_pool_us");
+    vec![
+        f.row(
+            "pool_map_tasks_per_s.trivial",
+            f64::NAN,
+            true,
+            |v| v >= 50e6,
+            "≥ 50M task/s",
+        ),
+        f.row(
+            "pool_map_tasks_per_s.chunksize1",
+            f64::NAN,
+            true,
+            |v| v >= 1e6,
+            "≥ 1M task/s",
+        ),
+        f.row(
+            "pool_cpu_speedup",
+            2.0,
+            true,
+            |v| v >= 1.9,
+            "≥ 1.9 (2 cores)",
+        ),
+        f.row(
+            "pool_start_us",
+            forkserver,
+            false,
+            |v| v <= 3.0 * forkserver,
+            "≤ 3 × spawn_join_us.forkserver (beside)",
+        ),
+        f.row("pool_recover_ms", f64::NAN, false, |v| v <= 50.0, "≤ 50 ms"),
+    ]
+}
+
+/// An executor's task is a pool task with a handle: its rate is held to the chunksize1
+/// map's of the same run, and its `as_completed` to Python's.
+fn executor_rows(f: &Figures<'_>) -> Vec<Row> {
+    let chunksize1 = f.median("pool_map_tasks_per_s.chunksize1");
+    let py_as_completed = f.python("executor_as_completed_per_s");
+    vec![
+        f.row(
+            "executor_submit_per_s",
+            chunksize1,
+            true,
+            |v| v >= 0.8 * chunksize1,
+            "≥ 0.8 × pool_map_tasks_per_s.chunksize1",
+        ),
+        f.row(
+            "executor_as_completed_per_s",
+            f64::NAN,
+            true,
+            |v| py_as_completed.is_none_or(|p| v >= 20.0 * p),
+            "≥ 20 × Python",
+        ),
+    ]
+}
+
+/// A manager call is one round trip to the server: its floor is one pipe round trip per
+/// call, and its goal a call of at most 1.3 of them (and 5 × Python's rate).
+fn manager_rows(f: &Figures<'_>) -> Vec<Row> {
+    let rtt = f.median("pipe_rtt_us");
+    let call_floor = 1e6 / rtt;
+    let manager_goal = |key: &'static str| {
+        let python = f.python(key);
+        move |v: f64| 1e6 / v <= 1.3 * rtt && python.is_none_or(|p| v >= 5.0 * p)
+    };
+    vec![
+        f.row(
+            "manager_list_ops_per_s",
+            call_floor,
+            true,
+            manager_goal("manager_list_ops_per_s"),
+            "call ≤ 1.3 × pipe_rtt_us, ≥ 5 × Python",
+        ),
+        f.row(
+            "manager_dict_ops_per_s",
+            call_floor,
+            true,
+            manager_goal("manager_dict_ops_per_s"),
+            "call ≤ 1.3 × pipe_rtt_us, ≥ 5 × Python",
+        ),
+    ]
+}
+
+/// Prints the table: a heading, then one line per row.
+fn print_table(rows: &[Row]) {
+    println!("\nmproc benchmarks (medians; floors measured in the same run)\n");
+    println!(
+        "{:<32} {:>12} {:>12} {:>7} {:>12} {:>9}  {:<42} met",
+        "key", "mproc", "floor", "×floor", "python", "vs py", "goal"
+    );
+    for r in rows {
+        let unit = r.unit();
+        println!(
+            "{:<32} {:>8.2}{:>4} {:>12} {:>7} {:>12} {:>9}  {:<42} {}",
+            r.key,
+            r.ours,
+            unit,
+            if r.floor.is_finite() {
+                format!("{:.2}{}", r.floor, unit)
+            } else {
+                "-".into()
+            },
+            r.ratio_to_floor()
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            r.python
+                .map(|p| format!("{p:.2}{unit}"))
+                .unwrap_or_else(|| "-".into()),
+            r.times_better_than_python()
+                .map(|b| format!("{b:.1}×"))
+                .unwrap_or_else(|| "-".into()),
+            r.goal,
+            if r.met { "yes" } else { "NO" }
+        );
+    }
+}
+
+/// Prints the floors and the extra figures, one per line.
+fn print_floors(s: &Samples) {
+    for k in [
+        "floor.exec_self_us",
+        "floor.fork_wait_us",
+        "floor.socketpair_rtt_us",
+        "floor.socketpair_bw_gbps",
+        "floor.futex_lock_ns",
+        "floor.futex_mutex_ops_per_s",
+        "floor.fill_gbps",
+        "floor.copy_gbps",
+        "floor.shm_ring_msgs_per_s",
+        "floor.spin_rtt_us",
+        "extra.shm_fresh_gbps",
+        "extra.shm_copy_gbps",
+        "extra.spawn_join_forkserver_beside_pool_us",
+        "extra.pipe_rtt_beside_manager_us",
+    ] {
+        println!("{k:<28} {:>14.2}", s.median(k));
+    }
+}
+
+/// A manager call's time in µs, per proxy type that was measured.
+fn manager_calls(s: &Samples) -> Vec<(&'static str, f64)> {
+    [
+        ("manager_list_ops_per_s", "list"),
+        ("manager_dict_ops_per_s", "dict"),
+    ]
+    .into_iter()
+    .map(|(key, name)| (name, 1e6 / s.median(key)))
+    .filter(|(_, call_us)| call_us.is_finite())
+    .collect()
+}
+
+/// Prints a manager call in pipe round trips (goal ≤ 1.3), against this run's `pipe_rtt_us`
+/// and against the one measured beside the manager's rounds.
+fn print_manager_calls(s: &Samples) {
+    let rtt = s.median("pipe_rtt_us");
+    let beside = s.median("extra.pipe_rtt_beside_manager_us");
+    for (name, call_us) in manager_calls(s) {
+        println!(
+            "manager {name} call: {call_us:.2} µs = {:.2} × pipe_rtt_us ({:.2} × the round trip beside it)",
+            call_us / rtt,
+            call_us / beside
+        );
+    }
+}
+
+fn print_flags(flags: &Flags) {
+    let Flags {
+        check_ok,
+        shm_check_ok,
+        manager_check_ok,
+    } = flags;
+    println!(
+        "check_ok: {check_ok}, shm_check_ok: {shm_check_ok}, manager_check_ok: {manager_check_ok}"
+    );
+}
+
+/// The JSON line: every figure under its key in `shared/bench/METRICS.md`, the floors, the
+/// ratios, the spreads, the flags, and Python's figures when it ran.
+fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -> Value {
+    let m = |k: &str| s.median(k);
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
+    let rtt = m("pipe_rtt_us");
+    let beside = m("extra.pipe_rtt_beside_manager_us");
+    let forkserver = m("extra.spawn_join_forkserver_beside_pool_us");
+    let call_over_rtt: serde_json::Map<String, Value> = manager_calls(s)
+        .into_iter()
+        .map(|(name, call_us)| (name.into(), json!(round2(call_us / rtt))))
+        .collect();
+    let ratio_to_floor: serde_json::Map<String, Value> = rows
+        .iter()
+        .filter_map(|r| Some((r.key.into(), json!(round2(r.ratio_to_floor()?)))))
+        .collect();
+    let times_better_than_python: serde_json::Map<String, Value> = rows
+        .iter()
+        .filter_map(|r| Some((r.key.into(), json!(round1(r.times_better_than_python()?)))))
+        .collect();
+    let mut out = json!({
+        "spawn_join_us": {
+            "spawn": round1(m("spawn_join_us.spawn")),
+            "forkserver": round1(m("spawn_join_us.forkserver")),
+            "fork": round1(m("spawn_join_us.fork")),
+        },
+        "pipe_rtt_us": round2(m("pipe_rtt_us")),
+        "pipe_bytes_gbps": round2(m("pipe_bytes_gbps")),
+        "lock_uncontended_ns": round1(m("lock_uncontended_ns")),
+        "lock_value_ops_per_s": m("lock_value_ops_per_s").round(),
+        "shm_gbps": round2(m("shm_gbps")),
+        "shm_check_ok": flags.shm_check_ok,
+        "queue_msgs_per_s": {
+            "1p1c": m("queue_msgs_per_s.1p1c").round(),
+            "2p2c": m("queue_msgs_per_s.2p2c").round(),
+        },
+        "queue_rtt_us": round2(m("queue_rtt_us")),
+        "queue_1mib_gbps": round2(m("queue_1mib_gbps")),
+        "dead_peer_notice_ms": round1(m("dead_peer_notice_ms")),
+        "pool_map_tasks_per_s": {
+            "trivial": m("pool_map_tasks_per_s.trivial").round(),
+            "chunksize1": m("pool_map_tasks_per_s.chunksize1").round(),
+        },
+        "pool_cpu_speedup": round2(m("pool_cpu_speedup")),
+        "pool_start_us": round1(m("pool_start_us")),
+        "pool_recover_ms": round2(m("pool_recover_ms")),
+        "executor_submit_per_s": m("executor_submit_per_s").round(),
+        "executor_as_completed_per_s": m("executor_as_completed_per_s").round(),
+        "manager_list_ops_per_s": m("manager_list_ops_per_s").round(),
+        "manager_dict_ops_per_s": m("manager_dict_ops_per_s").round(),
+        "manager_check_ok": flags.manager_check_ok,
+        "extra": {
+            "manager_call_over_pipe_rtt": call_over_rtt,
+            "pipe_rtt_beside_manager_us": round2(beside),
+            "spawn_join_forkserver_beside_pool_us": round1(forkserver),
+            "shm_fresh_gbps": round2(m("extra.shm_fresh_gbps")),
+            "shm_copy_gbps": round2(m("extra.shm_copy_gbps")),
+        },
+        "floor": {
+            "exec_self_us": round1(m("floor.exec_self_us")),
+            "fork_wait_us": round1(m("floor.fork_wait_us")),
+            "socketpair_rtt_us": round2(m("floor.socketpair_rtt_us")),
+            "socketpair_bw_gbps": round2(m("floor.socketpair_bw_gbps")),
+            "futex_lock_ns": round1(m("floor.futex_lock_ns")),
+            "futex_mutex_ops_per_s": m("floor.futex_mutex_ops_per_s").round(),
+            "fill_gbps": round2(m("floor.fill_gbps")),
+            "copy_gbps": round2(m("floor.copy_gbps")),
+            "shm_ring_msgs_per_s": m("floor.shm_ring_msgs_per_s").round(),
+            "spin_rtt_us": (m("floor.spin_rtt_us") * 1000.0).round() / 1000.0,
+        },
+        "ratio_to_floor": ratio_to_floor,
+        "spread": {
+            "manager_list_ops_per_s": s.spread("manager_list_ops_per_s"),
+            "manager_dict_ops_per_s": s.spread("manager_dict_ops_per_s"),
+            "dead_peer_notice_ms": s.spread("dead_peer_notice_ms"),
+            "queue_msgs_per_s.1p1c": s.spread("queue_msgs_per_s.1p1c"),
+            "spawn_join_us.forkserver": s.spread("spawn_join_us.forkserver"),
+            "pool_map_tasks_per_s.chunksize1": s.spread("pool_map_tasks_per_s.chunksize1"),
+            "executor_submit_per_s": s.spread("executor_submit_per_s"),
+            "executor_as_completed_per_s": s.spread("executor_as_completed_per_s"),
+        },
+        "check_ok": flags.check_ok,
+    });
+    if let Some(p) = python {
+        out["python"] = p.clone();
+        out["times_better_than_python"] = Value::Object(times_better_than_python);
+    }
+    out
+}
+
+/// The figure at a dotted path of Python's JSON (`pool_map_tasks_per_s.chunksize1`).
+fn lookup(v: &Value, dotted: &str) -> Option<f64> {
+    dotted.split('.').try_fold(v, |v, k| v.get(k))?.as_f64()
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
