@@ -81,7 +81,7 @@ impl Row {
                 "/s"
             }
             "pool_cpu_speedup" => "×",
-            "pool_recover_ms" => "ms",
+            k if k.ends_with("_ms") => "ms",
             _ if self.higher_is_better => "GB/s",
             _ => "µs",
         }
