@@ -15,7 +15,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::handle::{TaskHandle, TaskJob};
 use crate::imap::Imap;
 use crate::manager::on_manager_of;
-use crate::pool::{Builder as PoolBuilder, Pool};
+use crate::pool::Pool;
+use crate::pool::builder::Builder as PoolBuilder;
 use crate::result::Sink;
 
 /// Options for an [`Executor`]: Python's `ProcessPoolExecutor(max_workers, mp_context,

@@ -18,5 +18,6 @@ pub use error::{Error, ErrorKind, Result};
 pub use executor::{Executor, ExecutorMap};
 pub use handle::{AsCompleted, DoneAndNotDone, ReturnWhen, TaskHandle, as_completed, wait};
 pub use imap::Imap;
-pub use pool::{Builder, Pool};
+pub use pool::Pool;
+pub use pool::builder::Builder;
 pub use result::{AsyncResult, Callbacks};
