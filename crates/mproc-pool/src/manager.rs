@@ -27,7 +27,7 @@ use mproc_process::{Child, ForkServer, StartMethod};
 use mproc_queue::Queue;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::result::{Delivery, Sink, Span};
+use crate::sink::{Delivery, Sink, Span};
 use crate::task::{Call, Event, Payload, Task};
 use crate::watcher::Watcher;
 use crate::worker::Progress;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{Chunk, Deliveries, Phase, Shared, State, deliver};
 use crate::error::{Error, Result};
-use crate::result::Delivery;
+use crate::sink::Delivery;
 use crate::task::Event;
 
 /// Fails every item of `chunks` with `e`.
@@ -150,7 +150,7 @@ impl Shared {
     /// Waits until the manager has ended (every worker reaped) or `deadline` passes.
     pub(crate) fn wait_ended(&self, deadline: Option<Instant>) -> bool {
         let st = self.lock();
-        crate::result::wait_until(&self.ended, st, deadline, |st| st.phase == Phase::Ended).1
+        crate::condvar::wait_until(&self.ended, st, deadline, |st| st.phase == Phase::Ended).1
     }
 }
 

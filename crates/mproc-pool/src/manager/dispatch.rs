@@ -7,7 +7,7 @@ use mproc_queue::{GetError, PutError};
 
 use super::{Deliveries, InFlight, Phase, Slot, State};
 use crate::error::{Error, ErrorKind};
-use crate::result::Delivery;
+use crate::sink::Delivery;
 use crate::task::{SharedPayload, Task};
 
 /// At most this many chunks wait in one worker's queue (plus the one it runs).

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{Config, Deliveries, State};
 use crate::error::{Error, ErrorKind};
-use crate::result::Delivery;
+use crate::sink::Delivery;
 use crate::task::{ChunkFailure, ChunkOutcome, Event};
 
 impl State {

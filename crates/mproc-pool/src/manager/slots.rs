@@ -9,7 +9,7 @@ use mproc_queue::Queue;
 
 use super::{Config, Deliveries, Phase, Shared, Slot, State, deliver};
 use crate::error::{Error, ErrorKind, Result};
-use crate::result::Delivery;
+use crate::sink::Delivery;
 use crate::task::Task;
 use crate::watcher::Watched;
 use crate::worker::{Progress, WorkerArgs, worker_main};

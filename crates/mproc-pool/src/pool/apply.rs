@@ -4,8 +4,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
+use crate::callbacks::Callbacks;
 use crate::error::Result;
-use crate::result::{AsyncResult, Callbacks};
+use crate::result::AsyncResult;
 
 impl Pool {
     /// Runs `f(arg)` in a worker and waits for its result: Python's `apply`.
@@ -20,7 +21,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// The task's error (its index is 0), or [`ErrorKind::Closed`].
+    /// The task's error (its index is 0), or [`ErrorKind::Closed`](crate::ErrorKind::Closed).
     pub fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<R>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -33,7 +34,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Closed`] on a closed pool; the task's own error comes from the result.
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a closed pool; the task's own error comes from the result.
     pub fn apply_async<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<R>>
     where
         A: Serialize + DeserializeOwned + 'static,

@@ -42,7 +42,7 @@ impl Pool {
     }
 
     /// Like [`imap`](Self::imap), but yields each result as soon as it is ready, in no
-    /// particular order: Python's `imap_unordered`. An error's [`index`](Error::index)
+    /// particular order: Python's `imap_unordered`. An error's [`index`](crate::Error::index)
     /// says which item it was.
     ///
     /// ```

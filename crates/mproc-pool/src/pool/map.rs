@@ -5,8 +5,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
+use crate::callbacks::Callbacks;
 use crate::error::Result;
-use crate::result::{AsyncResult, Callbacks};
+use crate::result::AsyncResult;
 
 impl Pool {
     /// Applies `f` to every item and returns the results in order: Python's `map`.
@@ -18,7 +19,7 @@ impl Pool {
     ///
     /// The error of the first item that failed (lowest index among those known when it
     /// failed: the call stops at the first failure), naming that item's
-    /// [`index`](Error::index); [`ErrorKind::Closed`] on a closed pool.
+    /// [`index`](crate::Error::index); [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a closed pool.
     ///
     /// ```
     /// fn len(s: String) -> usize { s.len() }
@@ -48,7 +49,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`map`](Self::map); [`ErrorKind::InvalidInput`] for a `chunksize` of 0.
+    /// As [`map`](Self::map); [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a `chunksize` of 0.
     pub fn map_chunked<A, R>(
         &self,
         f: fn(A) -> R,
@@ -67,7 +68,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Closed`] on a closed pool; the items' errors come from the result.
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a closed pool; the items' errors come from the result.
     pub fn map_async<A, R>(
         &self,
         f: fn(A) -> R,
@@ -96,7 +97,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`map_async`](Self::map_async); [`ErrorKind::InvalidInput`] for a chunk size of 0.
+    /// As [`map_async`](Self::map_async); [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a chunk size of 0.
     pub fn map_async_with<A, R>(
         &self,
         f: fn(A) -> R,
@@ -197,7 +198,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Closed`] on a closed pool.
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a closed pool.
     pub fn starmap_async<A, B, R>(
         &self,
         f: fn(A, B) -> R,

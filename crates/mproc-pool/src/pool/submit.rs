@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use super::Pool;
+use crate::callbacks::Callbacks;
 use crate::chunk;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manager::{Deliveries, deliver};
-use crate::result::{AsyncResult, Callbacks, Collect, Sink};
+use crate::result::{AsyncResult, Collect};
+use crate::sink::Sink;
 use crate::task::{Call, TaskFn};
 
 impl Pool {
