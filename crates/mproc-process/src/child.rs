@@ -11,9 +11,9 @@ use mproc_wire::{FrameReader, Message};
 use serde::de::DeserializeOwned;
 
 use crate::StartMethod;
-use crate::boot::{self, Reply};
 use crate::error::{Error, ErrorKind, Result};
 use crate::info::ProcessInfo;
+use crate::protocol::{self, Reply};
 
 /// How the parent learns a child's exit status.
 #[derive(Debug)]
@@ -221,7 +221,7 @@ fn join_at_exit() {
 /// (initialized by `init_before_main!`) waits for none: a failed test must end its run, not
 /// hang it on a child that waits for what the test would have given it.
 extern "C" fn join_children() {
-    if crate::boot::initialized_before_main() {
+    if crate::init::initialized_before_main() {
         return;
     }
     join_children_now();
@@ -570,7 +570,7 @@ impl<R: DeserializeOwned> Child<R> {
             self.outcome =
                 match self
                     .reader
-                    .read(self.sock.as_fd(), &boot::limits(), Some(Instant::now()))
+                    .read(self.sock.as_fd(), &protocol::limits(), Some(Instant::now()))
                 {
                     Ok(msg) => Outcome::Replied(decode_reply(msg)),
                     Err(_) => Outcome::NoReply,
@@ -580,7 +580,7 @@ impl<R: DeserializeOwned> Child<R> {
 }
 
 fn decode_reply<R: DeserializeOwned>(msg: Message) -> Result<R> {
-    let (reply, fds): (Reply, _) = boot::open_envelope(msg)?;
+    let (reply, fds): (Reply, _) = protocol::open_envelope(msg)?;
     match reply {
         Reply::Ok(bytes) => mproc_wire::decode(Message::from_parts(bytes, fds)).map_err(|e| {
             Error::new(

@@ -708,7 +708,7 @@ fn serve(control: Fd) {
             Ok(req) => match mproc_sys::fork(None) {
                 Err(e) => ForkReply::Failed(e.to_string()),
                 Ok(ForkOutcome::Child) => {
-                    let _exit = crate::boot::ExitOnUnwind;
+                    let _exit = crate::run::ExitOnUnwind;
                     // Close everything of the server's; keep only the data socket, which
                     // replaces (and so closes) the server's own reply socket.
                     drop(children);
@@ -717,7 +717,7 @@ fn serve(control: Fd) {
                     drop(req.status);
                     // It may hold the next requests, with their fds: not this child's.
                     drop(reader);
-                    crate::boot::set_reply_socket(req.data.into_owned());
+                    crate::run::set_reply_socket(req.data.into_owned());
                     crate::spawn::apply_env(&req.changes);
                     crate::spawn::apply_env(&req.env);
                     if let Some(cwd) = &req.cwd
@@ -727,7 +727,7 @@ fn serve(control: Fd) {
                     }
                     let fds = req.request_fds.into_iter().map(Fd::into_owned).collect();
                     let msg = Message::from_parts(req.request, fds);
-                    crate::boot::serve_message(msg, req.daemon.then_some(server_pid))
+                    crate::run::serve_message(msg, req.daemon.then_some(server_pid))
                 }
                 Ok(ForkOutcome::Parent(pid)) => {
                     // The parent waits for this reply: answer first, and close what the

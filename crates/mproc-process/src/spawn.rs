@@ -12,11 +12,12 @@ use mproc_wire::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::boot::{self, Outcome, Request};
 use crate::child::{Child, Proc, Reaper};
 use crate::error::{Error, ErrorKind, Result};
 use crate::forkserver::{self, ForkServer};
 use crate::info::{self, ProcessInfo};
+use crate::protocol::{self, Outcome, Request};
+use crate::{init, run};
 
 /// How a child process is started.
 ///
@@ -344,7 +345,7 @@ impl Builder {
             let name = self.name.as_ref().map(|n| format!("{n}-{}", i + 1));
             let me = info::next_child(name, self.daemon);
             let request = request_message(
-                FnToken::<Message, Outcome>::new(boot::thunk::<A, R>, f),
+                FnToken::<Message, Outcome>::new(run::thunk::<A, R>, f),
                 me.clone(),
                 encode_arg(&a)?,
             )?;
@@ -409,7 +410,7 @@ impl Builder {
         match method {
             StartMethod::Fork if self.server.is_none() => self.fork(me, f, arg, hidden),
             StartMethod::Spawn | StartMethod::ForkServer | StartMethod::Fork => {
-                let token = FnToken::<Message, Outcome>::new(boot::thunk::<A, R>, f);
+                let token = FnToken::<Message, Outcome>::new(run::thunk::<A, R>, f);
                 let request = request_message(token, me.clone(), encode_arg(&arg)?)?;
                 let (ours, theirs) = child_socketpair()?;
                 if method == StartMethod::Spawn {
@@ -417,7 +418,7 @@ impl Builder {
                     drop(theirs);
                     let proc = Proc::new(ProcessInfo { pid, ..me }, method, pidfd, Reaper::Direct);
                     let child = Child::new(Arc::new(proc), ours, !hidden);
-                    match mproc_wire::write_message(child.socket(), request, &boot::limits()) {
+                    match mproc_wire::write_message(child.socket(), request, &protocol::limits()) {
                         // A child that died before reading: join reports how it ended.
                         Err(e) if !e.is_disconnect() => Err(e.into()),
                         _ => Ok(child),
@@ -444,13 +445,16 @@ impl Builder {
     /// The spawn method: `posix_spawn` of our executable with the socket at a fixed fd.
     fn exec_self(&self, theirs: &OwnedFd) -> Result<(u32, OwnedFd)> {
         // dup2 onto the same number would keep close-on-exec, so pick another one.
-        let target = if theirs.as_raw_fd() == boot::CHILD_FD {
-            boot::CHILD_FD + 1
+        let target = if theirs.as_raw_fd() == protocol::CHILD_FD {
+            protocol::CHILD_FD + 1
         } else {
-            boot::CHILD_FD
+            protocol::CHILD_FD
         };
         let mut cmd = mproc_sys::SpawnSelf::new()
-            .env(boot::CHILD_ENV, format!("{target}:{}", std::process::id()))
+            .env(
+                protocol::CHILD_ENV,
+                format!("{target}:{}", std::process::id()),
+            )
             .pass_fd(theirs.as_fd(), target);
         if let Some(exe) = &self.executable {
             cmd = cmd.executable(exe);
@@ -499,7 +503,7 @@ impl Builder {
                 Err(Error::io("fork failed", e))
             }
             Ok(ForkOutcome::Child) => {
-                let _exit = boot::ExitOnUnwind;
+                let _exit = run::ExitOnUnwind;
                 let parent_pid = parent.pid;
                 keep.push(theirs.as_raw_fd());
                 guards.into_child(me, parent, theirs);
@@ -520,7 +524,7 @@ impl Builder {
                 }
                 apply_env(&self.env);
                 let _ = mproc_sys::stdin_from_null();
-                boot::run_and_finish(move || f(arg))
+                run::run_and_finish(move || f(arg))
             }
             Ok(ForkOutcome::Parent(pid)) => {
                 drop(guards);
@@ -542,7 +546,7 @@ impl Builder {
 
 /// Fails unless `init()` ran in this process.
 fn check_initialized() -> Result<()> {
-    if boot::initialized() {
+    if init::initialized() {
         return Ok(());
     }
     Err(Error::new(
@@ -584,7 +588,7 @@ struct ForkGuards {
     server: forkserver::ServerGuard<'static>,
     registry: std::sync::MutexGuard<'static, crate::child::Registry>,
     current: info::CurrentGuard,
-    reply: boot::ReplyGuard,
+    reply: run::ReplyGuard,
 }
 
 impl ForkGuards {
@@ -592,7 +596,7 @@ impl ForkGuards {
         let server = forkserver::lock_server();
         let registry = crate::child::lock_registry();
         let current = info::lock_current();
-        let reply = boot::lock_reply();
+        let reply = run::lock_reply();
         Self {
             server,
             registry,
@@ -636,7 +640,7 @@ fn request_message(
 ) -> Result<Message> {
     let (fingerprint, thunk, func) = token.to_parts();
     let parent = info::current_process();
-    Ok(boot::envelope(
+    Ok(protocol::envelope(
         |args| Request {
             fingerprint,
             thunk,
@@ -654,7 +658,7 @@ fn child_socketpair() -> Result<(OwnedFd, OwnedFd)> {
     let (ours, theirs) =
         mproc_sys::socketpair().map_err(|e| Error::io("creating the child's socket", e))?;
     // Best effort: the kernel caps it at net.core.wmem_max, whose default is still ample.
-    let _ = mproc_sys::set_send_buffer(theirs.as_fd(), boot::CHILD_SNDBUF);
+    let _ = mproc_sys::set_send_buffer(theirs.as_fd(), protocol::CHILD_SNDBUF);
     Ok((ours, theirs))
 }
 
