@@ -8,12 +8,13 @@ use crate::error::{Error, Result};
 /// Functions run in the parent when an asynchronous call completes: Python's `callback`
 /// and `error_callback`.
 ///
-/// They run on the pool's result thread (or, for a call that fails or completes at once,
-/// on the caller's), before [`AsyncResult::get`](crate::AsyncResult::get) returns to anyone, and should return
-/// quickly: as in Python, a slow callback holds up every other result. A callback may
-/// submit more work to the pool, but not wait for it: waiting there (`get`, `map`,
-/// `join`) returns [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) at once, and `terminate` (or dropping the
-/// pool) there starts the termination without waiting for it.
+/// They run on the pool's result thread (or, for a call that fails or completes at once, on
+/// the caller's), before [`AsyncResult::get`](crate::AsyncResult::get) returns to anyone,
+/// and should return quickly: as in Python, a slow callback holds up every other result. A
+/// callback may submit more work to the pool, but not wait for it: waiting there (`get`,
+/// `map`, `join`) returns [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) at
+/// once, and `terminate` (or dropping the pool) there starts the termination without
+/// waiting for it.
 ///
 /// ```
 /// use std::sync::mpsc;

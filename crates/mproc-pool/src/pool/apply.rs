@@ -34,7 +34,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a closed pool; the task's own error comes from the result.
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a closed pool; the task's own
+    /// error comes from the result.
     pub fn apply_async<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<R>>
     where
         A: Serialize + DeserializeOwned + 'static,

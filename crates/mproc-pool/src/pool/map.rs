@@ -19,7 +19,8 @@ impl Pool {
     ///
     /// The error of the first item that failed (lowest index among those known when it
     /// failed: the call stops at the first failure), naming that item's
-    /// [`index`](crate::Error::index); [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a closed pool.
+    /// [`index`](crate::Error::index); [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a
+    /// closed pool.
     ///
     /// ```
     /// fn len(s: String) -> usize { s.len() }
@@ -49,7 +50,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`map`](Self::map); [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a `chunksize` of 0.
+    /// As [`map`](Self::map); [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+    /// for a `chunksize` of 0.
     pub fn map_chunked<A, R>(
         &self,
         f: fn(A) -> R,
@@ -68,7 +70,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a closed pool; the items' errors come from the result.
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) on a closed pool; the items' errors
+    /// come from the result.
     pub fn map_async<A, R>(
         &self,
         f: fn(A) -> R,
@@ -97,7 +100,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`map_async`](Self::map_async); [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a chunk size of 0.
+    /// As [`map_async`](Self::map_async);
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a chunk size of 0.
     pub fn map_async_with<A, R>(
         &self,
         f: fn(A) -> R,
