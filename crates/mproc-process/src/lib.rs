@@ -3,6 +3,7 @@
 #![deny(unsafe_code)] // one audited exception: the child's trust boundary in run.rs
 
 mod child;
+mod child_env;
 mod diag;
 mod error;
 mod forkserver;
@@ -15,7 +16,8 @@ mod spawn;
 
 pub use child::{Child, active_children, kill_all_children, wait_any};
 pub use error::{Error, ErrorKind, Result};
-pub use forkserver::{ForkServer, fork_server_pid};
+pub use forkserver::global::fork_server_pid;
+pub use forkserver::own::ForkServer;
 pub use info::{
     ParentProcess, ProcessInfo, cpu_count, current_process, parent_process, process_cpu_count,
 };

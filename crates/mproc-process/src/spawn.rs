@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::child::{Child, Proc, Reaper};
 use crate::error::{Error, ErrorKind, Result};
-use crate::forkserver::{self, ForkServer};
+use crate::forkserver::{self, own::ForkServer};
 use crate::info::{self, ProcessInfo};
 use crate::protocol::{self, Outcome, Request};
 use crate::{init, run};
@@ -522,7 +522,7 @@ impl Builder {
                         mproc_sys::exit_now(1);
                     }
                 }
-                apply_env(&self.env);
+                crate::child_env::apply_env(&self.env);
                 let _ = mproc_sys::stdin_from_null();
                 run::run_and_finish(move || f(arg))
             }
@@ -620,15 +620,6 @@ impl ForkGuards {
         // cost of a fork. Their fds (pidfds, result sockets) are pointed at /dev/null
         // once the argument has been walked (see `fork`).
         std::mem::forget((server, children, old));
-    }
-}
-
-/// Applies environment overrides in a freshly forked (single-threaded) child.
-pub(crate) fn apply_env(env: &[(OsString, Option<OsString>)]) {
-    for (k, v) in env {
-        if let Err(e) = mproc_sys::set_env_var(k, v.as_deref()) {
-            crate::diag::warning!("cannot set {k:?} in the child: {e}");
-        }
     }
 }
 
