@@ -13,6 +13,7 @@ mod panic;
 mod protocol;
 mod run;
 mod spawn;
+mod start_method;
 
 pub use child::{Child, active_children, kill_all_children, wait_any};
 pub use error::{Error, ErrorKind, Result};
@@ -26,6 +27,5 @@ pub use init::__init_before_main;
 pub use init::init;
 pub use mproc_sys::{ExitStatus, ForkPermit};
 pub use panic::catch_panic;
-pub use spawn::{
-    Builder, StartMethod, UnknownStartMethod, get_start_method, set_start_method, spawn,
-};
+pub use spawn::{Builder, spawn};
+pub use start_method::{StartMethod, UnknownStartMethod, get_start_method, set_start_method};

@@ -111,7 +111,7 @@ pub(super) fn serve(control: Fd) {
                     // child took (its socket, its request's fds) afterwards.
                     let handed_over = (req.data, req.request_fds);
                     // A child we cannot track must not run: kill and reap it, and say so.
-                    let sent = match crate::spawn::pidfd_or_kill(pid) {
+                    let sent = match crate::spawn::fork::pidfd_or_kill(pid) {
                         Ok(pidfd) => {
                             let sent = send_forked(&control, pid, &pidfd);
                             children.push(Running {
