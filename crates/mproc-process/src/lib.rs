@@ -4,6 +4,7 @@
 
 mod child;
 mod child_env;
+mod cpu;
 mod diag;
 mod error;
 mod forkserver;
@@ -14,14 +15,15 @@ mod protocol;
 mod run;
 mod spawn;
 mod start_method;
+mod wait;
 
-pub use child::{Child, active_children, kill_all_children, wait_any};
+pub use child::Child;
+pub use child::registry::{active_children, kill_all_children};
+pub use cpu::{cpu_count, process_cpu_count};
 pub use error::{Error, ErrorKind, Result};
 pub use forkserver::global::fork_server_pid;
 pub use forkserver::own::ForkServer;
-pub use info::{
-    ParentProcess, ProcessInfo, cpu_count, current_process, parent_process, process_cpu_count,
-};
+pub use info::{ParentProcess, ProcessInfo, current_process, parent_process};
 #[doc(hidden)]
 pub use init::__init_before_main;
 pub use init::init;
@@ -29,3 +31,4 @@ pub use mproc_sys::{ExitStatus, ForkPermit};
 pub use panic::catch_panic;
 pub use spawn::{Builder, spawn};
 pub use start_method::{StartMethod, UnknownStartMethod, get_start_method, set_start_method};
+pub use wait::wait_sentinels;

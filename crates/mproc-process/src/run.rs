@@ -105,7 +105,7 @@ fn finish_bytes(reply: &[u8], fds: Vec<OwnedFd>) -> ! {
             mproc_sys::with_causes(&e)
         );
     }
-    crate::child::join_children_now();
+    crate::child::registry::join_children_now();
     mproc_sys::exit_now(0)
 }
 
@@ -230,6 +230,6 @@ pub(crate) fn finish(reply: Reply, fds: Vec<OwnedFd>) -> ! {
             mproc_sys::with_causes(&e)
         );
     }
-    crate::child::join_children_now();
+    crate::child::registry::join_children_now();
     mproc_sys::exit_now(code)
 }

@@ -15,7 +15,8 @@ use mproc_wire::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::child::{Child, Proc, Reaper};
+use crate::child::Child;
+use crate::child::proc::{Proc, Reaper};
 use crate::error::{Error, ErrorKind, Result};
 use crate::forkserver::{self, own::ForkServer};
 use crate::info::{self, ProcessInfo};

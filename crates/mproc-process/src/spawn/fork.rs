@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Builder, child_socketpair};
-use crate::child::{Child, Proc, Reaper};
+use crate::child::Child;
+use crate::child::proc::{Proc, Reaper};
+use crate::child::registry::{self, Registry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::forkserver;
 use crate::info::{self, ProcessInfo};
@@ -109,7 +111,7 @@ pub(crate) fn pidfd_or_kill(pid: u32) -> std::io::Result<OwnedFd> {
 /// order used everywhere: server, registry, current process, reply socket.
 struct ForkGuards {
     server: forkserver::ServerGuard<'static>,
-    registry: std::sync::MutexGuard<'static, crate::child::Registry>,
+    registry: std::sync::MutexGuard<'static, Registry>,
     current: info::CurrentGuard,
     reply: run::ReplyGuard,
 }
@@ -117,7 +119,7 @@ struct ForkGuards {
 impl ForkGuards {
     fn acquire() -> Self {
         let server = forkserver::lock_server();
-        let registry = crate::child::lock_registry();
+        let registry = registry::lock_registry();
         let current = info::lock_current();
         let reply = run::lock_reply();
         Self {
