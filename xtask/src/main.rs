@@ -8,6 +8,8 @@
 //!
 //! Each step prints the command it runs; the first failure stops the run with its name.
 
+mod models;
+
 use std::env;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -180,6 +182,9 @@ fn test() -> Result {
 
     // 4. Every example, under every start method, with its output checked.
     examples()?;
+
+    // 4b. The queue ring's protocol, model-checked (bounded; `soak` explores further).
+    models::run_models(None)?;
 
     // 5. Documentation without warnings, and the facade's Python table as one table.
     let mut c = cargo();

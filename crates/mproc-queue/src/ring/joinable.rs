@@ -67,6 +67,7 @@ impl<S: Shared> Core<S> {
             }
             let seen = j.wake.load(Ordering::SeqCst);
             j.flags.fetch_or(JOINERS_ASLEEP, Ordering::SeqCst);
+            self.shared.full_fence_after_rmw();
             if j.unfinished.load(Ordering::SeqCst) & COUNT == 0 {
                 return Waited::Ready;
             }

@@ -380,7 +380,7 @@ impl<S: Shared> Core<S> {
     }
 }
 
-impl<S: Shared> Reserved<'_, S> {
+impl<'a, S: Shared> Reserved<'a, S> {
     /// Numbers a record whose file descriptors travel in a side datagram.
     pub(crate) fn next_side_seq(&self) -> u32 {
         let side_seq = &self.core.shared.header().producer.side_seq;
@@ -389,25 +389,58 @@ impl<S: Shared> Reserved<'_, S> {
         seq
     }
 
-    /// The last phase of a put: writes `record` (whose first `REC_HEADER` bytes become
+    /// The last phases of a put: writes `record` (whose first `REC_HEADER` bytes become
     /// `header`) at the tail, publishes it, and wakes sleeping consumers.
     pub(crate) fn publish(self, record: &mut [u8], header: RecordHeader) -> Result<()> {
+        self.write(record, header)?.publish();
+        Ok(())
+    }
+
+    /// Writes `record` (whose first `REC_HEADER` bytes become `header`) past the tail,
+    /// where nobody looks until it is published: a failure here leaves nothing to undo.
+    pub(crate) fn write(self, record: &mut [u8], header: RecordHeader) -> Result<Written<'a, S>> {
         let Reserved { core, held, tail } = self;
-        let p = &core.shared.header().producer;
         record[..REC_HEADER].copy_from_slice(&header.to_bytes());
         let next = tail.after(pad8(record.len()) as u32);
-        // Unseen until published; a failure here leaves nothing to undo.
         core.ring_write(tail.pos, record)?;
-        if tail.laps_to(next.pos) {
+        Ok(Written {
+            core,
+            held,
+            tail,
+            next,
+        })
+    }
+}
+
+/// A record written past the tail, with the producers' lock held: a put between writing
+/// and publishing.
+pub(crate) struct Written<'a, S: Shared> {
+    core: &'a Core<S>,
+    held: Held<'a, S::Lock>,
+    tail: End,
+    next: End,
+}
+
+impl<S: Shared> Written<'_, S> {
+    /// Makes the record visible with one store of the tail (a `JoinableQueue` counts it
+    /// first, marked pending until the store).
+    pub(crate) fn store_tail(&self) {
+        let p = &self.core.shared.header().producer;
+        if self.tail.laps_to(self.next.pos) {
             // Before publishing: a lap counted early only makes caches reload.
             p.tail_laps.fetch_add(1, Ordering::Relaxed);
         }
-        core.count_pending(next.pos);
-        p.tail.store(next.pack(), Ordering::Release);
-        core.uncount_pending();
+        self.core.count_pending(self.next.pos);
+        p.tail.store(self.next.pack(), Ordering::Release);
+        self.core.uncount_pending();
+    }
+
+    /// Publishes the record, releases the producers' lock and wakes sleeping consumers.
+    pub(crate) fn publish(self) {
+        self.store_tail();
+        let Written { core, held, .. } = self;
         drop(held);
         core.wake_consumers();
-        Ok(())
     }
 }
 

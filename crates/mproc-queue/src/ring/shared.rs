@@ -70,10 +70,22 @@ macro_rules! impl_word {
 
 impl_word!(Pinned<AtomicU32>, AtomicU32, u32);
 impl_word!(Pinned<AtomicU64>, AtomicU64, u64);
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 impl_word!(AtomicU32, AtomicU32, u32);
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 impl_word!(AtomicU64, AtomicU64, u64);
+#[cfg(all(test, loom))]
+impl_word!(
+    loom::sync::atomic::AtomicU32,
+    loom::sync::atomic::AtomicU32,
+    u32
+);
+#[cfg(all(test, loom))]
+impl_word!(
+    loom::sync::atomic::AtomicU64,
+    loom::sync::atomic::AtomicU64,
+    u64
+);
 
 /// A robust lock: its holder's death hands it over with `LockStatus::OwnerDied`.
 pub(crate) trait RobustLock {
@@ -108,6 +120,10 @@ impl RobustLock for LockBlock {
 /// Everything the ring's protocol touches that other processes share, and how to sleep
 /// until one of them moves.
 pub(crate) trait Shared {
+    /// Whether a waiter spins before it sleeps (a model checker's memory says no: it
+    /// explores every interleaving of every look, and sleeping is what it checks).
+    const SPINS: bool = true;
+
     type U32: Word<u32>;
     type U64: Word<u64>;
     type Lock: RobustLock;

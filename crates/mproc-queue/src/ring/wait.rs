@@ -104,12 +104,18 @@ impl<S: Shared> Core<S> {
             // `try_*`, or out of time already: one look, no spinning.
             return Waited::from_ready(ready());
         }
-        if let Some(spun) = self.spin(first, deadline, &ready) {
+        if S::SPINS
+            && let Some(spun) = self.spin(first, deadline, &ready)
+        {
             return spun;
         }
         loop {
             let seen = ev.load(Ordering::SeqCst);
             flag_word.fetch_or(flag, Ordering::SeqCst);
+            // The other half of the fence in `wake`: the flag's store is ordered before
+            // the look at what was published (free on x86_64, where the read-modify-write
+            // already is a full barrier; a model checker needs it spelled out).
+            self.shared.full_fence_after_rmw();
             if ready() > 0 {
                 return Waited::Ready;
             }
