@@ -297,6 +297,26 @@ pub fn is_size_sealed(fd: BorrowedFd<'_>) -> bool {
     fcntl(fd, FcntlArg::F_GET_SEALS).is_ok_and(|seals| seals & libc::F_SEAL_SHRINK != 0)
 }
 
+/// Returns the size of the file behind `fd`.
+///
+/// # Errors
+///
+/// The OS error from fstat.
+pub fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(nix::sys::stat::fstat(fd)?.st_size as u64)
+}
+
+/// Returns `(device, inode)` of the file behind `fd`: two fds with the same identity are
+/// the same segment.
+///
+/// # Errors
+///
+/// The OS error from fstat.
+pub fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
 /// Returns CLOCK_MONOTONIC in nanoseconds: a clock every process of the machine reads
 /// alike (the one `Instant` reads), so one process can time what another started.
 ///

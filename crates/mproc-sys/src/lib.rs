@@ -21,9 +21,9 @@ pub(crate) use process::read_own_word;
 pub use alloc::keep_freed_memory;
 pub use code::{FnAt, FnPtr, FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
-    FdKind, deadline_after, fd_kind, is_memfd, is_size_sealed, memfd_create, monotonic_ns,
-    open_fd_count, poll_readable, random_bytes, seal_size, set_cloexec, take_inherited_socket,
-    wait_readable, wait_writable, with_causes,
+    FdKind, deadline_after, fd_kind, file_identity, file_size, is_memfd, is_size_sealed,
+    memfd_create, monotonic_ns, open_fd_count, poll_readable, random_bytes, seal_size, set_cloexec,
+    take_inherited_socket, wait_readable, wait_writable, with_causes,
 };
 pub use futex::{
     FutexWait, LockStatus, NotOwner, RawMutex, futex_wait, futex_wake, robust_locks_supported,
@@ -41,10 +41,11 @@ pub use process::{
 };
 pub use retire::{retire_owned_fds_except, track_owned_fd, untrack_owned_fd};
 pub use sealed::{SealedBytes, SealedWriter};
-pub use shm::{
-    LOCK_SLOT, LockSlot, MappingsGuard, Pinned, Region, ShmAtomic, ShmSafe, file_identity,
-    file_size, hold_mappings, shm_create, shm_open_existing, shm_unlink,
-};
+pub use shm::mapped_files::{MappingsGuard, hold_mappings};
+pub use shm::markers::{ShmAtomic, ShmSafe};
+pub use shm::named::{shm_create, shm_open_existing, shm_unlink};
+pub use shm::pinned::Pinned;
+pub use shm::region::{LOCK_SLOT, LockSlot, Region};
 pub use socket::{
     MAX_FDS_PER_MSG, peek, peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds,
     recv_with_fds, send_buffer_size, send_vectored_with_fds, send_with_fds, seqpacket_pair,
