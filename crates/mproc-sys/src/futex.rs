@@ -647,7 +647,7 @@ impl RawMutex {
             // SAFETY: `cur` is an entry of this thread's robust list, valid while held
             // (ours, in a lock region kept mapped; or glibc's) - the trust every robust
             // list relies on; the read itself fails cleanly where it can.
-            match unsafe { crate::read_own_word(cur) } {
+            match unsafe { read_own_word(cur) } {
                 Some(next) => cur = next & !1,
                 None => return false,
             }
@@ -706,6 +706,40 @@ impl RawMutex {
             *(((next & !1) - 8) as *mut usize) = prev;
             *((prev & !1) as *mut usize) = next;
         }
+    }
+}
+
+/// Reads a word of this process's own memory at `addr` without faulting: `None` if the
+/// address is not mapped readable (`process_vm_readv` on ourselves). Where a sandbox
+/// forbids that call, the word is read directly.
+///
+/// # Safety
+///
+/// `addr` must be readable for a word whenever `process_vm_readv` is unavailable.
+unsafe fn read_own_word(addr: usize) -> Option<usize> {
+    let mut word: usize = 0;
+    let local = libc::iovec {
+        iov_base: (&mut word as *mut usize).cast(),
+        iov_len: std::mem::size_of::<usize>(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: std::mem::size_of::<usize>(),
+    };
+    // SAFETY: `local` describes our own stack variable; the kernel checks `remote` and
+    // reports a bad address as an error instead of touching it from here.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n == std::mem::size_of::<usize>() as isize {
+        return Some(word);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EFAULT) | None => None,
+        // EPERM or ENOSYS (a seccomp filter): read it directly.
+        _ if addr.is_multiple_of(std::mem::align_of::<usize>()) && addr != 0 => {
+            // SAFETY: the caller guarantees `addr` is readable; it is aligned and non-null.
+            Some(unsafe { (addr as *const usize).read_volatile() })
+        }
+        _ => None,
     }
 }
 

@@ -14,9 +14,8 @@ mod retire;
 mod sealed;
 mod shm;
 mod socket;
+mod spawn_self;
 mod tracker;
-
-pub(crate) use process::read_own_word;
 
 pub use alloc::keep_freed_memory;
 pub use code::{FnAt, FnPtr, FnRef, FnToken, Thunk, build_fingerprint};
@@ -34,10 +33,9 @@ pub use peers::{
     process_identity,
 };
 pub use process::{
-    ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, SpawnSelf, at_exit,
-    at_fork, exit_now, fork, getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal,
-    set_cpu_affinity, set_env_var, set_parent_death_signal, stdin_from_null, take_env_var,
-    thread_count, wait_pid, wait_pidfd,
+    ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, at_exit, at_fork, exit_now,
+    fork, getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_cpu_affinity, set_env_var,
+    set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid, wait_pidfd,
 };
 pub use retire::{retire_owned_fds_except, track_owned_fd, untrack_owned_fd};
 pub use sealed::{SealedBytes, SealedWriter};
@@ -51,4 +49,5 @@ pub use socket::{
     recv_with_fds, send_buffer_size, send_vectored_with_fds, send_with_fds, seqpacket_pair,
     set_send_buffer, set_tcp_keepalive, socketpair,
 };
+pub use spawn_self::SpawnSelf;
 pub use tracker::Tracker;
