@@ -10,7 +10,9 @@ mod fd;
 mod futex;
 mod peers;
 mod process;
+mod raw_mutex;
 mod retire;
+mod robust_list;
 mod sealed;
 mod shm;
 mod socket;
@@ -24,10 +26,7 @@ pub use fd::{
     memfd_create, monotonic_ns, open_fd_count, poll_readable, random_bytes, seal_size, set_cloexec,
     take_inherited_socket, wait_readable, wait_writable, with_causes,
 };
-pub use futex::{
-    FutexWait, LockStatus, NotOwner, RawMutex, futex_wait, futex_wake, robust_locks_supported,
-    thread_id,
-};
+pub use futex::{FutexWait, futex_wait, futex_wake};
 pub use peers::{
     current_identity, is_hung_up, is_running, open_pipe_writer, pid_namespace, pipe,
     process_identity,
@@ -37,7 +36,9 @@ pub use process::{
     fork, getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_cpu_affinity, set_env_var,
     set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid, wait_pidfd,
 };
+pub use raw_mutex::{LockStatus, NotOwner, RawMutex};
 pub use retire::{retire_owned_fds_except, track_owned_fd, untrack_owned_fd};
+pub use robust_list::{robust_locks_supported, thread_id};
 pub use sealed::{SealedBytes, SealedWriter};
 pub use shm::mapped_files::{MappingsGuard, hold_mappings};
 pub use shm::markers::{ShmAtomic, ShmSafe};
