@@ -5,8 +5,8 @@
 compile_error!("mproc currently supports Linux only; see the README's platform section");
 
 mod alloc;
-mod code;
 mod fd;
+mod fn_token;
 mod futex;
 mod peers;
 mod process;
@@ -20,12 +20,12 @@ mod spawn_self;
 mod tracker;
 
 pub use alloc::keep_freed_memory;
-pub use code::{FnAt, FnPtr, FnRef, FnToken, Thunk, build_fingerprint};
 pub use fd::{
     FdKind, deadline_after, fd_kind, file_identity, file_size, is_memfd, is_size_sealed,
     memfd_create, monotonic_ns, open_fd_count, poll_readable, random_bytes, seal_size, set_cloexec,
     take_inherited_socket, wait_readable, wait_writable, with_causes,
 };
+pub use fn_token::{FnAt, FnPtr, FnRef, FnToken, Thunk, build_fingerprint};
 pub use futex::{FutexWait, futex_wait, futex_wake};
 pub use peers::{
     current_identity, is_hung_up, is_running, open_pipe_writer, pid_namespace, pipe,
