@@ -7,6 +7,8 @@ compile_error!("mproc currently supports Linux only; see the README's platform s
 mod alloc;
 mod fd;
 mod fn_token;
+mod fork_lock;
+pub mod fork_order;
 mod futex;
 mod peers;
 mod process;
@@ -26,6 +28,7 @@ pub use fd::{
     take_inherited_socket, wait_readable, wait_writable, with_causes,
 };
 pub use fn_token::{FnAt, FnPtr, FnRef, FnToken, Thunk, build_fingerprint};
+pub use fork_lock::{ForkLock, ForkLockGuard};
 pub use futex::{FutexWait, futex_wait, futex_wake};
 pub use peers::{
     current_identity, is_hung_up, is_running, open_pipe_writer, pid_namespace, pipe,
@@ -40,7 +43,6 @@ pub use raw_mutex::{LockStatus, NotOwner, RawMutex};
 pub use retire::{retire_owned_fds_except, track_owned_fd, untrack_owned_fd};
 pub use robust_list::{robust_locks_supported, thread_id};
 pub use sealed::{SealedBytes, SealedWriter};
-pub use shm::mapped_files::{MappingsGuard, hold_mappings};
 pub use shm::markers::{ShmAtomic, ShmSafe};
 pub use shm::named::{shm_create, shm_open_existing, shm_unlink};
 pub use shm::pinned::Pinned;

@@ -149,9 +149,10 @@ extern "C" fn forget_thread_state() {
 fn init_thread_state() -> ThreadState {
     static ATFORK: Once = Once::new();
     ATFORK.call_once(|| {
-        // SAFETY: registering a child handler that only resets a thread-local is sound;
-        // the handler is a plain `extern "C" fn` that lives for the whole program.
-        unsafe { libc::pthread_atfork(None, None, Some(forget_thread_state)) };
+        extern "C" fn nothing() {}
+        // Without the handler (pthread_atfork is out of memory) a fork child would keep
+        // its parent's thread id: nothing better can be done about it here.
+        let _ = crate::at_fork(nothing, nothing, forget_thread_state);
     });
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as u32;

@@ -3,21 +3,12 @@
 
 use std::io;
 
+use crate::{ForkLock, fork_order};
+
 /// Every file this process maps, by (device, inode): whether as locks, and how many
 /// mappings. A file is never mapped both ways, so no data view of a lock ever exists in
 /// this process; a lock file whose mapping had to be leaked stays registered for good.
-static KINDS: std::sync::Mutex<Option<Kinds>> = std::sync::Mutex::new(None);
-
-/// Holds the registry of mapped files until dropped: for fork handlers, so that a fork
-/// child never inherits it locked by a thread that does not exist there.
-#[must_use = "the registry is released when this is dropped"]
-pub struct MappingsGuard(#[allow(dead_code)] std::sync::MutexGuard<'static, Option<Kinds>>);
-
-impl std::fmt::Debug for MappingsGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MappingsGuard")
-    }
-}
+static KINDS: ForkLock<Option<Kinds>> = ForkLock::new(fork_order::MAPPED_FILES, None);
 
 /// Per file: mapped as locks?, how many live mappings, and a lock mapping that had to be
 /// leaked (address, length), to be handed out again rather than mapped anew.
@@ -30,19 +21,10 @@ struct Kind {
     leaked: Option<(usize, usize)>,
 }
 
-/// Locks the registry of mapped files (see [`MappingsGuard`]).
-///
-/// ```
-/// drop(mproc_sys::hold_mappings());
-/// ```
-pub fn hold_mappings() -> MappingsGuard {
-    MappingsGuard(KINDS.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
 /// Registers a new mapping of `identity`; returns a leaked lock mapping of that length to
 /// reuse instead of mapping again, if there is one.
 pub(super) fn register(identity: (u64, u64), locks: bool, len: usize) -> io::Result<Option<usize>> {
-    let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kinds = KINDS.lock();
     let entry = kinds
         .get_or_insert_with(Default::default)
         .entry(identity)
@@ -75,7 +57,7 @@ pub(super) fn register(identity: (u64, u64), locks: bool, len: usize) -> io::Res
 
 /// Records that a lock mapping of `identity` is leaked (its count stays held).
 pub(super) fn leak(identity: (u64, u64), ptr: usize, len: usize) {
-    let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kinds = KINDS.lock();
     if let Some(entry) = kinds.as_mut().and_then(|m| m.get_mut(&identity))
         && entry.leaked.is_none()
     {
@@ -84,7 +66,7 @@ pub(super) fn leak(identity: (u64, u64), ptr: usize, len: usize) {
 }
 
 pub(super) fn unregister(identity: (u64, u64)) {
-    let mut kinds = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kinds = KINDS.lock();
     if let Some(map) = kinds.as_mut()
         && let Some(entry) = map.get_mut(&identity)
     {
