@@ -5,14 +5,19 @@
 compile_error!("mproc currently supports Linux only; see the README's platform section");
 
 mod alloc;
+mod causes;
+mod clock;
 mod fd;
 mod fn_token;
 mod fork_lock;
 pub mod fork_order;
 mod futex;
+mod memfd;
 mod peers;
 mod process;
+mod random;
 mod raw_mutex;
+mod readiness;
 mod retire;
 mod robust_list;
 mod sealed;
@@ -22,14 +27,15 @@ mod spawn_self;
 mod tracker;
 
 pub use alloc::keep_freed_memory;
+pub use causes::with_causes;
+pub use clock::{deadline_after, monotonic_ns};
 pub use fd::{
-    FdKind, deadline_after, fd_kind, file_identity, file_size, is_memfd, is_size_sealed,
-    memfd_create, monotonic_ns, open_fd_count, poll_readable, random_bytes, seal_size, set_cloexec,
-    take_inherited_socket, wait_readable, wait_writable, with_causes,
+    FdKind, fd_kind, file_identity, file_size, open_fd_count, set_cloexec, take_inherited_socket,
 };
 pub use fn_token::{FnAt, FnPtr, FnRef, FnToken, Thunk, build_fingerprint};
 pub use fork_lock::{ForkLock, ForkLockGuard};
 pub use futex::{FutexWait, futex_wait, futex_wake};
+pub use memfd::{is_memfd, is_size_sealed, memfd_create, seal_size};
 pub use peers::{
     current_identity, is_hung_up, is_running, open_pipe_writer, pid_namespace, pipe,
     process_identity,
@@ -39,7 +45,9 @@ pub use process::{
     fork, getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_cpu_affinity, set_env_var,
     set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid, wait_pidfd,
 };
+pub use random::random_bytes;
 pub use raw_mutex::{LockStatus, NotOwner, RawMutex};
+pub use readiness::{poll_readable, wait_readable, wait_writable};
 pub use retire::{retire_owned_fds_except, track_owned_fd, untrack_owned_fd};
 pub use robust_list::{robust_locks_supported, thread_id};
 pub use sealed::{SealedBytes, SealedWriter};
