@@ -6,9 +6,11 @@ compile_error!("mproc currently supports Linux only; see the README's platform s
 
 mod alloc;
 mod causes;
+mod children;
 mod clock;
 mod fd;
 mod fn_token;
+mod fork;
 mod fork_lock;
 pub mod fork_order;
 mod futex;
@@ -28,11 +30,16 @@ mod tracker;
 
 pub use alloc::keep_freed_memory;
 pub use causes::with_causes;
+pub use children::{
+    ECHILD, ExitStatus, SIGKILL, SIGTERM, kill_pid, pidfd_open, pidfd_send_signal, wait_pid,
+    wait_pidfd,
+};
 pub use clock::{deadline_after, monotonic_ns};
 pub use fd::{
     FdKind, fd_kind, file_identity, file_size, open_fd_count, set_cloexec, take_inherited_socket,
 };
 pub use fn_token::{FnAt, FnPtr, FnRef, FnToken, Thunk, build_fingerprint};
+pub use fork::{ForkOutcome, ForkPermit, at_fork, exit_now, fork};
 pub use fork_lock::{ForkLock, ForkLockGuard};
 pub use futex::{FutexWait, futex_wait, futex_wake};
 pub use memfd::{is_memfd, is_size_sealed, memfd_create, seal_size};
@@ -41,9 +48,8 @@ pub use peers::{
     process_identity,
 };
 pub use process::{
-    ECHILD, ExitStatus, ForkOutcome, ForkPermit, Pid, SIGKILL, SIGTERM, at_exit, at_fork, exit_now,
-    fork, getpid, getppid, kill_pid, pidfd_open, pidfd_send_signal, set_cpu_affinity, set_env_var,
-    set_parent_death_signal, stdin_from_null, take_env_var, thread_count, wait_pid, wait_pidfd,
+    Pid, at_exit, getpid, getppid, set_cpu_affinity, set_env_var, set_parent_death_signal,
+    stdin_from_null, take_env_var, thread_count,
 };
 pub use random::random_bytes;
 pub use raw_mutex::{LockStatus, NotOwner, RawMutex};
