@@ -25,6 +25,7 @@ mod robust_list;
 mod sealed;
 mod shm;
 mod socket;
+mod socket_io;
 mod spawn_self;
 mod tracker;
 
@@ -62,9 +63,11 @@ pub use shm::named::{shm_create, shm_open_existing, shm_unlink};
 pub use shm::pinned::Pinned;
 pub use shm::region::{LOCK_SLOT, LockSlot, Region};
 pub use socket::{
-    MAX_FDS_PER_MSG, peek, peer_pid, recv_append, recv_append_slice, recv_with_at_most_fds,
-    recv_with_fds, send_buffer_size, send_vectored_with_fds, send_with_fds, seqpacket_pair,
-    set_send_buffer, set_tcp_keepalive, socketpair,
+    peer_pid, send_buffer_size, seqpacket_pair, set_send_buffer, set_tcp_keepalive, socketpair,
+};
+pub use socket_io::{
+    MAX_FDS_PER_MSG, peek, recv_append, recv_append_slice, recv_with_at_most_fds, recv_with_fds,
+    send_vectored_with_fds, send_with_fds,
 };
 pub use spawn_self::SpawnSelf;
 pub use tracker::Tracker;
