@@ -715,4 +715,89 @@ mod tests {
         assert!(ring.put(&mut buf, Vec::new(), None).is_ok());
         assert_eq!(ring.unfinished(), COUNT as usize);
     }
+
+    mod against_a_model {
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::collections::VecDeque;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            /// A put of this many bytes (each the op's index, so messages differ).
+            Put(usize),
+            Get,
+        }
+
+        fn ops() -> impl Strategy<Value = Vec<Op>> {
+            // Small messages mostly, some past a quarter of the ring (the memfd path).
+            let size = prop_oneof![8 => 0usize..200, 2 => 200usize..1100, 1 => 1100usize..5000];
+            prop::collection::vec(
+                prop_oneof![3 => size.prop_map(Op::Put), 2 => Just(Op::Get)],
+                1..300,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Every record's layout and every wrap-around, against a `VecDeque` and a byte
+            /// count: a put succeeds exactly when the model says it fits, a get returns the
+            /// model's front, and `len`/`is_full` agree.
+            #[test]
+            fn the_ring_behaves_as_a_bounded_fifo(ops in ops(), max_messages in 1usize..40) {
+                let ring = Ring::new(MIN_BYTES, max_messages, false, true).unwrap();
+                let cap = ring.capacity_bytes();
+                let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+                let mut used = 0usize;
+                let record_len = |len: usize| {
+                    if len > ring.inline_max() {
+                        layout::pad8(REC_HEADER + 8)
+                    } else {
+                        layout::pad8(REC_HEADER + len)
+                    }
+                };
+                for (i, op) in ops.into_iter().enumerate() {
+                    match op {
+                        Op::Put(len) => {
+                            let payload = vec![i as u8; len];
+                            let fits = used + record_len(len) <= cap && model.len() < max_messages;
+                            let mut buf = vec![0u8; REC_HEADER];
+                            buf.extend_from_slice(&payload);
+                            match ring.put(&mut buf, Vec::new(), Some(Instant::now())) {
+                                Ok(()) => {
+                                    prop_assert!(fits, "put {len} bytes accepted, model says full");
+                                    used += record_len(len);
+                                    model.push_back(payload);
+                                }
+                                Err(Refused::Timeout) => prop_assert!(!fits, "put {len} refused, model says it fits"),
+                                Err(_) => prop_assert!(false, "put {len} failed"),
+                            }
+                        }
+                        Op::Get => {
+                            let mut buf = Vec::new();
+                            match ring.get(&mut buf, Some(Instant::now())) {
+                                Ok(payload) => {
+                                    let got = match payload {
+                                        Payload::Inline => buf,
+                                        Payload::Sealed(s) => s.0.as_slice().to_vec(),
+                                        _ => Vec::new(),
+                                    };
+                                    let want = model.pop_front();
+                                    prop_assert!(want.is_some(), "a get from an empty model");
+                                    let want = want.unwrap();
+                                    used -= record_len(want.len());
+                                    prop_assert_eq!(got, want);
+                                }
+                                Err(Refused::Timeout) => prop_assert!(model.is_empty()),
+                                Err(_) => prop_assert!(false, "get failed"),
+                            }
+                        }
+                    }
+                    prop_assert_eq!(ring.len(), model.len());
+                    let full = model.len() >= max_messages || used + REC_HEADER + 8 > cap;
+                    prop_assert_eq!(ring.is_full(), full);
+                }
+            }
+        }
+    }
 }
