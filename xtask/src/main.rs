@@ -187,7 +187,7 @@ fn test() -> Result {
     examples()?;
 
     // 4b. The queue ring's protocol, model-checked (bounded; `soak` explores further).
-    models::run_models(None)?;
+    models::run_models(false)?;
 
     // 5. Documentation without warnings, and the facade's Python table as one table.
     let mut c = cargo();

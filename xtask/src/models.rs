@@ -4,25 +4,33 @@
 
 use crate::{Result, cargo, run, target_dir};
 
-/// Runs every loom model, exploring interleavings up to `preemptions` preemptions (the
-/// models' own default, 2, when `None`).
-pub(crate) fn run_models(preemptions: Option<u32>) -> Result {
-    let mut c = cargo();
-    c.args([
-        "test",
-        "--release",
-        "--locked",
-        "-p",
-        "mproc-queue",
-        "-p",
-        "mproc-sys",
-        "--lib",
-        "loom_models",
-    ])
-    .env("RUSTFLAGS", "--cfg loom")
-    .env("CARGO_TARGET_DIR", target_dir().join("loom"));
-    if let Some(n) = preemptions {
-        c.env("LOOM_MAX_PREEMPTIONS", n.to_string());
+/// Each package's models and the preemption bound they are explored to: the bound of
+/// `cargo xtask test` (each catches every bug its models were checked against: a Relaxed
+/// publish and a waker without its fence for the ring at 1, a timed-out sleeper that
+/// does not put the waiters bit back for the lock word only at 2), then the deeper one
+/// of `cargo xtask soak`.
+const MODELS: [(&str, u32, u32); 2] = [("mproc-queue", 1, 2), ("mproc-sys", 2, 3)];
+
+/// Runs every loom model, to the soak bounds when `deep`.
+pub(crate) fn run_models(deep: bool) -> Result {
+    for (package, bound, deep_bound) in MODELS {
+        let mut c = cargo();
+        c.args([
+            "test",
+            "--release",
+            "--locked",
+            "-p",
+            package,
+            "--lib",
+            "loom_models",
+        ])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", target_dir().join("loom"))
+        .env(
+            "LOOM_MAX_PREEMPTIONS",
+            if deep { deep_bound } else { bound }.to_string(),
+        );
+        run(c)?;
     }
-    run(c)
+    Ok(())
 }
