@@ -236,6 +236,7 @@ impl Ring {
     }
 
     /// The largest payload copied into the ring; larger ones travel in their own memfd.
+    #[inline]
     pub(crate) fn inline_max(&self) -> usize {
         self.core.cap as usize / 4 - REC_HEADER
     }
@@ -256,6 +257,7 @@ impl Ring {
     /// Enqueues the record in `buf[REC_HEADER..]` (the first `REC_HEADER` bytes are room
     /// for its header), with `fds` beside it: spills a large payload to its own memfd,
     /// reserves room, sends the fds, publishes.
+    #[inline]
     pub(crate) fn put(
         &self,
         buf: &mut [u8],
@@ -308,6 +310,7 @@ impl Ring {
     }
 
     /// Takes the next message into `buf` (or a sealed memfd), waiting until `deadline`.
+    #[inline]
     pub(crate) fn get(
         &self,
         buf: &mut Vec<u8>,
@@ -333,6 +336,7 @@ impl Ring {
 
     /// Reads the message of a taken record: its payload, and its side datagram's fds
     /// (`None` when they are gone).
+    #[inline]
     fn read_message(
         &self,
         taken: &protocol::Taken<'_, Shm>,
@@ -710,5 +714,90 @@ mod tests {
         let mut buf = vec![0u8; REC_HEADER + 1];
         assert!(ring.put(&mut buf, Vec::new(), None).is_ok());
         assert_eq!(ring.unfinished(), COUNT as usize);
+    }
+
+    mod against_a_model {
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::collections::VecDeque;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            /// A put of this many bytes (each the op's index, so messages differ).
+            Put(usize),
+            Get,
+        }
+
+        fn ops() -> impl Strategy<Value = Vec<Op>> {
+            // Small messages mostly, some past a quarter of the ring (the memfd path).
+            let size = prop_oneof![8 => 0usize..200, 2 => 200usize..1100, 1 => 1100usize..5000];
+            prop::collection::vec(
+                prop_oneof![3 => size.prop_map(Op::Put), 2 => Just(Op::Get)],
+                1..300,
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Every record's layout and every wrap-around, against a `VecDeque` and a byte
+            /// count: a put succeeds exactly when the model says it fits, a get returns the
+            /// model's front, and `len`/`is_full` agree.
+            #[test]
+            fn the_ring_behaves_as_a_bounded_fifo(ops in ops(), max_messages in 1usize..40) {
+                let ring = Ring::new(MIN_BYTES, max_messages, false, true).unwrap();
+                let cap = ring.capacity_bytes();
+                let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+                let mut used = 0usize;
+                let record_len = |len: usize| {
+                    if len > ring.inline_max() {
+                        layout::pad8(REC_HEADER + 8)
+                    } else {
+                        layout::pad8(REC_HEADER + len)
+                    }
+                };
+                for (i, op) in ops.into_iter().enumerate() {
+                    match op {
+                        Op::Put(len) => {
+                            let payload = vec![i as u8; len];
+                            let fits = used + record_len(len) <= cap && model.len() < max_messages;
+                            let mut buf = vec![0u8; REC_HEADER];
+                            buf.extend_from_slice(&payload);
+                            match ring.put(&mut buf, Vec::new(), Some(Instant::now())) {
+                                Ok(()) => {
+                                    prop_assert!(fits, "put {len} bytes accepted, model says full");
+                                    used += record_len(len);
+                                    model.push_back(payload);
+                                }
+                                Err(Refused::Timeout) => prop_assert!(!fits, "put {len} refused, model says it fits"),
+                                Err(_) => prop_assert!(false, "put {len} failed"),
+                            }
+                        }
+                        Op::Get => {
+                            let mut buf = Vec::new();
+                            match ring.get(&mut buf, Some(Instant::now())) {
+                                Ok(payload) => {
+                                    let got = match payload {
+                                        Payload::Inline => buf,
+                                        Payload::Sealed(s) => s.0.as_slice().to_vec(),
+                                        _ => Vec::new(),
+                                    };
+                                    let want = model.pop_front();
+                                    prop_assert!(want.is_some(), "a get from an empty model");
+                                    let want = want.unwrap();
+                                    used -= record_len(want.len());
+                                    prop_assert_eq!(got, want);
+                                }
+                                Err(Refused::Timeout) => prop_assert!(model.is_empty()),
+                                Err(_) => prop_assert!(false, "get failed"),
+                            }
+                        }
+                    }
+                    prop_assert_eq!(ring.len(), model.len());
+                    let full = model.len() >= max_messages || used + REC_HEADER + 8 > cap;
+                    prop_assert_eq!(ring.is_full(), full);
+                }
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ use crate::ring::wait::nap_until;
 impl<S: Shared> Core<S> {
     /// Counts the item a put is about to publish at `target`, marked `PENDING` until
     /// [`uncount_pending`](Core::uncount_pending) (under the producers' lock).
+    #[inline]
     pub(crate) fn count_pending(&self, target: u32) {
         if self.joinable {
             let j = &self.shared.header().join;
@@ -23,6 +24,7 @@ impl<S: Shared> Core<S> {
     }
 
     /// The put counted by [`count_pending`](Core::count_pending) is published.
+    #[inline]
     pub(crate) fn uncount_pending(&self) {
         if self.joinable {
             let j = &self.shared.header().join;
