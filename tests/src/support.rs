@@ -243,14 +243,35 @@ impl Census {
         }
     }
 
+    /// Returns the census without what other tests' threads change when they run beside
+    /// this one in the same process: the thread count and the count of mappings (a
+    /// thread's stacks are mappings). Mapped shared memory, fds, names and processes stay.
+    pub fn ignoring_threads(&self) -> Census {
+        Census {
+            mappings: 0,
+            threads: 0,
+            ..self.clone()
+        }
+    }
+
     /// Takes censuses until one equals `start` or `limit` passes, and returns the last:
     /// what a dying process gives back (its zombie reaped, a tracker's unlink) takes a
     /// moment after the call that caused it returns.
     pub fn settle(start: &Census, shm_prefix: &str, limit: Duration) -> Census {
+        Census::settle_by(start, shm_prefix, limit, Census::clone)
+    }
+
+    /// Like [`settle`](Census::settle), comparing what `view` keeps of each census.
+    pub fn settle_by(
+        start: &Census,
+        shm_prefix: &str,
+        limit: Duration,
+        view: impl Fn(&Census) -> Census,
+    ) -> Census {
         let t0 = Instant::now();
         loop {
             let now = Census::take(shm_prefix);
-            if now == *start || t0.elapsed() > limit {
+            if view(&now) == view(start) || t0.elapsed() > limit {
                 return now;
             }
             std::thread::sleep(Duration::from_millis(20));
