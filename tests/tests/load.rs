@@ -359,9 +359,13 @@ enum Op {
     Spawn,
     /// Sending a handle through a pipe and receiving it (its fds travel beside the bytes).
     SendHandle,
+    /// Receiving a handle that another process sends through a pipe.
+    ReceiveHandle,
+    /// Getting a handle that another process put on a queue.
+    GetHandle,
 }
 
-const OPS: [Op; 12] = [
+const OPS: [Op; 14] = [
     Op::Pipe,
     Op::ListenerAndClient,
     Op::Queue,
@@ -374,6 +378,8 @@ const OPS: [Op; 12] = [
     Op::Lock,
     Op::Spawn,
     Op::SendHandle,
+    Op::ReceiveHandle,
+    Op::GetHandle,
 ];
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -383,8 +389,35 @@ struct Bench {
     /// A pipe whose ends stay open across attempts (for `SendHandle`).
     pipe: (Connection<SharedMemory>, Connection<SharedMemory>),
     shm: SharedMemory,
+    /// A process that answers a number with a segment holding it, through the pipe or the
+    /// queue (for `ReceiveHandle` and `GetHandle`).
+    sender: Option<Sender>,
     prefix: String,
     attempts: u64,
+}
+
+/// The other end of `ReceiveHandle` and `GetHandle`.
+struct Sender {
+    conn: Connection<(u64, bool), SharedMemory>,
+    queue: Queue<SharedMemory>,
+    _child: mproc::Child<()>,
+}
+
+/// Answers each number with a segment holding it, on the queue when asked to, else through
+/// the pipe, until the other end goes.
+fn send_handles((mut conn, queue): (Connection<SharedMemory, (u64, bool)>, Queue<SharedMemory>)) {
+    let shm = SharedMemory::create(64).unwrap();
+    while let Ok((n, by_queue)) = conn.recv() {
+        shm.write(0, n).unwrap();
+        let sent = if by_queue {
+            queue.put(shm.clone()).is_ok()
+        } else {
+            conn.send(&shm).is_ok()
+        };
+        if !sent {
+            return;
+        }
+    }
 }
 
 /// Does `op` once and returns what it made (dropping it undoes it).
@@ -485,6 +518,20 @@ fn attempt(op: Op, bench: &mut Bench) -> Result<Box<dyn std::any::Any>, BoxError
             assert_eq!(got.read::<u64>(0)?, n);
             Box::new(got)
         }
+        Op::ReceiveHandle => {
+            let sender = bench.sender.as_mut().expect("a sender");
+            sender.conn.send(&(n, false))?;
+            let got = sender.conn.recv_timeout(STEP)?;
+            assert_eq!(got.read::<u64>(0)?, n);
+            Box::new(got)
+        }
+        Op::GetHandle => {
+            let sender = bench.sender.as_mut().expect("a sender");
+            sender.conn.send(&(n, true))?;
+            let got = sender.queue.get_timeout(STEP)?;
+            assert_eq!(got.read::<u64>(0)?, n);
+            Box::new(got)
+        }
     })
 }
 
@@ -553,6 +600,19 @@ fn exhaust(op: Op) -> Findings {
     let mut bench = Bench {
         pipe: mproc::pipe().unwrap(),
         shm: SharedMemory::create(64).unwrap(),
+        sender: matches!(op, Op::ReceiveHandle | Op::GetHandle).then(|| {
+            let (conn, theirs) = mproc::duplex().unwrap();
+            let queue = Queue::new().unwrap();
+            let child = builder()
+                .daemon(true)
+                .spawn(send_handles, (theirs, queue.clone()))
+                .unwrap();
+            Sender {
+                conn,
+                queue,
+                _child: child,
+            }
+        }),
         prefix: format!("mproc-load-fds-{}-{op:?}", std::process::id()),
         attempts: 0,
     };
