@@ -190,7 +190,9 @@ pub fn load_size(default: usize, full: usize, min: usize) -> usize {
 pub struct Census {
     /// Open fds (`/proc/self/fd`).
     pub fds: usize,
-    /// Lines of `/proc/self/maps`: one per mapping.
+    /// Mappings of files or shared memory (lines of `/proc/self/maps` with a path, or
+    /// shared): private anonymous memory is the allocator's arenas and threads' stacks,
+    /// which come and go with malloc's choices (threads are counted apart).
     pub mappings: usize,
     /// KiB mapped shared (`s` in the permissions: memfds, `/dev/shm` segments).
     pub shared_kib: u64,
@@ -232,7 +234,7 @@ impl Census {
         let kids = children_of(me);
         Census {
             fds: mproc_sys::open_fd_count().expect("/proc/self/fd"),
-            mappings: maps.lines().count(),
+            mappings: maps.lines().filter(|l| maps_file_or_shared(l)).count(),
             shared_kib,
             shm_names: shm_names(shm_prefix).len(),
             children: kids.len(),
@@ -244,11 +246,10 @@ impl Census {
     }
 
     /// Returns the census without what other tests' threads change when they run beside
-    /// this one in the same process: the thread count and the count of mappings (a
-    /// thread's stacks are mappings). Mapped shared memory, fds, names and processes stay.
+    /// this one in the same process: the thread count. Mappings, fds, names and processes
+    /// stay.
     pub fn ignoring_threads(&self) -> Census {
         Census {
-            mappings: 0,
             threads: 0,
             ..self.clone()
         }
@@ -277,6 +278,14 @@ impl Census {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Whether a line of `/proc/self/maps` maps a file or shared memory (a memfd, a segment).
+fn maps_file_or_shared(line: &str) -> bool {
+    let mut fields = line.split_whitespace();
+    let shared = fields.nth(1).is_some_and(|perms| perms.ends_with('s'));
+    let path = fields.nth(3);
+    shared || path.is_some_and(|p| !p.starts_with('['))
 }
 
 /// The pids and state letters of the processes whose parent is `parent`.

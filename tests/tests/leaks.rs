@@ -58,6 +58,8 @@ enum Parcel {
     Proxy(mproc::manager::Value<u64>),
     /// A child's sentinel: wait for its end, then start, join and drop a child of our own.
     Sentinel(Fd),
+    /// Start a pool of one worker, use it, and drop it.
+    Pool(u64),
     /// Answer with the keeper's census.
     Census(String),
     Stop,
@@ -187,6 +189,11 @@ fn take(parcel: Parcel) -> u64 {
             let mut own = builder().spawn(plus_one, 41).unwrap();
             own.join().unwrap()
         }
+        Parcel::Pool(i) => {
+            let pool = mproc_tests::pool_builder(1).build().unwrap();
+            let out = pool.map(plus_one, [i]).unwrap();
+            out[0]
+        }
         Parcel::Census(_) | Parcel::Stop => unreachable!("answered by the keeper's loop"),
     }
 }
@@ -275,9 +282,10 @@ enum Kind {
     Barrier,
     Proxy,
     Child,
+    Pool,
 }
 
-const KINDS: [Kind; 18] = [
+const KINDS: [Kind; 19] = [
     Kind::Pipe,
     Kind::Listener,
     Kind::Queue,
@@ -296,6 +304,7 @@ const KINDS: [Kind; 18] = [
     Kind::Barrier,
     Kind::Proxy,
     Kind::Child,
+    Kind::Pool,
 ];
 
 /// Makes a handle of `kind`, sends it to the keeper, checks what the keeper did with it,
@@ -444,6 +453,13 @@ fn cycle(kind: Kind, i: u64, keeper: &mut Keeper, setup: &Setup) {
             assert_eq!(keeper.done(), i + 1);
             assert_eq!(v.get().unwrap(), i + 1);
         }
+        Kind::Pool => {
+            let pool = mproc_tests::pool_builder(2).build().unwrap();
+            assert_eq!(pool.map(plus_one, [i, i + 1]).unwrap(), [i + 1, i + 2]);
+            drop(pool);
+            keeper.send(Parcel::Pool(i));
+            assert_eq!(keeper.done(), i + 1);
+        }
         Kind::Child => {
             let mut child = builder().spawn(plus_one, i).unwrap();
             let sentinel = child.sentinel().try_clone_to_owned().unwrap();
@@ -588,6 +604,46 @@ fn killed_tree_leaves_nothing() -> Option<String> {
     (!wrong.is_empty()).then(|| format!("the killed tree: {}", wrong.join("; ")))
 }
 
+fn nothing(_: ()) {}
+
+/// A child that has ended, dropped without being joined, takes its fds with it at once:
+/// under the fork server even while the server's report of its status cannot come (the
+/// server is stopped with SIGSTOP meanwhile), which is how a pool drops its workers.
+fn ended_child_dropped_unjoined_leaves_nothing() -> Option<String> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let prefix = "mproc-leaks-unjoined";
+    builder().spawn(plus_one, 1).unwrap().join().unwrap();
+    let before = Census::take(prefix);
+    let child = builder().spawn(nothing, ()).unwrap();
+    let server = mproc::process::fork_server_pid().map(|p| Pid::from_raw(p as i32));
+    if let Some(server) = server {
+        kill(server, Signal::SIGSTOP).unwrap();
+    }
+    let ended = mproc_tests::wait_gone(child.sentinel(), STEP);
+    drop(child);
+    let fds = mproc_sys::open_fd_count().unwrap();
+    if let Some(server) = server {
+        kill(server, Signal::SIGCONT).unwrap();
+    }
+    let after = Census::settle(&before, prefix, SETTLE);
+    eprintln!("a child dropped after it ended: {fds} fds at once, {before:?} before");
+    let mut wrong = Vec::new();
+    if !ended {
+        wrong.push("the child did not end".to_string());
+    }
+    if fds != before.fds {
+        wrong.push(format!(
+            "{} fds just after the drop, {} before",
+            fds, before.fds
+        ));
+    }
+    if after != before {
+        wrong.push(format!("here: {before:?} became {after:?}"));
+    }
+    (!wrong.is_empty()).then(|| format!("a child dropped unjoined: {}", wrong.join("; ")))
+}
+
 /// Every handle type, then a killed tree, in one test: the counts are the whole process's,
 /// which other tests' threads would disturb (a thread's stack and signal stack are
 /// mappings). Every part runs, and the failures are reported together.
@@ -600,7 +656,7 @@ fn no_handle_type_and_no_killed_tree_leaks() {
         let mut failures: Vec<String> = KINDS
             .iter()
             .filter_map(|&kind| {
-                let n = if matches!(kind, Kind::Child) {
+                let n = if matches!(kind, Kind::Child | Kind::Pool) {
                     child_cycles
                 } else {
                     cycles
@@ -609,6 +665,7 @@ fn no_handle_type_and_no_killed_tree_leaks() {
             })
             .collect();
         failures.extend(killed_tree_leaves_nothing());
+        failures.extend(ended_child_dropped_unjoined_leaves_nothing());
         eprintln!(
             "leak checks ({:?}): {:.1} s in all",
             method(),
