@@ -17,7 +17,8 @@ use mproc::{
     SharedMemory, SimpleQueue, Value,
 };
 use mproc_tests::{
-    Census, builder, caused_by_fd_exhaustion, deadline, load_size, method, zombies_of,
+    Census, builder, caused_by_fd_exhaustion, deadline, load_size, manager_builder, method,
+    pool_builder, zombies_of,
 };
 use serde::{Deserialize, Serialize};
 
@@ -363,9 +364,13 @@ enum Op {
     ReceiveHandle,
     /// Getting a handle that another process put on a queue.
     GetHandle,
+    /// A pool of two workers, used once.
+    Pool,
+    /// A manager, and a proxy to one of its objects.
+    Manager,
 }
 
-const OPS: [Op; 14] = [
+const OPS: [Op; 16] = [
     Op::Pipe,
     Op::ListenerAndClient,
     Op::Queue,
@@ -380,6 +385,8 @@ const OPS: [Op; 14] = [
     Op::SendHandle,
     Op::ReceiveHandle,
     Op::GetHandle,
+    Op::Pool,
+    Op::Manager,
 ];
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -525,6 +532,17 @@ fn attempt(op: Op, bench: &mut Bench) -> Result<Box<dyn std::any::Any>, BoxError
             assert_eq!(got.read::<u64>(0)?, n);
             Box::new(got)
         }
+        Op::Pool => {
+            let pool = pool_builder(2).build()?;
+            assert_eq!(pool.map(|x: u64| x + 1, [n, n + 1])?, [n + 1, n + 2]);
+            Box::new(pool)
+        }
+        Op::Manager => {
+            let manager = manager_builder().start()?;
+            let value = manager.value(n)?;
+            assert_eq!(value.get()?, n);
+            Box::new((value, manager))
+        }
         Op::GetHandle => {
             let sender = bench.sender.as_mut().expect("a sender");
             sender.conn.send(&(n, true))?;
@@ -667,9 +685,15 @@ fn exhaust(op: Op) -> Findings {
             break;
         }
     }
-    // Hold until it fails (at most 200,000: a lock takes an fd per 1,024).
+    // Hold until it fails (at most 200,000: a lock takes an fd per 1,024), with room for
+    // a few of what it makes.
+    let room = findings
+        .attempts
+        .iter()
+        .find(|a| a.error.is_none())
+        .map_or(16, |a| (3 * a.free).max(16));
     let mut held = Vec::new();
-    set_fd_limit(base + 16);
+    set_fd_limit(base + room);
     while held.len() < 200_000 {
         match attempt(op, &mut bench) {
             Ok(h) => held.push(h),
