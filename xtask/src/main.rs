@@ -4,11 +4,13 @@
 //! - `cargo xtask bench [--vs-python] [--quick] [--only-<part>]` — the benchmark table and
 //!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part).
 //! - `cargo xtask deny`  — `cargo deny check bans licenses sources` (installs cargo-deny).
+//! - `cargo xtask soak`  — the long runs `test` leaves out (see `soak.rs` for the list).
 //! - `cargo xtask ci`    — the same as `test`.
 //!
 //! Each step prints the command it runs; the first failure stops the run with its name.
 
 mod models;
+mod soak;
 
 use std::env;
 use std::ffi::OsStr;
@@ -31,14 +33,15 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let started = Instant::now();
     let result = match args.first().map(String::as_str) {
-        Some("test") | Some("ci") | Some("deny") if args.len() > 1 => {
+        Some("test") | Some("ci") | Some("deny") | Some("soak") if args.len() > 1 => {
             Err(format!("{} takes no flags; got {:?}", args[0], &args[1..]))
         }
         Some("test") | Some("ci") => test(),
         Some("bench") => bench(&args[1..]),
         Some("deny") => deny(),
+        Some("soak") => soak::soak(),
         _ => Err(
-            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]|deny|ci>"
+            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]|deny|soak|ci>"
                 .to_string(),
         ),
     };
