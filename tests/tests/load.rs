@@ -1,5 +1,6 @@
 //! Load: many children at once, a queue crowded by 32 processes, hundreds of connections
-//! served by one `mproc::wait` loop, and every kind of handle made with the fd table full.
+//! served by one `mproc::wait` loop, every kind of handle made with the fd table full, and
+//! a manager whose server runs out of fds.
 //!
 //! Sizes: the issue's (1,000 children, 200 at once; 2 million messages; 500 connections),
 //! which take a few seconds here; the connections exchange 20 rounds of requests, 200 with
@@ -803,5 +804,101 @@ fn running_out_of_fds_fails_cleanly_and_recovers() {
             }
         }
         assert!(wrong.is_empty(), "out of fds:\n{}", wrong.join("\n"));
+    });
+}
+
+// ---- a manager out of fds -------------------------------------------------------------
+
+/// The key of the flooded manager.
+const MANAGER_KEY: &[u8] = b"mproc load tests' manager";
+
+/// What a flood of connections did to a manager whose server has few fds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Flood {
+    /// Connections the server authenticated, and the errors of those it could not take.
+    connected: usize,
+    refused: Vec<String>,
+    /// Whether every refusal was a timeout (the server could not accept in time) or a
+    /// refusal it sent, rather than something else.
+    refusals_clear: bool,
+    /// A call through a proxy once the flood was gone.
+    after: Result<u64, String>,
+}
+
+/// Starts a manager whose server may hold `fds` more fds than it starts with (the fd limit
+/// it inherits), opens `flood` connections to it, drops them, and calls it again.
+fn flood_manager((fds, flood): (u64, usize)) -> Flood {
+    use nix::sys::resource::{Resource, getrlimit};
+    let (normal, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    // The server (and the fork server that starts it) inherits the lowered limit.
+    set_fd_limit(open_fds() as u64 + fds);
+    let manager = manager_builder().authkey(MANAGER_KEY).start();
+    set_fd_limit(normal);
+    let manager = manager.expect("a manager with room for a few connections");
+    let value = manager.value(7u64).unwrap();
+    let address = manager.address().clone();
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..flood {
+        match mproc::Client::connect_timeout::<u64, u64>(
+            &address,
+            MANAGER_KEY,
+            Duration::from_millis(200),
+        ) {
+            Ok(c) => held.push(c),
+            Err(e) => refused.push(e),
+        }
+    }
+    let refusals_clear = refused
+        .iter()
+        .all(|e| e.kind() == mproc::pipe::ErrorKind::Timeout);
+    let connected = held.len();
+    drop(held);
+    // The server notices the ends of the flood's connections, and takes calls again.
+    let started = Instant::now();
+    let after = loop {
+        match value.get() {
+            Ok(v) => break Ok(v),
+            Err(e) if started.elapsed() > Duration::from_secs(30) => {
+                break Err(mproc_sys::with_causes(&e));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    Flood {
+        connected,
+        refused: refused.iter().map(|e| mproc_sys::with_causes(e)).collect(),
+        refusals_clear,
+        after,
+    }
+}
+
+/// A manager whose server runs out of fds under a flood of connections makes the extra
+/// clients time out (none hangs), and serves again once the flood is gone.
+#[test]
+fn a_manager_out_of_fds_serves_again_once_the_flood_is_gone() {
+    let _alone = alone();
+    deadline(Duration::from_secs(300), || {
+        let f = builder()
+            .daemon(true)
+            .spawn(flood_manager, (32, 45))
+            .unwrap()
+            .join()
+            .unwrap();
+        eprintln!(
+            "a manager with 32 fds to spare ({:?}): {} connected, {} refused ({:?}); \
+             afterwards {:?}",
+            method(),
+            f.connected,
+            f.refused.len(),
+            f.refused.first(),
+            f.after
+        );
+        assert!(
+            !f.refused.is_empty(),
+            "the flood did not exhaust the server"
+        );
+        assert!(f.refusals_clear, "refusals: {:?}", f.refused);
+        assert_eq!(f.after, Ok(7));
     });
 }
