@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let err = mproc_pipe::fuzz::client_handshake(data, b"fuzz key")
         .expect_err("a server that does not know the key passed the handshake");
     assert!(
-        matches!(err.kind(), ErrorKind::Authentication | ErrorKind::Disconnected),
+        matches!(
+            err.kind(),
+            ErrorKind::Authentication | ErrorKind::Disconnected
+        ),
         "{:?}: {err}",
         err.kind()
     );

@@ -23,8 +23,8 @@ fn listener() -> &'static Mutex<(Listener, String)> {
     static LISTENER: OnceLock<Mutex<(Listener, String)>> = OnceLock::new();
     LISTENER.get_or_init(|| {
         let name = format!("mproc-fuzz-listener-{}", std::process::id());
-        let listener = Listener::bind(Address::Name(name.clone()), b"fuzz key")
-            .expect("binding the listener");
+        let listener =
+            Listener::bind(Address::Name(name.clone()), b"fuzz key").expect("binding the listener");
         Mutex::new((listener, name))
     })
 }

@@ -1,5 +1,6 @@
 //! The wire's `decode`: any bytes, with any fds in the side table, decoded as values of
-//! every serde shape (fds inside, nested containers, strings, maps, options, floats).
+//! every serde shape (fds inside, nested containers, strings, maps, options, floats) and
+//! as mproc's own handles (segments, blocks, locks, connections, queues, values).
 //!
 //! Script: a byte choosing the type, a byte saying how many fds travel beside the bytes
 //! (and of what kind), then the message's bytes. A decode must give a value or a typed
@@ -51,7 +52,7 @@ fn run(data: &[u8]) {
     let bytes = script.rest();
     let fds = make_fds(FdKind::from_bits(fds >> 3), usize::from(fds & 7));
     let msg = Message::from_parts(bytes.to_vec(), fds);
-    match which % 8 {
+    match which % 18 {
         0 => round_trip::<Shape>(msg, true),
         1 => round_trip::<Vec<Shape>>(msg, true),
         // A hash map's order differs from one map to the next: not canonical.
@@ -60,7 +61,19 @@ fn run(data: &[u8]) {
         4 => round_trip::<Vec<Vec<u64>>>(msg, true),
         5 => round_trip::<Option<Box<(Fd, Fd, Shape)>>>(msg, true),
         6 => round_trip::<Fd>(msg, true),
-        _ => round_trip::<(u128, i64, f64, String, ByteBuf)>(msg, true),
+        7 => round_trip::<(u128, i64, f64, String, ByteBuf)>(msg, true),
+        // mproc's own handles, as another process sends them (an fd and what it says
+        // the fd is): each must check what it is given before mapping or using it.
+        8 => round_trip::<mproc_shm::SharedMemory>(msg, false),
+        9 => round_trip::<mproc_shm::ShareableList>(msg, false),
+        10 => round_trip::<mproc_shm::Block>(msg, false),
+        11 => round_trip::<mproc_shm::LockBlock>(msg, false),
+        12 => round_trip::<mproc_shm::RawArray<u32>>(msg, false),
+        13 => round_trip::<mproc_pipe::Connection<u8>>(msg, false),
+        14 => round_trip::<mproc_queue::Queue<u8>>(msg, false),
+        15 => round_trip::<mproc_queue::JoinableQueue<u8>>(msg, false),
+        16 => round_trip::<mproc_queue::SimpleQueue<u8>>(msg, false),
+        _ => round_trip::<mproc_sync::Value<u64>>(msg, false),
     }
 }
 

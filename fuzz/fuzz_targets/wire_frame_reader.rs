@@ -1,25 +1,20 @@
 //! The wire's `FrameReader` over a socket whose peer sends any bytes, with any fds beside
 //! them, in any pieces, then closes.
 //!
-//! Script: a byte of limits, then pieces: a control byte (fds beside the piece: how many
-//! and what kind) and a length-prefixed chunk of stream bytes. Every read must end in a
+//! Script: a byte of limits, then what the peer sends (see `mproc_fuzz::stream_from`:
+//! pieces of bytes with fds of several kinds beside them). Every read must end in a
 //! message or a typed error; once the peer is gone and everything is sent, a read can
 //! never time out, and the reader must reach the end (`Disconnected`/`Truncated`) or stay
-//! poisoned (`Corrupt`) in a bounded number of reads. (A peer whose socket is full stops
-//! sending there.)
+//! poisoned (`Corrupt`) in a bounded number of reads.
 
 #![no_main]
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use mproc_fuzz::{FdKind, Script, check_fds, make_fds};
+use mproc_fuzz::{Script, check_fds, stream_from};
 use mproc_wire::{ErrorKind, FrameReader, Limits};
-
-/// The most pieces a peer sends (the last takes the rest of the input): each is a
-/// `sendmsg`, and the kernel's work, not the reader's, would otherwise take most of the run.
-const PIECES: usize = 12;
 
 fuzz_target!(|data: &[u8]| {
     run(data);
@@ -35,37 +30,7 @@ fn run(data: &[u8]) {
         max_fds: [0, 1, 4, 64][usize::from(choice >> 4 & 3)],
     };
     let into_buffer = choice & 0x40 != 0;
-    let (ours, theirs) = mproc_sys::socketpair().expect("socketpair");
-    // The peer: every piece, then gone.
-    for piece in 0..PIECES {
-        if script.is_empty() {
-            break;
-        }
-        let control = script.byte();
-        let chunk = if piece + 1 < PIECES {
-            script.chunk()
-        } else {
-            script.rest()
-        };
-        let fds = make_fds(FdKind::from_bits(control >> 2), usize::from(control & 3));
-        let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-        // Fds need a byte to travel with on a stream socket.
-        let bytes = if chunk.is_empty() && !fds.is_empty() {
-            &[0u8][..]
-        } else {
-            chunk
-        };
-        if bytes.is_empty() {
-            continue;
-        }
-        // Many small pieces with fds fill the socket's buffer: the peer stops there.
-        let piece = [std::io::IoSlice::new(bytes)];
-        match mproc_sys::send_vectored_with_fds(theirs.as_fd(), &piece, &fds, true) {
-            Ok(n) if n == bytes.len() => {}
-            _ => break,
-        }
-    }
-    drop(theirs);
+    let ours = stream_from(&mut script);
 
     let mut reader = FrameReader::new();
     let mut buf = [0u8; 64];

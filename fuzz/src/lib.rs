@@ -95,22 +95,35 @@ pub enum FdKind {
     SparseMemfd,
     /// The read end of a pipe.
     Pipe,
-    /// One end of a socketpair.
+    /// One end of a stream socketpair.
     Socket,
+    /// A memfd of [`MEMFD_BYTES`] bytes whose size is sealed (what a segment travels as).
+    SealedMemfd,
+    /// A size-sealed memfd of 64 KiB (the size of a chunk of mproc's arena).
+    SealedChunk,
+    /// One end of a `SOCK_SEQPACKET` pair (what a queue's side socket is).
+    Seqpacket,
+    /// `/dev/null`: a character device.
+    DevNull,
 }
 
-/// The bytes an [`FdKind::Memfd`] holds (all 0x5a).
+/// The bytes a memfd of kind [`FdKind::Memfd`] or [`FdKind::SealedMemfd`] holds (all
+/// 0x5a).
 pub const MEMFD_BYTES: usize = 4096;
 
 impl FdKind {
-    /// The kind a script's low two bits name.
+    /// The kind a script's low three bits name.
     pub fn from_bits(bits: u8) -> Self {
-        match bits & 3 {
-            0 => FdKind::Memfd,
-            1 => FdKind::SparseMemfd,
-            2 => FdKind::Pipe,
-            _ => FdKind::Socket,
-        }
+        [
+            FdKind::Memfd,
+            FdKind::SparseMemfd,
+            FdKind::Pipe,
+            FdKind::Socket,
+            FdKind::SealedMemfd,
+            FdKind::SealedChunk,
+            FdKind::Seqpacket,
+            FdKind::DevNull,
+        ][usize::from(bits & 7)]
     }
 }
 
@@ -121,29 +134,84 @@ impl FdKind {
 ///
 /// When the OS refuses (out of fds: a leak somewhere).
 pub fn make_fds(kind: FdKind, n: usize) -> Vec<OwnedFd> {
-    static POOL: OnceLock<[OwnedFd; 4]> = OnceLock::new();
+    static POOL: OnceLock<[OwnedFd; 8]> = OnceLock::new();
     let pool = POOL.get_or_init(|| {
-        let memfd = |extra: u64| {
-            let file = std::fs::File::from(mproc_sys::memfd_create("mproc-fuzz").expect("memfd"));
+        let memfd = |len: usize, extra: u64, sealed: bool| {
+            let fd = mproc_sys::memfd_create("mproc-fuzz").expect("memfd");
+            let file = std::fs::File::from(fd);
             use std::io::Write;
             (&file)
-                .write_all(&[0x5a; MEMFD_BYTES])
+                .write_all(&vec![0x5a; len])
                 .expect("writing a memfd");
-            file.set_len(MEMFD_BYTES as u64 + extra)
-                .expect("sizing a memfd");
-            OwnedFd::from(file)
+            file.set_len(len as u64 + extra).expect("sizing a memfd");
+            let fd = OwnedFd::from(file);
+            if sealed {
+                use std::os::fd::AsFd;
+                mproc_sys::seal_size(fd.as_fd()).expect("sealing a memfd");
+            }
+            fd
         };
         [
-            memfd(0),
-            memfd(1 << 20),
+            memfd(MEMFD_BYTES, 0, false),
+            memfd(MEMFD_BYTES, 1 << 20, false),
             mproc_sys::pipe().expect("pipe").0,
             mproc_sys::socketpair().expect("socketpair").0,
+            memfd(MEMFD_BYTES, 0, true),
+            memfd(64 << 10, 0, true),
+            mproc_sys::seqpacket_pair().expect("seqpacket pair").0,
+            OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null")),
         ]
     });
     let fd = &pool[kind as usize];
     (0..n)
         .map(|_| fd.try_clone().expect("duplicating an fd"))
         .collect()
+}
+
+/// The most pieces [`stream_from`] sends (the last takes the rest of the script): each is
+/// a `sendmsg`, and the kernel's work, not the reader's, would otherwise take most of the
+/// run.
+pub const PIECES: usize = 12;
+
+/// Plays a peer on a stream socket: sends the rest of `script` as pieces (a control byte
+/// saying how many fds go beside the piece, and of what kind, then a length-prefixed
+/// chunk), then closes its end. Returns the other end. A peer whose socket is full stops
+/// sending there.
+///
+/// # Panics
+///
+/// When the OS refuses a socketpair.
+pub fn stream_from(script: &mut Script<'_>) -> OwnedFd {
+    use std::os::fd::{AsFd, BorrowedFd};
+    let (ours, theirs) = mproc_sys::socketpair().expect("socketpair");
+    for piece in 0..PIECES {
+        if script.is_empty() {
+            break;
+        }
+        let control = script.byte();
+        let chunk = if piece + 1 < PIECES {
+            script.chunk()
+        } else {
+            script.rest()
+        };
+        let fds = make_fds(FdKind::from_bits(control >> 2), usize::from(control & 3));
+        let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+        // Fds need a byte to travel with on a stream socket.
+        let bytes = if chunk.is_empty() && !fds.is_empty() {
+            &[0u8][..]
+        } else {
+            chunk
+        };
+        if bytes.is_empty() {
+            continue;
+        }
+        let piece = [std::io::IoSlice::new(bytes)];
+        match mproc_sys::send_vectored_with_fds(theirs.as_fd(), &piece, &fds, true) {
+            Ok(n) if n == bytes.len() => {}
+            _ => break,
+        }
+    }
+    ours
 }
 
 /// Checks, every few inputs, that the open fds do not pile up: a decoder that leaks an fd

@@ -71,3 +71,6 @@ pub use socket_io::{
 };
 pub use spawn_self::SpawnSelf;
 pub use tracker::Tracker;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use tracker::fuzz_requests as fuzz_tracker_requests;

@@ -108,7 +108,12 @@ pub fn scribbled_ring(script: &[u8]) -> Result<Outcome> {
     let mut buf = vec![7u8; REC_HEADER + 3];
     let _ = ring.put(&mut buf, Vec::new(), now());
     let _ = ring.get(&mut buf, now());
-    let _ = (ring.len(), ring.is_full(), ring.is_closed(), ring.unfinished());
+    let _ = (
+        ring.len(),
+        ring.is_full(),
+        ring.is_closed(),
+        ring.unfinished(),
+    );
     let _ = ring.task_done();
     let _ = ring.join(now());
     Ok(outcome)
@@ -137,7 +142,8 @@ fn scribble(ring: &Ring, script: &mut Script<'_>) -> Result<()> {
             _ => {
                 // A consumer took a side datagram and died.
                 let mut fds = Vec::new();
-                let _ = mproc_sys::recv_with_fds(ring.side.rx.as_fd(), &mut [0u8; 4], &mut fds, true);
+                let _ =
+                    mproc_sys::recv_with_fds(ring.side.rx.as_fd(), &mut [0u8; 4], &mut fds, true);
             }
         }
     }
