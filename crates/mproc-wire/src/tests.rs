@@ -572,3 +572,38 @@ fn a_failed_encode_into_leaves_the_buffer_and_the_fd_stack_as_they_were() {
     assert!(fds.is_empty());
     assert_eq!(buf, [1, 2, 3, 7]);
 }
+
+/// A recursive type, as a user may send one.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum Nest {
+    End,
+    In(Box<Nest>),
+}
+
+#[test]
+fn a_value_nested_deeper_than_the_stack_is_a_decode_error_not_an_overflow() {
+    // Found writing the wire_decode fuzz target, whose recursive type a peer can nest at
+    // will (its input is in fuzz/regressions/wire_decode/): 200 KB of "one more level"
+    // overflowed the receiving thread's stack, which aborts the whole process.
+    let decoded = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(|| {
+            let mut deep = vec![1u8; 200_000];
+            deep.push(0);
+            let err = decode_from::<Nest>(&deep, Vec::new()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Decode);
+            assert!(err.to_string().contains("nests too deeply"), "{err}");
+            // A value of modest depth still decodes on the same small stack.
+            let mut modest = vec![1u8; 50];
+            modest.push(0);
+            decode_from::<Nest>(&modest, Vec::new()).unwrap()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let mut want = Nest::End;
+    for _ in 0..50 {
+        want = Nest::In(Box::new(want));
+    }
+    assert_eq!(decoded, want);
+}

@@ -3,7 +3,8 @@
 
 use std::io::IoSlice;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -47,12 +48,69 @@ impl SharedObject for Tally {
     }
 }
 
+/// A registered type whose calls are recursive: a peer chooses how deep they nest.
+struct Depth;
+
+#[derive(Serialize, Deserialize)]
+enum DepthCall {
+    Here,
+    Deeper(Box<DepthCall>),
+}
+
+impl SharedObject for Depth {
+    const NAME: &'static str = "depth";
+    type Init = u8;
+    type Request = DepthCall;
+    type Response = u64;
+    fn new(_: u8) -> Self {
+        Depth
+    }
+    fn handle(&mut self, mut call: DepthCall) -> u64 {
+        let mut depth = 0;
+        while let DepthCall::Deeper(inner) = call {
+            call = *inner;
+            depth += 1;
+        }
+        depth
+    }
+}
+
 /// Serves a connection whose peer sent `stream` and closed: the requests are read with a
 /// limit of `max_message` bytes, as the server reads them, and served by a new server (a
-/// peer that does not start with a hello is dropped, as the server drops it). A request
-/// that would wait waits not at all: a wait is a matter of time, not of decoding. Returns
-/// the length of each reply, encoded as the server sends it.
+/// peer that does not start with a hello is dropped, as the server drops it), in a thread
+/// with the stack of a connection's thread. A request that would wait waits not at all: a
+/// wait is a matter of time, not of decoding. Returns the length of each reply, encoded as
+/// the server sends it.
 pub fn serve_bytes(stream: &[u8], max_message: u64) -> Vec<usize> {
+    type Job = (Vec<u8>, u64);
+    // One thread for every input: starting a thread per input would cost more than the
+    // serving. A panic or stack overflow in it aborts the process, which libFuzzer reports.
+    static WORKER: OnceLock<Mutex<(Sender<Job>, Receiver<Vec<usize>>)>> = OnceLock::new();
+    let worker = WORKER.get_or_init(|| {
+        let (jobs, job) = mpsc::channel::<Job>();
+        let (replies, reply) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("mproc-manager-conn".into())
+            .stack_size(super::THREAD_STACK)
+            .spawn(move || {
+                for (stream, max_message) in job {
+                    if replies.send(serve_in_thread(&stream, max_message)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("starting the connection thread");
+        Mutex::new((jobs, reply))
+    });
+    let worker = worker.lock().unwrap_or_else(PoisonError::into_inner);
+    worker
+        .0
+        .send((stream.to_vec(), max_message))
+        .expect("the connection thread is gone");
+    worker.1.recv().expect("the connection thread is gone")
+}
+
+fn serve_in_thread(stream: &[u8], max_message: u64) -> Vec<usize> {
     let Ok((mut conn, peer)) = mproc_pipe::duplex::<Reply, Request>() else {
         return Vec::new();
     };
@@ -72,7 +130,7 @@ pub fn serve_bytes(stream: &[u8], max_message: u64) -> Vec<usize> {
             max_connections: 1,
         },
         OWNER_TOKEN,
-        <(Tally,) as Sealed>::create,
+        <(Tally, Depth) as Sealed>::create,
         Arc::new(Reaper::default()),
     );
     let mut replies = Vec::new();

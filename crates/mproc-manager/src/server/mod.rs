@@ -35,7 +35,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Each connection's thread: requests of the built-in types decode on the heap, but a
 /// registered type's `new`, `handle` and request decoding run here too.
-const THREAD_STACK: usize = 1 << 20;
+pub(crate) const THREAD_STACK: usize = 1 << 20;
 
 /// The limits one server enforces, so that no client can exhaust it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug)]
