@@ -17,7 +17,7 @@ use crate::{Result, cargo, has_cargo_tool, root, run, target_dir};
 /// Seconds per target when `--time` is not given.
 const DEFAULT_SECONDS: u64 = 60;
 /// Seconds per target of the short pass in `cargo xtask test`.
-const SHORT_PASS_SECONDS: u64 = 6;
+const SHORT_PASS_SECONDS: u64 = 5;
 /// libFuzzer's limits: a single input running this long is a hang; a process holding this
 /// much memory is a leak. (Without a sanitizer, `-malloc_limit_mb` sees nothing: the
 /// targets cap the memory their Rust code holds themselves; see `fuzz/src/lib.rs`.)
