@@ -40,7 +40,7 @@ fn run(data: &[u8]) {
         let got = if into_buffer {
             reader
                 .read_into(ours.as_fd(), &limits, &mut buf, deadline)
-                .map(|r| r.map_or_else(|m| m.bytes().len(), |n| n))
+                .map(|r| r.unwrap_or_else(|m| m.bytes().len()))
         } else {
             reader
                 .read(ours.as_fd(), &limits, deadline)

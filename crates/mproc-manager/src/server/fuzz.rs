@@ -83,9 +83,11 @@ impl SharedObject for Depth {
 /// the server sends it.
 pub fn serve_bytes(stream: &[u8], max_message: u64) -> Vec<usize> {
     type Job = (Vec<u8>, u64);
+    /// Where jobs go to the connection thread, and where its replies come back.
+    type Worker = (Sender<Job>, Receiver<Vec<usize>>);
     // One thread for every input: starting a thread per input would cost more than the
     // serving. A panic or stack overflow in it aborts the process, which libFuzzer reports.
-    static WORKER: OnceLock<Mutex<(Sender<Job>, Receiver<Vec<usize>>)>> = OnceLock::new();
+    static WORKER: OnceLock<Mutex<Worker>> = OnceLock::new();
     let worker = WORKER.get_or_init(|| {
         let (jobs, job) = mpsc::channel::<Job>();
         let (replies, reply) = mpsc::channel();

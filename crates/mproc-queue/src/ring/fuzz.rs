@@ -1,6 +1,7 @@
 //! The entry point of the fuzz target (built with `cfg(fuzzing)` only): a queue whose
 //! header and ring another process scribbled on, read until it has nothing more to give.
 
+use std::cell::RefCell;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
@@ -41,10 +42,10 @@ impl Script<'_> {
 /// The most gets after the scribbling: a 4 KiB ring holds at most 512 records.
 const MAX_GETS: usize = 1024;
 
-/// Makes a small queue, puts a few messages in it (inline, with an fd, large in a memfd),
-/// applies `script`'s scribbles (words of the header, bytes of the ring, a side datagram
-/// taken away), then gets until the queue is empty or closed, and puts and gets once more.
-/// Never waits: every deadline is now.
+/// Takes a small queue as it was made, puts a few messages in it (inline, with an fd,
+/// large in a memfd), applies `script`'s scribbles (words of the header, bytes of the
+/// ring, a side datagram taken away), then gets until the queue is empty or closed, and
+/// puts and gets once more. Never waits: every deadline is now.
 ///
 /// Script: a byte of settings (joinable, the bound on messages), a byte counting the puts
 /// and, per put, a byte of its kind and length; then scribbles, each a tag byte and its
@@ -60,9 +61,60 @@ const MAX_GETS: usize = 1024;
 /// I/O error: that is what the target looks for.
 pub fn scribbled_ring(script: &[u8]) -> Result<Outcome> {
     let mut script = Script(script);
-    let settings = script.byte();
-    let max_messages = [1, 3, 64, usize::MAX][usize::from(settings >> 1 & 3)];
-    let ring = Ring::new(MIN_BYTES, max_messages, settings & 1 != 0, false)?;
+    let settings = usize::from(script.byte() & 7);
+    PRISTINE.with(|rings| {
+        let mut rings = rings.borrow_mut();
+        if rings[settings].is_none() {
+            rings[settings] = Some(Pristine::new(settings)?);
+        }
+        let pristine = rings[settings].as_mut().expect("made above");
+        pristine.restore()?;
+        run(&pristine.ring, &mut script)
+    })
+}
+
+/// A queue as `Ring::new` made it, and a copy of its shared memory then: making a queue
+/// for every input (its memory, sockets and pipe) would cost most of the run, so each
+/// input starts from the copy instead.
+struct Pristine {
+    ring: Ring,
+    header: Vec<u8>,
+}
+
+thread_local! {
+    /// One queue per setting (joinable or not, four bounds on messages).
+    static PRISTINE: RefCell<[Option<Pristine>; 8]> = RefCell::new(Default::default());
+}
+
+impl Pristine {
+    fn new(settings: usize) -> Result<Pristine> {
+        let max_messages = [1, 3, 64, usize::MAX][settings >> 1];
+        let ring = Ring::new(MIN_BYTES, max_messages, settings & 1 != 0, false)?;
+        let mut header = vec![0u8; HEADER_LEN];
+        ring.core.shared.header_block.copy_to(0, &mut header)?;
+        Ok(Pristine { ring, header })
+    }
+
+    /// Puts the queue back as it was made: its header and ring bytes, no side datagram
+    /// waiting, no cache in this process.
+    fn restore(&mut self) -> Result<()> {
+        let shm = &self.ring.core.shared;
+        loop {
+            let mut fds = Vec::new();
+            let side = self.ring.side.rx.as_fd();
+            if mproc_sys::recv_with_fds(side, &mut [0u8; 4], &mut fds, true).is_err() {
+                break;
+            }
+        }
+        shm.header_block.copy_from(0, &self.header)?;
+        shm.ring.fill(0, shm.ring.len(), 0)?;
+        self.ring.core.forget_caches();
+        Ok(())
+    }
+}
+
+/// Puts, scribbles and gets on `ring` as `script` says.
+fn run(ring: &Ring, script: &mut Script<'_>) -> Result<Outcome> {
     let now = || Some(Instant::now());
     for _ in 0..script.byte() % 8 {
         let kind = script.byte();
@@ -81,7 +133,7 @@ pub fn scribbled_ring(script: &[u8]) -> Result<Outcome> {
         };
         let _ = ring.put(&mut buf, fds, now());
     }
-    scribble(&ring, &mut script)?;
+    scribble(ring, script)?;
 
     let mut outcome = Outcome::default();
     let mut buf = Vec::new();
@@ -125,11 +177,11 @@ fn scribble(ring: &Ring, script: &mut Script<'_>) -> Result<()> {
     while !script.0.is_empty() {
         match script.byte() % 4 {
             0 => {
-                let at = script.u16() % HEADER_LEN & !3;
+                let at = (script.u16() % HEADER_LEN) & !3;
                 shm.header_block.write::<u32>(at, script.u64() as u32)?;
             }
             1 => {
-                let at = script.u16() % HEADER_LEN & !7;
+                let at = (script.u16() % HEADER_LEN) & !7;
                 shm.header_block.write::<u64>(at, script.u64())?;
             }
             2 => {
