@@ -3,11 +3,15 @@
 //! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
 //! - `cargo xtask bench [--vs-python] [--quick] [--only-<part>]` — the benchmark table and
 //!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part).
+//! - `cargo xtask fuzz [--time SECONDS] [--inputs N] [--only TARGET]` — every fuzz target
+//!   (or one) for SECONDS each (default 60) or N inputs each, then one JSON line of figures
+//!   (installs cargo-fuzz).
 //! - `cargo xtask deny`  — `cargo deny check bans licenses sources` (installs cargo-deny).
 //! - `cargo xtask ci`    — the same as `test`.
 //!
 //! Each step prints the command it runs; the first failure stops the run with its name.
 
+mod fuzz;
 mod models;
 
 use std::env;
@@ -37,8 +41,10 @@ fn main() -> ExitCode {
         Some("test") | Some("ci") => test(),
         Some("bench") => bench(&args[1..]),
         Some("deny") => deny(),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]|deny|ci>"
+            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]\
+             |fuzz [--time SECONDS] [--inputs N] [--only TARGET]|deny|ci>"
                 .to_string(),
         ),
     };
@@ -188,6 +194,10 @@ fn test() -> Result {
 
     // 4b. The queue ring's protocol, model-checked (bounded; `soak` explores further).
     models::run_models(false)?;
+
+    // 4c. Every fuzz target: its checked-in crash inputs replayed, then a short pass
+    // (`cargo xtask fuzz` runs them longer).
+    fuzz::short_pass()?;
 
     // 5. Documentation without warnings, and the facade's Python table as one table.
     let mut c = cargo();

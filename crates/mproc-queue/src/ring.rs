@@ -8,9 +8,12 @@
 //! - `wait`: how each side waits for the other, and wakes it;
 //! - `joinable`: a `JoinableQueue`'s count of unfinished items;
 //! - `side`: the socket that carries a record's file descriptors;
+//! - `fuzz` (`cfg(fuzzing)` only): the fuzz target's entry point;
 //! - this file: a queue handle as each process holds it, a message's way in (spilled to
 //!   its own memfd when large) and out, and how a handle travels to another process.
 
+#[cfg(fuzzing)]
+pub mod fuzz;
 #[cfg(test)]
 mod heap;
 mod joinable;

@@ -10,6 +10,7 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind};
+use crate::stack_guard::{self, Guarded};
 
 /// One value on the wire: its postcard bytes and the fds that were inside it.
 #[derive(Debug, Default)]
@@ -425,12 +426,24 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 /// # Ok::<(), mproc_wire::Error>(())
 /// ```
 pub fn decode_from<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, Error> {
-    let result = decoding(fds, || postcard::take_from_bytes::<T>(bytes));
+    let too_deep = Cell::new(false);
+    let limit = stack_guard::stack_limit();
+    let result = decoding(fds, || {
+        let mut de = postcard::Deserializer::from_flavor(Guarded::new(bytes, limit, &too_deep));
+        T::deserialize(&mut de).and_then(|value| Ok((value, de.finalize()?)))
+    });
     match result {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(Error::new(
             ErrorKind::Decode,
             format!("{} trailing bytes after the value", rest.len()),
+        )),
+        Err(_) if too_deep.get() => Err(Error::new(
+            ErrorKind::Decode,
+            format!(
+                "cannot deserialize {}: the value nests too deeply for this thread's stack",
+                std::any::type_name::<T>()
+            ),
         )),
         Err(e) => Err(Error::new(
             ErrorKind::Decode,
@@ -446,7 +459,8 @@ pub fn decode_from<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Resu
 /// # Errors
 ///
 /// [`ErrorKind::Decode`] when the bytes are not a `T` (garbage, truncated, trailing bytes,
-/// an fd index the message does not carry).
+/// an fd index the message does not carry), or nest deeper than this thread's stack can
+/// hold (a decode stops 64 KiB short of the end of the stack rather than overflow it).
 ///
 /// ```
 /// let v: Vec<u8> = mproc_wire::decode(mproc_wire::encode(&vec![7u8])?)?;

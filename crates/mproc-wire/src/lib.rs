@@ -4,6 +4,7 @@
 mod codec;
 mod error;
 mod frame;
+mod stack_guard;
 
 pub use codec::{
     Fd, FdRef, Handover, Message, decode, decode_from, encode, encode_into, encode_to_slice,
