@@ -236,12 +236,12 @@ fn a_child_can_spawn_children() {
 }
 
 #[test]
-fn active_children_and_wait_any() {
+fn active_children_and_wait_on_sentinels() {
     deadline(LIMIT, || {
         let mut slow = builder().spawn(sleep_ms, 60_000).unwrap();
         let mut fast = builder().spawn(sleep_ms, 10).unwrap();
-        let ready = mproc::wait_any(
-            &[slow.sentinel(), fast.sentinel()],
+        let ready = mproc::wait(
+            &[&slow.sentinel(), &fast.sentinel()],
             Some(Duration::from_secs(30)),
         )
         .unwrap();
@@ -252,7 +252,7 @@ fn active_children_and_wait_any() {
                 .any(|p| p.pid() == slow.pid())
         );
         assert_eq!(
-            mproc::wait_any(&[slow.sentinel()], Some(Duration::from_millis(20))).unwrap(),
+            mproc::wait(&[&slow.sentinel()], Some(Duration::from_millis(20))).unwrap(),
             Vec::<usize>::new()
         );
         slow.kill().unwrap();

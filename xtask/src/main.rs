@@ -8,6 +8,8 @@
 //!
 //! Each step prints the command it runs; the first failure stops the run with its name.
 
+mod models;
+
 use std::env;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -120,6 +122,9 @@ fn output(mut cmd: Command) -> Result<String> {
 }
 
 fn test() -> Result {
+    // 0. Library files stay small enough to read.
+    files_stay_small()?;
+
     // 1. Formatting and lints.
     let mut c = cargo();
     c.args(["fmt", "--all", "--", "--check"]);
@@ -181,6 +186,9 @@ fn test() -> Result {
     // 4. Every example, under every start method, with its output checked.
     examples()?;
 
+    // 4b. The queue ring's protocol, model-checked (bounded; `soak` explores further).
+    models::run_models(None)?;
+
     // 5. Documentation without warnings, and the facade's Python table as one table.
     let mut c = cargo();
     c.args(["doc", "--workspace", "--no-deps", "--locked"])
@@ -214,6 +222,56 @@ fn test() -> Result {
 
     // 7. Other platforms' targets, where installed.
     other_targets()
+}
+
+/// The most lines a library source file may have before its tests.
+const MAX_FILE_LINES: usize = 700;
+
+/// Checks that no library source file in `crates/` is longer than `MAX_FILE_LINES` lines
+/// before its `#[cfg(test)]` module: a longer one has more than one job to split out.
+fn files_stay_small() -> Result {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for krate in std::fs::read_dir(root().join("crates"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        walk(&krate.path().join("src"), &mut files);
+    }
+    files.sort();
+    let mut long = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let before_tests = text
+            .lines()
+            .take_while(|l| !l.starts_with("#[cfg(test)]"))
+            .count();
+        if before_tests > MAX_FILE_LINES {
+            long.push(format!("{} ({before_tests} lines)", f.display()));
+        }
+    }
+    if long.is_empty() {
+        eprintln!(
+            "\n{} library files, none longer than {MAX_FILE_LINES} lines before its tests",
+            files.len()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "library files longer than {MAX_FILE_LINES} lines before their tests (split them by job):\n  {}",
+            long.join("\n  ")
+        ))
+    }
 }
 
 /// Removes cargo's unpacked copies of our packages from an earlier `cargo package`: cargo

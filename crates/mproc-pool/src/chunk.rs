@@ -1,5 +1,5 @@
-//! Cutting a call's items into chunks: Python's default chunk size, and serializing each
-//! chunk so that an item which cannot be serialized fails alone.
+//! Cutting a call's items into serialized chunks: Python's default chunk size, each chunk
+//! encoded so that an item which cannot be serialized fails alone.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind};
 use crate::manager::{Chunk, Deliveries};
-use crate::result::{Delivery, Sink, Span};
+use crate::sink::{Delivery, Sink, Span};
 use crate::task::{Call, Payload};
 
 /// Python's rule for `map`'s chunk size: about four chunks per worker.

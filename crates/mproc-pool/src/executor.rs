@@ -1,6 +1,7 @@
-//! Python's `concurrent.futures.ProcessPoolExecutor` on the pool: [`Executor`], whose
-//! [`submit`](Executor::submit) returns a [`TaskHandle`], with workers started on demand,
-//! and without the broken executor: a worker that dies costs its task, not the executor.
+//! [`Executor`]: Python's `concurrent.futures.ProcessPoolExecutor` on the pool.
+//!
+//! Its [`submit`](Executor::submit) returns a [`TaskHandle`]; workers start on demand; there
+//! is no broken executor: a worker that dies costs its task, not the executor.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::handle::{TaskHandle, TaskJob};
 use crate::imap::Imap;
 use crate::manager::on_manager_of;
-use crate::pool::{Builder as PoolBuilder, Pool};
-use crate::result::Sink;
+use crate::pool::Pool;
+use crate::pool::builder::Builder as PoolBuilder;
+use crate::sink::Sink;
 
 /// Options for an [`Executor`]: Python's `ProcessPoolExecutor(max_workers, mp_context,
 /// initializer, initargs, max_tasks_per_child)`, plus a task timeout.

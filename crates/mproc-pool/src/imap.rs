@@ -1,5 +1,5 @@
-//! `imap` and `imap_unordered`: results as they come, fed lazily from the caller's
-//! iterator with a bounded number of items in flight.
+//! [`Imap`], the iterator of `imap` (ordered or not): results as they come, fed lazily from
+//! the caller's iterator with a bounded number of items in flight.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use crate::condvar::wait_until;
 use crate::error::{Error, Result};
 use crate::manager::{Chunk, Deliveries, Shared, deliver, on_manager_of, reentrant_wait};
-use crate::result::{Delivery, Sink, Span, chunk_results, wait_until};
+use crate::sink::{Delivery, Sink, Span, chunk_results};
 
 /// The job of an `imap` call: results kept until the iterator takes them.
 pub(crate) struct Stream<R> {

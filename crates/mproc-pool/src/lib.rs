@@ -2,7 +2,9 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)] // one audited exception: a worker's trust boundary in worker.rs
 
+mod callbacks;
 mod chunk;
+mod condvar;
 mod error;
 pub mod executor;
 mod handle;
@@ -10,13 +12,17 @@ mod imap;
 mod manager;
 mod pool;
 mod result;
+mod sink;
 mod task;
 mod watcher;
 mod worker;
 
+pub use callbacks::Callbacks;
 pub use error::{Error, ErrorKind, Result};
 pub use executor::{Executor, ExecutorMap};
-pub use handle::{AsCompleted, DoneAndNotDone, ReturnWhen, TaskHandle, as_completed, wait};
+pub use handle::TaskHandle;
+pub use handle::wait::{AsCompleted, DoneAndNotDone, ReturnWhen, as_completed, wait};
 pub use imap::Imap;
-pub use pool::{Builder, Pool};
-pub use result::{AsyncResult, Callbacks};
+pub use pool::Pool;
+pub use pool::builder::Builder;
+pub use result::AsyncResult;

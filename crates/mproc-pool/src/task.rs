@@ -1,5 +1,5 @@
-//! What travels between the pool and its workers: tasks (a function, named for this build,
-//! and a chunk of arguments) and the events that come back.
+//! What travels between the pool and its workers: tasks out (a function, named for this
+//! build, with a chunk of arguments), events back.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
-//! The watcher: a thread that waits on every worker's pidfd and reports each worker's end
-//! on the pool's event queue (so the manager, asleep on that queue, wakes at once), and
-//! kills a worker whose task runs past the pool's task timeout.
+//! The watcher: a thread with an eye on every worker's process.
+//!
+//! It reports a worker's end on the pool's event queue (so the manager, asleep on that
+//! queue, wakes at once); it kills a worker whose task runs past the pool's task timeout.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,5 @@
-//! Diagnostics: through the `log` crate with the `log` feature (target `mproc`), and
-//! without it, warnings on stderr as before and nothing else (no cost).
+//! Diagnostics (target `mproc`): through the `log` crate with the `log` feature; without
+//! it, warnings on stderr, nothing else (no cost).
 
 /// An event worth a line at debug level (a child started or ended, a server replaced).
 macro_rules! debug {

@@ -1,25 +1,34 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
-#![deny(unsafe_code)] // one audited exception: the child's trust boundary in boot.rs
+#![deny(unsafe_code)] // one audited exception: the child's trust boundary in run.rs
 
-mod boot;
 mod child;
+mod child_env;
+mod cpu;
 mod diag;
 mod error;
 mod forkserver;
 mod info;
+mod init;
+mod panic;
+mod protocol;
+mod run;
 mod spawn;
+mod start_method;
+mod wait;
 
-#[doc(hidden)]
-pub use boot::__init_before_main;
-pub use boot::{catch_panic, init};
-pub use child::{Child, active_children, kill_all_children, wait_any};
+pub use child::Child;
+pub use child::registry::{active_children, kill_all_children};
+pub use cpu::{cpu_count, process_cpu_count};
 pub use error::{Error, ErrorKind, Result};
-pub use forkserver::{ForkServer, fork_server_pid};
-pub use info::{
-    ParentProcess, ProcessInfo, cpu_count, current_process, parent_process, process_cpu_count,
-};
+pub use forkserver::global::fork_server_pid;
+pub use forkserver::own::ForkServer;
+pub use info::{ParentProcess, ProcessInfo, current_process, parent_process};
+#[doc(hidden)]
+pub use init::__init_before_main;
+pub use init::init;
 pub use mproc_sys::{ExitStatus, ForkPermit};
-pub use spawn::{
-    Builder, StartMethod, UnknownStartMethod, get_start_method, set_start_method, spawn,
-};
+pub use panic::catch_panic;
+pub use spawn::{Builder, spawn};
+pub use start_method::{StartMethod, UnknownStartMethod, get_start_method, set_start_method};
+pub use wait::wait_sentinels;

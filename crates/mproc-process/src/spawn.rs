@@ -1,149 +1,28 @@
-//! Starting a child: `StartMethod`, `Builder`, `spawn`, and the spawn and fork methods.
+//! Starting a child: the [`Builder`] of its options, the request it is sent, the start
+//! method that runs it (spawn in `spawn/exec.rs`, fork in `spawn/fork.rs`, the fork server
+//! through `forkserver`).
+
+mod exec;
+pub(crate) mod fork;
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 
-use mproc_sys::{FnToken, ForkOutcome, ForkPermit};
+use mproc_sys::{FnToken, ForkPermit};
 use mproc_wire::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::boot::{self, Outcome, Request};
-use crate::child::{Child, Proc, Reaper};
+use crate::child::Child;
+use crate::child::proc::{Proc, Reaper};
 use crate::error::{Error, ErrorKind, Result};
-use crate::forkserver::{self, ForkServer};
+use crate::forkserver::{self, own::ForkServer};
 use crate::info::{self, ProcessInfo};
-
-/// How a child process is started.
-///
-/// ```
-/// use mproc_process::StartMethod;
-/// assert_eq!("forkserver".parse::<StartMethod>(), Ok(StartMethod::ForkServer));
-/// assert_eq!(StartMethod::Spawn.as_str(), "spawn");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StartMethod {
-    /// Run this executable again (`/proc/self/exe`); `init()` in `main` serves the request.
-    /// The slowest start, the cleanest child: nothing of the parent's memory, no fd but its
-    /// own socket.
-    Spawn,
-    /// Ask a fork server (started once by `Spawn`, single-threaded) to fork the child. The
-    /// default on Linux: fork's speed, spawn's safety.
-    ForkServer,
-    /// Fork this process. The fastest; refused when other threads exist unless
-    /// [`Builder::fork_permit`] is given.
-    ///
-    /// The child gets a copy of the parent's memory and of every fd, but before the
-    /// function runs it closes its copies of the mproc handles that are not in its
-    /// argument (pipe ends, queue sockets, other children's handles; each is pointed at
-    /// `/dev/null`), so the parent dropping its end of a pipe ends the child's stream as
-    /// under the other methods. Python's forked child keeps them all, and a reader waiting
-    /// for the end of the stream waits for ever. Other fds are left as fork leaves them.
-    Fork,
-}
-
-impl StartMethod {
-    /// Returns Python's name of the method.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartMethod::Spawn => "spawn",
-            StartMethod::ForkServer => "forkserver",
-            StartMethod::Fork => "fork",
-        }
-    }
-
-    /// Returns every method this platform offers, the default first: Python's
-    /// `get_all_start_methods()`.
-    pub fn all() -> [StartMethod; 3] {
-        [
-            StartMethod::ForkServer,
-            StartMethod::Spawn,
-            StartMethod::Fork,
-        ]
-    }
-}
-
-impl std::fmt::Display for StartMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The error of parsing an unknown start method name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnknownStartMethod(pub String);
-
-impl std::fmt::Display for UnknownStartMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "unknown start method {:?}; use spawn, forkserver or fork",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownStartMethod {}
-
-impl FromStr for StartMethod {
-    type Err = UnknownStartMethod;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "spawn" => Ok(StartMethod::Spawn),
-            "forkserver" => Ok(StartMethod::ForkServer),
-            "fork" => Ok(StartMethod::Fork),
-            other => Err(UnknownStartMethod(other.to_string())),
-        }
-    }
-}
-
-static DEFAULT_METHOD: AtomicU8 = AtomicU8::new(0);
-
-fn method_code(m: StartMethod) -> u8 {
-    match m {
-        StartMethod::Spawn => 1,
-        StartMethod::ForkServer => 2,
-        StartMethod::Fork => 3,
-    }
-}
-
-/// Sets the start method of children whose builder names none: Python's
-/// `set_start_method(method, force=True)`.
-///
-/// ```
-/// mproc_process::set_start_method(mproc_process::StartMethod::Spawn);
-/// assert_eq!(mproc_process::get_start_method(), mproc_process::StartMethod::Spawn);
-/// ```
-pub fn set_start_method(method: StartMethod) {
-    DEFAULT_METHOD.store(method_code(method), Ordering::Relaxed);
-}
-
-/// Returns the start method of children whose builder names none: the one given to
-/// [`set_start_method`], else `MPROC_START_METHOD` from the environment, else `ForkServer`.
-///
-/// ```
-/// let m = mproc_process::get_start_method();
-/// assert!(mproc_process::StartMethod::all().contains(&m));
-/// ```
-pub fn get_start_method() -> StartMethod {
-    match DEFAULT_METHOD.load(Ordering::Relaxed) {
-        1 => StartMethod::Spawn,
-        2 => StartMethod::ForkServer,
-        3 => StartMethod::Fork,
-        _ => {
-            let m = std::env::var("MPROC_START_METHOD")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(StartMethod::ForkServer);
-            DEFAULT_METHOD.store(method_code(m), Ordering::Relaxed);
-            m
-        }
-    }
-}
+use crate::protocol::{self, Outcome, Request};
+use crate::start_method::{StartMethod, get_start_method};
+use crate::{init, run};
 
 /// Options for a child: Python's `Process(name=..., daemon=...)` and context.
 ///
@@ -344,7 +223,7 @@ impl Builder {
             let name = self.name.as_ref().map(|n| format!("{n}-{}", i + 1));
             let me = info::next_child(name, self.daemon);
             let request = request_message(
-                FnToken::<Message, Outcome>::new(boot::thunk::<A, R>, f),
+                FnToken::<Message, Outcome>::new(run::thunk::<A, R>, f),
                 me.clone(),
                 encode_arg(&a)?,
             )?;
@@ -409,7 +288,7 @@ impl Builder {
         match method {
             StartMethod::Fork if self.server.is_none() => self.fork(me, f, arg, hidden),
             StartMethod::Spawn | StartMethod::ForkServer | StartMethod::Fork => {
-                let token = FnToken::<Message, Outcome>::new(boot::thunk::<A, R>, f);
+                let token = FnToken::<Message, Outcome>::new(run::thunk::<A, R>, f);
                 let request = request_message(token, me.clone(), encode_arg(&arg)?)?;
                 let (ours, theirs) = child_socketpair()?;
                 if method == StartMethod::Spawn {
@@ -417,7 +296,7 @@ impl Builder {
                     drop(theirs);
                     let proc = Proc::new(ProcessInfo { pid, ..me }, method, pidfd, Reaper::Direct);
                     let child = Child::new(Arc::new(proc), ours, !hidden);
-                    match mproc_wire::write_message(child.socket(), request, &boot::limits()) {
+                    match mproc_wire::write_message(child.socket(), request, &protocol::limits()) {
                         // A child that died before reading: join reports how it ended.
                         Err(e) if !e.is_disconnect() => Err(e.into()),
                         _ => Ok(child),
@@ -440,109 +319,11 @@ impl Builder {
             }
         }
     }
-
-    /// The spawn method: `posix_spawn` of our executable with the socket at a fixed fd.
-    fn exec_self(&self, theirs: &OwnedFd) -> Result<(u32, OwnedFd)> {
-        // dup2 onto the same number would keep close-on-exec, so pick another one.
-        let target = if theirs.as_raw_fd() == boot::CHILD_FD {
-            boot::CHILD_FD + 1
-        } else {
-            boot::CHILD_FD
-        };
-        let mut cmd = mproc_sys::SpawnSelf::new()
-            .env(boot::CHILD_ENV, format!("{target}:{}", std::process::id()))
-            .pass_fd(theirs.as_fd(), target);
-        if let Some(exe) = &self.executable {
-            cmd = cmd.executable(exe);
-        }
-        for (k, v) in &self.env {
-            cmd = match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        let pid = cmd
-            .spawn()
-            .map_err(|e| Error::io("starting a child process", e))?;
-        let pidfd = mproc_sys::pidfd_open(pid).map_err(|e| Error::io("opening a pidfd", e))?;
-        Ok((pid, pidfd))
-    }
-
-    /// The fork method: the child gets `arg` in its copy of memory, no serialization.
-    fn fork<A, R>(self, me: ProcessInfo, f: fn(A) -> R, arg: A, hidden: bool) -> Result<Child<R>>
-    where
-        A: Serialize,
-        R: Serialize + DeserializeOwned,
-    {
-        // The argument walked as a message would be (nothing is written): the fds it
-        // holds, which the child keeps, and a mark "in flight" held across the fork by each
-        // queue in it until the child has registered as its holder. A value that will not
-        // serialize fails here, as it does under the other methods.
-        let mut keep =
-            mproc_wire::handover(&arg, mproc_wire::Handover::BeforeFork).map_err(|e| {
-                mproc_wire::release_held();
-                Error::new(ErrorKind::Encode, "the argument could not be serialized").with_source(e)
-            })?;
-        let (ours, theirs) = child_socketpair().inspect_err(|_| mproc_wire::release_held())?;
-        let parent = info::current_process();
-        // What the parent buffered must not be printed twice (Python flushes here too).
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-        let _ = std::io::Write::flush(&mut std::io::stderr());
-        let guards = ForkGuards::acquire();
-        match mproc_sys::fork(self.permit) {
-            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-                mproc_wire::release_held();
-                Err(Error::new(ErrorKind::ForkRefused, e.to_string()))
-            }
-            Err(e) => {
-                mproc_wire::release_held();
-                Err(Error::io("fork failed", e))
-            }
-            Ok(ForkOutcome::Child) => {
-                let _exit = boot::ExitOnUnwind;
-                let parent_pid = parent.pid;
-                keep.push(theirs.as_raw_fd());
-                guards.into_child(me, parent, theirs);
-                drop(ours);
-                // The queues in the argument take this process as a holder, then their
-                // marks "in flight" go. The copies of the parent's pipe ends, queue
-                // sockets and child handles that are not in the argument go too: held
-                // here, they would keep the parent's streams from ever ending (a reader
-                // waiting for `Disconnected` would wait for ever).
-                let _ = mproc_wire::handover(&arg, mproc_wire::Handover::Child);
-                mproc_wire::release_held();
-                mproc_sys::retire_owned_fds_except(&keep);
-                if self.daemon {
-                    let _ = mproc_sys::set_parent_death_signal(mproc_sys::SIGKILL);
-                    if mproc_sys::getppid() != parent_pid {
-                        mproc_sys::exit_now(1);
-                    }
-                }
-                apply_env(&self.env);
-                let _ = mproc_sys::stdin_from_null();
-                boot::run_and_finish(move || f(arg))
-            }
-            Ok(ForkOutcome::Parent(pid)) => {
-                drop(guards);
-                drop(theirs);
-                mproc_wire::release_held();
-                let pidfd = pidfd_or_kill(pid)
-                    .map_err(|e| Error::io("opening a pidfd for the child", e))?;
-                let proc = Arc::new(Proc::new(
-                    ProcessInfo { pid, ..me },
-                    StartMethod::Fork,
-                    pidfd,
-                    Reaper::Direct,
-                ));
-                Ok(Child::new(proc, ours, !hidden))
-            }
-        }
-    }
 }
 
 /// Fails unless `init()` ran in this process.
 fn check_initialized() -> Result<()> {
-    if boot::initialized() {
+    if init::initialized() {
         return Ok(());
     }
     Err(Error::new(
@@ -568,66 +349,6 @@ fn kill_all<R: DeserializeOwned>(children: Vec<Child<R>>, e: Error) -> Error {
     e
 }
 
-/// Opens the pidfd of our new, unreaped child; if that fails, kills and reaps the child
-/// (its pid cannot have been reused yet) so that nothing runs, or lingers, untracked.
-pub(crate) fn pidfd_or_kill(pid: u32) -> std::io::Result<OwnedFd> {
-    mproc_sys::pidfd_open(pid).inspect_err(|_| {
-        let _ = mproc_sys::kill_pid(pid, mproc_sys::SIGKILL);
-        let _ = mproc_sys::wait_pid(pid, true);
-    })
-}
-
-/// mproc's own locks, held across `fork` (as `pthread_atfork` would), so that no other
-/// thread can leave one locked, or half-updated, in the child's copy of memory. In the lock
-/// order used everywhere: server, registry, current process, reply socket.
-struct ForkGuards {
-    server: forkserver::ServerGuard<'static>,
-    registry: std::sync::MutexGuard<'static, crate::child::Registry>,
-    current: info::CurrentGuard,
-    reply: boot::ReplyGuard,
-}
-
-impl ForkGuards {
-    fn acquire() -> Self {
-        let server = forkserver::lock_server();
-        let registry = crate::child::lock_registry();
-        let current = info::lock_current();
-        let reply = boot::lock_reply();
-        Self {
-            server,
-            registry,
-            current,
-            reply,
-        }
-    }
-
-    /// In the forked child: forget the parent's children, fork server and reply socket
-    /// (they are not ours), record who we are and where we reply, then release the locks.
-    fn into_child(mut self, me: ProcessInfo, parent: ProcessInfo, reply: OwnedFd) {
-        let server = self.server.take();
-        let children = std::mem::take(&mut *self.registry);
-        let inherited_reply = self.reply.replace(reply);
-        let old = self.current.replace(info::child_current(me, Some(parent)));
-        drop(self);
-        // The inherited reply socket must close (its reader would wait for us otherwise).
-        drop(inherited_reply);
-        // The rest is forgotten, not dropped: this child ends soon, and dropping would run
-        // the parent's bookkeeping (locks, waits, frees) on freshly copied pages, the main
-        // cost of a fork. Their fds (pidfds, result sockets) are pointed at /dev/null
-        // once the argument has been walked (see `fork`).
-        std::mem::forget((server, children, old));
-    }
-}
-
-/// Applies environment overrides in a freshly forked (single-threaded) child.
-pub(crate) fn apply_env(env: &[(OsString, Option<OsString>)]) {
-    for (k, v) in env {
-        if let Err(e) = mproc_sys::set_env_var(k, v.as_deref()) {
-            crate::diag::warning!("cannot set {k:?} in the child: {e}");
-        }
-    }
-}
-
 /// Builds the request a child runs: the function's token, who it is, and its argument.
 fn request_message(
     token: FnToken<Message, Outcome>,
@@ -636,7 +357,7 @@ fn request_message(
 ) -> Result<Message> {
     let (fingerprint, thunk, func) = token.to_parts();
     let parent = info::current_process();
-    Ok(boot::envelope(
+    Ok(protocol::envelope(
         |args| Request {
             fingerprint,
             thunk,
@@ -654,7 +375,7 @@ fn child_socketpair() -> Result<(OwnedFd, OwnedFd)> {
     let (ours, theirs) =
         mproc_sys::socketpair().map_err(|e| Error::io("creating the child's socket", e))?;
     // Best effort: the kernel caps it at net.core.wmem_max, whose default is still ample.
-    let _ = mproc_sys::set_send_buffer(theirs.as_fd(), boot::CHILD_SNDBUF);
+    let _ = mproc_sys::set_send_buffer(theirs.as_fd(), protocol::CHILD_SNDBUF);
     Ok((ours, theirs))
 }
 

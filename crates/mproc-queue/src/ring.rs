@@ -236,6 +236,7 @@ impl Ring {
     }
 
     /// The largest payload copied into the ring; larger ones travel in their own memfd.
+    #[inline]
     pub(crate) fn inline_max(&self) -> usize {
         self.core.cap as usize / 4 - REC_HEADER
     }
@@ -256,6 +257,7 @@ impl Ring {
     /// Enqueues the record in `buf[REC_HEADER..]` (the first `REC_HEADER` bytes are room
     /// for its header), with `fds` beside it: spills a large payload to its own memfd,
     /// reserves room, sends the fds, publishes.
+    #[inline]
     pub(crate) fn put(
         &self,
         buf: &mut [u8],
@@ -309,6 +311,7 @@ impl Ring {
     }
 
     /// Takes the next message into `buf` (or a sealed memfd), waiting until `deadline`.
+    #[inline]
     pub(crate) fn get(
         &self,
         buf: &mut Vec<u8>,
@@ -334,6 +337,7 @@ impl Ring {
 
     /// Reads the message of a taken record: its payload, and its side datagram's fds
     /// (`None` when they are gone).
+    #[inline]
     fn read_message(
         &self,
         taken: &protocol::Taken<'_, Shm>,

@@ -13,9 +13,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
-use mproc_sys::{LOCK_SLOT, LockSlot, Pinned, Region, ShmAtomic, ShmSafe};
+use mproc_sys::{ForkLock, LOCK_SLOT, LockSlot, Pinned, Region, ShmAtomic, ShmSafe, fork_order};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -41,7 +41,7 @@ impl Chunk {
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = CACHE.lock();
         if let Some(map) = cache.as_mut()
             && map
                 .get(&self.identity)
@@ -53,20 +53,20 @@ impl Drop for Chunk {
 }
 
 /// Chunks mapped in this process, by file identity: a block received twice maps once.
-pub(crate) static CACHE: Mutex<Option<ChunkCache>> = Mutex::new(None);
+static CACHE: ForkLock<Option<ChunkCache>> = ForkLock::new(fork_order::ARENA_CHUNKS, None);
 
 /// Chunks by file identity (device, inode).
-pub(crate) type ChunkCache = HashMap<(u64, u64), Weak<Chunk>>;
+type ChunkCache = HashMap<(u64, u64), Weak<Chunk>>;
 
 /// The chunks this process allocates data and locks from, each with its next free offset
 /// and the process that owns the cursor (a fork child must not go on allocating from its
 /// parent's cursor).
-pub(crate) static CURRENT: Mutex<[Option<Cursor>; 2]> = Mutex::new([None, None]);
+static CURRENT: ForkLock<[Option<Cursor>; 2]> =
+    ForkLock::new(fork_order::ARENA_CURSORS, [None, None]);
 
-pub(crate) type Cursor = (u32, Arc<Chunk>, usize);
+type Cursor = (u32, Arc<Chunk>, usize);
 
 fn new_chunk(len: usize, locks: bool) -> Result<Arc<Chunk>> {
-    crate::fork::install();
     let made = if locks {
         Region::anonymous_locks_with_fd(len)
     } else {
@@ -80,7 +80,7 @@ fn new_chunk(len: usize, locks: bool) -> Result<Arc<Chunk>> {
         fd,
         identity,
     });
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cache = CACHE.lock();
     cache
         .get_or_insert_with(HashMap::new)
         .insert(identity, Arc::downgrade(&chunk));
@@ -382,9 +382,8 @@ impl Block {
 /// Takes `size` bytes from this process's current chunk of the kind, starting a new chunk
 /// when it is full (or was inherited from a parent by fork).
 fn carve(size: usize, locks: bool) -> Result<(Arc<Chunk>, usize)> {
-    crate::fork::install();
     let pid = std::process::id();
-    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut current = CURRENT.lock();
     let cursor = &mut current[locks as usize];
     let usable =
         matches!(&*cursor, Some((owner, _, next)) if *owner == pid && next + size <= CHUNK_SIZE);
@@ -404,13 +403,12 @@ fn received_chunk(
     chunk_len: usize,
     locks: bool,
 ) -> std::result::Result<Arc<Chunk>, String> {
-    crate::fork::install();
     if !mproc_sys::is_size_sealed(fd.as_fd()) {
         // Anyone holding an unsealed file could shrink it under our mapping (SIGBUS).
         return Err("the chunk is not a size-sealed memfd".into());
     }
     let identity = mproc_sys::file_identity(fd.as_fd()).map_err(|e| e.to_string())?;
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cache = CACHE.lock();
     let map = cache.get_or_insert_with(HashMap::new);
     let known = map.get(&identity).and_then(Weak::upgrade);
     let result = match known {

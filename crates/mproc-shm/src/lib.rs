@@ -4,7 +4,6 @@
 
 mod arena;
 mod error;
-mod fork;
 mod list;
 mod raw;
 mod segment;

@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use mproc_sys::{Region, ShmAtomic, ShmSafe, Tracker};
+use mproc_sys::{ForkLock, Region, ShmAtomic, ShmSafe, Tracker, fork_order};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -89,7 +89,6 @@ impl SharedMemory {
     ///
     /// `InvalidInput` for a zero size; `NoSpace` or `Io` from the OS.
     pub fn create(size: usize) -> Result<Self> {
-        crate::fork::install();
         check_size(size)?;
         let (region, fd) = Region::anonymous_with_fd("mproc-shm", size)
             .map_err(|e| Error::io("creating a shared memory segment", e))?;
@@ -126,7 +125,6 @@ impl SharedMemory {
     /// `InvalidInput` for a zero size or a bad name (empty, over 250 bytes, or holding
     /// `/` or NUL); `AlreadyExists`; `NoSpace`; `Io`.
     pub fn create_named(name: &str, size: usize) -> Result<Self> {
-        crate::fork::install();
         check_size(size)?;
         let context = || format!("creating shared memory segment {name:?}");
         let fd = mproc_sys::shm_create(name, size).map_err(|e| Error::io(context(), e))?;
@@ -165,7 +163,6 @@ impl SharedMemory {
     ///
     /// `NotFound`; `InvalidInput` for a bad name; `Io`.
     pub fn open(name: &str) -> Result<Self> {
-        crate::fork::install();
         let context = || format!("opening shared memory segment {name:?}");
         let fd = mproc_sys::shm_open_existing(name).map_err(|e| Error::io(context(), e))?;
         let size = mproc_sys::file_size(fd.as_fd()).map_err(|e| Error::io(context(), e))?;
@@ -408,7 +405,6 @@ impl Serialize for SharedMemory {
 
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        crate::fork::install();
         use serde::de::Error as _;
         let (name, fd, len): (Option<String>, mproc_wire::Fd, u64) = Deserialize::deserialize(d)?;
         let fd = fd.into_owned();
@@ -449,16 +445,15 @@ impl<'de> Deserialize<'de> for SharedMemory {
 
 /// This process's tracker and the names it registered (to re-register if it must be
 /// restarted). A fork child shares its parent's tracker.
-pub(crate) static TRACKING: Mutex<Option<Tracking>> = Mutex::new(None);
+static TRACKING: ForkLock<Option<Tracking>> = ForkLock::new(fork_order::SEGMENT_TRACKING, None);
 
-pub(crate) struct Tracking {
+struct Tracking {
     tracker: Tracker,
     names: HashSet<String>,
 }
 
 fn track(name: &str) -> Result<()> {
-    crate::fork::install();
-    let mut guard = TRACKING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = TRACKING.lock();
     if let Some(tracking) = guard.as_mut() {
         match tracking.tracker.register(name) {
             Ok(()) => {
@@ -495,7 +490,7 @@ fn track(name: &str) -> Result<()> {
 }
 
 fn untrack_name(name: &str) {
-    let mut guard = TRACKING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = TRACKING.lock();
     if let Some(tracking) = guard.as_mut() {
         tracking.names.remove(name);
         let _ = tracking.tracker.unregister(name);

@@ -112,7 +112,7 @@ impl Tracker {
     /// [`shm_create`](crate::shm_create)); `BrokenPipe` if the tracker died (before or
     /// after reading: register the name with a new one).
     pub fn register(&self, name: &str) -> io::Result<()> {
-        crate::shm::check_name(name)?;
+        crate::shm::named::check_name(name)?;
         let (answer, reply_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let mut msg = [0u8; ENTRY];
         msg[0] = b'+';
@@ -146,7 +146,7 @@ impl Tracker {
     }
 
     fn send(&self, op: u8, name: &str) -> io::Result<()> {
-        crate::shm::check_name(name)?;
+        crate::shm::named::check_name(name)?;
         let mut msg = [0u8; ENTRY];
         msg[0] = op;
         msg[1..=name.len()].copy_from_slice(name.as_bytes());

@@ -43,7 +43,7 @@
 //! | `p.join(0)` to poll | `child.try_join()?`: `Some(result)` once it ended, `None` while it runs |
 //! | `p.is_alive()`, `p.pid`, `p.name`, `p.daemon` | `child.is_alive()`, `child.pid()`, `child.name()`, `child.is_daemon()` |
 //! | `p.terminate()`, `p.kill()` | `child.terminate()?`, `child.kill()?` (through a pidfd: never the wrong process) |
-//! | `p.sentinel` + `connection.wait([...])` | `child.sentinel()` + `mproc::wait_any(&[...], timeout)?` |
+//! | `p.sentinel` + `connection.wait([...])` | `mproc::wait(&[&child.sentinel()], timeout)?` (sentinels, connections and listeners alike) |
 //! | an exception in the child (exitcode 1) | `Err(e)` with `e.kind() == ErrorKind::Panicked` and `e.panic_message()` |
 //! | `set_start_method("spawn")`, `get_context("fork")` | `mproc::set_start_method(StartMethod::Spawn)`, `Builder::start_method(..)` |
 //! | a forkserver child sees the server's environment and directory | every child sees the parent's as they are at the spawn, whatever the start method |
@@ -186,7 +186,7 @@ pub use mproc_wire as wire;
 pub use mproc_process::{
     Builder, Child, ExitStatus, ForkPermit, ProcessInfo, StartMethod, active_children, cpu_count,
     current_process, get_start_method, init, init_before_main, parent_process, process_cpu_count,
-    set_start_method, spawn, wait_any,
+    set_start_method, spawn,
 };
 
 // `mproc::pipe` is both the module above and this function (they live in different

@@ -32,7 +32,7 @@ fn feature_process_reexports_work() {
         .spawn(add, (1, 1))
         .unwrap();
     assert_eq!(
-        mproc::wait_any(
+        mproc::process::wait_sentinels(
             &[named.sentinel()],
             Some(std::time::Duration::from_secs(30))
         )

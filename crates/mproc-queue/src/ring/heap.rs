@@ -2,18 +2,25 @@
 //! std atomics, a lock whose holder can "die", and a condition variable for the futex, so
 //! that tests (and a model checker) run the protocol without shared memory.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU32, AtomicU64, fence};
+#[cfg(loom)]
+use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+#[cfg(not(loom))]
+use std::sync::atomic::{AtomicU32, AtomicU64, fence};
+#[cfg(not(loom))]
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use mproc_sys::LockStatus;
 
 use crate::error::Result;
 use crate::ring::layout::{ConsumerLine, Header, JoinLine, ProducerLine};
-use crate::ring::shared::{RobustLock, Shared, Word};
+use crate::ring::shared::{RobustLock, Shared};
 
 /// A lock whose holder can be declared dead, like a robust mutex's.
-#[derive(Default)]
 pub(crate) struct HeapLock {
     /// (held, its holder died holding it)
     state: Mutex<(bool, bool)>,
@@ -25,6 +32,13 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl HeapLock {
+    fn new() -> HeapLock {
+        HeapLock {
+            state: Mutex::new((false, false)),
+            freed: Condvar::new(),
+        }
+    }
+
     /// Its holder dies: the lock is free, and the next locker hears `OwnerDied`.
     pub(crate) fn abandon(&self) {
         let mut s = guard(&self.state);
@@ -88,13 +102,15 @@ pub(crate) struct HeapInner {
     pub(crate) header: Header<AtomicU32, AtomicU64>,
     pub(crate) producers: HeapLock,
     pub(crate) consumers: HeapLock,
-    bytes: Vec<AtomicU8>,
+    /// The ring's bytes, eight to a word (a model checker then has a word, not eight
+    /// bytes, to explore per access; records are 8-aligned).
+    words: Vec<AtomicU64>,
     /// Stands for the kernel's futex table: every wake notifies every sleeper.
     futex: (Mutex<()>, Condvar),
 }
 
 impl Heap {
-    /// A ring of `len` bytes (a power of two).
+    /// A ring of `len` bytes (a power of two, at least 8).
     pub(crate) fn new(len: usize) -> Heap {
         let w = || AtomicU32::new(0);
         Heap(Arc::new(HeapInner {
@@ -119,9 +135,9 @@ impl Heap {
                     target: w(),
                 },
             },
-            producers: HeapLock::default(),
-            consumers: HeapLock::default(),
-            bytes: (0..len).map(|_| AtomicU8::new(0)).collect(),
+            producers: HeapLock::new(),
+            consumers: HeapLock::new(),
+            words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
             futex: (Mutex::new(()), Condvar::new()),
         }))
     }
@@ -132,6 +148,9 @@ impl Heap {
 }
 
 impl Shared for Heap {
+    /// Under a model checker, waiters go straight to sleep (see `Shared::SPINS`).
+    const SPINS: bool = !cfg!(loom);
+
     type U32 = AtomicU32;
     type U64 = AtomicU64;
     type Lock = HeapLock;
@@ -149,28 +168,40 @@ impl Shared for Heap {
     }
 
     fn ring_len(&self) -> usize {
-        self.0.bytes.len()
+        self.0.words.len() * 8
     }
 
     fn write(&self, off: usize, data: &[u8]) -> Result<()> {
-        for (b, &v) in self.0.bytes[off..off + data.len()].iter().zip(data) {
-            b.store(v, Ordering::Relaxed);
+        let mut done = 0;
+        while done < data.len() {
+            let at = off + done;
+            let (word, from) = (&self.0.words[at / 8], at % 8);
+            let n = (8 - from).min(data.len() - done);
+            // Only the writer (a producer, under its lock) touches the bytes past the
+            // tail, so a partial word's load and store need not be one operation.
+            let mut bytes = word.load(Ordering::Relaxed).to_le_bytes();
+            bytes[from..from + n].copy_from_slice(&data[done..done + n]);
+            word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            done += n;
         }
         Ok(())
     }
 
     fn read(&self, off: usize, buf: &mut [u8]) -> Result<()> {
-        let len = buf.len();
-        for (v, b) in buf.iter_mut().zip(&self.0.bytes[off..off + len]) {
-            *v = b.load(Ordering::Relaxed);
+        let mut done = 0;
+        while done < buf.len() {
+            let at = off + done;
+            let (word, from) = (&self.0.words[at / 8], at % 8);
+            let n = (8 - from).min(buf.len() - done);
+            let bytes = word.load(Ordering::Relaxed).to_le_bytes();
+            buf[done..done + n].copy_from_slice(&bytes[from..from + n]);
+            done += n;
         }
         Ok(())
     }
 
     fn read_u64(&self, off: usize) -> Result<u64> {
-        let mut b = [0u8; 8];
-        self.read(off, &mut b)?;
-        Ok(u64::from_ne_bytes(b))
+        Ok(u64::from_le(self.0.words[off / 8].load(Ordering::Relaxed)))
     }
 
     fn futex_wait(&self, word: &AtomicU32, expected: u32, until: Option<Instant>) -> bool {
@@ -184,6 +215,8 @@ impl Shared for Heap {
                 drop(cv.wait(g).unwrap_or_else(|e| e.into_inner()));
                 false
             }
+            // A model checker's condition variable never times out: a sleeper nobody
+            // wakes is a deadlock it reports.
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 cv.wait_timeout(g, left)
@@ -194,8 +227,7 @@ impl Shared for Heap {
         }
     }
 
-    fn futex_wake_all(&self, word: &AtomicU32) {
-        let _ = Word::load(word, Ordering::Relaxed);
+    fn futex_wake_all(&self, _word: &AtomicU32) {
         let _g = guard(&self.0.futex.0);
         self.0.futex.1.notify_all();
     }
@@ -204,12 +236,13 @@ impl Shared for Heap {
         false
     }
 
+    /// The portable fence (the x86 shortcut relies on the hardware, which a model lacks).
     fn full_fence_after_rmw(&self) {
-        std::sync::atomic::fence(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::ring::layout::{REC_HEADER, RecordHeader, kind};
@@ -331,5 +364,238 @@ mod tests {
             "the put woke the sleeper"
         );
         assert_eq!(t.join().unwrap().as_deref(), Some(&b"wake"[..]));
+    }
+}
+
+/// The ring's protocol under the loom model checker: every interleaving of two or three
+/// "processes" (threads with caches of their own) up to a preemption bound
+/// (`LOOM_MAX_PREEMPTIONS`, 2 unless set), with waiters that sleep at once and a futex
+/// that never times out, so that a lost wake-up shows as a deadlock. A death is a thread
+/// that stops at a chosen step, leaving its lock to the next locker as `OwnerDied`.
+///
+/// Run with `RUSTFLAGS="--cfg loom" cargo test -p mproc-queue --release --lib loom`
+/// (`cargo xtask test` does, in a target directory of its own).
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::ring::Refused;
+    use crate::ring::layout::{REC_HEADER, RecordHeader, kind, pad8};
+    use crate::ring::protocol::Core;
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(2);
+        }
+        b.check(f);
+    }
+
+    fn record(payload: &[u8]) -> Vec<u8> {
+        let mut r = vec![0u8; REC_HEADER];
+        r.extend_from_slice(payload);
+        r
+    }
+
+    fn header(payload: &[u8]) -> RecordHeader {
+        RecordHeader::new(payload.len() as u32, kind::INLINE, 0)
+    }
+
+    fn put(core: &Core<Heap>, payload: &[u8]) {
+        let mut r = record(payload);
+        let room = core.reserve(pad8(r.len()), None).ok().unwrap();
+        room.publish(&mut r, header(payload)).unwrap();
+    }
+
+    fn get(core: &Core<Heap>) -> std::result::Result<Vec<u8>, Refused> {
+        let taken = core.take(None)?;
+        let mut buf = vec![0u8; taken.header().len as usize];
+        taken.read_payload(&mut buf)?;
+        taken.free();
+        Ok(buf)
+    }
+
+    /// One look, no wait: `None` when the ring is empty.
+    fn try_get(core: &Core<Heap>) -> Option<Vec<u8>> {
+        let taken = core.take(Some(Instant::now())).ok()?;
+        let mut buf = vec![0u8; taken.header().len as usize];
+        taken.read_payload(&mut buf).unwrap();
+        taken.free();
+        Some(buf)
+    }
+
+    /// Publishing: a consumer that sees the tail move sees the whole record (a record
+    /// spanning three words, so a torn read would show), and a sleeping consumer is woken.
+    #[test]
+    fn a_published_record_is_seen_whole_and_wakes_its_consumer() {
+        model(|| {
+            let heap = Heap::new(64);
+            let producer = Core::new(heap.clone(), 8, false);
+            let consumer = Core::new(heap, 8, false);
+            let t = loom::thread::spawn(move || {
+                put(&producer, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+                put(&producer, &[10]);
+            });
+            assert_eq!(get(&consumer).ok().unwrap(), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+            assert_eq!(get(&consumer).ok().unwrap(), [10]);
+            t.join().unwrap();
+        });
+    }
+
+    /// Freeing: a producer waiting for room (one message at most) is woken by the get
+    /// that frees it, and the ring wraps (three 24-byte records in 32 bytes).
+    #[test]
+    fn a_producer_waiting_for_room_is_woken_by_a_get() {
+        model(|| {
+            let heap = Heap::new(32);
+            let producer = Core::new(heap.clone(), 1, false);
+            let consumer = Core::new(heap, 1, false);
+            let t = loom::thread::spawn(move || {
+                for i in 0..3u8 {
+                    put(&producer, &[i; 9]);
+                }
+            });
+            for i in 0..3u8 {
+                assert_eq!(get(&consumer).ok().unwrap(), [i; 9]);
+            }
+            t.join().unwrap();
+        });
+    }
+
+    /// Two producers, two consumers: every message once, each producer's in order.
+    #[test]
+    fn two_producers_and_two_consumers_lose_and_repeat_nothing() {
+        model(|| {
+            let heap = Heap::new(64);
+            let producers: Vec<_> = (0..2u8)
+                .map(|p| {
+                    let core = Core::new(heap.clone(), 8, false);
+                    loom::thread::spawn(move || put(&core, &[p]))
+                })
+                .collect();
+            let other = Core::new(heap.clone(), 8, false);
+            let t = loom::thread::spawn(move || get(&other).ok().unwrap());
+            let mine = get(&Core::new(heap, 8, false)).ok().unwrap();
+            let theirs = t.join().unwrap();
+            for p in producers {
+                p.join().unwrap();
+            }
+            let mut all = [mine[0], theirs[0]];
+            all.sort_unstable();
+            assert_eq!(all, [0, 1]);
+        });
+    }
+
+    /// Closing wakes a consumer asleep on an empty ring, which then hears `Closed`.
+    #[test]
+    fn close_wakes_a_sleeping_consumer() {
+        model(|| {
+            let heap = Heap::new(32);
+            let closer = Core::new(heap.clone(), 8, false);
+            let t = loom::thread::spawn(move || closer.close());
+            let consumer = Core::new(heap, 8, false);
+            assert!(matches!(get(&consumer), Err(Refused::Closed)));
+            t.join().unwrap();
+        });
+    }
+
+    /// Where a producer dies.
+    #[derive(Clone, Copy, Debug)]
+    enum Death {
+        /// Holding the lock, before writing.
+        Reserved,
+        /// After writing its record, before publishing it.
+        Written,
+        /// After publishing (the tail stored), before unlocking and waking.
+        Published,
+    }
+
+    /// A producer killed at each step costs at most its own message: another producer's
+    /// put goes through (repairing the join count), and a joinable queue counts exactly
+    /// the messages delivered.
+    #[test]
+    fn a_producer_killed_at_any_step_costs_at_most_its_own_message() {
+        for death in [Death::Reserved, Death::Written, Death::Published] {
+            model(move || {
+                let heap = Heap::new(64);
+                let dying = Core::new(heap.clone(), 8, true);
+                let h = heap.clone();
+                let d = loom::thread::spawn(move || {
+                    let mut r = record(b"dead");
+                    let room = dying.reserve(pad8(r.len()), None).ok().unwrap();
+                    match death {
+                        Death::Reserved => std::mem::forget(room),
+                        Death::Written => {
+                            std::mem::forget(room.write(&mut r, header(b"dead")).unwrap())
+                        }
+                        Death::Published => {
+                            let written = room.write(&mut r, header(b"dead")).unwrap();
+                            written.store_tail();
+                            std::mem::forget(written);
+                        }
+                    }
+                    h.inner().producers.abandon();
+                });
+                let other = Core::new(heap.clone(), 8, true);
+                let p = loom::thread::spawn(move || put(&other, b"alive"));
+                d.join().unwrap();
+                p.join().unwrap();
+                let consumer = Core::new(heap, 8, true);
+                let mut got = Vec::new();
+                while let Some(m) = try_get(&consumer) {
+                    got.push(m);
+                }
+                got.sort_unstable();
+                let want: &[&[u8]] = match death {
+                    Death::Published => &[b"alive", b"dead"],
+                    _ => &[b"alive"],
+                };
+                assert_eq!(got, want, "{death:?}");
+                assert_eq!(consumer.unfinished(), want.len(), "{death:?}");
+            });
+        }
+    }
+
+    /// A consumer killed after taking a record, before freeing it, leaves the record to
+    /// the next consumer.
+    #[test]
+    fn a_consumer_killed_before_freeing_leaves_its_record() {
+        model(|| {
+            let heap = Heap::new(64);
+            let producer = Core::new(heap.clone(), 8, false);
+            put(&producer, b"kept");
+            let dying = Core::new(heap.clone(), 8, false);
+            let h = heap.clone();
+            let d = loom::thread::spawn(move || {
+                let taken = dying.take(None).ok().unwrap();
+                std::mem::forget(taken);
+                h.inner().consumers.abandon();
+            });
+            let p = loom::thread::spawn(move || put(&producer, b"next"));
+            let consumer = Core::new(heap, 8, false);
+            d.join().unwrap();
+            assert_eq!(get(&consumer).ok().unwrap(), b"kept");
+            assert_eq!(get(&consumer).ok().unwrap(), b"next");
+            p.join().unwrap();
+        });
+    }
+
+    /// `join` is woken by the `task_done` that brings the count to zero.
+    #[test]
+    fn join_is_woken_by_the_last_task_done() {
+        model(|| {
+            let heap = Heap::new(32);
+            let producer = Core::new(heap.clone(), 8, true);
+            put(&producer, b"job");
+            let worker = Core::new(heap.clone(), 8, true);
+            let t = loom::thread::spawn(move || {
+                get(&worker).ok().unwrap();
+                worker.task_done().unwrap();
+            });
+            assert_eq!(
+                Core::new(heap, 8, true).join(None),
+                crate::ring::Waited::Ready
+            );
+            t.join().unwrap();
+        });
     }
 }

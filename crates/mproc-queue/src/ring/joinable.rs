@@ -14,6 +14,7 @@ use crate::ring::wait::nap_until;
 impl<S: Shared> Core<S> {
     /// Counts the item a put is about to publish at `target`, marked `PENDING` until
     /// [`uncount_pending`](Core::uncount_pending) (under the producers' lock).
+    #[inline]
     pub(crate) fn count_pending(&self, target: u32) {
         if self.joinable {
             let j = &self.shared.header().join;
@@ -23,6 +24,7 @@ impl<S: Shared> Core<S> {
     }
 
     /// The put counted by [`count_pending`](Core::count_pending) is published.
+    #[inline]
     pub(crate) fn uncount_pending(&self) {
         if self.joinable {
             let j = &self.shared.header().join;
@@ -67,6 +69,7 @@ impl<S: Shared> Core<S> {
             }
             let seen = j.wake.load(Ordering::SeqCst);
             j.flags.fetch_or(JOINERS_ASLEEP, Ordering::SeqCst);
+            self.shared.full_fence_after_rmw();
             if j.unfinished.load(Ordering::SeqCst) & COUNT == 0 {
                 return Waited::Ready;
             }

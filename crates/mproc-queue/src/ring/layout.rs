@@ -154,6 +154,7 @@ pub(crate) struct End {
 }
 
 impl End {
+    #[inline]
     pub(crate) fn unpack(word: u64) -> End {
         End {
             pos: word as u32,
@@ -161,11 +162,13 @@ impl End {
         }
     }
 
+    #[inline]
     pub(crate) fn pack(self) -> u64 {
         (u64::from(self.count) << 32) | u64::from(self.pos)
     }
 
     /// This end after one more record of `len` bytes.
+    #[inline]
     pub(crate) fn after(self, len: u32) -> End {
         End {
             pos: self.pos.wrapping_add(len),
@@ -174,6 +177,7 @@ impl End {
     }
 
     /// Whether moving to `next` crosses a lap boundary (see `LAP_SHIFT`).
+    #[inline]
     pub(crate) fn laps_to(self, next: u32) -> bool {
         (next >> LAP_SHIFT) != (self.pos >> LAP_SHIFT)
     }
@@ -203,6 +207,7 @@ pub(crate) struct RecordHeader {
 }
 
 impl RecordHeader {
+    #[inline]
     pub(crate) fn new(len: u32, kind: u32, side_seq: u32) -> RecordHeader {
         RecordHeader {
             len,
@@ -210,19 +215,23 @@ impl RecordHeader {
         }
     }
 
+    #[inline]
     pub(crate) fn kind(self) -> u32 {
         self.meta & 3
     }
 
+    #[inline]
     pub(crate) fn side_seq(self) -> u32 {
         self.meta >> 2
     }
 
     /// The bytes of a whole record with this header: header, payload, padding.
+    #[inline]
     pub(crate) fn record_len(self) -> usize {
         pad8(REC_HEADER.saturating_add(self.len as usize))
     }
 
+    #[inline]
     pub(crate) fn to_bytes(self) -> [u8; REC_HEADER] {
         let mut b = [0u8; REC_HEADER];
         b[..4].copy_from_slice(&self.len.to_le_bytes());
@@ -231,6 +240,7 @@ impl RecordHeader {
     }
 
     /// Reads a header stored as one little-endian u64 word (len in the low half).
+    #[inline]
     pub(crate) fn from_word(word: u64) -> RecordHeader {
         let word = word.to_le();
         RecordHeader {
@@ -241,6 +251,7 @@ impl RecordHeader {
 }
 
 /// `n` rounded up to a multiple of 8.
+#[inline]
 pub(crate) fn pad8(n: usize) -> usize {
     n.saturating_add(7) & !7
 }

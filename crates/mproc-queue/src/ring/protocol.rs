@@ -26,6 +26,7 @@ use crate::ring::{Refused, Waited, corrupt};
 pub(crate) struct Held<'a, L: RobustLock>(&'a L);
 
 impl<L: RobustLock> Drop for Held<'_, L> {
+    #[inline]
     fn drop(&mut self) {
         self.0.unlock();
     }
@@ -34,15 +35,18 @@ impl<L: RobustLock> Drop for Held<'_, L> {
 impl<'a, L: RobustLock> Held<'a, L> {
     /// Takes `lock` until `deadline`, with whether its previous holder died holding it
     /// (the caller repairs, then calls `mark_consistent`).
+    #[inline]
     pub(crate) fn take(lock: &'a L, deadline: Option<Instant>) -> Option<(Held<'a, L>, bool)> {
         Self::from_status(lock, lock.lock(deadline))
     }
 
     /// Takes `lock` if it is free now (see [`take`](Held::take)).
+    #[inline]
     pub(crate) fn try_take(lock: &'a L) -> Option<(Held<'a, L>, bool)> {
         Self::from_status(lock, lock.try_lock())
     }
 
+    #[inline]
     fn from_status(lock: &'a L, status: LockStatus) -> Option<(Held<'a, L>, bool)> {
         match status {
             LockStatus::Acquired => Some((Held(lock), false)),
@@ -51,6 +55,7 @@ impl<'a, L: RobustLock> Held<'a, L> {
         }
     }
 
+    #[inline]
     pub(crate) fn mark_consistent(&self) {
         self.0.mark_consistent();
     }
@@ -114,10 +119,12 @@ impl<S: Shared> Core<S> {
         }
     }
 
+    #[inline]
     fn producer_end(&self, order: Ordering) -> End {
         End::unpack(self.shared.header().producer.tail.load(order))
     }
 
+    #[inline]
     fn consumer_end(&self, order: Ordering) -> End {
         End::unpack(self.shared.header().consumer.head.load(order))
     }
@@ -142,6 +149,7 @@ impl<S: Shared> Core<S> {
     }
 
     /// Whether a record of `rec` bytes fits between `tail` and `head`.
+    #[inline]
     fn fits(&self, tail: End, head: End, rec: usize) -> bool {
         let used = tail.pos.wrapping_sub(head.pos) as usize;
         let count = tail.count.wrapping_sub(head.count);
@@ -149,6 +157,7 @@ impl<S: Shared> Core<S> {
     }
 
     /// Writes `data` at ring position `pos`, wrapping at the end of the ring.
+    #[inline]
     pub(crate) fn ring_write(&self, pos: u32, data: &[u8]) -> Result<()> {
         let off = (pos & (self.cap - 1)) as usize;
         let first = data.len().min(self.cap as usize - off);
@@ -160,6 +169,7 @@ impl<S: Shared> Core<S> {
     }
 
     /// Reads `buf.len()` bytes at ring position `pos`, wrapping at the end of the ring.
+    #[inline]
     pub(crate) fn ring_read(&self, pos: u32, buf: &mut [u8]) -> Result<()> {
         let off = (pos & (self.cap - 1)) as usize;
         let first = buf.len().min(self.cap as usize - off);
@@ -173,6 +183,7 @@ impl<S: Shared> Core<S> {
 
     /// Takes the producers' lock until `deadline`, repairing after a producer that died
     /// holding it.
+    #[inline]
     pub(crate) fn lock_producers(&self, deadline: Option<Instant>) -> Option<Held<'_, S::Lock>> {
         let (held, died) = Held::take(self.shared.producers(), deadline)?;
         if died {
@@ -186,6 +197,7 @@ impl<S: Shared> Core<S> {
 
     /// The first phase of a put: waits until a record of `rec` bytes fits, and returns
     /// the room with the producers' lock held.
+    #[inline]
     pub(crate) fn reserve(
         &self,
         rec: usize,
@@ -259,6 +271,7 @@ impl<S: Shared> Core<S> {
 
     /// The first phase of a get: waits until a record is published, checks its header,
     /// and returns it with the consumers' lock held.
+    #[inline]
     pub(crate) fn take(
         &self,
         deadline: Option<Instant>,
@@ -334,6 +347,7 @@ impl<S: Shared> Core<S> {
     }
 
     /// Reads and checks the header of the record at `head`, published up to `tail`.
+    #[inline]
     fn read_header(&self, head: u32, tail: u32) -> Result<RecordHeader> {
         let avail = tail.wrapping_sub(head) as usize;
         if avail > self.cap as usize || avail < REC_HEADER || !head.is_multiple_of(8) {
@@ -365,6 +379,7 @@ impl<S: Shared> Core<S> {
     }
 
     /// Refuses a put that would carry a `JoinableQueue`'s count into `PENDING`.
+    #[inline]
     fn check_join_count(&self) -> std::result::Result<(), Refused> {
         let unfinished = &self.shared.header().join.unfinished;
         if self.joinable && unfinished.load(Ordering::Relaxed) & COUNT == COUNT {
@@ -380,8 +395,9 @@ impl<S: Shared> Core<S> {
     }
 }
 
-impl<S: Shared> Reserved<'_, S> {
+impl<'a, S: Shared> Reserved<'a, S> {
     /// Numbers a record whose file descriptors travel in a side datagram.
+    #[inline]
     pub(crate) fn next_side_seq(&self) -> u32 {
         let side_seq = &self.core.shared.header().producer.side_seq;
         let seq = side_seq.load(Ordering::Relaxed).wrapping_add(1) & SEQ_MASK;
@@ -389,34 +405,73 @@ impl<S: Shared> Reserved<'_, S> {
         seq
     }
 
-    /// The last phase of a put: writes `record` (whose first `REC_HEADER` bytes become
+    /// The last phases of a put: writes `record` (whose first `REC_HEADER` bytes become
     /// `header`) at the tail, publishes it, and wakes sleeping consumers.
+    #[inline]
     pub(crate) fn publish(self, record: &mut [u8], header: RecordHeader) -> Result<()> {
+        self.write(record, header)?.publish();
+        Ok(())
+    }
+
+    /// Writes `record` (whose first `REC_HEADER` bytes become `header`) past the tail,
+    /// where nobody looks until it is published: a failure here leaves nothing to undo.
+    #[inline]
+    pub(crate) fn write(self, record: &mut [u8], header: RecordHeader) -> Result<Written<'a, S>> {
         let Reserved { core, held, tail } = self;
-        let p = &core.shared.header().producer;
         record[..REC_HEADER].copy_from_slice(&header.to_bytes());
         let next = tail.after(pad8(record.len()) as u32);
-        // Unseen until published; a failure here leaves nothing to undo.
         core.ring_write(tail.pos, record)?;
-        if tail.laps_to(next.pos) {
+        Ok(Written {
+            core,
+            held,
+            tail,
+            next,
+        })
+    }
+}
+
+/// A record written past the tail, with the producers' lock held: a put between writing
+/// and publishing.
+pub(crate) struct Written<'a, S: Shared> {
+    core: &'a Core<S>,
+    held: Held<'a, S::Lock>,
+    tail: End,
+    next: End,
+}
+
+impl<S: Shared> Written<'_, S> {
+    /// Makes the record visible with one store of the tail (a `JoinableQueue` counts it
+    /// first, marked pending until the store).
+    #[inline]
+    pub(crate) fn store_tail(&self) {
+        let p = &self.core.shared.header().producer;
+        if self.tail.laps_to(self.next.pos) {
             // Before publishing: a lap counted early only makes caches reload.
             p.tail_laps.fetch_add(1, Ordering::Relaxed);
         }
-        core.count_pending(next.pos);
-        p.tail.store(next.pack(), Ordering::Release);
-        core.uncount_pending();
+        self.core.count_pending(self.next.pos);
+        p.tail.store(self.next.pack(), Ordering::Release);
+        self.core.uncount_pending();
+    }
+
+    /// Publishes the record, releases the producers' lock and wakes sleeping consumers.
+    #[inline]
+    pub(crate) fn publish(self) {
+        self.store_tail();
+        let Written { core, held, .. } = self;
         drop(held);
         core.wake_consumers();
-        Ok(())
     }
 }
 
 impl<S: Shared> Taken<'_, S> {
+    #[inline]
     pub(crate) fn header(&self) -> RecordHeader {
         self.header
     }
 
     /// Copies the start of the record's payload into `buf` (at most its length).
+    #[inline]
     pub(crate) fn read_payload(&self, buf: &mut [u8]) -> Result<()> {
         debug_assert!(buf.len() <= self.header.len as usize);
         let body = self.head.pos.wrapping_add(REC_HEADER as u32);
@@ -424,6 +479,7 @@ impl<S: Shared> Taken<'_, S> {
     }
 
     /// The last phase of a get: frees the record and wakes sleeping producers.
+    #[inline]
     pub(crate) fn free(self) {
         let Taken {
             core,

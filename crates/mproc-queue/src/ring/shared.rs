@@ -38,24 +38,31 @@ pub(crate) trait Word<T> {
 macro_rules! impl_word {
     ($word:ty, $atomic:ty, $t:ty) => {
         impl Word<$t> for $word {
+            #[inline]
             fn load(&self, order: Ordering) -> $t {
                 <$atomic>::load(self, order)
             }
+            #[inline]
             fn store(&self, value: $t, order: Ordering) {
                 <$atomic>::store(self, value, order)
             }
+            #[inline]
             fn fetch_add(&self, value: $t, order: Ordering) -> $t {
                 <$atomic>::fetch_add(self, value, order)
             }
+            #[inline]
             fn fetch_sub(&self, value: $t, order: Ordering) -> $t {
                 <$atomic>::fetch_sub(self, value, order)
             }
+            #[inline]
             fn fetch_or(&self, value: $t, order: Ordering) -> $t {
                 <$atomic>::fetch_or(self, value, order)
             }
+            #[inline]
             fn fetch_and(&self, value: $t, order: Ordering) -> $t {
                 <$atomic>::fetch_and(self, value, order)
             }
+            #[inline]
             fn fetch_update(
                 &self,
                 set: Ordering,
@@ -70,10 +77,22 @@ macro_rules! impl_word {
 
 impl_word!(Pinned<AtomicU32>, AtomicU32, u32);
 impl_word!(Pinned<AtomicU64>, AtomicU64, u64);
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 impl_word!(AtomicU32, AtomicU32, u32);
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 impl_word!(AtomicU64, AtomicU64, u64);
+#[cfg(all(test, loom))]
+impl_word!(
+    loom::sync::atomic::AtomicU32,
+    loom::sync::atomic::AtomicU32,
+    u32
+);
+#[cfg(all(test, loom))]
+impl_word!(
+    loom::sync::atomic::AtomicU64,
+    loom::sync::atomic::AtomicU64,
+    u64
+);
 
 /// A robust lock: its holder's death hands it over with `LockStatus::OwnerDied`.
 pub(crate) trait RobustLock {
@@ -88,18 +107,22 @@ pub(crate) trait RobustLock {
 }
 
 impl RobustLock for LockBlock {
+    #[inline]
     fn lock(&self, deadline: Option<Instant>) -> LockStatus {
         self.slot().mutex().lock(deadline)
     }
 
+    #[inline]
     fn try_lock(&self) -> LockStatus {
         self.slot().mutex().try_lock()
     }
 
+    #[inline]
     fn unlock(&self) {
         let _ = self.slot().mutex().unlock();
     }
 
+    #[inline]
     fn mark_consistent(&self) {
         let _ = self.slot().mutex().mark_consistent();
     }
@@ -108,6 +131,10 @@ impl RobustLock for LockBlock {
 /// Everything the ring's protocol touches that other processes share, and how to sleep
 /// until one of them moves.
 pub(crate) trait Shared {
+    /// Whether a waiter spins before it sleeps (a model checker's memory says no: it
+    /// explores every interleaving of every look, and sleeping is what it checks).
+    const SPINS: bool = true;
+
     type U32: Word<u32>;
     type U64: Word<u64>;
     type Lock: RobustLock;
@@ -153,38 +180,47 @@ impl Shared for Shm {
     type U64 = Pinned<AtomicU64>;
     type Lock = LockBlock;
 
+    #[inline]
     fn header(&self) -> &PinnedHeader {
         &self.header
     }
 
+    #[inline]
     fn producers(&self) -> &LockBlock {
         &self.producers
     }
 
+    #[inline]
     fn consumers(&self) -> &LockBlock {
         &self.consumers
     }
 
+    #[inline]
     fn ring_len(&self) -> usize {
         self.ring.len()
     }
 
+    #[inline]
     fn write(&self, off: usize, data: &[u8]) -> Result<()> {
         Ok(self.ring.write_at(off, data)?)
     }
 
+    #[inline]
     fn read(&self, off: usize, buf: &mut [u8]) -> Result<()> {
         Ok(self.ring.read_at(off, buf)?)
     }
 
+    #[inline]
     fn read_u64(&self, off: usize) -> Result<u64> {
         Ok(self.ring.read::<u64>(off)?)
     }
 
+    #[inline]
     fn futex_wait(&self, word: &Pinned<AtomicU32>, expected: u32, until: Option<Instant>) -> bool {
         mproc_sys::futex_wait(word, expected, until) == FutexWait::TimedOut
     }
 
+    #[inline]
     fn futex_wake_all(&self, word: &Pinned<AtomicU32>) {
         mproc_sys::futex_wake(word, u32::MAX);
     }

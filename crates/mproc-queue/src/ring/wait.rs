@@ -104,12 +104,18 @@ impl<S: Shared> Core<S> {
             // `try_*`, or out of time already: one look, no spinning.
             return Waited::from_ready(ready());
         }
-        if let Some(spun) = self.spin(first, deadline, &ready) {
+        if S::SPINS
+            && let Some(spun) = self.spin(first, deadline, &ready)
+        {
             return spun;
         }
         loop {
             let seen = ev.load(Ordering::SeqCst);
             flag_word.fetch_or(flag, Ordering::SeqCst);
+            // The other half of the fence in `wake`: the flag's store is ordered before
+            // the look at what was published (free on x86_64, where the read-modify-write
+            // already is a full barrier; a model checker needs it spelled out).
+            self.shared.full_fence_after_rmw();
             if ready() > 0 {
                 return Waited::Ready;
             }
@@ -191,6 +197,7 @@ impl<S: Shared> Core<S> {
     /// read-modify-write (the unlock that follows a publishing store, or the update of a
     /// count), which must be ordered before the flag's load: a sleeper sets its flag, then
     /// re-checks what was published (see [`wait`](Core::wait)).
+    #[inline]
     fn wake(&self, ev: &S::U32, flag_word: &S::U32, flag: u32) {
         self.shared.full_fence_after_rmw();
         if flag_word.load(Ordering::Relaxed) & flag != 0 {
@@ -200,11 +207,13 @@ impl<S: Shared> Core<S> {
         }
     }
 
+    #[inline]
     pub(crate) fn wake_consumers(&self) {
         let p = &self.shared.header().producer;
         self.wake(&p.consumer_wake, &p.flags, CONSUMERS_ASLEEP);
     }
 
+    #[inline]
     pub(crate) fn wake_producers(&self) {
         let c = &self.shared.header().consumer;
         self.wake(&c.producer_wake, &c.flags, PRODUCERS_ASLEEP);
