@@ -19,6 +19,8 @@ mproc::init_before_main!();
 mod child;
 #[path = "kill_matrix/harness.rs"]
 mod harness;
+#[path = "kill_matrix/process.rs"]
+mod process;
 #[path = "kill_matrix/queue.rs"]
 mod queue;
 #[path = "kill_matrix/sync.rs"]
