@@ -1,5 +1,6 @@
-//! The model checks: the queue ring's protocol under loom, built with `--cfg loom` in a
-//! target directory of its own (the flag changes every crate's build).
+//! The model checks: the queue ring's protocol and the robust lock word's, under loom,
+//! built with `--cfg loom` in a target directory of its own (the flag changes every
+//! crate's build).
 
 use crate::{Result, cargo, run, target_dir};
 
@@ -13,6 +14,8 @@ pub(crate) fn run_models(preemptions: Option<u32>) -> Result {
         "--locked",
         "-p",
         "mproc-queue",
+        "-p",
+        "mproc-sys",
         "--lib",
         "loom_models",
     ])

@@ -7,7 +7,7 @@
 //! never held at once.
 //!
 //! Before any of these, mproc-process takes its own locks around the forks it makes itself,
-//! not in a fork handler (`ForkGuards` in `mproc-process/src/spawn.rs`): the fork server
+//! not in a fork handler (`ForkGuards` in `mproc-process/src/spawn/fork.rs`): the fork server
 //! connection, the child registry, the current process and the reply socket. So none of
 //! those may be taken while a fork lock is held.
 //!

@@ -14,6 +14,7 @@ mod fork;
 mod fork_lock;
 pub mod fork_order;
 mod futex;
+mod lock_word;
 mod memfd;
 mod peers;
 mod process;

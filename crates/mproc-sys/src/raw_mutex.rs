@@ -8,14 +8,11 @@
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering, compiler_fence};
 use std::time::Instant;
 
-use crate::futex::{FutexWait, futex_wait, futex_wake};
 use crate::robust_list::{
     FUTEX_OFFSET, RobustHead, ThreadState, held_contains, held_push, held_take, thread_state,
 };
 
-const TID_MASK: u32 = 0x3fff_ffff;
-const OWNER_DIED: u32 = 0x4000_0000;
-const WAITERS: u32 = 0x8000_0000;
+use crate::lock_word::{self, OWNER_DIED, TID_MASK};
 
 /// What a lock attempt on a [`RawMutex`] gave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,8 +83,6 @@ const _: () = {
     assert!(std::mem::offset_of!(RawMutex, prev) + 8 == std::mem::offset_of!(RawMutex, next));
 };
 
-const SPINS: u32 = 100;
-
 impl RawMutex {
     #[inline]
     fn entry(&self) -> usize {
@@ -99,14 +94,10 @@ impl RawMutex {
     pub fn lock(&self, deadline: Option<Instant>) -> LockStatus {
         let me = thread_state();
         self.set_pending(me, self.entry());
-        let status = if self
-            .word
-            .compare_exchange(0, me.tid, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
+        let status = if lock_word::acquire_unmarked(&self.word, me.tid) {
             LockStatus::Acquired
         } else {
-            self.lock_slow(me, deadline)
+            lock_word::acquire_slow(&self.word, me.tid, deadline)
         };
         self.acquired(me, status)
     }
@@ -116,26 +107,7 @@ impl RawMutex {
     pub fn try_lock(&self) -> LockStatus {
         let me = thread_state();
         self.set_pending(me, self.entry());
-        let v = self.word.load(Ordering::Relaxed);
-        let status = if v & TID_MASK == 0
-            && self
-                .word
-                .compare_exchange(
-                    v,
-                    me.tid | (v & (WAITERS | OWNER_DIED)),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            if v & OWNER_DIED != 0 {
-                LockStatus::OwnerDied
-            } else {
-                LockStatus::Acquired
-            }
-        } else {
-            LockStatus::WouldBlock
-        };
+        let status = lock_word::try_acquire(&self.word, me.tid);
         self.acquired(me, status)
     }
 
@@ -151,67 +123,6 @@ impl RawMutex {
         }
         self.set_pending(me, 0);
         status
-    }
-
-    #[cold]
-    fn lock_slow(&self, me: ThreadState, deadline: Option<Instant>) -> LockStatus {
-        let mut spins = 0;
-        let mut slept = false;
-        loop {
-            let v = self.word.load(Ordering::Relaxed);
-            if v & TID_MASK == 0 {
-                // Free, perhaps after its owner died. Once we have slept, others may be
-                // sleeping too, so keep the waiters bit for the unlock to see.
-                // An inconsistent lock stays marked while held, until `mark_consistent`.
-                let new = me.tid | (v & (WAITERS | OWNER_DIED)) | if slept { WAITERS } else { 0 };
-                if self
-                    .word
-                    .compare_exchange(v, new, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return if v & OWNER_DIED != 0 {
-                        LockStatus::OwnerDied
-                    } else {
-                        LockStatus::Acquired
-                    };
-                }
-                continue;
-            }
-            if spins < SPINS && v & WAITERS == 0 {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return self.give_up(slept);
-            }
-            if v & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            slept = true;
-            if futex_wait(&self.word, v | WAITERS, deadline) == FutexWait::TimedOut {
-                return self.give_up(slept);
-            }
-        }
-    }
-
-    /// Leaves the wait at a deadline. A waiter that slept may have been the one an unlock
-    /// woke (and cleared the waiters bit for): re-mark the lock contended so the next
-    /// unlock wakes the sleepers that remain, or wake one now if it is free.
-    #[cold]
-    fn give_up(&self, slept: bool) -> LockStatus {
-        if slept {
-            let v = self.word.fetch_or(WAITERS, Ordering::Relaxed);
-            if v & TID_MASK == 0 {
-                futex_wake(&self.word, 1);
-            }
-        }
-        LockStatus::WouldBlock
     }
 
     /// Unlocks. A lock taken with [`LockStatus::OwnerDied`] and not marked consistent
@@ -232,14 +143,9 @@ impl RawMutex {
         if !mine {
             return Err(NotOwner);
         }
-        let v = self.word.load(Ordering::Relaxed);
         self.set_pending(me, self.entry());
         self.dequeue(me);
-        // While we hold the lock nobody else changes its OWNER_DIED bit.
-        let old = self.word.swap(v & OWNER_DIED, Ordering::Release);
-        if old & WAITERS != 0 {
-            futex_wake(&self.word, 1);
-        }
+        lock_word::release(&self.word);
         self.set_pending(me, 0);
         Ok(())
     }
