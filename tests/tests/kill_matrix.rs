@@ -19,6 +19,10 @@ mproc::init_before_main!();
 mod child;
 #[path = "kill_matrix/harness.rs"]
 mod harness;
+#[path = "kill_matrix/manager.rs"]
+mod manager;
+#[path = "kill_matrix/pool.rs"]
+mod pool;
 #[path = "kill_matrix/process.rs"]
 mod process;
 #[path = "kill_matrix/queue.rs"]

@@ -216,6 +216,10 @@ struct Resources {
 
 impl Resources {
     fn now() -> Resources {
+        // Children whose `Child` was dropped unjoined (a pool's workers under the fork
+        // server) keep their pidfd and status socket until the process next spawns or
+        // asks for its active children, which reaps them (documented): ask.
+        let _ = mproc::active_children();
         Resources {
             fds: std::fs::read_dir("/proc/self/fd")
                 .map(|d| d.count())
