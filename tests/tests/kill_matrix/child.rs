@@ -43,7 +43,7 @@ fn send_large((mut tx, acked, seed): (mproc::Sender<Msg>, SharedAtomic<AtomicU64
 
 #[test]
 fn a_child_killed_mid_send_of_a_large_message() {
-    let role = Role::start("child_send", 12);
+    let role = Role::start("child_send", 16);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let (at, mut rng) = (role.at(round), role.rng(round));
@@ -103,7 +103,7 @@ const REPLY_LENGTHS: [usize; 3] = [100, 40 << 10, 2 << 20];
 
 #[test]
 fn a_child_killed_mid_reply() {
-    let role = Role::start("child_reply", 24);
+    let role = Role::start("child_reply", 30);
     deadline(limit(role.rounds), || {
         // How long a child of each size runs after `spawn` returns: the kill points spread
         // over that (and a little past it, so that some children finish first).

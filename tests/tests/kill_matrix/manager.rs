@@ -51,7 +51,7 @@ fn client_calls(
 
 #[test]
 fn a_manager_client_killed_mid_call() {
-    let role = Role::start("manager_client", 12);
+    let role = Role::start("manager_client", 60);
     deadline(limit(role.rounds), || {
         let manager = manager_builder().start().unwrap();
         for round in 0..role.rounds {
@@ -143,7 +143,7 @@ fn push_until_gone(list: List<u64>) -> (u64, String) {
 
 #[test]
 fn the_manager_server_killed_mid_call() {
-    let role = Role::start("manager_server", 8);
+    let role = Role::start("manager_server", 40);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let (at, mut rng) = (role.at(round), role.rng(round));

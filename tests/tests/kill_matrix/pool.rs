@@ -26,7 +26,7 @@ const TASKS: u64 = 12;
 
 #[test]
 fn a_pool_worker_killed_mid_task() {
-    let role = Role::start("pool_worker", 16);
+    let role = Role::start("pool_worker", 60);
     deadline(limit(role.rounds), || {
         let pool = pool_builder(2).build().unwrap();
         let (mut died, mut done) = (0, 0);

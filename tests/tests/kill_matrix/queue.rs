@@ -75,8 +75,8 @@ fn consume_acked((q, taken): (Queue<Msg>, SharedAtomic<AtomicU64>)) {
     }
 }
 
-fn producer_killed_mid_put(name: &'static str, large: bool) {
-    let role = Role::start(name, 12);
+fn producer_killed_mid_put(name: &'static str, large: bool, rounds: u64) {
+    let role = Role::start(name, rounds);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let at = role.at(round);
@@ -145,8 +145,8 @@ fn producer_killed_mid_put(name: &'static str, large: bool) {
     role.finish();
 }
 
-fn consumer_killed_mid_get(name: &'static str, large: bool) {
-    let role = Role::start(name, 12);
+fn consumer_killed_mid_get(name: &'static str, large: bool, rounds: u64) {
+    let role = Role::start(name, rounds);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let at = role.at(round);
@@ -233,20 +233,20 @@ fn gaps(seqs: &[u64]) -> Vec<(usize, u64, u64)> {
 
 #[test]
 fn a_producer_killed_mid_put_of_small_messages() {
-    producer_killed_mid_put("queue_producer_small", false);
+    producer_killed_mid_put("queue_producer_small", false, 24);
 }
 
 #[test]
 fn a_producer_killed_mid_put_of_large_messages() {
-    producer_killed_mid_put("queue_producer_large", true);
+    producer_killed_mid_put("queue_producer_large", true, 24);
 }
 
 #[test]
 fn a_consumer_killed_mid_get_of_small_messages() {
-    consumer_killed_mid_get("queue_consumer_small", false);
+    consumer_killed_mid_get("queue_consumer_small", false, 24);
 }
 
 #[test]
 fn a_consumer_killed_mid_get_of_large_messages() {
-    consumer_killed_mid_get("queue_consumer_large", true);
+    consumer_killed_mid_get("queue_consumer_large", true, 16);
 }

@@ -95,7 +95,7 @@ fn contend(stop: &AtomicBool, mut lock_once: impl FnMut() -> bool) -> Contended 
 
 #[test]
 fn a_lock_holder_killed_mid_update() {
-    let role = Role::start("lock_holder", 16);
+    let role = Role::start("lock_holder", 100);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let (at, mut rng) = (role.at(round), role.rng(round));
@@ -157,7 +157,7 @@ fn a_lock_holder_killed_mid_update() {
 
 #[test]
 fn an_rlock_holder_killed_at_depth_three() {
-    let role = Role::start("rlock_holder", 16);
+    let role = Role::start("rlock_holder", 100);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let (at, mut rng) = (role.at(round), role.rng(round));
@@ -314,7 +314,7 @@ fn live_waiter_is_notified(at: &str, cond: &Cond) {
 
 #[test]
 fn a_condition_waiter_killed_mid_wait() {
-    let role = Role::start("condition_waiter", 16);
+    let role = Role::start("condition_waiter", 40);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let (at, mut rng) = (role.at(round), role.rng(round));
@@ -358,7 +358,7 @@ fn a_condition_waiter_killed_mid_wait() {
 
 #[test]
 fn a_condition_notifier_killed_mid_notify() {
-    let role = Role::start("condition_notifier", 16);
+    let role = Role::start("condition_notifier", 40);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let (at, mut rng) = (role.at(round), role.rng(round));
@@ -406,7 +406,7 @@ fn barrier_party(barrier: Barrier) {
 
 #[test]
 fn a_barrier_party_killed_mid_wait() {
-    let role = Role::start("barrier_party", 8);
+    let role = Role::start("barrier_party", 12);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let (at, mut rng) = (role.at(round), role.rng(round));
@@ -545,7 +545,7 @@ fn semaphore_victim(
 
 #[test]
 fn a_semaphore_holder_killed_mid_hold() {
-    let role = Role::start("semaphore_holder", 16);
+    let role = Role::start("semaphore_holder", 100);
     deadline(limit(role.rounds), || {
         for round in 0..role.rounds {
             let (at, mut rng) = (role.at(round), role.rng(round));
