@@ -3,12 +3,14 @@
 //! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
 //! - `cargo xtask bench [--vs-python] [--quick] [--only-<part>]` — the benchmark table and
 //!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part).
+//! - `cargo xtask soak [--rounds N] [--only STEP]` — the long runs (see `soak.rs`).
 //! - `cargo xtask deny`  — `cargo deny check bans licenses sources` (installs cargo-deny).
 //! - `cargo xtask ci`    — the same as `test`.
 //!
 //! Each step prints the command it runs; the first failure stops the run with its name.
 
 mod models;
+mod soak;
 
 use std::env;
 use std::ffi::OsStr;
@@ -36,9 +38,11 @@ fn main() -> ExitCode {
         }
         Some("test") | Some("ci") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("soak") => soak::soak(&args[1..]),
         Some("deny") => deny(),
         _ => Err(
-            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]|deny|ci>"
+            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]\
+             |soak [--rounds N] [--only STEP]|deny|ci>"
                 .to_string(),
         ),
     };
