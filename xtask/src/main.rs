@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
 //! - `cargo xtask bench [--vs-python] [--quick] [--only-<part>]` — the benchmark table and
-//!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part).
+//!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`,
+//!   `--only-kill`: one part).
 //! - `cargo xtask soak [--rounds N] [--only STEP]` — the long runs (see `soak.rs`).
 //! - `cargo xtask deny`  — `cargo deny check bans licenses sources` (installs cargo-deny).
 //! - `cargo xtask ci`    — the same as `test`.
@@ -601,13 +602,14 @@ fn other_targets() -> Result {
 
 /// The flags `cargo xtask bench` knows: anything else is refused, so that a typo
 /// (`--quik`) does not silently run the full bench.
-const BENCH_FLAGS: [&str; 6] = [
+const BENCH_FLAGS: [&str; 7] = [
     "--vs-python",
     "--quick",
     "--only-sync",
     "--only-queue",
     "--only-pool",
     "--only-manager",
+    "--only-kill",
 ];
 
 fn bench(args: &[String]) -> Result {
@@ -633,7 +635,8 @@ fn bench(args: &[String]) -> Result {
     if quick {
         c.arg("--quick");
     }
-    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part's figures.
+    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`: one
+    // part's figures.
     c.args(args.iter().filter(|a| a.starts_with("--only-")));
     if vs_python {
         let python = ["python3", "python"].into_iter().find(|p| {

@@ -525,7 +525,7 @@ fn hold_permit(sem: &dyn Permits, inside: &SharedAtomic<AtomicU64>, rng: &mut Rn
 
 /// The semaphore of a round: plain or bounded, by the seed.
 fn pick(seed: u64, sem: &Semaphore, bounded: &BoundedSemaphore) -> Box<dyn Permits> {
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         Box::new(sem.clone())
     } else {
         Box::new(bounded.clone())
