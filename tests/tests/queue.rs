@@ -460,6 +460,64 @@ fn a_put_waiting_for_room_whose_consumers_are_gone_gets_its_value_back() {
     });
 }
 
+/// Takes one message, then holds the queue until killed.
+fn take_one_then_hold(q: Queue<ByteBuf>) {
+    q.get().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_put_waiting_for_room_in_the_side_socket_whose_consumers_are_gone_says_disconnected() {
+    // Large messages travel as sealed memfds over the side socket: with nobody taking
+    // them, the socket fills long before the ring or the count bound does, and a put
+    // waits there. Once the last consumer is killed it must hear so (it waited out its
+    // whole timeout, and an untimed put waited for ever).
+    deadline(LIMIT, || {
+        let q = mproc::queue::Builder::new()
+            .max_bytes(64 << 10)
+            .build::<ByteBuf>()
+            .unwrap();
+        let mut child = builder().spawn(take_one_then_hold, q.clone()).unwrap();
+        q.put(ByteBuf::from(vec![1u8; 100])).unwrap();
+        while !q.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let blocked = loop {
+            let t0 = Instant::now();
+            match q.put_timeout(
+                ByteBuf::from(vec![2u8; 100_000]),
+                Duration::from_millis(300),
+            ) {
+                Ok(()) => assert!(q.len() < 100_000, "the side socket never fills"),
+                Err(e) => {
+                    assert!(e.is_full(), "{e:?}");
+                    assert!(t0.elapsed() >= Duration::from_millis(300));
+                    break q.len();
+                }
+            }
+        };
+        child.kill().unwrap();
+        let _ = child.wait();
+        let t0 = Instant::now();
+        let err = q
+            .put_timeout(ByteBuf::from(vec![3u8; 100_000]), Duration::from_secs(30))
+            .unwrap_err();
+        assert!(
+            err.is_disconnected(),
+            "after {blocked} messages and {:?}: {err:?}",
+            t0.elapsed()
+        );
+        assert_eq!(err.into_inner().len(), 100_000, "the value comes back");
+        assert!(
+            q.put(ByteBuf::from(vec![4u8; 100_000]))
+                .unwrap_err()
+                .is_disconnected()
+        );
+        // What was put before is all there.
+        assert_eq!(q.len(), blocked);
+    });
+}
+
 #[test]
 fn a_join_with_work_left_and_no_worker_says_disconnected() {
     deadline(LIMIT, || {

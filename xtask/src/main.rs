@@ -2,10 +2,12 @@
 //!
 //! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
 //! - `cargo xtask bench [--vs-python] [--quick] [--only-<part>]` — the benchmark table and
-//!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part).
+//!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`,
+//!   `--only-kill`: one part).
 //! - `cargo xtask fuzz [--time SECONDS] [--inputs N] [--only TARGET]` — every fuzz target
 //!   (or one) for SECONDS each (default 60) or N inputs each, then one JSON line of figures
 //!   (installs cargo-fuzz).
+//! - `cargo xtask soak [--rounds N] [--only STEP]` — the long runs (see `soak.rs`).
 //! - `cargo xtask deny`  — `cargo deny check bans licenses sources` (installs cargo-deny).
 //! - `cargo xtask ci`    — the same as `test`.
 //!
@@ -13,6 +15,7 @@
 
 mod fuzz;
 mod models;
+mod soak;
 
 use std::env;
 use std::ffi::OsStr;
@@ -40,11 +43,13 @@ fn main() -> ExitCode {
         }
         Some("test") | Some("ci") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("soak") => soak::soak(&args[1..]),
         Some("deny") => deny(),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => Err(
             "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]\
-             |fuzz [--time SECONDS] [--inputs N] [--only TARGET]|deny|ci>"
+             |fuzz [--time SECONDS] [--inputs N] [--only TARGET]\
+             |soak [--rounds N] [--only STEP]|deny|ci>"
                 .to_string(),
         ),
     };
@@ -607,13 +612,14 @@ fn other_targets() -> Result {
 
 /// The flags `cargo xtask bench` knows: anything else is refused, so that a typo
 /// (`--quik`) does not silently run the full bench.
-const BENCH_FLAGS: [&str; 6] = [
+const BENCH_FLAGS: [&str; 7] = [
     "--vs-python",
     "--quick",
     "--only-sync",
     "--only-queue",
     "--only-pool",
     "--only-manager",
+    "--only-kill",
 ];
 
 fn bench(args: &[String]) -> Result {
@@ -639,7 +645,8 @@ fn bench(args: &[String]) -> Result {
     if quick {
         c.arg("--quick");
     }
-    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part's figures.
+    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`: one
+    // part's figures.
     c.args(args.iter().filter(|a| a.starts_with("--only-")));
     if vs_python {
         let python = ["python3", "python"].into_iter().find(|p| {

@@ -36,7 +36,7 @@ use crate::holders;
 pub(crate) use layout::REC_HEADER;
 use layout::{HEADER_LEN, PinnedHeader, RecordHeader, kind};
 use protocol::Core;
-use shared::Shm;
+use shared::{Shared, Shm};
 use side::Side;
 
 /// The smallest ring, in bytes.
@@ -296,7 +296,8 @@ impl Ring {
         let mut side_seq = 0;
         if kind != kind::INLINE {
             side_seq = room.next_side_seq();
-            self.side.send(side_seq, &fds, deadline)?;
+            self.side
+                .send(side_seq, &fds, deadline, || self.core.shared.others_gone())?;
         }
         room.publish(record, RecordHeader::new(len, kind, side_seq))?;
         Ok(())
