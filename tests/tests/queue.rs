@@ -444,6 +444,46 @@ fn a_get_whose_only_producer_was_killed_says_disconnected_after_the_messages() {
     });
 }
 
+/// Takes its time to arrive: deserializing it (spawn, fork server) or taking it over in
+/// a fork child (its handover walk) sleeps, so a child killed meanwhile has not yet taken
+/// the queue that comes after it in its argument.
+struct SlowToArrive;
+
+impl serde::Serialize for SlowToArrive {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if mproc::wire::handing_over() == Some(mproc::wire::Handover::Child) {
+            std::thread::sleep(Duration::from_secs(30));
+        }
+        s.serialize_unit()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SlowToArrive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d)?;
+        std::thread::sleep(Duration::from_secs(30));
+        Ok(SlowToArrive)
+    }
+}
+
+fn hold_forever((_slow, _q): (SlowToArrive, Queue<u8>)) {
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_get_whose_only_child_was_killed_before_taking_the_queue_says_disconnected() {
+    deadline(LIMIT, || {
+        let q = Queue::<u8>::new().unwrap();
+        let mut child = builder()
+            .spawn(hold_forever, (SlowToArrive, q.clone()))
+            .unwrap();
+        child.kill().unwrap();
+        let _ = child.join();
+        // The child never registered, yet the queue is shared: nobody is left.
+        assert!(q.get().unwrap_err().is_disconnected());
+    });
+}
+
 #[test]
 fn a_put_waiting_for_room_whose_consumers_are_gone_gets_its_value_back() {
     deadline(LIMIT, || {

@@ -410,10 +410,19 @@ impl Ring {
 impl Serialize for Ring {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let in_flight = match mproc_wire::handing_over() {
-            None => self.open_in_flight(),
-            // A fork is about to copy this handle: the copy is in flight, as in a message,
-            // until the child has registered.
+            None => {
+                if mproc_wire::encoding_for_child() {
+                    // A child is being started with this handle: the queue is shared from
+                    // now on, so that a child that dies before it registers still ends
+                    // the waits of the processes left (it is in flight until then).
+                    holders::mark_shared(&self.core.shared.header_block);
+                }
+                self.open_in_flight()
+            }
+            // A fork is about to copy this handle: the queue is shared (as above), and the
+            // copy is in flight, as in a message, until the child has registered.
             Some(mproc_wire::Handover::BeforeFork) => {
+                holders::mark_shared(&self.core.shared.header_block);
                 if let Some(w) = self.open_in_flight() {
                     mproc_wire::hold_across_fork(w);
                 }

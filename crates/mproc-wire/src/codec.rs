@@ -104,6 +104,9 @@ thread_local! {
     static HANDOVER_FDS: RefCell<Vec<RawFd>> = const { RefCell::new(Vec::new()) };
     /// Fds held across a fork (see [`hold_across_fork`]).
     static HELD: RefCell<Vec<OwnedFd>> = const { RefCell::new(Vec::new()) };
+    /// Whether the encode running on this thread is a new child's argument (see
+    /// [`encode_for_child`]).
+    static FOR_CHILD: Cell<bool> = const { Cell::new(false) };
 }
 
 /// A value handed to a child made by `fork`, which gets it as a copy of memory rather than
@@ -319,6 +322,41 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message, Error> {
     let mut fds = Vec::new();
     let bytes = encoding(&mut fds, || postcard::to_stdvec(value)).map_err(encode_error)?;
     Ok(Message { bytes, fds })
+}
+
+/// Like [`encode`], for the argument of a child being started: while it runs,
+/// [`encoding_for_child`] says so, so that an object shared between processes can note that
+/// another process will hold it (mproc's queues then count as shared at once, even if the
+/// child dies before it takes its copy).
+///
+/// # Errors
+///
+/// As [`encode`].
+///
+/// ```
+/// let msg = mproc_wire::encode_for_child(&7u8)?;
+/// assert_eq!(msg.bytes(), [7]);
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+pub fn encode_for_child<T: Serialize + ?Sized>(value: &T) -> Result<Message, Error> {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FOR_CHILD.set(self.0);
+        }
+    }
+    let _restore = Restore(FOR_CHILD.replace(true));
+    encode(value)
+}
+
+/// Whether the value being serialized on this thread is a new child's argument (see
+/// [`encode_for_child`]).
+///
+/// ```
+/// assert!(!mproc_wire::encoding_for_child());
+/// ```
+pub fn encoding_for_child() -> bool {
+    FOR_CHILD.get()
 }
 
 /// Serializes `value` into `buf` (no heap allocation when the value holds no fd), taking
