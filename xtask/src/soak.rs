@@ -5,6 +5,8 @@
 //!   per role (300 by default; about half an hour in all on a 2-core machine). A failure
 //!   names the seed to replay with `MPROC_KILL_SEED`; a seed set in the environment is
 //!   used by every run.
+//! - `load-and-leaks`: `tests/tests/load.rs` and `leaks.rs` at the sizes
+//!   (`MPROC_LOAD_SCALE=1`) under each start method.
 //! - `models`: the loom models explored deeper than `cargo xtask test` does (see
 //!   `models.rs`; up to 300 s per model).
 
@@ -21,6 +23,10 @@ const STEPS: &[Step] = &[
     Step {
         name: "kill-matrix",
         run: kill_matrix,
+    },
+    Step {
+        name: "load-and-leaks",
+        run: |_| load_and_leaks(),
     },
     Step {
         name: "models",
@@ -109,6 +115,33 @@ fn kill_matrix(opts: &Options) -> Result {
         ])
         .env("MPROC_START_METHOD", m)
         .env("MPROC_KILL_ROUNDS", opts.rounds.to_string());
+        run(c)?;
+    }
+    Ok(())
+}
+
+/// `tests/tests/load.rs` and `leaks.rs` with `MPROC_LOAD_SCALE=1`: 10,000 cycles of every
+/// handle type through the keeper (1,000 in `test`), 200 rounds over the 500 connections
+/// (20 in `test`); the other sizes are the in both.
+fn load_and_leaks() -> Result {
+    for m in METHODS {
+        let mut c = cargo();
+        c.args([
+            "test",
+            "--locked",
+            "-p",
+            "mproc-tests",
+            "--test",
+            "load",
+            "--test",
+            "leaks",
+        ])
+        .env("MPROC_START_METHOD", m)
+        .env("MPROC_LOAD_SCALE", "1");
+        c.args(["--", "--nocapture"]);
+        if m == "fork" {
+            c.arg("--test-threads=1");
+        }
         run(c)?;
     }
     Ok(())

@@ -68,8 +68,8 @@ pub use socket::{
     peer_pid, send_buffer_size, seqpacket_pair, set_send_buffer, set_tcp_keepalive, socketpair,
 };
 pub use socket_io::{
-    MAX_FDS_PER_MSG, peek, recv_append, recv_append_slice, recv_with_at_most_fds, recv_with_fds,
-    send_vectored_with_fds, send_with_fds,
+    FdsNotReceived, MAX_FDS_PER_MSG, fds_not_received, peek, recv_append, recv_append_slice,
+    recv_with_at_most_fds, recv_with_fds, send_vectored_with_fds, send_with_fds,
 };
 pub use spawn_self::SpawnSelf;
 pub use stack::stack_bounds;

@@ -106,7 +106,9 @@ pub fn send_vectored_with_fds(
 ///
 /// Returns the number of bytes read; `0` means the peer closed its end. With `nonblocking`,
 /// a socket with nothing to read gives `io::ErrorKind::WouldBlock`. Fds that do not fit the
-/// control buffer are an `InvalidData` error rather than a silent loss.
+/// control buffer are an `InvalidData` error rather than a silent loss. Fds that could not
+/// be installed because this process has no fd free are an error too, from which
+/// [`fds_not_received`] recovers the bytes that did arrive.
 pub fn recv_with_fds(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -224,13 +226,85 @@ fn recv_into(
         }
     }
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        let installed = fds.len() - start;
         fds.truncate(start); // closes the ones that did arrive
+        // The kernel installs fds until the control buffer is full or one cannot be
+        // installed: with room left, this process had no fd free for them (the peer sent
+        // no more than allowed), and the bytes were received all the same.
+        if installed < cmsg_capacity(cmsg_buf.len()) {
+            return Err(io::Error::other(FdsNotReceived {
+                bytes: n,
+                cause: why_no_fd(fd),
+            }));
+        }
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "a message carried more file descriptors than allowed; they were dropped",
         ));
     }
     Ok(n)
+}
+
+/// How many fds the kernel puts in a control buffer of `space` bytes.
+fn cmsg_capacity(space: usize) -> usize {
+    let header = std::mem::size_of::<libc::cmsghdr>();
+    space.saturating_sub(header) / std::mem::size_of::<RawFd>()
+}
+
+/// Why fds could not be installed just now: the error of making one more (`EMFILE` when
+/// the fd table is full, `ENFILE` when the system's is), or, if one can be made again, a
+/// plain description.
+fn why_no_fd(fd: BorrowedFd<'_>) -> io::Error {
+    match fd.try_clone_to_owned() {
+        Err(e) => e,
+        Ok(_spare) => io::Error::other("the fds could not be installed in this process"),
+    }
+}
+
+/// The error inside the `io::Error` of a receive whose bytes arrived but whose fds could
+/// not be installed in this process (its fd table was full): the bytes are in the buffer,
+/// and the fds are gone (the kernel closed them). Found with [`fds_not_received`].
+#[derive(Debug)]
+pub struct FdsNotReceived {
+    /// The bytes received, as a successful receive would have returned.
+    pub bytes: usize,
+    /// Why the fds could not be installed (`EMFILE` when the fd table is full).
+    pub cause: io::Error,
+}
+
+impl std::fmt::Display for FdsNotReceived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the fds that came with {} received bytes could not be installed",
+            self.bytes
+        )
+    }
+}
+
+impl std::error::Error for FdsNotReceived {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+/// Returns what a receive that failed with `e` did receive, when its bytes arrived but the
+/// fds that came with them could not be installed (the fd table was full): the stream went
+/// on, and the caller decides what the bytes without their fds are worth.
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, b) = mproc_sys::socketpair()?;
+/// let (x, _y) = mproc_sys::socketpair()?;
+/// mproc_sys::send_with_fds(a.as_fd(), b"f", &[x.as_fd()])?;
+/// // Too many fds for the buffer is not this case (the peer sent more than allowed).
+/// let err = mproc_sys::recv_with_at_most_fds(b.as_fd(), &mut [0u8; 1], &mut Vec::new(), 0, false)
+///     .unwrap_err();
+/// assert!(mproc_sys::fds_not_received(&err).is_none());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn fds_not_received(e: &io::Error) -> Option<&FdsNotReceived> {
+    e.get_ref()?.downcast_ref::<FdsNotReceived>()
 }
 
 /// Receives up to `max` bytes and appends them to `buf` without zero-filling the space

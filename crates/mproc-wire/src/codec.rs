@@ -107,6 +107,10 @@ thread_local! {
     /// Whether the encode running on this thread is a new child's argument (see
     /// [`encode_for_child`]).
     static FOR_CHILD: Cell<bool> = const { Cell::new(false) };
+    /// Why an `Fd` could not be duplicated during this thread's last failed encode: serde
+    /// errors keep no cause (postcard's keep not even the message), so the OS's error
+    /// waits here for [`encode_error`].
+    static ENC_IO_ERROR: Cell<Option<std::io::Error>> = const { Cell::new(None) };
 }
 
 /// A value handed to a child made by `fork`, which gets it as a copy of memory rather than
@@ -276,10 +280,11 @@ impl Serialize for FdRef<'_> {
                 "an fd can only be serialized by mproc_wire::encode",
             ));
         };
-        let dup = self
-            .0
-            .try_clone_to_owned()
-            .map_err(|e| S::Error::custom(format!("cannot duplicate fd: {e}")))?;
+        let dup = self.0.try_clone_to_owned().map_err(|e| {
+            let message = format!("cannot duplicate fd: {e}");
+            ENC_IO_ERROR.set(Some(e));
+            S::Error::custom(message)
+        })?;
         let index = ENC_FDS.with(|v| {
             let mut v = v.borrow_mut();
             v.push(dup);
@@ -311,7 +316,8 @@ impl<'de> Deserialize<'de> for Fd {
 /// # Errors
 ///
 /// [`ErrorKind::Encode`] when serde fails (a map with non-string keys is fine; a type whose
-/// `Serialize` returns an error, or an `Fd` that cannot be duplicated, is not).
+/// `Serialize` returns an error is not); [`ErrorKind::Io`] when an `Fd` inside cannot be
+/// duplicated (the fd table is full, say), with the OS's error as its `source()`.
 ///
 /// ```
 /// let msg = mproc_wire::encode(&vec![1u8, 2, 3])?;
@@ -415,7 +421,14 @@ pub fn encode_into<T: Serialize + ?Sized>(
 
 #[cold]
 fn encode_error(e: postcard::Error) -> Error {
-    Error::new(ErrorKind::Encode, format!("cannot serialize: {e}"))
+    // An fd that could not be duplicated (the fd table full, say) is the OS's failure,
+    // not the value's: say so, with the OS's error as the cause.
+    match (e, ENC_IO_ERROR.take()) {
+        (postcard::Error::SerdeSerCustom, Some(io)) => {
+            Error::io("duplicating a file descriptor to send it", io)
+        }
+        (e, _) => Error::new(ErrorKind::Encode, format!("cannot serialize: {e}")),
+    }
 }
 
 /// A postcard flavor appending to a borrowed `Vec`. Short pieces (varints, small

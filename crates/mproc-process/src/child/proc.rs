@@ -136,6 +136,13 @@ impl Proc {
         self.has_exited().then_some(Status::Lost)
     }
 
+    /// Returns whether nothing is left to wait for: its status is in, or it has ended and
+    /// its fork server reaps it (whose report nobody needs once its `Child` is gone).
+    pub(super) fn is_over(&self) -> bool {
+        self.try_status().is_some()
+            || (matches!(self.reaper, Reaper::Server(_)) && self.has_exited())
+    }
+
     /// Waits for the status until `deadline`.
     pub(super) fn status_until(&self, deadline: Option<Instant>) -> Result<Status> {
         loop {

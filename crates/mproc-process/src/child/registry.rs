@@ -31,12 +31,17 @@ pub(crate) fn register(proc: &Arc<Proc>) {
 /// Reaps children whose `Child` was dropped before they ended, so no zombie accumulates.
 pub(crate) fn reap_detached() {
     let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    reg.retain(|(p, detached)| !(*detached && p.try_status().is_some()));
+    reg.retain(|(p, detached)| !(*detached && p.is_over()));
 }
 
+/// Forgets a child whose `Child` is dropped once nothing is left to wait for, closing its
+/// fds; one still running stays until a later `reap_detached` finds it ended. A fork
+/// server's child that has ended counts as over although the server's report of its status
+/// may still be on its way: kept for that report, its fds would stay open until the next
+/// spawn (a pool's workers, dropped as soon as they end, left two each).
 pub(super) fn detach(proc: &Arc<Proc>) {
     let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    let finished = proc.try_status().is_some();
+    let finished = proc.is_over();
     reg.retain_mut(|(p, detached)| {
         if Arc::ptr_eq(p, proc) {
             *detached = true;

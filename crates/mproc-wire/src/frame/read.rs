@@ -85,6 +85,9 @@ struct FdBatch {
     start: u64,
     end: u64,
     fds: Vec<OwnedFd>,
+    /// Why the fds of this receive could not be installed (this process had no fd free):
+    /// the frame they belong to is dropped, and the stream goes on.
+    lost: Option<io::Error>,
 }
 
 /// A body grows with the bytes that really arrived, never by what a header announces: a
@@ -242,17 +245,30 @@ impl FrameReader {
             let (rbuf, rlen) = (&mut self.rbuf, self.rlen);
             // At most one frame's fds (and its body's memfd) come in one receive.
             let max_fds = limits.max_fds as usize + 1;
+            let mut lost = None;
             let got = recv_with(sock, deadline, |nb| {
                 let mut fds = Vec::new();
-                mproc_sys::recv_with_at_most_fds(sock, &mut rbuf[rlen..], &mut fds, max_fds, nb)
-                    .map(|n| (n, fds))
+                match mproc_sys::recv_with_at_most_fds(
+                    sock,
+                    &mut rbuf[rlen..],
+                    &mut fds,
+                    max_fds,
+                    nb,
+                ) {
+                    Ok(n) => Ok((n, fds)),
+                    Err(e) => {
+                        let (n, cause) = bytes_without_fds(e)?;
+                        lost = Some(cause);
+                        Ok((n, Vec::new()))
+                    }
+                }
             });
             match got {
                 Ok((k, fds)) => {
                     let start = self.received;
                     self.received += k as u64;
                     self.rlen += k;
-                    self.note_fds(start, k, fds)?;
+                    self.note_fds(start, k, fds, lost)?;
                 }
                 Err(e) => return Err(self.fail(e)),
             }
@@ -260,9 +276,16 @@ impl FrameReader {
         Ok(())
     }
 
-    /// Queues fds that came with the `k` bytes at stream offset `start`.
-    fn note_fds(&mut self, start: u64, k: usize, fds: Vec<OwnedFd>) -> Result<(), Error> {
-        if fds.is_empty() {
+    /// Queues fds that came with the `k` bytes at stream offset `start` (or, with `lost`,
+    /// could not be installed).
+    fn note_fds(
+        &mut self,
+        start: u64,
+        k: usize,
+        fds: Vec<OwnedFd>,
+        lost: Option<io::Error>,
+    ) -> Result<(), Error> {
+        if fds.is_empty() && lost.is_none() {
             return Ok(());
         }
         // Claimed fds leave the queue as their header is read; more than two unclaimed
@@ -278,6 +301,7 @@ impl FrameReader {
             start,
             end: start + k as u64,
             fds,
+            lost,
         });
         Ok(())
     }
@@ -398,9 +422,27 @@ impl FrameReader {
         let (in_fd, nfds, len) = (header.body_in_fd(), header.fds, header.len);
         let wanted = nfds as usize + usize::from(in_fd);
         match self.claim_fds(at, len, in_fd) {
-            Some(fds) if fds.len() == wanted && nfds <= limits.max_fds => self.frame_fds = fds,
+            Some(FdBatch {
+                lost: Some(cause), ..
+            }) => {
+                // Its fds are gone: the frame is dropped (an inline body is skipped by the
+                // next read, as an oversized one is), and the stream stays in sync.
+                self.state = if in_fd {
+                    State::Header
+                } else {
+                    State::Discard(len)
+                };
+                return Err(Error::io(
+                    "a message arrived whose fds could not be received (no fd was free); \
+                     it was dropped",
+                    cause,
+                ));
+            }
+            Some(FdBatch { fds, .. }) if fds.len() == wanted && nfds <= limits.max_fds => {
+                self.frame_fds = fds
+            }
             claimed => {
-                let got = claimed.map_or(0, |f| f.len());
+                let got = claimed.map_or(0, |b| b.fds.len());
                 self.poison();
                 return Err(Error::new(
                     ErrorKind::Corrupt,
@@ -441,19 +483,39 @@ impl FrameReader {
         Ok(None)
     }
 
-    /// Takes the fds of the frame whose header starts at stream offset `at`: those of the
-    /// batch whose receive brought that first byte, unless a later header starts in the
-    /// same receive (then the batch is that frame's). Returns `None` when fds were sent that
-    /// no frame claims.
-    fn claim_fds(&mut self, at: u64, len: u64, in_fd: bool) -> Option<Vec<OwnedFd>> {
+    /// Takes the fds of the frame whose header starts at stream offset `at`: the batch
+    /// whose receive brought that first byte, unless a later header starts in the same
+    /// receive (then the batch is that frame's); an empty batch when none is this frame's.
+    /// Returns `None` when fds were sent that no frame claims.
+    fn claim_fds(&mut self, at: u64, len: u64, in_fd: bool) -> Option<FdBatch> {
         if self.fds.front().is_some_and(|b| b.end <= at) {
             return None; // fds that came before this frame and were not claimed
         }
         let next = (at + HEADER_LEN as u64).saturating_add(if in_fd { 0 } else { len });
         match self.fds.front() {
-            Some(b) if b.start <= at && next >= b.end => self.fds.pop_front().map(|b| b.fds),
-            _ => Some(Vec::new()),
+            Some(b) if b.start <= at && next >= b.end => self.fds.pop_front(),
+            _ => Some(FdBatch {
+                start: at,
+                end: at,
+                fds: Vec::new(),
+                lost: None,
+            }),
         }
+    }
+}
+
+/// Splits the error of a receive whose bytes arrived without their fds (this process had
+/// no fd free) into the bytes received and why; any other error is returned as it is.
+fn bytes_without_fds(e: io::Error) -> io::Result<(usize, io::Error)> {
+    if mproc_sys::fds_not_received(&e).is_none() {
+        return Err(e);
+    }
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<mproc_sys::FdsNotReceived>())
+    {
+        Some(Ok(lost)) => Ok((lost.bytes, lost.cause)),
+        _ => Err(io::Error::other("a receive failed in a way it cannot have")),
     }
 }
 
