@@ -13,6 +13,7 @@ use mproc::StartMethod;
 use serde_json::{Value, json};
 
 mod executor;
+mod kill;
 mod manager;
 mod pipe;
 mod pool;
@@ -90,6 +91,8 @@ struct Options {
     only_pool: bool,
     /// `--only-manager`: just the manager figures (and the pipe round trip they compare with).
     only_manager: bool,
+    /// `--only-kill`: just the `kill_notice_ms.<role>` figures.
+    only_kill: bool,
     /// `--python <interpreter> --python-script <script>`: the comparison to run.
     python: Option<(String, String)>,
 }
@@ -108,12 +111,14 @@ impl Options {
         let only_queue = flag("--only-queue");
         let only_pool = flag("--only-pool");
         let only_manager = flag("--only-manager");
+        let only_kill = flag("--only-kill");
         Options {
             quick: flag("--quick"),
-            only_sync: only_sync || only_queue || only_pool || only_manager,
+            only_sync: only_sync || only_queue || only_pool || only_manager || only_kill,
             only_queue,
             only_pool,
             only_manager,
+            only_kill,
             python: arg_after("--python").zip(arg_after("--python-script")),
         }
     }
@@ -137,12 +142,15 @@ fn main() {
         manager_check_ok: true,
     };
     warm_up(&mut flags);
-    measure_spawns(&opts, &mut s, &mut flags);
-    measure_pipes(&opts, &mut s, &mut flags);
-    measure_locks(&opts, &mut s, &mut flags);
-    measure_queues(&opts, &mut s, &mut flags);
-    measure_pools(&opts, &mut s, &mut flags);
-    measure_managers(&opts, &mut s, &mut flags);
+    if !opts.only_kill {
+        measure_spawns(&opts, &mut s, &mut flags);
+        measure_pipes(&opts, &mut s, &mut flags);
+        measure_locks(&opts, &mut s, &mut flags);
+        measure_queues(&opts, &mut s, &mut flags);
+        measure_pools(&opts, &mut s, &mut flags);
+        measure_managers(&opts, &mut s, &mut flags);
+    }
+    measure_kills(&opts, &mut s, &mut flags);
     let python = opts.python.as_ref().and_then(|(py, script)| {
         run_python(py, script, opts.quick, opts.only_manager, opts.only_pool)
     });
@@ -388,6 +396,22 @@ fn measure_managers(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         flags.check_ok &= ok;
     }
     m.shutdown().expect("manager shutdown");
+}
+
+/// How soon a SIGKILLed role's other party hears of it, per role.
+fn measure_kills(opts: &Options, s: &mut Samples, flags: &mut Flags) {
+    if opts.only_sync && !opts.only_kill {
+        return;
+    }
+    eprintln!("measuring how soon a kill is noticed ...");
+    let rounds = if opts.quick { 3 } else { 9 };
+    for (role, key) in kill::ROLES {
+        let (notice, ok) = kill::notice_ms(role, rounds);
+        for t in notice {
+            s.add(key, t);
+        }
+        flags.check_ok &= ok;
+    }
 }
 
 fn run_python(

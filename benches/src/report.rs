@@ -81,7 +81,7 @@ impl Row {
                 "/s"
             }
             "pool_cpu_speedup" => "×",
-            k if k.ends_with("_ms") => "ms",
+            k if k.ends_with("_ms") || k.starts_with("kill_notice_ms.") => "ms",
             _ if self.higher_is_better => "GB/s",
             _ => "µs",
         }
@@ -114,6 +114,7 @@ fn rows(f: &Figures<'_>) -> Vec<Row> {
         pool_rows(f),
         executor_rows(f),
         manager_rows(f),
+        kill_rows(f),
     ]
     .into_iter()
     .flatten()
@@ -322,6 +323,15 @@ fn manager_rows(f: &Figures<'_>) -> Vec<Row> {
     ]
 }
 
+/// How soon a SIGKILLed role's other party hears of it: reported, with no goal (a figure
+/// that was not measured, or whose notices were not all the typed ones, is not met).
+fn kill_rows(f: &Figures<'_>) -> Vec<Row> {
+    crate::kill::ROLES
+        .iter()
+        .map(|(_, key)| f.row(key, f64::NAN, false, f64::is_finite, "reported"))
+        .collect()
+}
+
 /// Prints the table: a heading, then one line per row.
 fn print_table(rows: &[Row]) {
     println!("\nmproc benchmarks (medians; floors measured in the same run)\n");
@@ -435,6 +445,23 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         .iter()
         .filter_map(|r| Some((r.key.into(), json!(round1(r.times_better_than_python()?)))))
         .collect();
+    let kill_notice: serde_json::Map<String, Value> = crate::kill::ROLES
+        .iter()
+        .map(|(role, key)| ((*role).into(), json!(round1(m(key)))))
+        .collect();
+    let mut spread = json!({
+        "manager_list_ops_per_s": s.spread("manager_list_ops_per_s"),
+        "manager_dict_ops_per_s": s.spread("manager_dict_ops_per_s"),
+        "dead_peer_notice_ms": s.spread("dead_peer_notice_ms"),
+        "queue_msgs_per_s.1p1c": s.spread("queue_msgs_per_s.1p1c"),
+        "spawn_join_us.forkserver": s.spread("spawn_join_us.forkserver"),
+        "pool_map_tasks_per_s.chunksize1": s.spread("pool_map_tasks_per_s.chunksize1"),
+        "executor_submit_per_s": s.spread("executor_submit_per_s"),
+        "executor_as_completed_per_s": s.spread("executor_as_completed_per_s"),
+    });
+    for (_, key) in crate::kill::ROLES {
+        spread[key] = s.spread(key);
+    }
     let mut out = json!({
         "spawn_join_us": {
             "spawn": round1(m("spawn_join_us.spawn")),
@@ -466,6 +493,7 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "manager_list_ops_per_s": m("manager_list_ops_per_s").round(),
         "manager_dict_ops_per_s": m("manager_dict_ops_per_s").round(),
         "manager_check_ok": flags.manager_check_ok,
+        "kill_notice_ms": kill_notice,
         "extra": {
             "manager_call_over_pipe_rtt": call_over_rtt,
             "pipe_rtt_beside_manager_us": round2(beside),
@@ -486,16 +514,7 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
             "spin_rtt_us": (m("floor.spin_rtt_us") * 1000.0).round() / 1000.0,
         },
         "ratio_to_floor": ratio_to_floor,
-        "spread": {
-            "manager_list_ops_per_s": s.spread("manager_list_ops_per_s"),
-            "manager_dict_ops_per_s": s.spread("manager_dict_ops_per_s"),
-            "dead_peer_notice_ms": s.spread("dead_peer_notice_ms"),
-            "queue_msgs_per_s.1p1c": s.spread("queue_msgs_per_s.1p1c"),
-            "spawn_join_us.forkserver": s.spread("spawn_join_us.forkserver"),
-            "pool_map_tasks_per_s.chunksize1": s.spread("pool_map_tasks_per_s.chunksize1"),
-            "executor_submit_per_s": s.spread("executor_submit_per_s"),
-            "executor_as_completed_per_s": s.spread("executor_as_completed_per_s"),
-        },
+        "spread": spread,
         "check_ok": flags.check_ok,
     });
     if let Some(p) = python {

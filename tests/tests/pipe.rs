@@ -661,6 +661,25 @@ fn an_impostor_listener_is_refused_by_the_client() {
     });
 }
 
+#[test]
+fn a_server_that_hangs_up_during_the_handshake_is_disconnected_not_a_wrong_key() {
+    deadline(LIMIT, || {
+        // What a client sees when the listener's process is killed after the kernel
+        // queued its connection: the socket is accepted, then closed without a word.
+        let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let bound: Address = format!("tcp://{}", gone.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let client = std::thread::spawn(move || {
+            Client::connect::<String, String>(&bound, KEY)
+                .map(drop)
+                .map_err(|e| e.kind())
+        });
+        drop(gone.accept().unwrap());
+        assert_eq!(client.join().unwrap(), Err(ErrorKind::Disconnected));
+    });
+}
+
 // ---- the end of the stream, under every method ---------------------------------------
 
 /// Echoes until the stream ends; returns how many it echoed.

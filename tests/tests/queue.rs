@@ -444,6 +444,46 @@ fn a_get_whose_only_producer_was_killed_says_disconnected_after_the_messages() {
     });
 }
 
+/// Takes its time to arrive: deserializing it (spawn, fork server) or taking it over in
+/// a fork child (its handover walk) sleeps, so a child killed meanwhile has not yet taken
+/// the queue that comes after it in its argument.
+struct SlowToArrive;
+
+impl serde::Serialize for SlowToArrive {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if mproc::wire::handing_over() == Some(mproc::wire::Handover::Child) {
+            std::thread::sleep(Duration::from_secs(30));
+        }
+        s.serialize_unit()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SlowToArrive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d)?;
+        std::thread::sleep(Duration::from_secs(30));
+        Ok(SlowToArrive)
+    }
+}
+
+fn hold_forever((_slow, _q): (SlowToArrive, Queue<u8>)) {
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_get_whose_only_child_was_killed_before_taking_the_queue_says_disconnected() {
+    deadline(LIMIT, || {
+        let q = Queue::<u8>::new().unwrap();
+        let mut child = builder()
+            .spawn(hold_forever, (SlowToArrive, q.clone()))
+            .unwrap();
+        child.kill().unwrap();
+        let _ = child.join();
+        // The child never registered, yet the queue is shared: nobody is left.
+        assert!(q.get().unwrap_err().is_disconnected());
+    });
+}
+
 #[test]
 fn a_put_waiting_for_room_whose_consumers_are_gone_gets_its_value_back() {
     deadline(LIMIT, || {
@@ -457,6 +497,64 @@ fn a_put_waiting_for_room_whose_consumers_are_gone_gets_its_value_back() {
         assert!(err.is_disconnected(), "{err:?}");
         assert_eq!(err.into_inner(), 2);
         let _ = child.join();
+    });
+}
+
+/// Takes one message, then holds the queue until killed.
+fn take_one_then_hold(q: Queue<ByteBuf>) {
+    q.get().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_put_waiting_for_room_in_the_side_socket_whose_consumers_are_gone_says_disconnected() {
+    // Large messages travel as sealed memfds over the side socket: with nobody taking
+    // them, the socket fills long before the ring or the count bound does, and a put
+    // waits there. Once the last consumer is killed it must hear so (it waited out its
+    // whole timeout, and an untimed put waited for ever).
+    deadline(LIMIT, || {
+        let q = mproc::queue::Builder::new()
+            .max_bytes(64 << 10)
+            .build::<ByteBuf>()
+            .unwrap();
+        let mut child = builder().spawn(take_one_then_hold, q.clone()).unwrap();
+        q.put(ByteBuf::from(vec![1u8; 100])).unwrap();
+        while !q.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let blocked = loop {
+            let t0 = Instant::now();
+            match q.put_timeout(
+                ByteBuf::from(vec![2u8; 100_000]),
+                Duration::from_millis(300),
+            ) {
+                Ok(()) => assert!(q.len() < 100_000, "the side socket never fills"),
+                Err(e) => {
+                    assert!(e.is_full(), "{e:?}");
+                    assert!(t0.elapsed() >= Duration::from_millis(300));
+                    break q.len();
+                }
+            }
+        };
+        child.kill().unwrap();
+        let _ = child.wait();
+        let t0 = Instant::now();
+        let err = q
+            .put_timeout(ByteBuf::from(vec![3u8; 100_000]), Duration::from_secs(30))
+            .unwrap_err();
+        assert!(
+            err.is_disconnected(),
+            "after {blocked} messages and {:?}: {err:?}",
+            t0.elapsed()
+        );
+        assert_eq!(err.into_inner().len(), 100_000, "the value comes back");
+        assert!(
+            q.put(ByteBuf::from(vec![4u8; 100_000]))
+                .unwrap_err()
+                .is_disconnected()
+        );
+        // What was put before is all there.
+        assert_eq!(q.len(), blocked);
     });
 }
 

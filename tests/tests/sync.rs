@@ -655,6 +655,74 @@ fn named_segments_stay_tracked_while_their_tracker_is_killed_again_and_again() {
     });
 }
 
+#[test]
+fn a_process_s_first_named_segment_appears_with_its_tracker_running() {
+    // Starting the tracker takes a millisecond or so; done after the name exists, it left
+    // a creator killed meanwhile with a name nobody would unlink (the kill matrix's tree
+    // hit it about once in a hundred nodes).
+    deadline(LIMIT, || {
+        let name = unique("first");
+        let out = mproc_tests::finish_helper(
+            std::process::Command::new(env!("CARGO_BIN_EXE_mproc-helper"))
+                .args(["first-segment-tracker", &name])
+                .env("MPROC_START_METHOD", mproc::get_start_method().as_str())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+            READY,
+            "the helper overstayed",
+        );
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.contains("trackers-when-it-appeared 1"),
+            "the name existed before its tracker ran: {out}"
+        );
+    });
+}
+
+#[test]
+fn named_segments_stay_tracked_when_the_replacement_tracker_is_killed_too() {
+    // The tracker is killed, and so is its replacement while every name is registered
+    // with it again: the names must neither be dropped from the process's table (they
+    // were, with the registration that failed) nor be left with a dead tracker.
+    use std::io::BufRead;
+    deadline(LIMIT, || {
+        let tag = unique("tracker-twice");
+        let mut helper = std::process::Command::new(env!("CARGO_BIN_EXE_mproc-helper"))
+            .args(["tracker-killed-while-registering", &tag])
+            .env("MPROC_START_METHOD", mproc::get_start_method().as_str())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut names = Vec::new();
+        let out = std::io::BufReader::new(helper.stdout.take().unwrap());
+        for line in out.lines() {
+            let line = line.unwrap();
+            if line == "done" {
+                break;
+            }
+            names.push(line);
+        }
+        assert!(names.len() >= 51, "{names:?}");
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        let exists = |n: &&String| !matches!(SharedMemory::open(n), Err(e) if e.kind() == ShmErrorKind::NotFound);
+        let t0 = Instant::now();
+        let mut left: Vec<_> = names.iter().filter(exists).collect();
+        while !left.is_empty() && t0.elapsed() < READY {
+            std::thread::sleep(Duration::from_millis(20));
+            left.retain(exists);
+        }
+        for name in &left {
+            let _ = SharedMemory::open(name).and_then(|s| s.unlink());
+        }
+        assert!(
+            left.is_empty(),
+            "still in /dev/shm, their registration lost: {left:?}"
+        );
+    });
+}
+
 // ---- plain data of the user's own, with no unsafe --------------------------------------
 
 /// A user's own plain-data struct: derives bytemuck's traits, no `unsafe` anywhere.

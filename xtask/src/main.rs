@@ -2,13 +2,18 @@
 //!
 //! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
 //! - `cargo xtask bench [--vs-python] [--quick] [--only-<part>]` — the benchmark table and
-//!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part).
+//!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`,
+//!   `--only-kill`: one part).
+//! - `cargo xtask fuzz [--time SECONDS] [--inputs N] [--only TARGET]` — every fuzz target
+//!   (or one) for SECONDS each (default 60) or N inputs each, then one JSON line of figures
+//!   (installs cargo-fuzz).
+//! - `cargo xtask soak [--rounds N] [--only STEP]` — the long runs (see `soak.rs`).
 //! - `cargo xtask deny`  — `cargo deny check bans licenses sources` (installs cargo-deny).
-//! - `cargo xtask soak`  — the long runs `test` leaves out (see `soak.rs` for the list).
 //! - `cargo xtask ci`    — the same as `test`.
 //!
 //! Each step prints the command it runs; the first failure stops the run with its name.
 
+mod fuzz;
 mod models;
 mod soak;
 
@@ -33,15 +38,18 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let started = Instant::now();
     let result = match args.first().map(String::as_str) {
-        Some("test") | Some("ci") | Some("deny") | Some("soak") if args.len() > 1 => {
+        Some("test") | Some("ci") | Some("deny") if args.len() > 1 => {
             Err(format!("{} takes no flags; got {:?}", args[0], &args[1..]))
         }
         Some("test") | Some("ci") => test(),
         Some("bench") => bench(&args[1..]),
+        Some("soak") => soak::soak(&args[1..]),
         Some("deny") => deny(),
-        Some("soak") => soak::soak(),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]|deny|soak|ci>"
+            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]\
+             |fuzz [--time SECONDS] [--inputs N] [--only TARGET]\
+             |soak [--rounds N] [--only STEP]|deny|ci>"
                 .to_string(),
         ),
     };
@@ -191,6 +199,10 @@ fn test() -> Result {
 
     // 4b. The queue ring's protocol, model-checked (bounded; `soak` explores further).
     models::run_models(false)?;
+
+    // 4c. Every fuzz target: its checked-in crash inputs replayed, then a short pass
+    // (`cargo xtask fuzz` runs them longer).
+    fuzz::short_pass()?;
 
     // 5. Documentation without warnings, and the facade's Python table as one table.
     let mut c = cargo();
@@ -600,13 +612,14 @@ fn other_targets() -> Result {
 
 /// The flags `cargo xtask bench` knows: anything else is refused, so that a typo
 /// (`--quik`) does not silently run the full bench.
-const BENCH_FLAGS: [&str; 6] = [
+const BENCH_FLAGS: [&str; 7] = [
     "--vs-python",
     "--quick",
     "--only-sync",
     "--only-queue",
     "--only-pool",
     "--only-manager",
+    "--only-kill",
 ];
 
 fn bench(args: &[String]) -> Result {
@@ -632,7 +645,8 @@ fn bench(args: &[String]) -> Result {
     if quick {
         c.arg("--quick");
     }
-    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`: one part's figures.
+    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`: one
+    // part's figures.
     c.args(args.iter().filter(|a| a.starts_with("--only-")));
     if vs_python {
         let python = ["python3", "python"].into_iter().find(|p| {

@@ -22,6 +22,10 @@ pub use proxy::{
 };
 pub use registry::{Registry, Shared, SharedObject};
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use server::fuzz;
+
 /// A proxy to a manager object: what [`Manager::publish`] and [`Manager::lookup`] take.
 /// Implemented by every proxy type of this crate.
 pub trait Proxy: proxy::common::Sealed {}

@@ -82,7 +82,9 @@ struct Holder<T>(T);
 
 impl<T: SharedObject> Erased for Holder<T> {
     fn call(&mut self, request: &[u8]) -> Result<Vec<u8>, String> {
-        let request: T::Request = postcard::from_bytes(request)
+        // Decoded in the server, from a peer: a request nested deeper than the connection
+        // thread's stack is refused rather than allowed to overflow it.
+        let request: T::Request = mproc_wire::decode_from(request, Vec::new())
             .map_err(|e| format!("a request that is not a {}'s: {e}", T::NAME))?;
         let response = self.0.handle(request);
         postcard::to_allocvec(&response).map_err(|e| format!("encoding the response: {e}"))
@@ -90,7 +92,7 @@ impl<T: SharedObject> Erased for Holder<T> {
 }
 
 fn create<T: SharedObject>(init: &[u8]) -> Result<Box<dyn Erased>, String> {
-    let init: T::Init = postcard::from_bytes(init)
+    let init: T::Init = mproc_wire::decode_from(init, Vec::new())
         .map_err(|e| format!("an initial value that is not a {}'s: {e}", T::NAME))?;
     Ok(Box::new(Holder(T::new(init))))
 }
@@ -164,5 +166,61 @@ impl<T: SharedObject> Shared<T> {
         handle.set_timeout(Some(timeout));
         let reply = handle.op(Op::Custom(enc(request)?)).bytes()?;
         dec(&reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// A registered type whose requests are recursive.
+    struct Depth;
+
+    #[derive(Serialize, Deserialize)]
+    enum Call {
+        Here,
+        Deeper(Box<Call>),
+    }
+
+    impl SharedObject for Depth {
+        const NAME: &'static str = "depth";
+        type Init = ();
+        type Request = Call;
+        type Response = u64;
+        fn new((): ()) -> Self {
+            Depth
+        }
+        fn handle(&mut self, mut call: Call) -> u64 {
+            let mut depth = 0;
+            while let Call::Deeper(inner) = call {
+                call = *inner;
+                depth += 1;
+            }
+            depth
+        }
+    }
+
+    #[test]
+    fn a_request_nested_deeper_than_the_connection_threads_stack_is_refused() {
+        // Found with the manager_request fuzz target (its input is in
+        // fuzz/regressions/manager_request/): a client's request to a registered type,
+        // nested deep enough, overflowed the stack of the server's connection thread
+        // (1 MiB), and the server process died with it.
+        let outcome = std::thread::Builder::new()
+            .stack_size(crate::server::THREAD_STACK)
+            .spawn(|| {
+                let mut object = create::<Depth>(&[]).unwrap();
+                let mut deep = vec![1u8; 1 << 20];
+                deep.push(0);
+                let refused = object.call(&deep).unwrap_err();
+                let answer = object.call(&[1, 1, 1, 0]).unwrap();
+                (refused, answer)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(outcome.0.contains("nests too deeply"), "{}", outcome.0);
+        assert_eq!(postcard::from_bytes::<u64>(&outcome.1).unwrap(), 3);
     }
 }

@@ -17,9 +17,10 @@ pub(crate) fn enc<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
         .map_err(Error::encode)
 }
 
-/// Decodes a stored value.
+/// Decodes a stored value (a value nested deeper than the thread's stack can hold is an
+/// error, not a stack overflow).
 pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(Error::decode)
+    mproc_wire::decode_from(bytes, Vec::new()).map_err(Error::decode)
 }
 
 pub(crate) fn dec_all<T: DeserializeOwned>(items: Vec<Bytes>) -> Result<Vec<T>> {

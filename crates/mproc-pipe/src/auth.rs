@@ -86,6 +86,14 @@ pub(crate) fn client_handshake(
         reader.read(sock, &limits(), Some(deadline)).map_err(|e| {
             if e.kind() == mproc_wire::ErrorKind::Timeout {
                 Error::new(crate::ErrorKind::Timeout, format!("the server did not complete the handshake in time ({what}); is it accepting?"))
+            } else if e.is_disconnect() {
+                // A listener that refuses a key says so (`FAILURE`); one that hangs up
+                // before answering is gone (killed, say), as Python's EOFError has it.
+                Error::new(
+                    crate::ErrorKind::Disconnected,
+                    format!("the server closed the connection during the handshake ({what})"),
+                )
+                .with_source(e)
             } else {
                 Error::auth(format!(
                     "the server broke off the handshake ({what}): {}",

@@ -5,6 +5,9 @@
 mod auth;
 mod connection;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz;
 mod listener;
 mod wait;
 

@@ -311,7 +311,7 @@ impl<R: DeserializeOwned> Child<R> {
     }
 }
 
-fn decode_reply<R: DeserializeOwned>(msg: Message) -> Result<R> {
+pub(crate) fn decode_reply<R: DeserializeOwned>(msg: Message) -> Result<R> {
     let (reply, fds): (Reply, _) = protocol::open_envelope(msg)?;
     match reply {
         Reply::Ok(bytes) => mproc_wire::decode(Message::from_parts(bytes, fds)).map_err(|e| {

@@ -15,6 +15,8 @@
 
 mod batch;
 mod connection;
+#[cfg(fuzzing)]
+pub(crate) mod fuzz;
 pub(crate) mod global;
 pub(crate) mod own;
 mod protocol;

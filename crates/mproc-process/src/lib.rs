@@ -8,6 +8,9 @@ mod cpu;
 mod diag;
 mod error;
 mod forkserver;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz;
 mod info;
 mod init;
 mod panic;

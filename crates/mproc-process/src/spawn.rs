@@ -333,9 +333,9 @@ fn check_initialized() -> Result<()> {
     ))
 }
 
-/// Serializes a child's argument.
+/// Serializes a child's argument (as one: its shared objects count the child as a holder).
 fn encode_arg<A: Serialize>(arg: &A) -> Result<Message> {
-    mproc_wire::encode(arg).map_err(|e| {
+    mproc_wire::encode_for_child(arg).map_err(|e| {
         Error::new(ErrorKind::Encode, "the argument could not be serialized").with_source(e)
     })
 }

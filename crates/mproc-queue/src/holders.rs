@@ -13,8 +13,9 @@
 //!    end, which every handle holds, hangs up when none is left: when every such message
 //!    has been received, or destroyed unread), and
 //! 2. no *other* live process holds a handle: each process registers in the table when it
-//!    creates or receives a handle (a forked child is registered by its parent right after
-//!    the fork), under its pid and start time, and frees its slot when the handle drops; a
+//!    creates or receives a handle (a forked child registers in its first walk of its
+//!    argument; until then the parent's walk holds a presence write end across the fork),
+//!    under its pid and start time, and frees its slot when the handle drops; a
 //!    SIGKILLed holder leaves its slot behind, and the waiter finds it dead in `/proc`.
 //!
 //! The received handle registers *before* it closes its write end, and a waiter looks at
@@ -77,8 +78,8 @@ pub(crate) fn unwatch(header: &Block) {
     }
 }
 
-/// Notes that a process other than the creator holds the queue.
-fn mark_shared(header: &Block) {
+/// Notes that a process other than the creator holds the queue (or is about to).
+pub(crate) fn mark_shared(header: &Block) {
     if let Ok(f) = flags(header) {
         f.fetch_or(SHARED, Ordering::SeqCst);
     }

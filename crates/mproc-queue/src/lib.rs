@@ -15,3 +15,7 @@ pub use error::{Error, ErrorKind, GetError, PutError, Result};
 pub use joinable::JoinableQueue;
 pub use queue::Queue;
 pub use simple::SimpleQueue;
+
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use ring::fuzz;

@@ -66,8 +66,9 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// empty queue returns [`GetError::Disconnected`] (a `put` waiting for room,
 /// [`PutError::Disconnected`]; a [`JoinableQueue::join`](crate::JoinableQueue::join), `ErrorKind::Disconnected`) once
 ///
-/// - the queue has been held by a process other than its creator (a queue used by one
-///   process only waits as before, even if a handle to it was serialized),
+/// - the queue has been held by a process other than its creator, or handed to a child
+///   as (part of) its argument (a queue used by one process only waits as before, even if
+///   a handle to it was serialized),
 /// - no *other* live process holds a handle to it: each process that creates or receives
 ///   one is registered in the queue's shared header under its pid and start time, so a
 ///   SIGKILLed holder is seen as dead (zombies included) and a reused pid is not mistaken

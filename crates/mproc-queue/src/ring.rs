@@ -8,9 +8,12 @@
 //! - `wait`: how each side waits for the other, and wakes it;
 //! - `joinable`: a `JoinableQueue`'s count of unfinished items;
 //! - `side`: the socket that carries a record's file descriptors;
+//! - `fuzz` (`cfg(fuzzing)` only): the fuzz target's entry point;
 //! - this file: a queue handle as each process holds it, a message's way in (spilled to
 //!   its own memfd when large) and out, and how a handle travels to another process.
 
+#[cfg(fuzzing)]
+pub mod fuzz;
 #[cfg(test)]
 mod heap;
 mod joinable;
@@ -33,7 +36,7 @@ use crate::holders;
 pub(crate) use layout::REC_HEADER;
 use layout::{HEADER_LEN, PinnedHeader, RecordHeader, kind};
 use protocol::Core;
-use shared::Shm;
+use shared::{Shared, Shm};
 use side::Side;
 
 /// The smallest ring, in bytes.
@@ -293,7 +296,8 @@ impl Ring {
         let mut side_seq = 0;
         if kind != kind::INLINE {
             side_seq = room.next_side_seq();
-            self.side.send(side_seq, &fds, deadline)?;
+            self.side
+                .send(side_seq, &fds, deadline, || self.core.shared.others_gone())?;
         }
         room.publish(record, RecordHeader::new(len, kind, side_seq))?;
         Ok(())
@@ -406,10 +410,19 @@ impl Ring {
 impl Serialize for Ring {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let in_flight = match mproc_wire::handing_over() {
-            None => self.open_in_flight(),
-            // A fork is about to copy this handle: the copy is in flight, as in a message,
-            // until the child has registered.
+            None => {
+                if mproc_wire::encoding_for_child() {
+                    // A child is being started with this handle: the queue is shared from
+                    // now on, so that a child that dies before it registers still ends
+                    // the waits of the processes left (it is in flight until then).
+                    holders::mark_shared(&self.core.shared.header_block);
+                }
+                self.open_in_flight()
+            }
+            // A fork is about to copy this handle: the queue is shared (as above), and the
+            // copy is in flight, as in a message, until the child has registered.
             Some(mproc_wire::Handover::BeforeFork) => {
+                holders::mark_shared(&self.core.shared.header_block);
                 if let Some(w) = self.open_in_flight() {
                     mproc_wire::hold_across_fork(w);
                 }

@@ -127,6 +127,11 @@ impl SharedMemory {
     pub fn create_named(name: &str, size: usize) -> Result<Self> {
         check_size(size)?;
         let context = || format!("creating shared memory segment {name:?}");
+        // The name must not exist unregistered for long: a creator killed in between leaves
+        // it for good. Starting a tracker takes a millisecond or so, so this process's first
+        // one starts before the name exists, leaving the window at one registration's round
+        // trip (plus the allocation and mapping below).
+        start_tracker()?;
         let fd = mproc_sys::shm_create(name, size).map_err(|e| Error::io(context(), e))?;
         let region = match Region::map(fd.as_fd(), size) {
             Ok(r) => r,
@@ -452,6 +457,13 @@ struct Tracking {
     names: HashSet<String>,
 }
 
+/// How many trackers one registration starts, each killed in turn, before it gives up.
+const TRACKER_STARTS: usize = 4;
+
+/// Registers `name` with this process's tracker. A dead tracker is replaced, and every
+/// name it held is registered with its successor; should the successor die too before it
+/// has them all, another is started. The names stay in the table whatever happens, so a
+/// registration that gives up leaves them for the next one to hand over.
 fn track(name: &str) -> Result<()> {
     let mut guard = TRACKING.lock();
     if let Some(tracking) = guard.as_mut() {
@@ -460,33 +472,61 @@ fn track(name: &str) -> Result<()> {
                 tracking.names.insert(name.to_string());
                 return Ok(());
             }
-            // The tracker is gone (killed): start another below.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::BrokenPipe
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::ConnectionRefused
-                ) => {}
+            Err(e) if tracker_gone(&e) => {} // killed: start another below
             Err(e) => return Err(Error::io("registering a segment with the tracker", e)),
         }
     }
-    let tracker =
-        Tracker::start().map_err(|e| Error::io("starting the shared memory tracker", e))?;
-    let old = guard.take();
-    if let Some(dead) = &old {
-        dead.tracker.reap();
+    let mut gone = None;
+    for _ in 0..TRACKER_STARTS {
+        let tracker =
+            Tracker::start().map_err(|e| Error::io("starting the shared memory tracker", e))?;
+        let tracking = match guard.as_mut() {
+            Some(tracking) => {
+                std::mem::replace(&mut tracking.tracker, tracker).reap();
+                tracking
+            }
+            None => guard.insert(Tracking {
+                tracker,
+                names: HashSet::new(),
+            }),
+        };
+        let registered = (tracking.names.iter().map(String::as_str).chain([name]))
+            .try_for_each(|n| tracking.tracker.register(n));
+        match registered {
+            Ok(()) => {
+                tracking.names.insert(name.to_string());
+                return Ok(());
+            }
+            Err(e) if tracker_gone(&e) => gone = Some(e),
+            Err(e) => return Err(Error::io("registering a segment with the tracker", e)),
+        }
     }
-    let mut names = old.map(|t| t.names).unwrap_or_default();
-    for n in &names {
-        let _ = tracker.register(n);
+    let e = gone.unwrap_or_else(|| std::io::ErrorKind::BrokenPipe.into());
+    Err(Error::io("registering a segment with the tracker", e))
+}
+
+/// Starts this process's tracker if it has none yet.
+fn start_tracker() -> Result<()> {
+    let mut guard = TRACKING.lock();
+    if guard.is_none() {
+        let tracker =
+            Tracker::start().map_err(|e| Error::io("starting the shared memory tracker", e))?;
+        *guard = Some(Tracking {
+            tracker,
+            names: HashSet::new(),
+        });
     }
-    tracker
-        .register(name)
-        .map_err(|e| Error::io("registering a segment with the tracker", e))?;
-    names.insert(name.to_string());
-    *guard = Some(Tracking { tracker, names });
     Ok(())
+}
+
+/// Whether a registration failed because the tracker is gone (killed).
+fn tracker_gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 fn untrack_name(name: &str) {

@@ -28,6 +28,7 @@ mod shm;
 mod socket;
 mod socket_io;
 mod spawn_self;
+mod stack;
 mod tracker;
 
 pub use alloc::keep_freed_memory;
@@ -71,4 +72,8 @@ pub use socket_io::{
     recv_with_at_most_fds, recv_with_fds, send_vectored_with_fds, send_with_fds,
 };
 pub use spawn_self::SpawnSelf;
+pub use stack::stack_bounds;
 pub use tracker::Tracker;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use tracker::fuzz_requests as fuzz_tracker_requests;

@@ -3,10 +3,17 @@
 //! however they ended.
 //!
 //! The child runs only async-signal-safe system calls (no allocation, no locks, no panics),
-//! so it can be forked from a process with threads.
+//! so it can be forked from a process with threads. Its requests and its table of names
+//! are in `tracker/requests.rs`.
+
+mod requests;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use requests::Table;
+#[cfg(fuzzing)]
+pub use requests::fuzz_requests;
 
 const MAX_NAME: usize = 255;
 
@@ -283,130 +290,19 @@ fn serve(sock: i32, parents: i32) -> ! {
                 libc::close(null);
             }
         }
-        let mut cap: usize = 64;
-        let mut table = libc::mmap(
-            std::ptr::null_mut(),
-            cap * ENTRY,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        ) as *mut u8;
-        if table as *mut libc::c_void == libc::MAP_FAILED {
+        let Some(mut table) = Table::new() else {
             libc::_exit(2);
-        }
-        let mut count: usize = 0;
-        let mut msg = [0u8; ENTRY + 1];
-        // Room for the ancillary data of one fd (aligned as `cmsghdr` needs).
-        let mut control = [0u64; 8];
-        loop {
-            let mut iov = libc::iovec {
-                iov_base: msg.as_mut_ptr().cast(),
-                iov_len: msg.len(),
-            };
-            let mut header: libc::msghdr = std::mem::zeroed();
-            header.msg_iov = &mut iov;
-            header.msg_iovlen = 1;
-            header.msg_control = control.as_mut_ptr().cast();
-            header.msg_controllen = std::mem::size_of_val(&control) as _;
-            let n = libc::recvmsg(3, &mut header, libc::MSG_CMSG_CLOEXEC);
-            // The write end of the requester's answer pipe, if the request carried one.
-            let mut answer = -1;
-            let mut cmsg = libc::CMSG_FIRSTHDR(&header);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(cmsg).cast::<i32>();
-                    let fds =
-                        ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize) / 4;
-                    for k in 0..fds {
-                        let fd = std::ptr::read_unaligned(data.add(k));
-                        if answer < 0 {
-                            answer = fd;
-                        } else {
-                            libc::close(fd);
-                        }
-                    }
-                }
-                cmsg = libc::CMSG_NXTHDR(&header, cmsg);
-            }
-            if n == 0 {
-                break;
-            }
-            if n < 0 {
-                match *libc::__errno_location() {
-                    libc::EINTR | libc::ENOMEM | libc::ENOBUFS => continue,
-                    _ => break,
-                }
-            }
-            // Whether the request was taken (the name is in the table, or needs no place).
-            let taken = 'request: {
-                let n = n as usize;
-                if !(2..=ENTRY).contains(&n) {
-                    break 'request true;
-                }
-                let name_len = n - 1;
-                let name = &msg[1..n];
-                if name.contains(&b'/') || name.contains(&0) || name == b"." || name == b".." {
-                    break 'request true; // never a segment name: never unlinked
-                }
-                let found = (0..count).find(|&i| {
-                    let e = table.add(i * ENTRY);
-                    *e as usize == name_len
-                        && libc::memcmp(e.add(1).cast(), msg.as_ptr().add(1).cast(), name_len) == 0
-                });
-                match (msg[0], found) {
-                    (b'+', None) => {
-                        if count == cap {
-                            let grown = libc::mremap(
-                                table.cast(),
-                                cap * ENTRY,
-                                2 * cap * ENTRY,
-                                libc::MREMAP_MAYMOVE,
-                            );
-                            if grown == libc::MAP_FAILED {
-                                break 'request false;
-                            }
-                            table = grown.cast();
-                            cap *= 2;
-                        }
-                        let e = table.add(count * ENTRY);
-                        *e = name_len as u8;
-                        std::ptr::copy_nonoverlapping(msg.as_ptr().add(1), e.add(1), name_len);
-                        count += 1;
-                    }
-                    (b'-', Some(i)) => {
-                        count -= 1;
-                        if i != count {
-                            std::ptr::copy_nonoverlapping(
-                                table.add(count * ENTRY),
-                                table.add(i * ENTRY),
-                                ENTRY,
-                            );
-                        }
-                    }
-                    _ => {}
-                }
-                true
-            };
-            if answer >= 0 {
-                // Taken: the requester may go on. Not taken: closed unwritten, as by a
-                // tracker that died, and the requester registers with a new one.
-                if taken {
-                    libc::write(answer, b"k".as_ptr().cast(), 1);
-                }
-                libc::close(answer);
-            }
-        }
+        };
+        requests::receive(BorrowedFd::borrow_raw(3), &mut table);
         const PREFIX: &[u8] = b"/dev/shm/";
         let mut path = [0u8; PREFIX.len() + MAX_NAME + 1];
         path[..PREFIX.len()].copy_from_slice(PREFIX);
-        for i in 0..count {
-            let e = table.add(i * ENTRY);
-            let len = *e as usize;
-            std::ptr::copy_nonoverlapping(e.add(1), path.as_mut_ptr().add(PREFIX.len()), len);
+        table.for_each(|name| {
+            let len = name.len();
+            path[PREFIX.len()..PREFIX.len() + len].copy_from_slice(name);
             path[PREFIX.len() + len] = 0;
             libc::unlink(path.as_ptr().cast());
-        }
+        });
         libc::_exit(0);
     }
 }

@@ -10,6 +10,7 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind};
+use crate::stack_guard::{self, Guarded};
 
 /// One value on the wire: its postcard bytes and the fds that were inside it.
 #[derive(Debug, Default)]
@@ -103,6 +104,9 @@ thread_local! {
     static HANDOVER_FDS: RefCell<Vec<RawFd>> = const { RefCell::new(Vec::new()) };
     /// Fds held across a fork (see [`hold_across_fork`]).
     static HELD: RefCell<Vec<OwnedFd>> = const { RefCell::new(Vec::new()) };
+    /// Whether the encode running on this thread is a new child's argument (see
+    /// [`encode_for_child`]).
+    static FOR_CHILD: Cell<bool> = const { Cell::new(false) };
     /// Why an `Fd` could not be duplicated during this thread's last failed encode: serde
     /// errors keep no cause (postcard's keep not even the message), so the OS's error
     /// waits here for [`encode_error`].
@@ -326,6 +330,41 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Message, Error> {
     Ok(Message { bytes, fds })
 }
 
+/// Like [`encode`], for the argument of a child being started: while it runs,
+/// [`encoding_for_child`] says so, so that an object shared between processes can note that
+/// another process will hold it (mproc's queues then count as shared at once, even if the
+/// child dies before it takes its copy).
+///
+/// # Errors
+///
+/// As [`encode`].
+///
+/// ```
+/// let msg = mproc_wire::encode_for_child(&7u8)?;
+/// assert_eq!(msg.bytes(), [7]);
+/// # Ok::<(), mproc_wire::Error>(())
+/// ```
+pub fn encode_for_child<T: Serialize + ?Sized>(value: &T) -> Result<Message, Error> {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FOR_CHILD.set(self.0);
+        }
+    }
+    let _restore = Restore(FOR_CHILD.replace(true));
+    encode(value)
+}
+
+/// Whether the value being serialized on this thread is a new child's argument (see
+/// [`encode_for_child`]).
+///
+/// ```
+/// assert!(!mproc_wire::encoding_for_child());
+/// ```
+pub fn encoding_for_child() -> bool {
+    FOR_CHILD.get()
+}
+
 /// Serializes `value` into `buf` (no heap allocation when the value holds no fd), taking
 /// the fds inside it into the side table. Returns the bytes written and the fds.
 ///
@@ -438,12 +477,24 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 /// # Ok::<(), mproc_wire::Error>(())
 /// ```
 pub fn decode_from<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, Error> {
-    let result = decoding(fds, || postcard::take_from_bytes::<T>(bytes));
+    let too_deep = Cell::new(false);
+    let limit = stack_guard::stack_limit();
+    let result = decoding(fds, || {
+        let mut de = postcard::Deserializer::from_flavor(Guarded::new(bytes, limit, &too_deep));
+        T::deserialize(&mut de).and_then(|value| Ok((value, de.finalize()?)))
+    });
     match result {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(Error::new(
             ErrorKind::Decode,
             format!("{} trailing bytes after the value", rest.len()),
+        )),
+        Err(_) if too_deep.get() => Err(Error::new(
+            ErrorKind::Decode,
+            format!(
+                "cannot deserialize {}: the value nests too deeply for this thread's stack",
+                std::any::type_name::<T>()
+            ),
         )),
         Err(e) => Err(Error::new(
             ErrorKind::Decode,
@@ -459,7 +510,8 @@ pub fn decode_from<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Resu
 /// # Errors
 ///
 /// [`ErrorKind::Decode`] when the bytes are not a `T` (garbage, truncated, trailing bytes,
-/// an fd index the message does not carry).
+/// an fd index the message does not carry), or nest deeper than this thread's stack can
+/// hold (a decode stops 64 KiB short of the end of the stack rather than overflow it).
 ///
 /// ```
 /// let v: Vec<u8> = mproc_wire::decode(mproc_wire::encode(&vec![7u8])?)?;

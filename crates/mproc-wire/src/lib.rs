@@ -4,10 +4,11 @@
 mod codec;
 mod error;
 mod frame;
+mod stack_guard;
 
 pub use codec::{
-    Fd, FdRef, Handover, Message, decode, decode_from, encode, encode_into, encode_to_slice,
-    handing_over, handover, hold_across_fork, release_held,
+    Fd, FdRef, Handover, Message, decode, decode_from, encode, encode_for_child, encode_into,
+    encode_to_slice, encoding_for_child, handing_over, handover, hold_across_fork, release_held,
 };
 pub use error::{Error, ErrorKind};
 pub use frame::read::FrameReader;

@@ -361,15 +361,22 @@ fn huge_length_prefix_is_skipped_without_allocating_and_the_stream_stays_in_sync
     drop(writer.join().unwrap());
 }
 
-/// Sends a frame whose body is said to be `announced` bytes in `body_fd`, and checks that
-/// the reader refuses it as corrupt (without reading or allocating).
+/// Sends a frame whose body is said to be `announced` bytes in `body_fd`, then a good
+/// frame, and checks that the reader refuses the first as corrupt (without reading or
+/// allocating) and stays poisoned, as `Corrupt` promises: the peer lies, nothing after it
+/// is trusted. (Found by the wire_frame_reader fuzz target: the reader went on reading
+/// after such a frame; its input is in fuzz/regressions/wire_frame_reader/.)
 fn assert_body_fd_refused(body_fd: std::os::fd::BorrowedFd<'_>, announced: u64) {
     let (a, b) = pair();
     mproc_sys::send_with_fds(a.as_fd(), &header(1, 0, announced), &[body_fd]).unwrap();
-    let err = FrameReader::new()
-        .read(b.as_fd(), &Limits::default(), None)
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    write_message(a.as_fd(), encode(&7u8).unwrap(), &Limits::default()).unwrap();
+    let mut reader = FrameReader::new();
+    for _ in 0..2 {
+        let err = reader
+            .read(b.as_fd(), &Limits::default(), None)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+    }
 }
 
 /// A memfd of `len` bytes, all of them holes (nothing stored).
@@ -571,4 +578,39 @@ fn a_failed_encode_into_leaves_the_buffer_and_the_fd_stack_as_they_were() {
     let fds = crate::encode_into(&7u8, &mut buf).unwrap();
     assert!(fds.is_empty());
     assert_eq!(buf, [1, 2, 3, 7]);
+}
+
+/// A recursive type, as a user may send one.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum Nest {
+    End,
+    In(Box<Nest>),
+}
+
+#[test]
+fn a_value_nested_deeper_than_the_stack_is_a_decode_error_not_an_overflow() {
+    // Found writing the wire_decode fuzz target, whose recursive type a peer can nest at
+    // will (its input is in fuzz/regressions/wire_decode/): 200 KB of "one more level"
+    // overflowed the receiving thread's stack, which aborts the whole process.
+    let decoded = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(|| {
+            let mut deep = vec![1u8; 200_000];
+            deep.push(0);
+            let err = decode_from::<Nest>(&deep, Vec::new()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Decode);
+            assert!(err.to_string().contains("nests too deeply"), "{err}");
+            // A value of modest depth still decodes on the same small stack.
+            let mut modest = vec![1u8; 50];
+            modest.push(0);
+            decode_from::<Nest>(&modest, Vec::new()).unwrap()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let mut want = Nest::End;
+    for _ in 0..50 {
+        want = Nest::In(Box::new(want));
+    }
+    assert_eq!(decoded, want);
 }

@@ -304,6 +304,74 @@ fn main() {
             std::io::stdout().flush().unwrap();
             std::thread::sleep(Duration::from_secs(60));
         }
+        "first-segment-tracker" => {
+            // Creates this process's first named segment while a thread watches for its
+            // name to appear in /dev/shm, and reports how many children (trackers) this
+            // process had at that moment: a name that exists before its tracker runs is
+            // leaked if we are killed meanwhile. 64 MiB, so that reserving its pages (before
+            // the registration) takes a while.
+            let name = std::env::args().nth(2).expect("a name");
+            let path = format!("/dev/shm/{name}");
+            let watcher = std::thread::spawn(move || {
+                while std::fs::metadata(&path).is_err() {
+                    std::hint::spin_loop();
+                }
+                our_children().len()
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let segment = mproc::SharedMemory::create_named(&name, 64 << 20).expect("create");
+            println!(
+                "trackers-when-it-appeared {}",
+                watcher.join().expect("watcher")
+            );
+            segment.unlink().expect("unlink");
+        }
+        "tracker-killed-while-registering" => {
+            // 50 named segments with a first tracker; then a thread kills that tracker
+            // and, as soon as it appears, the one started to replace it (while the 50
+            // names are registered with it again); then two more segments. Every name
+            // printed was created and must stay tracked: the test SIGKILLs us and waits
+            // for each to be unlinked.
+            let tag = std::env::args().nth(2).expect("a name tag");
+            let create = |i: u32| {
+                let name = format!("{tag}-{i}");
+                match mproc::SharedMemory::create_named(&name, 4096) {
+                    Ok(s) => {
+                        println!("{name}");
+                        Some(s)
+                    }
+                    Err(e) => {
+                        eprintln!("{name}: {e}");
+                        None
+                    }
+                }
+            };
+            let mut segments: Vec<_> = (0..50).map(create).collect();
+            let killed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let killer = {
+                let killed = killed.clone();
+                std::thread::spawn(move || {
+                    let mut seen = std::collections::HashSet::new();
+                    while seen.len() < 2 {
+                        for pid in our_children() {
+                            if seen.insert(pid) {
+                                let _ = mproc_sys::kill_pid(pid, mproc_sys::SIGKILL);
+                                killed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
+                    }
+                })
+            };
+            while killed.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            segments.push(create(50));
+            killer.join().expect("killer");
+            segments.push(create(51));
+            println!("done");
+            std::io::stdout().flush().unwrap();
+            std::thread::sleep(Duration::from_secs(60));
+        }
         "manager-remote" => manager_remote(),
         "manager-fork-then-die" => manager_fork_then_die(),
         other => {

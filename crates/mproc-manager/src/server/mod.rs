@@ -8,6 +8,8 @@
 //! connection's thread, and give up when the caller's connection closes, so a process that
 //! dies while waiting takes nothing (no item, no lock) with it.
 
+#[cfg(fuzzing)]
+pub mod fuzz;
 mod objects;
 mod reaper;
 
@@ -33,7 +35,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Each connection's thread: requests of the built-in types decode on the heap, but a
 /// registered type's `new`, `handle` and request decoding run here too.
-const THREAD_STACK: usize = 1 << 20;
+pub(crate) const THREAD_STACK: usize = 1 << 20;
 
 /// The limits one server enforces, so that no client can exhaust it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug)]
@@ -82,18 +84,12 @@ pub(crate) fn serve<R: Registry>(args: ServerArgs) {
         return; // the owner is gone already
     }
     drop(ready);
-    let server = Arc::new(Server {
-        objects: Mutex::new(HashMap::new()),
-        names: Mutex::new(HashMap::new()),
-        sessions: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(1),
-        next_connection: AtomicU64::new(1),
-        connections: AtomicUsize::new(0),
-        reaper: reaper::Reaper::start(),
+    let server = Arc::new(Server::new(
         limits,
         owner_token,
-        create_custom: R::create,
-    });
+        R::create,
+        reaper::Reaper::start(),
+    ));
     loop {
         let mut conn = match listener.accept::<Reply, Request>() {
             Ok(c) => c,
@@ -199,6 +195,27 @@ impl Caller<'_> {
 }
 
 impl Server {
+    /// Makes a server with no objects and no connections.
+    fn new(
+        limits: Limits,
+        owner_token: u64,
+        create_custom: CreateCustom,
+        reaper: Arc<reaper::Reaper>,
+    ) -> Self {
+        Server {
+            objects: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            next_connection: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            reaper,
+            limits,
+            owner_token,
+            create_custom,
+        }
+    }
+
     fn serve_connection(&self, mut conn: Conn) {
         let session = match conn.recv_timeout(HELLO_TIMEOUT) {
             Ok(Request::Hello { session }) => session,

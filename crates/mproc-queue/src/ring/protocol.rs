@@ -120,6 +120,14 @@ impl<S: Shared> Core<S> {
     }
 
     #[inline]
+    /// Forgets this process's caches, as a handle fresh from `new` has none: the fuzz
+    /// target reuses one ring for many inputs (`cfg(fuzzing)` only).
+    #[cfg(fuzzing)]
+    pub(crate) fn forget_caches(&mut self) {
+        self.seen = Seen::default();
+        self.pacing = crate::ring::wait::Pacing::default();
+    }
+
     fn producer_end(&self, order: Ordering) -> End {
         End::unpack(self.shared.header().producer.tail.load(order))
     }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::ring::layout::seq_before;
+use crate::ring::wait::nap_until;
 use crate::ring::{Refused, corrupt};
 
 /// Both ends of the side socket (every holder has both).
@@ -21,12 +22,15 @@ pub(crate) struct Side {
 
 impl Side {
     /// Sends a record's side datagram (its sequence, then its fds), waiting for room in
-    /// the socket until `deadline`.
+    /// the socket until `deadline`. The wait is in naps, as the ring's are: when one ends
+    /// with no room and `others_gone()` says nobody else is left to take datagrams, the
+    /// send is refused with `Disconnected` (the socket would never drain).
     pub(crate) fn send(
         &self,
         seq: u32,
         fds: &[OwnedFd],
         deadline: Option<Instant>,
+        others_gone: impl Fn() -> bool,
     ) -> std::result::Result<(), Refused> {
         let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
         let tag = seq.to_le_bytes();
@@ -39,9 +43,12 @@ impl Side {
             ) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    match mproc_sys::wait_writable(self.tx.as_fd(), deadline) {
+                    let (until, last) = nap_until(deadline);
+                    match mproc_sys::wait_writable(self.tx.as_fd(), until) {
                         Ok(true) => continue,
-                        Ok(false) => return Err(Refused::Timeout),
+                        Ok(false) if last => return Err(Refused::Timeout),
+                        Ok(false) if others_gone() => return Err(Refused::Disconnected),
+                        Ok(false) => continue,
                         Err(e) => {
                             return Err(Refused::Failed(Error::io(
                                 "waiting on the side socket",

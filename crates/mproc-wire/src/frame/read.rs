@@ -37,8 +37,9 @@ const DIRECT: usize = 2 << 10;
 /// A read that times out keeps what it has read so far; the next call resumes there, so a
 /// deadline never desynchronises the stream. An inline frame larger than the limits is
 /// reported as [`ErrorKind::TooLarge`] as soon as its header arrives; the next read skips
-/// its body without allocating and goes on with the frames after it. Garbage (a bad header)
-/// poisons the reader: every later read reports [`ErrorKind::Corrupt`].
+/// its body without allocating and goes on with the frames after it. Garbage (a bad header,
+/// or a body fd that is not what its header says) poisons the reader: every later read
+/// reports [`ErrorKind::Corrupt`].
 ///
 /// Small frames are read whole with one receive into a buffer, which may also take the
 /// start of the next frame; [`has_buffered_message`](Self::has_buffered_message) tells a
@@ -472,7 +473,9 @@ impl FrameReader {
         if in_fd {
             let body_fd = self.frame_fds.pop().expect("counted above");
             let fds = std::mem::take(&mut self.frame_fds);
-            let bytes = read_body_fd(body_fd, len)?;
+            // A body fd that is not what the header says is a lying peer: poisoned, as
+            // for any garbage.
+            let bytes = read_body_fd(body_fd, len).map_err(|e| self.fail(e))?;
             return Ok(Some(Message::from_parts(bytes, fds)));
         }
         self.body = Vec::new();

@@ -1,0 +1,97 @@
+//! The wire's `decode`: any bytes, with any fds in the side table, decoded as values of
+//! every serde shape (fds inside, nested containers, strings, maps, options, floats) and
+//! as mproc's own handles (segments, blocks, locks, connections, queues, values).
+//!
+//! Script: a byte choosing the type, a byte saying how many fds travel beside the bytes
+//! (and of what kind), then the message's bytes. A decode must give a value or a typed
+//! `Decode` error; a value decoded must encode again, and decode and encode back to the
+//! same bytes (encoding is canonical).
+
+#![no_main]
+
+use std::collections::{BTreeMap, HashMap};
+
+use libfuzzer_sys::fuzz_target;
+use mproc_fuzz::{FdKind, Script, check_fds, make_fds};
+use mproc_wire::{ErrorKind, Fd, Message};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// A value of most serde shapes, fds included, nested.
+#[derive(Serialize, Deserialize, Debug)]
+enum Shape {
+    Unit,
+    Number(u64),
+    Signed(i8, i128),
+    Text(String),
+    Char(char),
+    Float(f64, f32),
+    Bytes(ByteBuf),
+    Array([u16; 3]),
+    Handle(Fd),
+    Record {
+        fd: Option<Fd>,
+        flag: bool,
+        items: Vec<Shape>,
+        names: BTreeMap<String, Option<Vec<u8>>>,
+    },
+    Pair(Box<Shape>, Box<Shape>),
+    Table(BTreeMap<u32, (bool, char)>),
+}
+
+fuzz_target!(|data: &[u8]| {
+    run(data);
+    check_fds();
+});
+
+fn run(data: &[u8]) {
+    let mut script = Script::new(data);
+    let which = script.byte();
+    let fds = script.byte();
+    let bytes = script.rest();
+    let fds = make_fds(FdKind::from_bits(fds >> 3), usize::from(fds & 7));
+    let msg = Message::from_parts(bytes.to_vec(), fds);
+    match which % 18 {
+        0 => round_trip::<Shape>(msg, true),
+        1 => round_trip::<Vec<Shape>>(msg, true),
+        // A hash map's order differs from one map to the next: not canonical.
+        2 => round_trip::<(Vec<Fd>, HashMap<String, Option<Vec<u8>>>)>(msg, false),
+        3 => round_trip::<Vec<String>>(msg, true),
+        4 => round_trip::<Vec<Vec<u64>>>(msg, true),
+        5 => round_trip::<Option<Box<(Fd, Fd, Shape)>>>(msg, true),
+        6 => round_trip::<Fd>(msg, true),
+        7 => round_trip::<(u128, i64, f64, String, ByteBuf)>(msg, true),
+        // mproc's own handles, as another process sends them (an fd and what it says
+        // the fd is): each must check what it is given before mapping or using it.
+        8 => round_trip::<mproc_shm::SharedMemory>(msg, false),
+        9 => round_trip::<mproc_shm::ShareableList>(msg, false),
+        10 => round_trip::<mproc_shm::Block>(msg, false),
+        11 => round_trip::<mproc_shm::LockBlock>(msg, false),
+        12 => round_trip::<mproc_shm::RawArray<u32>>(msg, false),
+        13 => round_trip::<mproc_pipe::Connection<u8>>(msg, false),
+        14 => round_trip::<mproc_queue::Queue<u8>>(msg, false),
+        15 => round_trip::<mproc_queue::JoinableQueue<u8>>(msg, false),
+        16 => round_trip::<mproc_queue::SimpleQueue<u8>>(msg, false),
+        _ => round_trip::<mproc_sync::Value<u64>>(msg, false),
+    }
+}
+
+/// Decodes `msg` as a `T`; a value must encode and decode again, to the same bytes when
+/// `canonical`.
+fn round_trip<T: Serialize + DeserializeOwned>(msg: Message, canonical: bool) {
+    let value = match mproc_wire::decode::<T>(msg) {
+        Ok(value) => value,
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+            return;
+        }
+    };
+    let first = mproc_wire::encode(&value).expect("a decoded value encodes");
+    let bytes = first.bytes().to_vec();
+    let again: T = mproc_wire::decode(first).expect("an encoded value decodes");
+    let second = mproc_wire::encode(&again).expect("a decoded value encodes");
+    if canonical {
+        assert_eq!(bytes, second.bytes(), "encoding is canonical");
+    }
+}
