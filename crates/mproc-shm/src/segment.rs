@@ -467,7 +467,7 @@ const TRACKER_STARTS: usize = 4;
 fn track(name: &str) -> Result<()> {
     let mut guard = TRACKING.lock();
     if let Some(tracking) = guard.as_mut() {
-        match tracking.tracker.register(name) {
+        match tracking.tracker.register(name, None) {
             Ok(()) => {
                 tracking.names.insert(name.to_string());
                 return Ok(());
@@ -491,7 +491,7 @@ fn track(name: &str) -> Result<()> {
             }),
         };
         let registered = (tracking.names.iter().map(String::as_str).chain([name]))
-            .try_for_each(|n| tracking.tracker.register(n));
+            .try_for_each(|n| tracking.tracker.register(n, None));
         match registered {
             Ok(()) => {
                 tracking.names.insert(name.to_string());
@@ -533,6 +533,6 @@ fn untrack_name(name: &str) {
     let mut guard = TRACKING.lock();
     if let Some(tracking) = guard.as_mut() {
         tracking.names.remove(name);
-        let _ = tracking.tracker.unregister(name);
+        let _ = tracking.tracker.unregister(name, None);
     }
 }
