@@ -27,5 +27,7 @@ mod pool;
 mod process;
 #[path = "kill_matrix/queue.rs"]
 mod queue;
+#[path = "kill_matrix/segment.rs"]
+mod segment;
 #[path = "kill_matrix/sync.rs"]
 mod sync;

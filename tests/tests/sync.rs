@@ -5,14 +5,15 @@
 //! fork, children share their parent's segment tracker, and the tests of tracking need the
 //! child to be the root of its own tree.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc::shm::ErrorKind as ShmErrorKind;
 use mproc::sync::{ErrorKind, TryLockError};
 use mproc::{
-    Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, SharedAtomic,
-    SharedMemory, Value,
+    Array, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, ShareableList,
+    SharedAtomic, SharedMemory, Value,
 };
 use mproc_tests::{builder, deadline};
 
@@ -116,6 +117,20 @@ fn create_named_and_return(name: String) {
 
 fn create_named_untracked(name: String) {
     SharedMemory::create_named(&name, 4096).unwrap().untrack();
+}
+
+/// Creates `mine`, then is refused (`AlreadyExists`) at `mine` and at `theirs` (another
+/// program's segment), as a segment and as a list; returns holding `mine` once `go` is set.
+fn refused_at_existing_names((mine, theirs, ready, go): (String, String, Event, Event)) {
+    let _mine = SharedMemory::create_named(&mine, 4096).unwrap();
+    for name in [&mine, &theirs] {
+        let e = SharedMemory::create_named(name, 64).unwrap_err();
+        assert_eq!(e.kind(), ShmErrorKind::AlreadyExists, "{e}");
+        let e = ShareableList::create_named(name, [1i64]).unwrap_err();
+        assert_eq!(e.kind(), ShmErrorKind::AlreadyExists, "{e}");
+    }
+    ready.set();
+    assert!(go.wait_timeout(READY));
 }
 
 fn open_named_and_return(name: String) -> u64 {
@@ -520,6 +535,46 @@ fn a_named_segment_outlives_its_openers_and_goes_with_its_creator_unless_untrack
             SharedMemory::open(&kept).unwrap_err().kind(),
             ShmErrorKind::NotFound
         );
+    });
+}
+
+#[test]
+fn a_refused_create_named_leaves_the_existing_segment_and_its_tracking_alone() {
+    deadline(LIMIT, || {
+        let (mine, theirs) = (unique("mine"), unique("theirs"));
+        // Another program's segment, which no tracker of ours holds.
+        let theirs_fd = mproc_sys::shm_create(&theirs, 64).unwrap();
+        let (ready, go) = (Event::new().unwrap(), Event::new().unwrap());
+        let mut child = builder()
+            .spawn(
+                refused_at_existing_names,
+                (mine.clone(), theirs.clone(), ready.clone(), go.clone()),
+            )
+            .unwrap();
+        assert!(ready.wait_timeout(READY));
+        // Its tracker (its only child) unlinks what it holds once the child has ended.
+        let trackers: Vec<OwnedFd> = mproc_tests::children_of(child.pid())
+            .into_iter()
+            .filter_map(|(pid, _)| mproc_sys::pidfd_open(pid).ok())
+            .collect();
+        assert!(!trackers.is_empty(), "the creator has no tracker");
+        go.set();
+        child.join().unwrap();
+        for tracker in &trackers {
+            assert!(mproc_tests::wait_gone(tracker.as_fd(), READY));
+        }
+        // `mine` was still tracked after the refusals; `theirs` was never unlinked.
+        assert_eq!(
+            SharedMemory::open(&mine).unwrap_err().kind(),
+            ShmErrorKind::NotFound,
+            "refused creations untracked the creator's own segment"
+        );
+        let now = mproc_sys::shm_open_existing(&theirs).expect("another program's segment");
+        assert_eq!(
+            mproc_sys::file_identity(now.as_fd()).unwrap(),
+            mproc_sys::file_identity(theirs_fd.as_fd()).unwrap()
+        );
+        mproc_sys::shm_unlink(&theirs).unwrap();
     });
 }
 

@@ -161,7 +161,9 @@ impl ShareableList {
     }
 
     /// Makes a list holding `items` in the named segment `name` (tracked as
-    /// [`SharedMemory::create_named`] describes).
+    /// [`SharedMemory::create_named`] describes, and never leaked, wherever its creator
+    /// is killed). The list is written before the name appears: whoever opens `name`
+    /// finds it whole.
     ///
     /// ```
     /// use mproc_shm::{Item, ShareableList};
@@ -182,8 +184,7 @@ impl ShareableList {
         I: Into<Item>,
     {
         let items: Vec<Item> = items.into_iter().map(Into::into).collect();
-        let shm = SharedMemory::create_named(name, Self::size_for(&items)?)?;
-        Self::init(shm, &items)
+        SharedMemory::create_named_as(name, Self::size_for(&items)?, |shm| Self::init(shm, &items))
     }
 
     /// Attaches to the list in the named segment `name`.

@@ -1,12 +1,13 @@
 //! `SharedMemory`: a segment of bytes shared between processes, anonymous (a memfd passed
-//! by fd) or named (`/dev/shm`, reserved up front and tracked until its process tree ends).
+//! by fd) or named (`/dev/shm`, reserved up front, made under a tracked temporary name and
+//! tracked until its process tree ends).
 
 use std::collections::HashSet;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use mproc_sys::{ForkLock, Region, ShmAtomic, ShmSafe, Tracker, fork_order};
+use mproc_sys::{FileId, ForkLock, Region, ShmAtomic, ShmSafe, Tracker, fork_order};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -74,6 +75,41 @@ fn range_error(e: std::io::Error) -> Error {
     Error::io("out of the segment's range", e)
 }
 
+/// Steps (1) to (3) of [`SharedMemory::create_named_as`], once the temporary name `temp`
+/// is tracked: on failure, `temp` is unlinked and `name` forgotten at its file.
+fn create_under<T>(
+    temp: &str,
+    name: &str,
+    size: usize,
+    build: impl FnOnce(SharedMemory) -> Result<T>,
+) -> Result<T> {
+    let context = || format!("creating shared memory segment {name:?}");
+    let fd = mproc_sys::shm_create(temp, size).map_err(|e| Error::io(context(), e))?;
+    let named = || -> Result<T> {
+        let file = mproc_sys::file_identity(fd.as_fd()).map_err(|e| Error::io(context(), e))?;
+        let region = Region::map(fd.as_fd(), size).map_err(|e| Error::io(context(), e))?;
+        let shm = SharedMemory {
+            mapped: Arc::new(Mapped { region, fd }),
+            name: Some(name.to_string()),
+        };
+        track(name, Some(file))?;
+        let renamed = build(shm).and_then(|built| {
+            mproc_sys::shm_rename_noreplace(temp, name)
+                .map(|()| built)
+                .map_err(|e| Error::io(context(), e))
+        });
+        if renamed.is_err() {
+            untrack(name, Some(file));
+        }
+        renamed
+    };
+    let made = named();
+    if made.is_err() {
+        let _ = mproc_sys::shm_unlink(temp);
+    }
+    made
+}
+
 impl SharedMemory {
     /// Creates an anonymous segment of `size` zeroed bytes.
     ///
@@ -107,6 +143,13 @@ impl SharedMemory {
     /// [`untrack`](SharedMemory::untrack) came first. Processes that
     /// [`open`](SharedMemory::open) the name never take ownership.
     ///
+    /// The name never leaks, wherever this process is killed (SIGKILL included) inside
+    /// this call: the segment is made under a tracked temporary name (`name`, cut to fit,
+    /// then `.mproc-tmp-<pid>-<random>`), and renamed to `name` (never replacing an
+    /// existing segment) only once the tracker holds `name` at the segment's inode. The
+    /// name appears whole, at its full size; an `AlreadyExists` failure leaves the
+    /// existing segment, and its own tracking, as they were.
+    ///
     /// ```
     /// use mproc_shm::{ErrorKind, SharedMemory};
     /// let name = format!("mproc-doc-{}", std::process::id());
@@ -123,31 +166,39 @@ impl SharedMemory {
     /// # Errors
     ///
     /// `InvalidInput` for a zero size or a bad name (empty, over 250 bytes, or holding
-    /// `/` or NUL); `AlreadyExists`; `NoSpace`; `Io`.
+    /// `/` or NUL); `AlreadyExists`; `NoSpace`; `Io`. Nothing is left behind.
     pub fn create_named(name: &str, size: usize) -> Result<Self> {
+        Self::create_named_as(name, size, Ok)
+    }
+
+    /// Creates the named segment `name` as [`create_named`](SharedMemory::create_named)
+    /// does, and has `build` fill it (given a handle already named `name`) before the
+    /// name appears: whoever opens `name` finds what `build` wrote.
+    ///
+    /// The steps, each safe to be killed at (the tracker unlinks what it holds once the
+    /// tree has ended): (1) a temporary name is tracked, then created (`O_EXCL`), mapped
+    /// and its inode read; (2) `name` is tracked *at that inode*; (3) the file is renamed
+    /// to `name`, never replacing one; (4) the temporary name is forgotten. Killed before
+    /// (2), only the temporary name exists and is unlinked; between (2) and (3), `name` is
+    /// absent or another file and is left alone; after (3), `name` is that inode and goes.
+    ///
+    /// (1) does not wait for the tracker's answer: its request is in the socket before
+    /// the file exists, a creator killed after sending it leaves it there for the tracker
+    /// to read, and the answer to (2), which comes after it on the same socket, confirms
+    /// both (a tracker that died in between fails (2), and its successor is given every
+    /// name, the temporary one included).
+    pub(crate) fn create_named_as<T>(
+        name: &str,
+        size: usize,
+        build: impl FnOnce(SharedMemory) -> Result<T>,
+    ) -> Result<T> {
         check_size(size)?;
         let context = || format!("creating shared memory segment {name:?}");
-        // The name must not exist unregistered for long: a creator killed in between leaves
-        // it for good. Starting a tracker takes a millisecond or so, so this process's first
-        // one starts before the name exists, leaving the window at one registration's round
-        // trip (plus the allocation and mapping below).
-        start_tracker()?;
-        let fd = mproc_sys::shm_create(name, size).map_err(|e| Error::io(context(), e))?;
-        let region = match Region::map(fd.as_fd(), size) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = mproc_sys::shm_unlink(name);
-                return Err(Error::io(context(), e));
-            }
-        };
-        if let Err(e) = track(name) {
-            let _ = mproc_sys::shm_unlink(name);
-            return Err(e);
-        }
-        Ok(SharedMemory {
-            mapped: Arc::new(Mapped { region, fd }),
-            name: Some(name.to_string()),
-        })
+        let temp = mproc_sys::shm_temporary_name(name).map_err(|e| Error::io(context(), e))?;
+        track_ahead(&temp)?;
+        let made = create_under(&temp, name, size, build);
+        untrack(&temp, None);
+        made
     }
 
     /// Opens the named segment `/dev/shm/<name>`, whatever its size. Opening never takes
@@ -204,7 +255,7 @@ impl SharedMemory {
         })?;
         mproc_sys::shm_unlink(name)
             .map_err(|e| Error::io(format!("unlinking shared memory segment {name:?}"), e))?;
-        untrack_name(name);
+        untrack(name, self.file());
         Ok(())
     }
 
@@ -222,8 +273,14 @@ impl SharedMemory {
     /// ```
     pub fn untrack(&self) {
         if let Some(name) = &self.name {
-            untrack_name(name);
+            untrack(name, self.file());
         }
+    }
+
+    /// The file behind this handle, as the tracker holds its name; `None` (every
+    /// registration of the name) should fstat fail.
+    fn file(&self) -> Option<FileId> {
+        mproc_sys::file_identity(self.mapped.fd.as_fd()).ok()
     }
 
     /// Returns the size in bytes (Python: `size`).
@@ -454,22 +511,25 @@ static TRACKING: ForkLock<Option<Tracking>> = ForkLock::new(fork_order::SEGMENT_
 
 struct Tracking {
     tracker: Tracker,
-    names: HashSet<String>,
+    /// Each registered name, with the file it must still be to be unlinked (if any).
+    names: HashSet<(String, Option<FileId>)>,
 }
 
 /// How many trackers one registration starts, each killed in turn, before it gives up.
 const TRACKER_STARTS: usize = 4;
 
-/// Registers `name` with this process's tracker. A dead tracker is replaced, and every
-/// name it held is registered with its successor; should the successor die too before it
-/// has them all, another is started. The names stay in the table whatever happens, so a
+/// Registers `name` (at `file`, if given: see [`Tracker::register`]) with this process's
+/// tracker, starting one if there is none. A dead tracker is replaced, and every name it
+/// held is registered with its successor; should the successor die too before it has them
+/// all, another is started. The names stay in the table whatever happens, so a
 /// registration that gives up leaves them for the next one to hand over.
-fn track(name: &str) -> Result<()> {
+fn track(name: &str, file: Option<FileId>) -> Result<()> {
+    let registration = (name.to_string(), file);
     let mut guard = TRACKING.lock();
     if let Some(tracking) = guard.as_mut() {
-        match tracking.tracker.register(name) {
+        match tracking.tracker.register(name, file) {
             Ok(()) => {
-                tracking.names.insert(name.to_string());
+                tracking.names.insert(registration);
                 return Ok(());
             }
             Err(e) if tracker_gone(&e) => {} // killed: start another below
@@ -490,11 +550,11 @@ fn track(name: &str) -> Result<()> {
                 names: HashSet::new(),
             }),
         };
-        let registered = (tracking.names.iter().map(String::as_str).chain([name]))
-            .try_for_each(|n| tracking.tracker.register(n));
+        let registered = (tracking.names.iter().chain([&registration]))
+            .try_for_each(|(n, f)| tracking.tracker.register(n, *f));
         match registered {
             Ok(()) => {
-                tracking.names.insert(name.to_string());
+                tracking.names.insert(registration);
                 return Ok(());
             }
             Err(e) if tracker_gone(&e) => gone = Some(e),
@@ -505,18 +565,20 @@ fn track(name: &str) -> Result<()> {
     Err(Error::io("registering a segment with the tracker", e))
 }
 
-/// Starts this process's tracker if it has none yet.
-fn start_tracker() -> Result<()> {
-    let mut guard = TRACKING.lock();
-    if guard.is_none() {
-        let tracker =
-            Tracker::start().map_err(|e| Error::io("starting the shared memory tracker", e))?;
-        *guard = Some(Tracking {
-            tracker,
-            names: HashSet::new(),
-        });
+/// Registers `name` (at no file) with this process's tracker without waiting for its
+/// answer ([`Tracker::register_ahead`]): the next [`track`] confirms it. With no tracker,
+/// or a dead one, registers as [`track`] does.
+fn track_ahead(name: &str) -> Result<()> {
+    {
+        let mut guard = TRACKING.lock();
+        if let Some(tracking) = guard.as_mut()
+            && tracking.tracker.register_ahead(name, None).is_ok()
+        {
+            tracking.names.insert((name.to_string(), None));
+            return Ok(());
+        }
     }
-    Ok(())
+    track(name, None)
 }
 
 /// Whether a registration failed because the tracker is gone (killed).
@@ -529,10 +591,14 @@ fn tracker_gone(e: &std::io::Error) -> bool {
     )
 }
 
-fn untrack_name(name: &str) {
+/// Forgets the registration of `name` at `file` (with `None`: every registration of
+/// `name`).
+fn untrack(name: &str, file: Option<FileId>) {
     let mut guard = TRACKING.lock();
     if let Some(tracking) = guard.as_mut() {
-        tracking.names.remove(name);
-        let _ = tracking.tracker.unregister(name);
+        tracking
+            .names
+            .retain(|(n, f)| n != name || (file.is_some() && *f != file));
+        let _ = tracking.tracker.unregister(name, file);
     }
 }

@@ -61,7 +61,9 @@ pub use retire::{retire_owned_fds_except, track_owned_fd, untrack_owned_fd};
 pub use robust_list::{robust_locks_supported, thread_id};
 pub use sealed::{SealedBytes, SealedWriter};
 pub use shm::markers::{ShmAtomic, ShmSafe};
-pub use shm::named::{shm_create, shm_open_existing, shm_unlink};
+pub use shm::named::{
+    shm_create, shm_open_existing, shm_rename_noreplace, shm_temporary_name, shm_unlink,
+};
 pub use shm::pinned::Pinned;
 pub use shm::region::{LOCK_SLOT, LockSlot, Region};
 pub use socket::{
@@ -73,7 +75,7 @@ pub use socket_io::{
 };
 pub use spawn_self::SpawnSelf;
 pub use stack::stack_bounds;
-pub use tracker::Tracker;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub use tracker::fuzz_requests as fuzz_tracker_requests;
+pub use tracker::{FileId, Tracker};

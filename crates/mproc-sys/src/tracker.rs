@@ -1,6 +1,6 @@
 //! The segment tracker: a tiny forked process that unlinks named shared-memory segments
 //! once every process holding its socket (the creator and its fork children) has ended,
-//! however they ended.
+//! however they ended; a name registered with its file only while it is still that file.
 //!
 //! The child runs only async-signal-safe system calls (no allocation, no locks, no panics),
 //! so it can be forked from a process with threads. Its requests and its table of names
@@ -11,15 +11,17 @@ mod requests;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use requests::Table;
+pub use requests::FileId;
 #[cfg(fuzzing)]
 pub use requests::fuzz_requests;
+use requests::{MAX_REQUEST, Op, Table};
 
+/// The longest name the tracker takes (the longest file name, `NAME_MAX`; mproc's own
+/// names are shorter).
 const MAX_NAME: usize = 255;
 
 /// How long `register` waits for the tracker's answer.
 const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-const ENTRY: usize = MAX_NAME + 1;
 
 /// A connection to a segment tracker process.
 ///
@@ -27,7 +29,7 @@ const ENTRY: usize = MAX_NAME + 1;
 /// let tracker = mproc_sys::Tracker::start()?;
 /// let name = format!("mproc-doc-tracker-{}", std::process::id());
 /// drop(mproc_sys::shm_create(&name, 64)?);
-/// tracker.register(&name)?;
+/// tracker.register(&name, None)?;
 /// drop(tracker); // the last holder of the socket: the tracker unlinks the segment
 /// let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
 /// while mproc_sys::shm_open_existing(&name).is_ok() && std::time::Instant::now() < gone {
@@ -109,6 +111,13 @@ impl Tracker {
     /// Asks the tracker to unlink `name` when the last holder ends, and waits until the
     /// tracker says it has the name in its table: a request sent to a tracker that is being
     /// killed would otherwise go down with it, and the segment would never be unlinked.
+    ///
+    /// With a `file` (the device and inode of [`file_identity`](crate::file_identity)),
+    /// the tracker unlinks `name` only if it is still that file then: a name registered
+    /// before it is renamed onto that file, or after its file was replaced by another
+    /// program's, is left alone. Without one, it unlinks whatever `name` is. The same name
+    /// registered at two files is two registrations.
+    ///
     /// The request carries the write end of a pipe; the tracker writes a byte on it once
     /// the name is in its table, and a tracker that dies first closes it unwritten (the
     /// socket is shared with fork children, so the answer cannot come on it).
@@ -118,13 +127,12 @@ impl Tracker {
     /// `InvalidInput` for a name that is not a valid segment name (see
     /// [`shm_create`](crate::shm_create)); `BrokenPipe` if the tracker died (before or
     /// after reading: register the name with a new one).
-    pub fn register(&self, name: &str) -> io::Result<()> {
+    pub fn register(&self, name: &str, file: Option<FileId>) -> io::Result<()> {
         crate::shm::named::check_name(name)?;
         let (answer, reply_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let mut msg = [0u8; ENTRY];
-        msg[0] = b'+';
-        msg[1..=name.len()].copy_from_slice(name.as_bytes());
-        crate::send_with_fds(self.sock.as_fd(), &msg[..=name.len()], &[reply_end.as_fd()])?;
+        let mut msg = [0u8; MAX_REQUEST];
+        let len = requests::encode(Op::Register, name.as_bytes(), file, &mut msg);
+        crate::send_with_fds(self.sock.as_fd(), &msg[..len], &[reply_end.as_fd()])?;
         drop(reply_end);
         // A live tracker answers in microseconds; one that is stuck for this long is left
         // to its fate (the name may still be registered).
@@ -143,24 +151,39 @@ impl Tracker {
         }
     }
 
-    /// Asks the tracker to forget `name` (it was unlinked, or should outlive us).
+    /// Sends the registration of `name` (at `file`, if any) without waiting for the
+    /// tracker's answer. The socket keeps order, so the tracker has it in its table once
+    /// a later [`register`](Tracker::register) from this thread has been answered; a
+    /// tracker that dies before storing it fails that later registration, and every name
+    /// should then go to its successor. It saves a round trip where a confirmed
+    /// registration follows anyway.
+    ///
+    /// # Errors
+    ///
+    /// As [`register`](Tracker::register) (`BrokenPipe` or `ConnectionReset` when the
+    /// tracker is already gone).
+    pub fn register_ahead(&self, name: &str, file: Option<FileId>) -> io::Result<()> {
+        self.send(Op::Register, name, file)
+    }
+
+    /// Asks the tracker to forget `name` (it was unlinked, or should outlive us): its
+    /// registration at `file`, or, with `None`, every registration of `name`.
     ///
     /// # Errors
     ///
     /// As [`register`](Tracker::register).
-    pub fn unregister(&self, name: &str) -> io::Result<()> {
-        self.send(b'-', name)
+    pub fn unregister(&self, name: &str, file: Option<FileId>) -> io::Result<()> {
+        self.send(Op::Forget, name, file)
     }
 
-    fn send(&self, op: u8, name: &str) -> io::Result<()> {
+    fn send(&self, op: Op, name: &str, file: Option<FileId>) -> io::Result<()> {
         crate::shm::named::check_name(name)?;
-        let mut msg = [0u8; ENTRY];
-        msg[0] = op;
-        msg[1..=name.len()].copy_from_slice(name.as_bytes());
+        let mut msg = [0u8; MAX_REQUEST];
+        let len = requests::encode(op, name.as_bytes(), file, &mut msg);
         loop {
             match nix::sys::socket::send(
                 self.sock.as_raw_fd(),
-                &msg[..=name.len()],
+                &msg[..len],
                 nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
             ) {
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -294,17 +317,42 @@ fn serve(sock: i32, parents: i32) -> ! {
             libc::_exit(2);
         };
         requests::receive(BorrowedFd::borrow_raw(3), &mut table);
-        const PREFIX: &[u8] = b"/dev/shm/";
-        let mut path = [0u8; PREFIX.len() + MAX_NAME + 1];
-        path[..PREFIX.len()].copy_from_slice(PREFIX);
-        table.for_each(|name| {
-            let len = name.len();
-            path[PREFIX.len()..PREFIX.len() + len].copy_from_slice(name);
-            path[PREFIX.len() + len] = 0;
-            libc::unlink(path.as_ptr().cast());
-        });
+        unlink_registered(&table);
         libc::_exit(0);
     }
+}
+
+/// Unlinks `/dev/shm/<name>` for every registration in `table`; a name registered at a
+/// file only if it is that file now (same device and inode, by `lstat`).
+///
+/// Between the `lstat` and the `unlink` another process could replace the name, and the
+/// replacement would be unlinked. That takes a program that re-creates one of our names
+/// within microseconds of our whole tree ending, and the tracker's only other choice,
+/// unlinking without looking, removes such a replacement whenever it comes; there is no
+/// "unlink if still this inode" call to close it.
+fn unlink_registered(table: &Table) {
+    const PREFIX: &[u8] = b"/dev/shm/";
+    let mut path = [0u8; PREFIX.len() + MAX_NAME + 1];
+    path[..PREFIX.len()].copy_from_slice(PREFIX);
+    table.for_each(|name, file| {
+        let len = name.len().min(MAX_NAME);
+        path[PREFIX.len()..PREFIX.len() + len].copy_from_slice(&name[..len]);
+        path[PREFIX.len() + len] = 0;
+        // SAFETY: `path` is NUL-terminated; lstat and unlink are async-signal-safe system
+        // calls that only read it (and write `st`, on our stack).
+        unsafe {
+            if let Some((dev, ino)) = file {
+                let mut st: libc::stat = std::mem::zeroed();
+                if libc::lstat(path.as_ptr().cast(), &mut st) != 0
+                    || st.st_dev != dev
+                    || st.st_ino != ino
+                {
+                    return; // gone, or another file: not ours to unlink
+                }
+            }
+            libc::unlink(path.as_ptr().cast());
+        }
+    });
 }
 
 #[cfg(test)]
@@ -337,7 +385,7 @@ mod tests {
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
             .collect();
         assert!(fds.iter().all(|&fd| fd <= 3), "{fds:?}");
-        assert!(tracker.register("a/b").is_err() && tracker.register("..").is_err());
+        assert!(tracker.register("a/b", None).is_err() && tracker.register("..", None).is_err());
     }
 
     #[test]
@@ -348,5 +396,73 @@ mod tests {
         );
         assert_eq!(shared_range(b"7f00-7f10 rw-p 00000000 00:00 0"), None);
         assert_eq!(shared_range(b"garbage"), None);
+    }
+
+    fn unique(tag: &str) -> String {
+        format!("mproc-sys-tracker-{tag}-{}", std::process::id())
+    }
+
+    fn exists(name: &str) -> bool {
+        crate::shm_open_existing(name).is_ok()
+    }
+
+    #[test]
+    fn a_name_registered_at_a_file_is_unlinked_only_while_it_is_that_file() {
+        let (replaced, same, bare) = (unique("replaced"), unique("same"), unique("bare"));
+        // `replaced` is registered at its first file, then re-created: its first file is
+        // still open, so the second cannot have its inode.
+        let first = crate::shm_create(&replaced, 64).unwrap();
+        let first_id = crate::file_identity(first.as_fd()).unwrap();
+        crate::shm_unlink(&replaced).unwrap();
+        let second = crate::shm_create(&replaced, 64).unwrap();
+        assert_ne!(crate::file_identity(second.as_fd()).unwrap(), first_id);
+        let same_fd = crate::shm_create(&same, 64).unwrap();
+        let same_id = crate::file_identity(same_fd.as_fd()).unwrap();
+        drop(crate::shm_create(&bare, 64).unwrap());
+        let mut table = Table::new().unwrap();
+        let mut msg = [0u8; MAX_REQUEST];
+        for (name, file) in [
+            (&replaced, Some(first_id)),
+            (&same, Some(same_id)),
+            (&bare, None),
+            (&unique("never-created"), Some(same_id)),
+        ] {
+            let len = requests::encode(Op::Register, name.as_bytes(), file, &mut msg);
+            assert!(table.apply(&msg[..len]));
+        }
+        unlink_registered(&table);
+        assert!(exists(&replaced), "another file's name was unlinked");
+        assert!(!exists(&same) && !exists(&bare));
+        crate::shm_unlink(&replaced).unwrap();
+    }
+
+    #[test]
+    fn the_tracker_unlinks_a_name_at_its_file_and_leaves_a_replaced_one() {
+        let (kept, gone) = (unique("t-kept"), unique("t-gone"));
+        let old = crate::shm_create(&kept, 64).unwrap();
+        let old_id = crate::file_identity(old.as_fd()).unwrap();
+        crate::shm_unlink(&kept).unwrap();
+        let _new = crate::shm_create(&kept, 64).unwrap();
+        let fd = crate::shm_create(&gone, 64).unwrap();
+        let tracker = Tracker::start().unwrap();
+        tracker.register(&kept, Some(old_id)).unwrap();
+        tracker
+            .register(&gone, Some(crate::file_identity(fd.as_fd()).unwrap()))
+            .unwrap();
+        // The last holder closes its end: the tracker unlinks and exits (a fork child of
+        // another test may hold the socket for a while: wait, with a deadline).
+        let pid = tracker.pid();
+        drop(tracker);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while crate::wait_pid(pid, false).unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tracker did not end"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(exists(&kept), "a replaced name was unlinked");
+        assert!(!exists(&gone), "the tracker left its name");
+        crate::shm_unlink(&kept).unwrap();
     }
 }
