@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mproc::sync::{ErrorKind, TryLockError};
-use mproc::{Barrier, BoundedSemaphore, Condition, Lock, RLock, RawValue, Semaphore, SharedAtomic};
+use mproc::{
+    Barrier, BoundedSemaphore, Child, Condition, Lock, RLock, RawValue, Semaphore, SharedAtomic,
+};
 use mproc_tests::{builder, deadline};
 
 use crate::harness::{PATIENCE, Rng, Role, kill_and_reap, limit, pause, wait_until};
@@ -93,6 +95,47 @@ fn contend(stop: &AtomicBool, mut lock_once: impl FnMut() -> bool) -> Contended 
     seen
 }
 
+/// One round of a lock role. `start_victim` (given a seed) starts a process that locks and
+/// updates `pair` until killed; a contender thread runs `lock_once` (which returns whether
+/// it took the lock from a dead holder) while the victim is killed at a seeded moment, and
+/// goes on until it has updated the pair twice after the death. At most one `OwnerDied`.
+fn holder_killed_round(
+    at: &str,
+    rng: &mut Rng,
+    pair: &Pair,
+    start_victim: impl FnOnce(u64) -> Child<()>,
+    mut lock_once: impl FnMut(&mut Rng) -> bool + Send,
+) -> Contended {
+    let mut victim = start_victim(rng.next_u64());
+    let stop = AtomicBool::new(false);
+    let thread_seed = rng.next_u64();
+    let seen = std::thread::scope(|s| {
+        let contender = s.spawn(|| {
+            let mut rng = Rng::new(thread_seed);
+            contend(&stop, || lock_once(&mut rng))
+        });
+        wait_until(at, "the victim's first update", || pair.get()[0] > 2);
+        pause(rng.delay(Duration::from_millis(5)));
+        kill_and_reap(at, &mut victim);
+        // Let the contender take the lock after the death before it stops.
+        let done = pair.get()[0] + 2;
+        wait_until(at, "the contender's next updates", || pair.get()[0] >= done);
+        stop.store(true, Ordering::SeqCst);
+        contender.join().expect("contender")
+    });
+    assert!(
+        seen.owner_died <= 1,
+        "{at}: OwnerDied {} times",
+        seen.owner_died
+    );
+    assert!(seen.rounds > 0, "{at}");
+    eprintln!(
+        "{at}: {} lockings, OwnerDied {}",
+        seen.rounds, seen.owner_died
+    );
+    seen
+}
+
 #[test]
 fn a_lock_holder_killed_mid_update() {
     let role = Role::start("lock_holder", 100);
@@ -101,55 +144,32 @@ fn a_lock_holder_killed_mid_update() {
             let (at, mut rng) = (role.at(round), role.rng(round));
             let lock = Lock::new().unwrap();
             let pair = Pair::new([0, 0]).unwrap();
-            let mut victim = builder()
-                .spawn(lock_loop, (lock.clone(), pair.clone(), rng.next_u64()))
-                .unwrap();
-            let stop = AtomicBool::new(false);
-            let thread_seed = rng.next_u64();
-            let seen = std::thread::scope(|s| {
-                let contender = s.spawn(|| {
-                    let mut rng = Rng::new(thread_seed);
-                    contend(&stop, || match lock.lock_timeout(PATIENCE) {
-                        Ok(_g) => {
-                            check_and_repair(&at, &pair, false);
-                            update(&pair, &mut rng);
-                            false
-                        }
-                        Err(TryLockError::OwnerDied(died)) => {
-                            let mut g = died.into_inner();
-                            check_and_repair(&at, &pair, true);
-                            g.mark_consistent();
-                            true
-                        }
-                        Err(TryLockError::WouldBlock) => {
-                            panic!("{at}: the lock was not handed over within {PATIENCE:?}")
-                        }
-                    })
-                });
-                wait_until(&at, "the victim's first update", || pair.get()[0] > 2);
-                pause(rng.delay(Duration::from_millis(5)));
-                kill_and_reap(&at, &mut victim);
-                // Let the contender take the lock after the death before it stops.
-                let done = pair.get()[0] + 2;
-                wait_until(&at, "the contender's next updates", || {
-                    pair.get()[0] >= done
-                });
-                stop.store(true, Ordering::SeqCst);
-                contender.join().expect("contender")
+            let victim = |seed| {
+                builder()
+                    .spawn(lock_loop, (lock.clone(), pair.clone(), seed))
+                    .unwrap()
+            };
+            holder_killed_round(&at, &mut rng, &pair, victim, |rng| {
+                match lock.lock_timeout(PATIENCE) {
+                    Ok(_g) => {
+                        check_and_repair(&at, &pair, false);
+                        update(&pair, rng);
+                        false
+                    }
+                    Err(TryLockError::OwnerDied(died)) => {
+                        let mut g = died.into_inner();
+                        check_and_repair(&at, &pair, true);
+                        g.mark_consistent();
+                        true
+                    }
+                    Err(TryLockError::WouldBlock) => {
+                        panic!("{at}: the lock was not handed over within {PATIENCE:?}")
+                    }
+                }
             });
-            assert!(
-                seen.owner_died <= 1,
-                "{at}: OwnerDied {} times",
-                seen.owner_died
-            );
-            eprintln!(
-                "{at}: {} lockings, OwnerDied {}",
-                seen.rounds, seen.owner_died
-            );
             let g = lock.try_lock().unwrap_or_else(|e| panic!("{at}: {e:?}"));
             check_and_repair(&at, &pair, false);
             drop(g);
-            assert!(seen.rounds > 0, "{at}");
         }
     });
     role.finish();
@@ -163,55 +183,32 @@ fn an_rlock_holder_killed_at_depth_three() {
             let (at, mut rng) = (role.at(round), role.rng(round));
             let lock = RLock::new().unwrap();
             let pair = Pair::new([0, 0]).unwrap();
-            let mut victim = builder()
-                .spawn(rlock_loop, (lock.clone(), pair.clone(), rng.next_u64()))
-                .unwrap();
-            let stop = AtomicBool::new(false);
-            let thread_seed = rng.next_u64();
-            let seen = std::thread::scope(|s| {
-                let contender = s.spawn(|| {
-                    let mut rng = Rng::new(thread_seed);
-                    contend(&stop, || {
-                        let (mut g, died) = match lock.lock_timeout(PATIENCE) {
-                            Ok(g) => (g, false),
-                            Err(TryLockError::OwnerDied(died)) => (died.into_inner(), true),
-                            Err(TryLockError::WouldBlock) => {
-                                panic!("{at}: the lock was not handed over within {PATIENCE:?}")
-                            }
-                        };
-                        // The dead holder's depth does not carry over.
-                        assert_eq!(lock.count(), 1, "{at}: the count after OwnerDied");
-                        check_and_repair(&at, &pair, died);
-                        if died {
-                            g.mark_consistent();
-                        }
-                        let deeper = (lock.lock().unwrap(), lock.lock().unwrap());
-                        assert_eq!(lock.count(), 3, "{at}");
-                        update(&pair, &mut rng);
-                        drop((deeper, g));
-                        died
-                    })
-                });
-                wait_until(&at, "the victim's first update", || pair.get()[0] > 2);
-                pause(rng.delay(Duration::from_millis(5)));
-                kill_and_reap(&at, &mut victim);
-                let done = pair.get()[0] + 2;
-                wait_until(&at, "the contender's next updates", || {
-                    pair.get()[0] >= done
-                });
-                stop.store(true, Ordering::SeqCst);
-                contender.join().expect("contender")
+            let victim = |seed| {
+                builder()
+                    .spawn(rlock_loop, (lock.clone(), pair.clone(), seed))
+                    .unwrap()
+            };
+            holder_killed_round(&at, &mut rng, &pair, victim, |rng| {
+                let (mut g, died) = match lock.lock_timeout(PATIENCE) {
+                    Ok(g) => (g, false),
+                    Err(TryLockError::OwnerDied(died)) => (died.into_inner(), true),
+                    Err(TryLockError::WouldBlock) => {
+                        panic!("{at}: the lock was not handed over within {PATIENCE:?}")
+                    }
+                };
+                // The dead holder's depth does not carry over.
+                assert_eq!(lock.count(), 1, "{at}: the count after OwnerDied");
+                check_and_repair(&at, &pair, died);
+                if died {
+                    g.mark_consistent();
+                }
+                let deeper = (lock.lock().unwrap(), lock.lock().unwrap());
+                assert_eq!(lock.count(), 3, "{at}");
+                update(&pair, rng);
+                drop((deeper, g));
+                died
             });
-            assert!(
-                seen.owner_died <= 1,
-                "{at}: OwnerDied {} times",
-                seen.owner_died
-            );
             assert!(!lock.is_locked(), "{at}: still locked");
-            eprintln!(
-                "{at}: {} lockings, OwnerDied {}",
-                seen.rounds, seen.owner_died
-            );
         }
     });
     role.finish();
