@@ -407,6 +407,36 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_datagram_does_not_end_the_tracker() {
+        let (first, second) = (unique("empty-first"), unique("empty-second"));
+        drop(crate::shm_create(&first, 64).unwrap());
+        drop(crate::shm_create(&second, 64).unwrap());
+        let tracker = Tracker::start().unwrap();
+        tracker.register(&first, None).unwrap();
+        // A holder of the socket sends a datagram of no bytes: a read of 0, as at the end.
+        // SAFETY: a send of no bytes from no buffer, on our own socket.
+        let sent = unsafe { libc::send(tracker.sock.as_raw_fd(), std::ptr::null(), 0, 0) };
+        assert_eq!(sent, 0);
+        // The tracker is still there, holding the first name, and takes the second.
+        tracker.register(&second, None).unwrap();
+        assert!(
+            exists(&first),
+            "the tracker ended early and unlinked a live name"
+        );
+        let pid = tracker.pid();
+        drop(tracker);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while crate::wait_pid(pid, false).unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tracker did not end"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!exists(&first) && !exists(&second));
+    }
+
+    #[test]
     fn a_name_registered_at_a_file_is_unlinked_only_while_it_is_that_file() {
         let (replaced, same, bare) = (unique("replaced"), unique("same"), unique("bare"));
         // `replaced` is registered at its first file, then re-created: its first file is

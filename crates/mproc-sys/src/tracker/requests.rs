@@ -267,7 +267,9 @@ pub(super) fn receive(sock: BorrowedFd<'_>, table: &mut Table) {
                 cmsg = libc::CMSG_NXTHDR(&header, cmsg);
             }
         }
-        if n == 0 {
+        // On a seqpacket socket, 0 is both the end (every holder closed its end) and an
+        // empty datagram, which a holder may send: only the end stops the tracker.
+        if n == 0 && peers_gone(sock) {
             break;
         }
         if n < 0 {
@@ -290,6 +292,19 @@ pub(super) fn receive(sock: BorrowedFd<'_>, table: &mut Table) {
             }
         }
     }
+}
+
+/// Whether every holder of the other end of `sock` has closed it (the kernel marks a
+/// seqpacket socket whose peer is gone with `POLLHUP`).
+fn peers_gone(sock: BorrowedFd<'_>) -> bool {
+    let mut poll = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `poll` is one valid pollfd on our stack; a zero timeout never blocks.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready != 0 && poll.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 /// Runs the tracker's receive loop in this process on `sock` (whose other end is closed
