@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -48,7 +49,8 @@ pub fn run(binary: &Path, args: &[&str], ranks: usize, deadline: Duration) -> Re
         let job = kill_tree(child.id());
         let _ = child.wait();
         let left = wait_all_gone(&job, Duration::from_secs(10));
-        let [out, err] = readers.map(|r| r.and_then(|h| h.join().ok()).unwrap_or_default());
+        let [out, err] = readers.map(|r| r.and_then(|r| r.recv_timeout(OUTPUT_GRACE).ok()));
+        let [out, err] = [out, err].map(Option::unwrap_or_default);
         let mut message = format!(
             "{line} passed its deadline of {:.0?}: killed its {} processes",
             deadline,
@@ -64,10 +66,15 @@ pub fn run(binary: &Path, args: &[&str], ranks: usize, deadline: Duration) -> Re
         );
         return Err(message);
     };
-    // Ranks that outlived mpiexec would keep the pipes open: none should, but the output
-    // must not wait for them.
-    let _ = kill_tree(child.id());
-    let [stdout, stderr] = readers.map(|r| r.and_then(|h| h.join().ok()).unwrap_or_default());
+    // mpiexec is reaped: its pid may already name another process, so nothing is killed
+    // here. A rank that outlived it would hold the pipes open: wait for the output a while.
+    let [stdout, stderr] = readers.map(|r| r.and_then(|r| r.recv_timeout(OUTPUT_GRACE).ok()));
+    let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
+        return Err(format!(
+            "{line} ended ({status}) but a process of its job kept its output open for {:.0?}",
+            OUTPUT_GRACE
+        ));
+    };
     eprintln!("  ({:.1} s, {status})", started.elapsed().as_secs_f64());
     Ok(Output {
         status,
@@ -76,12 +83,18 @@ pub fn run(binary: &Path, args: &[&str], ranks: usize, deadline: Duration) -> Re
     })
 }
 
-fn read_all(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+/// How long the output may take to close once the job has ended or been killed.
+const OUTPUT_GRACE: Duration = Duration::from_secs(10);
+
+/// Reads `from` to its end on a thread; the bytes arrive on the returned channel.
+fn read_all(mut from: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = from.read_to_end(&mut bytes);
-        bytes
-    })
+        let _ = tx.send(bytes);
+    });
+    rx
 }
 
 /// A process as `/proc/<pid>/stat` shows it: its pid and start time (which tells a reused
