@@ -541,6 +541,34 @@ fn a_child_of_another_build_is_refused() {
 }
 
 #[test]
+fn a_copy_of_this_build_elsewhere_is_the_same_build() {
+    deadline(LIMIT, || {
+        // Another file (another inode and mtime, as a copy on another host would have) with
+        // the same contents: the build fingerprint must still match. `cp` writes the copy in
+        // its own process, so no fork of this test binary can hold it open for writing
+        // (which would make its exec fail with ETXTBSY).
+        let dir = std::env::temp_dir().join(format!(
+            "mproc-copied-build-{}-{}",
+            std::process::id(),
+            method()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("copy");
+        let me = std::env::current_exe().unwrap();
+        let status = Command::new("cp").arg(&me).arg(&copy).status().unwrap();
+        assert!(status.success(), "cp {} failed", me.display());
+        let got = mproc::Builder::new()
+            .start_method(StartMethod::Spawn)
+            .executable(&copy)
+            .spawn(square, 12)
+            .unwrap()
+            .join();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(got.unwrap(), 144);
+    });
+}
+
+#[test]
 fn a_child_that_dies_before_the_handshake_is_reported() {
     deadline(LIMIT, || {
         // /bin/false never reads its request and exits 1.

@@ -1,4 +1,5 @@
-//! `cargo xtask`: the project's automation in plain Rust (std only).
+//! `cargo xtask`: the project's automation in plain Rust (std, and nix's safe signals to
+//! end an MPI job).
 //!
 //! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
 //! - `cargo xtask bench [--vs-python] [--quick] [--only-<part>]` — the benchmark table and
@@ -15,6 +16,7 @@
 
 mod fuzz;
 mod models;
+mod mpi;
 mod soak;
 
 use std::env;
@@ -133,8 +135,10 @@ fn output(mut cmd: Command) -> Result<String> {
 }
 
 fn test() -> Result {
-    // 0. Library files stay small enough to read.
+    // 0. Library files stay small enough to read; MPI is installed before anything builds
+    // (the workspace's MPI crate needs it).
     files_stay_small()?;
+    mpi::ensure_installed()?;
 
     // 1. Formatting and lints.
     let mut c = cargo();
@@ -631,6 +635,7 @@ fn bench(args: &[String]) -> Result {
     }
     let vs_python = args.iter().any(|a| a == "--vs-python");
     let quick = args.iter().any(|a| a == "--quick");
+    mpi::ensure_installed()?;
     let mut c = cargo();
     c.args([
         "run",

@@ -14,8 +14,9 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::marker::PhantomData;
-use std::os::unix::fs::MetadataExt;
 use std::sync::OnceLock;
+
+use crate::build_id;
 
 /// The anchor every offset is taken from. Its body only has to exist at a fixed place.
 #[inline(never)]
@@ -293,19 +294,23 @@ impl<I: 'static, O: 'static> FnToken<I, O> {
 }
 
 /// Returns a fingerprint of the running executable: equal in two processes only when they
-/// run the same build.
+/// run the same build, on this host or another.
 ///
-/// It hashes the identity of the executable file (device, inode, size, modification time,
-/// read through `/proc/self/exe`, which names the file this process runs even after it was
-/// replaced or deleted on disk), the size of its code and the anchor's place in it.
+/// It hashes the build's identity: the ELF build-id that the linker wrote into the object
+/// holding mproc's code (the executable, or a shared library), or when it has none a hash of
+/// that object's whole file, read once per process; then the size of its code and the
+/// anchor's place in it. Copies of one binary on two hosts agree; a build of other code does
+/// not.
+///
+/// ```
+/// assert_eq!(mproc_sys::build_fingerprint(), mproc_sys::build_fingerprint());
+/// ```
 pub fn build_fingerprint() -> u64 {
     static FP: OnceLock<u64> = OnceLock::new();
     *FP.get_or_init(|| {
         let mut h = DefaultHasher::new();
         env!("CARGO_PKG_VERSION").hash(&mut h);
-        if let Ok(m) = std::fs::metadata("/proc/self/exe") {
-            (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
-        }
+        build_id::build_identity(anchor_addr()).hash(&mut h);
         if let Some((lo, hi)) = text_range() {
             (hi - lo, anchor_addr() - lo).hash(&mut h);
         }

@@ -5,6 +5,7 @@
 compile_error!("mproc currently supports Linux only; see the README's platform section");
 
 mod alloc;
+mod build_id;
 mod causes;
 mod children;
 mod clock;
