@@ -1,0 +1,1 @@
+//! mproc's pool over MPI ranks.
