@@ -208,10 +208,19 @@ pub trait RelayTransport: Send + Sync + 'static {
     fn send(&self, jobs: Vec<RelayJob>) -> std::result::Result<(), (RelayError, Vec<RelayJob>)>;
 }
 
+/// Marks the calling thread as the one that completes the jobs of the fronts made with
+/// `result_thread`: a callback that waits there for a result of theirs fails at once
+/// ([`ErrorKind::InvalidState`]) rather than waiting for itself.
+pub fn mark_result_thread(result_thread: usize) {
+    become_manager_of(result_thread);
+}
+
 /// The calls of a pool over a [`RelayTransport`]: chunks made and results gathered as a
 /// local [`Pool`] makes and gathers them, into the same [`AsyncResult`].
 pub struct RelayFront {
     transport: Arc<dyn RelayTransport>,
+    /// The number of the thread that completes its jobs (see [`mark_result_thread`]).
+    result_thread: usize,
 }
 
 impl std::fmt::Debug for RelayFront {
@@ -223,21 +232,14 @@ impl std::fmt::Debug for RelayFront {
 }
 
 impl RelayFront {
-    /// Makes the front of `transport`.
-    pub fn new(transport: Arc<dyn RelayTransport>) -> Self {
-        RelayFront { transport }
-    }
-
-    /// Returns the number that marks this front's result thread.
-    fn id(&self) -> usize {
-        Arc::as_ptr(&self.transport) as *const () as usize
-    }
-
-    /// Marks the calling thread as the one that completes this front's jobs: a callback
-    /// that waits there for a result of this front fails at once
-    /// ([`ErrorKind::InvalidState`]) rather than waiting for itself.
-    pub fn mark_result_thread(&self) {
-        become_manager_of(self.id());
+    /// Makes the front of `transport`, whose jobs are completed on the thread marked
+    /// with [`mark_result_thread`]`(result_thread)` (a number not 0, unique to that thread,
+    /// such as the address of something it owns; fronts completed there share it).
+    pub fn new(transport: Arc<dyn RelayTransport>, result_thread: usize) -> Self {
+        RelayFront {
+            transport,
+            result_thread,
+        }
     }
 
     /// Starts `f` over `items` in chunks of `chunksize` (Python's rule when `None`); the
@@ -265,7 +267,7 @@ impl RelayFront {
             Some(n) => n,
             None => chunk::default_chunksize(items.len(), self.transport.workers()),
         };
-        let job = Collect::<F::Output, T>::new(self.id(), items.len(), gather, callbacks);
+        let job = Collect::<F::Output, T>::new(self.result_thread, items.len(), gather, callbacks);
         let sink: Arc<dyn Sink> = job.clone();
         let mut failed = Deliveries::new();
         let submitted = chunk::encode_streaming(
