@@ -109,7 +109,9 @@ impl From<RelayError> for Error {
 }
 
 /// Where a relayed task's outcome goes, on the worker's side.
-struct Done(std::sync::Mutex<Option<Box<dyn FnOnce(RelayOutcome) + Send>>>);
+struct Done(std::sync::Mutex<Option<OnDone>>);
+
+type OnDone = Box<dyn FnOnce(RelayOutcome) + Send>;
 
 impl Sink for Done {
     fn deliver(&self, _span: Span, delivery: Delivery) {
