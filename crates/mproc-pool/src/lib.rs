@@ -11,6 +11,8 @@ mod handle;
 mod imap;
 mod manager;
 mod pool;
+#[doc(hidden)]
+pub mod relay;
 mod result;
 mod sink;
 mod task;

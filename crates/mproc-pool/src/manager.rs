@@ -32,7 +32,7 @@ use crate::task::{Call, Event, Payload, Task};
 use crate::watcher::Watcher;
 use crate::worker::Progress;
 
-pub(crate) use thread::{on_manager_of, reentrant_wait};
+pub(crate) use thread::{become_manager_of, on_manager_of, reentrant_wait};
 
 /// What the pool was built with.
 #[derive(Debug)]

@@ -34,6 +34,19 @@ impl Payload {
         Ok(Payload { bytes, fds })
     }
 
+    /// Makes a payload of bytes alone (no fds), as another transport carried them.
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+        Payload {
+            bytes,
+            fds: Vec::new(),
+        }
+    }
+
+    /// Returns the bytes, or `None` when fds travel with them.
+    pub(crate) fn into_bytes(self) -> Option<Vec<u8>> {
+        self.fds.is_empty().then_some(self.bytes)
+    }
+
     /// Returns the number of bytes.
     pub(crate) fn len(&self) -> usize {
         self.bytes.len()
@@ -232,8 +245,9 @@ impl std::fmt::Display for ItemFailure {
 }
 
 /// A function a pool can run: a function pointer of one to four arguments, whose
-/// arguments travel as one value (a tuple for several).
-pub(crate) trait TaskFn: FnPtr + Send + Sync + 'static {
+/// arguments travel as one value (a tuple for several). Public (hidden) for mproc-mpi's
+/// relay front only; implemented for `fn` pointers and nothing else.
+pub trait TaskFn: FnPtr + Send + Sync + 'static {
     /// The arguments as one value.
     type Args: Serialize + DeserializeOwned + 'static;
     /// The function's result.

@@ -234,7 +234,10 @@ fn invoke(call: Call, args: std::io::Result<Payload>) -> ChunkOutcome {
 fn token_from(call: Call) -> Option<ChunkToken> {
     // SAFETY: tasks reach a worker only through its task queue, a memfd ring that its pool
     // created and handed to its workers (as their start argument, over the private socket
-    // of their start, or in memory by fork); no process outside the pool's own holds it. The pool built the parts with
+    // of their start, or in memory by fork); no process outside the pool's own holds it. A task relayed by `Pool::relay` (mproc-mpi) came
+    // from rank 0 of the same MPI job, over the job's own communicator, which only the
+    // processes started together by the job's launcher can use; its rank checked at start-up
+    // that every rank runs this build. The pool built the parts with
     // `ChunkToken::for_fn(..).to_parts()` (`Call::new`), and `from_parts` checks that this
     // process runs the same build.
     unsafe { ChunkToken::from_parts(call.fingerprint, call.thunk, call.func) }

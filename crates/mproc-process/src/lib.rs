@@ -24,7 +24,7 @@ pub use child::Child;
 pub use child::registry::{active_children, kill_all_children};
 pub use cpu::{cpu_count, process_cpu_count};
 pub use error::{Error, ErrorKind, Result};
-pub use forkserver::global::fork_server_pid;
+pub use forkserver::global::{fork_server_pid, start_fork_server};
 pub use forkserver::own::ForkServer;
 pub use info::{ParentProcess, ProcessInfo, current_process, parent_process};
 #[doc(hidden)]
@@ -33,5 +33,7 @@ pub use init::init;
 pub use mproc_sys::{ExitStatus, ForkPermit};
 pub use panic::catch_panic;
 pub use spawn::{Builder, spawn};
-pub use start_method::{StartMethod, UnknownStartMethod, get_start_method, set_start_method};
+pub use start_method::{
+    StartMethod, UnknownStartMethod, get_start_method, refuse_fork, set_start_method,
+};
 pub use wait::wait_sentinels;

@@ -129,3 +129,34 @@ pub fn get_start_method() -> StartMethod {
         }
     }
 }
+
+/// Why this process refuses to fork, once [`refuse_fork`] was called.
+static FORK_REFUSAL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Refuses the fork start method in this process from now on, for `reason`: every fork
+/// of this process (a child with [`StartMethod::Fork`], a [`ForkServer`](crate::ForkServer)
+/// started) fails with [`ErrorKind::ForkRefused`](crate::ErrorKind::ForkRefused) naming
+/// the reason, even with a [`ForkPermit`](crate::ForkPermit). The spawn and forkserver
+/// methods, and fork servers started earlier, go on working. It cannot be undone; a
+/// second call keeps the first reason.
+///
+/// mproc-mpi calls it once MPI is initialised: an MPI library does not survive `fork()`
+/// (registered memory, progress threads).
+///
+/// ```
+/// use mproc_process::{Builder, ErrorKind, StartMethod};
+/// fn nothing(_: ()) {}
+/// mproc_process::init();
+/// mproc_process::refuse_fork("MPI is initialised in this process");
+/// let err = Builder::new().start_method(StartMethod::Fork).spawn(nothing, ()).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::ForkRefused);
+/// assert!(err.to_string().contains("MPI is initialised"));
+/// ```
+pub fn refuse_fork(reason: impl Into<String>) {
+    let _ = FORK_REFUSAL.set(reason.into());
+}
+
+/// Returns why this process refuses to fork, if [`refuse_fork`] was called.
+pub(crate) fn fork_refusal() -> Option<&'static str> {
+    FORK_REFUSAL.get().map(String::as_str)
+}

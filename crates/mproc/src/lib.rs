@@ -216,5 +216,11 @@ pub use mproc_sync::{
     Array, Barrier, BoundedSemaphore, Condition, Event, Lock, OwnerDied, RLock, Semaphore, Value,
 };
 
+#[cfg(feature = "mpi")]
+#[doc(inline)]
+pub use mproc_mpi as mpi;
+#[cfg(feature = "mpi")]
+pub use mproc_mpi::MpiPool;
+
 mod error;
 pub use error::{Error, ErrorKind, Result};

@@ -23,6 +23,12 @@ pub(crate) fn on_manager_of(id: usize) -> bool {
     MANAGER.get() == id
 }
 
+/// Marks the calling thread as the one that delivers the results of `id` (a pool, or a
+/// relay front), so that waiting there for them fails at once instead of hanging.
+pub(crate) fn become_manager_of(id: usize) {
+    MANAGER.set(id);
+}
+
 /// The error of waiting, in a callback, for the pool that runs the callback.
 pub(crate) fn reentrant_wait() -> Error {
     Error::new(

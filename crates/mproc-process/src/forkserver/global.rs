@@ -56,3 +56,29 @@ pub(crate) fn fork_child(
         request,
     )
 }
+
+/// Starts the process-wide fork server now, if it is not running, and returns its pid.
+/// Children of the forkserver method are forks of that server, a fresh start of this
+/// program: starting it early (before a library that dislikes `fork()`, such as MPI, is
+/// initialised) keeps every later child clear of what this process set up since.
+///
+/// ```
+/// mproc_process::init();
+/// let pid = mproc_process::start_fork_server()?;
+/// assert_eq!(mproc_process::fork_server_pid(), Some(pid));
+/// # Ok::<(), mproc_process::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As spawning a child by the spawn method.
+pub fn start_fork_server() -> Result<u32> {
+    let mut slot = lock_server();
+    if let Some(server) = slot.as_ref().filter(|s| s.child.is_alive()) {
+        return Ok(server.child.pid());
+    }
+    let server = start_server()?;
+    let pid = server.child.pid();
+    super::connection::retire(slot.replace(server));
+    Ok(pid)
+}

@@ -31,6 +31,14 @@ impl Builder {
         A: Serialize,
         R: Serialize + DeserializeOwned,
     {
+        if let Some(reason) = crate::start_method::fork_refusal() {
+            return Err(Error::new(
+                ErrorKind::ForkRefused,
+                format!(
+                    "the fork start method is refused in this process: {reason}; use spawn or forkserver"
+                ),
+            ));
+        }
         // The argument walked as a message would be (nothing is written): the fds it
         // holds, which the child keeps, and a mark "in flight" held across the fork by each
         // queue in it until the child has registered as its holder. A value that will not
