@@ -23,9 +23,11 @@
 mod comm;
 mod error;
 mod init;
+mod lazy;
 mod pool;
 mod protocol;
 mod root;
+mod task_pool;
 mod worker;
 
 pub use error::{Error, ErrorKind};

@@ -37,18 +37,26 @@ use crate::root::{Command, PoolShared, PoolState, terminated};
 pub struct MpiPool {
     inner: Arc<Inner>,
     shared: Arc<PoolShared>,
-    front: RelayFront,
+    pub(crate) front: RelayFront,
+    /// Local worker processes over every worker rank.
+    workers: usize,
 }
 
 impl std::fmt::Debug for MpiPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MpiPool")
-            .field("workers", &(self.inner.size - 1))
+            .field("worker_ranks", &(self.inner.size - 1))
+            .field("processes", &self.workers)
             .finish()
     }
 }
 
 /// Options of an [`MpiPool`].
+///
+/// A worker rank's local pool starts its children by the start method of that rank
+/// ([`mproc_process::set_start_method`] before [`init`](crate::init), or
+/// `MPROC_START_METHOD`): spawn, or forkserver (the fork server was started before MPI).
+/// Fork, refused in a process once MPI is initialised, falls back to forkserver there.
 #[derive(Debug, Clone, Default)]
 pub struct MpiPoolBuilder {
     processes_per_rank: Option<usize>,
@@ -108,16 +116,18 @@ impl MpiPoolBuilder {
             state: Mutex::new(PoolState::default()),
             changed: std::sync::Condvar::new(),
         });
+        let workers = (inner.size - 1) * processes;
         let transport = Transport {
             inner: inner.clone(),
             shared: shared.clone(),
-            workers: (inner.size - 1) * processes,
+            workers,
         };
         let front = RelayFront::new(Arc::new(transport), result_thread());
         Ok(MpiPool {
             inner,
             shared,
             front,
+            workers,
         })
     }
 }
@@ -300,9 +310,6 @@ impl MpiPool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        fn all<R>(v: Vec<R>) -> Vec<R> {
-            v
-        }
         let items = items.into_iter().collect();
         self.front.collect(f, items, chunksize, all, callbacks)
     }
@@ -322,13 +329,80 @@ impl MpiPool {
         B: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        fn all<R>(v: Vec<R>) -> Vec<R> {
-            v
-        }
         let items = items.into_iter().collect();
         self.front
             .collect(f, items, None, all, Callbacks::new())?
             .get()
+    }
+
+    /// [`starmap`](Self::starmap) for functions of three arguments.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    pub fn starmap3<A, B, C, R>(
+        &self,
+        f: fn(A, B, C) -> R,
+        items: impl IntoIterator<Item = (A, B, C)>,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        C: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items = items.into_iter().collect();
+        self.front
+            .collect(f, items, None, all, Callbacks::new())?
+            .get()
+    }
+
+    /// [`starmap`](Self::starmap) for functions of four arguments.
+    ///
+    /// # Errors
+    ///
+    /// As [`map`](Self::map).
+    pub fn starmap4<A, B, C, D, R>(
+        &self,
+        f: fn(A, B, C, D) -> R,
+        items: impl IntoIterator<Item = (A, B, C, D)>,
+    ) -> Result<Vec<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        C: Serialize + DeserializeOwned + 'static,
+        D: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items = items.into_iter().collect();
+        self.front
+            .collect(f, items, None, all, Callbacks::new())?
+            .get()
+    }
+
+    /// Starts a [`starmap`](Self::starmap) and returns at once: Python's `starmap_async`.
+    ///
+    /// # Errors
+    ///
+    /// As [`mproc_pool::Pool::starmap_async`].
+    pub fn starmap_async<A, B, R>(
+        &self,
+        f: fn(A, B) -> R,
+        items: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let items = items.into_iter().collect();
+        self.front.collect(f, items, None, all, Callbacks::new())
+    }
+
+    /// Returns how many local worker processes run the tasks, over every worker rank:
+    /// worker ranks × [`processes_per_rank`](MpiPoolBuilder::processes_per_rank).
+    pub fn processes(&self) -> usize {
+        self.workers
     }
 
     /// Stops taking work: what was submitted still runs (Python's `close`).
@@ -429,6 +503,11 @@ impl MpiPool {
         }
         true
     }
+}
+
+/// Gathers a call's results as they are: a `Vec` in the items' order.
+fn all<R>(v: Vec<R>) -> Vec<R> {
+    v
 }
 
 impl Drop for MpiPool {

@@ -182,6 +182,11 @@ impl Root<'_> {
                 return any;
             };
             any = true;
+            if !entry.job.begin() {
+                // Cancelled meanwhile (a submitted task's `cancel`): it has its outcome.
+                entry.pool.finished(1);
+                continue;
+            }
             let id = self.next_id;
             self.next_id += 1;
             let message = ToWorker::Task {

@@ -3,14 +3,17 @@
 //! whole job's process group) and the program the ranks run (`MPROC_MPI_SCENARIO` set).
 //! Without `mpiexec` on the PATH it says so and runs nothing.
 
+use std::cell::Cell;
+use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mproc_mpi::MpiPool;
-use mproc_pool::{Callbacks, ErrorKind};
+use mproc_pool::{Callbacks, ErrorKind, ReturnWhen, TaskPool};
 
 const SCENARIO: &str = "MPROC_MPI_SCENARIO";
 const LIMIT: Duration = Duration::from_secs(120);
@@ -32,6 +35,58 @@ fn sleep_ms(ms: u64) -> u64 {
 fn add(a: u32, b: u32) -> u32 {
     a + b
 }
+/// A real SIGSEGV: raised until it ends the process (Rust's runtime handles the first one
+/// of a thread that has its stack-overflow handler: it restores the default and returns).
+/// The same helper as `tests/tests/executor.rs`'s.
+fn segfault(_: ()) -> u32 {
+    loop {
+        let _ = mproc_sys::kill_pid(std::process::id(), 11);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+/// The pid of the local worker that runs the task, and of its parent.
+fn whoami(_: ()) -> (u32, u32) {
+    (std::process::id(), std::os::unix::process::parent_id())
+}
+
+/// One function over any pool: the harness runs it on a local `Pool`, the `generic`
+/// scenario on an `MpiPool`, unchanged. Returns the sum of squares below 200.
+fn exercise(pool: &impl TaskPool) -> u64 {
+    let n = 200u64;
+    let squares: Vec<u64> = (0..n).map(square).collect();
+    assert_eq!(pool.map(square, 0..n).unwrap(), squares);
+    assert_eq!(pool.map_chunked(square, 0..n, 7).unwrap(), squares);
+    assert_eq!(
+        pool.map_async(square, 0..n).unwrap().get().unwrap(),
+        squares
+    );
+    assert_eq!(pool.apply(square, 12).unwrap(), 144);
+    assert_eq!(pool.apply_async(square, 5).unwrap().get().unwrap(), 25);
+    assert_eq!(pool.starmap(add, [(1, 2), (3, 4)]).unwrap(), [3, 7]);
+    let ordered: Vec<u64> = pool.imap(square, 0..n).map(Result::unwrap).collect();
+    assert_eq!(ordered, squares);
+    let mut unordered: Vec<u64> = pool
+        .imap_unordered(square, 0..n)
+        .map(Result::unwrap)
+        .collect();
+    unordered.sort();
+    assert_eq!(unordered, squares);
+    let tasks: Vec<_> = (0..10).map(|x| pool.submit(square, x).unwrap()).collect();
+    let waited = mproc_pool::wait(&tasks, Some(LIMIT), ReturnWhen::AllCompleted);
+    assert_eq!((waited.done.len(), waited.not_done.len()), (10, 0));
+    let mut completed: Vec<u64> = mproc_pool::as_completed(&tasks, Some(LIMIT))
+        .map(|t| t.unwrap().result().unwrap())
+        .collect();
+    completed.sort();
+    assert_eq!(completed, squares[..10]);
+    let e = pool.apply(boom, 1).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Panicked);
+    assert!(pool.processes() >= 1);
+    pool.close();
+    pool.join_timeout(LIMIT).unwrap();
+    assert_eq!(pool.apply(square, 1).unwrap_err().kind(), ErrorKind::Closed);
+    squares.iter().sum()
+}
 
 fn main() {
     mproc_process::init();
@@ -47,6 +102,14 @@ fn scenario(name: &str) {
     // Code before init runs on every rank: each rank notes its pid for the kill scenario.
     if let (Ok(dir), Ok(rank)) = (std::env::var("MPROC_MPI_DIR"), std::env::var("PMI_RANK")) {
         let _ = std::fs::write(format!("{dir}/rank-{rank}"), std::process::id().to_string());
+    }
+    if name == "mismatch" {
+        // Rank 2 runs a copy whose build-id differs: rank 0 gets the typed error.
+        let e = mproc_mpi::init().unwrap_err();
+        assert_eq!(e.kind(), mproc_mpi::ErrorKind::BuildMismatch, "{e}");
+        println!("MISMATCH rank={:?} host={:?} ({e})", e.rank(), e.host());
+        println!("SCENARIO_OK {name}");
+        return;
     }
     let mpi = mproc_mpi::init().expect("init");
     let pool = || {
@@ -98,11 +161,142 @@ fn scenario(name: &str) {
             let e = pool.apply(abort, ()).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
             assert_eq!(e.exit_status(), Some(mproc_sys::ExitStatus::Signal(6)));
+            // A real segfault kills the local worker alone too.
+            let e = pool.apply(segfault, ()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
+            assert_eq!(e.exit_status(), Some(mproc_sys::ExitStatus::Signal(11)));
             // Past the task timeout.
             let e = pool.apply(sleep_ms, 60_000).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
             // And the ranks serve on.
             assert_eq!(pool.map(square, 0..10).unwrap()[9], 81);
+        }
+        "imap" => {
+            let pool = pool();
+            // An endless input: only a bounded window beyond what is taken is read.
+            let pulled = Cell::new(0usize);
+            let endless = (0u64..).inspect(|_| pulled.set(pulled.get() + 1));
+            let firsts: Vec<u64> = pool
+                .imap(square, endless)
+                .take(50)
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(firsts, (0..50).map(square).collect::<Vec<_>>());
+            // The window: 32 chunks per local worker process.
+            let window = 32 * pool.processes();
+            assert!(pulled.get() <= 50 + window, "read {} items", pulled.get());
+            let pulled = Cell::new(0usize);
+            let endless = (0u64..).inspect(|_| pulled.set(pulled.get() + 1));
+            let many: u64 = pool
+                .imap_chunked(square, endless, 10)
+                .take(2000)
+                .map(Result::unwrap)
+                .sum();
+            assert_eq!(many, (0..2000).map(square).sum::<u64>());
+            assert!(
+                pulled.get() <= 2000 + 10 * window,
+                "read {} items",
+                pulled.get()
+            );
+            // An item's error is yielded with its index, and the iteration goes on.
+            let got: Vec<_> = pool
+                .imap(boom, 0..4)
+                .map(|r| r.map_err(|e| (e.kind(), e.index())))
+                .collect();
+            assert_eq!(
+                got,
+                [Ok(0), Err((ErrorKind::Panicked, Some(1))), Ok(2), Ok(3)]
+            );
+            // A result not there in time is a Timeout; the iterator can be used again.
+            let mut slow = pool.imap(sleep_ms, [500]);
+            let early = slow.next_timeout(Duration::from_millis(1)).unwrap();
+            assert_eq!(early.unwrap_err().kind(), ErrorKind::Timeout);
+            assert_eq!(slow.next_timeout(LIMIT).unwrap().unwrap(), 500);
+            assert!(slow.next().is_none());
+        }
+        "imap_unordered" => {
+            let pool = pool();
+            let n = 5000u64;
+            let mut got: Vec<u64> = pool
+                .imap_unordered_chunked(square, 0..n, 16)
+                .map(Result::unwrap)
+                .collect();
+            got.sort();
+            assert_eq!(got, (0..n).map(square).collect::<Vec<_>>());
+            let (ok, failed): (Vec<_>, Vec<_>) =
+                pool.imap_unordered(boom, 0..20).partition(Result::is_ok);
+            let mut ok: Vec<u32> = ok.into_iter().map(Result::unwrap).collect();
+            ok.sort();
+            assert_eq!(ok, (0..20).filter(|x| *x != 1).collect::<Vec<_>>());
+            let failed: Vec<_> = failed.into_iter().map(|r| r.unwrap_err().index()).collect();
+            assert_eq!(failed, [Some(1)]);
+        }
+        "executor" => {
+            // No task timeout: the naps below outlive it.
+            let pool = MpiPool::new(&mpi).unwrap();
+            let tasks: Vec<_> = (0..20).map(|x| pool.submit(square, x).unwrap()).collect();
+            let first = mproc_pool::wait(&tasks, Some(LIMIT), ReturnWhen::FirstCompleted);
+            assert!(!first.done.is_empty());
+            let sum: u64 = mproc_pool::as_completed(&tasks, Some(LIMIT))
+                .map(|t| t.unwrap().result().unwrap())
+                .sum();
+            assert_eq!(sum, (0..20).map(square).sum::<u64>());
+            // Rank 0 holds at most 2 tasks per rank's process: the fifth nap waits there,
+            // where it can be cancelled; a task sent to a rank cannot.
+            let naps: Vec<_> = (0..5)
+                .map(|_| pool.submit(sleep_ms, 60_000).unwrap())
+                .collect();
+            assert!(naps[4].cancel());
+            assert_eq!(naps[4].result().unwrap_err().kind(), ErrorKind::Cancelled);
+            let deadline = Instant::now() + LIMIT;
+            while !naps[0].running() {
+                assert!(Instant::now() < deadline, "the first task was never sent");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(!naps[0].cancel());
+            pool.terminate();
+            assert_eq!(naps[0].result().unwrap_err().kind(), ErrorKind::Terminated);
+            let e = pool.submit(square, 1).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Closed);
+        }
+        "generic" => {
+            let pool = pool();
+            assert_eq!(pool.processes(), 2, "two worker ranks of one process each");
+            assert_eq!(exercise(&pool), (0..200).map(square).sum::<u64>());
+        }
+        "method" => {
+            // Which start method the worker ranks' local pools use: under spawn a local
+            // worker is a child of its rank; under forkserver (and fork, which falls back
+            // to it after MPI init) a child of the fork server started before MPI.
+            let pool = MpiPool::builder()
+                .processes_per_rank(2)
+                .build(&mpi)
+                .unwrap();
+            assert_eq!(pool.processes(), 4);
+            let dir = std::env::var("MPROC_MPI_DIR").unwrap();
+            let rank_pid = |r: u32| -> u32 {
+                std::fs::read_to_string(format!("{dir}/rank-{r}"))
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            let ranks = [rank_pid(1), rank_pid(2)];
+            let parents: Vec<bool> = pool
+                .map_chunked(whoami, vec![(); 40], 1)
+                .unwrap()
+                .into_iter()
+                .map(|(pid, ppid)| {
+                    assert!(!ranks.contains(&pid), "a task ran in a rank itself");
+                    ranks.contains(&ppid)
+                })
+                .collect();
+            let method = std::env::var("MPROC_START_METHOD").unwrap_or_default();
+            let spawned = method == "spawn";
+            assert!(
+                parents.iter().all(|p| *p == spawned),
+                "method {method}: child of its rank: {parents:?}"
+            );
+            println!("METHOD {method}: local workers are children of their rank: {spawned}");
         }
         "fork_refused" => {
             fn nothing(_: ()) {}
@@ -153,16 +347,25 @@ fn cpu_ticks() -> u64 {
 
 // ---- the harness ---------------------------------------------------------------------------
 
-/// Runs `mpiexec -n 3` on a scenario; returns (exit code or None on a signal, stdout, time).
-fn run(name: &str) -> (Option<i32>, String, Duration) {
-    let dir = std::env::temp_dir().join(format!("mproc-mpi-{}-{name}", std::process::id()));
+/// Runs `mpiexec -n 3` on a scenario under the start method `method` (the worker ranks'
+/// local pools use it); returns (exit code or None on a signal, stdout, time).
+fn run(name: &str, method: &str) -> (Option<i32>, String, Duration) {
+    let exe = std::env::current_exe().unwrap();
+    run_job(name, method, &["-n".into(), "3".into(), exe.into()])
+}
+
+/// Runs `mpiexec <args>` on a scenario, under a deadline that kills the job's process
+/// group, and checks that no process of the job is left.
+fn run_job(name: &str, method: &str, args: &[OsString]) -> (Option<i32>, String, Duration) {
+    let dir =
+        std::env::temp_dir().join(format!("mproc-mpi-{}-{name}-{method}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let start = Instant::now();
     let mut child = Command::new("mpiexec")
-        .args(["-n", "3"])
-        .arg(std::env::current_exe().unwrap())
+        .args(args)
         .env(SCENARIO, name)
         .env("MPROC_MPI_DIR", &dir)
+        .env("MPROC_START_METHOD", method)
         .stdout(Stdio::piped())
         .process_group(0)
         .spawn()
@@ -200,6 +403,39 @@ fn run(name: &str) -> (Option<i32>, String, Duration) {
     (status.code(), out, took)
 }
 
+/// Copies this binary to `dir` with one byte of its ELF build-id note changed: another
+/// build as far as the ranks' check can tell (the code is the same, so it still runs).
+fn other_build(dir: &Path) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    // The note's header: name size 4, descriptor size 20 (SHA-1), NT_GNU_BUILD_ID, "GNU\0".
+    let header: Vec<u8> = [4u32, 20, 3]
+        .iter()
+        .flat_map(|n| n.to_le_bytes())
+        .chain(*b"GNU\0")
+        .collect();
+    let at = bytes
+        .windows(header.len())
+        .position(|w| w == header.as_slice())
+        .expect("the test binary has a 20-byte GNU build-id note");
+    bytes[at + header.len()] ^= 0xff;
+    let path = dir.join("mpiexec-other-build");
+    std::fs::write(&path, bytes).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+    path
+}
+
+fn check(name: &str, method: &str, (code, out, took): (Option<i32>, String, Duration)) -> String {
+    assert_eq!(code, Some(0), "scenario {name} ({method}) failed:\n{out}");
+    assert!(
+        out.contains(&format!("SCENARIO_OK {name}")),
+        "{name} ({method}):\n{out}"
+    );
+    println!("scenario {name} ({method}): ok in {took:?}");
+    out
+}
+
 fn harness() {
     let found = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("mpiexec").is_file()));
@@ -207,23 +443,63 @@ fn harness() {
         println!("SKIPPED: mpiexec is not on the PATH; install MPI (cargo xtask test does)");
         return;
     }
-    for name in ["map", "callbacks", "failures", "fork_refused", "idle"] {
-        let (code, out, took) = run(name);
-        assert_eq!(code, Some(0), "scenario {name} failed:\n{out}");
-        assert!(
-            out.contains(&format!("SCENARIO_OK {name}")),
-            "{name}:\n{out}"
-        );
+    // The generic function on a local pool here; the `generic` scenario runs it on MPI.
+    let local = mproc_pool::Pool::new(2).unwrap();
+    assert_eq!(exercise(&local), (0..200).map(square).sum::<u64>());
+    println!("exercise on a local Pool: ok");
+    let started = Instant::now();
+    // Every scenario under both methods a worker rank's local pool can use (fork is
+    // refused after MPI init: `method` under fork checks the documented fall-back).
+    for method in ["forkserver", "spawn"] {
+        for name in [
+            "map",
+            "callbacks",
+            "failures",
+            "imap",
+            "imap_unordered",
+            "executor",
+            "generic",
+            "method",
+        ] {
+            check(name, method, run(name, method));
+        }
+    }
+    check("method", "fork", run("method", "fork"));
+    for (name, method) in [("fork_refused", "forkserver"), ("idle", "forkserver")] {
+        let out = check(name, method, run(name, method));
         if let Some(line) = out.lines().find(|l| l.starts_with("IDLE_CPU_TICKS")) {
             println!("{line} (rank 0, over one second)");
         }
-        println!("scenario {name}: ok in {took:?}");
     }
-    let (code, out, took) = run("kill_worker");
+    // A different build on rank 2 (MPMD: two ranks of this binary, one of the copy).
+    let dir = std::env::temp_dir().join(format!("mproc-mpi-{}-build", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = other_build(&dir);
+    let exe = std::env::current_exe().unwrap();
+    let args: Vec<OsString> = vec![
+        "-n".into(),
+        "2".into(),
+        exe.into(),
+        ":".into(),
+        "-n".into(),
+        "1".into(),
+        other.into(),
+    ];
+    let out = check(
+        "mismatch",
+        "forkserver",
+        run_job("mismatch", "forkserver", &args),
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let expected = format!("MISMATCH rank=Some(2) host=Some({:?})", host.trim());
+    assert!(out.contains(&expected), "wanted {expected}:\n{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, out, took) = run("kill_worker", "forkserver");
     assert_ne!(
         code,
         Some(0),
         "a killed worker rank must end the job:\n{out}"
     );
     println!("scenario kill_worker: the job ended with {code:?} in {took:?}, nothing left");
+    println!("every scenario: {:?}", started.elapsed());
 }

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use crate::chunk;
 use crate::condvar::wait_until;
 use crate::error::{Error, Result};
-use crate::manager::{Chunk, Deliveries, Shared, deliver, on_manager_of, reentrant_wait};
+use crate::manager::{Chunk, Deliveries, deliver, on_manager_of, reentrant_wait};
 use crate::sink::{Delivery, Sink, Span, chunk_results};
+use crate::task::{Call, TaskFn};
 
 /// The job of an `imap` call: results kept until the iterator takes them.
 pub(crate) struct Stream<R> {
@@ -103,6 +105,33 @@ impl<R: DeserializeOwned + Send> Sink for Stream<R> {
 pub(crate) type Feed<'a> =
     Box<dyn FnMut(usize, &Arc<dyn Sink>, &mut Deliveries) -> Option<(Vec<Chunk>, usize)> + 'a>;
 
+/// How many chunks per worker an `imap` keeps in flight.
+pub(crate) const IMAP_CHUNKS_PER_WORKER: usize = 32;
+
+/// Makes the feed of `f` over `items`: `chunksize` (at least 1) items to a chunk.
+pub(crate) fn feed<'a, F: TaskFn>(
+    f: F,
+    items: impl IntoIterator<Item = F::Args> + 'a,
+    chunksize: usize,
+) -> Feed<'a> {
+    let call = Call::new(f);
+    let mut source = items.into_iter();
+    Box::new(move |start, sink, failed| {
+        let items: Vec<F::Args> = source.by_ref().take(chunksize).collect();
+        let n = items.len();
+        (n > 0).then(|| {
+            (
+                chunk::encode(&items, start, chunksize, call, sink, failed),
+                n,
+            )
+        })
+    })
+}
+
+/// Hands chunks to the workers: a local pool's manager, or another transport. A target
+/// that takes no more work fails the chunks (each item gets the error) and returns it.
+pub(crate) type Submit<'a> = Box<dyn Fn(Vec<Chunk>) -> Result<()> + 'a>;
+
 /// The iterator of [`Pool::imap`](crate::Pool::imap) and
 /// [`Pool::imap_unordered`](crate::Pool::imap_unordered): Python's `IMapIterator`.
 ///
@@ -121,7 +150,9 @@ pub(crate) type Feed<'a> =
 /// # Ok::<(), mproc_pool::Error>(())
 /// ```
 pub struct Imap<'a, R> {
-    shared: Arc<Shared>,
+    submit: Submit<'a>,
+    /// The number of the thread that delivers the results (see `on_manager_of`).
+    manager: usize,
     stream: Arc<Stream<R>>,
     sink: Arc<dyn Sink>,
     feed: Feed<'a>,
@@ -146,11 +177,18 @@ impl<'a, R: DeserializeOwned + Send + 'static> Imap<'a, R> {
     /// Starts the call: feeds the first window at once, so the workers start before the
     /// first `next`. A pool that takes no work (closed, terminated) yields its error for
     /// each item it took from the input, then ends.
-    pub(crate) fn new(shared: Arc<Shared>, ordered: bool, window: usize, feed: Feed<'a>) -> Self {
+    pub(crate) fn new(
+        submit: Submit<'a>,
+        manager: usize,
+        ordered: bool,
+        window: usize,
+        feed: Feed<'a>,
+    ) -> Self {
         let stream = Stream::<R>::new(ordered);
         let sink: Arc<dyn Sink> = stream.clone();
         let mut it = Imap {
-            shared,
+            submit,
+            manager,
             stream,
             sink,
             feed,
@@ -175,7 +213,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> Imap<'a, R> {
             deliver(failed);
             // A pool that takes no more work fails these items (they are yielded as
             // errors), and the input is not read further.
-            if self.shared.submit(chunks).is_err() {
+            if (self.submit)(chunks).is_err() {
                 self.exhausted = true;
             }
         }
@@ -188,7 +226,7 @@ impl<'a, R: DeserializeOwned + Send + 'static> Imap<'a, R> {
         }
         // On the pool's own manager thread (a callback), only look: waiting there would
         // wait for the very thread that delivers the results.
-        let reentrant = on_manager_of(self.shared.id());
+        let reentrant = on_manager_of(self.manager);
         let deadline = if reentrant {
             Some(Instant::now())
         } else {

@@ -16,6 +16,7 @@ pub mod relay;
 mod result;
 mod sink;
 mod task;
+mod task_pool;
 mod watcher;
 mod worker;
 
@@ -28,3 +29,4 @@ pub use imap::Imap;
 pub use pool::Pool;
 pub use pool::builder::Builder;
 pub use result::AsyncResult;
+pub use task_pool::TaskPool;

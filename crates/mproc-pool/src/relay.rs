@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::callbacks::Callbacks;
 use crate::chunk;
 use crate::error::{Error, ErrorKind, Result};
+use crate::handle::{TaskHandle, TaskJob};
+use crate::imap::{self, IMAP_CHUNKS_PER_WORKER, Imap};
 use crate::manager::{Chunk, Deliveries, become_manager_of, deliver};
 use crate::pool::Pool;
 use crate::result::{AsyncResult, Collect};
@@ -199,6 +201,13 @@ impl RelayJob {
     pub fn is_cancelled(&self) -> bool {
         self.sink.is_cancelled()
     }
+
+    /// Marks the job as handed to a worker, just before the transport sends it: `false`
+    /// when the call no longer needs it (drop it: its outcome is settled already). From
+    /// then on a [`TaskHandle`]'s `cancel` fails and its `running` is `true`.
+    pub fn begin(&self) -> bool {
+        self.sink.begin()
+    }
 }
 
 /// What carries a [`RelayFront`]'s jobs to workers.
@@ -279,7 +288,7 @@ impl RelayFront {
             Call::new(f),
             &sink,
             &mut failed,
-            |chunks| self.send(chunks),
+            |chunks| send(&*self.transport, chunks),
         );
         drop(items);
         deliver(failed);
@@ -287,50 +296,96 @@ impl RelayFront {
         Ok(AsyncResult::new(job))
     }
 
-    /// Hands chunks to the transport; a chunk that cannot travel (fds inside) fails alone.
-    fn send(&self, chunks: Vec<Chunk>) -> Result<()> {
+    /// Applies `f` to `items` lazily, `chunksize` items to a task (0 counts as 1), with a
+    /// bounded number of items in flight: the [`Imap`] of `Pool::imap` (`ordered`) or
+    /// `Pool::imap_unordered`.
+    pub fn stream<'a, F: TaskFn>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = F::Args> + 'a,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Imap<'a, F::Output> {
+        let chunksize = chunksize.max(1);
+        let feed = imap::feed(f, items, chunksize);
+        let window = chunksize
+            .saturating_mul(IMAP_CHUNKS_PER_WORKER)
+            .saturating_mul(self.transport.workers());
+        let transport = self.transport.clone();
+        Imap::new(
+            Box::new(move |chunks| send(&*transport, chunks)),
+            self.result_thread,
+            ordered,
+            window,
+            feed,
+        )
+    }
+
+    /// Starts `f(arg)` as one task and returns its [`TaskHandle`] (an executor's
+    /// `submit`). An argument that does not serialize fails the task, not the call.
+    ///
+    /// # Errors
+    ///
+    /// The transport's error when it takes no work (the handle would hold it too).
+    pub fn submit<F: TaskFn>(&self, f: F, arg: F::Args) -> Result<TaskHandle<F::Output>> {
+        let job = TaskJob::<F::Output>::new(self.result_thread);
+        let sink: Arc<dyn Sink> = job.clone();
+        let items = [arg];
         let mut failed = Deliveries::new();
-        let mut jobs = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
-            let Chunk {
+        let submitted =
+            chunk::encode_streaming(&items, 0, 1, Call::new(f), &sink, &mut failed, |chunks| {
+                send(&*self.transport, chunks)
+            });
+        drop(items);
+        deliver(failed);
+        submitted?;
+        Ok(TaskHandle::new(job))
+    }
+}
+
+/// Hands chunks to `transport`; a chunk that cannot travel (fds inside) fails alone.
+fn send(transport: &dyn RelayTransport, chunks: Vec<Chunk>) -> Result<()> {
+    let mut failed = Deliveries::new();
+    let mut jobs = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let Chunk {
+            sink,
+            span,
+            call,
+            args,
+        } = chunk;
+        let bytes = Arc::try_unwrap(args)
+            .ok()
+            .and_then(Payload::into_bytes)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Encode,
+                    "the task's argument holds fds, which cannot travel to another host",
+                )
+            });
+        match bytes {
+            Ok(args) => jobs.push(RelayJob {
+                task: RelayTask {
+                    token: (call.fingerprint, call.thunk, call.func),
+                    items: span.len as u32,
+                    args,
+                },
                 sink,
                 span,
-                call,
-                args,
-            } = chunk;
-            let bytes = Arc::try_unwrap(args)
-                .ok()
-                .and_then(Payload::into_bytes)
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Encode,
-                        "the task's argument holds fds, which cannot travel to another host",
-                    )
-                });
-            match bytes {
-                Ok(args) => jobs.push(RelayJob {
-                    task: RelayTask {
-                        token: (call.fingerprint, call.thunk, call.func),
-                        items: span.len as u32,
-                        args,
-                    },
-                    sink,
-                    span,
-                }),
-                Err(e) => failed.push((sink, span, Delivery::Failed(e))),
-            }
+            }),
+            Err(e) => failed.push((sink, span, Delivery::Failed(e))),
         }
-        deliver(failed);
-        self.transport.send(jobs).map_err(|(e, jobs)| {
-            let e = Error::from(e);
-            let refused = jobs
-                .into_iter()
-                .map(|j| (j.sink, j.span, Delivery::Failed(e.clone())))
-                .collect();
-            deliver(refused);
-            e
-        })
     }
+    deliver(failed);
+    transport.send(jobs).map_err(|(e, jobs)| {
+        let e = Error::from(e);
+        let refused = jobs
+            .into_iter()
+            .map(|j| (j.sink, j.span, Delivery::Failed(e.clone())))
+            .collect();
+        deliver(refused);
+        e
+    })
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ pub use mproc_manager::Manager;
 // `connection.wait`).
 #[cfg(feature = "pool")]
 pub use mproc_pool::{
-    AsyncResult, Callbacks, Executor, Imap, Pool, ReturnWhen, TaskHandle, as_completed,
+    AsyncResult, Callbacks, Executor, Imap, Pool, ReturnWhen, TaskHandle, TaskPool, as_completed,
 };
 #[cfg(feature = "queue")]
 pub use mproc_queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};

@@ -150,7 +150,11 @@ fn double(x: u64) -> u64 {
 fn use_a_pool(n: u64) -> (u64, u64, u64, bool) {
     let pool = mproc::Pool::new(2).unwrap();
     let mapped: u64 = pool.map(double, 0..n).unwrap().iter().sum();
-    let imapped: u64 = pool.imap(double, 0..n).map(Result::unwrap).sum();
+    // Through the trait both pools implement (`mproc::MpiPool` too, feature `mpi`).
+    fn lazily(pool: &impl mproc::TaskPool, n: u64) -> u64 {
+        pool.imap(double, 0..n).map(Result::unwrap).sum()
+    }
+    let imapped = lazily(&pool, n);
     let applied = pool.apply_async(double, n).unwrap().get().unwrap();
     let with_cb = pool
         .map_async_with(double, [1], None, mproc::Callbacks::new())

@@ -4,12 +4,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
-use crate::chunk;
-use crate::imap::{Feed, Imap};
-use crate::task::{Call, TaskFn};
-
-/// How many chunks per worker an `imap` keeps in flight.
-const IMAP_CHUNKS_PER_WORKER: usize = 32;
+use crate::imap::{IMAP_CHUNKS_PER_WORKER, Imap, feed};
+use crate::task::TaskFn;
 
 impl Pool {
     /// Applies `f` to the items lazily, yielding results in order as they come: Python's
@@ -89,21 +85,18 @@ impl Pool {
         ordered: bool,
     ) -> Imap<'a, F::Output> {
         let chunksize = chunksize.max(1);
-        let call = Call::new(f);
-        let mut source = items.into_iter();
-        let feed: Feed<'a> = Box::new(move |start, sink, failed| {
-            let items: Vec<F::Args> = source.by_ref().take(chunksize).collect();
-            let n = items.len();
-            (n > 0).then(|| {
-                (
-                    chunk::encode(&items, start, chunksize, call, sink, failed),
-                    n,
-                )
-            })
-        });
+        let feed = feed(f, items, chunksize);
         let window = chunksize
             .saturating_mul(IMAP_CHUNKS_PER_WORKER)
             .saturating_mul(self.processes());
-        Imap::new(self.shared.clone(), ordered, window, feed)
+        let shared = self.shared.clone();
+        let manager = shared.id();
+        Imap::new(
+            Box::new(move |chunks| shared.submit(chunks)),
+            manager,
+            ordered,
+            window,
+            feed,
+        )
     }
 }

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use super::Pool;
 use crate::callbacks::Callbacks;
 use crate::chunk;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::error::{Error, ErrorKind, Result};
+use crate::handle::{TaskHandle, TaskJob};
 use crate::manager::{Deliveries, deliver};
 use crate::result::{AsyncResult, Collect};
 use crate::sink::Sink;
@@ -62,6 +66,39 @@ impl Pool {
         // outcome, and nobody waits for chunks that were never sent.
         submitted?;
         Ok(AsyncResult::new(job))
+    }
+
+    /// Schedules `f(arg)` in a worker and returns its [`TaskHandle`] at once: an
+    /// executor's `submit` on a pool, so that [`as_completed`](crate::as_completed) and
+    /// [`wait`](crate::wait) work on its tasks. An argument that does not serialize fails
+    /// the task, not this call.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Closed`] on a closed pool, [`ErrorKind::Terminated`] on a terminated
+    /// one.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    /// # mproc_process::init();
+    /// let pool = mproc_pool::Pool::new(2)?;
+    /// let tasks: Vec<_> = (1..=3).map(|x| pool.submit(square, x)).collect::<Result<_, _>>()?;
+    /// let mut done: Vec<u64> = mproc_pool::as_completed(&tasks, None)
+    ///     .map(|t| t?.result())
+    ///     .collect::<Result<_, _>>()?;
+    /// done.sort();
+    /// assert_eq!(done, [1, 4, 9]);
+    /// # Ok::<(), mproc_pool::Error>(())
+    /// ```
+    pub fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<TaskHandle<R>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let job = TaskJob::<R>::new(self.shared.id());
+        let sink: Arc<dyn Sink> = job.clone();
+        self.submit_task(f, arg, sink)?;
+        Ok(TaskHandle::new(job))
     }
 
     /// Submits one task whose outcome goes to `sink` (an executor's task). An argument
