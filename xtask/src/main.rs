@@ -653,6 +653,9 @@ fn bench(args: &[String]) -> Result {
         "--locked",
         "-p",
         "mproc-benches",
+        // The MPI pool's figures (MPI is installed above).
+        "--features",
+        "mpi",
         "--bin",
         "mproc-bench",
         "--",
@@ -661,7 +664,7 @@ fn bench(args: &[String]) -> Result {
         c.arg("--quick");
     }
     // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`: one
-    // part's figures.
+    // part's figures (`--only-pool`: the local and the MPI pool's).
     c.args(args.iter().filter(|a| a.starts_with("--only-")));
     if vs_python {
         let python = ["python3", "python"].into_iter().find(|p| {
