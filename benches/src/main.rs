@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 mod executor;
 mod kill;
 mod manager;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod pipe;
 mod pool;
 mod queue;
@@ -134,6 +136,12 @@ fn main() {
         return;
     }
     mproc::init();
+    #[cfg(feature = "mpi")]
+    if std::env::args().any(|a| a == mpi::JOB_FLAG) {
+        // A rank of the MPI pool's job (`measure_mpi_pools`), not the bench.
+        mpi::job_main();
+        return;
+    }
     let opts = Options::parse();
     let mut s = Samples(BTreeMap::new());
     let mut flags = Flags {
@@ -148,6 +156,7 @@ fn main() {
         measure_locks(&opts, &mut s, &mut flags);
         measure_queues(&opts, &mut s, &mut flags);
         measure_pools(&opts, &mut s, &mut flags);
+        measure_mpi_pools(&opts, &mut s, &mut flags);
         measure_managers(&opts, &mut s, &mut flags);
     }
     measure_kills(&opts, &mut s, &mut flags);
@@ -371,6 +380,41 @@ fn measure_pools(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         let (ms, ok) = pool::recover_ms();
         s.add("pool_recover_ms", ms);
         flags.check_ok &= ok;
+    }
+}
+
+/// The MPI pool's maps and CPU speed-up, from a job of `mpiexec -n 3` run after the local
+/// pool's figures (with the feature `mpi` and `mpiexec` on the PATH; `--only-pool` too).
+fn measure_mpi_pools(opts: &Options, s: &mut Samples, flags: &mut Flags) {
+    if opts.only_sync && !opts.only_pool {
+        return;
+    }
+    #[cfg(feature = "mpi")]
+    {
+        if !mpi::available() {
+            eprintln!("skipped: the MPI pool's figures (mpiexec is not on the PATH)");
+            return;
+        }
+        eprintln!("measuring the MPI pool (mpiexec -n 3) ...");
+        let Some(f) = mpi::measure(if opts.quick { 3 } else { 7 }, opts.quick) else {
+            flags.check_ok = false;
+            return;
+        };
+        for r in f.trivial {
+            s.add("mpi_pool_tasks_per_s.trivial", r);
+        }
+        for r in f.chunksize1 {
+            s.add("mpi_pool_tasks_per_s.chunksize1", r);
+        }
+        for x in f.cpu_speedup {
+            s.add("mpi_pool_cpu_speedup", x);
+        }
+        flags.check_ok &= f.ok;
+    }
+    #[cfg(not(feature = "mpi"))]
+    {
+        let _ = (s, flags);
+        eprintln!("skipped: the MPI pool's figures (built without the feature mpi)");
     }
 }
 

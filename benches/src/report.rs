@@ -76,11 +76,12 @@ impl Row {
             k if k == "lock_value_ops_per_s" || k.starts_with("manager_") => "op/s",
             k if k.starts_with("queue_msgs")
                 || k.starts_with("pool_map")
+                || k.starts_with("mpi_pool_tasks")
                 || k.starts_with("executor_") =>
             {
                 "/s"
             }
-            "pool_cpu_speedup" => "×",
+            "pool_cpu_speedup" | "mpi_pool_cpu_speedup" => "×",
             k if k.ends_with("_ms") || k.starts_with("kill_notice_ms.") => "ms",
             _ if self.higher_is_better => "GB/s",
             _ => "µs",
@@ -112,6 +113,7 @@ fn rows(f: &Figures<'_>) -> Vec<Row> {
         sync_rows(f),
         queue_rows(f),
         pool_rows(f),
+        mpi_pool_rows(f),
         executor_rows(f),
         manager_rows(f),
         kill_rows(f),
@@ -270,6 +272,35 @@ fn pool_rows(f: &Figures<'_>) -> Vec<Row> {
             "≤ 3 × spawn_join_us.forkserver (beside)",
         ),
         f.row("pool_recover_ms", f64::NAN, false, |v| v <= 50.0, "≤ 50 ms"),
+    ]
+}
+
+/// The MPI pool (rank 0 and two worker ranks on this machine), held to the local pool's
+/// figures of the same run: its floor is the local pool's figure.
+fn mpi_pool_rows(f: &Figures<'_>) -> Vec<Row> {
+    let trivial = f.median("pool_map_tasks_per_s.trivial");
+    vec![
+        f.row(
+            "mpi_pool_tasks_per_s.trivial",
+            trivial,
+            true,
+            |v| v >= 0.5 * trivial,
+            "≥ 0.5 × pool_map_tasks_per_s.trivial",
+        ),
+        f.row(
+            "mpi_pool_tasks_per_s.chunksize1",
+            f.median("pool_map_tasks_per_s.chunksize1"),
+            true,
+            f64::is_finite,
+            "reported (floor: the local pool's)",
+        ),
+        f.row(
+            "mpi_pool_cpu_speedup",
+            2.0,
+            true,
+            |v| v >= 1.7,
+            "≥ 1.7 (mpiexec -n 3 on 2 cores)",
+        ),
     ]
 }
 
@@ -457,6 +488,11 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "spawn_join_us.forkserver": s.spread("spawn_join_us.forkserver"),
         "pool_map_tasks_per_s.chunksize1": s.spread("pool_map_tasks_per_s.chunksize1"),
         "executor_submit_per_s": s.spread("executor_submit_per_s"),
+        "pool_map_tasks_per_s.trivial": s.spread("pool_map_tasks_per_s.trivial"),
+        "pool_cpu_speedup": spread2(s, "pool_cpu_speedup"),
+        "mpi_pool_tasks_per_s.trivial": s.spread("mpi_pool_tasks_per_s.trivial"),
+        "mpi_pool_tasks_per_s.chunksize1": s.spread("mpi_pool_tasks_per_s.chunksize1"),
+        "mpi_pool_cpu_speedup": spread2(s, "mpi_pool_cpu_speedup"),
         "executor_as_completed_per_s": s.spread("executor_as_completed_per_s"),
     });
     for (_, key) in crate::kill::ROLES {
@@ -488,6 +524,11 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "pool_cpu_speedup": round2(m("pool_cpu_speedup")),
         "pool_start_us": round1(m("pool_start_us")),
         "pool_recover_ms": round2(m("pool_recover_ms")),
+        "mpi_pool_tasks_per_s": {
+            "trivial": m("mpi_pool_tasks_per_s.trivial").round(),
+            "chunksize1": m("mpi_pool_tasks_per_s.chunksize1").round(),
+        },
+        "mpi_pool_cpu_speedup": round2(m("mpi_pool_cpu_speedup")),
         "executor_submit_per_s": m("executor_submit_per_s").round(),
         "executor_as_completed_per_s": m("executor_as_completed_per_s").round(),
         "manager_list_ops_per_s": m("manager_list_ops_per_s").round(),
@@ -527,6 +568,19 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
 /// The figure at a dotted path of Python's JSON (`pool_map_tasks_per_s.chunksize1`).
 fn lookup(v: &Value, dotted: &str) -> Option<f64> {
     dotted.split('.').try_fold(v, |v, k| v.get(k))?.as_f64()
+}
+
+/// The `[min, max]` of a figure's rounds to two decimals (a speed-up's spread).
+fn spread2(s: &Samples, key: &str) -> Value {
+    let v = s.0.get(key).map(Vec::as_slice).unwrap_or_default();
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
+    match (
+        v.iter().copied().reduce(f64::min),
+        v.iter().copied().reduce(f64::max),
+    ) {
+        (Some(a), Some(b)) => json!([round2(a), round2(b)]),
+        _ => Value::Null,
+    }
 }
 
 fn round1(x: f64) -> f64 {

@@ -144,12 +144,15 @@ fn test() -> Result {
     let mut c = cargo();
     c.args(["fmt", "--all", "--", "--check"]);
     run(c)?;
+    // With the examples' `mpi` feature: the MPI example and the facade's `mpi` part too.
     let mut c = cargo();
     c.args([
         "clippy",
         "--workspace",
         "--all-targets",
         "--locked",
+        "--features",
+        "mproc-examples/mpi",
         "--",
         "-D",
         "warnings",
@@ -211,6 +214,7 @@ fn test() -> Result {
     // 5. Documentation without warnings, and the facade's Python table as one table.
     let mut c = cargo();
     c.args(["doc", "--workspace", "--no-deps", "--locked"])
+        .args(["--features", "mproc/mpi"])
         .env("RUSTDOCFLAGS", "-D warnings");
     run(c)?;
     python_table_is_whole()?;
@@ -325,7 +329,7 @@ fn forget_packaged_sources() {
 }
 
 /// The facade's features, each of which must build, test and lint alone.
-const FEATURES: [&str; 10] = [
+const FEATURES: [&str; 11] = [
     "process",
     "pipe",
     "wire",
@@ -334,6 +338,7 @@ const FEATURES: [&str; 10] = [
     "queue",
     "pool",
     "manager",
+    "mpi",
     "unstable-sys",
     "log",
 ];
@@ -394,7 +399,8 @@ fn has_cargo_tool(tool: &str) -> bool {
 }
 
 /// Every example, in the order they run, with what each must print (every line must
-/// appear): one list, so that an example cannot run unchecked.
+/// appear): one list, so that an example cannot run unchecked (those run under `mpiexec`
+/// are in `mpi::EXAMPLES`).
 const EXAMPLES: &[(&str, &[&str])] = &[
     (
         "level1_process",
@@ -547,7 +553,10 @@ fn examples() -> Result {
             .strip_prefix("name = \"")
             .and_then(|r| r.strip_suffix('"'))
             && name != "mproc-examples"
-            && !EXAMPLES.iter().any(|(e, _)| *e == name)
+            && !EXAMPLES
+                .iter()
+                .chain(mpi::EXAMPLES)
+                .any(|(e, _)| *e == name)
         {
             return Err(format!(
                 "example {name} is not in xtask's EXAMPLES: add it with what it must print"
@@ -570,7 +579,8 @@ fn examples() -> Result {
             eprintln!("  example {example} ({m}): output checked");
         }
     }
-    Ok(())
+    // The MPI examples, under `mpiexec -n 3`.
+    mpi::run_examples()
 }
 
 fn target_dir() -> PathBuf {
@@ -643,6 +653,9 @@ fn bench(args: &[String]) -> Result {
         "--locked",
         "-p",
         "mproc-benches",
+        // The MPI pool's figures (MPI is installed above).
+        "--features",
+        "mpi",
         "--bin",
         "mproc-bench",
         "--",
@@ -651,7 +664,7 @@ fn bench(args: &[String]) -> Result {
         c.arg("--quick");
     }
     // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`: one
-    // part's figures.
+    // part's figures (`--only-pool`: the local and the MPI pool's).
     c.args(args.iter().filter(|a| a.starts_with("--only-")));
     if vs_python {
         let python = ["python3", "python"].into_iter().find(|p| {

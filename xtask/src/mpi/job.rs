@@ -12,15 +12,23 @@ use nix::unistd::Pid;
 
 use crate::{Result, show};
 
-/// Runs `mpiexec -n <ranks> <binary> <args>` and returns its output, whatever its exit
-/// status (the caller checks it).
+/// Runs `mpiexec -n <ranks> <binary> <args>` with `envs` added to the environment (hydra
+/// passes it on to every rank) and returns its output, whatever its exit status (the
+/// caller checks it).
 ///
 /// When `deadline` passes first, every process of the job is killed (hydra puts each proxy
 /// and rank in a session of its own, so a process group would not reach them: the job's
 /// process tree is stopped, then killed) and it fails, saying so with the output so far.
-pub fn run(binary: &Path, args: &[&str], ranks: usize, deadline: Duration) -> Result<Output> {
+pub fn run(
+    binary: &Path,
+    args: &[&str],
+    ranks: usize,
+    deadline: Duration,
+    envs: &[(&str, &str)],
+) -> Result<Output> {
     let mut cmd = Command::new("mpiexec");
     cmd.arg("-n").arg(ranks.to_string()).arg(binary).args(args);
+    cmd.envs(envs.iter().copied());
     let line = show(&cmd);
     eprintln!("\n$ {line}");
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -191,7 +199,7 @@ mod tests {
 
     #[test]
     fn every_rank_runs_and_its_output_comes_back() {
-        let out = run(Path::new("hostname"), &[], 3, Duration::from_secs(60)).unwrap();
+        let out = run(Path::new("hostname"), &[], 3, Duration::from_secs(60), &[]).unwrap();
         assert!(out.status.success(), "{out:?}");
         let host = Command::new("hostname").output().unwrap().stdout;
         let host = String::from_utf8_lossy(&host);
@@ -204,7 +212,14 @@ mod tests {
         // A marker in the arguments finds the ranks in /proc afterwards, wherever they went.
         let marker = format!("{}.{}", 100, std::process::id());
         let started = Instant::now();
-        let err = run(Path::new("sleep"), &[&marker], 3, Duration::from_secs(2)).unwrap_err();
+        let err = run(
+            Path::new("sleep"),
+            &[&marker],
+            3,
+            Duration::from_secs(2),
+            &[],
+        )
+        .unwrap_err();
         assert!(started.elapsed() >= Duration::from_secs(2));
         assert!(err.contains("passed its deadline"), "{err}");
         assert!(!err.contains("still alive"), "{err}");
