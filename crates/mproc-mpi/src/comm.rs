@@ -32,8 +32,15 @@ impl Backoff {
 
     /// Nothing happened: sleeps, and waits longer next time.
     pub(crate) fn idle(&mut self) {
-        std::thread::sleep(self.wait);
+        std::thread::sleep(self.next());
+    }
+
+    /// Nothing happened: how long to wait now (on a channel of this process's own, which
+    /// a local event ends at once), doubling the next wait.
+    pub(crate) fn next(&mut self) -> Duration {
+        let wait = self.wait;
         self.wait = (self.wait * 2).min(LONGEST);
+        wait
     }
 }
 

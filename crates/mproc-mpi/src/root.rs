@@ -81,10 +81,17 @@ struct Root<'w> {
     pending: VecDeque<Entry>,
     in_flight: HashMap<Rank, HashMap<u64, Entry>>,
     next_id: u64,
-    /// The most tasks a worker rank holds at once: twice its largest local pool.
+    /// The most tasks a worker rank holds at once: `IN_FLIGHT_PER_PROCESS` times its
+    /// largest local pool.
     limit: usize,
     arrived: Vec<(Rank, Vec<u8>)>,
 }
+
+/// Tasks in flight per local worker process of a rank: enough that a worker never waits
+/// for its next task through rank 0's and its own probe intervals (a round trip of up to
+/// two of them), few enough that a slow task holds back only a few others queued behind it
+/// on its rank (`mpi_pool_tasks_per_s.chunksize1` measures the difference).
+const IN_FLIGHT_PER_PROCESS: usize = 8;
 
 /// Runs rank 0's MPI thread until [`Command::Shutdown`] (or every pool handle is gone).
 pub(crate) fn run(world: &SimpleCommunicator, commands: mpsc::Receiver<Command>) {
@@ -94,7 +101,7 @@ pub(crate) fn run(world: &SimpleCommunicator, commands: mpsc::Receiver<Command>)
         pending: VecDeque::new(),
         in_flight: HashMap::new(),
         next_id: 0,
-        limit: 2,
+        limit: IN_FLIGHT_PER_PROCESS,
         arrived: Vec::new(),
     };
     let mut backoff = Backoff::new();
@@ -125,7 +132,16 @@ pub(crate) fn run(world: &SimpleCommunicator, commands: mpsc::Receiver<Command>)
         if active {
             backoff.reset();
         } else {
-            backoff.idle();
+            // A user's call ends the wait at once; a worker's message waits for the next
+            // probe.
+            match commands.recv_timeout(backoff.next()) {
+                Ok(Command::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(command) => {
+                    backoff.reset();
+                    root.command(command);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
         }
     }
     root.stop_workers();
@@ -139,7 +155,9 @@ impl Root<'_> {
                 processes,
                 task_timeout,
             } => {
-                self.limit = self.limit.max(2 * processes.max(1) as usize);
+                self.limit = self
+                    .limit
+                    .max(IN_FLIGHT_PER_PROCESS * processes.max(1) as usize);
                 self.broadcast(&ToWorker::Open {
                     pool,
                     processes,

@@ -24,6 +24,8 @@ pub(crate) fn serve(world: &SimpleCommunicator) -> bool {
     let mut pools: HashMap<u32, Result<Pool, RelayError>> = HashMap::new();
     let (done_tx, done_rx) = mpsc::channel::<(u64, RelayOutcome)>();
     let mut backoff = Backoff::new();
+    // A task's outcome that ended an idle wait, sent back first in the next round.
+    let mut woken: Option<(u64, RelayOutcome)> = None;
     let in_order = 'serve: loop {
         let mut active = false;
         if let Some(m) = comm::try_receive(world, Some(ROOT)) {
@@ -66,7 +68,7 @@ pub(crate) fn serve(world: &SimpleCommunicator) -> bool {
                 }
             }
         }
-        while let Ok((id, outcome)) = done_rx.try_recv() {
+        for (id, outcome) in woken.take().into_iter().chain(done_rx.try_iter()) {
             active = true;
             let mut bytes = encode(&ToRoot::Done { id, outcome });
             if bytes.len() > MAX_MESSAGE {
@@ -84,7 +86,9 @@ pub(crate) fn serve(world: &SimpleCommunicator) -> bool {
         if active || !arrived.is_empty() {
             backoff.reset();
         } else {
-            backoff.idle();
+            // A finished task ends the wait at once; a message from rank 0 waits for the
+            // next probe.
+            woken = done_rx.recv_timeout(backoff.next()).ok();
         }
     };
     drop(pools);
