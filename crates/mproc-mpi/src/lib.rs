@@ -17,6 +17,28 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # When something dies
+//!
+//! - **A task** that panics, aborts, segfaults or passes the pool's `task_timeout` fails
+//!   alone, with the local pool's error kinds (`Panicked`, `WorkerDied`, `Timeout`): it ran
+//!   in a child of its rank's local pool, which replaces the child, and the rank serves on.
+//!   (In `mpi4py.futures` such a task takes its worker, and with it the job.)
+//! - **A whole rank** (SIGKILL, the OOM killer, a lost host) is MPI's to handle: the
+//!   launcher (`mpiexec`, `srun`) ends the whole job, rank 0 included, and exits non-zero
+//!   (MPICH: within tens of milliseconds, status 9; tested). No wait of mproc's can outlive
+//!   it, and rank 0's own waits (the workers' hello, their goodbye) have deadlines, after
+//!   which it aborts the job with a message rather than hang.
+//! - **Rank 0's `Mpi` dropped** (the end of `main`): work still outstanding fails with
+//!   `Terminated`, the worker ranks end their local pools and exit, and MPI is finalized.
+//!
+//! # Start methods
+//!
+//! `init` starts mproc's fork server before MPI is initialised (MPI libraries dislike
+//! `fork` after their init) and refuses the fork start method from then on
+//! (`mproc_process::refuse_fork`): a worker rank's local pool starts its children through
+//! the fork server (or by spawn, if that is the method set), and a fork spawn on rank 0
+//! fails with `ForkRefused`.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
