@@ -2,7 +2,6 @@
 //! (rank 0 and two worker ranks), whose rank 0 measures `MpiPool`'s maps and a CPU-bound
 //! map against a serial loop, and prints them as one JSON line the bench reads.
 
-use std::hint::black_box;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::pool::cpu_task;
+use crate::pool::{cpu_task, speedup_over_serial};
 
 /// The flag that makes the bench binary the MPI job's program.
 pub const JOB_FLAG: &str = "--mpi-job";
@@ -186,24 +185,12 @@ fn map_rate(pool: &MpiPool, n: u64, chunksize: Option<usize>) -> (f64, bool) {
     (n as f64 / s, ok)
 }
 
-/// The local pool's CPU-bound map (16 equal inputs) on the worker ranks against the same
-/// loop on rank 0: the speed-up, and whether the results agree.
+/// The CPU-bound map (16 equal inputs) on the worker ranks against the same loop on rank 0,
+/// measured as the local pool's is: the speed-up, and whether the results agree.
 fn cpu_speedup(pool: &MpiPool, work: u64) -> (f64, bool) {
-    let inputs = vec![work; 16];
-    // The serial loop's best of two (the first also warms rank 0's core): a serial run
-    // slowed by something else on the machine would flatter the pool, never the reverse.
-    let mut t_serial = Duration::MAX;
-    let mut serial = Vec::new();
-    for _ in 0..2 {
-        let t0 = Instant::now();
-        serial = inputs.iter().map(|&n| black_box(cpu_task(n))).collect();
-        t_serial = t_serial.min(t0.elapsed());
-    }
-    let t0 = Instant::now();
-    let par = pool
-        .map_async_with(cpu_task, inputs, None, Callbacks::new())
-        .and_then(|r| r.get_timeout(MAP_LIMIT))
-        .expect("map");
-    let t_pool = t0.elapsed();
-    (t_serial.as_secs_f64() / t_pool.as_secs_f64(), serial == par)
+    speedup_over_serial(work, |inputs| {
+        pool.map_async_with(cpu_task, inputs, None, Callbacks::new())
+            .and_then(|r| r.get_timeout(MAP_LIMIT))
+            .expect("map")
+    })
 }
