@@ -24,7 +24,9 @@ pub struct Mpi {
 }
 
 pub(crate) struct Inner {
-    pub commands: Mutex<mpsc::Sender<Command>>,
+    /// The way to the MPI thread; taken (`None`) when `Mpi` is dropped, so that no command
+    /// can arrive after `Shutdown` and be lost with the channel.
+    pub commands: Mutex<Option<mpsc::Sender<Command>>>,
     pub size: usize,
     pub host: String,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -34,7 +36,7 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn command(&self, command: Command) -> bool {
         let tx = self.commands.lock().unwrap_or_else(|p| p.into_inner());
-        tx.send(command).is_ok()
+        tx.as_ref().is_some_and(|tx| tx.send(command).is_ok())
     }
 
     pub(crate) fn next_pool(&self) -> u32 {
@@ -70,7 +72,14 @@ impl Mpi {
 
 impl Drop for Mpi {
     fn drop(&mut self) {
-        self.inner.command(Command::Shutdown);
+        // Shutdown is the last command: the sender goes with it, and a pool used on another
+        // thread meanwhile is told its work was terminated instead of sending it after.
+        let tx = (self.inner.commands.lock())
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(tx) = tx {
+            let _ = tx.send(Command::Shutdown);
+        }
         let thread = self
             .inner
             .thread
@@ -146,7 +155,7 @@ pub fn init() -> Result<Mpi, Error> {
         }
         Ready::Root { size, host } => Ok(Mpi {
             inner: Arc::new(Inner {
-                commands: Mutex::new(commands),
+                commands: Mutex::new(Some(commands)),
                 size,
                 host,
                 thread: Mutex::new(Some(thread)),
@@ -253,18 +262,28 @@ fn stop_after_failed_start(world: &SimpleCommunicator) {
     for rank in 1..world.size() {
         comm::send(world, rank, &stop, None, &mut arrived);
     }
-    let mut left = (world.size() - 1) as usize;
-    left -= arrived
-        .iter()
-        .filter(|(_, b)| matches!(decode::<ToRoot>(b), Some(ToRoot::Bye)))
-        .count();
+    let mut left: Vec<Rank> = (1..world.size()).collect();
+    for (rank, b) in &arrived {
+        if matches!(decode::<ToRoot>(b), Some(ToRoot::Bye)) {
+            left.retain(|r| r != rank);
+        }
+    }
     let deadline = Instant::now() + HELLO_LIMIT;
     let mut backoff = Backoff::new();
-    while left > 0 && Instant::now() < deadline {
+    while !left.is_empty() && Instant::now() < deadline {
         match comm::try_receive(world, None) {
-            Some((_, b)) if matches!(decode::<ToRoot>(&b), Some(ToRoot::Bye)) => left -= 1,
+            Some((rank, b)) if matches!(decode::<ToRoot>(&b), Some(ToRoot::Bye)) => {
+                left.retain(|r| *r != rank);
+            }
             Some(_) => {}
             None => backoff.idle(),
         }
+    }
+    if !left.is_empty() {
+        // Finalizing MPI would wait for them for ever: end the job instead.
+        eprintln!(
+            "mproc-mpi: worker ranks {left:?} did not stop within {HELLO_LIMIT:?} after a failed start; aborting the MPI job"
+        );
+        world.abort(1);
     }
 }

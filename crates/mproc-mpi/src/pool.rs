@@ -161,19 +161,23 @@ impl RelayTransport for Transport {
             .commands
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        match tx.send(Command::Jobs {
+        let command = Command::Jobs {
             pool: self.shared.clone(),
             jobs,
-        }) {
-            Ok(()) => Ok(()),
-            Err(std::sync::mpsc::SendError(command)) => {
-                drop(tx);
+        };
+        // No sender: `Mpi` was dropped (its MPI thread has or will have ended).
+        let unsent = match tx.as_ref() {
+            Some(tx) => tx.send(command).err().map(|e| e.0),
+            None => Some(command),
+        };
+        drop(tx);
+        match unsent {
+            None => Ok(()),
+            Some(Command::Jobs { jobs, .. }) => {
                 self.shared.finished_externally(n);
-                let Command::Jobs { jobs, .. } = command else {
-                    unreachable!("the command sent was Jobs")
-                };
                 Err((terminated(), jobs))
             }
+            Some(_) => unreachable!("the command sent was Jobs"),
         }
     }
 }

@@ -144,6 +144,13 @@ pub(crate) fn run(world: &SimpleCommunicator, commands: mpsc::Receiver<Command>)
             }
         }
     }
+    // `Mpi::drop` took the sender before it sent `Shutdown`: what is still in the channel
+    // is all there will be. Its jobs fail with the rest in `stop_workers`.
+    for command in commands.try_iter() {
+        if matches!(command, Command::Jobs { .. } | Command::Terminate { .. }) {
+            root.command(command);
+        }
+    }
     root.stop_workers();
 }
 

@@ -298,6 +298,48 @@ fn scenario(name: &str) {
             );
             println!("METHOD {method}: local workers are children of their rank: {spawned}");
         }
+        "dropped_mpi" => {
+            // `Mpi` dropped while another thread keeps handing the pool work: every call
+            // made meanwhile gets its answer (its result, or `Terminated`), none hangs.
+            let pool = std::sync::Arc::new(pool());
+            let user = {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    let (mut answered, mut terminated) = (0u32, 0u32);
+                    for x in 0.. {
+                        let outcome = pool
+                            .apply_async(square, x)
+                            .and_then(|r| r.get_timeout(Duration::from_secs(30)));
+                        match outcome {
+                            Ok(y) => {
+                                assert_eq!(y, x * x);
+                                answered += 1;
+                            }
+                            Err(e) => {
+                                assert!(
+                                    matches!(
+                                        e.kind(),
+                                        mproc_pool::ErrorKind::Terminated
+                                            | mproc_pool::ErrorKind::Closed
+                                    ),
+                                    "call {x} after the drop: {e:?}"
+                                );
+                                terminated += 1;
+                                if terminated == 20 {
+                                    return answered;
+                                }
+                            }
+                        }
+                    }
+                    unreachable!()
+                })
+            };
+            std::thread::sleep(Duration::from_millis(200));
+            drop(mpi);
+            let answered = user.join().expect("the user thread");
+            assert!(answered > 0, "no call was answered before the drop");
+            println!("DROPPED_MPI {answered} answered before the drop, then Terminated");
+        }
         "fork_refused" => {
             fn nothing(_: ()) {}
             let e = mproc_process::Builder::new()
@@ -465,7 +507,11 @@ fn harness() {
         }
     }
     check("method", "fork", run("method", "fork"));
-    for (name, method) in [("fork_refused", "forkserver"), ("idle", "forkserver")] {
+    for (name, method) in [
+        ("fork_refused", "forkserver"),
+        ("idle", "forkserver"),
+        ("dropped_mpi", "forkserver"),
+    ] {
         let out = check(name, method, run(name, method));
         if let Some(line) = out.lines().find(|l| l.starts_with("IDLE_CPU_TICKS")) {
             println!("{line} (rank 0, over one second)");

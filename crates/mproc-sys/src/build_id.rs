@@ -77,8 +77,11 @@ fn object_notes(code_addr: usize) -> Found {
         // call, and `data` is the `&mut Found` passed below, not otherwise borrowed.
         let (info, found) = unsafe { (&*info, &mut *(data as *mut Found)) };
         let base = info.dlpi_addr as usize;
-        // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers that stay mapped while
-        // the object is loaded, which it is for the whole call.
+        if info.dlpi_phdr.is_null() || info.dlpi_phnum == 0 {
+            return 0;
+        }
+        // SAFETY: `dlpi_phdr` (not null, checked above) points to `dlpi_phnum` program
+        // headers that stay mapped while the object is loaded, which it is for the call.
         let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
         let holds_code = headers.iter().any(|ph| {
             let lo = base.wrapping_add(ph.p_vaddr as usize);
@@ -94,6 +97,7 @@ fn object_notes(code_addr: usize) -> Found {
         let mapped = |vaddr: u64, len: u64| {
             headers.iter().any(|ph| {
                 ph.p_type == libc::PT_LOAD
+                    && ph.p_flags & libc::PF_R != 0
                     && vaddr >= ph.p_vaddr
                     && match (vaddr.checked_add(len), ph.p_vaddr.checked_add(ph.p_filesz)) {
                         (Some(end), Some(segment_end)) => end <= segment_end,
@@ -106,8 +110,8 @@ fn object_notes(code_addr: usize) -> Found {
                 continue;
             }
             let start = base.wrapping_add(ph.p_vaddr as usize) as *const u8;
-            // SAFETY: `mapped` checked that these `p_filesz` bytes lie inside a loaded
-            // segment's file-backed part, which stays mapped, read-only, for the call.
+            // SAFETY: `mapped` checked that these `p_filesz` bytes lie inside the file-backed
+            // part of a loaded, readable segment, which stays mapped for the call.
             let notes = unsafe { std::slice::from_raw_parts(start, ph.p_filesz as usize) };
             let align = if ph.p_align == 8 { 8 } else { 4 };
             if let Some(id) = find_build_id(notes, align) {
