@@ -30,3 +30,7 @@ pub use pool::Pool;
 pub use pool::builder::Builder;
 pub use result::AsyncResult;
 pub use task_pool::TaskPool;
+
+// For `impl_task_pool_by_inherent_methods!`, expanded in other crates of mproc.
+#[doc(hidden)]
+pub use serde as __serde;

@@ -210,154 +210,213 @@ pub trait TaskPool {
     fn join_timeout(&self, timeout: Duration) -> Result<()>;
 }
 
-impl TaskPool for Pool {
-    fn processes(&self) -> usize {
-        Pool::processes(self)
-    }
+/// Implements [`TaskPool`] for a pool type whose inherent methods have the trait's names
+/// and signatures, each trait method calling the inherent one (mproc's pools: `Pool` here,
+/// `MpiPool` in mproc-mpi). Not for use outside mproc.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! impl_task_pool_by_inherent_methods {
+    ($ty:ty) => {
+        impl $crate::TaskPool for $ty {
+            fn processes(&self) -> usize {
+                <$ty>::processes(self)
+            }
 
-    fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<R>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::apply(self, f, arg)
-    }
+            fn apply<A, R>(&self, f: fn(A) -> R, arg: A) -> $crate::Result<R>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::apply(self, f, arg)
+            }
 
-    fn apply_async<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<AsyncResult<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::apply_async(self, f, arg)
-    }
+            fn apply_async<A, R>(
+                &self,
+                f: fn(A) -> R,
+                arg: A,
+            ) -> $crate::Result<$crate::AsyncResult<R>>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::apply_async(self, f, arg)
+            }
 
-    fn apply_async_with<A, R>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-        callbacks: Callbacks<R>,
-    ) -> Result<AsyncResult<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::apply_async_with(self, f, arg, callbacks)
-    }
+            fn apply_async_with<A, R>(
+                &self,
+                f: fn(A) -> R,
+                arg: A,
+                callbacks: $crate::Callbacks<R>,
+            ) -> $crate::Result<$crate::AsyncResult<R>>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::apply_async_with(self, f, arg, callbacks)
+            }
 
-    fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::map(self, f, items)
-    }
+            fn map<A, R>(
+                &self,
+                f: fn(A) -> R,
+                items: impl IntoIterator<Item = A>,
+            ) -> $crate::Result<Vec<R>>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::map(self, f, items)
+            }
 
-    fn map_chunked<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: usize,
-    ) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::map_chunked(self, f, items, chunksize)
-    }
+            fn map_chunked<A, R>(
+                &self,
+                f: fn(A) -> R,
+                items: impl IntoIterator<Item = A>,
+                chunksize: usize,
+            ) -> $crate::Result<Vec<R>>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::map_chunked(self, f, items, chunksize)
+            }
 
-    fn map_async<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<AsyncResult<Vec<R>>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::map_async(self, f, items)
-    }
+            fn map_async<A, R>(
+                &self,
+                f: fn(A) -> R,
+                items: impl IntoIterator<Item = A>,
+            ) -> $crate::Result<$crate::AsyncResult<Vec<R>>>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::map_async(self, f, items)
+            }
 
-    fn map_async_with<A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-        callbacks: Callbacks<Vec<R>>,
-    ) -> Result<AsyncResult<Vec<R>>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::map_async_with(self, f, items, chunksize, callbacks)
-    }
+            fn map_async_with<A, R>(
+                &self,
+                f: fn(A) -> R,
+                items: impl IntoIterator<Item = A>,
+                chunksize: Option<usize>,
+                callbacks: $crate::Callbacks<Vec<R>>,
+            ) -> $crate::Result<$crate::AsyncResult<Vec<R>>>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::map_async_with(self, f, items, chunksize, callbacks)
+            }
 
-    fn starmap<A, B, R>(
-        &self,
-        f: fn(A, B) -> R,
-        items: impl IntoIterator<Item = (A, B)>,
-    ) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        B: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::starmap(self, f, items)
-    }
+            fn starmap<A, B, R>(
+                &self,
+                f: fn(A, B) -> R,
+                items: impl IntoIterator<Item = (A, B)>,
+            ) -> $crate::Result<Vec<R>>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                B: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::starmap(self, f, items)
+            }
 
-    fn imap<'a, A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A> + 'a) -> Imap<'a, R>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::imap(self, f, items)
-    }
+            fn imap<'a, A, R>(
+                &self,
+                f: fn(A) -> R,
+                items: impl IntoIterator<Item = A> + 'a,
+            ) -> $crate::Imap<'a, R>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::imap(self, f, items)
+            }
 
-    fn imap_chunked<'a, A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A> + 'a,
-        chunksize: usize,
-    ) -> Imap<'a, R>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::imap_chunked(self, f, items, chunksize)
-    }
+            fn imap_chunked<'a, A, R>(
+                &self,
+                f: fn(A) -> R,
+                items: impl IntoIterator<Item = A> + 'a,
+                chunksize: usize,
+            ) -> $crate::Imap<'a, R>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::imap_chunked(self, f, items, chunksize)
+            }
 
-    fn imap_unordered<'a, A, R>(
-        &self,
-        f: fn(A) -> R,
-        items: impl IntoIterator<Item = A> + 'a,
-    ) -> Imap<'a, R>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::imap_unordered(self, f, items)
-    }
+            fn imap_unordered<'a, A, R>(
+                &self,
+                f: fn(A) -> R,
+                items: impl IntoIterator<Item = A> + 'a,
+            ) -> $crate::Imap<'a, R>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::imap_unordered(self, f, items)
+            }
 
-    fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> Result<TaskHandle<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
-        Pool::submit(self, f, arg)
-    }
+            fn submit<A, R>(&self, f: fn(A) -> R, arg: A) -> $crate::Result<$crate::TaskHandle<R>>
+            where
+                A: $crate::__serde::Serialize + $crate::__serde::de::DeserializeOwned + 'static,
+                R: $crate::__serde::Serialize
+                    + $crate::__serde::de::DeserializeOwned
+                    + Send
+                    + 'static,
+            {
+                <$ty>::submit(self, f, arg)
+            }
 
-    fn close(&self) {
-        Pool::close(self)
-    }
+            fn close(&self) {
+                <$ty>::close(self)
+            }
 
-    fn terminate(&self) {
-        Pool::terminate(self)
-    }
+            fn terminate(&self) {
+                <$ty>::terminate(self)
+            }
 
-    fn join(&self) -> Result<()> {
-        Pool::join(self)
-    }
+            fn join(&self) -> $crate::Result<()> {
+                <$ty>::join(self)
+            }
 
-    fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        Pool::join_timeout(self, timeout)
-    }
+            fn join_timeout(&self, timeout: ::std::time::Duration) -> $crate::Result<()> {
+                <$ty>::join_timeout(self, timeout)
+            }
+        }
+    };
 }
+
+impl_task_pool_by_inherent_methods!(Pool);
