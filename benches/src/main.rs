@@ -351,7 +351,14 @@ fn measure_pools(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         let (r, ok) = pool::map_rate(&warm, if quick { 10_000 } else { 20_000 }, Some(1));
         s.add("pool_map_tasks_per_s.chunksize1", r);
         flags.check_ok &= ok;
-        let (x, ok) = pool::cpu_speedup(&warm, if quick { 10_000_000 } else { 40_000_000 });
+        let (x, ok) = pool::cpu_speedup(
+            &warm,
+            if quick {
+                pool::CPU_WORK_QUICK
+            } else {
+                pool::CPU_WORK
+            },
+        );
         s.add("pool_cpu_speedup", x);
         flags.check_ok &= ok;
         // Beside the chunksize1 map, whose rate is the submit figure's goal.

@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::pool::{cpu_task, speedup_over_serial};
+use crate::pool::{CPU_WORK, CPU_WORK_QUICK, cpu_task, speedup_over_serial};
 
 /// The flag that makes the bench binary the MPI job's program.
 pub const JOB_FLAG: &str = "--mpi-job";
@@ -134,11 +134,9 @@ pub fn job_main() {
     let mpi = mproc::mpi::init().expect("mproc_mpi::init");
     let pool = MpiPool::new(&mpi).expect("MpiPool::new (run under mpiexec -n 3)");
     let (n_trivial, n_single, cpu_work) = if quick {
-        (1_000_000, 10_000, 10_000_000)
+        (1_000_000, 10_000, CPU_WORK_QUICK)
     } else {
-        // 16 tasks of 40M steps: about 0.6 s of serial work, long enough that a task's
-        // trip between ranks and a scheduling hiccup are small beside it.
-        (1_000_000, 20_000, 40_000_000)
+        (1_000_000, 20_000, CPU_WORK)
     };
     // Warm: each rank's local worker started, its buffers grown, as the local pool's are.
     for _ in 0..2 {

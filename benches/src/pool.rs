@@ -13,14 +13,29 @@ fn ident(x: u64) -> u64 {
     x
 }
 
-/// Python's `cpu_task`: a sum of squares, kept opaque to the optimizer.
+/// The CPU-bound task of the speed-up figures: `n` steps of a multiply-xorshift chain (as
+/// Python's `cpu_task` is `n` steps of a sum of squares), kept in registers.
+///
+/// A loop that goes through memory each step (`black_box(i)` stores and reloads `i` on the
+/// stack) runs at a speed that depends on where each process's stack happens to sit: the
+/// same loop was measured here at 14 ms in a pool worker and 22 ms in the parent, or the
+/// reverse, which moved the speed-up between 1.5 and 3.2 from one build to the next. The
+/// chain below depends on nothing but registers, so every process runs it at the same
+/// speed (two copies in parallel here: 1.95-2.0 × one, as two bare C loops).
 pub fn cpu_task(n: u64) -> u64 {
-    let mut s = 0u64;
+    let mut x = black_box(n);
     for i in 0..n {
-        s = s.wrapping_add(black_box(i).wrapping_mul(i));
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9).wrapping_add(i);
     }
-    s
+    x
 }
+
+/// Steps per task of the speed-up figures (16 tasks): about half a second of serial work
+/// here, long enough that a task's trip and a scheduling hiccup are small beside it.
+pub const CPU_WORK: u64 = 16_000_000;
+/// The same with `--quick`.
+pub const CPU_WORK_QUICK: u64 = 4_000_000;
 
 fn pid(_: u64) -> u32 {
     std::process::id()
