@@ -3,7 +3,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mproc_pool::relay::{RelayError, RelayFront, RelayJob, RelayTransport};
+use mproc_pool::relay::{
+    RelayError, RelayFront, RelayJob, RelayTransport, on_result_thread, reentrant_wait_error,
+};
 use mproc_pool::{AsyncResult, Callbacks, ErrorKind, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -421,11 +423,15 @@ impl MpiPool {
     /// Fails the work still outstanding with
     /// [`ErrorKind::Terminated`](mproc_pool::ErrorKind::Terminated) and ends the worker
     /// ranks' local pools of this pool (their children are killed): Python's `terminate`.
+    ///
+    /// From one of the pool's callbacks (which run on the MPI thread) it returns at once:
+    /// the MPI thread fails the outstanding work once the callback returns.
     pub fn terminate(&self) {
         self.close();
         if self.inner.command(Command::Terminate {
             pool: self.shared.id,
-        }) {
+        }) && !on_result_thread(result_thread())
+        {
             // The MPI thread fails every outstanding job at once.
             let _ = self.wait_done(None);
         }
@@ -437,7 +443,8 @@ impl MpiPool {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidState`](mproc_pool::ErrorKind::InvalidState) when the pool was
-    /// not closed.
+    /// not closed, or when called from one of the pool's callbacks (they run on the MPI
+    /// thread, which the join would wait for).
     pub fn join(&self) -> Result<()> {
         self.join_until(None)
     }
@@ -453,6 +460,9 @@ impl MpiPool {
     }
 
     fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
+        if on_result_thread(result_thread()) {
+            return Err(reentrant_wait_error());
+        }
         if !self
             .shared
             .state

@@ -150,6 +150,29 @@ fn scenario(name: &str) {
             ];
             got.sort_by_key(|r| r.is_err());
             assert_eq!(got, [Ok(7), Err(ErrorKind::Panicked)]);
+            // Callbacks run on the MPI thread: a join there fails at once instead of
+            // waiting for that thread, a terminate there returns at once and the work
+            // still outstanding fails once the callback has returned.
+            let pool = std::sync::Arc::new(pool);
+            let (tx, rx) = mpsc::channel();
+            let own = pool.clone();
+            let stop = Callbacks::new().on_success(move |_: &u32| {
+                own.close();
+                let joined = own.join().map_err(|e| e.kind());
+                own.terminate();
+                tx.send(joined).unwrap();
+            });
+            let slow = pool.apply_async(sleep_ms, 60_000).unwrap();
+            pool.apply_async_with(boom, 3, stop).unwrap();
+            assert_eq!(
+                rx.recv_timeout(LIMIT).unwrap(),
+                Err(ErrorKind::InvalidState)
+            );
+            assert_eq!(
+                slow.get_timeout(LIMIT).unwrap_err().kind(),
+                ErrorKind::Terminated
+            );
+            pool.join_timeout(LIMIT).unwrap();
         }
         "failures" => {
             let pool = pool();
@@ -368,6 +391,11 @@ fn scenario(name: &str) {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+        "kill_root" => {
+            let _pool = pool();
+            // Rank 0 dies while the worker ranks wait for work: the launcher ends them.
+            nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+        }
         "idle" => {
             let _pool = pool();
             let before = cpu_ticks();
@@ -547,5 +575,9 @@ fn harness() {
         "a killed worker rank must end the job:\n{out}"
     );
     println!("scenario kill_worker: the job ended with {code:?} in {took:?}, nothing left");
+    let (code, out, took) = run("kill_root", "forkserver");
+    assert_ne!(code, Some(0), "a killed rank 0 must end the job:\n{out}");
+    assert!(took < Duration::from_secs(10), "the job took {took:?} to end");
+    println!("scenario kill_root: the job ended with {code:?} in {took:?}, nothing left");
     println!("every scenario: {:?}", started.elapsed());
 }

@@ -16,7 +16,9 @@ use crate::chunk;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::{TaskHandle, TaskJob};
 use crate::imap::{self, IMAP_CHUNKS_PER_WORKER, Imap};
-use crate::manager::{Chunk, Deliveries, become_manager_of, deliver};
+use crate::manager::{
+    Chunk, Deliveries, become_manager_of, deliver, on_manager_of, reentrant_wait,
+};
 use crate::pool::Pool;
 use crate::result::{AsyncResult, Collect};
 use crate::sink::{Delivery, Sink, Span};
@@ -224,6 +226,19 @@ pub trait RelayTransport: Send + Sync + 'static {
 /// ([`ErrorKind::InvalidState`]) rather than waiting for itself.
 pub fn mark_result_thread(result_thread: usize) {
     become_manager_of(result_thread);
+}
+
+/// Returns whether the calling thread is the one marked with
+/// [`mark_result_thread`]`(result_thread)`: a pool's `join` or `terminate` called there (from
+/// a callback) must not wait for the thread it runs on.
+pub fn on_result_thread(result_thread: usize) -> bool {
+    on_manager_of(result_thread)
+}
+
+/// The error of a wait, on the result thread, for results only that thread delivers
+/// ([`ErrorKind::InvalidState`]), as a local pool's `join` from its own callback fails.
+pub fn reentrant_wait_error() -> Error {
+    reentrant_wait()
 }
 
 /// The calls of a pool over a [`RelayTransport`]: chunks made and results gathered as a
