@@ -1,7 +1,7 @@
 //! The MPI calls of mproc-mpi, all made on its one MPI thread: probing with a backoff
 //! instead of busy polling, and sending while still taking in what arrives.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, Rank, SimpleCommunicator};
@@ -60,12 +60,18 @@ pub(crate) fn try_receive(
 /// Sends `bytes` to `to`. While a large message waits for its receiver, this takes in the
 /// messages that arrive from `from` into `arrived`: two ranks sending to each other at
 /// once never wait for each other. `bytes` must be at most [`MAX_MESSAGE`] long.
+///
+/// With `give_up`, a send still pending at that instant aborts the MPI job (an MPI send
+/// cannot be withdrawn once posted): for the sends of an ending, whose receiver may have
+/// stopped listening. Without it the send waits for its receiver, which during the pool's
+/// life always listens while it waits (or MPI ends the job when it dies).
 pub(crate) fn send(
     world: &SimpleCommunicator,
     to: Rank,
     bytes: &[u8],
     from: Option<Rank>,
     arrived: &mut Vec<(Rank, Vec<u8>)>,
+    give_up: Option<Instant>,
 ) {
     let mut backoff = Backoff::new();
     mpi::request::scope(|scope| {
@@ -74,6 +80,12 @@ pub(crate) fn send(
             match request.test() {
                 Ok(_) => return,
                 Err(pending) => request = pending,
+            }
+            if give_up.is_some_and(|t| Instant::now() > t) {
+                eprintln!(
+                    "mproc-mpi: rank {to} took no message for too long; aborting the MPI job"
+                );
+                world.abort(1);
             }
             match try_receive(world, from) {
                 Some(m) => {

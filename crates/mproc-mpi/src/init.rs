@@ -259,8 +259,9 @@ fn hellos(world: &SimpleCommunicator) -> Result<(), Error> {
 fn stop_after_failed_start(world: &SimpleCommunicator) {
     let stop = encode(&ToWorker::Stop);
     let mut arrived = Vec::new();
+    let deadline = Instant::now() + HELLO_LIMIT;
     for rank in 1..world.size() {
-        comm::send(world, rank, &stop, None, &mut arrived);
+        comm::send(world, rank, &stop, None, &mut arrived, Some(deadline));
     }
     let mut left: Vec<Rank> = (1..world.size()).collect();
     for (rank, b) in &arrived {
@@ -268,7 +269,6 @@ fn stop_after_failed_start(world: &SimpleCommunicator) {
             left.retain(|r| r != rank);
         }
     }
-    let deadline = Instant::now() + HELLO_LIMIT;
     let mut backoff = Backoff::new();
     while !left.is_empty() && Instant::now() < deadline {
         match comm::try_receive(world, None) {

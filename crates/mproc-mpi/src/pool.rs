@@ -437,6 +437,49 @@ impl MpiPool {
         }
     }
 
+    /// Stops taking work (a later call is
+    /// [`ErrorKind::Closed`](mproc_pool::ErrorKind::Closed)); with `cancel_futures`, cancels
+    /// every task of [`submit`](Self::submit) still waiting on rank 0 for a worker rank
+    /// (its handle reports `Cancelled`; a task sent to a rank runs to its end); with
+    /// `wait`, waits until the rest is done and the worker ranks' local pools of this
+    /// pool have ended. `MPIPoolExecutor.shutdown(wait, cancel_futures=...)`, and
+    /// `Executor::shutdown` of a local pool. Calling it again is harmless.
+    ///
+    /// ```no_run
+    /// // no_run: needs `mpiexec -n 3 ./prog`.
+    /// fn square(x: u64) -> u64 { x * x }
+    /// mproc_process::init();
+    /// let mpi = mproc_mpi::init()?;
+    /// let pool = mproc_mpi::MpiPool::new(&mpi)?;
+    /// let task = pool.submit(square, 5)?;
+    /// pool.shutdown(true, false)?;
+    /// assert_eq!(task.result()?, 25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join) when `wait` is set (from one of the pool's callbacks:
+    /// [`ErrorKind::InvalidState`](mproc_pool::ErrorKind::InvalidState)).
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) -> Result<()> {
+        if cancel_futures {
+            // Off the MPI thread, wait until the tasks are cancelled, as Python's
+            // shutdown returns with its futures cancelled; on it (in a callback), they
+            // are once the callback returns.
+            let on_mpi_thread = on_result_thread(result_thread());
+            let (tx, rx) = std::sync::mpsc::channel();
+            let sent = self.inner.command(Command::CancelPending {
+                pool: self.shared.id,
+                done: (!on_mpi_thread).then_some(tx),
+            });
+            if sent && !on_mpi_thread {
+                let _ = rx.recv();
+            }
+        }
+        self.close();
+        if wait { self.join() } else { Ok(()) }
+    }
+
     /// Waits until the work submitted has completed, after [`close`](Self::close): Python's
     /// `join`. The worker ranks' local pools of this pool then end.
     ///

@@ -28,6 +28,12 @@ pub(crate) enum Command {
     Terminate { pool: u32 },
     /// End the pool's local pools (its work is done).
     ClosePool { pool: u32 },
+    /// Cancel the pool's tasks not yet sent to a rank (an executor's `cancel_futures`);
+    /// `done` hears when they are.
+    CancelPending {
+        pool: u32,
+        done: Option<mpsc::Sender<()>>,
+    },
     /// Stop every worker rank and end the thread.
     Shutdown,
 }
@@ -165,11 +171,14 @@ impl Root<'_> {
                 self.limit = self
                     .limit
                     .max(IN_FLIGHT_PER_PROCESS * processes.max(1) as usize);
-                self.broadcast(&ToWorker::Open {
-                    pool,
-                    processes,
-                    task_timeout,
-                });
+                self.broadcast(
+                    &ToWorker::Open {
+                        pool,
+                        processes,
+                        task_timeout,
+                    },
+                    None,
+                );
             }
             Command::Jobs { pool, jobs } => {
                 self.pending.extend(jobs.into_iter().map(|job| Entry {
@@ -179,9 +188,15 @@ impl Root<'_> {
             }
             Command::Terminate { pool } => {
                 self.fail_where(|e| e.pool.id == pool, &terminated());
-                self.broadcast(&ToWorker::ClosePool { pool });
+                self.broadcast(&ToWorker::ClosePool { pool }, None);
             }
-            Command::ClosePool { pool } => self.broadcast(&ToWorker::ClosePool { pool }),
+            Command::ClosePool { pool } => self.broadcast(&ToWorker::ClosePool { pool }, None),
+            Command::CancelPending { pool, done } => {
+                self.cancel_pending(pool);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
             Command::Shutdown => {}
         }
     }
@@ -227,7 +242,7 @@ impl Root<'_> {
                 )));
                 continue;
             }
-            comm::send(self.world, rank, &bytes, None, &mut self.arrived);
+            comm::send(self.world, rank, &bytes, None, &mut self.arrived, None);
             self.in_flight.entry(rank).or_default().insert(id, entry);
         }
         any
@@ -253,6 +268,23 @@ impl Root<'_> {
         any
     }
 
+    /// Cancels the pool's cancellable jobs that wait here; what could not be cancelled
+    /// (a map's chunks) stays in line.
+    fn cancel_pending(&mut self, pool: u32) {
+        let mut kept = VecDeque::with_capacity(self.pending.len());
+        for entry in self.pending.drain(..) {
+            if entry.pool.id == pool {
+                entry.job.cancel_pending();
+                if entry.job.is_cancelled() {
+                    entry.pool.finished(1);
+                    continue;
+                }
+            }
+            kept.push_back(entry);
+        }
+        self.pending = kept;
+    }
+
     fn fail_where(&mut self, which: impl Fn(&Entry) -> bool, error: &RelayError) {
         let (fail, keep): (Vec<Entry>, Vec<Entry>) = self.pending.drain(..).partition(&which);
         self.pending = keep.into();
@@ -270,10 +302,10 @@ impl Root<'_> {
         }
     }
 
-    fn broadcast(&mut self, message: &ToWorker) {
+    fn broadcast(&mut self, message: &ToWorker, give_up: Option<Instant>) {
         let bytes = encode(message);
         for rank in self.workers.clone() {
-            comm::send(self.world, rank, &bytes, None, &mut self.arrived);
+            comm::send(self.world, rank, &bytes, None, &mut self.arrived, give_up);
         }
     }
 
@@ -281,9 +313,9 @@ impl Root<'_> {
     /// messages a worker sent before it go unread no more: MPI finalizes cleanly).
     fn stop_workers(mut self) {
         self.fail_where(|_| true, &terminated());
-        self.broadcast(&ToWorker::Stop);
-        let mut left: Vec<Rank> = self.workers.clone();
         let deadline = Instant::now() + BYE_LIMIT;
+        self.broadcast(&ToWorker::Stop, Some(deadline));
+        let mut left: Vec<Rank> = self.workers.clone();
         let mut backoff = Backoff::new();
         for (rank, bytes) in std::mem::take(&mut self.arrived) {
             if matches!(decode::<ToRoot>(&bytes), Some(ToRoot::Bye)) {

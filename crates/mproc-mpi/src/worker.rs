@@ -20,7 +20,7 @@ pub(crate) fn serve(world: &SimpleCommunicator) -> bool {
         fingerprint: mproc_sys::build_fingerprint(),
         host: comm::host_name(),
     };
-    comm::send(world, ROOT, &encode(&hello), Some(ROOT), &mut arrived);
+    comm::send(world, ROOT, &encode(&hello), Some(ROOT), &mut arrived, None);
     let mut pools: HashMap<u32, Result<Pool, RelayError>> = HashMap::new();
     let (done_tx, done_rx) = mpsc::channel::<(u64, RelayOutcome)>();
     let mut backoff = Backoff::new();
@@ -81,7 +81,7 @@ pub(crate) fn serve(world: &SimpleCommunicator) -> bool {
                     outcome: Err(e),
                 });
             }
-            comm::send(world, ROOT, &bytes, Some(ROOT), &mut arrived);
+            comm::send(world, ROOT, &bytes, Some(ROOT), &mut arrived, None);
         }
         if active || !arrived.is_empty() {
             backoff.reset();
@@ -92,7 +92,14 @@ pub(crate) fn serve(world: &SimpleCommunicator) -> bool {
         }
     };
     drop(pools);
-    comm::send(world, ROOT, &encode(&ToRoot::Bye), None, &mut Vec::new());
+    comm::send(
+        world,
+        ROOT,
+        &encode(&ToRoot::Bye),
+        None,
+        &mut Vec::new(),
+        None,
+    );
     in_order
 }
 

@@ -264,23 +264,34 @@ fn scenario(name: &str) {
                 .map(|t| t.unwrap().result().unwrap())
                 .sum();
             assert_eq!(sum, (0..20).map(square).sum::<u64>());
-            // Rank 0 holds at most 2 tasks per rank's process: the fifth nap waits there,
-            // where it can be cancelled; a task sent to a rank cannot.
-            let naps: Vec<_> = (0..5)
+            // A worker rank holds at most 8 tasks per local process (2 ranks, 1 process
+            // each: 16): the naps past the sixteenth wait on rank 0, where they can be
+            // cancelled; a task sent to a rank cannot.
+            let naps: Vec<_> = (0..20)
                 .map(|_| pool.submit(sleep_ms, 60_000).unwrap())
                 .collect();
-            assert!(naps[4].cancel());
-            assert_eq!(naps[4].result().unwrap_err().kind(), ErrorKind::Cancelled);
+            assert!(naps[19].cancel());
+            assert_eq!(naps[19].result().unwrap_err().kind(), ErrorKind::Cancelled);
             let deadline = Instant::now() + LIMIT;
             while !naps[0].running() {
                 assert!(Instant::now() < deadline, "the first task was never sent");
                 std::thread::sleep(Duration::from_millis(5));
             }
             assert!(!naps[0].cancel());
-            pool.terminate();
-            assert_eq!(naps[0].result().unwrap_err().kind(), ErrorKind::Terminated);
+            // shutdown(cancel_futures) cancels what still waits on rank 0, at once.
+            pool.shutdown(false, true).unwrap();
+            for nap in &naps[16..19] {
+                assert_eq!(nap.result().unwrap_err().kind(), ErrorKind::Cancelled);
+            }
             let e = pool.submit(square, 1).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Closed);
+            pool.terminate();
+            assert_eq!(naps[0].result().unwrap_err().kind(), ErrorKind::Terminated);
+            // shutdown(wait) lets submitted tasks finish.
+            let pool = MpiPool::new(&mpi).unwrap();
+            let task = pool.submit(square, 5).unwrap();
+            pool.shutdown(true, false).unwrap();
+            assert_eq!(task.result().unwrap(), 25);
         }
         "generic" => {
             let pool = pool();
@@ -577,7 +588,10 @@ fn harness() {
     println!("scenario kill_worker: the job ended with {code:?} in {took:?}, nothing left");
     let (code, out, took) = run("kill_root", "forkserver");
     assert_ne!(code, Some(0), "a killed rank 0 must end the job:\n{out}");
-    assert!(took < Duration::from_secs(10), "the job took {took:?} to end");
+    assert!(
+        took < Duration::from_secs(10),
+        "the job took {took:?} to end"
+    );
     println!("scenario kill_root: the job ended with {code:?} in {took:?}, nothing left");
     println!("every scenario: {:?}", started.elapsed());
 }

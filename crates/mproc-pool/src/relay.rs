@@ -204,6 +204,14 @@ impl RelayJob {
         self.sink.is_cancelled()
     }
 
+    /// Cancels the job if it is one a caller can cancel (a task of `submit` not yet
+    /// running, whose handle then reports `Cancelled`); afterwards
+    /// [`is_cancelled`](Self::is_cancelled) says whether it was. An executor's
+    /// `shutdown(cancel_futures)`.
+    pub fn cancel_pending(&self) {
+        self.sink.cancel_pending();
+    }
+
     /// Marks the job as handed to a worker, just before the transport sends it: `false`
     /// when the call no longer needs it (drop it: its outcome is settled already). From
     /// then on a [`TaskHandle`]'s `cancel` fails and its `running` is `true`.

@@ -113,7 +113,7 @@
 //! | one dead worker: `BrokenProcessPool` for every task and every later `submit` | that task fails with `WorkerDied` (exit status or signal); the executor serves on |
 //! | `mpi4py.futures.MPIPoolExecutor()` (several machines) | `mproc::mpi::MpiPool` (feature `mpi`): `mproc::mpi::init()` after `mproc::init()` at the top of `main`, then `MpiPool::new(...)` on rank 0; the same calls as `Pool` |
 //! | `mpiexec -n N python -m mpi4py.futures prog.py` | `mpiexec -n N ./prog` (or `srun`): rank 0 runs `main`, the other ranks serve tasks and exit when the pool closes |
-//! | `MPIPoolExecutor.map(f, it)`, `.submit(f, x)` | `MpiPool`'s `map(f, it)`, `submit(f, x)`: as `Pool` and `Executor`, a task in a local child on its rank, so a crash fails that task alone (under mpi4py it ends the job) |
+//! | `MPIPoolExecutor.map(f, it)`, `.submit(f, x)`, `.shutdown(wait, cancel_futures=)` | `MpiPool`'s `map(f, it)`, `submit(f, x)`, `shutdown(wait, cancel_futures)`: as `Pool` and `Executor`, a task in a local child on its rank, so a crash fails that task alone (under mpi4py it ends the job) |
 //! | `Manager()`, `with Manager() as m:` | `let m = Manager::start()?;` (dropping it stops the server, as leaving the `with` block does) |
 //! | `current_process().authkey`, a per-process key | not offered: a manager or listener has the key it was given; pass it to the processes that need it |
 //! | `set_forkserver_preload([...])` | not offered: the default fork server is a fresh start of this program (by spawn), so nothing is preloaded; a pool's `initializer` runs once per worker, and `process::ForkServer::start()` forks a server from this process as it is then, for children that should share its warm state |
