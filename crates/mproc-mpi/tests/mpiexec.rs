@@ -554,6 +554,13 @@ fn harness() {
         let out = check(name, method, run(name, method));
         if let Some(line) = out.lines().find(|l| l.starts_with("IDLE_CPU_TICKS")) {
             println!("{line} (rank 0, over one second)");
+            // A rank 0 that busy-polled would use the whole second (100 ticks); its own
+            // CPU time does not grow with the machine's load.
+            let ticks: u64 = line["IDLE_CPU_TICKS ".len()..].trim().parse().unwrap();
+            assert!(
+                ticks <= 30,
+                "an idle rank 0 used {ticks} ticks of 100: it polls"
+            );
         }
     }
     // A different build on rank 2 (MPMD: two ranks of this binary, one of the copy).
