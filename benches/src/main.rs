@@ -196,6 +196,7 @@ fn measure_spawns(opts: &Options, s: &mut Samples, flags: &mut Flags) {
     eprintln!("measuring {rounds} rounds ...");
     for round in 0..if opts.only_sync { 0 } else { rounds } {
         let from = peers::count(s, "spawn_join_us.spawn");
+        let from_floor = peers::count(s, "floor.exec_self_us");
         for i in 0..n_exec {
             s.add("floor.exec_self_us", time_us(exec_self_floor));
             let mut ok = true;
@@ -219,7 +220,9 @@ fn measure_spawns(opts: &Options, s: &mut Samples, flags: &mut Flags) {
             flags.check_ok &= ok;
         }
         peers::note_round(s, "spawn_join_us.spawn", from);
+        peers::note_round(s, "floor.exec_self_us", from_floor);
         if let Some(p) = &opts.peers {
+            flags.check_ok &= p.measure(s, peers::PROCSPAWN_FLOOR, 1, n_exec as usize);
             flags.check_ok &= p.measure(s, peers::PROCSPAWN_SPAWN, 1, n_exec as usize);
         }
         eprintln!("  round {}/{rounds} done", round + 1);

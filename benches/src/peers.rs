@@ -28,6 +28,8 @@ pub fn round_key(key: &str) -> Option<&'static str> {
         IPC_RTT => "round.peers.ipc_channel.rtt_us",
         INTERPROCESS_RTT => "round.peers.interprocess.rtt_us",
         PROCSPAWN_SPAWN => "round.peers.procspawn.spawn_join_us",
+        PROCSPAWN_FLOOR => "round.peers.procspawn.exec_self_floor_us",
+        "floor.exec_self_us" => "round.floor.exec_self_us",
         "pipe_rtt_us" => "round.pipe_rtt_us",
         "spawn_join_us.spawn" => "round.spawn_join_us.spawn",
         _ => return None,
@@ -74,7 +76,7 @@ fn round_range(s: &Samples, key: &str) -> Option<(f64, f64)> {
 }
 
 /// Every peer figure, in the order of the table.
-pub const FIGURES: [PeerFigure; 6] = [
+pub const FIGURES: [PeerFigure; 7] = [
     PeerFigure {
         key: IPC_BYTES,
         ours: "pipe_bytes_gbps",
@@ -106,6 +108,12 @@ pub const FIGURES: [PeerFigure; 6] = [
         unit: "µs",
     },
     PeerFigure {
+        key: PROCSPAWN_FLOOR,
+        ours: "floor.exec_self_us",
+        higher_is_better: false,
+        unit: "µs",
+    },
+    PeerFigure {
         key: PROCSPAWN_POOL,
         ours: "pool_map_tasks_per_s.chunksize1",
         higher_is_better: true,
@@ -118,6 +126,10 @@ pub const IPC_MSGS: &str = "peers.ipc_channel.msgs_per_s_1p1c";
 pub const IPC_RTT: &str = "peers.ipc_channel.rtt_us";
 pub const INTERPROCESS_RTT: &str = "peers.interprocess.rtt_us";
 pub const PROCSPAWN_SPAWN: &str = "peers.procspawn.spawn_join_us";
+/// procspawn's floor: an exec of the peers binary and a wait, beside the bench binary's
+/// (`floor.exec_self_us`): the two binaries differ in size and shared libraries, so the
+/// spawns compare through their floors.
+pub const PROCSPAWN_FLOOR: &str = "peers.procspawn.exec_self_floor_us";
 pub const PROCSPAWN_POOL: &str = "peers.procspawn.pool_map_tasks_per_s";
 
 /// The peers binary.
@@ -221,6 +233,14 @@ pub fn print_table(s: &Samples) {
             range(f.key),
         );
     }
+    if measured(s, PROCSPAWN_SPAWN) && measured(s, PROCSPAWN_FLOOR) {
+        println!(
+            "a spawn over an exec of its own binary: mproc {:.2} × floor.exec_self_us, \
+             procspawn {:.2} × {PROCSPAWN_FLOOR}",
+            s.median("spawn_join_us.spawn") / s.median("floor.exec_self_us"),
+            s.median(PROCSPAWN_SPAWN) / s.median(PROCSPAWN_FLOOR),
+        );
+    }
 }
 
 /// A figure to about three significant digits (rates in the millions stay readable).
@@ -238,11 +258,14 @@ fn short(x: f64) -> String {
     }
 }
 
+/// `spread.<key>` entries: a key and its `[min, max]`.
+pub type Spreads = Vec<(&'static str, Value)>;
+
 /// The JSON line's peer parts, when any peer was measured: `peers` (`{"ipc_channel":
 /// {"bytes_1mib_gbps": ...}, ...}`), `times_better_than_peers` (per peer key, as the table's
 /// ratio) and the spreads of the peer figures and of mproc's figures they are compared with
 /// (`[min, max]` to two decimals).
-pub fn json_parts(s: &Samples) -> Option<(Value, Value, Vec<(&'static str, Value)>)> {
+pub fn json_parts(s: &Samples) -> Option<(Value, Value, Spreads)> {
     if !FIGURES.iter().any(|f| measured(s, f.key)) {
         return None;
     }

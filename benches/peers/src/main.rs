@@ -14,6 +14,7 @@
 //! | `ipc_channel.rtt_us` | two ipc-channel `channel::<Option<u64>>` | `pipe_rtt_us` |
 //! | `interprocess.rtt_us` | an interprocess local socket | `pipe_rtt_us` |
 //! | `procspawn.spawn_join_us` | `procspawn::spawn` + `join` | `spawn_join_us.spawn` |
+//! | `procspawn.exec_self_floor_us` | an exec of this binary + wait | `floor.exec_self_us` |
 //! | `procspawn.pool_map_tasks_per_s` | `procspawn::Pool::new(2)` | `pool_map_tasks_per_s.chunksize1` |
 
 use std::io::{Read, Write};
@@ -26,7 +27,13 @@ use mproc_sys::ForkOutcome;
 /// The size of a message of the bandwidth figure (as the bench's `BW_SIZE`).
 const BW_SIZE: usize = 1 << 20;
 
+/// Set in the environment of the exec floor's child: it exits at the top of `main`.
+const FLOOR_ENV: &str = "MPROC_PEERS_FLOOR";
+
 fn main() {
+    if std::env::var_os(FLOOR_ENV).is_some() {
+        return;
+    }
     // A child of procspawn re-executes this binary: it runs its function here and exits.
     procspawn::init();
     let args: Vec<String> = std::env::args().collect();
@@ -45,6 +52,7 @@ fn main() {
         "ipc_channel.rtt_us" => ipc_rtt_us(rounds, n),
         "interprocess.rtt_us" => interprocess_rtt_us(rounds, n),
         "procspawn.spawn_join_us" => procspawn_spawn_join_us(rounds, n),
+        "procspawn.exec_self_floor_us" => exec_self_floor_us(rounds, n),
         "procspawn.pool_map_tasks_per_s" => procspawn_pool_tasks_per_s(rounds, n),
         other => {
             eprintln!("{usage}: unknown figure {other:?}");
@@ -305,6 +313,26 @@ fn procspawn_spawn_join_us(rounds: usize, n: usize) -> (Vec<f64>, bool) {
 /// At most this many of the pool's tasks are in flight at once: each holds two ipc-channel
 /// channels (four fds) until it is joined, and 10k of them would pass the fd limit.
 const POOL_WINDOW: usize = 1024;
+
+/// The floor of procspawn's spawn: this binary started (`std::process::Command`, which
+/// uses `posix_spawn` here), exiting at the top of `main`, and waited for, as
+/// `floor.exec_self_us` is for the bench's binary (whose exec costs more: it is larger and
+/// loads more shared libraries). One warm-up first. µs per exec.
+fn exec_self_floor_us(rounds: usize, n: usize) -> (Vec<f64>, bool) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let run = || {
+        std::process::Command::new(&exe)
+            .env(FLOOR_ENV, "1")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mut ok = run();
+    let mut out = Vec::new();
+    for _ in 0..rounds * n {
+        out.push(time_us(|| ok &= run()));
+    }
+    (out, ok)
+}
 
 /// `n` trivial tasks on procspawn's pool of 2 processes, each a `spawn` of its own (the
 /// pool has no map; this is a map with one item per task), every handle joined in order and
