@@ -17,6 +17,7 @@ mod kill;
 mod manager;
 #[cfg(feature = "mpi")]
 mod mpi;
+mod peers;
 mod pipe;
 mod pool;
 mod queue;
@@ -95,6 +96,11 @@ struct Options {
     only_manager: bool,
     /// `--only-kill`: just the `kill_notice_ms.<role>` figures.
     only_kill: bool,
+    /// `--only-pipe`: just the pipe figures (and their peers' with `--peers`).
+    only_pipe: bool,
+    /// `--peers <binary>`: the Rust peers' figures too, from the binary of `benches/peers/`,
+    /// each between mproc's own rounds of the figure it is compared with.
+    peers: Option<peers::Peers>,
     /// `--python <interpreter> --python-script <script>`: the comparison to run.
     python: Option<(String, String)>,
 }
@@ -114,13 +120,21 @@ impl Options {
         let only_pool = flag("--only-pool");
         let only_manager = flag("--only-manager");
         let only_kill = flag("--only-kill");
+        let only_pipe = flag("--only-pipe");
         Options {
             quick: flag("--quick"),
-            only_sync: only_sync || only_queue || only_pool || only_manager || only_kill,
+            only_sync: only_sync
+                || only_queue
+                || only_pool
+                || only_manager
+                || only_kill
+                || only_pipe,
             only_queue,
             only_pool,
             only_manager,
             only_kill,
+            only_pipe,
+            peers: arg_after("--peers").map(peers::Peers::new),
             python: arg_after("--python").zip(arg_after("--python-script")),
         }
     }
@@ -181,6 +195,8 @@ fn measure_spawns(opts: &Options, s: &mut Samples, flags: &mut Flags) {
     let (n_exec, n_fork) = if opts.quick { (10, 30) } else { (25, 60) };
     eprintln!("measuring {rounds} rounds ...");
     for round in 0..if opts.only_sync { 0 } else { rounds } {
+        let from = peers::count(s, "spawn_join_us.spawn");
+        let from_floor = peers::count(s, "floor.exec_self_us");
         for i in 0..n_exec {
             s.add("floor.exec_self_us", time_us(exec_self_floor));
             let mut ok = true;
@@ -203,6 +219,12 @@ fn measure_spawns(opts: &Options, s: &mut Samples, flags: &mut Flags) {
             );
             flags.check_ok &= ok;
         }
+        peers::note_round(s, "spawn_join_us.spawn", from);
+        peers::note_round(s, "floor.exec_self_us", from_floor);
+        if let Some(p) = &opts.peers {
+            flags.check_ok &= p.measure(s, peers::PROCSPAWN_FLOOR, 1, n_exec as usize);
+            flags.check_ok &= p.measure(s, peers::PROCSPAWN_SPAWN, 1, n_exec as usize);
+        }
         eprintln!("  round {}/{rounds} done", round + 1);
     }
 }
@@ -211,31 +233,47 @@ fn measure_spawns(opts: &Options, s: &mut Samples, flags: &mut Flags) {
 fn measure_pipes(opts: &Options, s: &mut Samples, flags: &mut Flags) {
     let quick = opts.quick;
     eprintln!("measuring pipes ...");
-    let pipe_rounds = if opts.only_sync && !opts.only_manager {
+    let pipe_rounds = if opts.only_sync && !opts.only_manager && !opts.only_pipe {
         0
     } else if quick {
         3
     } else {
         10
     };
-    let (rtt, rtt_floor, rtt_ok) = pipe::rtt_us(pipe_rounds, 2000);
-    for (t, f) in rtt.iter().zip(&rtt_floor) {
-        s.add("pipe_rtt_us", *t);
-        s.add("floor.socketpair_rtt_us", *f);
+    // A round each (its own echoing child, warmed up), then the peers' round trips.
+    for _ in 0..pipe_rounds {
+        let (rtt, rtt_floor, rtt_ok) = pipe::rtt_us(1, 2000);
+        let from = peers::count(s, "pipe_rtt_us");
+        for (t, f) in rtt.iter().zip(&rtt_floor) {
+            s.add("pipe_rtt_us", *t);
+            s.add("floor.socketpair_rtt_us", *f);
+        }
+        peers::note_round(s, "pipe_rtt_us", from);
+        flags.check_ok &= rtt_ok;
+        if let Some(p) = &opts.peers {
+            flags.check_ok &= p.measure(s, peers::IPC_RTT, 1, 2000);
+            flags.check_ok &= p.measure(s, peers::INTERPROCESS_RTT, 1, 2000);
+        }
     }
-    let bw_rounds = if opts.only_sync {
+    let bw_rounds = if opts.only_sync && !opts.only_pipe {
         0
     } else if quick {
         2
     } else {
         5
     };
-    let (bw, bw_floor, bw_ok) = pipe::bandwidth_gbps(bw_rounds, if quick { 256 } else { 1024 });
-    for (t, f) in bw.iter().zip(&bw_floor) {
-        s.add("pipe_bytes_gbps", *t);
-        s.add("floor.socketpair_bw_gbps", *f);
+    let messages = if quick { 256 } else { 1024 };
+    for _ in 0..bw_rounds {
+        let (bw, bw_floor, bw_ok) = pipe::bandwidth_gbps(1, messages);
+        for (t, f) in bw.iter().zip(&bw_floor) {
+            s.add("pipe_bytes_gbps", *t);
+            s.add("floor.socketpair_bw_gbps", *f);
+        }
+        flags.check_ok &= bw_ok;
+        if let Some(p) = &opts.peers {
+            flags.check_ok &= p.measure(s, peers::IPC_BYTES, 1, messages);
+        }
     }
-    flags.check_ok &= rtt_ok && bw_ok;
 }
 
 /// Locks, a locked value and shared memory, beside a bare futex and `memset`/`memcpy`.
@@ -244,18 +282,15 @@ fn measure_locks(opts: &Options, s: &mut Samples, flags: &mut Flags) {
     let (only_queue, only_pool, only_manager) =
         (opts.only_queue, opts.only_pool, opts.only_manager);
     eprintln!("measuring locks and shared memory ...");
-    let lock_rounds = if only_queue || only_pool || only_manager {
-        0
-    } else {
-        opts.rounds()
-    };
+    let skip = only_queue || only_pool || only_manager || opts.only_pipe;
+    let lock_rounds = if skip { 0 } else { opts.rounds() };
     let (unc, unc_floor) =
         sync::lock_uncontended(lock_rounds, if quick { 200_000 } else { 1_000_000 });
     for (t, f) in unc.iter().zip(&unc_floor) {
         s.add("lock_uncontended_ns", *t);
         s.add("floor.futex_lock_ns", *f);
     }
-    for _ in 0..(if only_queue || only_pool || only_manager {
+    for _ in 0..(if skip {
         0
     } else if quick {
         5
@@ -267,7 +302,7 @@ fn measure_locks(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         s.add("floor.futex_mutex_ops_per_s", floor);
         flags.check_ok &= ok;
     }
-    for _ in 0..(if only_pool || only_manager {
+    for _ in 0..(if only_pool || only_manager || opts.only_pipe {
         0
     } else if quick {
         2
@@ -287,7 +322,7 @@ fn measure_locks(opts: &Options, s: &mut Samples, flags: &mut Flags) {
 /// Queue rates, round trips, 1 MiB items and a dead peer's notice, beside their floors.
 fn measure_queues(opts: &Options, s: &mut Samples, flags: &mut Flags) {
     let quick = opts.quick;
-    let skip = opts.only_pool || opts.only_manager;
+    let skip = opts.only_pool || opts.only_manager || opts.only_pipe;
     eprintln!("measuring queues ...");
     let q_rounds = if skip {
         0
@@ -301,6 +336,11 @@ fn measure_queues(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         let (r, ok) = queue::msgs_per_s(1, 1, n_small);
         s.add("queue_msgs_per_s.1p1c", r);
         flags.check_ok &= ok;
+        if let Some(p) = &opts.peers {
+            // A tenth of the count: at the peer's rate (a syscall per message) the queue's
+            // would take tens of seconds a round, and a rate over 1M is past its warm-up.
+            flags.check_ok &= p.measure(s, peers::IPC_MSGS, 1, (n_small / 10) as usize);
+        }
         s.add("floor.shm_ring_msgs_per_s", queue::ring_floor(10 * n_small));
         let (r, ok) = queue::msgs_per_s(2, 2, n_small);
         s.add("queue_msgs_per_s.2p2c", r);
@@ -351,6 +391,9 @@ fn measure_pools(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         let (r, ok) = pool::map_rate(&warm, if quick { 10_000 } else { 20_000 }, Some(1));
         s.add("pool_map_tasks_per_s.chunksize1", r);
         flags.check_ok &= ok;
+        if let Some(p) = &opts.peers {
+            flags.check_ok &= p.measure(s, peers::PROCSPAWN_POOL, 1, 10_000);
+        }
         let (x, ok) = pool::cpu_speedup(
             &warm,
             if quick {

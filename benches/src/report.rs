@@ -12,6 +12,7 @@ pub fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
     let figures = Figures { s, python };
     let rows = rows(&figures);
     print_table(&rows);
+    crate::peers::print_table(s);
     print_floors(s);
     print_manager_calls(s);
     print_flags(&flags);
@@ -558,6 +559,15 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "spread": spread,
         "check_ok": flags.check_ok,
     });
+    if let Some((peers, better, spreads)) = crate::peers::json_parts(s) {
+        out["peers"] = peers;
+        out["times_better_than_peers"] = better;
+        for (k, v) in spreads {
+            if out["spread"].get(k).is_none_or(Value::is_null) {
+                out["spread"][k] = v;
+            }
+        }
+    }
     if let Some(p) = python {
         out["python"] = p.clone();
         out["times_better_than_python"] = Value::Object(times_better_than_python);

@@ -2,9 +2,10 @@
 //! end an MPI job).
 //!
 //! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
-//! - `cargo xtask bench [--vs-python] [--quick] [--only-<part>]` — the benchmark table and
-//!   its JSON line (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`,
-//!   `--only-kill`: one part).
+//! - `cargo xtask bench [--vs-python] [--vs-peers] [--quick] [--only-<part>]` — the
+//!   benchmark table and its JSON line (`--only-sync`, `--only-queue`, `--only-pool`,
+//!   `--only-manager`, `--only-kill`, `--only-pipe`: one part; `--vs-peers`: the Rust peers
+//!   of `benches/peers/` too, built here and measured in the same run).
 //! - `cargo xtask fuzz [--time SECONDS] [--inputs N] [--only TARGET]` — every fuzz target
 //!   (or one) for SECONDS each (default 60) or N inputs each, then one JSON line of figures
 //!   (installs cargo-fuzz).
@@ -49,7 +50,7 @@ fn main() -> ExitCode {
         Some("deny") => deny(),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test|bench [--vs-python] [--quick] [--only-<part>]\
+            "usage: cargo xtask <test|bench [--vs-python] [--vs-peers] [--quick] [--only-<part>]\
              |fuzz [--time SECONDS] [--inputs N] [--only TARGET]\
              |soak [--rounds N] [--only STEP]|deny|ci>"
                 .to_string(),
@@ -626,8 +627,10 @@ fn other_targets() -> Result {
 
 /// The flags `cargo xtask bench` knows: anything else is refused, so that a typo
 /// (`--quik`) does not silently run the full bench.
-const BENCH_FLAGS: [&str; 7] = [
+const BENCH_FLAGS: [&str; 9] = [
     "--vs-python",
+    "--vs-peers",
+    "--only-pipe",
     "--quick",
     "--only-sync",
     "--only-queue",
@@ -645,7 +648,22 @@ fn bench(args: &[String]) -> Result {
     }
     let vs_python = args.iter().any(|a| a == "--vs-python");
     let quick = args.iter().any(|a| a == "--quick");
+    let vs_peers = args.iter().any(|a| a == "--vs-peers");
     mpi::ensure_installed()?;
+    // The peers (ipc-channel, interprocess, procspawn) are a package of their own, outside
+    // the workspace and its dependency graph, with its own lock file: built here, in the
+    // same target directory.
+    let peers = if vs_peers {
+        let mut c = cargo();
+        c.args(["build", "--release", "--locked", "--manifest-path"])
+            .arg(root().join("benches").join("peers").join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir());
+        run(c)?;
+        Some(target_dir().join("release").join("mproc-peers"))
+    } else {
+        None
+    };
     let mut c = cargo();
     c.args([
         "run",
@@ -663,9 +681,12 @@ fn bench(args: &[String]) -> Result {
     if quick {
         c.arg("--quick");
     }
-    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`: one
-    // part's figures (`--only-pool`: the local and the MPI pool's).
+    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`,
+    // `--only-pipe`: one part's figures (`--only-pool`: the local and the MPI pool's).
     c.args(args.iter().filter(|a| a.starts_with("--only-")));
+    if let Some(p) = peers {
+        c.arg("--peers").arg(p);
+    }
     if vs_python {
         let python = ["python3", "python"].into_iter().find(|p| {
             Command::new(p)
