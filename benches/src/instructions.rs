@@ -42,12 +42,17 @@ struct Small {
     tag: [u8; 4],
 }
 
-/// Runs `op` `n` times: the function callgrind collects in, and nothing else. Not inlined,
-/// so that its name is in the binary for `--toggle-collect`.
+/// The value every operation moves: the same each time (a loop index would grow from a
+/// one-byte varint to a three-byte one, and the run of `2n` would cost more per operation
+/// than the run of `n`).
+const SMALL: u64 = 42;
+
+/// Runs `op` `n` times on [`SMALL`]: the function callgrind collects in, and nothing else.
+/// Not inlined, so that its name is in the binary for `--toggle-collect`.
 #[inline(never)]
 fn measured_ops<F: FnMut(u64)>(n: u64, mut op: F) {
-    for i in 0..n {
-        op(black_box(i));
+    for _ in 0..n {
+        op(black_box(SMALL));
     }
 }
 
@@ -85,9 +90,9 @@ pub fn child_main(args: &[String]) -> bool {
         "queue_put_get_small" => {
             let q = Queue::<u64>::new().expect("queue");
             let mut ok = true;
-            measured_ops(n, |i| {
-                q.put(i).expect("put");
-                ok &= q.get().expect("get") == i;
+            measured_ops(n, |x| {
+                q.put(x).expect("put");
+                ok &= q.get().expect("get") == x;
             });
             ok
         }
@@ -95,9 +100,9 @@ pub fn child_main(args: &[String]) -> bool {
         "pipe_send_recv_small" => {
             let (mut a, mut b) = mproc::pipe::<Option<u64>>().expect("pipe");
             let mut ok = true;
-            measured_ops(n, |i| {
-                a.send(&Some(i)).expect("send");
-                ok &= b.recv().expect("recv") == Some(i);
+            measured_ops(n, |x| {
+                a.send(&Some(x)).expect("send");
+                ok &= b.recv().expect("recv") == Some(x);
             });
             ok
         }
@@ -105,10 +110,10 @@ pub fn child_main(args: &[String]) -> bool {
         "encode_small" => {
             let mut buf = Vec::new();
             let mut ok = true;
-            measured_ops(n, |i| {
+            measured_ops(n, |x| {
                 buf.clear();
                 let value = Small {
-                    id: i,
+                    id: x,
                     x: 1.5,
                     ok: true,
                     tag: *b"mprc",
@@ -158,7 +163,11 @@ fn count(exe: &Path, path: &str, n: u64) -> Result<u64, String> {
         "mproc-bench-callgrind-{}-{path}-{n}.out",
         std::process::id()
     ));
+    // The same environment every run (only PATH): its size moves the stack, and with it
+    // the constant part of a count.
     let out = Command::new("valgrind")
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
         .arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out_file.display()))
         .arg("--collect-atstart=no")
