@@ -193,7 +193,7 @@ pub fn write_svg(json: &Value, file: &str) -> Result<(), String> {
         .iter()
         .map(|f| f.bars.len() as f64 * BAR + GAP)
         .sum();
-    let height = HEAD + 60 + (units * 11.0) as u32;
+    let height = HEAD + 60 + (units * 13.0) as u32;
     let root = SVGBackend::new(file, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (head, body) = root.split_vertically(HEAD);
@@ -204,7 +204,7 @@ pub fn write_svg(json: &Value, file: &str) -> Result<(), String> {
 
 /// The chart's width, and the height of its head (title, machine, legend), in pixels.
 const WIDTH: u32 = 1000;
-const HEAD: u32 = 84;
+const HEAD: u32 = 96;
 
 /// The title, the machine and day, and the legend: one entry per kind of bar drawn.
 fn draw_head<DB: DrawingBackend>(
@@ -212,13 +212,13 @@ fn draw_head<DB: DrawingBackend>(
     figures: &[Figure],
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let left =
-        TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        TextStyle::from(("sans-serif", 15).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     head.draw(&Text::new(
         "mproc, one run of cargo xtask bench: each figure as ratios, log scale, right of 1× is better for mproc",
         (12, 14),
-        TextStyle::from(("sans-serif", 16).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+        TextStyle::from(("sans-serif", 19).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
     ))?;
-    head.draw(&Text::new(machine_and_date(), (12, 36), left.clone()))?;
+    head.draw(&Text::new(machine_and_date(), (12, 40), left.clone()))?;
     // The floor, Python, then the peers by name.
     let mut kinds: Vec<Beside> = figures
         .iter()
@@ -230,13 +230,13 @@ fn draw_head<DB: DrawingBackend>(
         Beside::Peer(p) => (2, *p),
     });
     kinds.dedup();
-    let (mut x, mut y) = (12, 62);
+    let (mut x, mut y) = (12, 70);
     for kind in kinds {
         let label = kind.label();
-        // About the width of 12 px sans-serif text, and room for the swatch.
-        let width = 24 + label.chars().count() as i32 * 7 + 18;
+        // About the width of the legend's text, and room for the swatch.
+        let width = 24 + label.chars().count() as i32 * 8 + 18;
         if x + width > WIDTH as i32 {
-            (x, y) = (12, y + 18);
+            (x, y) = (12, y + 20);
         }
         head.draw(&Rectangle::new(
             [(x, y - 6), (x + 16, y + 6)],
@@ -268,7 +268,7 @@ fn draw<DB: DrawingBackend>(
         .disable_y_axis()
         .x_desc("ratio (log scale)")
         .x_label_formatter(&|x| format!("{x}×"))
-        .label_style(("sans-serif", 12))
+        .label_style(("sans-serif", 14))
         .draw()?;
     // The 1× line: where mproc equals what it is compared with.
     chart.draw_series(std::iter::once(PathElement::new(
@@ -280,7 +280,7 @@ fn draw<DB: DrawingBackend>(
     let at = |(x, y): (i32, i32)| (x - bx0, y - by0);
     let mut top = units;
     let label_style =
-        TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+        TextStyle::from(("sans-serif", 16).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
     for f in figures {
         let (x0, _) = at(chart.backend_coord(&(x_range.start, 0.0)));
         let (_, y) = at(chart.backend_coord(&(1.0, top - f.bars.len() as f64 * BAR / 2.0)));
@@ -299,7 +299,7 @@ fn draw<DB: DrawingBackend>(
                 (HPos::Right, -4)
             };
             let style =
-                TextStyle::from(("sans-serif", 10).into_font()).pos(Pos::new(anchor, VPos::Center));
+                TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(anchor, VPos::Center));
             root.draw(&Text::new(fmt_ratio(ratio), (bx + dx, by), style))?;
             top -= BAR;
         }

@@ -430,11 +430,17 @@ fn print_floors(s: &Samples) {
     }
 }
 
-/// A figure's `min–max`, to three significant digits (`-` when it was not measured).
+/// A figure's `min–max`, to three significant digits, millions as `M` (`-` when it was not
+/// measured).
 fn min_max_text(spread: Option<(f64, f64)>) -> String {
     let sig3 = |x: f64| {
+        let (x, suffix) = if x.abs() >= 1e6 {
+            (x / 1e6, "M")
+        } else {
+            (x, "")
+        };
         let decimals = (2 - x.abs().max(1e-9).log10().floor() as i32).clamp(0, 6) as usize;
-        format!("{x:.decimals$}")
+        format!("{x:.decimals$}{suffix}")
     };
     spread.map_or_else(|| "-".into(), |(a, b)| format!("{}–{}", sig3(a), sig3(b)))
 }
