@@ -47,9 +47,13 @@ impl Samples {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
         }
     }
-    /// The min and max of a figure's rounds, when it was measured.
+    /// The min and max of a figure's rounds, when it was measured: of the round medians
+    /// kept under `round.<key>` for a figure sampled per operation, when there are any.
     fn min_max(&self, key: &str) -> Option<(f64, f64)> {
-        let v = self.0.get(key)?;
+        let rounds = self.0.get(format!("round.{key}").as_str());
+        let v = rounds
+            .filter(|r| !r.is_empty())
+            .or_else(|| self.0.get(key))?;
         let min = v.iter().copied().reduce(f64::min)?;
         Some((min, v.iter().copied().fold(min, f64::max)))
     }

@@ -550,9 +550,13 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
     for (_, key) in crate::kill::ROLES {
         spread[key] = s.spread(key);
     }
-    // Every other timed figure, floors and extra.* included (instruction counts are not
-    // timed: one figure, no rounds), to three significant digits.
-    for key in s.0.keys().filter(|k| !k.starts_with("instructions.")) {
+    // Every other timed figure, floors and extra.* included, to three significant digits
+    // (instruction counts are not timed: one figure, no rounds; `round.<key>` holds the
+    // round medians of a figure sampled per operation, its spread's source).
+    for key in
+        s.0.keys()
+            .filter(|k| !k.starts_with("instructions.") && !k.starts_with("round."))
+    {
         if spread.get(*key).is_none() {
             spread[*key] = s
                 .min_max(key)
