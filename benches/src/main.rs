@@ -13,12 +13,14 @@ use mproc::StartMethod;
 use serde_json::{Value, json};
 
 mod executor;
+mod instructions;
 mod kill;
 mod manager;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod peers;
 mod pipe;
+mod plot;
 mod pool;
 mod queue;
 mod report;
@@ -45,6 +47,16 @@ impl Samples {
         } else {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
         }
+    }
+    /// The min and max of a figure's rounds, when it was measured: of the round medians
+    /// kept under `round.<key>` for a figure sampled per operation, when there are any.
+    fn min_max(&self, key: &str) -> Option<(f64, f64)> {
+        let rounds = self.0.get(format!("round.{key}").as_str());
+        let v = rounds
+            .filter(|r| !r.is_empty())
+            .or_else(|| self.0.get(key))?;
+        let min = v.iter().copied().reduce(f64::min)?;
+        Some((min, v.iter().copied().fold(min, f64::max)))
     }
     /// The `[min, max]` of a figure's rounds (`null` when it was not measured).
     fn spread(&self, key: &str) -> Value {
@@ -103,6 +115,14 @@ struct Options {
     peers: Option<peers::Peers>,
     /// `--python <interpreter> --python-script <script>`: the comparison to run.
     python: Option<(String, String)>,
+    /// `--instructions`: the hot paths' instruction counts under callgrind, too;
+    /// `--only-instructions`: those alone.
+    instructions: bool,
+    only_instructions: bool,
+    /// `--plot FILE`: the run's ratios drawn as an SVG chart into FILE; with
+    /// `--plot-from SAVED.json`, those of a saved JSON line, without measuring.
+    plot: Option<String>,
+    plot_from: Option<String>,
 }
 
 impl Options {
@@ -136,6 +156,10 @@ impl Options {
             only_pipe,
             peers: arg_after("--peers").map(peers::Peers::new),
             python: arg_after("--python").zip(arg_after("--python-script")),
+            instructions: flag("--instructions") || flag("--only-instructions"),
+            only_instructions: flag("--only-instructions"),
+            plot: arg_after("--plot"),
+            plot_from: arg_after("--plot-from"),
         }
     }
 
@@ -156,13 +180,36 @@ fn main() {
         mpi::job_main();
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some(instructions::FLAG) {
+        // A hot path run under callgrind (`measure_instructions`), not the bench.
+        let args: Vec<String> = std::env::args().collect();
+        std::process::exit(if instructions::child_main(&args) {
+            0
+        } else {
+            1
+        });
+    }
     let opts = Options::parse();
+    if let (Some(saved), Some(file)) = (&opts.plot_from, &opts.plot) {
+        if let Err(e) = plot::redraw(saved, file) {
+            eprintln!("cannot draw {saved} into {file}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut s = Samples(BTreeMap::new());
     let mut flags = Flags {
         check_ok: true,
         shm_check_ok: true,
         manager_check_ok: true,
     };
+    if opts.instructions {
+        measure_instructions(&mut s, &mut flags);
+        if opts.only_instructions {
+            report::report(&s, flags, None);
+            return;
+        }
+    }
     warm_up(&mut flags);
     if !opts.only_kill {
         measure_spawns(&opts, &mut s, &mut flags);
@@ -177,7 +224,13 @@ fn main() {
     let python = opts.python.as_ref().and_then(|(py, script)| {
         run_python(py, script, opts.quick, opts.only_manager, opts.only_pool)
     });
-    report::report(&s, flags, python.as_ref());
+    let json = report::report(&s, flags, python.as_ref());
+    if let Some(file) = &opts.plot {
+        match plot::write_svg(&json, file) {
+            Ok(()) => eprintln!("wrote the chart to {file}"),
+            Err(e) => eprintln!("cannot write the chart to {file}: {e}"),
+        }
+    }
 }
 
 /// Warms up the page cache, the fork server, lazily computed fingerprints.
@@ -490,6 +543,22 @@ fn measure_managers(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         flags.check_ok &= ok;
     }
     m.shutdown().expect("manager shutdown");
+}
+
+/// The hot paths' instructions per operation under callgrind (`instructions.<path>`): one
+/// figure each, the same from run to run.
+fn measure_instructions(s: &mut Samples, flags: &mut Flags) {
+    if !instructions::available() {
+        eprintln!("skipped: the instruction counts (valgrind is not on the PATH)");
+        return;
+    }
+    eprintln!("counting instructions under callgrind ...");
+    for (key, count) in instructions::measure() {
+        match count {
+            Some(c) => s.add(key, c),
+            None => flags.check_ok = false,
+        }
+    }
 }
 
 /// How soon a SIGKILLed role's other party hears of it, per role.

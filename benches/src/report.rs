@@ -7,16 +7,19 @@ use crate::{Flags, Samples};
 
 /// Prints the table (each figure beside its floor, Python's figure and its goal), the floors
 /// on their own, a manager call in pipe round trips, the correctness flags, then the JSON
-/// line.
-pub fn report(s: &Samples, flags: Flags, python: Option<&Value>) {
+/// line, which it returns.
+pub fn report(s: &Samples, flags: Flags, python: Option<&Value>) -> Value {
     let figures = Figures { s, python };
     let rows = rows(&figures);
     print_table(&rows);
     crate::peers::print_table(s);
     print_floors(s);
     print_manager_calls(s);
+    print_instructions(s);
     print_flags(&flags);
-    println!("{}", json_line(s, &flags, &rows, python));
+    let line = json_line(s, &flags, &rows, python);
+    println!("{line}");
+    line
 }
 
 /// What a row reads: this run's medians, Python's figures when it ran.
@@ -47,6 +50,7 @@ impl Figures<'_> {
         Row {
             key,
             ours,
+            spread: self.s.min_max(key),
             floor,
             python: self.python(key),
             higher_is_better,
@@ -60,6 +64,8 @@ impl Figures<'_> {
 struct Row {
     key: &'static str,
     ours: f64,
+    /// The min and max of its rounds.
+    spread: Option<(f64, f64)>,
     floor: f64,
     /// Python's figure, when it ran.
     python: Option<f64>,
@@ -368,16 +374,17 @@ fn kill_rows(f: &Figures<'_>) -> Vec<Row> {
 fn print_table(rows: &[Row]) {
     println!("\nmproc benchmarks (medians; floors measured in the same run)\n");
     println!(
-        "{:<32} {:>12} {:>12} {:>7} {:>12} {:>9}  {:<42} met",
-        "key", "mproc", "floor", "×floor", "python", "vs py", "goal"
+        "{:<32} {:>12} {:>19} {:>12} {:>7} {:>12} {:>9}  {:<42} met",
+        "key", "mproc", "min–max", "floor", "×floor", "python", "vs py", "goal"
     );
     for r in rows {
         let unit = r.unit();
         println!(
-            "{:<32} {:>8.2}{:>4} {:>12} {:>7} {:>12} {:>9}  {:<42} {}",
+            "{:<32} {:>8.2}{:>4} {:>19} {:>12} {:>7} {:>12} {:>9}  {:<42} {}",
             r.key,
             r.ours,
             unit,
+            min_max_text(r.spread),
             if r.floor.is_finite() {
                 format!("{:.2}{}", r.floor, unit)
             } else {
@@ -416,7 +423,52 @@ fn print_floors(s: &Samples) {
         "extra.spawn_join_forkserver_beside_pool_us",
         "extra.pipe_rtt_beside_manager_us",
     ] {
-        println!("{k:<28} {:>14.2}", s.median(k));
+        println!(
+            "{k:<44} {:>14.2} {:>19}",
+            s.median(k),
+            min_max_text(s.min_max(k))
+        );
+    }
+}
+
+/// A figure's `min–max`, to three significant digits, millions as `M` (`-` when it was not
+/// measured).
+fn min_max_text(spread: Option<(f64, f64)>) -> String {
+    let sig3 = |x: f64| {
+        let (x, suffix) = if x.abs() >= 1e6 {
+            (x / 1e6, "M")
+        } else {
+            (x, "")
+        };
+        let decimals = (2 - x.abs().max(1e-9).log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{x:.decimals$}{suffix}")
+    };
+    spread.map_or_else(|| "-".into(), |(a, b)| format!("{}–{}", sig3(a), sig3(b)))
+}
+
+/// Prints the instruction counts per operation (`--instructions`), each hot path beside
+/// the bare futex mutex's where it is a lock.
+fn print_instructions(s: &Samples) {
+    let counts: Vec<(&str, f64)> = crate::instructions::KEYS
+        .iter()
+        .map(|k| (*k, s.median(k)))
+        .filter(|(_, c)| c.is_finite())
+        .collect();
+    if counts.is_empty() {
+        return;
+    }
+    let floor = s.median("instructions.floor_futex_lock_unlock");
+    println!("\ninstructions per operation (callgrind; user space only, the same every run)\n");
+    for (key, count) in counts {
+        let beside = if key.contains("lock_unlock") && !key.contains("floor") {
+            format!(
+                "  ({:.2} × instructions.floor_futex_lock_unlock)",
+                count / floor
+            )
+        } else {
+            String::new()
+        };
+        println!("{key:<44} {count:>10.0}{beside}");
     }
 }
 
@@ -499,6 +551,19 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
     for (_, key) in crate::kill::ROLES {
         spread[key] = s.spread(key);
     }
+    // Every other timed figure, floors and extra.* included, to three significant digits
+    // (instruction counts are not timed: one figure, no rounds; `round.<key>` holds the
+    // round medians of a figure sampled per operation, its spread's source).
+    for key in
+        s.0.keys()
+            .filter(|k| !k.starts_with("instructions.") && !k.starts_with("round."))
+    {
+        if spread.get(*key).is_none() {
+            spread[*key] = s
+                .min_max(key)
+                .map_or(Value::Null, |(a, b)| json!([sig3(a), sig3(b)]));
+        }
+    }
     let mut out = json!({
         "spawn_join_us": {
             "spawn": round1(m("spawn_join_us.spawn")),
@@ -568,6 +633,19 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
             }
         }
     }
+    let instructions: serde_json::Map<String, Value> = crate::instructions::KEYS
+        .iter()
+        .filter(|k| s.median(k).is_finite())
+        .map(|k| {
+            (
+                k.trim_start_matches("instructions.").into(),
+                json!(m(k).round()),
+            )
+        })
+        .collect();
+    if !instructions.is_empty() {
+        out["instructions"] = Value::Object(instructions);
+    }
     if let Some(p) = python {
         out["python"] = p.clone();
         out["times_better_than_python"] = Value::Object(times_better_than_python);
@@ -590,6 +668,18 @@ fn spread2(s: &Samples, key: &str) -> Value {
     ) {
         (Some(a), Some(b)) => json!([round2(a), round2(b)]),
         _ => Value::Null,
+    }
+}
+
+/// `x` rounded to three significant digits (a spread's bound).
+fn sig3(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    // Powers of ten are exact: multiply or divide by one, never by its inverse.
+    match 2 - x.abs().log10().floor() as i32 {
+        e if e >= 0 => (x * 10f64.powi(e)).round() / 10f64.powi(e),
+        e => (x / 10f64.powi(-e)).round() * 10f64.powi(-e),
     }
 }
 

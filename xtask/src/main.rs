@@ -2,10 +2,13 @@
 //! end an MPI job).
 //!
 //! - `cargo xtask test`  — every check CI runs (see `test` below for the list).
-//! - `cargo xtask bench [--vs-python] [--vs-peers] [--quick] [--only-<part>]` — the
-//!   benchmark table and its JSON line (`--only-sync`, `--only-queue`, `--only-pool`,
-//!   `--only-manager`, `--only-kill`, `--only-pipe`: one part; `--vs-peers`: the Rust peers
-//!   of `benches/peers/` too, built here and measured in the same run).
+//! - `cargo xtask bench [--vs-python] [--vs-peers] [--quick] [--only-<part>]
+//!   [--instructions] [--plot FILE.svg]` — the benchmark table and its JSON line
+//!   (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`,
+//!   `--only-pipe`, `--only-instructions`: one part; `--vs-peers`: the Rust peers of
+//!   `benches/peers/` too, built here and measured in the same run; `--instructions`: the
+//!   hot paths' instruction counts under callgrind too; `--plot`: the run's ratios drawn as
+//!   a chart).
 //! - `cargo xtask fuzz [--time SECONDS] [--inputs N] [--only TARGET]` — every fuzz target
 //!   (or one) for SECONDS each (default 60) or N inputs each, then one JSON line of figures
 //!   (installs cargo-fuzz).
@@ -50,7 +53,8 @@ fn main() -> ExitCode {
         Some("deny") => deny(),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => Err(
-            "usage: cargo xtask <test|bench [--vs-python] [--vs-peers] [--quick] [--only-<part>]\
+            "usage: cargo xtask <test|bench [--vs-python] [--vs-peers] [--quick] [--only-<part>] \
+             [--instructions] [--plot FILE.svg]\
              |fuzz [--time SECONDS] [--inputs N] [--only TARGET]\
              |soak [--rounds N] [--only STEP]|deny|ci>"
                 .to_string(),
@@ -626,11 +630,14 @@ fn other_targets() -> Result {
 }
 
 /// The flags `cargo xtask bench` knows: anything else is refused, so that a typo
-/// (`--quik`) does not silently run the full bench.
-const BENCH_FLAGS: [&str; 9] = [
+/// (`--quik`) does not silently run the full bench. `--plot` takes a file after it.
+const BENCH_FLAGS: [&str; 12] = [
     "--vs-python",
     "--vs-peers",
     "--only-pipe",
+    "--instructions",
+    "--only-instructions",
+    "--plot",
     "--quick",
     "--only-sync",
     "--only-queue",
@@ -640,6 +647,23 @@ const BENCH_FLAGS: [&str; 9] = [
 ];
 
 fn bench(args: &[String]) -> Result {
+    // `--plot FILE`: the file, made absolute (the bench runs at the workspace's root).
+    let plot_at = args.iter().position(|a| a == "--plot");
+    let plot = match plot_at.map(|i| args.get(i + 1)) {
+        None => None,
+        Some(Some(file)) if !file.starts_with("--") => Some(
+            env::current_dir()
+                .map_err(|e| format!("the current directory: {e}"))?
+                .join(file),
+        ),
+        Some(_) => return Err("--plot needs a file: --plot FILE.svg".into()),
+    };
+    let args: Vec<String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| plot_at.is_none_or(|p| *i != p + 1))
+        .map(|(_, a)| a.clone())
+        .collect();
     if let Some(bad) = args.iter().find(|a| !BENCH_FLAGS.contains(&a.as_str())) {
         return Err(format!(
             "unknown flag {bad:?} for bench; known: {}",
@@ -682,10 +706,18 @@ fn bench(args: &[String]) -> Result {
         c.arg("--quick");
     }
     // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`,
-    // `--only-pipe`: one part's figures (`--only-pool`: the local and the MPI pool's).
+    // `--only-pipe`, `--only-instructions`: one part's figures (`--only-pool`: the local
+    // and the MPI pool's).
     c.args(args.iter().filter(|a| a.starts_with("--only-")));
     if let Some(p) = peers {
         c.arg("--peers").arg(p);
+    }
+    // `--instructions`: the hot paths' instruction counts under callgrind, too.
+    if args.iter().any(|a| a == "--instructions") {
+        c.arg("--instructions");
+    }
+    if let Some(file) = &plot {
+        c.arg("--plot").arg(file);
     }
     if vs_python {
         let python = ["python3", "python"].into_iter().find(|p| {
