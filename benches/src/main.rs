@@ -308,6 +308,12 @@ fn measure_queues(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         let (g, ok) = queue::gbps_1mib(if quick { 500 } else { 2000 });
         s.add("queue_1mib_gbps", g);
         flags.check_ok &= ok;
+        for (key, size) in queue::GBPS_SIZES {
+            let total: usize = if quick { 256 << 20 } else { 1 << 30 };
+            let (g, ok) = queue::gbps(size, (total / size) as u64);
+            s.add(key, g);
+            flags.check_ok &= ok;
+        }
     }
     let queue_rtt_rounds = if skip { 0 } else { opts.rounds() };
     let (rtt, ok) = queue::rtt_us(queue_rtt_rounds, 20_000);
