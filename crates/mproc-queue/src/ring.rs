@@ -8,6 +8,7 @@
 //! - `wait`: how each side waits for the other, and wakes it;
 //! - `joinable`: a `JoinableQueue`'s count of unfinished items;
 //! - `side`: the socket that carries a record's file descriptors;
+//! - `spill`: the segments a producer reuses for large messages, freed by their consumers;
 //! - `fuzz` (`cfg(fuzzing)` only): the fuzz target's entry point;
 //! - this file: a queue handle as each process holds it, a message's way in (spilled to
 //!   its own memfd when large) and out, and how a handle travels to another process.
@@ -21,6 +22,7 @@ mod layout;
 mod protocol;
 mod shared;
 mod side;
+mod spill;
 mod wait;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -38,6 +40,7 @@ use layout::{HEADER_LEN, PinnedHeader, RecordHeader, kind};
 use protocol::Core;
 use shared::{Shared, Shm};
 use side::Side;
+use spill::{Mapped, Spills};
 
 /// The smallest ring, in bytes.
 pub(crate) const MIN_BYTES: usize = 4096;
@@ -52,7 +55,8 @@ pub(crate) enum Payload {
     Inline,
     /// In the caller's buffer, with the fds that travelled beside it.
     WithFds(Vec<OwnedFd>),
-    /// In a sealed memfd, with the other fds that travelled beside it.
+    /// In a sealed memfd (one larger than a pooled segment), with the other fds that
+    /// travelled beside it.
     Sealed(Box<(SealedBytes, Vec<OwnedFd>)>),
     /// Consumed, but unreadable (a large message whose memfd is not what it should be).
     Bad(Error),
@@ -114,6 +118,10 @@ fn corrupt(what: &str) -> Error {
 pub(crate) struct Ring {
     core: Core<Shm>,
     side: Side,
+    /// The segments this handle's large messages are put in, reused.
+    spills: Spills,
+    /// The segments of others' large messages this handle has received, kept mapped.
+    mapped: Mapped,
     /// The process this handle is registered under in the holders' table (0: none; a
     /// copy inherited by fork keeps its parent's, which it must not unregister).
     registered: AtomicU64,
@@ -226,6 +234,8 @@ impl Ring {
         Ok(Ring {
             core: Core::new(shm, max_messages, joinable),
             side: Side { tx, rx },
+            spills: Spills::default(),
+            mapped: Mapped::default(),
             registered: AtomicU64::new(0),
         })
     }
@@ -258,8 +268,8 @@ impl Ring {
     }
 
     /// Enqueues the record in `buf[REC_HEADER..]` (the first `REC_HEADER` bytes are room
-    /// for its header), with `fds` beside it: spills a large payload to its own memfd,
-    /// reserves room, sends the fds, publishes.
+    /// for its header), with `fds` beside it: spills a large payload to a segment of this
+    /// handle's (or its own sealed memfd), reserves room, sends the fds, publishes.
     #[inline]
     pub(crate) fn put(
         &self,
@@ -267,11 +277,25 @@ impl Ring {
         mut fds: Vec<OwnedFd>,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), Refused> {
-        let mut large = [0u8; REC_HEADER + 8];
+        let mut large = [0u8; REC_HEADER + layout::LARGE_LEN];
+        // Released if this put fails before publishing.
+        let mut claimed = None;
         let (kind, record) = if buf.len() - REC_HEADER > self.inline_max() {
-            fds.insert(0, Self::spill(&buf[REC_HEADER..])?);
-            large[REC_HEADER..]
-                .copy_from_slice(&(buf.len() as u64 - REC_HEADER as u64).to_le_bytes());
+            let payload = &buf[REC_HEADER..];
+            let how = match self.spills.fill(payload)? {
+                Some(segment) => {
+                    fds.insert(0, segment.fd()?);
+                    claimed = Some(segment);
+                    layout::large::SEGMENT
+                }
+                None => {
+                    fds.insert(0, Self::spill(payload)?);
+                    layout::large::SEALED
+                }
+            };
+            large[REC_HEADER..REC_HEADER + 8]
+                .copy_from_slice(&(payload.len() as u64).to_le_bytes());
+            large[REC_HEADER + 8..].copy_from_slice(&how.to_le_bytes());
             (kind::LARGE, &mut large[..])
         } else if fds.is_empty() {
             (kind::INLINE, buf)
@@ -300,10 +324,14 @@ impl Ring {
                 .send(side_seq, &fds, deadline, || self.core.shared.others_gone())?;
         }
         room.publish(record, RecordHeader::new(len, kind, side_seq))?;
+        if let Some(segment) = claimed {
+            segment.handed_over();
+        }
         Ok(())
     }
 
-    /// Copies a payload too large for the ring into a sealed memfd of its own.
+    /// Copies a payload too large for the ring, and for a pooled segment, into a sealed
+    /// memfd of its own.
     fn spill(payload: &[u8]) -> Result<OwnedFd> {
         SealedWriter::new("mproc-queue-message", payload.len())
             .and_then(|w| {
@@ -348,7 +376,8 @@ impl Ring {
     ) -> Result<Option<Payload>> {
         let header = taken.header();
         let len = header.len as usize;
-        buf.clear();
+        // Not cleared first: the copy overwrites every byte kept (a buffer reused for
+        // messages of one size is never zeroed again).
         match header.kind() {
             kind::INLINE => {
                 buf.resize(len, 0);
@@ -363,24 +392,35 @@ impl Ring {
             kind::LARGE => {}
             _ => return Err(corrupt("a record of unknown kind")),
         }
-        if len != 8 {
+        if len != layout::LARGE_LEN {
             return Err(corrupt("a large record of the wrong length"));
         }
-        let mut size = [0u8; 8];
-        taken.read_payload(&mut size)?;
+        let mut meta = [0u8; layout::LARGE_LEN];
+        taken.read_payload(&mut meta)?;
         let Some(mut fds) = self.side.take(header.side_seq())? else {
             return Ok(None);
         };
         if fds.is_empty() {
             return Err(corrupt("a large message came without its memfd"));
         }
-        let size = usize::try_from(u64::from_le_bytes(size))
-            .map_err(|_| corrupt("a large message's size"))?;
+        let [size, how] =
+            [&meta[..8], &meta[8..]].map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
+        let Ok(size) = usize::try_from(size) else {
+            return Ok(Some(Payload::Bad(corrupt("a large message's size"))));
+        };
         let memfd = fds.remove(0);
         // A bad memfd costs this message only: the record is consumed either way.
-        Ok(Some(match SealedBytes::map(memfd, size) {
-            Ok(bytes) => Payload::Sealed(Box::new((bytes, fds))),
-            Err(e) => Payload::Bad(Error::io("mapping a large message", e)),
+        Ok(Some(match how {
+            layout::large::SEGMENT => match self.mapped.copy_out(&memfd, size, buf) {
+                Ok(()) if fds.is_empty() => Payload::Inline,
+                Ok(()) => Payload::WithFds(fds),
+                Err(e) => Payload::Bad(e),
+            },
+            layout::large::SEALED => match SealedBytes::map(memfd, size) {
+                Ok(bytes) => Payload::Sealed(Box::new((bytes, fds))),
+                Err(e) => Payload::Bad(Error::io("mapping a large message", e)),
+            },
+            _ => Payload::Bad(corrupt("a large message of unknown kind")),
         }))
     }
 
@@ -588,18 +628,28 @@ mod tests {
     }
 
     #[test]
-    fn a_large_message_travels_in_a_sealed_memfd() {
+    fn large_messages_travel_in_reused_segments_then_in_sealed_memfds() {
         let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
-        let payload: Vec<u8> = (0..3 * MIN_BYTES).map(|i| (i % 13) as u8).collect();
-        put_bytes(&ring, &payload);
-        let mut buf = Vec::new();
-        match ring.get(&mut buf, None) {
-            Ok(Payload::Sealed(sealed)) => {
-                assert!(sealed.0.as_slice() == payload.as_slice());
-                assert!(sealed.1.is_empty());
-            }
-            _ => panic!("not a sealed payload"),
+        let payload =
+            |n: usize| -> Vec<u8> { (0..3 * MIN_BYTES).map(|i| (i % 13 + n) as u8).collect() };
+        // One more than the pool while none is taken: the last goes in a sealed memfd.
+        for n in 0..=spill::POOL {
+            put_bytes(&ring, &payload(n));
         }
+        let mut buf = Vec::new();
+        for n in 0..=spill::POOL {
+            match ring.get(&mut buf, None) {
+                Ok(Payload::Inline) if n < spill::POOL => assert!(buf == payload(n)),
+                Ok(Payload::Sealed(sealed)) if n == spill::POOL => {
+                    assert!(sealed.0.as_slice() == payload(n).as_slice());
+                    assert!(sealed.1.is_empty());
+                }
+                _ => panic!("message {n} did not travel as it should"),
+            }
+        }
+        // Every segment was freed: reused.
+        put_bytes(&ring, &payload(9));
+        assert!(matches!(ring.get(&mut buf, None), Ok(Payload::Inline)) && buf == payload(9));
     }
 
     /// Moves the shared state as if other processes had put and got `bytes` more bytes
@@ -764,7 +814,7 @@ mod tests {
                 let mut used = 0usize;
                 let record_len = |len: usize| {
                     if len > ring.inline_max() {
-                        layout::pad8(REC_HEADER + 8)
+                        layout::pad8(REC_HEADER + layout::LARGE_LEN)
                     } else {
                         layout::pad8(REC_HEADER + len)
                     }
