@@ -42,6 +42,16 @@ use shared::{Shared, Shm};
 use side::Side;
 use spill::{Mapped, Spills};
 
+/// Finishes the record that starts at `start` (8-aligned) in `buf` and runs to its end, its
+/// first `REC_HEADER` bytes left as room for its header: writes an `INLINE` header there
+/// and pads the record to 8 bytes. A batch's record, ready for [`Ring::put_span`].
+pub(crate) fn inline_header(buf: &mut Vec<u8>, start: usize) {
+    let len = buf.len() - start - REC_HEADER;
+    let header = RecordHeader::new(len as u32, kind::INLINE, 0);
+    buf[start..start + REC_HEADER].copy_from_slice(&header.to_bytes());
+    buf.resize(start + layout::pad8(buf.len() - start), 0);
+}
+
 /// The smallest ring, in bytes.
 pub(crate) const MIN_BYTES: usize = 4096;
 /// The largest ring, in bytes (positions are u32 counters: the ring must be well under 4 GiB).
@@ -328,6 +338,106 @@ impl Ring {
             segment.handed_over();
         }
         Ok(())
+    }
+
+    /// The most bytes of records one batch moves at once (put or got).
+    #[inline]
+    pub(crate) fn batch_max_bytes(&self) -> usize {
+        self.core.cap as usize / 4
+    }
+
+    /// Whether this is a `JoinableQueue`'s ring (which counts one item per put, so takes no
+    /// batch).
+    pub(crate) fn is_joinable(&self) -> bool {
+        self.core.joinable
+    }
+
+    /// Enqueues a batch: `span` holds whole `INLINE` records (headers in place, each
+    /// padded to 8), `recs` their lengths. Waits until the first fits, then publishes it
+    /// and as many of the next as fit now with one store of the tail, under one hold of
+    /// the producers' lock, waking consumers once. Returns how many were put.
+    pub(crate) fn put_span(
+        &self,
+        span: &[u8],
+        recs: &[usize],
+        deadline: Option<Instant>,
+    ) -> std::result::Result<usize, Refused> {
+        debug_assert!(!self.core.joinable && !recs.is_empty());
+        let first = recs[0];
+        if first > self.core.cap as usize {
+            return Err(Refused::Failed(corrupt("record larger than the ring")));
+        }
+        let room = self.core.reserve(first, deadline)?;
+        let (more, bytes) = room.more_fitting(first, &recs[1..]);
+        room.publish_span(&span[..first + bytes], more as u32 + 1)?;
+        Ok(more + 1)
+    }
+
+    /// Takes up to `max` (≥ 1) messages, waiting until `deadline` for the first. When the
+    /// first carries fds or is large, it alone is taken and returned as a payload (in
+    /// `buf`, as [`get`](Ring::get) returns it); otherwise the run of small messages after
+    /// it is copied out with one hold of the consumers' lock, each message's bytes handed
+    /// to `each` (under the lock: a message that `each` refuses stays in the queue,
+    /// unless it is the first, which is consumed and its error returned), and freed with
+    /// one store of the head.
+    pub(crate) fn get_many(
+        &self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        deadline: Option<Instant>,
+        mut each: impl FnMut(&[u8]) -> Result<()>,
+    ) -> std::result::Result<Option<Payload>, Refused> {
+        let taken = loop {
+            let taken = self.core.take(deadline)?;
+            if taken.header().kind() == kind::INLINE {
+                break taken;
+            }
+            match self.read_message(&taken, buf) {
+                Ok(Some(payload)) => {
+                    taken.free();
+                    return Ok(Some(payload));
+                }
+                Ok(None) => taken.free(),
+                Err(e) => {
+                    taken.skip_all();
+                    return Err(Refused::Failed(e));
+                }
+            }
+        };
+        let (n, bytes) = taken.inline_run(max, self.batch_max_bytes());
+        buf.resize(bytes, 0);
+        if let Err(e) = taken.read_span(buf) {
+            taken.skip_all();
+            return Err(Refused::Failed(e));
+        }
+        // The bytes and the count of the records `each` took.
+        let (mut at, mut count) = (0, 0);
+        for i in 0..n {
+            let mut word = [0u8; REC_HEADER];
+            word.copy_from_slice(&buf[at..at + REC_HEADER]);
+            let header = RecordHeader::from_word(u64::from_le_bytes(word));
+            let rec = header.record_len();
+            let body = buf.get(at + REC_HEADER..at + REC_HEADER + header.len as usize);
+            let done = match body {
+                Some(body) if at + rec <= bytes => each(body),
+                // Changed under the lock: nothing after it can be trusted.
+                _ => {
+                    taken.skip_all();
+                    return Err(Refused::Failed(corrupt("a record changed while read")));
+                }
+            };
+            if let Err(e) = done {
+                if i == 0 {
+                    taken.free();
+                    return Err(Refused::Failed(e));
+                }
+                break;
+            }
+            at += rec;
+            count += 1;
+        }
+        taken.free_span(at, count);
+        Ok(None)
     }
 
     /// Copies a payload too large for the ring, and for a pooled segment, into a sealed
