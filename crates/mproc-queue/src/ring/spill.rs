@@ -26,7 +26,7 @@
 //! A segment's size is sealed, so a consumer's copy out never touches a page that is not
 //! there (no SIGBUS), whatever its producer does.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -51,10 +51,14 @@ const MIN_BYTES: usize = 1 << 20;
 /// The segments each consumer handle keeps mapped.
 const MAPPED: usize = 8;
 
-/// One reusable segment: its mapping and its fd.
+/// One reusable segment: its mapping, its fd, and the process that made it.
 struct Segment {
     region: Region,
-    fd: OwnedFd,
+    /// Closed on drop only in `owner`: in a copy of the handle that a fork child
+    /// inherited, it is not this process's (a child made by fork closes it, as the
+    /// queue's other fds, and its number may name another file there).
+    fd: Option<OwnedFd>,
+    owner: u64,
 }
 
 impl Segment {
@@ -65,7 +69,11 @@ impl Segment {
             .map_err(|e| Error::io("making a segment for large messages", e))?;
         // A child made by fork closes it, as the queue's other fds.
         mproc_sys::track_owned_fd(fd.as_fd());
-        Ok(Segment { region, fd })
+        Ok(Segment {
+            region,
+            fd: Some(fd),
+            owner: mproc_sys::current_identity(),
+        })
     }
 
     fn room(&self) -> usize {
@@ -79,7 +87,13 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        mproc_sys::untrack_owned_fd(self.fd.as_fd());
+        let Some(fd) = self.fd.take() else { return };
+        if self.owner == mproc_sys::current_identity() {
+            mproc_sys::untrack_owned_fd(fd.as_fd());
+        } else {
+            // Not ours to close.
+            let _ = fd.into_raw_fd();
+        }
     }
 }
 
@@ -102,6 +116,8 @@ impl Claimed {
     pub(crate) fn fd(&self) -> Result<OwnedFd> {
         self.segment
             .fd
+            .as_ref()
+            .ok_or_else(|| corrupt("a segment without its fd"))?
             .try_clone()
             .map_err(|e| Error::io("duplicating a large message's segment", e))
     }
@@ -122,21 +138,11 @@ impl Drop for Claimed {
     }
 }
 
-/// A producer handle's segments.
+/// A producer handle's segments (a copy of the handle inherited by fork starts its own:
+/// see [`Segment::fd`]).
+#[derive(Default)]
 pub(crate) struct Spills {
-    /// The process these segments belong to: a copy of the handle inherited by fork
-    /// leaves them alone (its fds are closed there).
-    owner: u64,
     segments: Mutex<Vec<Arc<Segment>>>,
-}
-
-impl Default for Spills {
-    fn default() -> Self {
-        Spills {
-            owner: mproc_sys::current_identity(),
-            segments: Mutex::new(Vec::new()),
-        }
-    }
 }
 
 impl Spills {
@@ -144,7 +150,7 @@ impl Spills {
     /// [`POOL`]), and returns it claimed; `None` when the payload is too large to pool,
     /// or every segment is busy (the caller then uses a fresh sealed memfd).
     pub(crate) fn fill(&self, payload: &[u8]) -> Result<Option<Claimed>> {
-        if payload.len() > POOL_MAX_BYTES - DATA || self.owner != mproc_sys::current_identity() {
+        if payload.len() > POOL_MAX_BYTES - DATA {
             return Ok(None);
         }
         let Some(segment) = self.claim(payload.len())? else {
@@ -166,6 +172,11 @@ impl Spills {
     /// in place of a free one too small, or a new one.
     fn claim(&self, len: usize) -> Result<Option<Arc<Segment>>> {
         let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        let me = mproc_sys::current_identity();
+        if segments.first().is_some_and(|s| s.owner != me) {
+            // Inherited by fork: its maker's segments, not this process's.
+            segments.clear();
+        }
         let try_claim = |s: &Segment| {
             s.state().is_ok_and(|w| {
                 w.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed)
