@@ -302,6 +302,9 @@ fn measure_queues(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         s.add("queue_msgs_per_s.1p1c", r);
         flags.check_ok &= ok;
         s.add("floor.shm_ring_msgs_per_s", queue::ring_floor(10 * n_small));
+        let (r, ok) = queue::batch_msgs_per_s(n_small);
+        s.add("queue_msgs_per_s.batch_1p1c", r);
+        flags.check_ok &= ok;
         let (r, ok) = queue::msgs_per_s(2, 2, n_small);
         s.add("queue_msgs_per_s.2p2c", r);
         flags.check_ok &= ok;

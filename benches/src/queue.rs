@@ -113,6 +113,43 @@ pub fn msgs_per_s(p: u64, c: u64, total: u64) -> (f64, bool) {
     (rate, sum == expected && q.is_empty())
 }
 
+/// Messages per batch of `queue_msgs_per_s.batch_1p1c`.
+const BATCH: u64 = 64;
+
+fn batch_producer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> Span {
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH).min(n);
+        q.put_many(i..end).expect("put_many");
+        i = end;
+    }
+    (t0, wall_ns())
+}
+
+fn batch_consumer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> (Span, u64) {
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    let (mut got, mut sum) = (0, 0u64);
+    while got < n {
+        for v in q.get_many(BATCH as usize).expect("get_many") {
+            sum = sum.wrapping_add(v);
+            got += 1;
+        }
+    }
+    ((t0, wall_ns()), sum)
+}
+
+/// `queue_msgs_per_s.batch_1p1c`: `n` u64 messages from a producer process to a consumer
+/// process, put with `put_many` in batches of 64 and taken with `get_many(64)`: messages
+/// per second (timed as `msgs_per_s`), and whether every message arrived once.
+pub fn batch_msgs_per_s(n: u64) -> (f64, bool) {
+    let q = Queue::<u64>::new().expect("queue");
+    let (spans, sum) = producer_consumer(q.clone(), n, batch_producer, batch_consumer);
+    (rate(n, &spans), sum == n * (n - 1) / 2 && q.is_empty())
+}
+
 /// The floor ring: `SLOTS` u64 slots, the tail on one line and the head on another.
 const SLOTS: usize = 4096;
 const TAIL: usize = 0;

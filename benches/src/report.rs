@@ -217,6 +217,13 @@ fn queue_rows(f: &Figures<'_>) -> Vec<Row> {
             "≥ 10M msg/s",
         ),
         f.row(
+            "queue_msgs_per_s.batch_1p1c",
+            ring_floor,
+            true,
+            |v| v >= 0.25 * ring_floor,
+            "≥ 0.25 × floor.shm_ring_msgs_per_s",
+        ),
+        f.row(
             "queue_rtt_us",
             f.median("floor.spin_rtt_us"),
             false,
@@ -501,6 +508,7 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "manager_dict_ops_per_s": s.spread("manager_dict_ops_per_s"),
         "dead_peer_notice_ms": s.spread("dead_peer_notice_ms"),
         "queue_msgs_per_s.1p1c": s.spread("queue_msgs_per_s.1p1c"),
+        "queue_msgs_per_s.batch_1p1c": s.spread("queue_msgs_per_s.batch_1p1c"),
         "queue_1mib_gbps": spread2(s, "queue_1mib_gbps"),
         "queue_gbps.64kib": spread2(s, "queue_gbps.64kib"),
         "queue_gbps.256kib": spread2(s, "queue_gbps.256kib"),
@@ -534,6 +542,7 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "queue_msgs_per_s": {
             "1p1c": m("queue_msgs_per_s.1p1c").round(),
             "2p2c": m("queue_msgs_per_s.2p2c").round(),
+            "batch_1p1c": m("queue_msgs_per_s.batch_1p1c").round(),
         },
         "queue_rtt_us": round2(m("queue_rtt_us")),
         "queue_1mib_gbps": round2(m("queue_1mib_gbps")),
