@@ -18,8 +18,10 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A scratch buffer kept between calls only up to this size.
-const SCRATCH_KEEP: usize = 8 << 20;
+/// A scratch buffer kept between calls only up to this size: that of the largest segment
+/// a producer reuses, so that moving messages of up to that size touches no fresh page
+/// (a fresh 16 MiB buffer per message cost more than the copies: page faults).
+const SCRATCH_KEEP: usize = 32 << 20;
 
 /// Runs `f` with this thread's scratch buffer (a fresh one if it is in use: a value whose
 /// `Serialize` puts into a queue itself).
@@ -41,8 +43,11 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 ///
 /// Messages live in shared memory: a small one is serialized and copied once into a ring
 /// (no pipe, no feeder thread, no syscall while the other side is awake); one larger than
-/// a quarter of the ring travels in a sealed memfd of its own, so a 1 GiB message costs
-/// one copy in and one copy out. Any number of processes may put and get; the queue
+/// a quarter of the ring travels in a shared segment that its producer reuses once the
+/// consumer has copied the message out (up to 4 segments of up to 32 MiB per producer
+/// handle), or, past that, in a sealed memfd of its own: a large message costs one copy
+/// in and one copy out. [`put_many`](Queue::put_many) and [`get_many`](Queue::get_many)
+/// move small messages in batches. Any number of processes may put and get; the queue
 /// travels as a spawn argument or through a pipe, and is inherited by fork.
 ///
 /// # Bounds and backpressure

@@ -11,7 +11,8 @@
 //! - `spill`: the segments a producer reuses for large messages, freed by their consumers;
 //! - `fuzz` (`cfg(fuzzing)` only): the fuzz target's entry point;
 //! - this file: a queue handle as each process holds it, a message's way in (spilled to
-//!   its own memfd when large) and out, and how a handle travels to another process.
+//!   a segment when large) and out, one by one or in batches, and how a handle travels to
+//!   another process.
 
 #[cfg(fuzzing)]
 pub mod fuzz;
