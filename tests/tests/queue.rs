@@ -238,9 +238,13 @@ fn large_messages_in_reused_segments_arrive_each_whole_and_in_order() {
     });
 }
 
+/// A message of the batch test: its number, bytes that follow from it, and sometimes a
+/// pipe end.
+type Mixed = (u64, ByteBuf, Option<Connection<u64>>);
+
 /// Puts `0..n` in batches of up to 64 values (a few large, a few carrying a pipe end),
 /// through `put_many`.
-fn put_many_mixed((q, n): (Queue<(u64, ByteBuf, Option<Connection<u64>>)>, u64)) {
+fn put_many_mixed((q, n): (Queue<Mixed>, u64)) {
     let mut seq = 0;
     while seq < n {
         let batch: Vec<_> = (seq..(seq + 64).min(n))
