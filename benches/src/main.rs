@@ -395,12 +395,21 @@ fn measure_queues(opts: &Options, s: &mut Samples, flags: &mut Flags) {
             flags.check_ok &= p.measure(s, peers::IPC_MSGS, 1, (n_small / 10) as usize);
         }
         s.add("floor.shm_ring_msgs_per_s", queue::ring_floor(10 * n_small));
+        let (r, ok) = queue::batch_msgs_per_s(n_small);
+        s.add("queue_msgs_per_s.batch_1p1c", r);
+        flags.check_ok &= ok;
         let (r, ok) = queue::msgs_per_s(2, 2, n_small);
         s.add("queue_msgs_per_s.2p2c", r);
         flags.check_ok &= ok;
         let (g, ok) = queue::gbps_1mib(if quick { 500 } else { 2000 });
         s.add("queue_1mib_gbps", g);
         flags.check_ok &= ok;
+        for (key, size) in queue::GBPS_SIZES {
+            let total: usize = if quick { 256 << 20 } else { 1 << 30 };
+            let (g, ok) = queue::gbps(size, (total / size) as u64);
+            s.add(key, g);
+            flags.check_ok &= ok;
+        }
     }
     let queue_rtt_rounds = if skip { 0 } else { opts.rounds() };
     let (rtt, ok) = queue::rtt_us(queue_rtt_rounds, 20_000);

@@ -113,6 +113,43 @@ pub fn msgs_per_s(p: u64, c: u64, total: u64) -> (f64, bool) {
     (rate, sum == expected && q.is_empty())
 }
 
+/// Messages per batch of `queue_msgs_per_s.batch_1p1c`.
+const BATCH: u64 = 64;
+
+fn batch_producer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> Span {
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH).min(n);
+        q.put_many(i..end).expect("put_many");
+        i = end;
+    }
+    (t0, wall_ns())
+}
+
+fn batch_consumer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> (Span, u64) {
+    barrier.wait().expect("barrier");
+    let t0 = wall_ns();
+    let (mut got, mut sum) = (0, 0u64);
+    while got < n {
+        for v in q.get_many(BATCH as usize).expect("get_many") {
+            sum = sum.wrapping_add(v);
+            got += 1;
+        }
+    }
+    ((t0, wall_ns()), sum)
+}
+
+/// `queue_msgs_per_s.batch_1p1c`: `n` u64 messages from a producer process to a consumer
+/// process, put with `put_many` in batches of 64 and taken with `get_many(64)`: messages
+/// per second (timed as `msgs_per_s`), and whether every message arrived once.
+pub fn batch_msgs_per_s(n: u64) -> (f64, bool) {
+    let q = Queue::<u64>::new().expect("queue");
+    let (spans, sum) = producer_consumer(q.clone(), n, batch_producer, batch_consumer);
+    (rate(n, &spans), sum == n * (n - 1) / 2 && q.is_empty())
+}
+
 /// The floor ring: `SLOTS` u64 slots, the tail on one line and the head on another.
 const SLOTS: usize = 4096;
 const TAIL: usize = 0;
@@ -231,8 +268,8 @@ pub fn spin_rtt_floor(rounds: usize, n: u64) -> Vec<f64> {
 
 const MIB: usize = 1 << 20;
 
-fn big_producer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> Span {
-    let payload = ByteBuf::from(vec![0x5au8; MIB]);
+fn big_producer(((q, size), barrier, n): ((Queue<ByteBuf>, usize), Barrier, u64)) -> Span {
+    let payload = ByteBuf::from(vec![0x5au8; size]);
     barrier.wait().expect("barrier");
     let t0 = wall_ns();
     for _ in 0..n {
@@ -241,26 +278,40 @@ fn big_producer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> Span {
     (t0, wall_ns())
 }
 
-fn big_consumer((q, barrier, n): (Queue<ByteBuf>, Barrier, u64)) -> (Span, bool) {
+fn big_consumer(((q, size), barrier, n): ((Queue<ByteBuf>, usize), Barrier, u64)) -> (Span, bool) {
     barrier.wait().expect("barrier");
     let t0 = wall_ns();
     let mut ok = true;
     for _ in 0..n {
         let m = q.get().expect("get");
-        ok &= m.len() == MIB && m[MIB / 2] == 0x5a;
+        ok &= m.len() == size && m[size / 2] == 0x5a && m[size - 1] == 0x5a;
     }
     ((t0, wall_ns()), ok)
 }
 
-/// `n` messages of 1 MiB (`serde_bytes::ByteBuf`) from a producer process to a consumer
-/// process through a default queue: GB/s, timed as the message rate is (a cloned
-/// payload per put, as Python's `put(payload)` pickles one).
-pub fn gbps_1mib(n: u64) -> (f64, bool) {
+/// `n` messages of `size` bytes (`serde_bytes::ByteBuf`) from a producer process to a
+/// consumer process through a default queue (8 MiB ring: up to 2 MiB inline, larger ones
+/// spilled): GB/s, timed as the message rate is (a cloned payload per put, as Python's
+/// `put(payload)` pickles one); and whether every message arrived whole.
+pub fn gbps(size: usize, n: u64) -> (f64, bool) {
     let q = Queue::<ByteBuf>::new().expect("queue");
-    let (spans, ok) = producer_consumer(q, n, big_producer, big_consumer);
+    let (spans, ok) = producer_consumer((q, size), n, big_producer, big_consumer);
     // Bytes per second over the span, in GB/s.
-    (rate(n * MIB as u64, &spans) / 1e9, ok)
+    (rate(n * size as u64, &spans) / 1e9, ok)
 }
+
+/// [`gbps`] of 1 MiB messages: the key `queue_1mib_gbps`.
+pub fn gbps_1mib(n: u64) -> (f64, bool) {
+    gbps(MIB, n)
+}
+
+/// The message sizes of `queue_gbps.<name>`: two inline in the default ring, two spilled.
+pub const GBPS_SIZES: [(&str, usize); 4] = [
+    ("queue_gbps.64kib", 64 << 10),
+    ("queue_gbps.256kib", 256 << 10),
+    ("queue_gbps.4mib", 4 * MIB),
+    ("queue_gbps.16mib", 16 * MIB),
+];
 
 /// Says it is ready (one item), then holds the queue until killed.
 fn hold_until_killed(q: Queue<u8>) {

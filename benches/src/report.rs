@@ -224,6 +224,13 @@ fn queue_rows(f: &Figures<'_>) -> Vec<Row> {
             "≥ 10M msg/s",
         ),
         f.row(
+            "queue_msgs_per_s.batch_1p1c",
+            ring_floor,
+            true,
+            |v| v >= 0.25 * ring_floor,
+            "≥ 0.25 × floor.shm_ring_msgs_per_s",
+        ),
+        f.row(
             "queue_rtt_us",
             f.median("floor.spin_rtt_us"),
             false,
@@ -244,7 +251,23 @@ fn queue_rows(f: &Figures<'_>) -> Vec<Row> {
             |v| v >= 10.0,
             "≥ 10 GB/s",
         ),
+        queue_gbps_row(f, "queue_gbps.64kib"),
+        queue_gbps_row(f, "queue_gbps.256kib"),
+        queue_gbps_row(f, "queue_gbps.4mib"),
+        queue_gbps_row(f, "queue_gbps.16mib"),
     ]
+}
+
+/// A `queue_gbps.<size>` row: at least half the copy floor.
+fn queue_gbps_row(f: &Figures<'_>, key: &'static str) -> Row {
+    let copy = f.median("floor.copy_gbps");
+    f.row(
+        key,
+        copy,
+        true,
+        |v| v >= 0.5 * copy,
+        "≥ 0.5 × floor.copy_gbps",
+    )
 }
 
 fn pool_rows(f: &Figures<'_>) -> Vec<Row> {
@@ -538,6 +561,12 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "manager_dict_ops_per_s": s.spread("manager_dict_ops_per_s"),
         "dead_peer_notice_ms": s.spread("dead_peer_notice_ms"),
         "queue_msgs_per_s.1p1c": s.spread("queue_msgs_per_s.1p1c"),
+        "queue_msgs_per_s.batch_1p1c": s.spread("queue_msgs_per_s.batch_1p1c"),
+        "queue_1mib_gbps": spread2(s, "queue_1mib_gbps"),
+        "queue_gbps.64kib": spread2(s, "queue_gbps.64kib"),
+        "queue_gbps.256kib": spread2(s, "queue_gbps.256kib"),
+        "queue_gbps.4mib": spread2(s, "queue_gbps.4mib"),
+        "queue_gbps.16mib": spread2(s, "queue_gbps.16mib"),
         "spawn_join_us.forkserver": s.spread("spawn_join_us.forkserver"),
         "pool_map_tasks_per_s.chunksize1": s.spread("pool_map_tasks_per_s.chunksize1"),
         "executor_submit_per_s": s.spread("executor_submit_per_s"),
@@ -579,9 +608,16 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "queue_msgs_per_s": {
             "1p1c": m("queue_msgs_per_s.1p1c").round(),
             "2p2c": m("queue_msgs_per_s.2p2c").round(),
+            "batch_1p1c": m("queue_msgs_per_s.batch_1p1c").round(),
         },
         "queue_rtt_us": round2(m("queue_rtt_us")),
         "queue_1mib_gbps": round2(m("queue_1mib_gbps")),
+        "queue_gbps": {
+            "64kib": round2(m("queue_gbps.64kib")),
+            "256kib": round2(m("queue_gbps.256kib")),
+            "4mib": round2(m("queue_gbps.4mib")),
+            "16mib": round2(m("queue_gbps.16mib")),
+        },
         "dead_peer_notice_ms": round1(m("dead_peer_notice_ms")),
         "pool_map_tasks_per_s": {
             "trivial": m("pool_map_tasks_per_s.trivial").round(),

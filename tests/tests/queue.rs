@@ -200,6 +200,125 @@ fn messages_of_16_mib_travel_both_ways() {
     });
 }
 
+/// Puts `n` messages of `len` bytes, each filled from its number, one per `put`.
+fn put_numbered_big((q, n, len): (Queue<(u64, ByteBuf)>, u64, usize)) {
+    for seq in 0..n {
+        q.put((seq, numbered(seq, len))).unwrap();
+    }
+}
+
+fn numbered(seq: u64, len: usize) -> ByteBuf {
+    ByteBuf::from(
+        (0..len)
+            .map(|i| (seq as u8).wrapping_mul(7) ^ (i as u8))
+            .collect::<Vec<u8>>(),
+    )
+}
+
+#[test]
+fn large_messages_in_reused_segments_arrive_each_whole_and_in_order() {
+    deadline(LIMIT, || {
+        // Many more messages than a producer's segments, of sizes that make it replace
+        // small ones with larger: a segment rewritten while read would show.
+        let q = Queue::<(u64, ByteBuf)>::bounded(3).unwrap();
+        let (n, len) = (40u64, 3 * MIB);
+        let mut child = builder()
+            .spawn(put_numbered_big, (q.clone(), n, len))
+            .unwrap();
+        for seq in 0..n {
+            let (got, bytes) = q.get().unwrap();
+            assert_eq!(got, seq);
+            assert!(
+                bytes == numbered(seq, len),
+                "message {seq} changed on the way"
+            );
+        }
+        child.join().unwrap();
+        assert!(q.is_empty());
+    });
+}
+
+/// A message of the batch test: its number, bytes that follow from it, and sometimes a
+/// pipe end.
+type Mixed = (u64, ByteBuf, Option<Connection<u64>>);
+
+/// Puts `0..n` in batches of up to 64 values (a few large, a few carrying a pipe end),
+/// through `put_many`.
+fn put_many_mixed((q, n): (Queue<Mixed>, u64)) {
+    let mut seq = 0;
+    while seq < n {
+        let batch: Vec<_> = (seq..(seq + 64).min(n))
+            .map(|i| {
+                let big = if i % 97 == 5 {
+                    3 * MIB
+                } else {
+                    (i % 40) as usize
+                };
+                let pipe = (i % 101 == 7).then(|| {
+                    let (a, mut b) = mproc::pipe::<u64>().unwrap();
+                    b.send(&i).unwrap();
+                    a
+                });
+                (i, numbered(i, big), pipe)
+            })
+            .collect();
+        seq += batch.len() as u64;
+        q.put_many(batch).unwrap();
+    }
+}
+
+#[test]
+fn batches_keep_order_with_large_messages_and_handles_among_them() {
+    deadline(LIMIT, || {
+        // A small bound: batches are cut by room as well as by size.
+        let q = Queue::bounded(50).unwrap();
+        let n = 20_000u64;
+        let mut child = builder().spawn(put_many_mixed, (q.clone(), n)).unwrap();
+        let mut next = 0u64;
+        while next < n {
+            let got = q.get_many(64).unwrap();
+            assert!(!got.is_empty() && got.len() <= 64);
+            for (i, bytes, pipe) in got {
+                assert_eq!(i, next);
+                assert!(bytes == numbered(i, bytes.len()), "message {i} changed");
+                if let Some(mut pipe) = pipe {
+                    assert_eq!(pipe.recv().unwrap(), i);
+                }
+                next += 1;
+            }
+        }
+        child.join().unwrap();
+        assert!(q.try_get_many(64).unwrap_err().is_empty());
+    });
+}
+
+#[test]
+fn a_batch_gives_back_what_it_could_not_put_and_a_bad_message_ends_a_batch() {
+    deadline(LIMIT, || {
+        let q = Queue::<u32>::bounded(10).unwrap();
+        let rest = q.try_put_many(0..25).unwrap_err();
+        assert!(rest.is_full());
+        assert_eq!(rest.into_inner(), (10..25).collect::<Vec<_>>());
+        assert_eq!(q.get_many(4).unwrap(), [0, 1, 2, 3]);
+        q.close();
+        assert!(q.put_many([1]).unwrap_err().is_closed());
+        assert_eq!(q.get_many(100).unwrap(), [4, 5, 6, 7, 8, 9]);
+        assert!(q.get_many(100).unwrap_err().is_closed());
+        // A message that is not a `u32` (from a handle of another type) ends the batch
+        // before it, then comes back as the next batch's error; nothing else is lost.
+        let q = Queue::<u32>::new().unwrap();
+        let wrong: Queue<String> = mproc::wire::decode(mproc::wire::encode(&q).unwrap()).unwrap();
+        q.put_many([1, 2]).unwrap();
+        wrong
+            .put("not a number, and long enough not to decode".into())
+            .unwrap();
+        q.put(3).unwrap();
+        assert_eq!(q.get_many(10).unwrap(), [1, 2]);
+        assert!(matches!(q.get_many(10), Err(GetError::Failed(_))));
+        assert_eq!(q.get_many(10).unwrap(), [3]);
+    });
+}
+
 #[test]
 fn a_1_gib_message_arrives_whole() {
     deadline(LIMIT, || {

@@ -8,9 +8,11 @@
 //! - `wait`: how each side waits for the other, and wakes it;
 //! - `joinable`: a `JoinableQueue`'s count of unfinished items;
 //! - `side`: the socket that carries a record's file descriptors;
+//! - `spill`: the segments a producer reuses for large messages, freed by their consumers;
 //! - `fuzz` (`cfg(fuzzing)` only): the fuzz target's entry point;
 //! - this file: a queue handle as each process holds it, a message's way in (spilled to
-//!   its own memfd when large) and out, and how a handle travels to another process.
+//!   a segment when large) and out, one by one or in batches, and how a handle travels to
+//!   another process.
 
 #[cfg(fuzzing)]
 pub mod fuzz;
@@ -21,6 +23,7 @@ mod layout;
 mod protocol;
 mod shared;
 mod side;
+mod spill;
 mod wait;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -38,6 +41,17 @@ use layout::{HEADER_LEN, PinnedHeader, RecordHeader, kind};
 use protocol::Core;
 use shared::{Shared, Shm};
 use side::Side;
+use spill::{Mapped, Spills};
+
+/// Finishes the record that starts at `start` (8-aligned) in `buf` and runs to its end, its
+/// first `REC_HEADER` bytes left as room for its header: writes an `INLINE` header there
+/// and pads the record to 8 bytes. A batch's record, ready for [`Ring::put_span`].
+pub(crate) fn inline_header(buf: &mut Vec<u8>, start: usize) {
+    let len = buf.len() - start - REC_HEADER;
+    let header = RecordHeader::new(len as u32, kind::INLINE, 0);
+    buf[start..start + REC_HEADER].copy_from_slice(&header.to_bytes());
+    buf.resize(start + layout::pad8(buf.len() - start), 0);
+}
 
 /// The smallest ring, in bytes.
 pub(crate) const MIN_BYTES: usize = 4096;
@@ -52,7 +66,8 @@ pub(crate) enum Payload {
     Inline,
     /// In the caller's buffer, with the fds that travelled beside it.
     WithFds(Vec<OwnedFd>),
-    /// In a sealed memfd, with the other fds that travelled beside it.
+    /// In a sealed memfd (one larger than a pooled segment), with the other fds that
+    /// travelled beside it.
     Sealed(Box<(SealedBytes, Vec<OwnedFd>)>),
     /// Consumed, but unreadable (a large message whose memfd is not what it should be).
     Bad(Error),
@@ -114,6 +129,10 @@ fn corrupt(what: &str) -> Error {
 pub(crate) struct Ring {
     core: Core<Shm>,
     side: Side,
+    /// The segments this handle's large messages are put in, reused.
+    spills: Spills,
+    /// The segments of others' large messages this handle has received, kept mapped.
+    mapped: Mapped,
     /// The process this handle is registered under in the holders' table (0: none; a
     /// copy inherited by fork keeps its parent's, which it must not unregister).
     registered: AtomicU64,
@@ -226,6 +245,8 @@ impl Ring {
         Ok(Ring {
             core: Core::new(shm, max_messages, joinable),
             side: Side { tx, rx },
+            spills: Spills::default(),
+            mapped: Mapped::default(),
             registered: AtomicU64::new(0),
         })
     }
@@ -258,8 +279,8 @@ impl Ring {
     }
 
     /// Enqueues the record in `buf[REC_HEADER..]` (the first `REC_HEADER` bytes are room
-    /// for its header), with `fds` beside it: spills a large payload to its own memfd,
-    /// reserves room, sends the fds, publishes.
+    /// for its header), with `fds` beside it: spills a large payload to a segment of this
+    /// handle's (or its own sealed memfd), reserves room, sends the fds, publishes.
     #[inline]
     pub(crate) fn put(
         &self,
@@ -267,11 +288,25 @@ impl Ring {
         mut fds: Vec<OwnedFd>,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), Refused> {
-        let mut large = [0u8; REC_HEADER + 8];
+        let mut large = [0u8; REC_HEADER + layout::LARGE_LEN];
+        // Released if this put fails before publishing.
+        let mut claimed = None;
         let (kind, record) = if buf.len() - REC_HEADER > self.inline_max() {
-            fds.insert(0, Self::spill(&buf[REC_HEADER..])?);
-            large[REC_HEADER..]
-                .copy_from_slice(&(buf.len() as u64 - REC_HEADER as u64).to_le_bytes());
+            let payload = &buf[REC_HEADER..];
+            let how = match self.spills.fill(payload)? {
+                Some(segment) => {
+                    fds.insert(0, segment.fd()?);
+                    claimed = Some(segment);
+                    layout::large::SEGMENT
+                }
+                None => {
+                    fds.insert(0, Self::spill(payload)?);
+                    layout::large::SEALED
+                }
+            };
+            large[REC_HEADER..REC_HEADER + 8]
+                .copy_from_slice(&(payload.len() as u64).to_le_bytes());
+            large[REC_HEADER + 8..].copy_from_slice(&how.to_le_bytes());
             (kind::LARGE, &mut large[..])
         } else if fds.is_empty() {
             (kind::INLINE, buf)
@@ -300,10 +335,114 @@ impl Ring {
                 .send(side_seq, &fds, deadline, || self.core.shared.others_gone())?;
         }
         room.publish(record, RecordHeader::new(len, kind, side_seq))?;
+        if let Some(segment) = claimed {
+            segment.handed_over();
+        }
         Ok(())
     }
 
-    /// Copies a payload too large for the ring into a sealed memfd of its own.
+    /// The most bytes of records one batch moves at once (put or got).
+    #[inline]
+    pub(crate) fn batch_max_bytes(&self) -> usize {
+        self.core.cap as usize / 4
+    }
+
+    /// Whether this is a `JoinableQueue`'s ring (which counts one item per put, so takes no
+    /// batch).
+    pub(crate) fn is_joinable(&self) -> bool {
+        self.core.joinable
+    }
+
+    /// Enqueues a batch: `span` holds whole `INLINE` records (headers in place, each
+    /// padded to 8), `recs` their lengths. Waits until the first fits, then publishes it
+    /// and as many of the next as fit now with one store of the tail, under one hold of
+    /// the producers' lock, waking consumers once. Returns how many were put.
+    pub(crate) fn put_span(
+        &self,
+        span: &[u8],
+        recs: &[usize],
+        deadline: Option<Instant>,
+    ) -> std::result::Result<usize, Refused> {
+        debug_assert!(!self.core.joinable && !recs.is_empty());
+        let first = recs[0];
+        if first > self.core.cap as usize {
+            return Err(Refused::Failed(corrupt("record larger than the ring")));
+        }
+        let room = self.core.reserve(first, deadline)?;
+        let (more, bytes) = room.more_fitting(first, &recs[1..]);
+        room.publish_span(&span[..first + bytes], more as u32 + 1)?;
+        Ok(more + 1)
+    }
+
+    /// Takes up to `max` (≥ 1) messages, waiting until `deadline` for the first. When the
+    /// first carries fds or is large, it alone is taken and returned as a payload (in
+    /// `buf`, as [`get`](Ring::get) returns it); otherwise the run of small messages after
+    /// it is copied out with one hold of the consumers' lock, each message's bytes handed
+    /// to `each` (under the lock: a message that `each` refuses stays in the queue,
+    /// unless it is the first, which is consumed and its error returned), and freed with
+    /// one store of the head.
+    pub(crate) fn get_many(
+        &self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        deadline: Option<Instant>,
+        mut each: impl FnMut(&[u8]) -> Result<()>,
+    ) -> std::result::Result<Option<Payload>, Refused> {
+        let taken = loop {
+            let taken = self.core.take(deadline)?;
+            if taken.header().kind() == kind::INLINE {
+                break taken;
+            }
+            match self.read_message(&taken, buf) {
+                Ok(Some(payload)) => {
+                    taken.free();
+                    return Ok(Some(payload));
+                }
+                Ok(None) => taken.free(),
+                Err(e) => {
+                    taken.skip_all();
+                    return Err(Refused::Failed(e));
+                }
+            }
+        };
+        let (n, bytes) = taken.inline_run(max, self.batch_max_bytes());
+        buf.resize(bytes, 0);
+        if let Err(e) = taken.read_span(buf) {
+            taken.skip_all();
+            return Err(Refused::Failed(e));
+        }
+        // The bytes and the count of the records `each` took.
+        let (mut at, mut count) = (0, 0);
+        for i in 0..n {
+            let mut word = [0u8; REC_HEADER];
+            word.copy_from_slice(&buf[at..at + REC_HEADER]);
+            let header = RecordHeader::from_word(u64::from_le_bytes(word));
+            let rec = header.record_len();
+            let body = buf.get(at + REC_HEADER..at + REC_HEADER + header.len as usize);
+            let done = match body {
+                Some(body) if at + rec <= bytes => each(body),
+                // Changed under the lock: nothing after it can be trusted.
+                _ => {
+                    taken.skip_all();
+                    return Err(Refused::Failed(corrupt("a record changed while read")));
+                }
+            };
+            if let Err(e) = done {
+                if i == 0 {
+                    taken.free();
+                    return Err(Refused::Failed(e));
+                }
+                break;
+            }
+            at += rec;
+            count += 1;
+        }
+        taken.free_span(at, count);
+        Ok(None)
+    }
+
+    /// Copies a payload too large for the ring, and for a pooled segment, into a sealed
+    /// memfd of its own.
     fn spill(payload: &[u8]) -> Result<OwnedFd> {
         SealedWriter::new("mproc-queue-message", payload.len())
             .and_then(|w| {
@@ -348,7 +487,8 @@ impl Ring {
     ) -> Result<Option<Payload>> {
         let header = taken.header();
         let len = header.len as usize;
-        buf.clear();
+        // Not cleared first: the copy overwrites every byte kept (a buffer reused for
+        // messages of one size is never zeroed again).
         match header.kind() {
             kind::INLINE => {
                 buf.resize(len, 0);
@@ -363,24 +503,35 @@ impl Ring {
             kind::LARGE => {}
             _ => return Err(corrupt("a record of unknown kind")),
         }
-        if len != 8 {
+        if len != layout::LARGE_LEN {
             return Err(corrupt("a large record of the wrong length"));
         }
-        let mut size = [0u8; 8];
-        taken.read_payload(&mut size)?;
+        let mut meta = [0u8; layout::LARGE_LEN];
+        taken.read_payload(&mut meta)?;
         let Some(mut fds) = self.side.take(header.side_seq())? else {
             return Ok(None);
         };
         if fds.is_empty() {
             return Err(corrupt("a large message came without its memfd"));
         }
-        let size = usize::try_from(u64::from_le_bytes(size))
-            .map_err(|_| corrupt("a large message's size"))?;
+        let [size, how] =
+            [&meta[..8], &meta[8..]].map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
+        let Ok(size) = usize::try_from(size) else {
+            return Ok(Some(Payload::Bad(corrupt("a large message's size"))));
+        };
         let memfd = fds.remove(0);
         // A bad memfd costs this message only: the record is consumed either way.
-        Ok(Some(match SealedBytes::map(memfd, size) {
-            Ok(bytes) => Payload::Sealed(Box::new((bytes, fds))),
-            Err(e) => Payload::Bad(Error::io("mapping a large message", e)),
+        Ok(Some(match how {
+            layout::large::SEGMENT => match self.mapped.copy_out(&memfd, size, buf) {
+                Ok(()) if fds.is_empty() => Payload::Inline,
+                Ok(()) => Payload::WithFds(fds),
+                Err(e) => Payload::Bad(e),
+            },
+            layout::large::SEALED => match SealedBytes::map(memfd, size) {
+                Ok(bytes) => Payload::Sealed(Box::new((bytes, fds))),
+                Err(e) => Payload::Bad(Error::io("mapping a large message", e)),
+            },
+            _ => Payload::Bad(corrupt("a large message of unknown kind")),
         }))
     }
 
@@ -588,18 +739,28 @@ mod tests {
     }
 
     #[test]
-    fn a_large_message_travels_in_a_sealed_memfd() {
+    fn large_messages_travel_in_reused_segments_then_in_sealed_memfds() {
         let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
-        let payload: Vec<u8> = (0..3 * MIN_BYTES).map(|i| (i % 13) as u8).collect();
-        put_bytes(&ring, &payload);
-        let mut buf = Vec::new();
-        match ring.get(&mut buf, None) {
-            Ok(Payload::Sealed(sealed)) => {
-                assert!(sealed.0.as_slice() == payload.as_slice());
-                assert!(sealed.1.is_empty());
-            }
-            _ => panic!("not a sealed payload"),
+        let payload =
+            |n: usize| -> Vec<u8> { (0..3 * MIN_BYTES).map(|i| (i % 13 + n) as u8).collect() };
+        // One more than the pool while none is taken: the last goes in a sealed memfd.
+        for n in 0..=spill::POOL {
+            put_bytes(&ring, &payload(n));
         }
+        let mut buf = Vec::new();
+        for n in 0..=spill::POOL {
+            match ring.get(&mut buf, None) {
+                Ok(Payload::Inline) if n < spill::POOL => assert!(buf == payload(n)),
+                Ok(Payload::Sealed(sealed)) if n == spill::POOL => {
+                    assert!(sealed.0.as_slice() == payload(n).as_slice());
+                    assert!(sealed.1.is_empty());
+                }
+                _ => panic!("message {n} did not travel as it should"),
+            }
+        }
+        // Every segment was freed: reused.
+        put_bytes(&ring, &payload(9));
+        assert!(matches!(ring.get(&mut buf, None), Ok(Payload::Inline)) && buf == payload(9));
     }
 
     /// Moves the shared state as if other processes had put and got `bytes` more bytes
@@ -764,7 +925,7 @@ mod tests {
                 let mut used = 0usize;
                 let record_len = |len: usize| {
                     if len > ring.inline_max() {
-                        layout::pad8(REC_HEADER + 8)
+                        layout::pad8(REC_HEADER + layout::LARGE_LEN)
                     } else {
                         layout::pad8(REC_HEADER + len)
                     }

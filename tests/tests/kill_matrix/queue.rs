@@ -1,5 +1,6 @@
 //! Queue roles: a producer killed mid-put and a consumer killed mid-get, with small and
-//! large (sealed-memfd) messages. What was acknowledged arrives exactly once, in order.
+//! large messages (in the producer's reused segments). A killed producer or consumer
+//! loses at most the message it was moving. What was acknowledged arrives exactly once, in order.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,8 +14,9 @@ use crate::harness::{PATIENCE, Rng, Role, kill_and_reap, limit, pause, wait_unti
 /// A message: its sequence number and a payload whose bytes follow from it.
 type Msg = (u64, ByteBuf);
 
-/// The ring of every queue here: 64 KiB, so a message above 16 KiB takes the sealed-memfd
-/// path with its side datagram.
+/// The ring of every queue here: 64 KiB, so a message above 16 KiB takes the large path
+/// (a segment its producer reuses once freed, with its side datagram): a producer is
+/// killed mid-copy into a reused segment, a consumer mid-copy out of one.
 const RING: usize = 64 << 10;
 
 fn payload(seq: u64, len: usize) -> ByteBuf {

@@ -189,9 +189,22 @@ pub(crate) mod kind {
     pub(crate) const INLINE: u32 = 1;
     /// Payload in the ring, file descriptors in a side datagram.
     pub(crate) const WITH_FDS: u32 = 2;
-    /// Payload in a sealed memfd (the first fd of the side datagram); the ring holds its
-    /// size.
+    /// Payload in a memfd (the first fd of the side datagram); the ring holds its size
+    /// and how it travels (see [`large`](super::large)).
     pub(crate) const LARGE: u32 = 3;
+}
+
+/// The payload length of a `LARGE` record: the message's size, then how it travels
+/// (each a little-endian u64).
+pub(crate) const LARGE_LEN: usize = 16;
+
+/// How a large message travels.
+pub(crate) mod large {
+    /// In a fresh sealed memfd of its own.
+    pub(crate) const SEALED: u64 = 0;
+    /// In a segment its producer reuses, freed by the consumer once copied out (see
+    /// `spill`).
+    pub(crate) const SEGMENT: u64 = 1;
 }
 
 /// A record's header length.

@@ -103,6 +103,8 @@ pub(crate) struct Taken<'a, S: Shared> {
     head: End,
     head_laps: u32,
     header: RecordHeader,
+    /// The tail as seen when taking (records up to it are published).
+    tail: u32,
 }
 
 impl<S: Shared> Core<S> {
@@ -326,6 +328,7 @@ impl<S: Shared> Core<S> {
                 head,
                 head_laps,
                 header: RecordHeader { len: 0, meta: 0 },
+                tail,
             };
             match self.read_header(head.pos, tail) {
                 Ok(header) => {
@@ -413,6 +416,49 @@ impl<'a, S: Shared> Reserved<'a, S> {
         seq
     }
 
+    /// How many of the records whose lengths `recs` gives (each padded, header included)
+    /// fit after this one of `first` bytes, and their bytes: a batch's room, taken with
+    /// one look at the consumers' head.
+    #[inline]
+    pub(crate) fn more_fitting(&self, first: usize, recs: &[usize]) -> (usize, usize) {
+        let head = self.core.consumer_end(Ordering::Acquire);
+        let used = self.tail.pos.wrapping_sub(head.pos) as usize + first;
+        let count = self.tail.count.wrapping_sub(head.count).wrapping_add(1);
+        let room = (self.core.cap as usize).saturating_sub(used);
+        let slots = self.core.max_messages.saturating_sub(count) as usize;
+        let (mut n, mut bytes) = (0, 0);
+        for &rec in recs.iter().take(slots) {
+            if bytes + rec > room {
+                break;
+            }
+            bytes += rec;
+            n += 1;
+        }
+        (n, bytes)
+    }
+
+    /// The last phases of a batch's put: writes `span`, `n` whole records whose headers
+    /// are in place, at the tail, publishes them with one store, and wakes sleeping
+    /// consumers. Not for a `JoinableQueue` (it counts one item per put).
+    #[inline]
+    pub(crate) fn publish_span(self, span: &[u8], n: u32) -> Result<()> {
+        debug_assert!(!self.core.joinable && span.len().is_multiple_of(8));
+        let Reserved { core, held, tail } = self;
+        core.ring_write(tail.pos, span)?;
+        let next = End {
+            pos: tail.pos.wrapping_add(span.len() as u32),
+            count: tail.count.wrapping_add(n),
+        };
+        Written {
+            core,
+            held,
+            tail,
+            next,
+        }
+        .publish();
+        Ok(())
+    }
+
     /// The last phases of a put: writes `record` (whose first `REC_HEADER` bytes become
     /// `header`) at the tail, publishes it, and wakes sleeping consumers.
     #[inline]
@@ -486,18 +532,71 @@ impl<S: Shared> Taken<'_, S> {
         self.core.ring_read(body, buf)
     }
 
+    /// The records after this one, up to `max` more and `max_bytes` bytes in all, that
+    /// are published, in the ring, and carry no file descriptor: their count and bytes
+    /// (this one's included). A header that does not look right ends the run (the get
+    /// that reaches it reports it).
+    #[inline]
+    pub(crate) fn inline_run(&self, max: usize, max_bytes: usize) -> (usize, usize) {
+        let mut bytes = self.header.record_len();
+        let mut n = 1;
+        while n < max {
+            let pos = self.head.pos.wrapping_add(bytes as u32);
+            let avail = self.tail.wrapping_sub(pos) as usize;
+            if avail < REC_HEADER || avail > self.core.cap as usize {
+                break;
+            }
+            let Ok(word) = self
+                .core
+                .shared
+                .read_u64((pos & (self.core.cap - 1)) as usize)
+            else {
+                break;
+            };
+            let header = RecordHeader::from_word(word);
+            let rec = header.record_len();
+            if header.kind() != crate::ring::layout::kind::INLINE
+                || rec > avail
+                || bytes + rec > max_bytes
+            {
+                break;
+            }
+            bytes += rec;
+            n += 1;
+        }
+        (n, bytes)
+    }
+
+    /// Copies `buf.len()` bytes of whole records, headers included, from this one on.
+    #[inline]
+    pub(crate) fn read_span(&self, buf: &mut [u8]) -> Result<()> {
+        self.core.ring_read(self.head.pos, buf)
+    }
+
+    /// The last phase of a batch's get: frees `n` records of `bytes` bytes from this one
+    /// on (as [`inline_run`](Taken::inline_run) found them) and wakes sleeping producers.
+    #[inline]
+    pub(crate) fn free_span(self, bytes: usize, n: u32) {
+        let next = End {
+            pos: self.head.pos.wrapping_add(bytes as u32),
+            count: self.head.count.wrapping_add(n),
+        };
+        self.free_to(next);
+    }
+
     /// The last phase of a get: frees the record and wakes sleeping producers.
     #[inline]
     pub(crate) fn free(self) {
+        let next = self.head.after(self.header.record_len() as u32);
+        self.free_to(next);
+    }
+
+    #[inline]
+    fn free_to(self, next: End) {
         let Taken {
-            core,
-            held,
-            head,
-            header,
-            ..
+            core, held, head, ..
         } = self;
         let c = &core.shared.header().consumer;
-        let next = head.after(header.record_len() as u32);
         if head.laps_to(next.pos) {
             c.head_laps.fetch_add(1, Ordering::Relaxed);
         }

@@ -1,0 +1,334 @@
+//! Large messages' segments: each producer handle keeps a few memfds and reuses them; a
+//! consumer hands one back by marking it free, in the segment itself, once it has copied
+//! the message out.
+//!
+//! # Ownership
+//!
+//! A segment's first word says who may touch its bytes: `FREE` (its producer may claim
+//! it) or `BUSY` (one message lives there: its producer wrote it and nobody else may
+//! write it). A producer claims a segment with a compare-and-swap `FREE → BUSY`, copies
+//! the message in, and sends the segment's fd beside the record (the side socket, as
+//! every fd of a record travels). The consumer that takes the record copies the message
+//! out and stores `FREE` (Release: its reads of the bytes come before). A producer
+//! therefore never rewrites bytes a consumer may still read, and a consumer never reads
+//! a segment while it is being written: it only receives one after the record is
+//! published, and the record is published after the copy in.
+//!
+//! # Deaths
+//!
+//! A producer killed mid-copy leaves its segment `BUSY` and unpublished: nobody reads it,
+//! the queue goes on, and only that message is lost (its side datagram, if sent, is
+//! dropped as stale by the next consumer). A consumer killed between taking a record and
+//! freeing the segment leaves the segment `BUSY` for ever: its producer stops using it and
+//! makes another, up to [`POOL`] segments; past that, a message travels in a fresh
+//! sealed memfd, as one larger than [`POOL_MAX_BYTES`] always does.
+//!
+//! A segment's size is sealed, so a consumer's copy out never touches a page that is not
+//! there (no SIGBUS), whatever its producer does.
+
+use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mproc_sys::Region;
+
+use crate::error::{Error, Result};
+use crate::ring::corrupt;
+
+/// The segment's state word.
+const STATE: usize = 0;
+/// Where the message starts (a cache line past the state word).
+const DATA: usize = 64;
+const FREE: u32 = 0;
+const BUSY: u32 = 1;
+/// The segments each producer handle keeps.
+pub(crate) const POOL: usize = 4;
+/// The largest segment kept for reuse: a message larger than this (less `DATA`) travels
+/// in a fresh sealed memfd. With [`POOL`], a producer handle keeps at most 128 MiB.
+pub(crate) const POOL_MAX_BYTES: usize = 32 << 20;
+/// The smallest segment made.
+const MIN_BYTES: usize = 1 << 20;
+/// The segments each consumer handle keeps mapped.
+const MAPPED: usize = 8;
+
+/// One reusable segment: its mapping, its fd, and the process that made it.
+struct Segment {
+    region: Region,
+    /// Closed on drop only in `owner`: in a copy of the handle that a fork child
+    /// inherited, it is not this process's (a child made by fork closes it, as the
+    /// queue's other fds, and its number may name another file there).
+    fd: Option<OwnedFd>,
+    owner: u64,
+}
+
+impl Segment {
+    /// Makes a segment (zeroed: `FREE`) with room for at least `len` bytes of message.
+    fn new(len: usize) -> Result<Segment> {
+        let size = (len + DATA).next_power_of_two().max(MIN_BYTES);
+        let (region, fd) = Region::anonymous_with_fd("mproc-queue-spill", size)
+            .map_err(|e| Error::io("making a segment for large messages", e))?;
+        // A child made by fork closes it, as the queue's other fds.
+        mproc_sys::track_owned_fd(fd.as_fd());
+        Ok(Segment {
+            region,
+            fd: Some(fd),
+            owner: mproc_sys::current_identity(),
+        })
+    }
+
+    fn room(&self) -> usize {
+        self.region.len() - DATA
+    }
+
+    fn state(&self) -> Result<&AtomicU32> {
+        state(&self.region)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        if self.owner == mproc_sys::current_identity() {
+            mproc_sys::untrack_owned_fd(fd.as_fd());
+        } else {
+            // Not ours to close.
+            let _ = fd.into_raw_fd();
+        }
+    }
+}
+
+fn state(region: &Region) -> Result<&AtomicU32> {
+    region
+        .get::<AtomicU32>(STATE)
+        .map_err(|_| corrupt("a large message's segment is too short"))
+}
+
+/// A segment claimed for one message: released (`FREE` again) on drop unless
+/// [`handed_over`](Claimed::handed_over), when the message was published and its consumer
+/// will release it.
+pub(crate) struct Claimed {
+    segment: Arc<Segment>,
+    published: bool,
+}
+
+impl Claimed {
+    /// A copy of the segment's fd, to travel beside the record.
+    pub(crate) fn fd(&self) -> Result<OwnedFd> {
+        self.segment
+            .fd
+            .as_ref()
+            .ok_or_else(|| corrupt("a segment without its fd"))?
+            .try_clone()
+            .map_err(|e| Error::io("duplicating a large message's segment", e))
+    }
+
+    /// Says the record is published: the segment is its consumer's to free.
+    pub(crate) fn handed_over(mut self) {
+        self.published = true;
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if !self.published
+            && let Ok(state) = self.segment.state()
+        {
+            state.store(FREE, Ordering::Release);
+        }
+    }
+}
+
+/// A producer handle's segments (a copy of the handle inherited by fork starts its own:
+/// see [`Segment::fd`]).
+#[derive(Default)]
+pub(crate) struct Spills {
+    segments: Mutex<Vec<Arc<Segment>>>,
+}
+
+impl Spills {
+    /// Copies `payload` into a free segment of this handle (made when none fits, up to
+    /// [`POOL`]), and returns it claimed; `None` when the payload is too large to pool,
+    /// or every segment is busy (the caller then uses a fresh sealed memfd).
+    pub(crate) fn fill(&self, payload: &[u8]) -> Result<Option<Claimed>> {
+        if payload.len() > POOL_MAX_BYTES - DATA {
+            return Ok(None);
+        }
+        let Some(segment) = self.claim(payload.len())? else {
+            return Ok(None);
+        };
+        let claimed = Claimed {
+            segment,
+            published: false,
+        };
+        claimed
+            .segment
+            .region
+            .copy_from(DATA, payload)
+            .map_err(|e| Error::io("copying a large message into its segment", e))?;
+        Ok(Some(claimed))
+    }
+
+    /// Claims a free segment with room for `len` bytes: one of this handle's, a larger one
+    /// in place of a free one too small, or a new one.
+    fn claim(&self, len: usize) -> Result<Option<Arc<Segment>>> {
+        let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        let me = mproc_sys::current_identity();
+        if segments.first().is_some_and(|s| s.owner != me) {
+            // Inherited by fork: its maker's segments, not this process's.
+            segments.clear();
+        }
+        let try_claim = |s: &Segment| {
+            s.state().is_ok_and(|w| {
+                w.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            })
+        };
+        if let Some(s) = segments.iter().find(|s| s.room() >= len && try_claim(s)) {
+            return Ok(Some(Arc::clone(s)));
+        }
+        let slot = if segments.len() < POOL {
+            None
+        } else if let Some(i) = segments.iter().position(|s| try_claim(s)) {
+            // Free but too small: replaced by a larger one.
+            Some(i)
+        } else {
+            return Ok(None);
+        };
+        let segment = Arc::new(Segment::new(len)?);
+        segment.state()?.store(BUSY, Ordering::Relaxed);
+        match slot {
+            Some(i) => segments[i] = Arc::clone(&segment),
+            None => segments.push(Arc::clone(&segment)),
+        }
+        Ok(Some(segment))
+    }
+}
+
+/// A consumer handle's mappings of the segments it has received, most recent last.
+#[derive(Default)]
+pub(crate) struct Mapped {
+    segments: Mutex<Vec<((u64, u64), Region)>>,
+}
+
+impl Mapped {
+    /// Copies the `size`-byte message out of the segment `fd` into `buf`, then frees the
+    /// segment for its producer.
+    ///
+    /// # Errors
+    ///
+    /// `Corrupt` when `fd` is not a size-sealed memfd holding `size` bytes of message
+    /// (nothing is freed then).
+    pub(crate) fn copy_out(&self, fd: &OwnedFd, size: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let id = mproc_sys::file_identity(fd.as_fd())
+            .map_err(|e| Error::io("looking at a large message's segment", e))?;
+        let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        let at = match segments.iter().position(|(i, _)| *i == id) {
+            Some(at) => at,
+            None => {
+                if !mproc_sys::is_size_sealed(fd.as_fd()) {
+                    return Err(corrupt("a large message's segment is not size-sealed"));
+                }
+                let len = mproc_sys::file_size(fd.as_fd())
+                    .ok()
+                    .and_then(|l| usize::try_from(l).ok())
+                    .ok_or_else(|| corrupt("a large message's segment has no size"))?;
+                let region = Region::map(fd.as_fd(), len)
+                    .map_err(|e| Error::io("mapping a large message's segment", e))?;
+                if segments.len() == MAPPED {
+                    segments.remove(0);
+                }
+                segments.push((id, region));
+                segments.len() - 1
+            }
+        };
+        let region = &segments[at].1;
+        if size > region.len().saturating_sub(DATA) {
+            return Err(corrupt("a large message is larger than its segment"));
+        }
+        // Not cleared first: the copy overwrites every byte kept.
+        buf.resize(size, 0);
+        region
+            .copy_to(DATA, &mut buf[..])
+            .map_err(|e| Error::io("copying a large message out of its segment", e))?;
+        state(region)?.store(FREE, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment_of(spills: &Spills, claimed: &Claimed) -> usize {
+        let segments = spills.segments.lock().unwrap();
+        segments
+            .iter()
+            .position(|s| Arc::ptr_eq(s, &claimed.segment))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_segment_is_reused_only_once_its_consumer_freed_it() {
+        let (spills, mapped) = (Spills::default(), Mapped::default());
+        let first = spills.fill(&[1u8; 5000]).unwrap().unwrap();
+        let fd = first.fd().unwrap();
+        let at = segment_of(&spills, &first);
+        first.handed_over();
+        // Busy: the next message goes elsewhere.
+        let second = spills.fill(&[2u8; 5000]).unwrap().unwrap();
+        assert_ne!(segment_of(&spills, &second), at);
+        let mut buf = Vec::new();
+        mapped.copy_out(&fd, 5000, &mut buf).unwrap();
+        assert_eq!(buf, [1u8; 5000]);
+        // Freed: reused.
+        let third = spills.fill(&[3u8; 5000]).unwrap().unwrap();
+        assert_eq!(segment_of(&spills, &third), at);
+        mapped
+            .copy_out(&third.fd().unwrap(), 5000, &mut buf)
+            .unwrap();
+        assert_eq!(buf, [3u8; 5000]);
+        drop(second);
+    }
+
+    #[test]
+    fn an_unpublished_claim_is_released() {
+        let spills = Spills::default();
+        let claimed = spills.fill(&[1u8; 100]).unwrap().unwrap();
+        let at = segment_of(&spills, &claimed);
+        drop(claimed);
+        let again = spills.fill(&[1u8; 100]).unwrap().unwrap();
+        assert_eq!(segment_of(&spills, &again), at);
+    }
+
+    #[test]
+    fn the_pool_is_bounded_and_then_says_none() {
+        let spills = Spills::default();
+        let claims: Vec<_> = (0..POOL)
+            .map(|_| spills.fill(&[0u8; 10]).unwrap().unwrap())
+            .collect();
+        assert!(spills.fill(&[0u8; 10]).unwrap().is_none());
+        assert!(spills.fill(&vec![0u8; POOL_MAX_BYTES]).unwrap().is_none());
+        drop(claims);
+        // A free segment too small is replaced by a larger one.
+        let big = spills.fill(&vec![7u8; 3 << 20]).unwrap().unwrap();
+        assert!(big.segment.room() >= 3 << 20);
+        assert_eq!(spills.segments.lock().unwrap().len(), POOL);
+    }
+
+    #[test]
+    fn a_segment_whose_size_is_not_sealed_is_refused() {
+        let file = std::fs::File::from(mproc_sys::memfd_create("not-sealed").unwrap());
+        file.set_len(1 << 20).unwrap();
+        let fd = OwnedFd::from(file);
+        let e = Mapped::default()
+            .copy_out(&fd, 10, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+        let spills = Spills::default();
+        let claimed = spills.fill(&[0u8; 10]).unwrap().unwrap();
+        let e = Mapped::default()
+            .copy_out(&claimed.fd().unwrap(), 2 << 20, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+    }
+}
