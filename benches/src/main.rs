@@ -95,6 +95,8 @@ struct Options {
     only_manager: bool,
     /// `--only-kill`: just the `kill_notice_ms.<role>` figures.
     only_kill: bool,
+    /// `--only-spawn`: just the `spawn_join_us.*` figures and their floors.
+    only_spawn: bool,
     /// `--python <interpreter> --python-script <script>`: the comparison to run.
     python: Option<(String, String)>,
 }
@@ -121,6 +123,7 @@ impl Options {
             only_pool,
             only_manager,
             only_kill,
+            only_spawn: flag("--only-spawn"),
             python: arg_after("--python").zip(arg_after("--python-script")),
         }
     }
@@ -150,7 +153,9 @@ fn main() {
         manager_check_ok: true,
     };
     warm_up(&mut flags);
-    if !opts.only_kill {
+    if opts.only_spawn {
+        measure_spawns(&opts, &mut s, &mut flags);
+    } else if !opts.only_kill {
         measure_spawns(&opts, &mut s, &mut flags);
         measure_pipes(&opts, &mut s, &mut flags);
         measure_locks(&opts, &mut s, &mut flags);
@@ -451,7 +456,7 @@ fn measure_managers(opts: &Options, s: &mut Samples, flags: &mut Flags) {
 
 /// How soon a SIGKILLed role's other party hears of it, per role.
 fn measure_kills(opts: &Options, s: &mut Samples, flags: &mut Flags) {
-    if opts.only_sync && !opts.only_kill {
+    if opts.only_spawn || (opts.only_sync && !opts.only_kill) {
         return;
     }
     eprintln!("measuring how soon a kill is noticed ...");

@@ -626,7 +626,7 @@ fn other_targets() -> Result {
 
 /// The flags `cargo xtask bench` knows: anything else is refused, so that a typo
 /// (`--quik`) does not silently run the full bench.
-const BENCH_FLAGS: [&str; 7] = [
+const BENCH_FLAGS: [&str; 8] = [
     "--vs-python",
     "--quick",
     "--only-sync",
@@ -634,6 +634,7 @@ const BENCH_FLAGS: [&str; 7] = [
     "--only-pool",
     "--only-manager",
     "--only-kill",
+    "--only-spawn",
 ];
 
 fn bench(args: &[String]) -> Result {
@@ -663,8 +664,8 @@ fn bench(args: &[String]) -> Result {
     if quick {
         c.arg("--quick");
     }
-    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`: one
-    // part's figures (`--only-pool`: the local and the MPI pool's).
+    // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`,
+    // `--only-spawn`: one part's figures (`--only-pool`: the local and the MPI pool's).
     c.args(args.iter().filter(|a| a.starts_with("--only-")));
     if vs_python {
         let python = ["python3", "python"].into_iter().find(|p| {
