@@ -114,7 +114,10 @@ pub fn take_inherited_socket(key: &str) -> Option<io::Result<(OwnedFd, String)>>
     // exec, and `TAKEN` makes this the only place that ever takes ownership of it.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // Close-on-exec is the only fd flag: set it outright (one fcntl, not a read and a write).
-    let cloexec = fcntl(std::os::fd::AsFd::as_fd(&fd), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    let cloexec = fcntl(
+        std::os::fd::AsFd::as_fd(&fd),
+        FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC),
+    );
     Some(
         cloexec
             .map(|_| (fd, rest.to_string()))
