@@ -53,7 +53,7 @@ fn main_thread_stack() -> Option<(usize, usize)> {
     let top = execfn.addr() + len + 1 + std::mem::size_of::<usize>();
     // SAFETY: sysconf has no preconditions.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).ok()?;
-    if page == 0 || top % page != 0 {
+    if page == 0 || !top.is_multiple_of(page) {
         return None; // not the end of a mapping: not the layout described above
     }
     let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
