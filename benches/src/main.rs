@@ -113,6 +113,8 @@ struct Options {
     /// `--peers <binary>`: the Rust peers' figures too, from the binary of `benches/peers/`,
     /// each between mproc's own rounds of the figure it is compared with.
     peers: Option<peers::Peers>,
+    /// `--only-spawn`: just the `spawn_join_us.*` figures and their floors.
+    only_spawn: bool,
     /// `--python <interpreter> --python-script <script>`: the comparison to run.
     python: Option<(String, String)>,
     /// `--instructions`: the hot paths' instruction counts under callgrind, too;
@@ -155,6 +157,7 @@ impl Options {
             only_kill,
             only_pipe,
             peers: arg_after("--peers").map(peers::Peers::new),
+            only_spawn: flag("--only-spawn"),
             python: arg_after("--python").zip(arg_after("--python-script")),
             instructions: flag("--instructions") || flag("--only-instructions"),
             only_instructions: flag("--only-instructions"),
@@ -211,7 +214,9 @@ fn main() {
         }
     }
     warm_up(&mut flags);
-    if !opts.only_kill {
+    if opts.only_spawn {
+        measure_spawns(&opts, &mut s, &mut flags);
+    } else if !opts.only_kill {
         measure_spawns(&opts, &mut s, &mut flags);
         measure_pipes(&opts, &mut s, &mut flags);
         measure_locks(&opts, &mut s, &mut flags);
@@ -572,7 +577,7 @@ fn measure_instructions(s: &mut Samples, flags: &mut Flags) {
 
 /// How soon a SIGKILLed role's other party hears of it, per role.
 fn measure_kills(opts: &Options, s: &mut Samples, flags: &mut Flags) {
-    if opts.only_sync && !opts.only_kill {
+    if opts.only_spawn || (opts.only_sync && !opts.only_kill) {
         return;
     }
     eprintln!("measuring how soon a kill is noticed ...");

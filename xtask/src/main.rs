@@ -5,7 +5,7 @@
 //! - `cargo xtask bench [--vs-python] [--vs-peers] [--quick] [--only-<part>]
 //!   [--instructions] [--plot FILE.svg]` — the benchmark table and its JSON line
 //!   (`--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`,
-//!   `--only-pipe`, `--only-instructions`: one part; `--vs-peers`: the Rust peers of
+//!   `--only-pipe`, `--only-spawn`, `--only-instructions`: one part; `--vs-peers`: the Rust peers of
 //!   `benches/peers/` too, built here and measured in the same run; `--instructions`: the
 //!   hot paths' instruction counts under callgrind too; `--plot`: the run's ratios drawn as
 //!   a chart).
@@ -631,7 +631,7 @@ fn other_targets() -> Result {
 
 /// The flags `cargo xtask bench` knows: anything else is refused, so that a typo
 /// (`--quik`) does not silently run the full bench. `--plot` takes a file after it.
-const BENCH_FLAGS: [&str; 12] = [
+const BENCH_FLAGS: [&str; 13] = [
     "--vs-python",
     "--vs-peers",
     "--only-pipe",
@@ -644,6 +644,7 @@ const BENCH_FLAGS: [&str; 12] = [
     "--only-pool",
     "--only-manager",
     "--only-kill",
+    "--only-spawn",
 ];
 
 fn bench(args: &[String]) -> Result {
@@ -706,8 +707,8 @@ fn bench(args: &[String]) -> Result {
         c.arg("--quick");
     }
     // `--only-sync`, `--only-queue`, `--only-pool`, `--only-manager`, `--only-kill`,
-    // `--only-pipe`, `--only-instructions`: one part's figures (`--only-pool`: the local
-    // and the MPI pool's).
+    // `--only-pipe`, `--only-instructions`, `--only-spawn`: one part's figures
+    // (`--only-pool`: the local and the MPI pool's).
     c.args(args.iter().filter(|a| a.starts_with("--only-")));
     if let Some(p) = peers {
         c.arg("--peers").arg(p);

@@ -113,7 +113,16 @@ pub fn take_inherited_socket(key: &str) -> Option<io::Result<(OwnedFd, String)>>
     // this process was started with (which safe code cannot change), so it was inherited at
     // exec, and `TAKEN` makes this the only place that ever takes ownership of it.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    Some(set_cloexec(std::os::fd::AsFd::as_fd(&fd), true).map(|()| (fd, rest.to_string())))
+    // Close-on-exec is the only fd flag: set it outright (one fcntl, not a read and a write).
+    let cloexec = fcntl(
+        std::os::fd::AsFd::as_fd(&fd),
+        FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC),
+    );
+    Some(
+        cloexec
+            .map(|_| (fd, rest.to_string()))
+            .map_err(io::Error::from),
+    )
 }
 
 /// Returns the size of the file behind `fd`.

@@ -144,18 +144,24 @@ impl Proc {
     }
 
     /// Waits for the status until `deadline`.
+    ///
+    /// It waits for the fd before it asks for the status: a join of a running child costs
+    /// a wait and a reap, without a reap that finds nothing first.
     pub(super) fn status_until(&self, deadline: Option<Instant>) -> Result<Status> {
+        if let Some(st) = *self.status.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(st);
+        }
         loop {
-            if let Some(st) = self.try_status() {
-                return Ok(st);
-            }
             let fd = match &self.reaper {
                 Reaper::Server(sock) if !self.server_gone.load(Ordering::Relaxed) => sock.as_fd(),
                 _ => self.pidfd.as_fd(),
             };
-            if !mproc_sys::wait_readable(fd, deadline)
-                .map_err(|e| Error::io("waiting for a child", e))?
-            {
+            let ready = mproc_sys::wait_readable(fd, deadline)
+                .map_err(|e| Error::io("waiting for a child", e))?;
+            if let Some(st) = self.try_status() {
+                return Ok(st);
+            }
+            if !ready {
                 return Err(Error::timeout());
             }
         }

@@ -79,7 +79,9 @@ extern "C" fn join_children() {
 /// it exits (as Python's children run `_exit_function` too).
 pub(crate) fn join_children_now() {
     // Another thread may hold the registry as `exit` runs: give it a moment, never hang.
-    let give_up = Instant::now() + Duration::from_secs(1);
+    // The clock is read only then: in a freshly forked child the first read of the clock
+    // faults in the vDSO's data page, a cost every child would pay for nothing.
+    let mut give_up = None;
     let me = std::process::id();
     let ours = |reg: &Registry| -> Vec<Arc<Proc>> {
         reg.iter()
@@ -91,10 +93,14 @@ pub(crate) fn join_children_now() {
         match REGISTRY.try_lock() {
             Ok(reg) => break ours(&reg),
             Err(std::sync::TryLockError::Poisoned(p)) => break ours(&p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < give_up => {
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let give_up =
+                    *give_up.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
+                if Instant::now() >= give_up {
+                    return;
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err(std::sync::TryLockError::WouldBlock) => return,
         }
     };
     for p in procs.iter().filter(|p| p.info.daemon) {

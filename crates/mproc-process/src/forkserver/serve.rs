@@ -87,13 +87,21 @@ pub(super) fn serve(control: Fd) {
                 Ok(ForkOutcome::Child) => {
                     let _exit = crate::run::ExitOnUnwind;
                     // Close everything of the server's; keep only the data socket, which
-                    // replaces (and so closes) the server's own reply socket.
-                    drop(children);
+                    // replaces (and so closes) the server's own reply socket. Fds are
+                    // closed, memory is forgotten rather than freed: every page `free`
+                    // writes here is a page copied (the server's heap is shared with
+                    // this child until one of them writes).
+                    children.drain(..).for_each(drop);
+                    std::mem::forget(children);
                     drop(control);
                     drop(parent);
                     drop(req.status);
                     // It may hold the next requests, with their fds: not this child's.
-                    drop(reader);
+                    if reader.holds_fds() {
+                        drop(reader);
+                    } else {
+                        std::mem::forget(reader);
+                    }
                     crate::run::set_reply_socket(req.data.into_owned());
                     crate::child_env::apply_env(&req.changes);
                     crate::child_env::apply_env(&req.env);

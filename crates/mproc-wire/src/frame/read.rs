@@ -106,6 +106,17 @@ impl FrameReader {
         !matches!(self.state, State::Header) || self.rlen > self.rpos
     }
 
+    /// Returns whether the reader holds received fds not handed out yet (a process that
+    /// must not keep them, a freshly forked child say, drops the reader rather than
+    /// forgetting it).
+    ///
+    /// ```
+    /// assert!(!mproc_wire::FrameReader::new().holds_fds());
+    /// ```
+    pub fn holds_fds(&self) -> bool {
+        !self.fds.is_empty() || !self.frame_fds.is_empty()
+    }
+
     /// Returns whether a read would return at once without waiting for the socket (which
     /// may not be readable): a whole message, or an error, is already buffered.
     pub fn has_buffered_message(&self) -> bool {
