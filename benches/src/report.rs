@@ -498,6 +498,9 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
     for (_, key) in crate::kill::ROLES {
         spread[key] = s.spread(key);
     }
+    for key in ["lock_value_ops_per_s", "floor.futex_mutex_ops_per_s"] {
+        spread[key] = s.spread(key);
+    }
     let mut out = json!({
         "spawn_join_us": {
             "spawn": round1(m("spawn_join_us.spawn")),
