@@ -7,8 +7,9 @@ use std::time::Instant;
 use mproc::{Builder, Lock, RawValue, SharedAtomic, SharedMemory, StartMethod, Value};
 use mproc_sys::{futex_wait, futex_wake};
 
-/// Drepper's futex mutex (0 free, 1 held, 2 held with waiters), with the same short spin
-/// as mproc's lock: the floor every lock figure is compared with.
+/// Drepper's futex mutex (0 free, 1 held, 2 held with waiters), with the same spin as
+/// mproc's lock (1000 spin-loop hints, looking at the word after 1, 2, 4, ... 64 of them):
+/// the floor every lock figure is compared with.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct FutexMutex(SharedAtomic<AtomicU32>);
 
@@ -25,14 +26,20 @@ impl FutexMutex {
         {
             return;
         }
-        for _ in 0..100 {
+        let (mut spins, mut backoff) = (0, 1);
+        while spins < 1000 {
             if w.load(Ordering::Relaxed) == 0
                 && w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
                 return;
             }
-            std::hint::spin_loop();
+            let hints = backoff.min(1000 - spins);
+            for _ in 0..hints {
+                std::hint::spin_loop();
+            }
+            spins += hints;
+            backoff = (backoff * 2).min(64);
         }
         while w.swap(2, Ordering::Acquire) != 0 {
             futex_wait(w, 2, None);
