@@ -355,7 +355,7 @@ fn measure_locks(opts: &Options, s: &mut Samples, flags: &mut Flags) {
     } else {
         15
     }) {
-        let (ours, floor, ok) = sync::lock_value(50_000);
+        let (ours, floor, ok) = sync::lock_value(if quick { 100_000 } else { 500_000 });
         s.add("lock_value_ops_per_s", ours);
         s.add("floor.futex_mutex_ops_per_s", floor);
         flags.check_ok &= ok;

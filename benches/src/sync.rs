@@ -2,13 +2,14 @@
 //! owner, no robust list) for the locks, `memset` of private memory for the segment.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use mproc::{Barrier, Builder, Lock, RawValue, SharedAtomic, SharedMemory, StartMethod, Value};
+use mproc::{Builder, Lock, RawValue, SharedAtomic, SharedMemory, StartMethod, Value};
 use mproc_sys::{futex_wait, futex_wake};
 
-/// Drepper's futex mutex (0 free, 1 held, 2 held with waiters), with the same short spin
-/// as mproc's lock: the floor every lock figure is compared with.
+/// Drepper's futex mutex (0 free, 1 held, 2 held with waiters), with the same spin as
+/// mproc's lock (1000 spin-loop hints, looking at the word after 1, 2, 4, ... 64 of them):
+/// the floor every lock figure is compared with.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct FutexMutex(SharedAtomic<AtomicU32>);
 
@@ -25,14 +26,20 @@ impl FutexMutex {
         {
             return;
         }
-        for _ in 0..100 {
+        let (mut spins, mut backoff) = (0, 1);
+        while spins < 1000 {
             if w.load(Ordering::Relaxed) == 0
                 && w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
                 return;
             }
-            std::hint::spin_loop();
+            let hints = backoff.min(1000 - spins);
+            for _ in 0..hints {
+                std::hint::spin_loop();
+            }
+            spins += hints;
+            backoff = (backoff * 2).min(64);
         }
         while w.swap(2, Ordering::Acquire) != 0 {
             futex_wait(w, 2, None);
@@ -74,70 +81,93 @@ pub fn lock_uncontended(rounds: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
     (ours, raw)
 }
 
-fn wall_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_nanos()
-}
+/// What one incrementing child saw: when it left the start gate and when it finished
+/// (CLOCK_MONOTONIC ns, which every process reads alike), and the counter after its last
+/// increment (every increment either process had made by then).
+type Run = (u64, u64, u64);
 
-fn incr_value((v, barrier, n): (Value<u64>, Barrier, u64)) -> u128 {
-    barrier.wait().expect("barrier");
-    for _ in 0..n {
-        *v.lock().expect("lock") += 1;
+/// Lets two children go together: each pins itself to its own CPU (where there are two),
+/// announces itself and spins until the other has too, so both hammer the lock from their
+/// first increment (a sleeping barrier let the first one woken run alone for ~2 ms, longer
+/// than the floor's whole run).
+fn start_gate(arrived: &SharedAtomic<AtomicU32>, cpu: usize) -> u64 {
+    crate::pin(cpu);
+    arrived.fetch_add(1, Ordering::AcqRel);
+    let mut spins = 0u32;
+    while arrived.load(Ordering::Acquire) < 2 {
+        spins += 1;
+        if spins.is_multiple_of(1024) {
+            std::thread::yield_now(); // the other may need this CPU to get here
+        } else {
+            std::hint::spin_loop();
+        }
     }
-    wall_ns()
+    mproc_sys::monotonic_ns()
 }
 
-fn incr_floor((m, v, barrier, n): (FutexMutex, RawValue<u64>, Barrier, u64)) -> u128 {
-    barrier.wait().expect("barrier");
+fn incr_value((v, gate, cpu, n): (Value<u64>, SharedAtomic<AtomicU32>, usize, u64)) -> Run {
+    let t0 = start_gate(&gate, cpu);
+    let mut seen = 0;
+    for _ in 0..n {
+        let mut g = v.lock().expect("lock");
+        *g += 1;
+        seen = *g;
+    }
+    (t0, mproc_sys::monotonic_ns(), seen)
+}
+
+type FloorArgs = (
+    FutexMutex,
+    RawValue<u64>,
+    SharedAtomic<AtomicU32>,
+    usize,
+    u64,
+);
+
+fn incr_floor((m, v, gate, cpu, n): FloorArgs) -> Run {
+    let t0 = start_gate(&gate, cpu);
+    let mut seen = 0;
     for _ in 0..n {
         m.lock();
-        v.set(v.get() + 1);
+        seen = v.get() + 1;
+        v.set(seen);
         m.unlock();
     }
-    wall_ns()
+    (t0, mproc_sys::monotonic_ns(), seen)
 }
 
 fn fork() -> Builder {
     Builder::new().start_method(StartMethod::Fork)
 }
 
-/// Two processes × `n` increments of a locked shared value: op/s for mproc's `Value` and
-/// for the floor, and whether both counted right. Timed as Python's figure is: from the
-/// parent leaving the start barrier to the last child finishing (wall clock, which every
-/// process reads alike).
+/// Two processes, one per CPU, × `n` increments of a locked shared value: op/s for mproc's
+/// `Value` and for the floor, and whether both counted right. Only the time both hammer
+/// the lock counts: from the start gate to the first child's end, with the increments both
+/// had made by then (what the first one to finish read last), so neither a late start nor
+/// the other's uncontended tail enters the figure.
 pub fn lock_value(n: u64) -> (f64, f64, bool) {
-    let barrier = Barrier::new(3).expect("barrier");
     let v = Value::new(0u64).expect("value");
-    let ours = race(&barrier, n, || {
-        fork().spawn(incr_value, (v.clone(), barrier.clone(), n))
-    });
+    let ours = race(|gate, cpu| fork().spawn(incr_value, (v.clone(), gate.clone(), cpu, n)));
     let m = FutexMutex::new();
     let raw = RawValue::new(0u64).expect("raw value");
-    let floor = race(&barrier, n, || {
-        fork().spawn(incr_floor, (m.clone(), raw.clone(), barrier.clone(), n))
-    });
+    let floor =
+        race(|gate, cpu| fork().spawn(incr_floor, (m.clone(), raw.clone(), gate.clone(), cpu, n)));
     let ok = v.get().expect("get") == 2 * n && raw.get() == 2 * n;
     (ours, floor, ok)
 }
 
-/// Starts two incrementing children, releases them through `barrier`, and returns op/s
-/// from the parent's release to the later child's end.
+/// Starts two incrementing children (on CPUs 0 and 1) and returns their contended op/s.
 fn race(
-    barrier: &Barrier,
-    n: u64,
-    start: impl Fn() -> mproc::process::Result<mproc::Child<u128>>,
+    start: impl Fn(&SharedAtomic<AtomicU32>, usize) -> mproc::process::Result<mproc::Child<Run>>,
 ) -> f64 {
-    let mut kids: Vec<_> = (0..2).map(|_| start().expect("spawn")).collect();
-    barrier.wait().expect("barrier");
-    let t0 = wall_ns();
-    let end = kids
-        .iter_mut()
-        .map(|k| k.join().expect("join"))
-        .max()
-        .unwrap_or(t0);
-    (2 * n) as f64 / ((end.saturating_sub(t0)).max(1) as f64 / 1e9)
+    let gate = SharedAtomic::new().expect("shared atomic");
+    let mut kids: Vec<_> = (0..2)
+        .map(|cpu| start(&gate, cpu).expect("spawn"))
+        .collect();
+    let runs: Vec<Run> = kids.iter_mut().map(|k| k.join().expect("join")).collect();
+    let begin = runs.iter().map(|r| r.0).min().unwrap_or(0);
+    let (end, done) = runs.iter().map(|r| (r.1, r.2)).min().unwrap_or((begin, 0));
+    done as f64 / (end.saturating_sub(begin).max(1) as f64 / 1e9)
 }
 
 const MIB: usize = 1 << 20;

@@ -53,6 +53,7 @@ impl Core {
     }
 
     /// The guarded data (for the primitives that have some).
+    #[inline]
     pub(crate) fn data(&self) -> &Block {
         self.block.as_ref().expect("made with data")
     }

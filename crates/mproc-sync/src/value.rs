@@ -80,6 +80,7 @@ impl<T: ShmSafe> Value<T> {
     /// # Errors
     ///
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding the lock.
+    #[inline]
     pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
         lock_result(self.core.acquire(None), || ValueGuard::new(&self.core))
     }
@@ -225,6 +226,7 @@ pub struct ValueGuard<'a, T: ShmSafe> {
 }
 
 impl<'a, T: ShmSafe> ValueGuard<'a, T> {
+    #[inline]
     fn new(core: &'a Core) -> Self {
         ValueGuard {
             core,
@@ -271,6 +273,7 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 }
 
 impl<T: ShmSafe> Drop for ValueGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         let _ = self.core.data().write(DATA, self.value);
         let _ = self.core.release();
