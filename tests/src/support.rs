@@ -122,15 +122,30 @@ pub fn proc_state(pid: u32) -> Option<(char, u32)> {
     Some((state, ppid))
 }
 
-/// Counts zombie processes whose parent is `parent`.
+/// Counts the zombie processes whose parent is `parent` and that stay zombies.
+///
+/// The tests of one binary run in parallel in one process, so a sibling test's child can be
+/// a zombie for the moment between its exit and its reaping. A zombie that is left behind
+/// stays one: this takes the zombies seen now and waits up to 5 s for them to be reaped,
+/// returning how many were not.
 pub fn zombies_of(parent: u32) -> usize {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|pid| proc_state(*pid).is_some_and(|(s, pp)| s == 'Z' && pp == parent))
-                .count()
-        })
-        .unwrap_or(0)
+    let zombies_now = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                    .filter(|pid| proc_state(*pid).is_some_and(|(s, pp)| s == 'Z' && pp == parent))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut lasting = zombies_now();
+    let t0 = Instant::now();
+    while !lasting.is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = zombies_now();
+        lasting.retain(|pid| now.contains(pid));
+    }
+    lasting.len()
 }
 
 /// Waits up to `limit` for a helper process to end, killing it and failing with `why` if it

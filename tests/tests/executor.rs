@@ -1157,6 +1157,10 @@ fn terminate_and_kill_workers_fail_the_running_and_cancel_the_pending() {
                 "kill {kill}: the worker outlived terminate"
             );
             drop(executor);
+            assert!(
+                mproc_tests::proc_state(worker).is_none_or(|(_, pp)| pp != std::process::id()),
+                "kill {kill}: the worker was not reaped"
+            );
             assert!(markers.iter().all(|m| !m.exists()), "a cancelled task ran");
             assert_eq!(zombies_of(std::process::id()), 0);
         }
