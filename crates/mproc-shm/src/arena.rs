@@ -15,7 +15,9 @@ use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Weak};
 
-use mproc_sys::{ForkLock, LOCK_SLOT, LockSlot, Pinned, Region, ShmAtomic, ShmSafe, fork_order};
+use mproc_sys::{
+    ForkLock, LOCK_SLOT, LockSlot, Pinned, PinnedPlain, Region, ShmAtomic, ShmSafe, fork_order,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -250,6 +252,28 @@ impl Block {
     pub fn pin<A: ShmAtomic>(&self, offset: usize) -> Result<Pinned<A>> {
         let at = self.at(offset, size_of::<A>())?;
         Pinned::new(&self.chunk.region, at).map_err(|e| Error::io("misaligned shared value", e))
+    }
+
+    /// Lends the plain value at `offset`, checked once: each read or write through the
+    /// handle is then a single copy (see [`PinnedPlain`]). The handle keeps the memory
+    /// mapped.
+    ///
+    /// ```
+    /// let block = mproc_shm::Block::alloc(16)?;
+    /// let pair = block.pin_plain::<[u32; 2]>(8)?;
+    /// pair.write([1, 2]);
+    /// assert_eq!(block.read::<u32>(12)?, 2);
+    /// assert!(block.pin_plain::<u64>(12).is_err()); // does not fit
+    /// # Ok::<(), mproc_shm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit or is misaligned.
+    pub fn pin_plain<T: ShmSafe>(&self, offset: usize) -> Result<PinnedPlain<T>> {
+        let at = self.at(offset, size_of::<T>())?;
+        PinnedPlain::new(&self.chunk.region, at)
+            .map_err(|e| Error::io("misaligned shared value", e))
     }
 
     /// Lends `count` atomics starting at `offset`.

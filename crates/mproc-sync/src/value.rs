@@ -6,6 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use mproc_shm::{Block, LockBlock, ShmSafe};
+use mproc_sys::PinnedPlain;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, LockResult, OwnerDied, Result, TryLockResult};
@@ -40,7 +41,9 @@ pub(crate) fn check_align<T>() -> Result<()> {
 /// ```
 pub struct Value<T: ShmSafe> {
     core: Core,
-    _t: PhantomData<T>,
+    /// The value's bytes, checked once here so that a guard's copy in and out is a single
+    /// load and store (the contended lock's hot path).
+    slot: PinnedPlain<T>,
 }
 
 impl<T: ShmSafe> Value<T> {
@@ -58,11 +61,9 @@ impl<T: ShmSafe> Value<T> {
     pub fn new(value: T) -> Result<Self> {
         check_align::<T>()?;
         let core = Core::new(size_of::<T>().max(1))?;
-        core.data().write(DATA, value)?;
-        Ok(Value {
-            core,
-            _t: PhantomData,
-        })
+        let slot = core.data().pin_plain(DATA)?;
+        slot.write(value);
+        Ok(Value { core, slot })
     }
 
     /// Waits for the lock and returns a guard that dereferences to the value.
@@ -82,7 +83,9 @@ impl<T: ShmSafe> Value<T> {
     /// [`OwnerDied`] (holding the guard) when the previous holder died holding the lock.
     #[inline]
     pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
-        lock_result(self.core.acquire(None), || ValueGuard::new(&self.core))
+        lock_result(self.core.acquire(None), || {
+            ValueGuard::new(&self.core, &self.slot)
+        })
     }
 
     /// Takes the lock if it is free.
@@ -100,7 +103,9 @@ impl<T: ShmSafe> Value<T> {
     ///
     /// `WouldBlock` when it is held; `OwnerDied` as for [`lock`](Value::lock).
     pub fn try_lock(&self) -> TryLockResult<ValueGuard<'_, T>> {
-        try_lock_result(self.core.try_acquire(), || ValueGuard::new(&self.core))
+        try_lock_result(self.core.try_acquire(), || {
+            ValueGuard::new(&self.core, &self.slot)
+        })
     }
 
     /// Waits for the lock at most `timeout`.
@@ -119,7 +124,7 @@ impl<T: ShmSafe> Value<T> {
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ValueGuard<'_, T>> {
         try_lock_result(
             self.core.acquire(mproc_sys::deadline_after(timeout)),
-            || ValueGuard::new(&self.core),
+            || ValueGuard::new(&self.core, &self.slot),
         )
     }
 
@@ -172,14 +177,14 @@ impl<T: ShmSafe> Clone for Value<T> {
     fn clone(&self) -> Self {
         Value {
             core: self.core.clone(),
-            _t: PhantomData,
+            slot: self.slot.clone(),
         }
     }
 }
 
 impl<T: ShmSafe + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v: T = self.core.data().read(DATA).expect("checked when made");
+        let v: T = self.slot.read();
         f.debug_tuple("Value").field(&v).finish()
     }
 }
@@ -192,10 +197,12 @@ impl<T: ShmSafe> Serialize for Value<T> {
 
 impl<'de, T: ShmSafe> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Value {
-            core: deserialize_one::<T, D>(d)?,
-            _t: PhantomData,
-        })
+        let core = deserialize_one::<T, D>(d)?;
+        let slot = core
+            .data()
+            .pin_plain(DATA)
+            .map_err(serde::de::Error::custom)?;
+        Ok(Value { core, slot })
     }
 }
 
@@ -221,16 +228,18 @@ pub(crate) fn deserialize_one<'de, T: ShmSafe, D: Deserializer<'de>>(
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: ShmSafe> {
     core: &'a Core,
+    slot: &'a PinnedPlain<T>,
     value: T,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<'a, T: ShmSafe> ValueGuard<'a, T> {
     #[inline]
-    fn new(core: &'a Core) -> Self {
+    fn new(core: &'a Core, slot: &'a PinnedPlain<T>) -> Self {
         ValueGuard {
             core,
-            value: core.data().read(DATA).expect("checked when made"),
+            slot,
+            value: slot.read(),
             _not_send: PhantomData,
         }
     }
@@ -275,7 +284,7 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 impl<T: ShmSafe> Drop for ValueGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        let _ = self.core.data().write(DATA, self.value);
+        self.slot.write(self.value);
         let _ = self.core.release();
     }
 }

@@ -65,7 +65,7 @@ pub use shm::markers::{ShmAtomic, ShmSafe};
 pub use shm::named::{
     shm_create, shm_open_existing, shm_rename_noreplace, shm_temporary_name, shm_unlink,
 };
-pub use shm::pinned::Pinned;
+pub use shm::pinned::{Pinned, PinnedPlain};
 pub use shm::region::{LOCK_SLOT, LockSlot, Region};
 pub use socket::{
     peer_pid, send_buffer_size, seqpacket_pair, set_send_buffer, set_tcp_keepalive, socketpair,

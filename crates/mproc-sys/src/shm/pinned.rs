@@ -5,7 +5,7 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::{LockSlot, Region, ShmAtomic};
+use crate::{LockSlot, Region, ShmAtomic, ShmSafe};
 
 /// An atomic value in a shared [`Region`], lent for as long as this handle lives: a checked
 /// pointer that keeps its region mapped, so that reaching the value costs nothing more
@@ -86,3 +86,81 @@ impl<T: Sync + Send + 'static> std::fmt::Debug for Pinned<T> {
 unsafe impl<T: Sync + Send + 'static> Send for Pinned<T> {}
 // SAFETY: as above.
 unsafe impl<T: Sync + Send + 'static> Sync for Pinned<T> {}
+
+/// A plain (`ShmSafe`) value in a shared [`Region`], checked once when made: each
+/// [`read`](Self::read) or [`write`](Self::write) is then a single copy, with no bounds or
+/// alignment check. What a `Value`'s guard uses on its hot path; the handle keeps the region
+/// mapped.
+///
+/// Reads and writes are volatile copies through a raw pointer (no reference into shared
+/// memory is made). Without a lock around them, another process's write may tear a read;
+/// every bit pattern is still a valid `T`.
+///
+/// ```
+/// use std::sync::Arc;
+/// let region = Arc::new(mproc_sys::Region::anonymous("demo", 64)?);
+/// let slot = mproc_sys::PinnedPlain::<[u32; 2]>::new(&region, 8)?;
+/// slot.write([4, 5]);
+/// assert_eq!(slot.read(), [4, 5]);
+/// assert_eq!(region.read::<u32>(12)?, 5);
+/// assert!(mproc_sys::PinnedPlain::<u64>::new(&region, 60).is_err()); // does not fit
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct PinnedPlain<T: ShmSafe> {
+    _region: Arc<Region>,
+    ptr: NonNull<T>,
+}
+
+impl<T: ShmSafe> PinnedPlain<T> {
+    /// Lends the `T` at `offset` of a data region.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it does not fit, is misaligned, or the region holds locks.
+    pub fn new(region: &Arc<Region>, offset: usize) -> io::Result<Self> {
+        Ok(PinnedPlain {
+            _region: region.clone(),
+            ptr: region.plain_ptr(offset)?,
+        })
+    }
+
+    /// Copies the value out.
+    #[inline]
+    pub fn read(&self) -> T {
+        // SAFETY: `ptr` was checked in bounds and aligned for `T` in a data region when
+        // this handle was made, and the `Arc` keeps the mapping alive. Any bit pattern is a
+        // valid `T` (ShmSafe); the copy goes through the raw pointer.
+        unsafe { self.ptr.as_ptr().read_volatile() }
+    }
+
+    /// Copies `value` in.
+    #[inline]
+    pub fn write(&self, value: T) {
+        // SAFETY: as in `read`; the shared mapping is writable (data regions are mapped
+        // read-write) and no reference to these bytes exists through this API.
+        unsafe { self.ptr.as_ptr().write_volatile(value) }
+    }
+}
+
+impl<T: ShmSafe> Clone for PinnedPlain<T> {
+    fn clone(&self) -> Self {
+        PinnedPlain {
+            _region: self._region.clone(),
+            ptr: self.ptr,
+        }
+    }
+}
+
+impl<T: ShmSafe> std::fmt::Debug for PinnedPlain<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedPlain")
+            .field("ptr", &self.ptr)
+            .finish()
+    }
+}
+
+// SAFETY: the handle only copies `T` values in and out (ShmSafe: plain bytes, `Send`), and
+// the region is `Send + Sync`.
+unsafe impl<T: ShmSafe> Send for PinnedPlain<T> {}
+// SAFETY: as above: `&PinnedPlain` gives copies only, never a `&T`.
+unsafe impl<T: ShmSafe> Sync for PinnedPlain<T> {}

@@ -324,6 +324,15 @@ impl Region {
         Ok(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<T>(), count) })
     }
 
+    /// Checks that a `T` fits at `offset` of this data region, aligned, and returns its
+    /// address (for [`PinnedPlain`](crate::PinnedPlain), which keeps the region mapped).
+    pub(crate) fn plain_ptr<T: ShmSafe>(&self, offset: usize) -> io::Result<NonNull<T>> {
+        self.data()?;
+        self.check(offset, size_of::<T>(), align_of::<T>())?;
+        // SAFETY: in bounds (checked), so the address is inside the mapping and not null.
+        Ok(unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(offset).cast::<T>()) })
+    }
+
     /// Copies the value at `offset` out (it may be torn if another process writes it at the
     /// same time without a lock; every bit pattern is a valid `T`).
     ///
