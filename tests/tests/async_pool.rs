@@ -195,10 +195,7 @@ fn a_future_dropped_midway_leaves_the_result_gettable_and_the_pool_serving() {
                 _ = &mut result => panic!("a 200 ms task was ready at once"),
                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
             }
-            assert_eq!(
-                result.get_timeout(Duration::from_secs(60)).unwrap(),
-                200
-            );
+            assert_eq!(result.get_timeout(Duration::from_secs(60)).unwrap(), 200);
 
             // An owned future dropped midway (its result with it): the pool still serves.
             let dropped = pool.map_async(nap, vec![200; 4]).unwrap();
@@ -230,7 +227,11 @@ fn a_future_dropped_midway_leaves_the_result_gettable_and_the_pool_serving() {
 fn a_worker_that_dies_while_awaited_fails_as_get_does() {
     deadline(LIMIT, || {
         let pool = pool_builder(2).build().unwrap();
-        let blocking = pool.apply_async(abort_after, 50).unwrap().get().unwrap_err();
+        let blocking = pool
+            .apply_async(abort_after, 50)
+            .unwrap()
+            .get()
+            .unwrap_err();
         let awaited: Error = on_tokio(async {
             let ticks = Arc::new(AtomicU64::new(0));
             let counter = ticks.clone();
@@ -240,7 +241,11 @@ fn a_worker_that_dies_while_awaited_fails_as_get_does() {
                     counter.fetch_add(1, Ordering::SeqCst);
                 }
             });
-            let e = pool.apply_async(abort_after, 200).unwrap().await.unwrap_err();
+            let e = pool
+                .apply_async(abort_after, 200)
+                .unwrap()
+                .await
+                .unwrap_err();
             ticker.abort();
             assert!(ticks.load(Ordering::SeqCst) > 0, "the runtime was blocked");
             e

@@ -160,7 +160,10 @@ fn scenario(name: &str) {
             });
             assert_eq!((one, task), (81, 9));
             assert_eq!(many, (0..100).map(square).collect::<Vec<_>>());
-            assert_eq!((failed.kind(), failed.index()), (ErrorKind::Panicked, Some(1)));
+            assert_eq!(
+                (failed.kind(), failed.index()),
+                (ErrorKind::Panicked, Some(1))
+            );
             pool.close();
             pool.join_timeout(LIMIT).unwrap();
         }

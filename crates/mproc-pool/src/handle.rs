@@ -250,8 +250,8 @@ impl<R: Send + 'static> TaskJob<R> {
     fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<R>> {
         let mut st = lock(&self.state);
         let settled = st.taken || st.outcome.is_some();
-        let reentrant = st.in_callbacks == Some(std::thread::current().id())
-            || on_manager_of(self.pool);
+        let reentrant =
+            st.in_callbacks == Some(std::thread::current().id()) || on_manager_of(self.pool);
         if settled || reentrant {
             drop(st);
             return Poll::Ready(self.take());

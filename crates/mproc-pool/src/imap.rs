@@ -72,10 +72,10 @@ impl<R> Stream<R> {
     #[cfg(feature = "tokio")]
     fn poll_take(&self, cx: &Context<'_>) -> Poll<Result<R>> {
         let mut st = self.lock();
-        if st.ready(self.ordered) {
-            if let Some(r) = st.pop(self.ordered) {
-                return Poll::Ready(r);
-            }
+        if st.ready(self.ordered)
+            && let Some(r) = st.pop(self.ordered)
+        {
+            return Poll::Ready(r);
         }
         st.waker.register(cx);
         Poll::Pending
@@ -333,10 +333,7 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
 impl<R: DeserializeOwned + Send + 'static> futures_core::Stream for Imap<'_, R> {
     type Item = Result<R>;
 
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<R>>> {
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
         let this = self.get_mut();
         this.top_up();
         if this.yielded == this.fed {
@@ -350,7 +347,9 @@ impl<R: DeserializeOwned + Send + 'static> futures_core::Stream for Imap<'_, R> 
             }
             // From one of this pool's callbacks no result would ever come (that thread
             // delivers them): say so, as `next` does.
-            Poll::Pending if on_manager_of(this.manager) => Poll::Ready(Some(Err(reentrant_wait()))),
+            Poll::Pending if on_manager_of(this.manager) => {
+                Poll::Ready(Some(Err(reentrant_wait())))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
