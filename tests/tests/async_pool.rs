@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use mproc::ExitStatus;
-use mproc::pool::{Error, ErrorKind};
+use mproc::pool::{Callbacks, Error, ErrorKind};
 use mproc_tests::{deadline, executor_builder, pool_builder};
 
 mproc::init_before_main!();
@@ -332,6 +332,31 @@ fn executor_tasks_awaited() {
             assert_eq!(blocking.kind(), ErrorKind::Terminated, "{blocking}");
             assert_eq!(awaited.kind(), blocking.kind(), "{awaited}");
         });
+    });
+}
+
+#[test]
+fn awaiting_in_a_callback_of_the_same_pool_fails_as_get_does_instead_of_hanging() {
+    deadline(LIMIT, || {
+        let pool = Arc::new(pool_builder(2).build().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = pool.clone();
+        let cb = Callbacks::new().on_success(move |_: &u64| {
+            // The callback runs on the thread that delivers results: a `block_on` there
+            // would wait for itself. The future says so at once, as `get` does.
+            let awaited = bare_block_on(inner.apply_async(nap, 200).unwrap());
+            let got = inner.apply_async(nap, 200).unwrap().get();
+            let mut stream = inner.imap(nap, [200]);
+            let streamed = bare_block_on(next(&mut stream)).unwrap();
+            let kinds = [awaited, got, streamed].map(|r| r.map_err(|e| e.kind()));
+            tx.send(kinds).unwrap();
+        });
+        let r = pool.apply_async_with(square, 3, cb).unwrap();
+        let kinds = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(kinds, [Err(ErrorKind::InvalidState); 3]);
+        assert_eq!(r.get().unwrap(), 9);
+        // Out of the callback, the pool serves on.
+        assert_eq!(on_tokio(pool.apply_async(square, 4).unwrap()).unwrap(), 16);
     });
 }
 
