@@ -95,6 +95,7 @@ pub fn run() -> mproc::Result<()> {
         .map(nap, [30, 10, 20], None, 1)
         .collect::<Result<_, _>>()?;
     println!("  executor.map keeps the order: {in_order:?}");
+    println!("  async: an AsyncResult is a Future; see `cargo run --example async_pool`");
     assert_eq!(in_order, [30, 10, 20]);
     executor.shutdown(true, false)?;
     Ok(())

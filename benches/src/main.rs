@@ -22,6 +22,7 @@ mod peers;
 mod pipe;
 mod plot;
 mod pool;
+mod pool_async;
 mod queue;
 mod report;
 mod spawn;
@@ -451,6 +452,14 @@ fn measure_pools(opts: &Options, s: &mut Samples, flags: &mut Flags) {
     let warm = pool::warm_pool();
     let n_executor = if quick { 10_000 } else { 20_000 };
     let warm_executor = executor::warm_executor(n_executor);
+    // The async figure and its blocking sibling: 10,000 trivial tasks each, a warm-up
+    // round of both first (their first results touch fresh pages of the pool's rings).
+    let n_apply = 10_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    pool_async::apply_get_rate(&warm, n_apply);
+    pool_async::async_apply_rate(&runtime, &warm, n_apply);
     for _ in 0..pool_rounds {
         let (r, ok) = pool::map_rate(&warm, 1_000_000, None);
         s.add("pool_map_tasks_per_s.trivial", r);
@@ -477,6 +486,12 @@ fn measure_pools(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         flags.check_ok &= ok;
         let (r, ok) = executor::as_completed_rate(&warm_executor, n_executor);
         s.add("executor_as_completed_per_s", r);
+        flags.check_ok &= ok;
+        let (r, ok) = pool_async::apply_get_rate(&warm, n_apply);
+        s.add("extra.pool_apply_get_per_s", r);
+        flags.check_ok &= ok;
+        let (r, ok) = pool_async::async_apply_rate(&runtime, &warm, n_apply);
+        s.add("async_pool_apply_per_s", r);
         flags.check_ok &= ok;
     }
     drop(warm_executor);

@@ -84,7 +84,8 @@ impl Row {
             k if k.starts_with("queue_msgs")
                 || k.starts_with("pool_map")
                 || k.starts_with("mpi_pool_tasks")
-                || k.starts_with("executor_") =>
+                || k.starts_with("executor_")
+                || k == "async_pool_apply_per_s" =>
             {
                 "/s"
             }
@@ -309,7 +310,21 @@ fn pool_rows(f: &Figures<'_>) -> Vec<Row> {
             "≤ 3 × spawn_join_us.forkserver (beside)",
         ),
         f.row("pool_recover_ms", f64::NAN, false, |v| v <= 50.0, "≤ 50 ms"),
+        async_pool_row(f),
     ]
+}
+
+/// Results awaited at once from one task, held to the same tasks taken by a blocking `get`
+/// in the same round: issue 21's "async ≤ 1.5 × blocking", as a rate.
+fn async_pool_row(f: &Figures<'_>) -> Row {
+    let blocking = f.median("extra.pool_apply_get_per_s");
+    f.row(
+        "async_pool_apply_per_s",
+        blocking,
+        true,
+        |v| v >= blocking / 1.5,
+        "≥ 0.67 × extra.pool_apply_get_per_s",
+    )
 }
 
 /// The MPI pool (rank 0 and two worker ranks on this machine), held to the local pool's
@@ -667,6 +682,10 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "spread": spread,
         "check_ok": flags.check_ok,
     });
+    out["async_pool_apply_per_s"] = json!(m("async_pool_apply_per_s").round());
+    out["extra"]["pool_apply_get_per_s"] = json!(m("extra.pool_apply_get_per_s").round());
+    out["spread"]["async_pool_apply_per_s"] = s.spread("async_pool_apply_per_s");
+    out["spread"]["extra.pool_apply_get_per_s"] = s.spread("extra.pool_apply_get_per_s");
     if let Some((peers, better, spreads)) = crate::peers::json_parts(s) {
         out["peers"] = peers;
         out["times_better_than_peers"] = better;

@@ -426,6 +426,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "as_completed yields [20, 150, 600]",
             "a task whose worker aborts fails alone (WorkerDied); the next submit returns 1",
             "executor.map keeps the order: [30, 10, 20]",
+            "async: an AsyncResult is a Future; see `cargo run --example async_pool`",
         ],
     ),
     (
@@ -434,6 +435,17 @@ const EXAMPLES: &[(&str, &[&str])] = &[
             "400 items in",
             "sum of squares 21247471, 1 failed",
             "failed: the task panicked (item 77): item 77 is malformed",
+        ],
+    ),
+    (
+        "async_pool",
+        &[
+            "a tokio server (one runtime thread) on 127.0.0.1:",
+            "  client 0: primes below 50000: 5133",
+            "  client 3: primes below 215000: ",
+            "served 12 requests from 4 clients in",
+            "meanwhile the runtime's only thread stayed free: the heartbeat ticked",
+            "every answer matches the serial count: true",
         ],
     ),
     (

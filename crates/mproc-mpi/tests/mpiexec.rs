@@ -5,11 +5,13 @@
 
 use std::cell::Cell;
 use std::ffi::OsString;
+use std::future::Future;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use mproc_mpi::MpiPool;
@@ -88,6 +90,26 @@ fn exercise(pool: &impl TaskPool) -> u64 {
     squares.iter().sum()
 }
 
+/// Polls `f` on this thread, parking between polls: an executor of a few lines, to show an
+/// `MpiPool`'s results need no runtime (its relay thread wakes the waker).
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let mut f = std::pin::pin!(f);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
 fn main() {
     mproc_process::init();
     match std::env::var(SCENARIO) {
@@ -127,6 +149,21 @@ fn scenario(name: &str) {
             let out = pool.map(square, 0..1000).unwrap();
             assert_eq!(out[999], 999 * 999);
             assert_eq!(pool.starmap(add, [(1, 2), (3, 4)]).unwrap(), [3, 7]);
+            // Awaited: the results come back through the relay, which wakes the futures.
+            let (one, many, task, failed) = block_on(async {
+                (
+                    pool.apply_async(square, 9).unwrap().await.unwrap(),
+                    pool.map_async(square, 0..100).unwrap().await.unwrap(),
+                    pool.submit(square, 3).unwrap().await.unwrap(),
+                    pool.map_async(boom, 0..4).unwrap().await.unwrap_err(),
+                )
+            });
+            assert_eq!((one, task), (81, 9));
+            assert_eq!(many, (0..100).map(square).collect::<Vec<_>>());
+            assert_eq!(
+                (failed.kind(), failed.index()),
+                (ErrorKind::Panicked, Some(1))
+            );
             pool.close();
             pool.join_timeout(LIMIT).unwrap();
         }

@@ -4,8 +4,11 @@
 pub(crate) mod wait;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::manager::{on_manager_of, reentrant_wait};
 use crate::result::take_once;
 use crate::sink::{Delivery, Sink, Span, chunk_results};
+use crate::waker::WakerSlot;
 use wait::Watch;
 
 /// Where a task is: Python's future states.
@@ -42,6 +46,8 @@ struct JobState<R> {
     watches: Vec<(Arc<Watch>, usize)>,
     /// Threads waiting on `changed` (a notify is skipped when there are none).
     waiters: u32,
+    /// The task awaiting the outcome, woken where blocking waiters are notified.
+    waker: WakerSlot,
 }
 
 /// A task's side of the pool: the pool's manager delivers its outcome here.
@@ -64,6 +70,7 @@ impl<R: Send + 'static> TaskJob<R> {
                 callbacks: Vec::new(),
                 watches: Vec::new(),
                 waiters: 0,
+                waker: WakerSlot::default(),
             }),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -92,13 +99,7 @@ impl<R: Send + 'static> TaskJob<R> {
         let callbacks = std::mem::take(&mut st.callbacks);
         let watches = std::mem::take(&mut st.watches);
         let st = self.run_callbacks(st, callbacks, outcome);
-        let waiting = st.waiters > 0;
-        drop(st);
-        // A condvar's notify is a system call even with nobody waiting: most results are
-        // taken after they arrive, so skip it then.
-        if waiting {
-            self.changed.notify_all();
-        }
+        self.publish(st);
         for (w, i) in watches {
             w.notify(i);
         }
@@ -169,7 +170,7 @@ impl<R: Send + 'static> TaskJob<R> {
     fn take(&self) -> Result<R> {
         let mut st = lock(&self.state);
         let st = &mut *st;
-        if let Some(r) = take_once(&mut st.outcome, &mut st.taken, "result()") {
+        if let Some(r) = take_once(&mut st.outcome, &mut st.taken, "result() or .await") {
             return r;
         }
         if st.in_callbacks == Some(std::thread::current().id()) {
@@ -225,11 +226,38 @@ impl<R: Send + 'static> TaskJob<R> {
         };
         // Done already: run it here, with the outcome.
         let st = self.run_callbacks(st, vec![f], outcome);
+        self.publish(st);
+    }
+
+    /// Tells the waiters that the outcome is back in `st`: the blocked threads and the
+    /// awaiting task (woken after the lock is released).
+    fn publish(&self, mut st: MutexGuard<'_, JobState<R>>) {
         let waiting = st.waiters > 0;
+        let waker = st.waker.take();
         drop(st);
+        // A condvar's notify is a system call even with nobody waiting: most results are
+        // taken after they arrive, so skip it then.
         if waiting {
             self.changed.notify_all();
         }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Takes the outcome as `take` does if it is there (or if waiting could never end,
+    /// for `take`'s error), or leaves the task's waker.
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        let mut st = lock(&self.state);
+        let settled = st.taken || st.outcome.is_some();
+        let reentrant =
+            st.in_callbacks == Some(std::thread::current().id()) || on_manager_of(self.pool);
+        if settled || reentrant {
+            drop(st);
+            return Poll::Ready(self.take());
+        }
+        st.waker.register(cx);
+        Poll::Pending
     }
 }
 
@@ -289,6 +317,7 @@ trait Job<R>: Send + Sync {
     fn cancel(&self) -> bool;
     fn wait_until(&self, deadline: Option<Instant>) -> bool;
     fn take(&self) -> Result<R>;
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<R>>;
     fn error(&self) -> Option<Error>;
     fn watch(&self, watch: &Arc<Watch>, index: usize) -> bool;
     fn add_callback(&self, f: Callback<R>);
@@ -307,6 +336,9 @@ impl<R: Send + 'static> Job<R> for TaskJob<R> {
     }
     fn take(&self) -> Result<R> {
         TaskJob::take(self)
+    }
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        TaskJob::poll_take(self, cx)
     }
     fn error(&self) -> Option<Error> {
         TaskJob::error(self)
@@ -331,6 +363,11 @@ impl<R: Send + 'static> Job<R> for TaskJob<R> {
 /// [`cancel`](Self::cancel) succeeds only while it is pending. Dropping the handle does
 /// not cancel the task.
 ///
+/// It is also a [`Future`] of the same outcome (Python: `await asyncio.wrap_future(f)`),
+/// woken by the executor's result thread with no runtime involved; `.await` takes the
+/// value as `result` does (see [`AsyncResult`](crate::AsyncResult) for awaiting by
+/// `&mut` and dropping a future midway).
+///
 /// ```
 /// fn square(x: u64) -> u64 { x * x }
 /// # mproc_process::init();
@@ -338,7 +375,18 @@ impl<R: Send + 'static> Job<R> for TaskJob<R> {
 /// let task = executor.submit(square, 7)?;
 /// assert_eq!(task.result()?, 49);
 /// assert!(task.done() && !task.cancelled());
-/// # Ok::<(), mproc_pool::Error>(())
+///
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// let tasks = [executor.submit(square, 2)?, executor.submit(square, 3)?];
+/// let squares = rt.block_on(async {
+///     let mut out = Vec::new();
+///     for task in tasks {
+///         out.push(task.await?);
+///     }
+///     Ok::<_, mproc_pool::Error>(out)
+/// })?;
+/// assert_eq!(squares, [4, 9]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[doc(alias = "Future")]
 pub struct TaskHandle<R> {
@@ -456,5 +504,16 @@ impl<R> TaskHandle<R> {
     /// ```
     pub fn add_done_callback(&self, f: impl FnOnce(&Result<R>) + Send + 'static) {
         self.job.add_callback(Box::new(f));
+    }
+}
+
+/// Resolves to the task's outcome as [`result`](TaskHandle::result) returns it, without
+/// blocking: the value once, an error (such as [`ErrorKind::Cancelled`]) as often as
+/// asked.
+impl<R> Future for TaskHandle<R> {
+    type Output = Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        self.job.poll_take(cx)
     }
 }

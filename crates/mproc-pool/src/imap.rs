@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+#[cfg(feature = "tokio")]
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -15,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::manager::{Chunk, Deliveries, deliver, on_manager_of, reentrant_wait};
 use crate::sink::{Delivery, Sink, Span, chunk_results};
 use crate::task::{Call, TaskFn};
+use crate::waker::WakerSlot;
 
 /// The job of an `imap` call: results kept until the iterator takes them.
 pub(crate) struct Stream<R> {
@@ -31,6 +34,8 @@ struct StreamState<R> {
     next: usize,
     /// Unordered: results in the order they arrived.
     arrived: VecDeque<Result<R>>,
+    /// The task polling the iterator as a stream, woken with the blocked threads.
+    waker: WakerSlot,
 }
 
 impl<R> Stream<R> {
@@ -40,6 +45,7 @@ impl<R> Stream<R> {
                 waiting: VecDeque::new(),
                 next: 0,
                 arrived: VecDeque::new(),
+                waker: WakerSlot::default(),
             }),
             changed: Condvar::new(),
             ordered,
@@ -55,21 +61,43 @@ impl<R> Stream<R> {
     fn take(&self, deadline: Option<Instant>) -> Option<Result<R>> {
         let ordered = self.ordered;
         let st = self.lock();
-        let (mut st, ready) = wait_until(&self.changed, st, deadline, |st| {
-            if ordered {
-                st.waiting.front().is_some_and(Option::is_some)
-            } else {
-                !st.arrived.is_empty()
-            }
-        });
+        let (mut st, ready) = wait_until(&self.changed, st, deadline, |st| st.ready(ordered));
         if !ready {
             return None;
         }
+        st.pop(ordered)
+    }
+
+    /// Takes the next result if it is there, or leaves the task's waker.
+    #[cfg(feature = "tokio")]
+    fn poll_take(&self, cx: &Context<'_>) -> Poll<Result<R>> {
+        let mut st = self.lock();
+        if st.ready(self.ordered)
+            && let Some(r) = st.pop(self.ordered)
+        {
+            return Poll::Ready(r);
+        }
+        st.waker.register(cx);
+        Poll::Pending
+    }
+}
+
+impl<R> StreamState<R> {
+    /// Whether the next result to hand out is there.
+    fn ready(&self, ordered: bool) -> bool {
         if ordered {
-            st.next += 1;
-            st.waiting.pop_front().flatten()
+            self.waiting.front().is_some_and(Option::is_some)
         } else {
-            st.arrived.pop_front()
+            !self.arrived.is_empty()
+        }
+    }
+
+    fn pop(&mut self, ordered: bool) -> Option<Result<R>> {
+        if ordered {
+            self.next += 1;
+            self.waiting.pop_front().flatten()
+        } else {
+            self.arrived.pop_front()
         }
     }
 }
@@ -91,8 +119,12 @@ impl<R: DeserializeOwned + Send> Sink for Stream<R> {
         } else {
             st.arrived.extend(results.map(|(_, r)| r));
         }
+        let waker = st.waker.take();
         drop(st);
         self.changed.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     fn is_cancelled(&self) -> bool {
@@ -269,6 +301,61 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for Imap<'_, R> {
 
     fn next(&mut self) -> Option<Result<R>> {
         self.next_until(None)
+    }
+}
+
+/// The results as an async stream (with the `tokio` feature, for `futures-core`'s
+/// `Stream`; no tokio runtime is needed): the same items as the iterator, each awaited
+/// without blocking, woken by the pool's result thread. Feeding the pool from the input
+/// happens in `poll_next`, as it does in `next`. Dropping a `next()` future midway loses
+/// nothing: a result is taken out only when it is returned.
+///
+/// ```
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+/// use futures_core::Stream;
+/// fn double(x: u64) -> u64 { x * 2 }
+/// # mproc_process::init();
+/// let pool = mproc_pool::Pool::new(2)?;
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// let total = rt.block_on(async {
+///     let mut results = pool.imap_unordered(double, 1..=10);
+///     let mut total = 0;
+///     while let Some(r) = poll_fn(|cx| Pin::new(&mut results).poll_next(cx)).await {
+///         total += r?;
+///     }
+///     Ok::<_, mproc_pool::Error>(total)
+/// })?;
+/// assert_eq!(total, 110);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "tokio")]
+impl<R: DeserializeOwned + Send + 'static> futures_core::Stream for Imap<'_, R> {
+    type Item = Result<R>;
+
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
+        let this = self.get_mut();
+        this.top_up();
+        if this.yielded == this.fed {
+            return Poll::Ready(None);
+        }
+        match this.stream.poll_take(cx) {
+            Poll::Ready(r) => {
+                this.yielded += 1;
+                this.top_up();
+                Poll::Ready(Some(r))
+            }
+            // From one of this pool's callbacks no result would ever come (that thread
+            // delivers them): say so, as `next` does.
+            Poll::Pending if on_manager_of(this.manager) => {
+                Poll::Ready(Some(Err(reentrant_wait())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.fed - self.yielded, None)
     }
 }
 

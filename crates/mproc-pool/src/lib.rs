@@ -17,6 +17,7 @@ mod result;
 mod sink;
 mod task;
 mod task_pool;
+mod waker;
 mod watcher;
 mod worker;
 

@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -14,6 +17,7 @@ use crate::condvar::{lock, wait_until};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manager::{on_manager_of, reentrant_wait};
 use crate::sink::{Delivery, Sink, Span, chunk_results};
+use crate::waker::WakerSlot;
 
 /// A call whose items are gathered into one outcome: `apply_async` (one item) and
 /// `map_async` (all of them, in order). It fails as soon as an item fails.
@@ -41,6 +45,8 @@ struct CollectState<R, T> {
     outcome: Option<Result<T>>,
     taken: bool,
     callbacks: Option<Callbacks<T>>,
+    /// The task awaiting the outcome, woken where blocking waiters are notified.
+    waker: WakerSlot,
 }
 
 impl<R, T> CollectState<R, T> {
@@ -81,6 +87,7 @@ impl<R: Send, T: Send> Collect<R, T> {
                 outcome: None,
                 taken: false,
                 callbacks: Some(callbacks),
+                waker: WakerSlot::default(),
             }),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
@@ -108,8 +115,15 @@ impl<R: Send, T: Send> Collect<R, T> {
         if let Some(cb) = callbacks {
             cb.run(&outcome);
         }
-        lock(&self.state).outcome = Some(outcome);
+        let waker = {
+            let mut st = lock(&self.state);
+            st.outcome = Some(outcome);
+            st.waker.take()
+        };
         self.changed.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -174,6 +188,8 @@ trait Outcome<T>: Send + Sync {
     /// Whether the caller is the pool's manager thread (which must not wait for it).
     fn reentrant(&self) -> bool;
     fn take(&self) -> Result<T>;
+    /// Takes the outcome if it is there (as `take`), or leaves the task's waker.
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<T>>;
     fn successful(&self) -> Option<bool>;
 }
 
@@ -200,8 +216,22 @@ impl<R: Send, T: Send> Outcome<T> for Collect<R, T> {
     fn take(&self) -> Result<T> {
         let mut st = lock(&self.state);
         let st = &mut *st;
-        take_once(&mut st.outcome, &mut st.taken, "get")
+        take_once(&mut st.outcome, &mut st.taken, "get or .await")
             .unwrap_or_else(|| Err(Error::wait_timeout()))
+    }
+
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        if let Some(r) = take_once(&mut st.outcome, &mut st.taken, "get or .await") {
+            return Poll::Ready(r);
+        }
+        if on_manager_of(self.pool) {
+            // A `block_on` in one of this pool's callbacks would wait for its own thread.
+            return Poll::Ready(Err(reentrant_wait()));
+        }
+        st.waker.register(cx);
+        Poll::Pending
     }
 
     fn successful(&self) -> Option<bool> {
@@ -220,6 +250,15 @@ impl<R: Send, T: Send> Outcome<T> for Collect<R, T> {
 /// [`ErrorKind::AlreadyTaken`]); an error can be read any number of times. Dropping it
 /// does not cancel the work.
 ///
+/// It is also a [`Future`] of the same outcome, for async code (Python:
+/// `await loop.run_in_executor(...)`): `.await` never blocks a thread, it is woken by the
+/// pool's own result thread and needs no runtime (tokio, smol or a hand-written
+/// `block_on` all do). Awaiting takes the value as `get` does: `pool.apply_async(f,
+/// x)?.await` consumes the result; `(&mut result).await` (or `&mut result` in a
+/// `select!`) borrows it, and a future dropped before it is ready leaves the result to a
+/// later `get` or `.await`. A worker that dies, a task timeout or
+/// [`terminate`](crate::Pool::terminate) resolves it to the same error `get` returns.
+///
 /// ```
 /// use std::time::Duration;
 /// fn slow_square(x: u64) -> u64 { std::thread::sleep(Duration::from_millis(50)); x * x }
@@ -231,6 +270,22 @@ impl<R: Send, T: Send> Outcome<T> for Collect<R, T> {
 /// assert_eq!(result.successful(), Some(true));
 /// assert_eq!(result.get()?, 144);
 /// # Ok::<(), mproc_pool::Error>(())
+/// ```
+///
+/// Awaited, on any executor (here tokio's single-threaded one):
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// # mproc_process::init();
+/// let pool = mproc_pool::Pool::new(2)?;
+/// let rt = tokio::runtime::Builder::new_current_thread().build()?;
+/// let (a, b) = rt.block_on(async {
+///     let a = pool.apply_async(square, 3)?;
+///     let b = pool.map_async(square, [4, 5])?;
+///     Ok::<_, mproc_pool::Error>((a.await?, b.await?))
+/// })?;
+/// assert_eq!((a, b), (9, vec![16, 25]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct AsyncResult<T> {
     job: Arc<dyn Outcome<T>>,
@@ -300,6 +355,18 @@ impl<T> AsyncResult<T> {
     /// (Python's `successful()`, which raises `ValueError` instead of `None`).
     pub fn successful(&self) -> Option<bool> {
         self.job.successful()
+    }
+}
+
+/// Resolves to the call's outcome, as [`get`](AsyncResult::get) returns it, without
+/// blocking: the value once (a later `get` or `.await` is [`ErrorKind::AlreadyTaken`]),
+/// an error as often as asked. From a callback of the same pool, before the result is
+/// ready, it resolves to [`ErrorKind::InvalidState`] (as `get` does) rather than never.
+impl<T> Future for AsyncResult<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        self.job.poll_take(cx)
     }
 }
 

@@ -111,6 +111,8 @@
 //! | `ex.map(f, it, timeout=t, chunksize=n)` | `ex.map(f, it, Some(t), n)`: an iterator of `Result`, in order, lazy over endless inputs |
 //! | `ex.shutdown(wait, cancel_futures=True)`, `terminate_workers()`, `kill_workers()` | the same names; dropping the executor is `shutdown(true, false)` |
 //! | one dead worker: `BrokenProcessPool` for every task and every later `submit` | that task fails with `WorkerDied` (exit status or signal); the executor serves on |
+//! | `await loop.run_in_executor(ProcessPoolExecutor(), f, x)` | `pool.apply_async(f, x)?.await` (an `AsyncResult` is a `Future`; `map_async(..)?.await`, `executor.submit(f, x)?.await` too), under tokio, smol or any executor: no thread is blocked, no runtime needed |
+//! | `await asyncio.wrap_future(fut)` | `task.await` (a `TaskHandle` is a `Future`); `(&mut task).await` or `&mut task` in `select!` leaves it readable if dropped midway; `async for r in ...` over `imap`: `Imap` is a `futures_core::Stream` (feature `tokio`) |
 //! | `mpi4py.futures.MPIPoolExecutor()` (several machines) | `mproc::mpi::MpiPool` (feature `mpi`): `mproc::mpi::init()` after `mproc::init()` at the top of `main`, then `MpiPool::new(...)` on rank 0; the same calls as `Pool` |
 //! | `mpiexec -n N python -m mpi4py.futures prog.py` | `mpiexec -n N ./prog` (or `srun`): rank 0 runs `main`, the other ranks serve tasks and exit when the pool closes |
 //! | `MPIPoolExecutor.map(f, it)`, `.submit(f, x)`, `.shutdown(wait, cancel_futures=)` | `MpiPool`'s `map(f, it)`, `submit(f, x)`, `shutdown(wait, cancel_futures)`: as `Pool` and `Executor`, a task in a local child on its rank, so a crash fails that task alone (under mpi4py it ends the job) |
