@@ -1,6 +1,7 @@
 //! `AsyncConnection`: a connection whose sends and receives wait on tokio's reactor
 //! (feature `tokio`).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -67,6 +68,9 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct AsyncConnection<S, R = S> {
     conn: Connection<S, R>,
     ready: AsyncFd<ReactorFd>,
+    /// Messages queued by [`start_send`](Self::start_send), not sent yet (none of their
+    /// bytes went out), oldest first.
+    outbox: VecDeque<(Vec<u8>, Vec<OwnedFd>)>,
     /// The [`Stream`] returned its end (see [`ends_iteration`]).
     stream_ended: bool,
 }
@@ -125,6 +129,7 @@ impl<S, R> AsyncConnection<S, R> {
         Ok(Self {
             conn,
             ready,
+            outbox: VecDeque::new(),
             stream_ended: false,
         })
     }
@@ -193,60 +198,68 @@ impl<S, R> AsyncConnection<S, R> {
     fn poll_write_with(
         &mut self,
         cx: &mut Context<'_>,
-        mut attempt: impl FnMut(&mut Connection<S, R>) -> Result<()>,
+        attempt: impl FnMut(&mut Connection<S, R>) -> Result<()>,
     ) -> Poll<Result<()>> {
-        loop {
-            let mut guard = ready!(self.ready.poll_write_ready(cx)).map_err(wait_error)?;
-            match attempt(&mut self.conn) {
-                Err(e) if e.kind() == ErrorKind::Timeout => guard.clear_ready(),
-                done => return Poll::Ready(done),
-            }
-        }
+        poll_write_on(&self.ready, &mut self.conn, cx, attempt)
     }
 
-    /// Sends the rest of a committed message (see [`send_async`](Self::send_async)), if
-    /// any; `Ready(Ok(()))` once nothing is pending. For hand-written `poll` loops.
+    /// Sends what is waiting to go: the rest of a committed message (see
+    /// [`send_async`](Self::send_async)), then the messages queued by
+    /// [`start_send`](Self::start_send); `Ready(Ok(()))` once nothing is left. Sink-like
+    /// use, for hand-written `poll` loops that send and receive on one connection at once.
     ///
     /// # Errors
     ///
-    /// As [`Connection::send`], when the peer is gone.
+    /// As [`Connection::send`], when the peer is gone; the queued messages stay queued
+    /// (and are dropped with the connection).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if !self.conn.has_pending_send() {
-            return Poll::Ready(Ok(()));
+        loop {
+            if self.conn.has_pending_send() {
+                ready!(self.poll_write_with(cx, |conn| {
+                    Ok(conn.writer.flush(conn.sock.as_fd(), Some(Instant::now()))?)
+                }))?;
+            }
+            let Some((bytes, fds)) = self.outbox.front() else {
+                return Poll::Ready(Ok(()));
+            };
+            let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+            let (conn, ready) = (&mut self.conn, &self.ready);
+            ready!(poll_write_on(ready, conn, cx, |conn| conn.write_now(bytes, &fds)))?;
+            self.outbox.pop_front();
         }
-        self.poll_write_with(cx, |conn| {
-            Ok(conn.writer.flush(conn.sock.as_fd(), Some(Instant::now()))?)
-        })
     }
 
-    /// Sends the rest of a message that a dropped [`send_async`](Self::send_async) had
-    /// committed (nothing to do otherwise).
+    /// Sends what is waiting to go (see [`poll_flush`](Self::poll_flush)): the rest of a
+    /// message that a dropped [`send_async`](Self::send_async) had committed, and the
+    /// messages queued by [`start_send`](Self::start_send).
     ///
     /// # Errors
     ///
     /// As [`Connection::send`], when the peer is gone.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let (a, mut b) = mproc_pipe::pipe::<u8>()?;
+    /// let mut a = a.into_async()?;
+    /// a.start_send(&1)?;
+    /// a.start_send(&2)?;
+    /// a.flush_async().await?;
+    /// assert_eq!((b.recv()?, b.recv()?), (1, 2));
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
     pub async fn flush_async(&mut self) -> Result<()> {
         poll_fn(|cx| self.poll_flush(cx)).await
     }
 
-    /// Sends one frame of `bytes` and `fds`, waiting for room without blocking the thread.
+    /// Sends one frame of `bytes` and `fds` after what is waiting to go, waiting for room
+    /// without blocking the thread.
     async fn send_frame_async(&mut self, bytes: &[u8], fds: &[OwnedFd]) -> Result<()> {
-        if self.conn.transport == Transport::Tcp && !fds.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Encode,
-                "the value holds OS handles (pipe ends, ...), which cannot travel over TCP",
-            ));
-        }
+        self.flush_async().await?;
         let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-        poll_fn(|cx| {
-            self.poll_write_with(cx, |conn| {
-                let now = Some(Instant::now());
-                Ok(conn
-                    .writer
-                    .write(conn.sock.as_fd(), bytes, &fds, &conn.limits, now)?)
-            })
-        })
-        .await?;
+        poll_fn(|cx| self.poll_write_with(cx, |conn| conn.write_now(bytes, &fds))).await?;
         // Committed; a rest that did not fit goes out now.
         self.flush_async().await
     }
@@ -331,6 +344,23 @@ impl<S: Serialize, R> AsyncConnection<S, R> {
     pub async fn send_async(&mut self, value: &S) -> Result<()> {
         let (bytes, fds) = mproc_wire::encode(value)?.into_parts();
         self.send_frame_async(&bytes, &fds).await
+    }
+
+    /// Queues a value to be sent by [`poll_flush`](Self::poll_flush) /
+    /// [`flush_async`](Self::flush_async) (or a later send), in order, without waiting:
+    /// Sink-like use, so that one task can send and receive on a connection at once. What
+    /// is queued is sent only by a flush; dropping the connection (or
+    /// [`into_inner`](Self::into_inner)) drops what was never flushed.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] when the value cannot be serialized (or holds OS handles on a
+    /// TCP connection), [`ErrorKind::TooLarge`] above the limit; nothing is queued then.
+    pub fn start_send(&mut self, value: &S) -> Result<()> {
+        let (bytes, fds) = mproc_wire::encode(value)?.into_parts();
+        self.conn.check_sendable(bytes.len(), fds.len())?;
+        self.outbox.push_back((bytes, fds));
+        Ok(())
     }
 }
 
@@ -431,6 +461,67 @@ impl<S, R: DeserializeOwned> FusedStream for AsyncConnection<S, R> {
 impl<S, R> AsFd for AsyncConnection<S, R> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.conn.as_fd()
+    }
+}
+
+impl<S, R> Connection<S, R> {
+    /// Refuses, before anything is queued, what [`write_now`](Self::write_now) would refuse
+    /// for its size or its fds.
+    fn check_sendable(&self, len: usize, fds: usize) -> Result<()> {
+        if self.transport == Transport::Tcp && fds > 0 {
+            return Err(Error::new(
+                ErrorKind::Encode,
+                "the value holds OS handles (pipe ends, ...), which cannot travel over TCP",
+            ));
+        }
+        if len as u64 > self.limits.max_message {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "message of {len} bytes exceeds the limit of {} bytes",
+                    self.limits.max_message
+                ),
+            ));
+        }
+        if fds as u64 > u64::from(self.limits.max_fds) {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "message carries {fds} fds; the limit is {}",
+                    self.limits.max_fds
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends one frame without waiting: [`ErrorKind::Timeout`] when none of it went out
+    /// (no room), `Ok` once it is committed (its rest may be pending).
+    fn write_now(&mut self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        self.check_sendable(bytes.len(), fds.len())?;
+        let now = Some(Instant::now());
+        Ok(self
+            .writer
+            .write(self.sock.as_fd(), bytes, fds, &self.limits, now)?)
+    }
+}
+
+/// Waits until `ready` (the socket of `conn`) is writable, then runs `attempt` (a send that
+/// does not wait), until it returns something other than [`ErrorKind::Timeout`]. The guard
+/// is taken before the attempt, so that readiness cleared after a fruitless attempt was
+/// seen before it (none arriving after it is lost).
+fn poll_write_on<C>(
+    ready: &AsyncFd<ReactorFd>,
+    conn: &mut C,
+    cx: &mut Context<'_>,
+    mut attempt: impl FnMut(&mut C) -> Result<()>,
+) -> Poll<Result<()>> {
+    loop {
+        let mut guard = ready!(ready.poll_write_ready(cx)).map_err(wait_error)?;
+        match attempt(conn) {
+            Err(e) if e.kind() == ErrorKind::Timeout => guard.clear_ready(),
+            done => return Poll::Ready(done),
+        }
     }
 }
 
