@@ -209,10 +209,7 @@ fn pipe_ends_travel_through_async_connections() {
             assert_eq!(ours.recv_async().await.unwrap(), "over the end you sent");
             let received = control.recv_async().await.unwrap();
             let mut received = received.into_async().unwrap();
-            assert_eq!(
-                received.recv_async().await.unwrap(),
-                "over the end I sent"
-            );
+            assert_eq!(received.recv_async().await.unwrap(), "over the end I sent");
             received.send_async(&"thanks".to_string()).await.unwrap();
             // The child is gone once it returns: both ends see the end of the stream.
             assert_eq!(
@@ -374,7 +371,10 @@ fn iter_and_stream_end_at_disconnected() {
         let mut child = builder().spawn(count_to, tx).unwrap();
         let got: Vec<u32> = rx.iter().collect::<Result<_, _>>().unwrap();
         assert_eq!(got, (1..=100).collect::<Vec<_>>());
-        assert!(rx.iter().next().is_none(), "a new iterator ends at once too");
+        assert!(
+            rx.iter().next().is_none(),
+            "a new iterator ends at once too"
+        );
         child.join().unwrap();
 
         // A message that is not a u32 is an item, and the iteration goes on.

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "tokio")]
 pub(crate) mod async_io;
+#[cfg(feature = "tokio")]
+mod async_stream;
 pub(crate) mod iter;
 
 use std::fmt;

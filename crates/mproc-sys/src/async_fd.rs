@@ -10,6 +10,16 @@ use tokio::io::unix::AsyncFd;
 /// [`register_async`]: it refers to the same open socket (or pipe, pidfd, eventfd), so its
 /// readiness is the object's, while the object keeps its own descriptor. A child made by
 /// `fork` closes its copy, as it does the object's (see [`track_owned_fd`](crate::track_owned_fd)).
+///
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd};
+/// let (a, _b) = mproc_sys::socketpair()?;
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// let _guard = rt.enter();
+/// let ready = mproc_sys::register_async(a.as_fd())?;
+/// assert_ne!(ready.get_ref().as_raw_fd(), a.as_raw_fd());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct ReactorFd(OwnedFd);
 

@@ -5,24 +5,20 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use futures_core::Stream;
-use futures_core::stream::FusedStream;
 use mproc_sys::ReactorFd;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::unix::AsyncFd;
 
-use super::iter::ends_iteration;
 use super::{Connection, Transport};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A [`Connection`] awaited on tokio's reactor: [`send_async`](Self::send_async),
-/// [`recv_async`](Self::recv_async), their bytes variants, and a [`Stream`] of the
-/// received messages. Made by [`Connection::into_async`] (or [`AsyncConnection::new`]);
+/// [`recv_async`](Self::recv_async), their bytes variants, and a
+/// [`Stream`](futures_core::Stream) of the received messages. Made by [`Connection::into_async`] (or [`AsyncConnection::new`]);
 /// [`into_inner`](Self::into_inner) gives the blocking connection back.
 ///
 /// Why a wrapper rather than `conn.recv_async()` on the connection itself: registering with
@@ -71,8 +67,8 @@ pub struct AsyncConnection<S, R = S> {
     /// Messages queued by [`start_send`](Self::start_send), not sent yet (none of their
     /// bytes went out), oldest first.
     outbox: VecDeque<(Vec<u8>, Vec<OwnedFd>)>,
-    /// The [`Stream`] returned its end (see [`ends_iteration`]).
-    stream_ended: bool,
+    /// The `Stream` returned its end (see `iter::ends_iteration`).
+    pub(super) stream_ended: bool,
 }
 
 impl<S, R> fmt::Debug for AsyncConnection<S, R> {
@@ -123,6 +119,17 @@ impl<S, R> AsyncConnection<S, R> {
     /// # Panics
     ///
     /// As [`Connection::into_async`].
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let (a, _b) = mproc_pipe::pipe::<u8>()?;
+    /// let a = mproc_pipe::AsyncConnection::new(a)?;
+    /// assert_eq!(a.get_ref().max_message(), 4 << 30);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
     pub fn new(conn: Connection<S, R>) -> Result<Self> {
         let ready = mproc_sys::register_async(conn.as_fd())
             .map_err(|e| Error::io("registering the connection with tokio's reactor", e))?;
@@ -156,12 +163,37 @@ impl<S, R> AsyncConnection<S, R> {
     /// [`max_message`](Connection::max_message),
     /// [`has_buffered_message`](Connection::has_buffered_message),
     /// [`has_pending_send`](Connection::has_pending_send), [`poll`](Connection::poll).
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let (mut a, b) = mproc_pipe::pipe::<u8>()?;
+    /// let b = b.into_async()?;
+    /// a.send(&1)?;
+    /// assert!(b.get_ref().poll(Some(std::time::Duration::from_secs(5)))?);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
     pub fn get_ref(&self) -> &Connection<S, R> {
         &self.conn
     }
 
     /// Sets the largest message this end sends or accepts; see
     /// [`Connection::set_max_message`].
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let (a, _b) = mproc_pipe::pipe::<Vec<u8>>()?;
+    /// let mut a = a.into_async()?;
+    /// a.set_max_message(16);
+    /// let err = a.send_async(&vec![0; 64]).await.unwrap_err();
+    /// assert_eq!(err.kind(), mproc_pipe::ErrorKind::TooLarge);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
     pub fn set_max_message(&mut self, bytes: u64) {
         self.conn.set_max_message(bytes);
     }
@@ -212,6 +244,20 @@ impl<S, R> AsyncConnection<S, R> {
     ///
     /// As [`Connection::send`], when the peer is gone; the queued messages stay queued
     /// (and are dropped with the connection).
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let (a, mut b) = mproc_pipe::pipe::<u8>()?;
+    /// let mut a = a.into_async()?;
+    /// a.start_send(&3)?;
+    /// poll_fn(|cx| a.poll_flush(cx)).await?;
+    /// assert_eq!(b.recv()?, 3);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         loop {
             if self.conn.has_pending_send() {
@@ -292,6 +338,18 @@ impl<S, R> AsyncConnection<S, R> {
     /// # Errors
     ///
     /// As [`Connection::recv_bytes`].
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let (mut a, b) = mproc_pipe::pipe::<()>()?;
+    /// let mut b = b.into_async()?;
+    /// a.send_bytes(&[1, 2, 3])?;
+    /// assert_eq!(b.recv_bytes_async().await?, [1, 2, 3]);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
     pub async fn recv_bytes_async(&mut self) -> Result<Vec<u8>> {
         let msg = poll_fn(|cx| self.poll_read_with(cx, |conn| conn.read(Some(Instant::now()))));
         Ok(msg.await?.into_parts().0)
@@ -341,6 +399,22 @@ impl<S: Serialize, R> AsyncConnection<S, R> {
     /// # Errors
     ///
     /// As [`Connection::send`].
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// // A pipe end inside the message travels as the socket itself.
+    /// let (a, mut b) = mproc_pipe::pipe::<mproc_pipe::Connection<String>>()?;
+    /// let mut a = a.into_async()?;
+    /// let (mut near, far) = mproc_pipe::pipe::<String>()?;
+    /// a.send_async(&far).await?;
+    /// let mut far = b.recv()?;
+    /// far.send(&"through the pipe".to_string())?;
+    /// assert_eq!(near.recv()?, "through the pipe");
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
     pub async fn send_async(&mut self, value: &S) -> Result<()> {
         let (bytes, fds) = mproc_wire::encode(value)?.into_parts();
         self.send_frame_async(&bytes, &fds).await
@@ -356,6 +430,21 @@ impl<S: Serialize, R> AsyncConnection<S, R> {
     ///
     /// [`ErrorKind::Encode`] when the value cannot be serialized (or holds OS handles on a
     /// TCP connection), [`ErrorKind::TooLarge`] above the limit; nothing is queued then.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let (a, mut b) = mproc_pipe::pipe::<u8>()?;
+    /// let mut a = a.into_async()?;
+    /// for i in 0..3 {
+    ///     a.start_send(&i)?;
+    /// }
+    /// a.flush_async().await?;
+    /// assert_eq!([b.recv()?, b.recv()?, b.recv()?], [0, 1, 2]);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
     pub fn start_send(&mut self, value: &S) -> Result<()> {
         let (bytes, fds) = mproc_wire::encode(value)?.into_parts();
         self.conn.check_sendable(bytes.len(), fds.len())?;
@@ -394,67 +483,41 @@ impl<S, R: DeserializeOwned> AsyncConnection<S, R> {
 
     /// Polls for a value: `Ready` with what [`recv_async`](Self::recv_async) would return,
     /// or `Pending` with `cx`'s waker registered for the socket. For hand-written `poll`
-    /// loops over many connections; the [`Stream`] impl is the same with the end of the
-    /// stream as `None`.
+    /// loops over many connections; the [`Stream`](futures_core::Stream) impl is the
+    /// same with the end of the stream as `None`.
     ///
     /// # Errors
     ///
     /// As [`recv_async`](Self::recv_async).
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::task::Poll;
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// // One hand-written loop waiting on two connections at once.
+    /// let (mut x, a) = mproc_pipe::pipe::<u8>()?;
+    /// let (_y, b) = mproc_pipe::pipe::<u8>()?;
+    /// let (mut a, mut b) = (a.into_async()?, b.into_async()?);
+    /// x.send(&5)?;
+    /// let (which, value) = poll_fn(|cx| {
+    ///     if let Poll::Ready(r) = a.poll_recv(cx) {
+    ///         return Poll::Ready(("a", r));
+    ///     }
+    ///     if let Poll::Ready(r) = b.poll_recv(cx) {
+    ///         return Poll::Ready(("b", r));
+    ///     }
+    ///     Poll::Pending
+    /// })
+    /// .await;
+    /// assert_eq!((which, value?), ("a", 5));
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<R>> {
         let msg = ready!(self.poll_read_with(cx, |conn| conn.read(Some(Instant::now()))))?;
         Poll::Ready(Ok(mproc_wire::decode(msg)?))
-    }
-}
-
-/// The received messages, until the other end is gone: as [`Connection::iter`], a message
-/// too large or not an `R` is an `Err` item and the stream goes on; any other error is the
-/// last item; [`ErrorKind::Disconnected`] is the end (`None`).
-///
-/// ```
-/// use std::future::poll_fn;
-/// use std::pin::Pin;
-/// use futures_core::Stream;
-/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-/// # rt.block_on(async {
-/// let (mut a, b) = mproc_pipe::pipe::<u32>()?;
-/// let mut b = b.into_async()?;
-/// a.send(&1)?;
-/// a.send(&2)?;
-/// drop(a);
-/// let mut got = Vec::new();
-/// while let Some(msg) = poll_fn(|cx| Pin::new(&mut b).poll_next(cx)).await {
-///     got.push(msg?);
-/// }
-/// assert_eq!(got, [1, 2]);
-/// # Ok::<(), mproc_pipe::Error>(())
-/// # })?;
-/// # Ok::<(), mproc_pipe::Error>(())
-/// ```
-impl<S, R: DeserializeOwned> Stream for AsyncConnection<S, R> {
-    type Item = Result<R>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
-        let this = self.get_mut();
-        if this.stream_ended {
-            return Poll::Ready(None);
-        }
-        Poll::Ready(match ready!(this.poll_recv(cx)) {
-            Ok(value) => Some(Ok(value)),
-            Err(e) if e.kind() == ErrorKind::Disconnected => {
-                this.stream_ended = true;
-                None
-            }
-            Err(e) => {
-                this.stream_ended = ends_iteration(e.kind());
-                Some(Err(e))
-            }
-        })
-    }
-}
-
-impl<S, R: DeserializeOwned> FusedStream for AsyncConnection<S, R> {
-    fn is_terminated(&self) -> bool {
-        self.stream_ended
     }
 }
 

@@ -24,6 +24,16 @@ pub(crate) fn ends_iteration(kind: ErrorKind) -> bool {
 /// the iteration, not an item. A message that was too large or not an `R` is an `Err` item,
 /// and the iteration goes on after it; any other error (a corrupt stream, a failing socket)
 /// is the last item.
+///
+/// ```
+/// let (mut a, mut b) = mproc_pipe::pipe::<u8>()?;
+/// a.send(&1)?;
+/// drop(a);
+/// let mut it = b.iter();
+/// assert_eq!(it.next().transpose()?, Some(1));
+/// assert!(it.next().is_none());
+/// # Ok::<(), mproc_pipe::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Iter<'a, S, R> {
     conn: &'a mut Connection<S, R>,
