@@ -319,6 +319,17 @@ fn a_peer_killed_while_a_receive_waits_is_the_blocking_error() {
     });
 }
 
+/// The futures can move between the threads of a multi-thread runtime (checked when this
+/// file compiles).
+#[allow(dead_code)]
+fn futures_are_send(mut conn: AsyncConnection<String, u64>, s: &String) {
+    fn send<T: Send>(_: T) {}
+    send(conn.recv_async());
+    send(conn.send_async(s));
+    send(conn.recv_bytes_async());
+    send(conn);
+}
+
 #[test]
 fn garbage_and_oversized_prefixes_are_errors_not_panics() {
     deadline(LIMIT, || {

@@ -108,6 +108,54 @@ impl<S, R> Connection<S, R> {
     }
 }
 
+impl<T> super::Sender<T> {
+    /// Turns this sending end into an [`AsyncConnection`] that sends `T` (and receives
+    /// nothing); see [`Connection::into_async`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::into_async`].
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let (tx, mut rx) = mproc_pipe::channel::<String>()?;
+    /// let mut tx = tx.into_async()?;
+    /// tx.send_async(&"one way".to_string()).await?;
+    /// assert_eq!(rx.recv()?, "one way");
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn into_async(self) -> Result<AsyncConnection<T, ()>> {
+        self.0.into_async()
+    }
+}
+
+impl<T> super::Receiver<T> {
+    /// Turns this receiving end into an [`AsyncConnection`] that receives `T` (and sends
+    /// nothing); see [`Connection::into_async`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::into_async`].
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// # rt.block_on(async {
+    /// let (mut tx, rx) = mproc_pipe::channel::<u64>()?;
+    /// let mut rx = rx.into_async()?;
+    /// tx.send(&42)?;
+    /// assert_eq!(rx.recv_async().await?, 42);
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// # })?;
+    /// # Ok::<(), mproc_pipe::Error>(())
+    /// ```
+    pub fn into_async(self) -> Result<AsyncConnection<(), T>> {
+        self.0.into_async()
+    }
+}
+
 impl<S, R> AsyncConnection<S, R> {
     /// Wraps `conn`, registered with the reactor of the tokio runtime this is called in;
     /// the same as [`Connection::into_async`].
@@ -206,14 +254,17 @@ impl<S, R> AsyncConnection<S, R> {
         cx: &mut Context<'_>,
         mut attempt: impl FnMut(&mut Connection<S, R>) -> Result<T>,
     ) -> Poll<Result<T>> {
+        // A message already buffered is attempted without waiting, once.
+        let mut wait = !self.conn.has_buffered_message();
         loop {
             // The guard is taken before the attempt, so that readiness cleared below was
             // seen before the attempt found nothing (none arriving after it is lost).
-            let mut guard = if self.conn.has_buffered_message() {
-                None
-            } else {
+            let mut guard = if wait {
                 Some(ready!(self.ready.poll_read_ready(cx)).map_err(wait_error)?)
+            } else {
+                None
             };
+            wait = true;
             match attempt(&mut self.conn) {
                 Err(e) if e.kind() == ErrorKind::Timeout => {
                     if let Some(guard) = guard.as_mut() {
