@@ -301,14 +301,19 @@ fn measure_pipes(opts: &Options, s: &mut Samples, flags: &mut Flags) {
     };
     // A round each (its own echoing child, warmed up), then the peers' round trips.
     for _ in 0..pipe_rounds {
-        let (rtt, rtt_floor, rtt_ok) = pipe::rtt_us(1, 2000);
+        let rtt = pipe::rtt(1, 2000, true);
         let from = peers::count(s, "pipe_rtt_us");
-        for (t, f) in rtt.iter().zip(&rtt_floor) {
+        let from_async = peers::count(s, "async_pipe_rtt_us");
+        for (t, f) in rtt.ours.iter().zip(&rtt.floor) {
             s.add("pipe_rtt_us", *t);
             s.add("floor.socketpair_rtt_us", *f);
         }
+        for a in &rtt.awaited {
+            s.add("async_pipe_rtt_us", *a);
+        }
         peers::note_round(s, "pipe_rtt_us", from);
-        flags.check_ok &= rtt_ok;
+        peers::note_round(s, "async_pipe_rtt_us", from_async);
+        flags.check_ok &= rtt.ok;
         if let Some(p) = &opts.peers {
             flags.check_ok &= p.measure(s, peers::IPC_RTT, 1, 2000);
             flags.check_ok &= p.measure(s, peers::INTERPROCESS_RTT, 1, 2000);

@@ -31,6 +31,7 @@ pub fn round_key(key: &str) -> Option<&'static str> {
         PROCSPAWN_FLOOR => "round.peers.procspawn.exec_self_floor_us",
         "floor.exec_self_us" => "round.floor.exec_self_us",
         "pipe_rtt_us" => "round.pipe_rtt_us",
+        "async_pipe_rtt_us" => "round.async_pipe_rtt_us",
         "spawn_join_us.spawn" => "round.spawn_join_us.spawn",
         _ => return None,
     })

@@ -170,6 +170,14 @@ fn pipe_rows(f: &Figures<'_>) -> Vec<Row> {
             |v| v <= 1.1 * rtt_floor,
             "≤ 1.1 × floor.socketpair_rtt_us",
         ),
+        // Issue 21: awaited on tokio, against the blocking round trip of the same run.
+        f.row(
+            "async_pipe_rtt_us",
+            f.median("pipe_rtt_us"),
+            false,
+            |v| v <= 1.5 * f.median("pipe_rtt_us"),
+            "≤ 1.5 × pipe_rtt_us",
+        ),
         f.row(
             "pipe_bytes_gbps",
             bw_floor,
@@ -622,6 +630,7 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
             "fork": round1(m("spawn_join_us.fork")),
         },
         "pipe_rtt_us": round2(m("pipe_rtt_us")),
+        "async_pipe_rtt_us": round2(m("async_pipe_rtt_us")),
         "pipe_bytes_gbps": round2(m("pipe_bytes_gbps")),
         "lock_uncontended_ns": round1(m("lock_uncontended_ns")),
         "lock_value_ops_per_s": m("lock_value_ops_per_s").round(),

@@ -1,5 +1,11 @@
 //! `Connection<S, R>`: one end of a typed duplex pipe; `Sender`/`Receiver`: a one-way pipe.
 
+#[cfg(feature = "tokio")]
+pub(crate) mod async_io;
+#[cfg(feature = "tokio")]
+mod async_stream;
+pub(crate) mod iter;
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -17,6 +17,9 @@ use crate::auth::{self, NONCE_LEN};
 use crate::connection::{Connection, Transport};
 use crate::error::{Error, ErrorKind, Result};
 
+#[cfg(feature = "tokio")]
+mod async_accept;
+
 /// A deadline too far away to represent: a year is as good as never here.
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(365 * 24 * 3600)

@@ -5,6 +5,8 @@
 compile_error!("mproc currently supports Linux only; see the README's platform section");
 
 mod alloc;
+#[cfg(feature = "tokio")]
+mod async_fd;
 mod build_id;
 mod causes;
 mod children;
@@ -33,6 +35,8 @@ mod stack;
 mod tracker;
 
 pub use alloc::keep_freed_memory;
+#[cfg(feature = "tokio")]
+pub use async_fd::{ReactorFd, register_async};
 pub use causes::with_causes;
 pub use children::{
     ECHILD, ExitStatus, SIGKILL, SIGTERM, kill_pid, pidfd_open, pidfd_send_signal, wait_pid,

@@ -63,6 +63,8 @@
 //! | `conn.poll(t)`, `conn.recv()` with a deadline | `conn.poll(Some(t))?`, `conn.recv_timeout(t)?`, `conn.try_recv()?` |
 //! | (no send deadline in Python) | `conn.send_timeout(&v, t)?`: `Timeout` means not sent; `Ok` means committed |
 //! | `send_bytes`, `recv_bytes`, `recv_bytes_into(buf)` | the same names; `BufferTooShort` carries the message |
+//! | `while True: msg = conn.recv()` until `EOFError` | `for msg in conn.iter() { let msg = msg?; … }` (ends at `Disconnected`; `&mut conn` iterates too) |
+//! | asyncio: `await loop.sock_recv(...)` on a pipe's fd, by hand | feature `tokio`: `let mut c = conn.into_async()?;` then `c.send_async(&v).await?`, `c.recv_async().await?` (cancel-safe), `_bytes` variants, `c` is a `Stream` of messages; `listener.accept_async().await?` |
 //! | `connection.wait([conns, sentinels], timeout)` | `mproc::wait(&[&conn, &child.sentinel()], Some(t))?` |
 //! | `Listener(address, authkey=k)`, `l.accept()` | `Listener::bind(address, k)?`, `l.accept::<S, R>()?` / `accept_timeout` |
 //! | `Client(address, authkey=k)` | `Client::connect::<S, R>(&address, k)?` (mutual HMAC-SHA256) |
