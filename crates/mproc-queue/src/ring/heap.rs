@@ -91,6 +91,10 @@ impl RobustLock for HeapLock {
     }
 
     fn mark_consistent(&self) {}
+
+    fn is_locked(&self) -> bool {
+        guard(&self.state).0
+    }
 }
 
 /// The queue's memory on the heap; clones share it (each "process" makes its own `Core`
@@ -228,6 +232,11 @@ impl Shared for Heap {
     }
 
     fn futex_wake_all(&self, _word: &AtomicU32) {
+        let _g = guard(&self.0.futex.0);
+        self.0.futex.1.notify_all();
+    }
+
+    fn signal_async(&self) {
         let _g = guard(&self.0.futex.0);
         self.0.futex.1.notify_all();
     }
