@@ -179,19 +179,12 @@ impl Ring {
             .map_err(|e| Error::io("creating a queue's side socket", e))?;
         let (presence, _writer) =
             mproc_sys::pipe().map_err(|e| Error::io("creating a queue's presence pipe", e))?;
-        // The async waiters' eventfd, made only where they can exist (see `wait_async`).
-        #[cfg(feature = "tokio")]
-        let wake_fd = Some(
-            mproc_sys::eventfd().map_err(|e| Error::io("creating a queue's eventfd", e))?,
-        );
-        #[cfg(not(feature = "tokio"))]
-        let wake_fd = None;
         let ring = Self::assemble(
             LockBlock::alloc()?,
             LockBlock::alloc()?,
             Block::alloc(HEADER_LEN)?,
             SharedMemory::create(cap)?,
-            ([tx, rx, presence], wake_fd),
+            ([tx, rx, presence], shared::new_wake_fd()?),
             max_messages,
             joinable,
         )?;

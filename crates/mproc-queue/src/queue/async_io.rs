@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use futures_core::Stream;
@@ -14,6 +15,13 @@ use super::Queue;
 use crate::error::{GetError, PutError};
 use crate::ring::wait_async::{AsyncWait, AsyncWaiter, Stopped};
 
+/// A deadline already passed, for the non-blocking attempts of async waits (a `try_*`
+/// without a clock read of its own).
+fn passed() -> Instant {
+    static PASSED: OnceLock<Instant> = OnceLock::new();
+    *PASSED.get_or_init(Instant::now)
+}
+
 /// The future of [`Queue::get_async`].
 struct GetAsync<'a, T> {
     queue: &'a Queue<T>,
@@ -23,7 +31,7 @@ struct GetAsync<'a, T> {
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// One non-blocking get for an async wait: `None` when it should wait.
     fn get_attempt(&self) -> Option<Result<T, GetError>> {
-        match self.get_until(Some(Instant::now())) {
+        match self.get_until(Some(passed())) {
             Err(GetError::Empty) => None,
             r => Some(r),
         }
@@ -178,7 +186,7 @@ impl<T: Serialize + DeserializeOwned> Future for PutAsync<'_, T> {
         let (queue, value) = (this.queue, &mut this.value);
         let attempt = || {
             let v = value.take()?;
-            match queue.put_until(v, Some(Instant::now())) {
+            match queue.put_until(v, Some(passed())) {
                 Err(PutError::Full(v)) => {
                     *value = Some(v);
                     None

@@ -187,6 +187,17 @@ pub(crate) struct Shm {
     pub(crate) wake_fd: Option<OwnedFd>,
 }
 
+/// The eventfd that wakes async waiters (see `wait_async`), made only in a build where
+/// they can exist.
+pub(crate) fn new_wake_fd() -> Result<Option<OwnedFd>> {
+    if !cfg!(feature = "tokio") {
+        return Ok(None);
+    }
+    mproc_sys::eventfd()
+        .map(Some)
+        .map_err(|e| crate::error::Error::io("creating a queue's eventfd", e))
+}
+
 impl Shared for Shm {
     type U32 = Pinned<AtomicU32>;
     type U64 = Pinned<AtomicU64>;

@@ -156,7 +156,15 @@ impl AsyncWait {
         loop {
             match self.phase {
                 Phase::Start => {
-                    if let Some(r) = self.attempt(core, waiter, &mut attempt) {
+                    // A producer's first attempt goes without its mark (a look at the
+                    // consumers' line, a cache miss per put): when it fails, the mark is
+                    // taken, then a second attempt made, before any wait.
+                    let first = match waiter {
+                        AsyncWaiter::Producer => attempt(),
+                        AsyncWaiter::Consumer | AsyncWaiter::Joiner => None,
+                    };
+                    if let Some(r) = first.or_else(|| self.attempt(core, waiter, &mut attempt)) {
+                        self.phase = Phase::Start;
                         return Poll::Ready(Ok(r));
                     }
                     let budget = core.pacing.spin.load(Ordering::Relaxed);
