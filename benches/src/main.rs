@@ -428,6 +428,12 @@ fn measure_queues(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         s.add("queue_rtt_us", t);
     }
     flags.check_ok &= ok;
+    // The same round trip awaited on a current-thread runtime, right after: same run.
+    let (rtt, ok) = queue::async_rtt_us(queue_rtt_rounds, 20_000);
+    for t in rtt {
+        s.add("async_queue_rtt_us", t);
+    }
+    flags.check_ok &= ok;
     for t in queue::spin_rtt_floor(queue_rtt_rounds, 20_000) {
         s.add("floor.spin_rtt_us", t);
     }

@@ -228,6 +228,38 @@ pub fn rtt_us(rounds: usize, n: u64) -> (Vec<f64>, bool) {
     (out, ok)
 }
 
+/// `async_queue_rtt_us`: the round trip of [`rtt_us`] (the same sync echo child), awaited
+/// on our side: `put_async` then `get_async` on a current-thread tokio runtime.
+pub fn async_rtt_us(rounds: usize, n: u64) -> (Vec<f64>, bool) {
+    let ping = Queue::<Option<u64>>::new().expect("queue");
+    let pong = Queue::<Option<u64>>::new().expect("queue");
+    let mut child = fork()
+        .spawn(echo, (ping.clone(), pong.clone()))
+        .expect("spawn");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (out, ok) = rt.block_on(async {
+        let mut ok = true;
+        let mut out = Vec::new();
+        for round in 0..=rounds {
+            let t0 = Instant::now();
+            for i in 0..n {
+                ping.put_async(Some(i)).await.expect("put");
+                ok &= pong.get_async().await.expect("get") == Some(i + 1);
+            }
+            if round > 0 {
+                out.push(t0.elapsed().as_nanos() as f64 / n as f64 / 1e3);
+            }
+        }
+        ping.put_async(None).await.expect("put");
+        (out, ok)
+    });
+    child.join().expect("echo child");
+    (out, ok)
+}
+
 fn spin_echo((shm, n): (SharedMemory, u64)) {
     let a = shm.atomics::<AtomicU64>(0, 32).expect("atomics");
     for i in 0..n {

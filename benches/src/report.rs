@@ -254,6 +254,13 @@ fn queue_rows(f: &Figures<'_>) -> Vec<Row> {
             "≤ 2 µs",
         ),
         f.row(
+            "async_queue_rtt_us",
+            f.median("queue_rtt_us"),
+            false,
+            |v| v <= 1.5 * f.median("queue_rtt_us"),
+            "≤ 1.5 × queue_rtt_us",
+        ),
+        f.row(
             "dead_peer_notice_ms",
             f64::NAN,
             false,
@@ -642,6 +649,7 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
             "batch_1p1c": m("queue_msgs_per_s.batch_1p1c").round(),
         },
         "queue_rtt_us": round2(m("queue_rtt_us")),
+        "async_queue_rtt_us": round2(m("async_queue_rtt_us")),
         "queue_1mib_gbps": round2(m("queue_1mib_gbps")),
         "queue_gbps": {
             "64kib": round2(m("queue_gbps.64kib")),

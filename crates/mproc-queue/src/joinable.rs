@@ -145,14 +145,7 @@ impl<T> JoinableQueue<T> {
                 ErrorKind::Timeout,
                 format!("{} items still unfinished", self.unfinished()),
             )),
-            Waited::Alone => Err(Error::new(
-                ErrorKind::Disconnected,
-                format!(
-                    "{} items unfinished, and no other process holds the queue to mark \
-                     them done",
-                    self.unfinished()
-                ),
-            )),
+            Waited::Alone => Err(self.alone()),
         }
     }
 
@@ -172,6 +165,63 @@ impl<T> JoinableQueue<T> {
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         self.join_until(mproc_sys::deadline_after(timeout))
+    }
+
+    /// The error of a `join` that nobody is left to end.
+    fn alone(&self) -> Error {
+        Error::new(
+            ErrorKind::Disconnected,
+            format!(
+                "{} items unfinished, and no other process holds the queue to mark them done",
+                self.unfinished()
+            ),
+        )
+    }
+
+    /// Awaits until every item put has been marked done, without blocking the thread: the
+    /// async [`join`](JoinableQueue::join). Woken by the last `task_done`, in any process,
+    /// through the queue's eventfd (see [`Queue::get_async`]); needs a Tokio runtime with
+    /// IO and time enabled. Cancel-safe: it only looks.
+    ///
+    /// `put_async` and `get_async` come through `Deref` to [`Queue`].
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](JoinableQueue::join): [`ErrorKind::Disconnected`] when items are
+    /// unfinished and nobody else is left to mark them done.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let q = mproc_queue::JoinableQueue::new()?;
+    /// q.put_async(1u32).await?;
+    /// let worker = q.clone();
+    /// let t = std::thread::spawn(move || -> mproc_queue::Result<()> {
+    ///     let _job = worker.get()?;
+    ///     worker.task_done()
+    /// });
+    /// q.join_async().await?;
+    /// assert_eq!(q.unfinished(), 0);
+    /// t.join().unwrap()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn join_async(&self) -> Result<()> {
+        use crate::ring::wait_async::{AsyncWaiter, Awaiting, Stopped};
+        let ring = &*self.queue.ring;
+        let waited = Awaiting {
+            ring,
+            waiter: AsyncWaiter::Joiner,
+            wait: Default::default(),
+            attempt: || ring.join_attempt().then_some(()),
+        }
+        .await;
+        match waited {
+            Ok(()) => Ok(()),
+            Err(Stopped::Alone) => Err(self.alone()),
+            Err(Stopped::Failed(e)) => Err(e),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ mod simple;
 pub use builder::Builder;
 pub use error::{Error, ErrorKind, GetError, PutError, Result};
 pub use joinable::JoinableQueue;
-pub use queue::Queue;
+pub use queue::{Iter, Queue};
 pub use simple::SimpleQueue;
 
 #[cfg(fuzzing)]

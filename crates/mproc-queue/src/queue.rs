@@ -13,7 +13,12 @@ use crate::Builder;
 use crate::error::{Error, GetError, PutError, Result};
 use crate::ring::{self, Payload, Refused, Ring};
 
+#[cfg(feature = "tokio")]
+mod async_io;
 mod batch;
+mod iter;
+
+pub use iter::Iter;
 
 thread_local! {
     /// Each thread's buffer for encoding and for copying messages out, reused.

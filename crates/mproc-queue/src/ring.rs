@@ -25,6 +25,8 @@ mod shared;
 mod side;
 mod spill;
 mod wait;
+#[cfg(feature = "tokio")]
+pub(crate) mod wait_async;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -182,7 +184,7 @@ impl Ring {
             LockBlock::alloc()?,
             Block::alloc(HEADER_LEN)?,
             SharedMemory::create(cap)?,
-            [tx, rx, presence],
+            ([tx, rx, presence], shared::new_wake_fd()?),
             max_messages,
             joinable,
         )?;
@@ -219,7 +221,7 @@ impl Ring {
         consumers: LockBlock,
         header_block: Block,
         ring: SharedMemory,
-        [tx, rx, presence]: [OwnedFd; 3],
+        ([tx, rx, presence], wake_fd): ([OwnedFd; 3], Option<OwnedFd>),
         max_messages: u32,
         joinable: bool,
     ) -> Result<Ring> {
@@ -230,8 +232,12 @@ impl Ring {
         if header_block.len() < HEADER_LEN || max_messages == 0 || max_messages > layout::COUNT {
             return Err(corrupt("the queue's header is too short or its bound is 0"));
         }
+        // Written to by every wake that an async waiter asked for: an eventfd, or nothing.
+        if wake_fd.as_ref().is_some_and(|fd| !mproc_sys::is_eventfd(fd.as_fd())) {
+            return Err(corrupt("the queue's wake-up fd is not an eventfd"));
+        }
         // A child made by fork closes these unless the queue is in its argument.
-        for fd in [&tx, &rx, &presence] {
+        for fd in [&tx, &rx, &presence].into_iter().chain(&wake_fd) {
             mproc_sys::track_owned_fd(fd.as_fd());
         }
         let shm = Shm {
@@ -241,6 +247,7 @@ impl Ring {
             header_block,
             ring,
             presence,
+            wake_fd,
         };
         Ok(Ring {
             core: Core::new(shm, max_messages, joinable),
@@ -598,6 +605,7 @@ impl Serialize for Ring {
             in_flight.as_ref().map(|w| mproc_wire::FdRef(w.as_fd())),
             self.core.max_messages,
             self.core.joinable,
+            shm.wake_fd.as_ref().map(|fd| mproc_wire::FdRef(fd.as_fd())),
         )
             .serialize(s)
     }
@@ -611,7 +619,8 @@ impl Drop for Ring {
         if id != 0 && id == mproc_sys::current_identity() {
             holders::unregister(&self.core.shared.header_block, id);
         }
-        for fd in [&self.side.tx, &self.side.rx, &self.core.shared.presence] {
+        let shm = &self.core.shared;
+        for fd in [&self.side.tx, &self.side.rx, &shm.presence].into_iter().chain(&shm.wake_fd) {
             mproc_sys::untrack_owned_fd(fd.as_fd());
         }
     }
@@ -630,6 +639,7 @@ impl<'de> Deserialize<'de> for Ring {
             in_flight,
             max_messages,
             joinable,
+            wake_fd,
         ): (
             LockBlock,
             LockBlock,
@@ -639,13 +649,17 @@ impl<'de> Deserialize<'de> for Ring {
             Option<mproc_wire::Fd>,
             u32,
             bool,
+            Option<mproc_wire::Fd>,
         ) = Deserialize::deserialize(d)?;
         let ring = Ring::assemble(
             producers,
             consumers,
             header,
             ring,
-            [tx.into_owned(), rx.into_owned(), presence.into_owned()],
+            (
+                [tx.into_owned(), rx.into_owned(), presence.into_owned()],
+                wake_fd.map(mproc_wire::Fd::into_owned),
+            ),
             max_messages,
             joinable,
         )

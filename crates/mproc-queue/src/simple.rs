@@ -125,6 +125,80 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.queue.get_timeout(timeout)
     }
+
+    /// Iterates over the messages, waiting for each, until the queue is closed and drained
+    /// or disconnected, as [`Queue::iter`].
+    ///
+    /// ```
+    /// let q = mproc_queue::SimpleQueue::new()?;
+    /// q.put(1u8)?;
+    /// q.put(2)?;
+    /// q.close();
+    /// assert_eq!(q.iter().map(Result::unwrap).sum::<u8>(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&self) -> crate::Iter<'_, T> {
+        self.queue.iter()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// Puts `value` at the back, awaiting room in the ring, as [`Queue::put_async`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put_async`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let q = mproc_queue::SimpleQueue::new()?;
+    /// q.put_async(1u8).await?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put_async(
+        &self,
+        value: T,
+    ) -> impl std::future::Future<Output = Result<(), PutError<T>>> + '_ {
+        self.queue.put_async(value)
+    }
+
+    /// Takes the message at the front, awaiting one, as [`Queue::get_async`]
+    /// (cancel-safe).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get_async`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// let q = mproc_queue::SimpleQueue::new()?;
+    /// q.put(7u8)?;
+    /// assert_eq!(q.get_async().await?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_async(&self) -> impl std::future::Future<Output = Result<T, GetError>> + '_ {
+        self.queue.get_async()
+    }
+
+    /// The messages as an async stream, as [`Queue::stream`].
+    ///
+    /// ```
+    /// use futures_core::Stream;
+    /// let q = mproc_queue::SimpleQueue::<u8>::new()?;
+    /// q.close();
+    /// let s = q.stream();
+    /// assert_eq!(s.size_hint(), (0, None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stream(&self) -> impl futures_core::Stream<Item = Result<T, GetError>> + '_ {
+        self.queue.stream()
+    }
 }
 
 impl<T> Serialize for SimpleQueue<T> {

@@ -11,6 +11,7 @@ mod build_id;
 mod causes;
 mod children;
 mod clock;
+mod eventfd;
 mod fd;
 mod fn_token;
 mod fork;
@@ -43,6 +44,7 @@ pub use children::{
     wait_pidfd,
 };
 pub use clock::{deadline_after, monotonic_ns};
+pub use eventfd::{eventfd, eventfd_read, eventfd_signal, is_eventfd};
 pub use fd::{
     FdKind, fd_kind, file_identity, file_size, open_fd_count, set_cloexec, take_inherited_socket,
 };

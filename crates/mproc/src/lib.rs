@@ -94,6 +94,8 @@
 //! | `q.close()` (this process puts no more), `join_thread()` | `q.close()` closes for everyone: consumers drain, then get `Closed`; no feeder thread to join |
 //! | `JoinableQueue()`, `task_done()`, `join()` | `JoinableQueue::new()?`, `q.task_done()?`, `q.join()?` / `q.join_timeout(t)?` |
 //! | `SimpleQueue()` | `SimpleQueue::new()?` |
+//! | `iter(q.get, None)` with a sentinel | `for msg in q.iter()`: items `Result<T, GetError>`, ending when the queue is closed and drained, or disconnected |
+//! | `await loop.run_in_executor(None, q.get)`, `... q.put, x` (a thread per waiting call) | `q.get_async().await?`, `q.put_async(x).await?` (feature `tokio`: no thread, woken through the queue's eventfd; cancel-safe), `q.stream()` (a `futures_core::Stream`), `jq.join_async().await?` |
 //! | `Pool(processes=n)`, `with Pool(n) as p:` | `let p = Pool::new(n)?;` (dropping it terminates, as leaving the `with` block does) |
 //! | `Pool(n, initializer, initargs, maxtasksperchild)` | `pool::Builder::new().processes(n).initializer(f, arg).max_tasks_per_child(k).build()?` |
 //! | (no task timeout in Python) | `pool::Builder::task_timeout(d)`: the worker is killed and replaced, the task fails with `Timeout` |

@@ -91,6 +91,10 @@ impl RobustLock for HeapLock {
     }
 
     fn mark_consistent(&self) {}
+
+    fn is_locked(&self) -> bool {
+        guard(&self.state).0
+    }
 }
 
 /// The queue's memory on the heap; clones share it (each "process" makes its own `Core`
@@ -107,6 +111,8 @@ pub(crate) struct HeapInner {
     words: Vec<AtomicU64>,
     /// Stands for the kernel's futex table: every wake notifies every sleeper.
     futex: (Mutex<()>, Condvar),
+    /// Stands for the queue's eventfd: the signals sent to async waiters.
+    signals: AtomicU32,
 }
 
 impl Heap {
@@ -139,11 +145,28 @@ impl Heap {
             consumers: HeapLock::new(),
             words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
             futex: (Mutex::new(()), Condvar::new()),
+            signals: AtomicU32::new(0),
         }))
     }
 
     pub(crate) fn inner(&self) -> &HeapInner {
         &self.0
+    }
+
+    /// The signals sent to async waiters so far (an eventfd's edges, counted).
+    #[cfg(loom)]
+    fn signals(&self) -> u32 {
+        self.0.signals.load(Ordering::SeqCst)
+    }
+
+    /// Waits for a signal after the `seen`-th, as an async waiter's reactor does.
+    #[cfg(loom)]
+    fn wait_signal(&self, seen: u32) {
+        let (m, cv) = &self.0.futex;
+        let mut g = guard(m);
+        while self.signals() == seen {
+            g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
@@ -228,6 +251,12 @@ impl Shared for Heap {
     }
 
     fn futex_wake_all(&self, _word: &AtomicU32) {
+        let _g = guard(&self.0.futex.0);
+        self.0.futex.1.notify_all();
+    }
+
+    fn signal_async(&self) {
+        self.0.signals.fetch_add(1, Ordering::SeqCst);
         let _g = guard(&self.0.futex.0);
         self.0.futex.1.notify_all();
     }
@@ -482,6 +511,33 @@ mod loom_models {
             let mut all = [mine[0], theirs[0]];
             all.sort_unstable();
             assert_eq!(all, [0, 1]);
+        });
+    }
+
+    /// An async consumer (the steps of `wait_async`: note the signals seen, as clearing
+    /// its readiness does; raise the await flag and fence; look; wait for a later signal) is
+    /// woken by a put that comes at any point of those steps: the eventfd's edge is never
+    /// lost.
+    #[test]
+    fn an_async_consumer_is_signalled_by_a_put() {
+        use crate::ring::layout::CONSUMERS_AWAIT;
+        model(|| {
+            let heap = Heap::new(64);
+            let producer = Core::new(heap.clone(), 8, false);
+            let consumer = Core::new(heap.clone(), 8, false);
+            let t = loom::thread::spawn(move || put(&producer, &[7]));
+            let got = loop {
+                let seen = heap.signals();
+                let flags = &heap.inner().header.producer.flags;
+                flags.fetch_or(CONSUMERS_AWAIT, Ordering::SeqCst);
+                consumer.shared.full_fence_after_rmw();
+                if let Some(m) = try_get(&consumer) {
+                    break m;
+                }
+                heap.wait_signal(seen);
+            };
+            assert_eq!(got, [7]);
+            t.join().unwrap();
         });
     }
 

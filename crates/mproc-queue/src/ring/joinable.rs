@@ -118,7 +118,7 @@ impl<S: Shared> Core<S> {
     /// A put counted but not published: if its producer died holding the lock, and no
     /// other producer has come since to repair, repair now (a `join` would otherwise wait
     /// for a put that will never finish). A live producer keeps the lock: nothing to do.
-    fn repair_if_a_producer_died(&self) {
+    pub(super) fn repair_if_a_producer_died(&self) {
         if let Some((held, true)) = Held::try_take(self.shared.producers()) {
             self.repair_producers();
             held.mark_consistent();

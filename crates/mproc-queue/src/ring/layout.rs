@@ -53,6 +53,14 @@ pub(crate) const CLOSED: u32 = 2;
 pub(crate) const PRODUCERS_ASLEEP: u32 = 1;
 /// `JoinLine::flags`: a joiner is (about to be) asleep on `wake`.
 pub(crate) const JOINERS_ASLEEP: u32 = 1;
+/// `ProducerLine::flags`: a consumer awaits (async) a message: a wake also signals the
+/// queue's eventfd (see `wait_async`). In the word the waker already reads, so that no
+/// async waiter costs nothing more.
+pub(crate) const CONSUMERS_AWAIT: u32 = 4;
+/// `ConsumerLine::flags`: a producer awaits (async) room.
+pub(crate) const PRODUCERS_AWAIT: u32 = 2;
+/// `JoinLine::flags`: a joiner awaits (async) the last `task_done`.
+pub(crate) const JOINERS_AWAIT: u32 = 2;
 
 /// `tail_laps` (`head_laps`) counts the tail's (head's) crossings of a multiple of this
 /// many bytes. A process's cached head (tail) is trusted only while the other side's lap
@@ -70,7 +78,7 @@ pub(crate) struct ProducerLine<W32, W64> {
     /// The tail byte position (low half) and the count of puts (high half), published
     /// together by one store.
     pub(crate) tail: W64,
-    /// `CONSUMERS_ASLEEP` and `CLOSED`.
+    /// `CONSUMERS_ASLEEP`, `CLOSED` and `CONSUMERS_AWAIT`.
     pub(crate) flags: W32,
     /// Bumped to wake sleeping consumers.
     pub(crate) consumer_wake: W32,
@@ -85,7 +93,7 @@ pub(crate) struct ConsumerLine<W32, W64> {
     /// The head byte position (low half) and the count of gets (high half), freed
     /// together by one store.
     pub(crate) head: W64,
-    /// `PRODUCERS_ASLEEP`.
+    /// `PRODUCERS_ASLEEP` and `PRODUCERS_AWAIT`.
     pub(crate) flags: W32,
     /// Bumped to wake sleeping producers.
     pub(crate) producer_wake: W32,
@@ -100,7 +108,7 @@ pub(crate) struct JoinLine<W32> {
     pub(crate) unfinished: W32,
     /// Bumped to wake sleeping joiners.
     pub(crate) wake: W32,
-    /// `JOINERS_ASLEEP`.
+    /// `JOINERS_ASLEEP` and `JOINERS_AWAIT`.
     pub(crate) flags: W32,
     /// The tail the put being counted publishes (for repair after a producer's death).
     pub(crate) target: W32,

@@ -387,6 +387,7 @@ impl<S: Shared> Core<S> {
             ev.fetch_add(1, Ordering::SeqCst);
             self.shared.futex_wake_all(ev);
         }
+        self.shared.signal_async();
     }
 
     /// Refuses a put that would carry a `JoinableQueue`'s count into `PENDING`.

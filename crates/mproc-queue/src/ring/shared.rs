@@ -104,6 +104,9 @@ pub(crate) trait RobustLock {
     fn unlock(&self);
     /// After `OwnerDied` and a repair: the state it guards is whole again.
     fn mark_consistent(&self);
+    /// Whether a live thread holds the lock now (a moment's look; async waits only).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    fn is_locked(&self) -> bool;
 }
 
 impl RobustLock for LockBlock {
@@ -125,6 +128,10 @@ impl RobustLock for LockBlock {
     #[inline]
     fn mark_consistent(&self) {
         let _ = self.slot().mutex().mark_consistent();
+    }
+
+    fn is_locked(&self) -> bool {
+        self.slot().mutex().is_locked()
     }
 }
 
@@ -157,6 +164,9 @@ pub(crate) trait Shared {
     fn futex_wait(&self, word: &Self::U32, expected: u32, until: Option<Instant>) -> bool;
     /// Wakes every sleeper on `word`.
     fn futex_wake_all(&self, word: &Self::U32);
+    /// Wakes every async waiter, in every process (signals the queue's eventfd; see
+    /// `wait_async`).
+    fn signal_async(&self);
     /// Whether nobody but this process is left to make progress (see `holders`).
     fn others_gone(&self) -> bool;
     /// A full fence (store-load ordering) right after an atomic read-modify-write.
@@ -173,6 +183,20 @@ pub(crate) struct Shm {
     pub(crate) ring: SharedMemory,
     /// The read end of the presence pipe (see `holders`).
     pub(crate) presence: OwnedFd,
+    /// The eventfd that wakes async waiters, shared by every holder and never read (see
+    /// `wait_async`); `None` in a build without the `tokio` feature.
+    pub(crate) wake_fd: Option<OwnedFd>,
+}
+
+/// The eventfd that wakes async waiters (see `wait_async`), made only in a build where
+/// they can exist.
+pub(crate) fn new_wake_fd() -> Result<Option<OwnedFd>> {
+    if !cfg!(feature = "tokio") {
+        return Ok(None);
+    }
+    mproc_sys::eventfd()
+        .map(Some)
+        .map_err(|e| crate::error::Error::io("creating a queue's eventfd", e))
 }
 
 impl Shared for Shm {
@@ -223,6 +247,14 @@ impl Shared for Shm {
     #[inline]
     fn futex_wake_all(&self, word: &Pinned<AtomicU32>) {
         mproc_sys::futex_wake(word, u32::MAX);
+    }
+
+    #[cold]
+    fn signal_async(&self) {
+        if let Some(fd) = &self.wake_fd {
+            // Fails only if the fd is not an eventfd, which `Ring::assemble` checked.
+            let _ = mproc_sys::eventfd_signal(fd.as_fd());
+        }
     }
 
     fn others_gone(&self) -> bool {

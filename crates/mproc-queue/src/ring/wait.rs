@@ -5,20 +5,23 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ring::Waited;
-use crate::ring::layout::{CONSUMERS_ASLEEP, JOINERS_ASLEEP, PRODUCERS_ASLEEP};
+use crate::ring::layout::{
+    CONSUMERS_ASLEEP, CONSUMERS_AWAIT, JOINERS_ASLEEP, JOINERS_AWAIT, PRODUCERS_ASLEEP,
+    PRODUCERS_AWAIT,
+};
 use crate::ring::protocol::Core;
 use crate::ring::shared::{Shared, Word};
 
 /// The longest a waiter sleeps before looking again by itself. A process killed between
 /// publishing and waking (or between `task_done`'s count and its wake) leaves sleepers
 /// that nobody will wake; they notice within this long.
-const MAX_NAP: Duration = Duration::from_millis(100);
+pub(super) const MAX_NAP: Duration = Duration::from_millis(100);
 
-const SPIN_MIN: u32 = 64;
-const SPIN_MAX: u32 = 1 << 15;
+pub(super) const SPIN_MIN: u32 = 64;
+pub(super) const SPIN_MAX: u32 = 1 << 15;
 const SPIN_START: u32 = 2048;
 /// The longest gap between looks, in pauses.
-const GAP_MAX: u32 = 32;
+pub(super) const GAP_MAX: u32 = 32;
 /// A first look that finds fewer than this many messages (or freed records) waits
 /// longer next time; more than `BATCH_HIGH`, shorter.
 const BATCH_LOW: u32 = 8;
@@ -37,7 +40,7 @@ pub(crate) fn nap_until(deadline: Option<Instant>) -> (Option<Instant>, bool) {
 /// This process's pacing of its waits, adapted to how they have been ending.
 pub(crate) struct Pacing {
     /// How long to spin before sleeping, in pauses.
-    spin: AtomicU32,
+    pub(super) spin: AtomicU32,
     /// The pauses before a waiting consumer's first look.
     consumer_first_look: AtomicU32,
     /// The pauses before a waiting producer's first look.
@@ -193,34 +196,44 @@ impl<S: Shared> Core<S> {
         None
     }
 
-    /// Wakes the sleepers announced by `flag` in `flag_word`. Called right after a locked
-    /// read-modify-write (the unlock that follows a publishing store, or the update of a
-    /// count), which must be ordered before the flag's load: a sleeper sets its flag, then
-    /// re-checks what was published (see [`wait`](Core::wait)).
+    /// Wakes the sleepers announced by `flag` in `flag_word`, and the async waiters
+    /// announced by `awaited` in the same word (see `wait_async`). Called right after a
+    /// locked read-modify-write (the unlock that follows a publishing store, or the update
+    /// of a count), which must be ordered before the flags' load: a waiter sets its flag,
+    /// then re-checks what was published (see [`wait`](Core::wait)). With nobody waiting
+    /// this is one load and one test, as it was before async waiters existed.
     #[inline]
-    fn wake(&self, ev: &S::U32, flag_word: &S::U32, flag: u32) {
+    fn wake(&self, ev: &S::U32, flag_word: &S::U32, flag: u32, awaited: u32) {
         self.shared.full_fence_after_rmw();
-        if flag_word.load(Ordering::Relaxed) & flag != 0 {
-            flag_word.fetch_and(!flag, Ordering::SeqCst);
-            ev.fetch_add(1, Ordering::SeqCst);
-            self.shared.futex_wake_all(ev);
+        let flags = flag_word.load(Ordering::Relaxed);
+        if flags & (flag | awaited) != 0 {
+            flag_word.fetch_and(!(flag | awaited), Ordering::SeqCst);
+            if flags & flag != 0 {
+                ev.fetch_add(1, Ordering::SeqCst);
+                self.shared.futex_wake_all(ev);
+            }
+            // After the flag is cleared: a waiter that raises it again from here on either
+            // sees what was published or is woken by this signal (see `wait_async`).
+            if flags & awaited != 0 {
+                self.shared.signal_async();
+            }
         }
     }
 
     #[inline]
     pub(crate) fn wake_consumers(&self) {
         let p = &self.shared.header().producer;
-        self.wake(&p.consumer_wake, &p.flags, CONSUMERS_ASLEEP);
+        self.wake(&p.consumer_wake, &p.flags, CONSUMERS_ASLEEP, CONSUMERS_AWAIT);
     }
 
     #[inline]
     pub(crate) fn wake_producers(&self) {
         let c = &self.shared.header().consumer;
-        self.wake(&c.producer_wake, &c.flags, PRODUCERS_ASLEEP);
+        self.wake(&c.producer_wake, &c.flags, PRODUCERS_ASLEEP, PRODUCERS_AWAIT);
     }
 
     pub(crate) fn wake_joiners(&self) {
         let j = &self.shared.header().join;
-        self.wake(&j.wake, &j.flags, JOINERS_ASLEEP);
+        self.wake(&j.wake, &j.flags, JOINERS_ASLEEP, JOINERS_AWAIT);
     }
 }
