@@ -167,7 +167,12 @@ fn async_consumers_here_take_what_sync_producers_in_children_put_exactly_once() 
         let want: Vec<_> = (0..PRODUCERS)
             .flat_map(|id| (0..N).map(move |i| (id, i)))
             .collect();
-        assert!(all == want, "{} messages taken of {}", all.len(), want.len());
+        assert!(
+            all == want,
+            "{} messages taken of {}",
+            all.len(),
+            want.len()
+        );
         assert!(
             ticks.load(Ordering::Relaxed) >= 5,
             "the runtime's other task starved"
@@ -437,7 +442,10 @@ fn the_iterator_and_the_stream_end_when_the_queue_is_closed_and_drained() {
         let got: Vec<u64> = q.iter().map(Result::unwrap).collect();
         child.join().unwrap();
         assert!(got == (0..N).collect::<Vec<_>>());
-        assert!(q.iter().next().is_none(), "a closed, drained queue yields nothing");
+        assert!(
+            q.iter().next().is_none(),
+            "a closed, drained queue yields nothing"
+        );
 
         let q = Queue::<u64>::new().unwrap();
         let mut child = builder()

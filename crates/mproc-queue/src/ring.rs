@@ -233,7 +233,10 @@ impl Ring {
             return Err(corrupt("the queue's header is too short or its bound is 0"));
         }
         // Written to by every wake that an async waiter asked for: an eventfd, or nothing.
-        if wake_fd.as_ref().is_some_and(|fd| !mproc_sys::is_eventfd(fd.as_fd())) {
+        if wake_fd
+            .as_ref()
+            .is_some_and(|fd| !mproc_sys::is_eventfd(fd.as_fd()))
+        {
             return Err(corrupt("the queue's wake-up fd is not an eventfd"));
         }
         // A child made by fork closes these unless the queue is in its argument.
@@ -620,7 +623,10 @@ impl Drop for Ring {
             holders::unregister(&self.core.shared.header_block, id);
         }
         let shm = &self.core.shared;
-        for fd in [&self.side.tx, &self.side.rx, &shm.presence].into_iter().chain(&shm.wake_fd) {
+        for fd in [&self.side.tx, &self.side.rx, &shm.presence]
+            .into_iter()
+            .chain(&shm.wake_fd)
+        {
             mproc_sys::untrack_owned_fd(fd.as_fd());
         }
     }

@@ -3,8 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_core::Stream;
@@ -194,7 +194,10 @@ impl<T: Serialize + DeserializeOwned> Future for PutAsync<'_, T> {
                 r => Some(r),
             }
         };
-        let r = std::task::ready!(this.wait.poll(cx, &queue.ring, AsyncWaiter::Producer, attempt));
+        let r = std::task::ready!(
+            this.wait
+                .poll(cx, &queue.ring, AsyncWaiter::Producer, attempt)
+        );
         Poll::Ready(match r {
             Ok(r) => r,
             Err(stopped) => {
@@ -225,12 +228,14 @@ impl<T: Serialize + DeserializeOwned> Stream for Messages<'_, T> {
         if this.done {
             return Poll::Ready(None);
         }
-        Poll::Ready(match std::task::ready!(this.queue.poll_get(&mut this.wait, cx)) {
-            Err(GetError::Closed | GetError::Disconnected) => {
-                this.done = true;
-                None
-            }
-            r => Some(r),
-        })
+        Poll::Ready(
+            match std::task::ready!(this.queue.poll_get(&mut this.wait, cx)) {
+                Err(GetError::Closed | GetError::Disconnected) => {
+                    this.done = true;
+                    None
+                }
+                r => Some(r),
+            },
+        )
     }
 }

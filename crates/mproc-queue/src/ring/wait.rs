@@ -223,13 +223,23 @@ impl<S: Shared> Core<S> {
     #[inline]
     pub(crate) fn wake_consumers(&self) {
         let p = &self.shared.header().producer;
-        self.wake(&p.consumer_wake, &p.flags, CONSUMERS_ASLEEP, CONSUMERS_AWAIT);
+        self.wake(
+            &p.consumer_wake,
+            &p.flags,
+            CONSUMERS_ASLEEP,
+            CONSUMERS_AWAIT,
+        );
     }
 
     #[inline]
     pub(crate) fn wake_producers(&self) {
         let c = &self.shared.header().consumer;
-        self.wake(&c.producer_wake, &c.flags, PRODUCERS_ASLEEP, PRODUCERS_AWAIT);
+        self.wake(
+            &c.producer_wake,
+            &c.flags,
+            PRODUCERS_ASLEEP,
+            PRODUCERS_AWAIT,
+        );
     }
 
     pub(crate) fn wake_joiners(&self) {

@@ -54,18 +54,18 @@
 //! dropped between polls has either done its work and returned it, or not started it.
 
 use std::future::Future;
-use std::os::fd::OwnedFd;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use tokio::io::Interest;
+use mproc_sys::ReactorFd;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, ErrorKind};
 use crate::ring::Ring;
-use crate::ring::layout::{COUNT, CONSUMERS_AWAIT, End, JOINERS_AWAIT, PENDING, PRODUCERS_AWAIT};
+use crate::ring::layout::{CONSUMERS_AWAIT, COUNT, End, JOINERS_AWAIT, PENDING, PRODUCERS_AWAIT};
 use crate::ring::protocol::Core;
 use crate::ring::shared::{RobustLock, Shared, Word};
 use crate::ring::wait::{GAP_MAX, MAX_NAP, SPIN_MAX, SPIN_MIN};
@@ -114,7 +114,7 @@ pub(crate) struct AsyncWait {
     gap: u32,
     spent: u32,
     budget: u32,
-    fd: Option<AsyncFd<OwnedFd>>,
+    fd: Option<AsyncFd<ReactorFd>>,
     nap: Option<Pin<Box<Sleep>>>,
 }
 
@@ -275,7 +275,12 @@ impl AsyncWait {
     /// Goes to sleep, or finds it need not: leaves the phase `Asleep` when the future
     /// should return `Pending`, and sets `Napped` when the nap has ended. See the module's
     /// "No lost wake-up" for the order of the steps.
-    fn sleep(&mut self, cx: &mut Context<'_>, ring: &Ring, waiter: AsyncWaiter) -> Result<(), Error> {
+    fn sleep(
+        &mut self,
+        cx: &mut Context<'_>,
+        ring: &Ring,
+        waiter: AsyncWaiter,
+    ) -> Result<(), Error> {
         let core = &ring.core;
         let fd = match &mut self.fd {
             Some(fd) => fd,
@@ -309,7 +314,7 @@ impl AsyncWait {
 }
 
 /// Registers a duplicate of the queue's eventfd with the current runtime's reactor.
-fn register(ring: &Ring) -> Result<AsyncFd<OwnedFd>, Error> {
+fn register(ring: &Ring) -> Result<AsyncFd<ReactorFd>, Error> {
     let Some(fd) = &ring.core.shared.wake_fd else {
         return Err(Error::with_source(
             ErrorKind::Io,
@@ -318,14 +323,8 @@ fn register(ring: &Ring) -> Result<AsyncFd<OwnedFd>, Error> {
             std::io::Error::from(std::io::ErrorKind::Unsupported),
         ));
     };
-    let dup = fd
-        .try_clone()
-        .map_err(|e| Error::io("duplicating the queue's eventfd", e))?;
-    // The safe constructor, deprecated because a `T` may close or change its fd under the
-    // registration; an `OwnedFd`, owned by the `AsyncFd`, can do neither. (With the
-    // workspace's safe registration in `mproc_sys`, once there, this can use that.)
-    #[allow(deprecated)]
-    AsyncFd::with_interest(dup, Interest::READABLE)
+    // A duplicate of its own per waiter (see the module's docs), closed by a forked child.
+    mproc_sys::register_async(fd.as_fd())
         .map_err(|e| Error::io("registering the queue's eventfd with the runtime", e))
 }
 
@@ -410,6 +409,7 @@ impl<R, F: FnMut() -> Option<R> + Unpin> Future for Awaiting<'_, R, F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        this.wait.poll(cx, this.ring, this.waiter, &mut this.attempt)
+        this.wait
+            .poll(cx, this.ring, this.waiter, &mut this.attempt)
     }
 }
