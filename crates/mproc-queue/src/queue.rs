@@ -25,6 +25,11 @@ thread_local! {
 /// (a fresh 16 MiB buffer per message cost more than the copies: page faults).
 const SCRATCH_KEEP: usize = 32 << 20;
 
+/// A value with a piece this large (a byte string, a string) is encoded straight where it
+/// travels (its size counted first) rather than into the scratch buffer and copied: the
+/// count costs less than the copy.
+const BULK: usize = 8 << 10;
+
 /// Runs `f` with this thread's scratch buffer (a fresh one if it is in use: a value whose
 /// `Serialize` puts into a queue itself).
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
@@ -276,8 +281,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let r = with_scratch(|buf| {
             buf.clear();
             buf.resize(ring::REC_HEADER, 0);
-            let fds = mproc_wire::encode_into(&value, buf).map_err(Error::from)?;
-            self.ring.put(buf, fds, deadline)
+            match mproc_wire::encode_into_unless_bulk(&value, buf, BULK).map_err(Error::from)? {
+                Some(fds) => self.ring.put(buf, fds, deadline),
+                // Made of large pieces: encoded once more, straight into shared memory.
+                None => self.ring.put_value(&value, deadline),
+            }
         });
         match r {
             Ok(()) => Ok(()),

@@ -16,6 +16,7 @@
 
 #[cfg(fuzzing)]
 pub mod fuzz;
+mod direct;
 #[cfg(test)]
 mod heap;
 mod joinable;
@@ -40,6 +41,7 @@ pub(crate) use layout::REC_HEADER;
 use layout::{HEADER_LEN, PinnedHeader, RecordHeader, kind};
 use protocol::Core;
 use shared::{Shared, Shm};
+use direct::check_fd_count;
 use side::Side;
 use spill::{Mapped, Spills};
 
@@ -288,40 +290,58 @@ impl Ring {
         mut fds: Vec<OwnedFd>,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), Refused> {
-        let mut large = [0u8; REC_HEADER + layout::LARGE_LEN];
-        // Released if this put fails before publishing.
-        let mut claimed = None;
-        let (kind, record) = if buf.len() - REC_HEADER > self.inline_max() {
+        self.refuse_if_filling()?;
+        if buf.len() - REC_HEADER > self.inline_max() {
             let payload = &buf[REC_HEADER..];
-            let how = match self.spills.fill(payload)? {
+            let (how, claimed) = match self.spills.fill(payload)? {
                 Some(segment) => {
                     fds.insert(0, segment.fd()?);
-                    claimed = Some(segment);
-                    layout::large::SEGMENT
+                    (layout::large::SEGMENT, Some(segment))
                 }
                 None => {
                     fds.insert(0, Self::spill(payload)?);
-                    layout::large::SEALED
+                    (layout::large::SEALED, None)
                 }
             };
-            large[REC_HEADER..REC_HEADER + 8]
-                .copy_from_slice(&(payload.len() as u64).to_le_bytes());
-            large[REC_HEADER + 8..].copy_from_slice(&how.to_le_bytes());
-            (kind::LARGE, &mut large[..])
-        } else if fds.is_empty() {
-            (kind::INLINE, buf)
-        } else {
-            (kind::WITH_FDS, buf)
-        };
-        if fds.len() > mproc_sys::MAX_FDS_PER_MSG {
-            return Err(Refused::Failed(Error::new(
-                ErrorKind::Encode,
-                format!(
-                    "a message carries at most {} file descriptors",
-                    mproc_sys::MAX_FDS_PER_MSG - 1
-                ),
-            )));
+            return self.put_large(payload.len(), how, fds, claimed, deadline);
         }
+        let kind = if fds.is_empty() {
+            kind::INLINE
+        } else {
+            kind::WITH_FDS
+        };
+        self.put_record(kind, buf, fds, None, deadline)
+    }
+
+    /// Enqueues a `LARGE` record for a message of `size` bytes that travels `how`, in the
+    /// segment or memfd that is the first of `fds` (`claimed`: this handle's segment, handed
+    /// over once published).
+    fn put_large(
+        &self,
+        size: usize,
+        how: u64,
+        fds: Vec<OwnedFd>,
+        claimed: Option<spill::Claimed>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), Refused> {
+        let mut large = [0u8; REC_HEADER + layout::LARGE_LEN];
+        large[REC_HEADER..REC_HEADER + 8].copy_from_slice(&(size as u64).to_le_bytes());
+        large[REC_HEADER + 8..].copy_from_slice(&how.to_le_bytes());
+        self.put_record(kind::LARGE, &mut large, fds, claimed, deadline)
+    }
+
+    /// Enqueues `record` (its first `REC_HEADER` bytes are room for its header) of `kind`,
+    /// with `fds` beside it: reserves room, sends the fds, publishes.
+    #[inline]
+    fn put_record(
+        &self,
+        kind: u32,
+        record: &mut [u8],
+        fds: Vec<OwnedFd>,
+        claimed: Option<spill::Claimed>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), Refused> {
+        check_fd_count(&fds)?;
         let len = (record.len() - REC_HEADER) as u32;
         let rec = layout::pad8(record.len());
         if rec > self.core.cap as usize {
@@ -364,6 +384,7 @@ impl Ring {
         deadline: Option<Instant>,
     ) -> std::result::Result<usize, Refused> {
         debug_assert!(!self.core.joinable && !recs.is_empty());
+        self.refuse_if_filling()?;
         let first = recs[0];
         if first > self.core.cap as usize {
             return Err(Refused::Failed(corrupt("record larger than the ring")));

@@ -122,9 +122,25 @@ impl Claimed {
             .map_err(|e| Error::io("duplicating a large message's segment", e))
     }
 
+    /// Writes `data` at `offset` bytes into the message's room (the segment is claimed:
+    /// nobody else reads or writes it until its record is published).
+    pub(crate) fn write_at(&mut self, offset: usize, data: &[u8]) -> std::io::Result<()> {
+        let at = offset
+            .checked_add(DATA)
+            .ok_or(std::io::ErrorKind::InvalidInput)?;
+        self.segment.region.copy_from(at, data)
+    }
+
     /// Says the record is published: the segment is its consumer's to free.
     pub(crate) fn handed_over(mut self) {
         self.published = true;
+    }
+}
+
+/// A value encoded straight into its segment.
+impl mproc_wire::Sink for Claimed {
+    fn write_at(&mut self, offset: usize, data: &[u8]) -> std::io::Result<()> {
+        Claimed::write_at(self, offset, data)
     }
 }
 
@@ -150,22 +166,27 @@ impl Spills {
     /// [`POOL`]), and returns it claimed; `None` when the payload is too large to pool,
     /// or every segment is busy (the caller then uses a fresh sealed memfd).
     pub(crate) fn fill(&self, payload: &[u8]) -> Result<Option<Claimed>> {
-        if payload.len() > POOL_MAX_BYTES - DATA {
+        let Some(mut claimed) = self.claim_for(payload.len())? else {
             return Ok(None);
-        }
-        let Some(segment) = self.claim(payload.len())? else {
-            return Ok(None);
-        };
-        let claimed = Claimed {
-            segment,
-            published: false,
         };
         claimed
-            .segment
-            .region
-            .copy_from(DATA, payload)
+            .write_at(0, payload)
             .map_err(|e| Error::io("copying a large message into its segment", e))?;
         Ok(Some(claimed))
+    }
+
+    /// Claims a free segment of this handle with room for a message of `len` bytes (made
+    /// when none fits, up to [`POOL`]), for the caller to write the message in with
+    /// [`Claimed::write_at`]; `None` when the message is too large to pool, or every
+    /// segment is busy.
+    pub(crate) fn claim_for(&self, len: usize) -> Result<Option<Claimed>> {
+        if len > POOL_MAX_BYTES - DATA {
+            return Ok(None);
+        }
+        Ok(self.claim(len)?.map(|segment| Claimed {
+            segment,
+            published: false,
+        }))
     }
 
     /// Claims a free segment with room for `len` bytes: one of this handle's, a larger one
