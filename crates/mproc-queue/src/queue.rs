@@ -297,18 +297,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
-        with_scratch(|buf| match self.ring.get(buf, deadline) {
-            Ok(Payload::Inline) => {
-                Ok(mproc_wire::decode_from(buf, Vec::new()).map_err(Error::from)?)
+        with_scratch(|buf| match self.ring.get_at(buf, deadline, true) {
+            Ok((Payload::Inline, start)) => {
+                Ok(mproc_wire::decode_from(&buf[start..], Vec::new()).map_err(Error::from)?)
             }
-            Ok(Payload::WithFds(fds)) => {
-                Ok(mproc_wire::decode_from(buf, fds).map_err(Error::from)?)
+            Ok((Payload::WithFds(fds), start)) => {
+                Ok(mproc_wire::decode_from(&buf[start..], fds).map_err(Error::from)?)
             }
-            Ok(Payload::Sealed(sealed)) => {
+            Ok((Payload::Sealed(sealed), _)) => {
                 let (bytes, fds) = *sealed;
                 Ok(mproc_wire::decode_from(bytes.as_slice(), fds).map_err(Error::from)?)
             }
-            Ok(Payload::Bad(e)) | Err(Refused::Failed(e)) => Err(GetError::Failed(e)),
+            Ok((Payload::Bad(e), _)) | Err(Refused::Failed(e)) => Err(GetError::Failed(e)),
             Err(Refused::Timeout) => Err(GetError::Empty),
             Err(Refused::Closed) => Err(GetError::Closed),
             Err(Refused::Disconnected) => Err(GetError::Disconnected),

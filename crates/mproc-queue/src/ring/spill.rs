@@ -232,14 +232,21 @@ pub(crate) struct Mapped {
 }
 
 impl Mapped {
-    /// Copies the `size`-byte message out of the segment `fd` into `buf`, then frees the
-    /// segment for its producer.
+    /// Copies the `size`-byte message out of the segment `fd` into `buf` (at the start
+    /// returned: 0 unless `align`, see `align::lead`), then frees the segment for its
+    /// producer.
     ///
     /// # Errors
     ///
     /// `Corrupt` when `fd` is not a size-sealed memfd holding `size` bytes of message
     /// (nothing is freed then).
-    pub(crate) fn copy_out(&self, fd: &OwnedFd, size: usize, buf: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn copy_out(
+        &self,
+        fd: &OwnedFd,
+        size: usize,
+        buf: &mut Vec<u8>,
+        align: bool,
+    ) -> Result<usize> {
         let id = mproc_sys::file_identity(fd.as_fd())
             .map_err(|e| Error::io("looking at a large message's segment", e))?;
         let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
@@ -266,13 +273,21 @@ impl Mapped {
         if size > region.len().saturating_sub(DATA) {
             return Err(corrupt("a large message is larger than its segment"));
         }
+        let copy_err = |e| Error::io("copying a large message out of its segment", e);
+        let start = if align {
+            crate::ring::align::lead(buf, size, |head| {
+                region.copy_to(DATA, head).map_err(copy_err)
+            })?
+        } else {
+            0
+        };
         // Not cleared first: the copy overwrites every byte kept.
-        buf.resize(size, 0);
+        buf.resize(start + size, 0);
         region
-            .copy_to(DATA, &mut buf[..])
-            .map_err(|e| Error::io("copying a large message out of its segment", e))?;
+            .copy_to(DATA, &mut buf[start..])
+            .map_err(copy_err)?;
         state(region)?.store(FREE, Ordering::Release);
-        Ok(())
+        Ok(start)
     }
 }
 
@@ -299,13 +314,13 @@ mod tests {
         let second = spills.fill(&[2u8; 5000]).unwrap().unwrap();
         assert_ne!(segment_of(&spills, &second), at);
         let mut buf = Vec::new();
-        mapped.copy_out(&fd, 5000, &mut buf).unwrap();
+        mapped.copy_out(&fd, 5000, &mut buf, false).unwrap();
         assert_eq!(buf, [1u8; 5000]);
         // Freed: reused.
         let third = spills.fill(&[3u8; 5000]).unwrap().unwrap();
         assert_eq!(segment_of(&spills, &third), at);
         mapped
-            .copy_out(&third.fd().unwrap(), 5000, &mut buf)
+            .copy_out(&third.fd().unwrap(), 5000, &mut buf, false)
             .unwrap();
         assert_eq!(buf, [3u8; 5000]);
         drop(second);
@@ -342,13 +357,13 @@ mod tests {
         file.set_len(1 << 20).unwrap();
         let fd = OwnedFd::from(file);
         let e = Mapped::default()
-            .copy_out(&fd, 10, &mut Vec::new())
+            .copy_out(&fd, 10, &mut Vec::new(), false)
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
         let spills = Spills::default();
         let claimed = spills.fill(&[0u8; 10]).unwrap().unwrap();
         let e = Mapped::default()
-            .copy_out(&claimed.fd().unwrap(), 2 << 20, &mut Vec::new())
+            .copy_out(&claimed.fd().unwrap(), 2 << 20, &mut Vec::new(), false)
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
     }
