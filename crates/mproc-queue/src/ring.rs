@@ -296,8 +296,11 @@ impl Ring {
         self.refuse_if_filling()?;
         if buf.len() - REC_HEADER > self.inline_max() {
             let payload = &buf[REC_HEADER..];
-            let (how, claimed) = match self.spills.fill(payload)? {
-                Some(segment) => {
+            let (how, claimed) = match self.claim_segment(payload.len(), deadline)? {
+                Some(mut segment) => {
+                    segment
+                        .write_at(0, payload)
+                        .map_err(|e| Error::io("copying a large message into its segment", e))?;
                     fds.insert(0, segment.fd()?);
                     (layout::large::SEGMENT, Some(segment))
                 }

@@ -175,6 +175,26 @@ impl Ring {
         Ok(())
     }
 
+    /// Claims one of this handle's segments for a message of `len` bytes, waiting a little
+    /// for one to be freed when all are busy (see `Spills::wait_for_free`); `None`: the
+    /// message goes in a sealed memfd of its own.
+    pub(crate) fn claim_segment(
+        &self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> crate::error::Result<Option<crate::ring::spill::Claimed>> {
+        loop {
+            if let Some(claimed) = self.spills.claim_for(len)? {
+                return Ok(Some(claimed));
+            }
+            if !self.spills.worth_waiting(len)
+                || !self.spills.wait_for_free(deadline, || self.core.gets())
+            {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Enqueues `value`, of `len` bytes encoded, larger than the ring takes: encoded into a
     /// free segment of this handle's, or else into a sealed memfd of its own.
     fn put_value_large<T: Serialize + ?Sized>(
@@ -183,7 +203,7 @@ impl Ring {
         len: usize,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), Refused> {
-        let (written, mut fds, fd, how, claimed) = match self.spills.claim_for(len)? {
+        let (written, mut fds, fd, how, claimed) = match self.claim_segment(len, deadline)? {
             Some(mut segment) => {
                 let (written, fds) =
                     mproc_wire::encode_to_sink(value, &mut segment, len).map_err(Error::from)?;

@@ -139,6 +139,12 @@ impl<S: Shared> Core<S> {
         End::unpack(self.shared.header().consumer.head.load(order))
     }
 
+    /// The consumers' count of messages taken (wrapping).
+    #[inline]
+    pub(crate) fn gets(&self) -> u32 {
+        self.consumer_end(Ordering::Relaxed).count
+    }
+
     /// Messages waiting (approximate while others work).
     pub(crate) fn len(&self) -> usize {
         let gets = self.consumer_end(Ordering::Acquire).count;

@@ -20,15 +20,18 @@
 //! the queue goes on, and only that message is lost (its side datagram, if sent, is
 //! dropped as stale by the next consumer). A consumer killed between taking a record and
 //! freeing the segment leaves the segment `BUSY` for ever: its producer stops using it and
-//! makes another, up to [`POOL`] segments; past that, a message travels in a fresh
-//! sealed memfd, as one larger than [`POOL_MAX_BYTES`] always does.
+//! makes another, up to [`POOL`] segments. When all are busy, a put waits a little for
+//! consumers that are taking messages to free one (see [`Spills::wait_for_free`]); past
+//! that, a message travels in a fresh sealed memfd, as one larger than
+//! [`POOL_MAX_BYTES`] always does.
 //!
 //! A segment's size is sealed, so a consumer's copy out never touches a page that is not
 //! there (no SIGBUS), whatever its producer does.
 
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mproc_sys::Region;
 
@@ -159,12 +162,21 @@ impl Drop for Claimed {
 #[derive(Default)]
 pub(crate) struct Spills {
     segments: Mutex<Vec<Arc<Segment>>>,
+    /// Set when a wait for a free segment gave up (see [`Spills::wait_for_free`]): later
+    /// puts do not wait again until one of this handle's segments is seen free.
+    gave_up: AtomicBool,
 }
+
+/// How long a wait for a free segment lasts without consumers taking any message.
+const PATIENCE: Duration = Duration::from_millis(50);
+/// How long a wait for a free segment lasts at most.
+const MAX_WAIT: Duration = Duration::from_millis(250);
 
 impl Spills {
     /// Copies `payload` into a free segment of this handle (made when none fits, up to
     /// [`POOL`]), and returns it claimed; `None` when the payload is too large to pool,
     /// or every segment is busy (the caller then uses a fresh sealed memfd).
+    #[cfg(test)]
     pub(crate) fn fill(&self, payload: &[u8]) -> Result<Option<Claimed>> {
         let Some(mut claimed) = self.claim_for(payload.len())? else {
             return Ok(None);
@@ -189,6 +201,55 @@ impl Spills {
         }))
     }
 
+    /// Whether a message of `len` bytes waits for a segment of this handle's rather than
+    /// going to a sealed memfd of its own: it fits a segment, all [`POOL`] of them are
+    /// busy (or none would fit), and the last wait did not give up.
+    pub(crate) fn worth_waiting(&self, len: usize) -> bool {
+        len <= POOL_MAX_BYTES - DATA
+            && !self.gave_up.load(Ordering::Relaxed)
+            && self.segments.lock().unwrap_or_else(|p| p.into_inner()).len() == POOL
+    }
+
+    /// Waits, in short naps, until one of this handle's segments is free, as long as
+    /// `gets()` (the consumers' count of messages taken) moves at least every
+    /// [`PATIENCE`], for at most [`MAX_WAIT`] and until `deadline`. A large message costs
+    /// a segment one copy in and one out; a sealed memfd of its own costs a fresh file
+    /// whose pages are allocated, zeroed and mapped on both sides, ten times as much: a
+    /// producer a few segments ahead of its consumers waits for them, as it waits for room
+    /// in the ring. Returns whether a segment is free (it may be claimed by another thread
+    /// of this process first; the caller tries again).
+    pub(crate) fn wait_for_free(&self, deadline: Option<Instant>, gets: impl Fn() -> u32) -> bool {
+        let start = Instant::now();
+        let (mut seen, mut moved) = (gets(), start);
+        let mut nap = Duration::from_micros(20);
+        loop {
+            let free = {
+                let segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+                segments
+                    .iter()
+                    .any(|s| s.state().is_ok_and(|w| w.load(Ordering::Relaxed) == FREE))
+            };
+            if free {
+                self.gave_up.store(false, Ordering::Relaxed);
+                return true;
+            }
+            let now = Instant::now();
+            let g = gets();
+            if g != seen {
+                (seen, moved) = (g, now);
+            }
+            if now.duration_since(moved) > PATIENCE
+                || now.duration_since(start) > MAX_WAIT
+                || deadline.is_some_and(|d| now >= d)
+            {
+                self.gave_up.store(true, Ordering::Relaxed);
+                return false;
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_micros(500));
+        }
+    }
+
     /// Claims a free segment with room for `len` bytes: one of this handle's, a larger one
     /// in place of a free one too small, or a new one.
     fn claim(&self, len: usize) -> Result<Option<Arc<Segment>>> {
@@ -205,6 +266,7 @@ impl Spills {
             })
         };
         if let Some(s) = segments.iter().find(|s| s.room() >= len && try_claim(s)) {
+            self.gave_up.store(false, Ordering::Relaxed);
             return Ok(Some(Arc::clone(s)));
         }
         let slot = if segments.len() < POOL {
