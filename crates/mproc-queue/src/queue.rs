@@ -52,8 +52,12 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// (no pipe, no feeder thread, no syscall while the other side is awake); one larger than
 /// a quarter of the ring travels in a shared segment that its producer reuses once the
 /// consumer has copied the message out (up to 4 segments of up to 32 MiB per producer
-/// handle), or, past that, in a sealed memfd of its own: a large message costs one copy
-/// in and one copy out. [`put_many`](Queue::put_many) and [`get_many`](Queue::get_many)
+/// handle; a put waits briefly for one to be freed while consumers are taking messages),
+/// or, past that, in a sealed memfd of its own. A value made of large pieces (a byte
+/// string, a long string) is encoded straight into shared memory (its size counted first,
+/// and, when it goes into the ring, with the producers' lock held), so it costs the
+/// producer one copy; the consumer copies it out and decodes it.
+/// [`put_many`](Queue::put_many) and [`get_many`](Queue::get_many)
 /// move small messages in batches. Any number of processes may put and get; the queue
 /// travels as a spawn argument or through a pipe, and is inherited by fork.
 ///
