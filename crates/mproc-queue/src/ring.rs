@@ -17,9 +17,9 @@
 //!   another process.
 
 mod align;
+mod direct;
 #[cfg(fuzzing)]
 pub mod fuzz;
-mod direct;
 #[cfg(test)]
 mod heap;
 mod joinable;
@@ -40,11 +40,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::holders;
+use direct::check_fd_count;
 pub(crate) use layout::REC_HEADER;
 use layout::{HEADER_LEN, PinnedHeader, RecordHeader, kind};
 use protocol::Core;
 use shared::{Shared, Shm};
-use direct::check_fd_count;
 use side::Side;
 use spill::{Mapped, Spills};
 
@@ -305,7 +305,10 @@ impl Ring {
                     (layout::large::SEGMENT, Some(segment))
                 }
                 None => {
-                    fds.insert(0, direct::sealed(payload.len(), |w| w.write_at(0, payload))?);
+                    fds.insert(
+                        0,
+                        direct::sealed(payload.len(), |w| w.write_at(0, payload))?,
+                    );
                     (layout::large::SEALED, None)
                 }
             };
@@ -317,23 +320,6 @@ impl Ring {
             kind::WITH_FDS
         };
         self.put_record(kind, buf, fds, None, deadline)
-    }
-
-    /// Enqueues a `LARGE` record for a message of `size` bytes that travels `how`, in the
-    /// segment or memfd that is the first of `fds` (`claimed`: this handle's segment, handed
-    /// over once published).
-    fn put_large(
-        &self,
-        size: usize,
-        how: u64,
-        fds: Vec<OwnedFd>,
-        claimed: Option<spill::Claimed>,
-        deadline: Option<Instant>,
-    ) -> std::result::Result<(), Refused> {
-        let mut large = [0u8; REC_HEADER + layout::LARGE_LEN];
-        large[REC_HEADER..REC_HEADER + 8].copy_from_slice(&(size as u64).to_le_bytes());
-        large[REC_HEADER + 8..].copy_from_slice(&how.to_le_bytes());
-        self.put_record(kind::LARGE, &mut large, fds, claimed, deadline)
     }
 
     /// Enqueues `record` (its first `REC_HEADER` bytes are room for its header) of `kind`,
@@ -478,7 +464,8 @@ impl Ring {
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
     ) -> std::result::Result<Payload, Refused> {
-        self.get_at(buf, deadline, false).map(|(payload, _)| payload)
+        self.get_at(buf, deadline, false)
+            .map(|(payload, _)| payload)
     }
 
     /// Like [`get`](Ring::get), with a large payload placed in `buf` at the start returned

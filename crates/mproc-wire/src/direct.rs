@@ -78,7 +78,10 @@ pub fn encode_into_unless_bulk<T: Serialize + ?Sized>(
 /// ```
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, Error> {
     let mut fds = Vec::new();
-    encoding(&mut fds, || postcard::serialize_with_flavor(value, Count(0))).map_err(encode_error)
+    encoding(&mut fds, || {
+        postcard::serialize_with_flavor(value, Count(0))
+    })
+    .map_err(encode_error)
 }
 
 /// Where [`encode_to_sink`] writes: pieces of the encoded bytes, each at its offset from

@@ -616,7 +616,9 @@ fn a_value_nested_deeper_than_the_stack_is_a_decode_error_not_an_overflow() {
 }
 
 mod direct {
-    use crate::{ErrorKind, Sink, decode_from, encode_into_unless_bulk, encode_to_sink, encoded_len};
+    use crate::{
+        ErrorKind, Sink, decode_from, encode_into_unless_bulk, encode_to_sink, encoded_len,
+    };
 
     /// A sink into a buffer, refusing writes past `fail_at` bytes.
     struct Buf {
@@ -629,7 +631,11 @@ mod direct {
             if offset + data.len() > self.fail_at {
                 return Err(std::io::Error::other("full"));
             }
-            assert_eq!(offset, self.bytes.len(), "writes come in order, without gaps");
+            assert_eq!(
+                offset,
+                self.bytes.len(),
+                "writes come in order, without gaps"
+            );
             self.bytes.extend_from_slice(data);
             Ok(())
         }
@@ -655,7 +661,10 @@ mod direct {
         let (written, fds) = encode_to_sink(&v, &mut sink, len).unwrap();
         assert_eq!(written, len);
         assert_eq!(sink.bytes, crate::encode(&v).unwrap().bytes());
-        assert_eq!(decode_from::<(Vec<u32>, String, u8, Vec<String>)>(&sink.bytes, fds).unwrap(), v);
+        assert_eq!(
+            decode_from::<(Vec<u32>, String, u8, Vec<String>)>(&sink.bytes, fds).unwrap(),
+            v
+        );
     }
 
     #[test]
@@ -679,9 +688,17 @@ mod direct {
     #[test]
     fn bulk_is_found_only_at_or_past_its_size() {
         let mut buf = vec![1];
-        assert!(encode_into_unless_bulk(&value(), &mut buf, 5000).unwrap().is_none());
+        assert!(
+            encode_into_unless_bulk(&value(), &mut buf, 5000)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(buf, [1]);
-        assert!(encode_into_unless_bulk(&value(), &mut buf, 5001).unwrap().is_some());
+        assert!(
+            encode_into_unless_bulk(&value(), &mut buf, 5001)
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(&buf[1..], crate::encode(&value()).unwrap().bytes());
     }
 }

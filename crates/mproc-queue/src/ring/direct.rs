@@ -175,6 +175,23 @@ impl Ring {
         Ok(())
     }
 
+    /// Enqueues a `LARGE` record for a message of `size` bytes that travels `how`, in the
+    /// segment or memfd that is the first of `fds` (`claimed`: this handle's segment, handed
+    /// over once published).
+    pub(crate) fn put_large(
+        &self,
+        size: usize,
+        how: u64,
+        fds: Vec<OwnedFd>,
+        claimed: Option<crate::ring::spill::Claimed>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), Refused> {
+        let mut large = [0u8; REC_HEADER + layout::LARGE_LEN];
+        large[REC_HEADER..REC_HEADER + 8].copy_from_slice(&(size as u64).to_le_bytes());
+        large[REC_HEADER + 8..].copy_from_slice(&how.to_le_bytes());
+        self.put_record(kind::LARGE, &mut large, fds, claimed, deadline)
+    }
+
     /// Claims one of this handle's segments for a message of `len` bytes, waiting a little
     /// for one to be freed when all are busy (see `Spills::wait_for_free`); `None`: the
     /// message goes in a sealed memfd of its own.
@@ -238,7 +255,11 @@ mod tests {
     use crate::{Builder, ErrorKind, Queue};
 
     fn bytes(n: usize, seed: u8) -> ByteBuf {
-        ByteBuf::from((0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect::<Vec<_>>())
+        ByteBuf::from(
+            (0..n)
+                .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[test]
@@ -246,12 +267,23 @@ mod tests {
         // A 64 KiB ring: up to 16 KiB inline (wrapping around the ring's end), larger
         // ones in segments, and past the pool in sealed memfds.
         let q: Queue<(u32, ByteBuf, String)> = Builder::new().max_bytes(64 << 10).build().unwrap();
-        let sizes = [9 << 10, 13 << 10, 15 << 10, 100 << 10, 11 << 10, 9 << 10, 300 << 10];
+        let sizes = [
+            9 << 10,
+            13 << 10,
+            15 << 10,
+            100 << 10,
+            11 << 10,
+            9 << 10,
+            300 << 10,
+        ];
         for round in 0..6u8 {
             for (i, &n) in sizes.iter().enumerate() {
                 let v = (i as u32, bytes(n, round), "s".repeat(n / 2));
                 q.put(v.clone()).unwrap();
-                assert!(q.get().unwrap() == v, "round {round}, message {i} ({n} bytes)");
+                assert!(
+                    q.get().unwrap() == v,
+                    "round {round}, message {i} ({n} bytes)"
+                );
             }
         }
         // More large messages than the pool while none is taken: the last in a memfd.

@@ -207,7 +207,12 @@ impl Spills {
     pub(crate) fn worth_waiting(&self, len: usize) -> bool {
         len <= POOL_MAX_BYTES - DATA
             && !self.gave_up.load(Ordering::Relaxed)
-            && self.segments.lock().unwrap_or_else(|p| p.into_inner()).len() == POOL
+            && self
+                .segments
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len()
+                == POOL
     }
 
     /// Waits, in short naps, until one of this handle's segments is free, as long as
@@ -345,9 +350,7 @@ impl Mapped {
         };
         // Not cleared first: the copy overwrites every byte kept.
         buf.resize(start + size, 0);
-        region
-            .copy_to(DATA, &mut buf[start..])
-            .map_err(copy_err)?;
+        region.copy_to(DATA, &mut buf[start..]).map_err(copy_err)?;
         state(region)?.store(FREE, Ordering::Release);
         Ok(start)
     }
