@@ -40,20 +40,19 @@ pub fn encode_into_unless_bulk<T: Serialize + ?Sized>(
 ) -> Result<Option<Vec<OwnedFd>>, Error> {
     let start = buf.len();
     let mut fds = Vec::new();
-    let found = Cell::new(false);
     let r = encoding(&mut fds, || {
         postcard::serialize_with_flavor(
             value,
             AppendUnlessBulk {
                 buf: &mut *buf,
                 bulk,
-                found: &found,
             },
         )
     });
     match r {
         Ok(()) => Ok(Some(fds)),
-        Err(_) if found.get() => {
+        // Only the flavor says the buffer is full: here, a bulk piece was found.
+        Err(postcard::Error::SerializeBufferFull) => {
             buf.truncate(start);
             Ok(None)
         }
@@ -177,11 +176,11 @@ impl postcard::ser_flavors::Flavor for Count {
     }
 }
 
-/// `Append` (see `codec`) that gives up at the first piece of `bulk` bytes or more.
+/// `Append` (see `codec`) that gives up at the first piece of `bulk` bytes or more, with
+/// `SerializeBufferFull` (which nothing else returns while appending to a `Vec`).
 struct AppendUnlessBulk<'a> {
     buf: &'a mut Vec<u8>,
     bulk: usize,
-    found: &'a Cell<bool>,
 }
 
 impl postcard::ser_flavors::Flavor for AppendUnlessBulk<'_> {
@@ -201,7 +200,6 @@ impl postcard::ser_flavors::Flavor for AppendUnlessBulk<'_> {
                 self.buf.push(b);
             }
         } else if data.len() >= self.bulk {
-            self.found.set(true);
             return Err(postcard::Error::SerializeBufferFull);
         } else {
             self.buf.extend_from_slice(data);
