@@ -30,6 +30,11 @@ thread_local! {
 /// (a fresh 16 MiB buffer per message cost more than the copies: page faults).
 const SCRATCH_KEEP: usize = 32 << 20;
 
+/// A value with a piece this large (a byte string, a string) is encoded straight where it
+/// travels (its size counted first) rather than into the scratch buffer and copied: the
+/// count costs less than the copy.
+const BULK: usize = 8 << 10;
+
 /// Runs `f` with this thread's scratch buffer (a fresh one if it is in use: a value whose
 /// `Serialize` puts into a queue itself).
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
@@ -52,8 +57,12 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// (no pipe, no feeder thread, no syscall while the other side is awake); one larger than
 /// a quarter of the ring travels in a shared segment that its producer reuses once the
 /// consumer has copied the message out (up to 4 segments of up to 32 MiB per producer
-/// handle), or, past that, in a sealed memfd of its own: a large message costs one copy
-/// in and one copy out. [`put_many`](Queue::put_many) and [`get_many`](Queue::get_many)
+/// handle; a put waits briefly for one to be freed while consumers are taking messages),
+/// or, past that, in a sealed memfd of its own. A value made of large pieces (a byte
+/// string, a long string) is encoded straight into shared memory (its size counted first,
+/// and, when it goes into the ring, with the producers' lock held), so it costs the
+/// producer one copy; the consumer copies it out and decodes it.
+/// [`put_many`](Queue::put_many) and [`get_many`](Queue::get_many)
 /// move small messages in batches. Any number of processes may put and get; the queue
 /// travels as a spawn argument or through a pipe, and is inherited by fork.
 ///
@@ -281,8 +290,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let r = with_scratch(|buf| {
             buf.clear();
             buf.resize(ring::REC_HEADER, 0);
-            let fds = mproc_wire::encode_into(&value, buf).map_err(Error::from)?;
-            self.ring.put(buf, fds, deadline)
+            match mproc_wire::encode_into_unless_bulk(&value, buf, BULK).map_err(Error::from)? {
+                Some(fds) => self.ring.put(buf, fds, deadline),
+                // Made of large pieces: encoded once more, straight into shared memory.
+                None => self.ring.put_value(&value, deadline),
+            }
         });
         match r {
             Ok(()) => Ok(()),
@@ -294,18 +306,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
-        with_scratch(|buf| match self.ring.get(buf, deadline) {
-            Ok(Payload::Inline) => {
-                Ok(mproc_wire::decode_from(buf, Vec::new()).map_err(Error::from)?)
+        with_scratch(|buf| match self.ring.get_at(buf, deadline, true) {
+            Ok((Payload::Inline, start)) => {
+                Ok(mproc_wire::decode_from(&buf[start..], Vec::new()).map_err(Error::from)?)
             }
-            Ok(Payload::WithFds(fds)) => {
-                Ok(mproc_wire::decode_from(buf, fds).map_err(Error::from)?)
+            Ok((Payload::WithFds(fds), start)) => {
+                Ok(mproc_wire::decode_from(&buf[start..], fds).map_err(Error::from)?)
             }
-            Ok(Payload::Sealed(sealed)) => {
+            Ok((Payload::Sealed(sealed), _)) => {
                 let (bytes, fds) = *sealed;
                 Ok(mproc_wire::decode_from(bytes.as_slice(), fds).map_err(Error::from)?)
             }
-            Ok(Payload::Bad(e)) | Err(Refused::Failed(e)) => Err(GetError::Failed(e)),
+            Ok((Payload::Bad(e), _)) | Err(Refused::Failed(e)) => Err(GetError::Failed(e)),
             Err(Refused::Timeout) => Err(GetError::Empty),
             Err(Refused::Closed) => Err(GetError::Closed),
             Err(Refused::Disconnected) => Err(GetError::Disconnected),

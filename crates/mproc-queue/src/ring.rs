@@ -9,11 +9,15 @@
 //! - `joinable`: a `JoinableQueue`'s count of unfinished items;
 //! - `side`: the socket that carries a record's file descriptors;
 //! - `spill`: the segments a producer reuses for large messages, freed by their consumers;
+//! - `direct`: a put that encodes a value made of large pieces straight into shared memory;
+//! - `align`: where a large payload goes in a consumer's buffer;
 //! - `fuzz` (`cfg(fuzzing)` only): the fuzz target's entry point;
 //! - this file: a queue handle as each process holds it, a message's way in (spilled to
 //!   a segment when large) and out, one by one or in batches, and how a handle travels to
 //!   another process.
 
+mod align;
+mod direct;
 #[cfg(fuzzing)]
 pub mod fuzz;
 #[cfg(test)]
@@ -33,11 +37,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use mproc_shm::{Block, LockBlock, SharedMemory};
-use mproc_sys::{SealedBytes, SealedWriter};
+use mproc_sys::SealedBytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::holders;
+use direct::check_fd_count;
 pub(crate) use layout::REC_HEADER;
 use layout::{HEADER_LEN, PinnedHeader, RecordHeader, kind};
 use protocol::Core;
@@ -298,40 +303,47 @@ impl Ring {
         mut fds: Vec<OwnedFd>,
         deadline: Option<Instant>,
     ) -> std::result::Result<(), Refused> {
-        let mut large = [0u8; REC_HEADER + layout::LARGE_LEN];
-        // Released if this put fails before publishing.
-        let mut claimed = None;
-        let (kind, record) = if buf.len() - REC_HEADER > self.inline_max() {
+        self.refuse_if_filling()?;
+        if buf.len() - REC_HEADER > self.inline_max() {
             let payload = &buf[REC_HEADER..];
-            let how = match self.spills.fill(payload)? {
-                Some(segment) => {
+            let (how, claimed) = match self.claim_segment(payload.len(), deadline)? {
+                Some(mut segment) => {
+                    segment
+                        .write_at(0, payload)
+                        .map_err(|e| Error::io("copying a large message into its segment", e))?;
                     fds.insert(0, segment.fd()?);
-                    claimed = Some(segment);
-                    layout::large::SEGMENT
+                    (layout::large::SEGMENT, Some(segment))
                 }
                 None => {
-                    fds.insert(0, Self::spill(payload)?);
-                    layout::large::SEALED
+                    fds.insert(
+                        0,
+                        direct::sealed(payload.len(), |w| w.write_at(0, payload))?,
+                    );
+                    (layout::large::SEALED, None)
                 }
             };
-            large[REC_HEADER..REC_HEADER + 8]
-                .copy_from_slice(&(payload.len() as u64).to_le_bytes());
-            large[REC_HEADER + 8..].copy_from_slice(&how.to_le_bytes());
-            (kind::LARGE, &mut large[..])
-        } else if fds.is_empty() {
-            (kind::INLINE, buf)
-        } else {
-            (kind::WITH_FDS, buf)
-        };
-        if fds.len() > mproc_sys::MAX_FDS_PER_MSG {
-            return Err(Refused::Failed(Error::new(
-                ErrorKind::Encode,
-                format!(
-                    "a message carries at most {} file descriptors",
-                    mproc_sys::MAX_FDS_PER_MSG - 1
-                ),
-            )));
+            return self.put_large(payload.len(), how, fds, claimed, deadline);
         }
+        let kind = if fds.is_empty() {
+            kind::INLINE
+        } else {
+            kind::WITH_FDS
+        };
+        self.put_record(kind, buf, fds, None, deadline)
+    }
+
+    /// Enqueues `record` (its first `REC_HEADER` bytes are room for its header) of `kind`,
+    /// with `fds` beside it: reserves room, sends the fds, publishes.
+    #[inline]
+    fn put_record(
+        &self,
+        kind: u32,
+        record: &mut [u8],
+        fds: Vec<OwnedFd>,
+        claimed: Option<spill::Claimed>,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), Refused> {
+        check_fd_count(&fds)?;
         let len = (record.len() - REC_HEADER) as u32;
         let rec = layout::pad8(record.len());
         if rec > self.core.cap as usize {
@@ -374,6 +386,7 @@ impl Ring {
         deadline: Option<Instant>,
     ) -> std::result::Result<usize, Refused> {
         debug_assert!(!self.core.joinable && !recs.is_empty());
+        self.refuse_if_filling()?;
         let first = recs[0];
         if first > self.core.cap as usize {
             return Err(Refused::Failed(corrupt("record larger than the ring")));
@@ -403,8 +416,8 @@ impl Ring {
             if taken.header().kind() == kind::INLINE {
                 break taken;
             }
-            match self.read_message(&taken, buf) {
-                Ok(Some(payload)) => {
+            match self.read_message(&taken, buf, false) {
+                Ok(Some((payload, _))) => {
                     taken.free();
                     return Ok(Some(payload));
                 }
@@ -451,27 +464,32 @@ impl Ring {
         Ok(None)
     }
 
-    /// Copies a payload too large for the ring, and for a pooled segment, into a sealed
-    /// memfd of its own.
-    fn spill(payload: &[u8]) -> Result<OwnedFd> {
-        SealedWriter::new("mproc-queue-message", payload.len())
-            .and_then(|w| {
-                w.write_at(0, payload)?;
-                w.seal()
-            })
-            .map_err(|e| Error::io("putting a large message in its own memfd", e))
-    }
-
     /// Takes the next message into `buf` (or a sealed memfd), waiting until `deadline`.
+    /// (The queue's own get is [`get_at`](Ring::get_at); this is the tests' and the fuzz
+    /// target's, and any caller's that wants the payload at 0.)
     #[inline]
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))]
     pub(crate) fn get(
         &self,
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
     ) -> std::result::Result<Payload, Refused> {
+        self.get_at(buf, deadline, false)
+            .map(|(payload, _)| payload)
+    }
+
+    /// Like [`get`](Ring::get), with a large payload placed in `buf` at the start returned
+    /// (see [`align::lead`]) rather than at 0.
+    #[inline]
+    pub(crate) fn get_at(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        align: bool,
+    ) -> std::result::Result<(Payload, usize), Refused> {
         loop {
             let taken = self.core.take(deadline)?;
-            match self.read_message(&taken, buf) {
+            match self.read_message(&taken, buf, align) {
                 Ok(Some(payload)) => {
                     taken.free();
                     return Ok(payload);
@@ -487,28 +505,35 @@ impl Ring {
         }
     }
 
-    /// Reads the message of a taken record: its payload, and its side datagram's fds
-    /// (`None` when they are gone).
+    /// Reads the message of a taken record: its payload (at the start returned: 0 unless
+    /// `align`), and its side datagram's fds (`None` when they are gone).
     #[inline]
     fn read_message(
         &self,
         taken: &protocol::Taken<'_, Shm>,
         buf: &mut Vec<u8>,
-    ) -> Result<Option<Payload>> {
+        align: bool,
+    ) -> Result<Option<(Payload, usize)>> {
         let header = taken.header();
         let len = header.len as usize;
-        // Not cleared first: the copy overwrites every byte kept (a buffer reused for
-        // messages of one size is never zeroed again).
         match header.kind() {
-            kind::INLINE => {
-                buf.resize(len, 0);
-                taken.read_payload(buf)?;
-                return Ok(Some(Payload::Inline));
-            }
-            kind::WITH_FDS => {
-                buf.resize(len, 0);
-                taken.read_payload(buf)?;
-                return Ok(self.side.take(header.side_seq())?.map(Payload::WithFds));
+            kind::INLINE | kind::WITH_FDS => {
+                let start = if align {
+                    align::lead(buf, len, |head| taken.read_payload(head))?
+                } else {
+                    0
+                };
+                // Not cleared first: the copy overwrites every byte kept (a buffer reused
+                // for messages of one size is never zeroed again).
+                buf.resize(start + len, 0);
+                taken.read_payload(&mut buf[start..])?;
+                if header.kind() == kind::INLINE {
+                    return Ok(Some((Payload::Inline, start)));
+                }
+                return Ok(self
+                    .side
+                    .take(header.side_seq())?
+                    .map(|fds| (Payload::WithFds(fds), start)));
             }
             kind::LARGE => {}
             _ => return Err(corrupt("a record of unknown kind")),
@@ -527,21 +552,21 @@ impl Ring {
         let [size, how] =
             [&meta[..8], &meta[8..]].map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
         let Ok(size) = usize::try_from(size) else {
-            return Ok(Some(Payload::Bad(corrupt("a large message's size"))));
+            return Ok(Some((Payload::Bad(corrupt("a large message's size")), 0)));
         };
         let memfd = fds.remove(0);
         // A bad memfd costs this message only: the record is consumed either way.
         Ok(Some(match how {
-            layout::large::SEGMENT => match self.mapped.copy_out(&memfd, size, buf) {
-                Ok(()) if fds.is_empty() => Payload::Inline,
-                Ok(()) => Payload::WithFds(fds),
-                Err(e) => Payload::Bad(e),
+            layout::large::SEGMENT => match self.mapped.copy_out(&memfd, size, buf, align) {
+                Ok(start) if fds.is_empty() => (Payload::Inline, start),
+                Ok(start) => (Payload::WithFds(fds), start),
+                Err(e) => (Payload::Bad(e), 0),
             },
             layout::large::SEALED => match SealedBytes::map(memfd, size) {
-                Ok(bytes) => Payload::Sealed(Box::new((bytes, fds))),
-                Err(e) => Payload::Bad(Error::io("mapping a large message", e)),
+                Ok(bytes) => (Payload::Sealed(Box::new((bytes, fds))), 0),
+                Err(e) => (Payload::Bad(Error::io("mapping a large message", e)), 0),
             },
-            _ => Payload::Bad(corrupt("a large message of unknown kind")),
+            _ => (Payload::Bad(corrupt("a large message of unknown kind")), 0),
         }))
     }
 

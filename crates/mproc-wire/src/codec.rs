@@ -201,7 +201,7 @@ pub fn handing_over() -> Option<Handover> {
 /// Runs the encode `f` with a frame of the fd stack of its own, and puts the fds the
 /// value put there in `fds` (an out parameter: returning them beside `f`'s result made
 /// the compiler shuffle the pair through the stack, a store-forwarding stall per call). A panic in a user's `Serialize` still restores the outer frame.
-fn encoding<R>(fds: &mut Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+pub(crate) fn encoding<R>(fds: &mut Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
     struct Restore {
         outer: Option<usize>,
         start: usize,
@@ -420,7 +420,7 @@ pub fn encode_into<T: Serialize + ?Sized>(
 }
 
 #[cold]
-fn encode_error(e: postcard::Error) -> Error {
+pub(crate) fn encode_error(e: postcard::Error) -> Error {
     // An fd that could not be duplicated (the fd table full, say) is the OS's failure,
     // not the value's: say so, with the OS's error as the cause.
     match (e, ENC_IO_ERROR.take()) {

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod codec;
+mod direct;
 mod error;
 mod frame;
 mod stack_guard;
@@ -10,6 +11,7 @@ pub use codec::{
     Fd, FdRef, Handover, Message, decode, decode_from, encode, encode_for_child, encode_into,
     encode_to_slice, encoding_for_child, handing_over, handover, hold_across_fork, release_held,
 };
+pub use direct::{Sink, encode_into_unless_bulk, encode_to_sink, encoded_len};
 pub use error::{Error, ErrorKind};
 pub use frame::read::FrameReader;
 pub use frame::write::{FrameWriter, write_frame, write_message};

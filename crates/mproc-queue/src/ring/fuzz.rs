@@ -152,11 +152,14 @@ fn run(ring: &Ring, script: &mut Script<'_>) -> Result<Outcome> {
     let mut buf = Vec::new();
     let mut ended = false;
     for _ in 0..MAX_GETS {
-        match ring.get(&mut buf, now()) {
-            Ok(Payload::Inline | Payload::WithFds(_) | Payload::Sealed(_)) => {
+        // As a queue's get takes it (a large payload placed aligned in the buffer).
+        match ring.get_at(&mut buf, now(), true) {
+            Ok((Payload::Inline | Payload::WithFds(_), start)) => {
+                assert!(start < 16 && start <= buf.len());
                 outcome.messages += 1;
             }
-            Ok(Payload::Bad(_)) => outcome.failed += 1,
+            Ok((Payload::Sealed(_), _)) => outcome.messages += 1,
+            Ok((Payload::Bad(_), _)) => outcome.failed += 1,
             Err(Refused::Timeout | Refused::Closed | Refused::Disconnected) => {
                 ended = true;
                 break;

@@ -139,6 +139,12 @@ impl<S: Shared> Core<S> {
         End::unpack(self.shared.header().consumer.head.load(order))
     }
 
+    /// The consumers' count of messages taken (wrapping).
+    #[inline]
+    pub(crate) fn gets(&self) -> u32 {
+        self.consumer_end(Ordering::Relaxed).count
+    }
+
     /// Messages waiting (approximate while others work).
     pub(crate) fn len(&self) -> usize {
         let gets = self.consumer_end(Ordering::Acquire).count;
@@ -465,6 +471,32 @@ impl<'a, S: Shared> Reserved<'a, S> {
     #[inline]
     pub(crate) fn publish(self, record: &mut [u8], header: RecordHeader) -> Result<()> {
         self.write(record, header)?.publish();
+        Ok(())
+    }
+
+    /// Writes `data` at `at` bytes into the payload of the record being put, past the
+    /// tail, where nobody looks until it is published (the caller keeps within the room
+    /// it reserved; the ring's bounds are checked either way).
+    #[inline]
+    pub(crate) fn write_body(&self, at: usize, data: &[u8]) -> Result<()> {
+        let pos = self.tail.pos.wrapping_add((REC_HEADER + at) as u32);
+        self.core.ring_write(pos, data)
+    }
+
+    /// The last phases of a put whose payload [`write_body`](Reserved::write_body) wrote:
+    /// writes `header` in front of it, publishes the record, and wakes sleeping consumers.
+    #[inline]
+    pub(crate) fn publish_body(self, header: RecordHeader) -> Result<()> {
+        let Reserved { core, held, tail } = self;
+        core.ring_write(tail.pos, &header.to_bytes())?;
+        let next = tail.after(header.record_len() as u32);
+        Written {
+            core,
+            held,
+            tail,
+            next,
+        }
+        .publish();
         Ok(())
     }
 

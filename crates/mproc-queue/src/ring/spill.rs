@@ -20,15 +20,18 @@
 //! the queue goes on, and only that message is lost (its side datagram, if sent, is
 //! dropped as stale by the next consumer). A consumer killed between taking a record and
 //! freeing the segment leaves the segment `BUSY` for ever: its producer stops using it and
-//! makes another, up to [`POOL`] segments; past that, a message travels in a fresh
-//! sealed memfd, as one larger than [`POOL_MAX_BYTES`] always does.
+//! makes another, up to [`POOL`] segments. When all are busy, a put waits a little for
+//! consumers that are taking messages to free one (see [`Spills::wait_for_free`]); past
+//! that, a message travels in a fresh sealed memfd, as one larger than
+//! [`POOL_MAX_BYTES`] always does.
 //!
 //! A segment's size is sealed, so a consumer's copy out never touches a page that is not
 //! there (no SIGBUS), whatever its producer does.
 
 use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mproc_sys::Region;
 
@@ -122,9 +125,25 @@ impl Claimed {
             .map_err(|e| Error::io("duplicating a large message's segment", e))
     }
 
+    /// Writes `data` at `offset` bytes into the message's room (the segment is claimed:
+    /// nobody else reads or writes it until its record is published).
+    pub(crate) fn write_at(&mut self, offset: usize, data: &[u8]) -> std::io::Result<()> {
+        let at = offset
+            .checked_add(DATA)
+            .ok_or(std::io::ErrorKind::InvalidInput)?;
+        self.segment.region.copy_from(at, data)
+    }
+
     /// Says the record is published: the segment is its consumer's to free.
     pub(crate) fn handed_over(mut self) {
         self.published = true;
+    }
+}
+
+/// A value encoded straight into its segment.
+impl mproc_wire::Sink for Claimed {
+    fn write_at(&mut self, offset: usize, data: &[u8]) -> std::io::Result<()> {
+        Claimed::write_at(self, offset, data)
     }
 }
 
@@ -143,29 +162,97 @@ impl Drop for Claimed {
 #[derive(Default)]
 pub(crate) struct Spills {
     segments: Mutex<Vec<Arc<Segment>>>,
+    /// Set when a wait for a free segment gave up (see [`Spills::wait_for_free`]): later
+    /// puts do not wait again until one of this handle's segments is seen free.
+    gave_up: AtomicBool,
 }
+
+/// How long a wait for a free segment lasts without consumers taking any message.
+const PATIENCE: Duration = Duration::from_millis(50);
+/// How long a wait for a free segment lasts at most.
+const MAX_WAIT: Duration = Duration::from_millis(250);
 
 impl Spills {
     /// Copies `payload` into a free segment of this handle (made when none fits, up to
     /// [`POOL`]), and returns it claimed; `None` when the payload is too large to pool,
     /// or every segment is busy (the caller then uses a fresh sealed memfd).
+    #[cfg(test)]
     pub(crate) fn fill(&self, payload: &[u8]) -> Result<Option<Claimed>> {
-        if payload.len() > POOL_MAX_BYTES - DATA {
+        let Some(mut claimed) = self.claim_for(payload.len())? else {
             return Ok(None);
-        }
-        let Some(segment) = self.claim(payload.len())? else {
-            return Ok(None);
-        };
-        let claimed = Claimed {
-            segment,
-            published: false,
         };
         claimed
-            .segment
-            .region
-            .copy_from(DATA, payload)
+            .write_at(0, payload)
             .map_err(|e| Error::io("copying a large message into its segment", e))?;
         Ok(Some(claimed))
+    }
+
+    /// Claims a free segment of this handle with room for a message of `len` bytes (made
+    /// when none fits, up to [`POOL`]), for the caller to write the message in with
+    /// [`Claimed::write_at`]; `None` when the message is too large to pool, or every
+    /// segment is busy.
+    pub(crate) fn claim_for(&self, len: usize) -> Result<Option<Claimed>> {
+        if len > POOL_MAX_BYTES - DATA {
+            return Ok(None);
+        }
+        Ok(self.claim(len)?.map(|segment| Claimed {
+            segment,
+            published: false,
+        }))
+    }
+
+    /// Whether a message of `len` bytes waits for a segment of this handle's rather than
+    /// going to a sealed memfd of its own: it fits a segment, all [`POOL`] of them are
+    /// busy (or none would fit), and the last wait did not give up.
+    pub(crate) fn worth_waiting(&self, len: usize) -> bool {
+        len <= POOL_MAX_BYTES - DATA
+            && !self.gave_up.load(Ordering::Relaxed)
+            && self
+                .segments
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len()
+                == POOL
+    }
+
+    /// Waits, in short naps, until one of this handle's segments is free, as long as
+    /// `gets()` (the consumers' count of messages taken) moves at least every
+    /// [`PATIENCE`], for at most [`MAX_WAIT`] and until `deadline`. A large message costs
+    /// a segment one copy in and one out; a sealed memfd of its own costs a fresh file
+    /// whose pages are allocated, zeroed and mapped on both sides, ten times as much: a
+    /// producer a few segments ahead of its consumers waits for them, as it waits for room
+    /// in the ring. Returns whether a segment is free (it may be claimed by another thread
+    /// of this process first; the caller tries again).
+    pub(crate) fn wait_for_free(&self, deadline: Option<Instant>, gets: impl Fn() -> u32) -> bool {
+        let start = Instant::now();
+        let (mut seen, mut moved) = (gets(), start);
+        let mut nap = Duration::from_micros(20);
+        loop {
+            let free = {
+                let segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+                segments
+                    .iter()
+                    .any(|s| s.state().is_ok_and(|w| w.load(Ordering::Relaxed) == FREE))
+            };
+            if free {
+                self.gave_up.store(false, Ordering::Relaxed);
+                return true;
+            }
+            let now = Instant::now();
+            let g = gets();
+            if g != seen {
+                (seen, moved) = (g, now);
+            }
+            if now.duration_since(moved) > PATIENCE
+                || now.duration_since(start) > MAX_WAIT
+                || deadline.is_some_and(|d| now >= d)
+            {
+                self.gave_up.store(true, Ordering::Relaxed);
+                return false;
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_micros(500));
+        }
     }
 
     /// Claims a free segment with room for `len` bytes: one of this handle's, a larger one
@@ -184,6 +271,7 @@ impl Spills {
             })
         };
         if let Some(s) = segments.iter().find(|s| s.room() >= len && try_claim(s)) {
+            self.gave_up.store(false, Ordering::Relaxed);
             return Ok(Some(Arc::clone(s)));
         }
         let slot = if segments.len() < POOL {
@@ -211,14 +299,21 @@ pub(crate) struct Mapped {
 }
 
 impl Mapped {
-    /// Copies the `size`-byte message out of the segment `fd` into `buf`, then frees the
-    /// segment for its producer.
+    /// Copies the `size`-byte message out of the segment `fd` into `buf` (at the start
+    /// returned: 0 unless `align`, see `align::lead`), then frees the segment for its
+    /// producer.
     ///
     /// # Errors
     ///
     /// `Corrupt` when `fd` is not a size-sealed memfd holding `size` bytes of message
     /// (nothing is freed then).
-    pub(crate) fn copy_out(&self, fd: &OwnedFd, size: usize, buf: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn copy_out(
+        &self,
+        fd: &OwnedFd,
+        size: usize,
+        buf: &mut Vec<u8>,
+        align: bool,
+    ) -> Result<usize> {
         let id = mproc_sys::file_identity(fd.as_fd())
             .map_err(|e| Error::io("looking at a large message's segment", e))?;
         let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
@@ -245,13 +340,19 @@ impl Mapped {
         if size > region.len().saturating_sub(DATA) {
             return Err(corrupt("a large message is larger than its segment"));
         }
+        let copy_err = |e| Error::io("copying a large message out of its segment", e);
+        let start = if align {
+            crate::ring::align::lead(buf, size, |head| {
+                region.copy_to(DATA, head).map_err(copy_err)
+            })?
+        } else {
+            0
+        };
         // Not cleared first: the copy overwrites every byte kept.
-        buf.resize(size, 0);
-        region
-            .copy_to(DATA, &mut buf[..])
-            .map_err(|e| Error::io("copying a large message out of its segment", e))?;
+        buf.resize(start + size, 0);
+        region.copy_to(DATA, &mut buf[start..]).map_err(copy_err)?;
         state(region)?.store(FREE, Ordering::Release);
-        Ok(())
+        Ok(start)
     }
 }
 
@@ -278,13 +379,13 @@ mod tests {
         let second = spills.fill(&[2u8; 5000]).unwrap().unwrap();
         assert_ne!(segment_of(&spills, &second), at);
         let mut buf = Vec::new();
-        mapped.copy_out(&fd, 5000, &mut buf).unwrap();
+        mapped.copy_out(&fd, 5000, &mut buf, false).unwrap();
         assert_eq!(buf, [1u8; 5000]);
         // Freed: reused.
         let third = spills.fill(&[3u8; 5000]).unwrap().unwrap();
         assert_eq!(segment_of(&spills, &third), at);
         mapped
-            .copy_out(&third.fd().unwrap(), 5000, &mut buf)
+            .copy_out(&third.fd().unwrap(), 5000, &mut buf, false)
             .unwrap();
         assert_eq!(buf, [3u8; 5000]);
         drop(second);
@@ -321,13 +422,13 @@ mod tests {
         file.set_len(1 << 20).unwrap();
         let fd = OwnedFd::from(file);
         let e = Mapped::default()
-            .copy_out(&fd, 10, &mut Vec::new())
+            .copy_out(&fd, 10, &mut Vec::new(), false)
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
         let spills = Spills::default();
         let claimed = spills.fill(&[0u8; 10]).unwrap().unwrap();
         let e = Mapped::default()
-            .copy_out(&claimed.fd().unwrap(), 2 << 20, &mut Vec::new())
+            .copy_out(&claimed.fd().unwrap(), 2 << 20, &mut Vec::new(), false)
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
     }
