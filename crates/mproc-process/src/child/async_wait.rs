@@ -141,7 +141,11 @@ impl<R: DeserializeOwned> EndWaiter<'_, R> {
                 continue;
             }
             let fd = self.proc.end_fd();
-            if self.end.as_ref().is_none_or(|(raw, _)| *raw != fd.as_raw_fd()) {
+            if self
+                .end
+                .as_ref()
+                .is_none_or(|(raw, _)| *raw != fd.as_raw_fd())
+            {
                 self.end = None;
                 self.end = Some((fd.as_raw_fd(), register(fd)?));
             }
@@ -222,7 +226,10 @@ mod tests {
     /// A `Child` around a plain `sleep` process whose reply this test writes by hand on
     /// the returned socket, a piece at a time.
     fn sleeper() -> (Child<Vec<u8>>, OwnedFd) {
-        let sleep = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let sleep = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         let pidfd = mproc_sys::pidfd_open(sleep.id()).unwrap();
         let info = ProcessInfo::new(sleep.id(), "sleeper".into(), false);
         let proc = Proc::new(info, StartMethod::Spawn, pidfd, Reaper::Direct);
