@@ -225,6 +225,7 @@ mod tests {
 
     /// A `Child` around a plain `sleep` process whose reply this test writes by hand on
     /// the returned socket, a piece at a time.
+    #[allow(clippy::zombie_processes)] // reaped through its pidfd, by the `Child`
     fn sleeper() -> (Child<Vec<u8>>, OwnedFd) {
         let sleep = std::process::Command::new("sleep")
             .arg("60")
