@@ -99,7 +99,8 @@ impl<R: DeserializeOwned> Child<R> {
 
     /// Waits on the reactor until the child's status is in, reading its reply meanwhile.
     async fn end_async(&mut self) -> Result<Status> {
-        if let Some(st) = self.proc.known_status() {
+        // A child that has ended already costs one non-blocking reap, no registration.
+        if let Some(st) = self.proc.try_status() {
             return Ok(st);
         }
         let Child {
