@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mproc::ExitStatus;
-use mproc::process::ErrorKind;
+use mproc::process::{ErrorKind, ForkServer};
+use mproc::{ExitStatus, ForkPermit};
 use mproc_tests::{builder, deadline};
 use serde_bytes::ByteBuf;
 
@@ -270,5 +270,47 @@ fn a_child_that_panics_fails_as_a_blocking_join_does() {
         assert_eq!(async_err.panic_message(), blocking_err.panic_message());
         assert_eq!(async_err.exit_status(), Some(ExitStatus::Code(1)));
         assert_eq!(async_err.exit_status(), blocking_err.exit_status());
+    });
+}
+
+/// A fork server of our own, killed while its child is awaited: the await goes on from the
+/// server's status socket (closed by the server's death) to the child's pidfd, and ends as
+/// the blocking join does.
+#[test]
+fn the_fork_server_killed_while_its_child_is_awaited() {
+    deadline(LIMIT, || {
+        let rt = runtime();
+        let outcome = |awaited: bool| {
+            // SAFETY: the other threads of the test binary are the harness's and the
+            // watchdogs', idle as far as mproc's locks go (see `mproc_tests::builder`).
+            let permit = unsafe { ForkPermit::other_threads_are_idle() };
+            let server = Arc::new(ForkServer::start(Some(permit)).unwrap());
+            let server_pid = server.pid().unwrap();
+            let mut child = mproc::Builder::new()
+                .fork_server(server.clone())
+                .spawn(sleep_ms, 300)
+                .unwrap();
+            let killer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                mproc_sys::kill_pid(server_pid, mproc_sys::SIGKILL).unwrap();
+            });
+            let joined = if awaited {
+                rt.block_on(child.join_async())
+            } else {
+                child.join()
+            };
+            killer.join().unwrap();
+            drop(server);
+            let waited = if awaited {
+                rt.block_on(child.wait_async())
+            } else {
+                child.wait()
+            };
+            (joined.map_err(|e| e.kind()), waited.map_err(|e| e.kind()))
+        };
+        let awaited = outcome(true);
+        assert_eq!(awaited, outcome(false));
+        // The child outlived its server: its result came, its status is lost.
+        assert_eq!(awaited, (Ok(300), Err(ErrorKind::StatusLost)));
     });
 }
