@@ -1,5 +1,7 @@
 //! [`Child`]: the handle of a running child process, with its function's typed result.
 
+#[cfg(feature = "tokio")]
+mod async_wait;
 pub(crate) mod proc;
 pub(crate) mod registry;
 
@@ -252,6 +254,11 @@ impl<R: DeserializeOwned> Child<R> {
         // wake-up instead of two. A child never blocks on sending its reply (small replies
         // fit the socket buffer, large ones go by memfd), so it always gets to its end.
         let status = self.proc.status_until(deadline)?;
+        self.ended(status)
+    }
+
+    /// Reads the reply of a child that ended with `status`, and says how it ended.
+    fn ended(&mut self, status: Status) -> Result<ExitStatus> {
         self.read_reply();
         match status {
             Status::Exited(st) => Ok(st),
@@ -263,13 +270,22 @@ impl<R: DeserializeOwned> Child<R> {
     }
 
     fn join_until(&mut self, deadline: Option<Instant>) -> Result<R> {
-        if let Outcome::Taken = self.outcome {
-            return Err(Error::new(
-                ErrorKind::AlreadyJoined,
-                "the child's result was already taken by an earlier join",
-            ));
-        }
+        self.check_joinable()?;
         let status = self.wait_until(deadline);
+        self.take_result(status)
+    }
+
+    /// Fails when an earlier join took the result.
+    fn check_joinable(&self) -> Result<()> {
+        match self.outcome {
+            Outcome::Taken => Err(already_joined()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Hands out the result of a child whose wait ended with `status`: its value, its
+    /// error, or why there is none. A wait that failed (a timeout) leaves the result there.
+    fn take_result(&mut self, status: Result<ExitStatus>) -> Result<R> {
         let status = match (status, &self.outcome) {
             (Ok(st), _) => Some(st),
             // The result is in; the status was lost with the fork server. Still a result.
@@ -291,24 +307,40 @@ impl<R: DeserializeOwned> Child<R> {
                     "the child ended without a result and its exit status was lost",
                 )),
             },
-            Outcome::Taken => unreachable!("checked above"),
+            Outcome::Taken => Err(already_joined()),
         }
     }
 
     /// Reads the reply of a child that has ended: all it wrote is in our socket buffer, so
     /// an incomplete frame means it died while sending.
     fn read_reply(&mut self) {
-        if matches!(self.outcome, Outcome::Pending) {
-            self.outcome =
-                match self
-                    .reader
-                    .read(self.sock.as_fd(), &protocol::limits(), Some(Instant::now()))
-                {
-                    Ok(msg) => Outcome::Replied(decode_reply(msg)),
-                    Err(_) => Outcome::NoReply,
-                };
-        }
+        read_reply_now(&mut self.reader, self.sock.as_fd(), &mut self.outcome, true);
     }
+}
+
+/// Reads what has arrived of a child's reply into `outcome`, without waiting. Until the
+/// child has `ended`, a reply not whole yet stays pending (`reader` keeps the part that
+/// came, and a later read goes on from there); once it has, the rest never comes.
+fn read_reply_now<R: DeserializeOwned>(
+    reader: &mut FrameReader,
+    sock: BorrowedFd<'_>,
+    outcome: &mut Outcome<R>,
+    ended: bool,
+) {
+    if matches!(outcome, Outcome::Pending) {
+        *outcome = match reader.read(sock, &protocol::limits(), Some(Instant::now())) {
+            Ok(msg) => Outcome::Replied(decode_reply(msg)),
+            Err(e) if !ended && e.kind() == mproc_wire::ErrorKind::Timeout => return,
+            Err(_) => Outcome::NoReply,
+        };
+    }
+}
+
+fn already_joined() -> Error {
+    Error::new(
+        ErrorKind::AlreadyJoined,
+        "the child's result was already taken by an earlier join",
+    )
 }
 
 pub(crate) fn decode_reply<R: DeserializeOwned>(msg: Message) -> Result<R> {

@@ -36,7 +36,7 @@
 //! | (tests: no `main` to put `init()` in) | `mproc::init_before_main!();` at the top of a test file |
 //! | `Process(target=f, args=(x,)).start()` | `mproc::spawn(f, x)?` (one argument: use a tuple for several) |
 //! | `Process(name=..., daemon=True)` | `mproc::Builder::new().name(..).daemon(true).spawn(f, x)?` |
-//! | `p.join()` then read a result from a queue | `child.join()?` returns `f`'s result |
+//! | `p.join()` then read a result from a queue | `child.join()?` returns `f`'s result; `child.join_async().await?` on tokio (feature `tokio`; `wait_async` for the status) |
 //! | `p.join(timeout)` | `child.join_timeout(d)` (`ErrorKind::Timeout`; joinable again) or `child.wait_timeout(d)` |
 //! | `p.exitcode` | `child.exit_status()`: `Some(ExitStatus::Code(n))` / `Some(ExitStatus::Signal(n))` / `None` |
 //! | `p.exitcode` as a number (`-9` for SIGKILL) | `status.python_exitcode()` |

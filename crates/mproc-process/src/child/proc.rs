@@ -1,7 +1,7 @@
 //! What a `Child` and the registry share about one child process: its pidfd, its exit
 //! status (collected once).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -148,15 +148,11 @@ impl Proc {
     /// It waits for the fd before it asks for the status: a join of a running child costs
     /// a wait and a reap, without a reap that finds nothing first.
     pub(super) fn status_until(&self, deadline: Option<Instant>) -> Result<Status> {
-        if let Some(st) = *self.status.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(st) = self.known_status() {
             return Ok(st);
         }
         loop {
-            let fd = match &self.reaper {
-                Reaper::Server(sock) if !self.server_gone.load(Ordering::Relaxed) => sock.as_fd(),
-                _ => self.pidfd.as_fd(),
-            };
-            let ready = mproc_sys::wait_readable(fd, deadline)
+            let ready = mproc_sys::wait_readable(self.end_fd(), deadline)
                 .map_err(|e| Error::io("waiting for a child", e))?;
             if let Some(st) = self.try_status() {
                 return Ok(st);
@@ -164,6 +160,22 @@ impl Proc {
             if !ready {
                 return Err(Error::timeout());
             }
+        }
+    }
+
+    /// Returns the status if it was collected already (no syscall).
+    pub(super) fn known_status(&self) -> Option<Status> {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Returns the fd that becomes readable when [`try_status`](Self::try_status) may have
+    /// news: the status socket while the fork server can report on it, else the pidfd. It
+    /// can change between calls (when the server is found gone): waiters ask again after
+    /// each wake-up. The blocking wait (`status_until`) and the async one both wait on it.
+    pub(super) fn end_fd(&self) -> BorrowedFd<'_> {
+        match &self.reaper {
+            Reaper::Server(sock) if !self.server_gone.load(Ordering::Relaxed) => sock.as_fd(),
+            _ => self.pidfd.as_fd(),
         }
     }
 
