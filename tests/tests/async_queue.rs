@@ -491,3 +491,39 @@ fn a_message_that_does_not_decode_is_an_err_item_and_the_stream_goes_on() {
         assert_eq!(items[1].as_deref().unwrap(), "after");
     });
 }
+
+/// A queue built with `async_waits(false)` (no eventfd: one fd less per holder) works
+/// blocking, here and in a child; an async call that must wait fails at once with `Io`
+/// instead of hanging.
+#[test]
+fn a_queue_without_async_waits_refuses_them_at_once() {
+    deadline(LIMIT, || {
+        let q = mproc::queue::Builder::new()
+            .async_waits(false)
+            .build::<u64>()
+            .unwrap();
+        let back = Queue::<u64>::new().unwrap();
+        let mut child = builder()
+            .spawn(
+                |(q, back): (Queue<u64>, Queue<u64>)| {
+                    let v = q.get().unwrap();
+                    back.put(v + 1).unwrap();
+                },
+                (q.clone(), back.clone()),
+            )
+            .unwrap();
+        q.put(41).unwrap();
+        assert_eq!(back.get().unwrap(), 42);
+        child.join().unwrap();
+        runtime().block_on(async {
+            let e = q.get_async().await.unwrap_err();
+            match e {
+                GetError::Failed(e) => assert_eq!(e.kind(), ErrorKind::Io, "{e}"),
+                other => panic!("not an Io error: {other:?}"),
+            }
+            // What needs no wait goes through.
+            q.put_async(7).await.unwrap();
+            assert_eq!(q.get_async().await.unwrap(), 7);
+        });
+    });
+}

@@ -663,7 +663,7 @@ fn exhaust(op: Op) -> Findings {
     let base = ceiling as u64;
     assert_eq!(open_fds() as u64, base, "the fds are dense");
     let mut successes = 0;
-    for free in 0..64 {
+    for free in 0..128 {
         let before = open_fds();
         set_fd_limit(base + free);
         let outcome = attempt(op, &mut bench).map(drop);

@@ -200,6 +200,69 @@ fn messages_of_16_mib_travel_both_ways() {
     });
 }
 
+/// Puts one buffer of each length `n` times by `put_ref`, changing one byte between puts,
+/// and returns the buffers it kept.
+fn put_borrowed((q, lens, n): (Queue<ByteBuf>, Vec<usize>, u8)) -> Vec<usize> {
+    let mut kept = Vec::new();
+    for len in lens {
+        let mut buf = ByteBuf::from(vec![0xa5u8; len]);
+        for i in 0..n {
+            buf[len / 2] = i;
+            q.put_ref(&buf).unwrap();
+        }
+        kept.push(buf.len());
+    }
+    kept
+}
+
+#[test]
+fn put_ref_sends_a_borrowed_value_many_times_and_hands_the_borrow_back_when_refused() {
+    deadline(LIMIT, || {
+        // Inline, inline and large (spilled to a segment), from another process.
+        let lens = vec![100, MIB, 16 * MIB];
+        let n = 3u8;
+        let q = Queue::<ByteBuf>::new().unwrap();
+        let mut child = builder()
+            .spawn(put_borrowed, (q.clone(), lens.clone(), n))
+            .unwrap();
+        for &len in &lens {
+            for i in 0..n {
+                let m = q.get().unwrap();
+                assert_eq!(m.len(), len);
+                assert_eq!(m[len / 2], i, "put {i} of {len} bytes");
+                assert!(
+                    m[..len / 2]
+                        .iter()
+                        .chain(&m[len / 2 + 1..])
+                        .all(|&b| b == 0xa5)
+                );
+            }
+        }
+        assert_eq!(child.join().unwrap(), lens);
+
+        // Refused: full, then closed; the borrow comes back each time.
+        let q = Queue::<String>::bounded(1).unwrap();
+        let v = String::from("kept");
+        q.put_ref(&v).unwrap();
+        let full = q
+            .put_ref_timeout(&v, Duration::from_millis(20))
+            .unwrap_err();
+        assert!(full.is_full());
+        assert!(std::ptr::eq(full.into_inner(), &v));
+        q.close();
+        assert!(q.put_ref(&v).unwrap_err().is_closed());
+        assert_eq!(q.get().unwrap(), "kept");
+
+        // A joinable queue counts what put_ref puts.
+        let jq = JoinableQueue::<u32>::new().unwrap();
+        jq.put_ref(&5).unwrap();
+        assert_eq!(jq.unfinished(), 1);
+        assert_eq!(jq.get().unwrap(), 5);
+        jq.task_done().unwrap();
+        jq.join_timeout(Duration::from_secs(5)).unwrap();
+    });
+}
+
 /// Puts `n` messages of `len` bytes, each filled from its number, one per `put`.
 fn put_numbered_big((q, n, len): (Queue<(u64, ByteBuf)>, u64, usize)) {
     for seq in 0..n {

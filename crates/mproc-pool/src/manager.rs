@@ -149,7 +149,10 @@ impl Shared {
             ended: Condvar::new(),
             // The watcher thread of this process puts on it too, after every worker is
             // gone: a wait on it must not end for want of other processes.
-            events: mproc_queue::Builder::new().watch_peers(false).build()?,
+            events: mproc_queue::Builder::new()
+                .watch_peers(false)
+                .async_waits(false)
+                .build()?,
             config,
             watcher,
             started: AtomicUsize::new(0),

@@ -20,6 +20,7 @@ pub struct Builder {
     max_messages: usize,
     max_bytes: usize,
     watch_peers: bool,
+    async_waits: bool,
 }
 
 impl Default for Builder {
@@ -35,6 +36,7 @@ impl Builder {
             max_messages: usize::MAX,
             max_bytes: ring::DEFAULT_BYTES,
             watch_peers: true,
+            async_waits: true,
         }
     }
 
@@ -71,6 +73,23 @@ impl Builder {
         self
     }
 
+    /// Whether the queue can wake async waiters (`get_async`, `put_async`, `stream`,
+    /// `join_async`; feature `tokio`): on by default. It costs one fd (an eventfd) in every
+    /// process that holds the queue; turn it off for a queue only ever waited on by
+    /// blocking calls. Without it, or in a build without the feature, an async wait fails
+    /// at once with [`ErrorKind::Io`](crate::ErrorKind::Io) rather than hanging.
+    ///
+    /// ```
+    /// let q = mproc_queue::Builder::new().async_waits(false).build::<u8>()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.get()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn async_waits(mut self, on: bool) -> Builder {
+        self.async_waits = on;
+        self
+    }
+
     /// Makes a [`Queue`].
     ///
     /// # Errors
@@ -83,6 +102,7 @@ impl Builder {
             self.max_messages,
             false,
             self.watch_peers,
+            self.async_waits,
         )?))
     }
 
@@ -98,6 +118,7 @@ impl Builder {
                 self.max_messages,
                 true,
                 self.watch_peers,
+                self.async_waits,
             )?),
         })
     }

@@ -287,22 +287,29 @@ impl<T> Queue<T> {
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_until(&self, value: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
-        let r = with_scratch(|buf| {
+        handed_back(self.put_encoded(&value, deadline), value)
+    }
+
+    fn put_ref_until<'v>(
+        &self,
+        value: &'v T,
+        deadline: Option<Instant>,
+    ) -> Result<(), PutError<&'v T>> {
+        handed_back(self.put_encoded(value, deadline), value)
+    }
+
+    /// Encodes `value` into the scratch buffer, or (made of large pieces) straight into
+    /// shared memory, and puts it.
+    fn put_encoded(&self, value: &T, deadline: Option<Instant>) -> Result<(), Refused> {
+        with_scratch(|buf| {
             buf.clear();
             buf.resize(ring::REC_HEADER, 0);
-            match mproc_wire::encode_into_unless_bulk(&value, buf, BULK).map_err(Error::from)? {
+            match mproc_wire::encode_into_unless_bulk(value, buf, BULK).map_err(Error::from)? {
                 Some(fds) => self.ring.put(buf, fds, deadline),
                 // Made of large pieces: encoded once more, straight into shared memory.
-                None => self.ring.put_value(&value, deadline),
+                None => self.ring.put_value(value, deadline),
             }
-        });
-        match r {
-            Ok(()) => Ok(()),
-            Err(Refused::Timeout) => Err(PutError::Full(value)),
-            Err(Refused::Closed) => Err(PutError::Closed(value)),
-            Err(Refused::Disconnected) => Err(PutError::Disconnected(value)),
-            Err(Refused::Failed(e)) => Err(PutError::Failed(value, e)),
-        }
+        })
     }
 
     fn get_until(&self, deadline: Option<Instant>) -> Result<T, GetError> {
@@ -357,6 +364,52 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
         self.put_until(value, mproc_sys::deadline_after(timeout))
+    }
+
+    /// Like [`put`](Queue::put), encoding the message from a borrow: the caller keeps
+    /// `value`, and no clone is made to put it (a large buffer put many times, or kept after
+    /// the put). This is what Python's `put(obj)` does, which pickles `obj` and leaves it
+    /// to the caller; `put` takes the value so that a refused put can hand it back.
+    ///
+    /// # Errors
+    ///
+    /// As `put`, with the borrow handed back.
+    ///
+    /// ```
+    /// let q = mproc_queue::Queue::new()?;
+    /// let frame = vec![7u8; 1 << 20];
+    /// q.put_ref(&frame)?;
+    /// q.put_ref(&frame)?;
+    /// assert_eq!(q.get()?, frame);
+    /// assert_eq!(q.get()?, frame);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put_ref<'v>(&self, value: &'v T) -> Result<(), PutError<&'v T>> {
+        self.put_ref_until(value, None)
+    }
+
+    /// Like [`put_ref`](Queue::put_ref), waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`] when no room came in time; otherwise as `put`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = mproc_queue::Queue::bounded(1)?;
+    /// let v = String::from("kept");
+    /// q.put_ref_timeout(&v, Duration::from_millis(10))?;
+    /// let full = q.put_ref_timeout(&v, Duration::from_millis(10)).unwrap_err();
+    /// assert!(full.is_full());
+    /// assert_eq!(*full.into_inner(), "kept");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put_ref_timeout<'v>(
+        &self,
+        value: &'v T,
+        timeout: Duration,
+    ) -> Result<(), PutError<&'v T>> {
+        self.put_ref_until(value, mproc_sys::deadline_after(timeout))
     }
 
     /// Puts `value` only if there is room now. Python: `put_nowait(obj)`.
@@ -461,5 +514,16 @@ impl<T> Serialize for Queue<T> {
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Ok(Queue::from_ring(Ring::deserialize(d)?))
+    }
+}
+
+/// A put's outcome, with the value (or the borrow of it) handed back when refused.
+fn handed_back<V>(r: Result<(), Refused>, value: V) -> Result<(), PutError<V>> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(Refused::Timeout) => Err(PutError::Full(value)),
+        Err(Refused::Closed) => Err(PutError::Closed(value)),
+        Err(Refused::Disconnected) => Err(PutError::Disconnected(value)),
+        Err(Refused::Failed(e)) => Err(PutError::Failed(value, e)),
     }
 }

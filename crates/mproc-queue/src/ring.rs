@@ -157,12 +157,14 @@ impl std::fmt::Debug for Ring {
 
 impl Ring {
     /// Makes a ring of at least `bytes` bytes (rounded up to a power of two) holding at
-    /// most `max_messages` records.
+    /// most `max_messages` records; `wake_async`: with an eventfd for async waiters (in a
+    /// build with the `tokio` feature).
     pub(crate) fn new(
         bytes: usize,
         max_messages: usize,
         joinable: bool,
         watch_peers: bool,
+        wake_async: bool,
     ) -> Result<Ring> {
         if bytes > MAX_BYTES {
             return Err(Error::new(
@@ -189,7 +191,7 @@ impl Ring {
             LockBlock::alloc()?,
             Block::alloc(HEADER_LEN)?,
             SharedMemory::create(cap)?,
-            ([tx, rx, presence], shared::new_wake_fd()?),
+            ([tx, rx, presence], shared::new_wake_fd(wake_async)?),
             max_messages,
             joinable,
         )?;
@@ -735,7 +737,7 @@ mod tests {
 
     #[test]
     fn records_wrap_around_the_ring_intact() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true, true).unwrap();
         for round in 0..50u8 {
             let payload: Vec<u8> = (0..(round as usize * 37 % 700))
                 .map(|i| i as u8 ^ round)
@@ -750,7 +752,7 @@ mod tests {
 
     #[test]
     fn a_scribbled_header_is_reported_and_the_queue_goes_on() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true, true).unwrap();
         for garbage in [
             [0xffu8; 8],
             [8, 0, 0, 0, 0, 0, 0, 0],
@@ -772,7 +774,7 @@ mod tests {
 
     #[test]
     fn a_record_whose_side_datagram_is_gone_is_skipped() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true, true).unwrap();
         let (fd, _other) = mproc_sys::socketpair().unwrap();
         let mut buf = vec![0u8; REC_HEADER + 3];
         assert!(ring.put(&mut buf, vec![fd], None).is_ok());
@@ -785,7 +787,7 @@ mod tests {
 
     #[test]
     fn large_messages_travel_in_reused_segments_then_in_sealed_memfds() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true, true).unwrap();
         let payload =
             |n: usize| -> Vec<u8> { (0..3 * MIN_BYTES).map(|i| (i % 13 + n) as u8).collect() };
         // One more than the pool while none is taken: the last goes in a sealed memfd.
@@ -830,7 +832,7 @@ mod tests {
 
     #[test]
     fn a_consumer_cache_a_whole_wrap_old_is_not_trusted() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true, true).unwrap();
         put_bytes(&ring, b"old");
         put_bytes(&ring, b"old");
         assert!(get_bytes(&ring).ok().as_deref() == Some(&b"old"[..]));
@@ -843,7 +845,7 @@ mod tests {
 
     #[test]
     fn a_producer_cache_a_whole_wrap_old_is_not_trusted() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, false, true, true).unwrap();
         put_bytes(&ring, b"x");
         assert!(get_bytes(&ring).is_ok());
         put_bytes(&ring, b"y"); // caches head 16
@@ -866,7 +868,7 @@ mod tests {
     #[test]
     fn a_sleeper_nobody_wakes_looks_again_by_itself() {
         // A producer that died between publishing and waking, played by hand.
-        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, false, true).unwrap());
+        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, false, true, true).unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         let r = Arc::clone(&ring);
         std::thread::spawn(move || {
@@ -896,7 +898,7 @@ mod tests {
 
     #[test]
     fn join_repairs_a_put_whose_producer_died_counted_but_unpublished() {
-        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, true, true).unwrap());
+        let ring = Arc::new(Ring::new(MIN_BYTES, usize::MAX, true, true, true).unwrap());
         let r = Arc::clone(&ring);
         // A producer thread counts its put and dies holding the lock, before publishing.
         std::thread::spawn(move || {
@@ -921,7 +923,7 @@ mod tests {
 
     #[test]
     fn a_joinable_count_at_its_limit_refuses_puts_until_task_done() {
-        let ring = Ring::new(MIN_BYTES, usize::MAX, true, true).unwrap();
+        let ring = Ring::new(MIN_BYTES, usize::MAX, true, true, true).unwrap();
         header(&ring).join.unfinished.store(COUNT, Ordering::SeqCst);
         let mut buf = vec![0u8; REC_HEADER + 1];
         match ring.put(&mut buf, Vec::new(), None) {
@@ -964,7 +966,7 @@ mod tests {
             /// model's front, and `len`/`is_full` agree.
             #[test]
             fn the_ring_behaves_as_a_bounded_fifo(ops in ops(), max_messages in 1usize..40) {
-                let ring = Ring::new(MIN_BYTES, max_messages, false, true).unwrap();
+                let ring = Ring::new(MIN_BYTES, max_messages, false, true, true).unwrap();
                 let cap = ring.capacity_bytes();
                 let mut model: VecDeque<Vec<u8>> = VecDeque::new();
                 let mut used = 0usize;

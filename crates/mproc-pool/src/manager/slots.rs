@@ -182,6 +182,7 @@ impl Shared {
     fn worker_args(&self, index: usize) -> Result<(WorkerArgs, Queue<Task>, Progress)> {
         let tasks = mproc_queue::Builder::new()
             .max_bytes(TASK_RING_BYTES)
+            .async_waits(false)
             .build::<Task>()?;
         let progress = Progress::new()?;
         let initializer = match &self.config.initializer {

@@ -94,7 +94,7 @@ thread_local! {
 impl Pristine {
     fn new(settings: usize) -> Result<Pristine> {
         let max_messages = [1, 3, 64, usize::MAX][settings >> 1];
-        let ring = Ring::new(MIN_BYTES, max_messages, settings & 1 != 0, false)?;
+        let ring = Ring::new(MIN_BYTES, max_messages, settings & 1 != 0, false, true)?;
         let mut header = vec![0u8; HEADER_LEN];
         ring.core.shared.header_block.copy_to(0, &mut header)?;
         Ok(Pristine { ring, header })

@@ -189,9 +189,9 @@ pub(crate) struct Shm {
 }
 
 /// The eventfd that wakes async waiters (see `wait_async`), made only in a build where
-/// they can exist.
-pub(crate) fn new_wake_fd() -> Result<Option<OwnedFd>> {
-    if !cfg!(feature = "tokio") {
+/// they can exist, for a queue that asked for it.
+pub(crate) fn new_wake_fd(wanted: bool) -> Result<Option<OwnedFd>> {
+    if !cfg!(feature = "tokio") || !wanted {
         return Ok(None);
     }
     mproc_sys::eventfd()

@@ -318,8 +318,8 @@ fn register(ring: &Ring) -> Result<AsyncFd<ReactorFd>, Error> {
     let Some(fd) = &ring.core.shared.wake_fd else {
         return Err(Error::with_source(
             ErrorKind::Io,
-            "this queue handle has no eventfd to await on: it came from a program built \
-             without mproc's tokio feature",
+            "this queue handle has no eventfd to await on: the queue was built with \
+             `async_waits(false)`, or by a program built without mproc's tokio feature",
             std::io::Error::from(std::io::ErrorKind::Unsupported),
         ));
     };
