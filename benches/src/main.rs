@@ -421,6 +421,10 @@ fn measure_queues(opts: &Options, s: &mut Samples, flags: &mut Flags) {
             s.add(key, g);
             flags.check_ok &= ok;
         }
+        // The largest size once more with an owned put of a clone: what the clone costs.
+        let (g, ok) = queue::gbps_cloned(16 << 20, if quick { 16 } else { 64 });
+        s.add("extra.queue_gbps_cloned.16mib", g);
+        flags.check_ok &= ok;
     }
     let queue_rtt_rounds = if skip { 0 } else { opts.rounds() };
     let (rtt, ok) = queue::rtt_us(queue_rtt_rounds, 20_000);

@@ -482,6 +482,7 @@ fn print_floors(s: &Samples) {
         "extra.shm_copy_gbps",
         "extra.spawn_join_forkserver_beside_pool_us",
         "extra.pipe_rtt_beside_manager_us",
+        "extra.queue_gbps_cloned.16mib",
     ] {
         println!(
             "{k:<44} {:>14.2} {:>19}",
@@ -700,6 +701,8 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "check_ok": flags.check_ok,
     });
     out["async_pool_apply_per_s"] = json!(m("async_pool_apply_per_s").round());
+    out["extra"]["queue_gbps_cloned"] =
+        json!({"16mib": round2(m("extra.queue_gbps_cloned.16mib"))});
     out["extra"]["pool_apply_get_per_s"] = json!(m("extra.pool_apply_get_per_s").round());
     out["spread"]["async_pool_apply_per_s"] = s.spread("async_pool_apply_per_s");
     out["spread"]["extra.pool_apply_get_per_s"] = s.spread("extra.pool_apply_get_per_s");

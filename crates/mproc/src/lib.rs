@@ -87,7 +87,7 @@
 //! | `Value('i', 0, lock=False)`, `Array(..., lock=False)` | `RawValue`, `RawArray` (no lock), or `SharedAtomic` for lock-free counters; `Value`/`Array` always carry their lock |
 //! | `multiprocessing.sharedctypes.synchronized(obj)` | not offered: put the data in a `Value`/`Array`, or beside a `Lock` in a `RawValue` of your own struct |
 //! | `Queue()`, `Queue(maxsize=n)` | `Queue::<T>::new()?`, `Queue::<T>::bounded(n)?` (bytes bounded too: `queue::Builder`) |
-//! | `q.put(x)`, `q.put(x, timeout=t)`, `q.put_nowait(x)` | `q.put(x)?`, `q.put_timeout(x, t)`, `q.try_put(x)` (`PutError::Full` hands `x` back) |
+//! | `q.put(x)`, `q.put(x, timeout=t)`, `q.put_nowait(x)` | `q.put(x)?`, `q.put_timeout(x, t)`, `q.try_put(x)` (`PutError::Full` hands `x` back); `q.put_ref(&x)?` keeps `x` (no clone, as Python keeps `obj`) |
 //! | `q.get()`, `q.get(timeout=t)`, `q.get_nowait()` | `q.get()?`, `q.get_timeout(t)`, `q.try_get()` (`GetError::Empty`) |
 //! | `q.get()` once every other process holding the queue is gone: waits for ever | `GetError::Disconnected` once no other live process holds the queue (nor a message carries it), within ~100 ms of the last one's death; the same for a `put` waiting for room (`PutError::Disconnected`) and `join` (any other holder, even an idle consumer, keeps a wait going) |
 //! | `q.qsize()`, `q.empty()`, `q.full()` | `q.len()` (or `qsize()`), `q.is_empty()`, `q.is_full()` (approximate, as in Python) |
