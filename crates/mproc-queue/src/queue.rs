@@ -290,12 +290,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         handed_back(self.put_encoded(&value, deadline), value)
     }
 
-    fn put_ref_until<'v>(
-        &self,
-        value: &'v T,
-        deadline: Option<Instant>,
-    ) -> Result<(), PutError<&'v T>> {
-        handed_back(self.put_encoded(value, deadline), value)
+    fn put_ref_until(&self, value: &T, deadline: Option<Instant>) -> Result<(), PutError<()>> {
+        handed_back(self.put_encoded(value, deadline), ())
     }
 
     /// Encodes `value` into the scratch buffer, or (made of large pieces) straight into
@@ -373,7 +369,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// As `put`, with the borrow handed back.
+    /// As `put`; the error holds `()`, since the caller still has the value (so `?` turns
+    /// it into a `Box<dyn Error>` as it does `put`'s).
     ///
     /// ```
     /// let q = mproc_queue::Queue::new()?;
@@ -384,7 +381,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert_eq!(q.get()?, frame);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn put_ref<'v>(&self, value: &'v T) -> Result<(), PutError<&'v T>> {
+    pub fn put_ref(&self, value: &T) -> Result<(), PutError<()>> {
         self.put_ref_until(value, None)
     }
 
@@ -399,16 +396,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// let q = mproc_queue::Queue::bounded(1)?;
     /// let v = String::from("kept");
     /// q.put_ref_timeout(&v, Duration::from_millis(10))?;
-    /// let full = q.put_ref_timeout(&v, Duration::from_millis(10)).unwrap_err();
-    /// assert!(full.is_full());
-    /// assert_eq!(*full.into_inner(), "kept");
+    /// assert!(q.put_ref_timeout(&v, Duration::from_millis(10)).unwrap_err().is_full());
+    /// assert_eq!(v, "kept");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn put_ref_timeout<'v>(
-        &self,
-        value: &'v T,
-        timeout: Duration,
-    ) -> Result<(), PutError<&'v T>> {
+    pub fn put_ref_timeout(&self, value: &T, timeout: Duration) -> Result<(), PutError<()>> {
         self.put_ref_until(value, mproc_sys::deadline_after(timeout))
     }
 
