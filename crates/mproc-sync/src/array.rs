@@ -119,7 +119,7 @@ impl<T: ShmSafe> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] (holding the guard) when the previous holder died holding it.
+    /// [`OwnerDied`](crate::OwnerDied) (holding the guard) when the previous holder died holding it.
     pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
         lock_result(self.core.acquire(None), || self.guard())
     }
@@ -398,7 +398,7 @@ impl<T: ShmSafe> ArrayGuard<'_, T> {
             .collect()
     }
 
-    /// Declares the data repaired after an [`OwnerDied`].
+    /// Declares the data repaired after an [`OwnerDied`](crate::OwnerDied).
     ///
     /// ```
     /// let a = mproc_sync::Array::from_slice(&[1u8, 2])?;
