@@ -83,6 +83,20 @@ async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
     poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
 }
 
+/// A task on the current runtime that counts a tick every `every`: a runtime thread that
+/// something blocks shows as missing ticks. Abort it when done.
+fn ticker(every: Duration) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let ticks = Arc::new(AtomicU64::new(0));
+    let counter = ticks.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (ticks, task)
+}
+
 // ---- tests ------------------------------------------------------------------------------
 
 #[test]
@@ -90,15 +104,7 @@ fn a_pool_task_awaited_leaves_the_runtime_thread_to_other_tasks() {
     deadline(LIMIT, || {
         let pool = pool_builder(2).build().unwrap();
         on_tokio(async {
-            let ticks = Arc::new(AtomicU64::new(0));
-            let counter = ticks.clone();
-            let ticker = tokio::spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_millis(10));
-                loop {
-                    every.tick().await;
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-            });
+            let (ticks, ticker) = ticker(Duration::from_millis(10));
             let slept = pool.apply_async(nap, 300).unwrap().await.unwrap();
             let seen = ticks.load(Ordering::SeqCst);
             ticker.abort();
@@ -233,14 +239,7 @@ fn a_worker_that_dies_while_awaited_fails_as_get_does() {
             .get()
             .unwrap_err();
         let awaited: Error = on_tokio(async {
-            let ticks = Arc::new(AtomicU64::new(0));
-            let counter = ticks.clone();
-            let ticker = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-            });
+            let (ticks, ticker) = ticker(Duration::from_millis(5));
             let e = pool
                 .apply_async(abort_after, 200)
                 .unwrap()
@@ -301,14 +300,7 @@ fn executor_tasks_awaited() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             assert!(third.cancel());
-            let ticks = Arc::new(AtomicU64::new(0));
-            let counter = ticks.clone();
-            let ticker = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-            });
+            let (ticks, ticker) = ticker(Duration::from_millis(5));
             assert_eq!(first.await.unwrap(), 300);
             ticker.abort();
             assert!(ticks.load(Ordering::SeqCst) > 0, "the runtime was blocked");

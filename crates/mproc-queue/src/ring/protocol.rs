@@ -450,19 +450,12 @@ impl<'a, S: Shared> Reserved<'a, S> {
     #[inline]
     pub(crate) fn publish_span(self, span: &[u8], n: u32) -> Result<()> {
         debug_assert!(!self.core.joinable && span.len().is_multiple_of(8));
-        let Reserved { core, held, tail } = self;
-        core.ring_write(tail.pos, span)?;
+        self.core.ring_write(self.tail.pos, span)?;
         let next = End {
-            pos: tail.pos.wrapping_add(span.len() as u32),
-            count: tail.count.wrapping_add(n),
+            pos: self.tail.pos.wrapping_add(span.len() as u32),
+            count: self.tail.count.wrapping_add(n),
         };
-        Written {
-            core,
-            held,
-            tail,
-            next,
-        }
-        .publish();
+        self.written_up_to(next).publish();
         Ok(())
     }
 
@@ -487,16 +480,9 @@ impl<'a, S: Shared> Reserved<'a, S> {
     /// writes `header` in front of it, publishes the record, and wakes sleeping consumers.
     #[inline]
     pub(crate) fn publish_body(self, header: RecordHeader) -> Result<()> {
-        let Reserved { core, held, tail } = self;
-        core.ring_write(tail.pos, &header.to_bytes())?;
-        let next = tail.after(header.record_len() as u32);
-        Written {
-            core,
-            held,
-            tail,
-            next,
-        }
-        .publish();
+        self.core.ring_write(self.tail.pos, &header.to_bytes())?;
+        let next = self.tail.after(header.record_len() as u32);
+        self.written_up_to(next).publish();
         Ok(())
     }
 
@@ -504,16 +490,22 @@ impl<'a, S: Shared> Reserved<'a, S> {
     /// where nobody looks until it is published: a failure here leaves nothing to undo.
     #[inline]
     pub(crate) fn write(self, record: &mut [u8], header: RecordHeader) -> Result<Written<'a, S>> {
-        let Reserved { core, held, tail } = self;
         record[..REC_HEADER].copy_from_slice(&header.to_bytes());
-        let next = tail.after(pad8(record.len()) as u32);
-        core.ring_write(tail.pos, record)?;
-        Ok(Written {
+        let next = self.tail.after(pad8(record.len()) as u32);
+        self.core.ring_write(self.tail.pos, record)?;
+        Ok(self.written_up_to(next))
+    }
+
+    /// The record between the tail and `next` is written: what is left is to publish it.
+    #[inline]
+    fn written_up_to(self, next: End) -> Written<'a, S> {
+        let Reserved { core, held, tail } = self;
+        Written {
             core,
             held,
             tail,
             next,
-        })
+        }
     }
 }
 
