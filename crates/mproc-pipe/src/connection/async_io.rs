@@ -67,7 +67,7 @@ pub struct AsyncConnection<S, R = S> {
     /// Messages queued by [`start_send`](Self::start_send), not sent yet (none of their
     /// bytes went out), oldest first.
     outbox: VecDeque<(Vec<u8>, Vec<OwnedFd>)>,
-    /// The `Stream` returned its end (see `iter::ends_iteration`).
+    /// The `Stream` returned its end (see `iter::loop_item`).
     pub(super) stream_ended: bool,
 }
 

@@ -9,13 +9,13 @@ use futures_core::stream::FusedStream;
 use serde::de::DeserializeOwned;
 
 use super::async_io::AsyncConnection;
-use super::iter::ends_iteration;
-use crate::error::{ErrorKind, Result};
+use super::iter::loop_item;
+use crate::error::Result;
 
 /// The received messages, until the other end is gone: as
 /// [`Connection::iter`](crate::Connection::iter), a message too large or not an `R` is an
 /// `Err` item and the stream goes on; any other error is the last item;
-/// [`ErrorKind::Disconnected`] is the end (`None`).
+/// [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) is the end (`None`).
 ///
 /// ```
 /// use std::future::poll_fn;
@@ -45,17 +45,8 @@ impl<S, R: DeserializeOwned> Stream for AsyncConnection<S, R> {
         if this.stream_ended {
             return Poll::Ready(None);
         }
-        Poll::Ready(match ready!(this.poll_recv(cx)) {
-            Ok(value) => Some(Ok(value)),
-            Err(e) if e.kind() == ErrorKind::Disconnected => {
-                this.stream_ended = true;
-                None
-            }
-            Err(e) => {
-                this.stream_ended = ends_iteration(e.kind());
-                Some(Err(e))
-            }
-        })
+        let received = ready!(this.poll_recv(cx));
+        Poll::Ready(loop_item(received, &mut this.stream_ended))
     }
 }
 

@@ -7,14 +7,24 @@ use serde::de::DeserializeOwned;
 use super::{Connection, Receiver};
 use crate::error::{ErrorKind, Result};
 
-/// Returns whether an error of this kind ends a loop over received messages (an iterator or
-/// a stream): [`ErrorKind::Disconnected`] ends it without being yielded; a message that was
-/// skipped ([`ErrorKind::TooLarge`]) or could not be deserialized ([`ErrorKind::Decode`])
-/// is yielded and the loop goes on with the next one; any other error is yielded, then the
-/// loop ends, the connection being unable to receive further (a corrupt stream, a failing
-/// socket).
-pub(crate) fn ends_iteration(kind: ErrorKind) -> bool {
-    !matches!(kind, ErrorKind::TooLarge | ErrorKind::Decode)
+/// The item a loop over received messages (an iterator or a stream) yields for one receive,
+/// setting `ended` when the loop is over: [`ErrorKind::Disconnected`] ends it without being
+/// yielded; a message that was skipped ([`ErrorKind::TooLarge`]) or could not be
+/// deserialized ([`ErrorKind::Decode`]) is yielded and the loop goes on with the next one;
+/// any other error is yielded, then the loop ends, the connection being unable to receive
+/// further (a corrupt stream, a failing socket).
+pub(crate) fn loop_item<R>(received: Result<R>, ended: &mut bool) -> Option<Result<R>> {
+    match received {
+        Ok(value) => Some(Ok(value)),
+        Err(e) if e.kind() == ErrorKind::Disconnected => {
+            *ended = true;
+            None
+        }
+        Err(e) => {
+            *ended = !matches!(e.kind(), ErrorKind::TooLarge | ErrorKind::Decode);
+            Some(Err(e))
+        }
+    }
 }
 
 /// The messages a connection receives, one blocking [`recv`](Connection::recv) each, until
@@ -69,17 +79,8 @@ impl<S, R: DeserializeOwned> Iterator for Iter<'_, S, R> {
         if self.done {
             return None;
         }
-        match self.conn.recv() {
-            Ok(value) => Some(Ok(value)),
-            Err(e) if e.kind() == ErrorKind::Disconnected => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = ends_iteration(e.kind());
-                Some(Err(e))
-            }
-        }
+        let received = self.conn.recv();
+        loop_item(received, &mut self.done)
     }
 }
 
