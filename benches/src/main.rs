@@ -28,7 +28,7 @@ mod report;
 mod spawn;
 mod sync;
 
-use spawn::{FLOOR_ENV, exec_self_floor, fork_wait_floor, spawn_join};
+use spawn::{FLOOR_ENV, ForkServerFloor, exec_self_floor, fork_wait_floor, spawn_join};
 
 struct Samples(BTreeMap<&'static str, Vec<f64>>);
 
@@ -253,6 +253,9 @@ fn measure_spawns(opts: &Options, s: &mut Samples, flags: &mut Flags) {
     let rounds = opts.rounds();
     let (n_exec, n_fork) = if opts.quick { (10, 30) } else { (25, 60) };
     eprintln!("measuring {rounds} rounds ...");
+    // Forked now, while this process has one thread, as mproc's fork server is forked
+    // from a copy of this binary.
+    let mut server_floor = (!opts.only_sync).then(ForkServerFloor::start);
     for round in 0..if opts.only_sync { 0 } else { rounds } {
         let from = peers::count(s, "spawn_join_us.spawn");
         let from_floor = peers::count(s, "floor.exec_self_us");
@@ -267,6 +270,9 @@ fn measure_spawns(opts: &Options, s: &mut Samples, flags: &mut Flags) {
         }
         for i in 0..n_fork {
             s.add("floor.fork_wait_us", time_us(fork_wait_floor));
+            if let Some(f) = &mut server_floor {
+                s.add("floor.forkserver_us", time_us(|| f.round()));
+            }
             let mut ok = true;
             s.add(
                 "spawn_join_us.fork",

@@ -470,6 +470,7 @@ fn print_floors(s: &Samples) {
     for k in [
         "floor.exec_self_us",
         "floor.fork_wait_us",
+        "floor.forkserver_us",
         "floor.socketpair_rtt_us",
         "floor.socketpair_bw_gbps",
         "floor.futex_lock_ns",
@@ -687,6 +688,7 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "floor": {
             "exec_self_us": round1(m("floor.exec_self_us")),
             "fork_wait_us": round1(m("floor.fork_wait_us")),
+            "forkserver_us": round1(m("floor.forkserver_us")),
             "socketpair_rtt_us": round2(m("floor.socketpair_rtt_us")),
             "socketpair_bw_gbps": round2(m("floor.socketpair_bw_gbps")),
             "futex_lock_ns": round1(m("floor.futex_lock_ns")),
@@ -700,6 +702,11 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "spread": spread,
         "check_ok": flags.check_ok,
     });
+    // The fork server beside the floor of any fork server (a request, a fork, an exit, the
+    // answer), as `spawn_join_us.fork` stands beside `floor.fork_wait_us`.
+    out["ratio_to_floor"]["spawn_join_us.forkserver_to_floor.forkserver_us"] = json!(round2(
+        m("spawn_join_us.forkserver") / m("floor.forkserver_us")
+    ));
     out["async_pool_apply_per_s"] = json!(m("async_pool_apply_per_s").round());
     out["extra"]["queue_gbps_cloned"] =
         json!({"16mib": round2(m("extra.queue_gbps_cloned.16mib"))});
