@@ -107,11 +107,11 @@ pub fn fork(permit: Option<ForkPermit>) -> io::Result<ForkOutcome> {
     }
 }
 
-/// Flushes stdout and stderr, then ends the process at once with `code`, without running
-/// destructors or `atexit` handlers (which belong to the parent in a forked child).
+/// Flushes stdout, then ends the process at once with `code`, without running destructors
+/// or `atexit` handlers (which belong to the parent in a forked child). (Rust's stderr is
+/// unbuffered: nothing of it waits to be flushed.)
 pub fn exit_now(code: i32) -> ! {
     let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
     // SAFETY: `_exit` has no preconditions; it never returns.
     unsafe { libc::_exit(code) }
 }

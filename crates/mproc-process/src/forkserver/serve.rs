@@ -46,6 +46,9 @@ pub(super) fn serve(control: Fd) {
     if mproc_sys::getppid() != ppid {
         return;
     }
+    // Each child flushes stdout when it ends: made here once, the handle is every child's
+    // already, rather than made (allocated, locked, flushed) by each of them.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let mut reader = FrameReader::new();
     let mut children: Vec<Running> = Vec::new();
     loop {
