@@ -12,6 +12,7 @@ use std::time::Instant;
 use mproc::StartMethod;
 use serde_json::{Value, json};
 
+mod big_floor;
 mod executor;
 mod instructions;
 mod kill;
@@ -427,6 +428,16 @@ fn measure_queues(opts: &Options, s: &mut Samples, flags: &mut Flags) {
             s.add(key, g);
             flags.check_ok &= ok;
         }
+        // The 16 MiB figure's floors, beside it: two processes handing 16 MiB over through
+        // two shared slots (a copy in, a copy out), and one cold 16 MiB copy.
+        let (g, ok) = big_floor::pipeline_gbps(if quick { 16 } else { 64 });
+        s.add("floor.pipeline_gbps.16mib", g);
+        flags.check_ok &= ok;
+        let copies = if quick { 8 } else { 32 };
+        s.add(
+            "floor.cold_copy_gbps.16mib",
+            big_floor::cold_copy_gbps(copies),
+        );
         // The largest size once more with an owned put of a clone: what the clone costs.
         let (g, ok) = queue::gbps_cloned(16 << 20, if quick { 16 } else { 64 });
         s.add("extra.queue_gbps_cloned.16mib", g);

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
 
-fn wall_ns() -> u128 {
+pub(crate) fn wall_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
@@ -22,11 +22,11 @@ fn fork() -> Builder {
 }
 
 /// A child's own start (after the start barrier) and end, in wall-clock ns.
-type Span = (u128, u128);
+pub(crate) type Span = (u128, u128);
 
 /// Forks a producer and a consumer process, each given `(shared, barrier, n)`, releases
 /// them together, and returns both spans and what the consumer reported.
-fn producer_consumer<S, R>(
+pub(crate) fn producer_consumer<S, R>(
     shared: S,
     n: u64,
     producer: fn((S, Barrier, u64)) -> Span,
@@ -71,7 +71,7 @@ fn consumer((q, barrier, n): (Queue<u64>, Barrier, u64)) -> (Span, u64) {
 /// Messages per second over the span from the first child's start (after the start
 /// barrier) to the last child's end. The children's own clocks are used, not the
 /// parent's: on two cores the parent may not run again before they are done.
-fn rate(messages: u64, spans: &[Span]) -> f64 {
+pub(crate) fn rate(messages: u64, spans: &[Span]) -> f64 {
     let start = spans.iter().map(|s| s.0).min().unwrap_or(0);
     let end = spans.iter().map(|s| s.1).max().unwrap_or(0);
     messages as f64 / (end.saturating_sub(start).max(1) as f64 / 1e9)

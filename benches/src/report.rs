@@ -15,6 +15,7 @@ pub fn report(s: &Samples, flags: Flags, python: Option<&Value>) -> Value {
     crate::peers::print_table(s);
     print_floors(s);
     print_manager_calls(s);
+    print_big_message(s);
     print_instructions(s);
     print_flags(&flags);
     let line = json_line(s, &flags, &rows, python);
@@ -479,6 +480,8 @@ fn print_floors(s: &Samples) {
         "floor.copy_gbps",
         "floor.shm_ring_msgs_per_s",
         "floor.spin_rtt_us",
+        "floor.cold_copy_gbps.16mib",
+        "floor.pipeline_gbps.16mib",
         "extra.shm_fresh_gbps",
         "extra.shm_copy_gbps",
         "extra.spawn_join_forkserver_beside_pool_us",
@@ -558,6 +561,31 @@ fn print_manager_calls(s: &Samples) {
             call_us / beside
         );
     }
+}
+
+/// `queue_gbps.16mib` over each of its floors: the in-cache copy (its goal's), one cold
+/// copy, and the two-process pipeline of a copy in and a copy out (see `big_floor`).
+fn big_message_ratios(s: &Samples) -> [(&'static str, f64); 3] {
+    let queue = s.median("queue_gbps.16mib");
+    [
+        "floor.copy_gbps",
+        "floor.cold_copy_gbps.16mib",
+        "floor.pipeline_gbps.16mib",
+    ]
+    .map(|floor| (floor, queue / s.median(floor)))
+}
+
+/// Prints `queue_gbps.16mib` as a share of each of its floors, when it was measured.
+fn print_big_message(s: &Samples) {
+    let queue = s.median("queue_gbps.16mib");
+    if !queue.is_finite() {
+        return;
+    }
+    let shares: Vec<String> = big_message_ratios(s)
+        .iter()
+        .map(|(floor, r)| format!("{r:.2} × {floor}"))
+        .collect();
+    println!("queue_gbps.16mib: {queue:.2} GB/s = {}", shares.join(", "));
 }
 
 fn print_flags(flags: &Flags) {
@@ -697,6 +725,8 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
             "copy_gbps": round2(m("floor.copy_gbps")),
             "shm_ring_msgs_per_s": m("floor.shm_ring_msgs_per_s").round(),
             "spin_rtt_us": (m("floor.spin_rtt_us") * 1000.0).round() / 1000.0,
+            "cold_copy_gbps": {"16mib": round2(m("floor.cold_copy_gbps.16mib"))},
+            "pipeline_gbps": {"16mib": round2(m("floor.pipeline_gbps.16mib"))},
         },
         "ratio_to_floor": ratio_to_floor,
         "spread": spread,
@@ -707,6 +737,13 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
     out["ratio_to_floor"]["spawn_join_us.forkserver_to_floor.forkserver_us"] = json!(round2(
         m("spawn_join_us.forkserver") / m("floor.forkserver_us")
     ));
+    // `queue_gbps.16mib` over each of its floors (the goal's is `ratio_to_floor`'s).
+    out["ratio_to_big_floors"] = json!({
+        "queue_gbps.16mib": big_message_ratios(s)
+            .iter()
+            .map(|(floor, r)| ((*floor).to_string(), json!(round2(*r))))
+            .collect::<serde_json::Map<_, _>>()
+    });
     out["async_pool_apply_per_s"] = json!(m("async_pool_apply_per_s").round());
     out["extra"]["queue_gbps_cloned"] =
         json!({"16mib": round2(m("extra.queue_gbps_cloned.16mib"))});

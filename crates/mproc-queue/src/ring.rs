@@ -76,6 +76,8 @@ pub(crate) enum Payload {
     /// In a sealed memfd (one larger than a pooled segment), with the other fds that
     /// travelled beside it.
     Sealed(Box<(SealedBytes, Vec<OwnedFd>)>),
+    /// In one of its producer's segments, freed when dropped, with the other fds.
+    Segment(Box<(spill::Lent, Vec<OwnedFd>)>),
     /// Consumed, but unreadable (a large message whose memfd is not what it should be).
     Bad(Error),
 }
@@ -476,8 +478,8 @@ impl Ring {
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
     ) -> std::result::Result<Payload, Refused> {
-        self.get_at(buf, deadline, false)
-            .map(|(payload, _)| payload)
+        let (payload, _) = self.get_at(buf, deadline, false)?;
+        payload.into_buffer(buf).map_err(Refused::Failed)
     }
 
     /// Like [`get`](Ring::get), with a large payload placed in `buf` at the start returned
@@ -559,9 +561,8 @@ impl Ring {
         let memfd = fds.remove(0);
         // A bad memfd costs this message only: the record is consumed either way.
         Ok(Some(match how {
-            layout::large::SEGMENT => match self.mapped.copy_out(&memfd, size, buf, align) {
-                Ok(start) if fds.is_empty() => (Payload::Inline, start),
-                Ok(start) => (Payload::WithFds(fds), start),
+            layout::large::SEGMENT => match self.mapped.lend(&memfd, size) {
+                Ok(lent) => (Payload::Segment(Box::new((lent, fds))), 0),
                 Err(e) => (Payload::Bad(e), 0),
             },
             layout::large::SEALED => match SealedBytes::map(memfd, size) {
@@ -731,6 +732,7 @@ mod tests {
         match ring.get(&mut buf, Some(Instant::now()))? {
             Payload::Inline | Payload::WithFds(_) => Ok(buf),
             Payload::Sealed(b) => Ok(b.0.as_slice().to_vec()),
+            Payload::Segment(_) => unreachable!("get copies a segment's message out"),
             Payload::Bad(e) => Err(Refused::Failed(e)),
         }
     }

@@ -231,7 +231,7 @@ pub(crate) fn encoding<R>(fds: &mut Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
 
 /// Runs the decode `f` with `fds` installed for the `Fd`s inside the value. A message
 /// without fds installs nothing (the common case costs nothing), unless decodes nest.
-fn decoding<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+pub(crate) fn decoding<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
     if fds.is_empty() && DEC_DEPTH.get() == 0 {
         return f();
     }

@@ -5,6 +5,7 @@ mod codec;
 mod direct;
 mod error;
 mod frame;
+mod source;
 mod stack_guard;
 
 pub use codec::{
@@ -16,6 +17,7 @@ pub use error::{Error, ErrorKind};
 pub use frame::read::FrameReader;
 pub use frame::write::{FrameWriter, write_frame, write_message};
 pub use frame::{HEADER_LEN, Limits};
+pub use source::{Source, decode_from_source};
 
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@ const RED_ZONE: usize = 64 << 10;
 
 /// The address of a local of the caller's frame: where the stack is now.
 #[inline(always)]
-fn stack_pointer() -> usize {
+pub(crate) fn stack_pointer() -> usize {
     let marker = 0u8;
     std::hint::black_box(&raw const marker).addr()
 }

@@ -158,7 +158,7 @@ fn run(ring: &Ring, script: &mut Script<'_>) -> Result<Outcome> {
                 assert!(start < 16 && start <= buf.len());
                 outcome.messages += 1;
             }
-            Ok((Payload::Sealed(_), _)) => outcome.messages += 1,
+            Ok((Payload::Sealed(_) | Payload::Segment(_), _)) => outcome.messages += 1,
             Ok((Payload::Bad(_), _)) => outcome.failed += 1,
             Err(Refused::Timeout | Refused::Closed | Refused::Disconnected) => {
                 ended = true;

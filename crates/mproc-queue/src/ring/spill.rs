@@ -292,28 +292,25 @@ impl Spills {
     }
 }
 
+/// A segment a consumer handle keeps mapped: its file's identity and its mapping.
+type Kept = ((u64, u64), Arc<Region>);
+
 /// A consumer handle's mappings of the segments it has received, most recent last.
 #[derive(Default)]
 pub(crate) struct Mapped {
-    segments: Mutex<Vec<((u64, u64), Region)>>,
+    segments: Mutex<Vec<Kept>>,
 }
 
 impl Mapped {
-    /// Copies the `size`-byte message out of the segment `fd` into `buf` (at the start
-    /// returned: 0 unless `align`, see `align::lead`), then frees the segment for its
-    /// producer.
+    /// Takes the `size`-byte message in the segment `fd`, to be read with
+    /// [`Lent::read_at`] (as a `mproc_wire::Source`); the segment is freed for its
+    /// producer when the [`Lent`] is dropped.
     ///
     /// # Errors
     ///
     /// `Corrupt` when `fd` is not a size-sealed memfd holding `size` bytes of message
     /// (nothing is freed then).
-    pub(crate) fn copy_out(
-        &self,
-        fd: &OwnedFd,
-        size: usize,
-        buf: &mut Vec<u8>,
-        align: bool,
-    ) -> Result<usize> {
+    pub(crate) fn lend(&self, fd: &OwnedFd, size: usize) -> Result<Lent> {
         let id = mproc_sys::file_identity(fd.as_fd())
             .map_err(|e| Error::io("looking at a large message's segment", e))?;
         let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
@@ -332,27 +329,91 @@ impl Mapped {
                 if segments.len() == MAPPED {
                     segments.remove(0);
                 }
-                segments.push((id, region));
+                segments.push((id, Arc::new(region)));
                 segments.len() - 1
             }
         };
-        let region = &segments[at].1;
+        let region = Arc::clone(&segments[at].1);
         if size > region.len().saturating_sub(DATA) {
             return Err(corrupt("a large message is larger than its segment"));
         }
-        let copy_err = |e| Error::io("copying a large message out of its segment", e);
-        let start = if align {
-            crate::ring::align::lead(buf, size, |head| {
-                region.copy_to(DATA, head).map_err(copy_err)
-            })?
-        } else {
-            0
-        };
+        state(&region)?;
+        Ok(Lent { region, size })
+    }
+
+    /// Copies the `size`-byte message out of the segment `fd` into `buf`, then frees the
+    /// segment for its producer.
+    ///
+    /// # Errors
+    ///
+    /// As [`lend`](Mapped::lend).
+    #[cfg(test)]
+    pub(crate) fn copy_out(&self, fd: &OwnedFd, size: usize, buf: &mut Vec<u8>) -> Result<()> {
+        self.lend(fd, size)?.copy_out(buf)
+    }
+}
+
+/// A large message in its segment, taken by this consumer: read by copies out of shared
+/// memory (never lent as a `&[u8]`: its producer's process can write there), and freed for
+/// its producer on drop, once read (or when the decode reading it fails or panics).
+pub(crate) struct Lent {
+    region: Arc<Region>,
+    size: usize,
+}
+
+impl Lent {
+    /// Copies the message into `buf` (from its start), and frees the segment.
+    pub(crate) fn copy_out(self, buf: &mut Vec<u8>) -> Result<()> {
         // Not cleared first: the copy overwrites every byte kept.
-        buf.resize(start + size, 0);
-        region.copy_to(DATA, &mut buf[start..]).map_err(copy_err)?;
-        state(region)?.store(FREE, Ordering::Release);
-        Ok(start)
+        buf.resize(self.size, 0);
+        self.region
+            .copy_to(DATA, buf)
+            .map_err(|e| Error::io("copying a large message out of its segment", e))
+    }
+}
+
+/// A payload copied into the caller's buffer when it is still in its segment.
+impl crate::ring::Payload {
+    pub(crate) fn into_buffer(self, buf: &mut Vec<u8>) -> Result<crate::ring::Payload> {
+        use crate::ring::Payload;
+        Ok(match self {
+            Payload::Segment(lent) => {
+                let (lent, fds) = *lent;
+                lent.copy_out(buf)?;
+                if fds.is_empty() {
+                    Payload::Inline
+                } else {
+                    Payload::WithFds(fds)
+                }
+            }
+            other => other,
+        })
+    }
+}
+
+/// The message's bytes, for `mproc_wire::decode_from_source`: each read a copy out.
+impl mproc_wire::Source for Lent {
+    fn len(&self) -> usize {
+        self.size
+    }
+
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> std::io::Result<()> {
+        if offset
+            .checked_add(buf.len())
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        self.region.copy_to(DATA + offset, buf)
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // Release: the reads of the message come before.
+        if let Ok(state) = state(&self.region) {
+            state.store(FREE, Ordering::Release);
+        }
     }
 }
 
@@ -379,13 +440,13 @@ mod tests {
         let second = spills.fill(&[2u8; 5000]).unwrap().unwrap();
         assert_ne!(segment_of(&spills, &second), at);
         let mut buf = Vec::new();
-        mapped.copy_out(&fd, 5000, &mut buf, false).unwrap();
+        mapped.copy_out(&fd, 5000, &mut buf).unwrap();
         assert_eq!(buf, [1u8; 5000]);
         // Freed: reused.
         let third = spills.fill(&[3u8; 5000]).unwrap().unwrap();
         assert_eq!(segment_of(&spills, &third), at);
         mapped
-            .copy_out(&third.fd().unwrap(), 5000, &mut buf, false)
+            .copy_out(&third.fd().unwrap(), 5000, &mut buf)
             .unwrap();
         assert_eq!(buf, [3u8; 5000]);
         drop(second);
@@ -422,13 +483,13 @@ mod tests {
         file.set_len(1 << 20).unwrap();
         let fd = OwnedFd::from(file);
         let e = Mapped::default()
-            .copy_out(&fd, 10, &mut Vec::new(), false)
+            .copy_out(&fd, 10, &mut Vec::new())
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
         let spills = Spills::default();
         let claimed = spills.fill(&[0u8; 10]).unwrap().unwrap();
         let e = Mapped::default()
-            .copy_out(&claimed.fd().unwrap(), 2 << 20, &mut Vec::new(), false)
+            .copy_out(&claimed.fd().unwrap(), 2 << 20, &mut Vec::new())
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
     }
