@@ -716,7 +716,6 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "floor": {
             "exec_self_us": round1(m("floor.exec_self_us")),
             "fork_wait_us": round1(m("floor.fork_wait_us")),
-            "forkserver_us": round1(m("floor.forkserver_us")),
             "socketpair_rtt_us": round2(m("floor.socketpair_rtt_us")),
             "socketpair_bw_gbps": round2(m("floor.socketpair_bw_gbps")),
             "futex_lock_ns": round1(m("floor.futex_lock_ns")),
@@ -732,6 +731,7 @@ fn json_line(s: &Samples, flags: &Flags, rows: &[Row], python: Option<&Value>) -
         "spread": spread,
         "check_ok": flags.check_ok,
     });
+    out["floor"]["forkserver_us"] = json!(round1(m("floor.forkserver_us")));
     // The fork server beside the floor of any fork server (a request, a fork, an exit, the
     // answer), as `spawn_join_us.fork` stands beside `floor.fork_wait_us`.
     out["ratio_to_floor"]["spawn_join_us.forkserver_to_floor.forkserver_us"] = json!(round2(
