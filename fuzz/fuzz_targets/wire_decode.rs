@@ -5,7 +5,9 @@
 //! Script: a byte choosing the type, a byte saying how many fds travel beside the bytes
 //! (and of what kind), then the message's bytes. A decode must give a value or a typed
 //! `Decode` error; a value decoded must encode again, and decode and encode back to the
-//! same bytes (encoding is canonical).
+//! same bytes (encoding is canonical). The same bytes (without fds) also go through
+//! `decode_from_source`, the queue's decoder for a message read out of shared memory: it
+//! must accept what postcard's accepts, refuse what it refuses, and give the same value.
 
 #![no_main]
 
@@ -50,6 +52,16 @@ fn run(data: &[u8]) {
     let which = script.byte();
     let fds = script.byte();
     let bytes = script.rest();
+    match which % 18 {
+        0 => same_as_postcard::<Shape>(bytes, true),
+        1 => same_as_postcard::<Vec<Shape>>(bytes, true),
+        2 => same_as_postcard::<(Vec<Fd>, HashMap<String, Option<Vec<u8>>>)>(bytes, false),
+        3 => same_as_postcard::<Vec<String>>(bytes, true),
+        4 => same_as_postcard::<Vec<Vec<u64>>>(bytes, true),
+        5 => same_as_postcard::<Option<Box<(Fd, Fd, Shape)>>>(bytes, true),
+        7 => same_as_postcard::<(u128, i64, f64, String, ByteBuf)>(bytes, true),
+        _ => {}
+    }
     let fds = make_fds(FdKind::from_bits(fds >> 3), usize::from(fds & 7));
     let msg = Message::from_parts(bytes.to_vec(), fds);
     match which % 18 {
@@ -93,5 +105,39 @@ fn round_trip<T: Serialize + DeserializeOwned>(msg: Message, canonical: bool) {
     let second = mproc_wire::encode(&again).expect("a decoded value encodes");
     if canonical {
         assert_eq!(bytes, second.bytes(), "encoding is canonical");
+    }
+}
+
+/// Bytes read by copies, as a queue's segment is.
+struct Copied<'a>(&'a [u8]);
+
+impl mproc_wire::Source for Copied<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.copy_from_slice(&self.0[offset..offset + buf.len()]);
+        Ok(())
+    }
+}
+
+/// Decodes `bytes` (no fds) by postcard's decoder and by `decode_from_source`: both give
+/// a value or both refuse; the values encode alike (when `canonical`: an order that
+/// depends on the map does not).
+fn same_as_postcard<T: Serialize + DeserializeOwned>(bytes: &[u8], canonical: bool) {
+    let theirs = mproc_wire::decode_from::<T>(bytes, Vec::new());
+    let ours = mproc_wire::decode_from_source::<T, _>(&Copied(bytes), Vec::new());
+    match (theirs, ours) {
+        (Ok(a), Ok(b)) => {
+            if canonical {
+                let a = mproc_wire::encode(&a).expect("a decoded value encodes");
+                let b = mproc_wire::encode(&b).expect("a decoded value encodes");
+                assert_eq!(a.bytes(), b.bytes(), "the two decoders disagree on a value");
+            }
+        }
+        (Err(_), Err(e)) => assert_eq!(e.kind(), ErrorKind::Decode, "{e}"),
+        (Ok(_), Err(e)) => panic!("decode_from_source refused what postcard took: {e}"),
+        (Err(e), Ok(_)) => panic!("decode_from_source took what postcard refused: {e}"),
     }
 }
