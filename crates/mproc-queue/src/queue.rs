@@ -322,8 +322,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             Ok((Payload::Segment(lent), _)) => {
                 // Read out of the segment as it is decoded, which frees it after.
-                let (lent, fds) = *lent;
-                Ok(mproc_wire::decode_from_source(&lent, fds).map_err(Error::from)?)
+                Ok(crate::ring::spill::decode(*lent).map_err(Error::from)?)
             }
             Ok((Payload::Bad(e), _)) | Err(Refused::Failed(e)) => Err(GetError::Failed(e)),
             Err(Refused::Timeout) => Err(GetError::Empty),

@@ -27,7 +27,7 @@ mod layout;
 mod protocol;
 mod shared;
 mod side;
-mod spill;
+pub(crate) mod spill;
 mod wait;
 #[cfg(feature = "tokio")]
 pub(crate) mod wait_async;
@@ -534,20 +534,32 @@ impl Ring {
                 if header.kind() == kind::INLINE {
                     return Ok(Some((Payload::Inline, start)));
                 }
-                return Ok(self
+                Ok(self
                     .side
                     .take(header.side_seq())?
-                    .map(|fds| (Payload::WithFds(fds), start)));
+                    .map(|fds| (Payload::WithFds(fds), start)))
             }
-            kind::LARGE => {}
-            _ => return Err(corrupt("a record of unknown kind")),
+            kind::LARGE => self.read_large(taken, header.side_seq(), len),
+            _ => Err(corrupt("a record of unknown kind")),
         }
+    }
+
+    /// Reads a large record: its message's size and kind, and the memfd beside it. Out of
+    /// line, so that the small messages' path stays short.
+    #[cold]
+    #[inline(never)]
+    fn read_large(
+        &self,
+        taken: &protocol::Taken<'_, Shm>,
+        side_seq: u32,
+        len: usize,
+    ) -> Result<Option<(Payload, usize)>> {
         if len != layout::LARGE_LEN {
             return Err(corrupt("a large record of the wrong length"));
         }
         let mut meta = [0u8; layout::LARGE_LEN];
         taken.read_payload(&mut meta)?;
-        let Some(mut fds) = self.side.take(header.side_seq())? else {
+        let Some(mut fds) = self.side.take(side_seq)? else {
             return Ok(None);
         };
         if fds.is_empty() {

@@ -31,6 +31,20 @@ pub trait Source {
     ///
     /// Whatever stops the copy (the decode then fails with [`ErrorKind::Io`]).
     fn read_at(&self, offset: usize, buf: &mut [u8]) -> std::io::Result<()>;
+
+    /// Appends the `len` bytes starting at `offset` to `out`. The default zeroes them in
+    /// `out` first, then reads them with [`read_at`](Source::read_at); a source that can
+    /// copy into `out`'s spare capacity saves that pass over a large byte string.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_at`](Source::read_at).
+    fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let start = out.len();
+        out.resize(start + len, 0);
+        self.read_at(offset, &mut out[start..])
+            .inspect_err(|_| out.truncate(start))
+    }
 }
 
 /// Like [`decode_from`](crate::decode_from), reading the bytes from `source`, which is
@@ -138,13 +152,6 @@ impl<S: Source + ?Sized> FromSource<'_, S> {
         self.filled - self.at + (self.source.len() - self.next)
     }
 
-    /// Copies `buf.len()` bytes of the source, from `next` on, into `buf`.
-    fn copy_out(&mut self, buf: &mut [u8]) -> postcard::Result<()> {
-        read(self.source, self.next, buf, self.failed)?;
-        self.next += buf.len();
-        Ok(())
-    }
-
     /// Makes at least `n` (≤ [`WINDOW`]) unread bytes sit in the window; refuses to read
     /// on when the stack is nearly used up (see `stack_guard`).
     #[inline]
@@ -220,9 +227,14 @@ impl<S: Source + ?Sized> FromSource<'_, S> {
         let mut out = Vec::with_capacity(n);
         out.extend_from_slice(&self.window[self.at..self.at + from_window]);
         self.at += from_window;
-        // Not zeroed first: `copy_out` writes every byte of the rest.
-        out.resize(n, 0);
-        self.copy_out(&mut out[from_window..])?;
+        let rest = n - from_window;
+        self.source
+            .append_to(self.next, rest, &mut out)
+            .map_err(|e| {
+                self.failed.set(Some(e));
+                E::DeserializeUnexpectedEnd
+            })?;
+        self.next += rest;
         Ok(out)
     }
 

@@ -135,10 +135,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     let (bytes, fds) = *sealed;
                     mproc_wire::decode_from(bytes.as_slice(), fds)
                 }
-                Ok(Some(Payload::Segment(lent))) => {
-                    let (lent, fds) = *lent;
-                    mproc_wire::decode_from_source(&lent, fds)
-                }
+                Ok(Some(Payload::Segment(lent))) => crate::ring::spill::decode(*lent),
                 Ok(Some(Payload::Bad(e))) | Err(Refused::Failed(e)) => {
                     return Err(GetError::Failed(e));
                 }

@@ -19,6 +19,7 @@ const MIN: usize = 4096;
 
 /// Makes room in `buf` for a payload of `len` bytes, and returns where in it the payload
 /// should start; `peek` reads the payload's first bytes (asked only for large payloads).
+#[inline]
 pub(crate) fn lead(
     buf: &mut Vec<u8>,
     len: usize,

@@ -389,6 +389,41 @@ impl Region {
         Ok(())
     }
 
+    /// Appends the `len` bytes starting at `offset` to `out`, copied straight into its spare
+    /// capacity (not zeroed first: a large copy out pays one pass over memory, not two).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when they do not fit (nothing is appended then).
+    ///
+    /// ```
+    /// let r = mproc_sys::Region::anonymous("doc", 4096)?;
+    /// r.copy_from(0, b"hello")?;
+    /// let mut out = b">".to_vec();
+    /// r.append_to(1, 4, &mut out)?;
+    /// assert_eq!(out, b">ello");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> io::Result<()> {
+        self.data()?;
+        self.check(offset, len, 1)?;
+        out.reserve(len);
+        let spare = out.spare_capacity_mut();
+        // SAFETY: the source range is in bounds; `spare` is `out`'s own allocation, at least
+        // `len` long after the reserve, and cannot overlap the mapping (no `&mut` into a
+        // region is ever made). The copy initializes its first `len` bytes, which `set_len`
+        // then counts; every bit pattern is a valid `u8`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                spare.as_mut_ptr().cast::<u8>(),
+                len,
+            );
+            out.set_len(out.len() + len);
+        }
+        Ok(())
+    }
+
     /// Copies `src` in, starting at `offset`.
     ///
     /// # Errors
