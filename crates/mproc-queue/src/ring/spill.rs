@@ -1,6 +1,6 @@
 //! Large messages' segments: each producer handle keeps a few memfds and reuses them; a
-//! consumer hands one back by marking it free, in the segment itself, once it has copied
-//! the message out.
+//! consumer hands one back by marking it free, in the segment itself, once it has read the
+//! message out (decoded straight from the segment by copies, see [`Lent`]).
 //!
 //! # Ownership
 //!
@@ -8,7 +8,7 @@
 //! it) or `BUSY` (one message lives there: its producer wrote it and nobody else may
 //! write it). A producer claims a segment with a compare-and-swap `FREE → BUSY`, copies
 //! the message in, and sends the segment's fd beside the record (the side socket, as
-//! every fd of a record travels). The consumer that takes the record copies the message
+//! every fd of a record travels). The consumer that takes the record reads the message
 //! out and stores `FREE` (Release: its reads of the bytes come before). A producer
 //! therefore never rewrites bytes a consumer may still read, and a consumer never reads
 //! a segment while it is being written: it only receives one after the record is
