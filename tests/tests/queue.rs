@@ -827,3 +827,45 @@ fn a_child_drains_a_queue_its_parent_dropped_and_hears_nobody_is_left() {
         assert_eq!(child.join().unwrap(), (vec![0, 1, 2], true));
     });
 }
+
+/// A string that deserializes only from a borrowed `&str`, as some zero-copy types do: a
+/// large message, decoded straight out of shared memory, cannot lend one.
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct BorrowedOnly(String);
+
+impl<'de> serde::Deserialize<'de> for BorrowedOnly {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Borrowed;
+        impl<'de> serde::de::Visitor<'de> for Borrowed {
+            type Value = BorrowedOnly;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a borrowed string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(BorrowedOnly(s.to_owned()))
+            }
+        }
+        d.deserialize_str(Borrowed)
+    }
+}
+
+/// Gets one `BorrowedOnly` and returns its length.
+fn take_borrowed_only(q: Queue<BorrowedOnly>) -> usize {
+    q.get().map(|v| v.0.len()).unwrap_or(0)
+}
+
+#[test]
+fn a_value_that_decodes_only_from_borrowed_bytes_arrives_small_or_large() {
+    deadline(LIMIT, || {
+        // 10 bytes go in the ring; 6 MiB in a segment of the producer's.
+        for n in [10, 6 * MIB] {
+            let q = Queue::<BorrowedOnly>::new().unwrap();
+            let mut child = builder().spawn(take_borrowed_only, q.clone()).unwrap();
+            q.put(BorrowedOnly("x".repeat(n))).unwrap();
+            assert_eq!(child.join().unwrap(), n);
+        }
+    });
+}

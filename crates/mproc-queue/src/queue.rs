@@ -56,7 +56,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// Messages live in shared memory: a small one is serialized and copied once into a ring
 /// (no pipe, no feeder thread, no syscall while the other side is awake); one larger than
 /// a quarter of the ring travels in a shared segment that its producer reuses once the
-/// consumer has copied the message out (up to 4 segments of up to 32 MiB per producer
+/// consumer has decoded the message out of it (up to 4 segments of up to 32 MiB per producer
 /// handle; a put waits briefly for one to be freed while consumers are taking messages),
 /// or, past that, in a sealed memfd of its own. A value made of large pieces (a byte
 /// string, a long string) is encoded straight into shared memory (its size counted first,

@@ -311,6 +311,11 @@ impl Mapped {
     /// `Corrupt` when `fd` is not a size-sealed memfd holding `size` bytes of message
     /// (nothing is freed then).
     pub(crate) fn lend(&self, fd: &OwnedFd, size: usize) -> Result<Lent> {
+        // No producer makes a segment larger than this: a record that says otherwise is
+        // refused before anything is mapped.
+        if size > POOL_MAX_BYTES {
+            return Err(corrupt("a large message is larger than any segment"));
+        }
         let id = mproc_sys::file_identity(fd.as_fd())
             .map_err(|e| Error::io("looking at a large message's segment", e))?;
         let mut segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
@@ -323,9 +328,14 @@ impl Mapped {
                 let len = mproc_sys::file_size(fd.as_fd())
                     .ok()
                     .and_then(|l| usize::try_from(l).ok())
-                    .ok_or_else(|| corrupt("a large message's segment has no size"))?;
+                    .filter(|&l| l <= DATA + POOL_MAX_BYTES)
+                    .ok_or_else(|| {
+                        corrupt("a large message's segment has no size, or a size no segment has")
+                    })?;
                 let region = Region::map(fd.as_fd(), len)
                     .map_err(|e| Error::io("mapping a large message's segment", e))?;
+                // Checked before it is kept: a bad one does not push a good one out.
+                state(&region)?;
                 if segments.len() == MAPPED {
                     segments.remove(0);
                 }
@@ -376,12 +386,29 @@ impl Lent {
 /// then frees the segment. Kept out of line: a large message is rare on the path a small one
 /// takes, which it would otherwise slow (callgrind counted 44 more instructions per small
 /// `put` + `get` with it inlined).
+///
+/// A decode from shared memory cannot lend the value a borrowed `&str` or `&[u8]`, which
+/// postcard's decoder of a buffer does: a type whose `Deserialize` takes only borrowed ones
+/// is refused there. So a message without fds that is refused is copied out and decoded as
+/// a small one is, and gets the same value, or the same refusal, as it would in the ring.
+/// (With fds, the first decode has taken them: its refusal stands.)
 #[cold]
 #[inline(never)]
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     (lent, fds): (Lent, Vec<OwnedFd>),
 ) -> std::result::Result<T, mproc_wire::Error> {
-    mproc_wire::decode_from_source(&lent, fds)
+    if !fds.is_empty() {
+        return mproc_wire::decode_from_source(&lent, fds);
+    }
+    let refused = match mproc_wire::decode_from_source(&lent, Vec::new()) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    let mut buf = Vec::new();
+    match lent.copy_out(&mut buf) {
+        Ok(()) => mproc_wire::decode_from(&buf, Vec::new()),
+        Err(_) => Err(refused),
+    }
 }
 
 /// A payload copied into the caller's buffer when it is still in its segment.
@@ -429,9 +456,10 @@ impl mproc_wire::Source for Lent {
 
 impl Drop for Lent {
     fn drop(&mut self) {
-        // Release: the reads of the message come before.
+        // Release: the reads of the message come before. Only from BUSY: a memfd that a
+        // peer passed off as a segment, in another state, is not written to.
         if let Ok(state) = state(&self.region) {
-            state.store(FREE, Ordering::Release);
+            let _ = state.compare_exchange(BUSY, FREE, Ordering::Release, Ordering::Relaxed);
         }
     }
 }
